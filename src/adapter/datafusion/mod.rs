@@ -1,0 +1,225 @@
+//! The embedded engine: DataFusion over a warehouse folder of Delta tables and persisted views.
+
+mod seed;
+mod warehouse;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::DeltaTable;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+
+use crate::adapter::{Adapter, AdapterError, Applied, QueryResult};
+use crate::jinja::Relation;
+use crate::materialize::Operation;
+use warehouse::{WarehouseCatalog, is_delta_table, view_file};
+
+pub struct DataFusionAdapter {
+    ctx: SessionContext,
+    root: PathBuf,
+}
+
+fn err(e: impl std::fmt::Display) -> AdapterError {
+    AdapterError(e.to_string())
+}
+
+impl DataFusionAdapter {
+    /// Opens (creating if needed) the warehouse folder `root` as catalog `database`, with
+    /// `schema` as the default schema for unqualified names.
+    pub fn open(root: &Path, database: &str, schema: &str) -> Result<Self, AdapterError> {
+        std::fs::create_dir_all(root).map_err(|e| {
+            AdapterError(format!(
+                "cannot create warehouse folder {}: {e}",
+                root.display()
+            ))
+        })?;
+        let root = std::fs::canonicalize(root).map_err(err)?;
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(database, schema)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            // delta-rs: a hash-join dynamic filter panics on dictionary keys without these.
+            .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
+            .set_usize(
+                "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
+                0,
+            );
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            // Writing a Delta table from a logical plan needs deltalake's planner.
+            .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let cell = Arc::new(OnceLock::new());
+        ctx.register_catalog(
+            database,
+            Arc::new(WarehouseCatalog::new(root.clone(), cell.clone())),
+        );
+        let _ = cell.set(ctx.state());
+        Ok(Self { ctx, root })
+    }
+
+    fn schema_dir(&self, rel: &Relation) -> PathBuf {
+        self.root.join(&rel.schema)
+    }
+
+    /// Writes `df`'s rows as the new version of the Delta table of `rel` (one commit).
+    async fn write_table(
+        &self,
+        rel: &Relation,
+        df: datafusion::dataframe::DataFrame,
+    ) -> Result<u64, AdapterError> {
+        let dir = self.schema_dir(rel).join(&rel.identifier);
+        std::fs::create_dir_all(&dir).map_err(err)?;
+        let url = deltalake::ensure_table_uri(dir.to_string_lossy()).map_err(err)?;
+        let table = DeltaTable::try_from_url(url).await.map_err(err)?;
+        let table = table
+            .write(Vec::new())
+            .with_input_plan(df.logical_plan().clone())
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(SchemaMode::Overwrite)
+            .with_session_state(Arc::new(self.ctx.state()))
+            .await
+            .map_err(err)?;
+        // A view of the same name is replaced by the table only once the table is committed.
+        let _ = std::fs::remove_file(view_file(&self.schema_dir(rel), &rel.identifier));
+        let rows = table
+            .history(Some(1))
+            .await
+            .ok()
+            .and_then(|mut h| h.next())
+            .and_then(|c| {
+                c.info
+                    .get("operationMetrics")
+                    .and_then(|m| m.get("num_added_rows"))
+                    .and_then(|n| n.as_u64())
+            });
+        Ok(rows.unwrap_or(0))
+    }
+
+    async fn create_view(&self, rel: &Relation, sql: &str) -> Result<(), AdapterError> {
+        // Plan first: a view that does not plan is an error now, not at its first read.
+        self.ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(err)?;
+        let dir = self.schema_dir(rel);
+        std::fs::create_dir_all(&dir).map_err(err)?;
+        let target = view_file(&dir, &rel.identifier);
+        let tmp = dir.join(format!(".{}.view.sql.tmp", rel.identifier));
+        std::fs::write(&tmp, sql).map_err(err)?;
+        std::fs::rename(&tmp, &target).map_err(err)?;
+        let table_dir = dir.join(&rel.identifier);
+        if is_delta_table(&table_dir) {
+            std::fs::remove_dir_all(&table_dir).map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+impl Adapter for DataFusionAdapter {
+    fn kind(&self) -> &'static str {
+        "datafusion"
+    }
+
+    async fn apply(&self, op: &Operation) -> Result<Applied, AdapterError> {
+        match op {
+            Operation::CreateTableAs { relation, sql } => {
+                let df = self.ctx.sql(sql).await.map_err(err)?;
+                let rows = self.write_table(relation, df).await?;
+                Ok(Applied {
+                    code: "CREATE TABLE".into(),
+                    rows_affected: Some(rows),
+                })
+            }
+            Operation::CreateView { relation, sql } => {
+                self.create_view(relation, sql).await?;
+                Ok(Applied {
+                    code: "CREATE VIEW".into(),
+                    rows_affected: None,
+                })
+            }
+            Operation::LoadSeed { relation, seed } => {
+                let df = seed::read(&self.ctx, seed)?;
+                let rows = self.write_table(relation, df).await?;
+                Ok(Applied {
+                    code: "INSERT".into(),
+                    rows_affected: Some(rows),
+                })
+            }
+            Operation::RunSql { sql } => {
+                let df = self.ctx.sql(sql).await.map_err(err)?;
+                df.collect().await.map_err(err)?;
+                Ok(Applied {
+                    code: "OK".into(),
+                    rows_affected: None,
+                })
+            }
+        }
+    }
+
+    async fn query(&self, sql: &str, limit: Option<usize>) -> Result<QueryResult, AdapterError> {
+        let mut df = self.ctx.sql(sql).await.map_err(err)?;
+        if let Some(n) = limit {
+            df = df.limit(0, Some(n)).map_err(err)?;
+        }
+        let columns = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let batches = df.collect().await.map_err(err)?;
+        let mut buf = Vec::new();
+        {
+            let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+            let refs: Vec<&_> = batches.iter().collect();
+            w.write_batches(&refs).map_err(err)?;
+            w.finish().map_err(err)?;
+        }
+        let objects: Vec<serde_json::Map<String, serde_json::Value>> = if buf.is_empty() {
+            vec![]
+        } else {
+            serde_json::from_slice(&buf).map_err(err)?
+        };
+        let columns: Vec<String> = columns;
+        let rows = objects
+            .into_iter()
+            .map(|o| {
+                columns
+                    .iter()
+                    .map(|c| o.get(c).cloned().unwrap_or(serde_json::Value::Null))
+                    .collect()
+            })
+            .collect();
+        Ok(QueryResult { columns, rows })
+    }
+
+    async fn check(&self) -> Result<String, AdapterError> {
+        let probe = self.root.join(".rsdbt-write-check");
+        std::fs::write(&probe, b"ok").map_err(|e| {
+            AdapterError(format!(
+                "warehouse folder {} is not writable: {e}",
+                self.root.display()
+            ))
+        })?;
+        let _ = std::fs::remove_file(probe);
+        self.ctx
+            .sql("select 1")
+            .await
+            .map_err(err)?
+            .collect()
+            .await
+            .map_err(err)?;
+        Ok(format!(
+            "warehouse {} (Delta tables, DataFusion {})",
+            self.root.display(),
+            datafusion::DATAFUSION_VERSION
+        ))
+    }
+}

@@ -1,0 +1,142 @@
+//! The warehouse folder as a DataFusion catalog: schemas are folders, tables are Delta tables
+//! (`<schema>/<table>/_delta_log`), views are `<schema>/<view>.view.sql` definitions.
+//!
+//! Tables resolve lazily at planning time, so every query sees the newest Delta version (no
+//! stale provider after a write) and views written by another process are visible.
+
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::datasource::ViewTable;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::session_state::SessionState;
+
+/// The file that holds a view's SQL.
+pub fn view_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.view.sql"))
+}
+
+pub fn is_delta_table(dir: &Path) -> bool {
+    dir.join("_delta_log").is_dir()
+}
+
+#[derive(Debug)]
+pub struct WarehouseCatalog {
+    root: PathBuf,
+    state: Arc<OnceLock<SessionState>>,
+}
+
+impl WarehouseCatalog {
+    pub fn new(root: PathBuf, state: Arc<OnceLock<SessionState>>) -> Self {
+        Self { root, state }
+    }
+}
+
+impl CatalogProvider for WarehouseCatalog {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| !n.starts_with('.') && !n.starts_with('_'))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let dir = self.root.join(name);
+        // Unknown schemas still resolve, so that a missing table says "table not found".
+        Some(Arc::new(WarehouseSchema {
+            dir,
+            state: self.state.clone(),
+        }))
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        _schema: Arc<dyn SchemaProvider>,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        std::fs::create_dir_all(self.root.join(name))
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(None)
+    }
+}
+
+#[derive(Debug)]
+pub struct WarehouseSchema {
+    dir: PathBuf,
+    state: Arc<OnceLock<SessionState>>,
+}
+
+#[async_trait]
+impl SchemaProvider for WarehouseSchema {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let n = e.file_name().to_string_lossy().to_string();
+            if p.is_dir() && is_delta_table(&p) {
+                names.push(n);
+            } else if let Some(v) = n.strip_suffix(".view.sql") {
+                names.push(v.to_string());
+            }
+        }
+        names.sort();
+        names
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let table_dir = self.dir.join(name);
+        if is_delta_table(&table_dir) {
+            let url = deltalake::ensure_table_uri(table_dir.to_string_lossy())
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let table = deltalake::open_table(url)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            if let Some(state) = self.state.get() {
+                table
+                    .update_datafusion_session(state)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            }
+            let provider = table.table_provider().await?;
+            return Ok(Some(provider));
+        }
+        let vf = view_file(&self.dir, name);
+        if vf.is_file() {
+            let sql =
+                std::fs::read_to_string(&vf).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let state = self
+                .state
+                .get()
+                .ok_or_else(|| DataFusionError::Internal("warehouse session not ready".into()))?;
+            let plan = state.create_logical_plan(&sql).await.map_err(|e| {
+                DataFusionError::Plan(format!(
+                    "view {}.{} no longer plans: {e}",
+                    self.dir.file_name().unwrap_or_default().to_string_lossy(),
+                    name
+                ))
+            })?;
+            return Ok(Some(Arc::new(ViewTable::new(plan, Some(sql)))));
+        }
+        Ok(None)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        is_delta_table(&self.dir.join(name)) || view_file(&self.dir, name).is_file()
+    }
+}

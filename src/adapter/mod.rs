@@ -1,0 +1,45 @@
+//! Adapters apply [`Operation`]s to a warehouse and run queries. Static dispatch: each engine is
+//! behind a cargo feature, and the compiler side builds without any.
+
+#[cfg(feature = "datafusion")]
+pub mod datafusion;
+
+use std::future::Future;
+
+use crate::materialize::Operation;
+
+/// What applying an operation reports (dbt's `adapter_response`).
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// `CREATE TABLE`, `CREATE VIEW`, `INSERT` ...
+    pub code: String,
+    pub rows_affected: Option<u64>,
+}
+
+/// Rows of a query, as JSON values (for `show`, and tests).
+#[derive(Debug, Clone, Default)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+}
+
+/// A failure in the warehouse: the message is shown to the user as is.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct AdapterError(pub String);
+
+/// The engine-facing interface: small on purpose.
+pub trait Adapter: Send + Sync + 'static {
+    /// The adapter type as in profiles.yml.
+    fn kind(&self) -> &'static str;
+    /// Applies one operation; atomic per operation.
+    fn apply(&self, op: &Operation) -> impl Future<Output = Result<Applied, AdapterError>> + Send;
+    /// Runs a query and returns at most `limit` rows.
+    fn query(
+        &self,
+        sql: &str,
+        limit: Option<usize>,
+    ) -> impl Future<Output = Result<QueryResult, AdapterError>> + Send;
+    /// Checks that the warehouse is reachable and usable (for `debug`).
+    fn check(&self) -> impl Future<Output = Result<String, AdapterError>> + Send;
+}

@@ -1,0 +1,143 @@
+//! Command-line arguments (dbt's flags and names).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rsdbt",
+    version,
+    about = "A declarative SQL model runner in the style of dbt, with an embedded DataFusion + Delta Lake engine"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: Global,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Project folder (holding project.yml or dbt_project.yml)
+    #[arg(long, global = true, env = "DBT_PROJECT_DIR")]
+    pub project_dir: Option<PathBuf>,
+    /// Folder holding profiles.yml (else RSDBT_PROFILES_DIR, DBT_PROFILES_DIR, the project folder, ~/.rsdbt, ~/.dbt)
+    #[arg(long, global = true)]
+    pub profiles_dir: Option<PathBuf>,
+    /// Target of the profile to use
+    #[arg(short = 't', long, global = true)]
+    pub target: Option<String>,
+    /// Variables as a YAML or JSON mapping, e.g. '{start_date: 2024-01-01}'
+    #[arg(long, global = true)]
+    pub vars: Option<String>,
+    /// Number of nodes to build at once (overrides the profile)
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Log format: text for people, json for machines (one JSON object per line)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "DBT_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Disable colors (NO_COLOR is honoured too)
+    #[arg(long = "no-use-colors", global = true)]
+    pub no_use_colors: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct Selection {
+    /// Nodes to include (dbt selector syntax: name, folder, +name, name+, tag:x, path:..., config.k:v)
+    #[arg(short = 's', long = "select", alias = "models", short_alias = 'm', num_args = 1.., action = clap::ArgAction::Append)]
+    pub select: Vec<String>,
+    /// Nodes to leave out (same syntax)
+    #[arg(long, num_args = 1.., action = clap::ArgAction::Append)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse the project and write target/manifest.json
+    Parse,
+    /// Compile models to SQL under target/compiled/
+    Compile {
+        #[command(flatten)]
+        selection: Selection,
+        /// Compile this SQL (with Jinja) instead of project nodes, and print it
+        #[arg(long)]
+        inline: Option<String>,
+    },
+    /// List nodes
+    #[command(alias = "list")]
+    Ls {
+        #[command(flatten)]
+        selection: Selection,
+        /// Only these resource types (model, seed, source, ...)
+        #[arg(long = "resource-type", num_args = 1.., action = clap::ArgAction::Append)]
+        resource_type: Vec<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t = LsOutput::Selector)]
+        output: LsOutput,
+    },
+    /// Load CSV seeds into tables
+    Seed {
+        #[command(flatten)]
+        selection: Selection,
+        /// Accepted for dbt compatibility (seeds are always fully reloaded)
+        #[arg(long)]
+        full_refresh: bool,
+    },
+    /// Build models
+    Run {
+        #[command(flatten)]
+        selection: Selection,
+        /// Rebuild incremental models from scratch
+        #[arg(long)]
+        full_refresh: bool,
+    },
+    /// Seeds and models (and tests, once they exist) in DAG order
+    Build {
+        #[command(flatten)]
+        selection: Selection,
+        #[arg(long)]
+        full_refresh: bool,
+    },
+    /// Run a model's compiled SQL (or an inline query) and print rows
+    Show {
+        #[command(flatten)]
+        selection: Selection,
+        /// A query to run instead of a model (Jinja allowed: {{ ref('m') }})
+        #[arg(long)]
+        inline: Option<String>,
+        /// Rows to show (-1 for all)
+        #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t = ShowOutput::Text)]
+        output: ShowOutput,
+    },
+    /// Check the project, the profile and the connection
+    Debug,
+    /// Delete the clean-targets folders (target path by default)
+    Clean,
+    /// Create a new project folder
+    Init {
+        /// Project name (a folder of that name is created)
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LsOutput {
+    Selector,
+    Name,
+    Path,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShowOutput {
+    Text,
+    Json,
+}

@@ -1,0 +1,594 @@
+//! The command line: settings are resolved first, then one command runs the pipeline stages
+//! it needs. Exit codes as dbt: 0 success, 1 a node failed, 2 the run could not start.
+
+pub mod args;
+mod init;
+pub mod printer;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde_json::json;
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::graph::{Dag, select};
+use crate::manifest::{self, Invocation, Manifest, ResourceType};
+use crate::project::{self, Project, Settings};
+use args::{Cli, Command, LsOutput, Selection, ShowOutput};
+use printer::Printer;
+
+/// Parses the process arguments, runs the command, returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let mut printer = Printer::new(
+        cli.global.log_format == args::LogFormat::Json,
+        cli.global.no_use_colors,
+    );
+    let invocation = Invocation::new();
+    printer.invocation_id = invocation.invocation_id.clone();
+    printer.install();
+    match run(cli, &printer, invocation) {
+        Ok(code) => code,
+        Err(d) => {
+            printer.diagnostics(&d);
+            2
+        }
+    }
+}
+
+fn settings(cli: &Cli, need_profile: bool) -> Result<Settings, Diagnostics> {
+    let vars = match &cli.global.vars {
+        Some(v) => project::parse_cli_vars(v)?,
+        None => Default::default(),
+    };
+    Ok(Settings {
+        project_dir: cli
+            .global
+            .project_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".")),
+        profiles_dir: cli.global.profiles_dir.clone(),
+        target: cli.global.target.clone(),
+        threads: cli.global.threads,
+        vars,
+        need_profile,
+    })
+}
+
+/// Everything up to the DAG: what most commands start with.
+struct Loaded {
+    project: Project,
+    manifest: Manifest,
+    dag: Dag,
+}
+
+fn load(cli: &Cli, invocation: &Invocation) -> Result<Loaded, Diagnostics> {
+    let project = project::load(&settings(cli, true)?)?;
+    let manifest = manifest::build(&project, invocation)?;
+    let dag = Dag::build(&manifest)?;
+    Ok(Loaded {
+        project,
+        manifest,
+        dag,
+    })
+}
+
+fn found_line(m: &Manifest) -> String {
+    let count = |t: ResourceType| m.nodes.values().filter(|n| n.resource_type == t).count();
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "Found {}, {}, {}, {}",
+        plural(count(ResourceType::Model), "model"),
+        plural(count(ResourceType::Seed), "seed"),
+        plural(m.sources.len(), "source"),
+        plural(m.macros.len(), "macro")
+    )
+}
+
+fn write_manifest(l: &Loaded, compiled: &BTreeMap<String, String>) -> Result<(), Diagnostics> {
+    let value = crate::artifacts::manifest_json(&l.manifest, compiled);
+    crate::artifacts::write_json(&l.project.target_dir(), "manifest.json", &value).map_err(|e| {
+        Diagnostic::error(
+            "io",
+            format!("cannot write {}/manifest.json: {e}", l.project.target_path),
+        )
+        .into()
+    })
+}
+
+fn selected(
+    l: &Loaded,
+    sel: &Selection,
+    types: &[ResourceType],
+) -> Result<Vec<String>, Diagnostics> {
+    let set = select::eval(&l.manifest, &l.dag, &sel.select, &sel.exclude)?;
+    let ids = set.into_iter().filter(|id| {
+        l.manifest
+            .nodes
+            .get(id)
+            .is_some_and(|n| types.contains(&n.resource_type))
+    });
+    Ok(l.dag.sort(ids))
+}
+
+fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagnostics> {
+    match &cli.command {
+        Command::Init { name } => init::run(name, printer),
+        Command::Clean => {
+            let project = project::load(&settings(&cli, false)?)?;
+            clean(&project, printer)
+        }
+        Command::Parse => {
+            let started = std::time::Instant::now();
+            let l = load(&cli, &invocation)?;
+            write_manifest(&l, &BTreeMap::new())?;
+            printer.info(&found_line(&l.manifest));
+            printer.info(&format!(
+                "Parsed in {:.3}s; wrote {}/manifest.json",
+                started.elapsed().as_secs_f64(),
+                l.project.target_path
+            ));
+            Ok(0)
+        }
+        Command::Compile { selection, inline } => {
+            let l = load(&cli, &invocation)?;
+            let compiler = crate::compile::Compiler::new(&l.manifest);
+            if let Some(sql) = inline {
+                printer.raw(&compiler.compile_inline(sql)?);
+                return Ok(0);
+            }
+            let ids = selected(&l, selection, &[ResourceType::Model])?;
+            let mut compiled = BTreeMap::new();
+            let mut diags = Diagnostics::new();
+            for id in &ids {
+                let node = &l.manifest.nodes[id];
+                match compiler.compile(id) {
+                    Ok(c) => {
+                        let _ = crate::compile::write_compiled(
+                            &l.project.target_dir(),
+                            &node.package,
+                            &node.original_file_path,
+                            &c.sql,
+                        );
+                        compiled.insert(id.clone(), c.sql.clone());
+                    }
+                    Err(d) => diags.push(d),
+                }
+            }
+            write_manifest(&l, &compiled)?;
+            if !diags.is_empty() {
+                return Err(diags);
+            }
+            printer.info(&found_line(&l.manifest));
+            if ids.len() == 1 {
+                printer.raw(&compiled[&ids[0]]);
+            } else {
+                printer.info(&format!(
+                    "Compiled {} node{} into {}/compiled/",
+                    ids.len(),
+                    if ids.len() == 1 { "" } else { "s" },
+                    l.project.target_path
+                ));
+            }
+            Ok(0)
+        }
+        Command::Ls {
+            selection,
+            resource_type,
+            output,
+        } => {
+            let project = project::load(&settings(&cli, true)?)?;
+            let manifest = manifest::build(&project, &invocation)?;
+            let dag = Dag::build(&manifest)?;
+            let set = select::eval(&manifest, &dag, &selection.select, &selection.exclude)?;
+            for id in dag.sort(set) {
+                if let Some(line) = ls_line(&manifest, &id, resource_type, *output) {
+                    printer.raw(&line);
+                }
+            }
+            Ok(0)
+        }
+        Command::Seed { selection, .. } => execute(
+            &cli,
+            printer,
+            &invocation,
+            selection,
+            &[ResourceType::Seed],
+            "seed",
+        ),
+        Command::Run { selection, .. } => execute(
+            &cli,
+            printer,
+            &invocation,
+            selection,
+            &[ResourceType::Model],
+            "run",
+        ),
+        Command::Build { selection, .. } => execute(
+            &cli,
+            printer,
+            &invocation,
+            selection,
+            &[ResourceType::Seed, ResourceType::Model],
+            "build",
+        ),
+        Command::Show {
+            selection,
+            inline,
+            limit,
+            output,
+        } => show(
+            &cli,
+            printer,
+            &invocation,
+            selection,
+            inline.as_deref(),
+            *limit,
+            *output,
+        ),
+        Command::Debug => debug(&cli, printer),
+    }
+}
+
+fn ls_line(m: &Manifest, id: &str, types: &[String], output: LsOutput) -> Option<String> {
+    let type_ok = |t: &str| {
+        types.is_empty()
+            || types
+                .iter()
+                .any(|x| x == t || x == "all" || (x == "default" && t != "source"))
+    };
+    if let Some(n) = m.nodes.get(id) {
+        if !type_ok(n.resource_type.as_str()) {
+            return None;
+        }
+        return Some(match output {
+            LsOutput::Selector => n.fqn.join("."),
+            LsOutput::Name => n.name.clone(),
+            LsOutput::Path => n.original_file_path.clone(),
+            LsOutput::Json => json!({
+                "name": n.name, "resource_type": n.resource_type.as_str(), "package_name": n.package,
+                "original_file_path": n.original_file_path, "unique_id": n.unique_id, "alias": n.relation.identifier,
+                "config": n.config, "tags": n.tags(), "depends_on": {"macros": n.depends_on_macros, "nodes": n.depends_on_nodes},
+            })
+            .to_string(),
+        });
+    }
+    let s = m.sources.get(id)?;
+    if !type_ok("source") {
+        return None;
+    }
+    Some(match output {
+        LsOutput::Selector => format!("source:{}", s.fqn.join(".")).replacen(&format!("{}.", s.package), &format!("{}.", s.package), 1),
+        LsOutput::Name => format!("{}.{}", s.def.source_name, s.def.name),
+        LsOutput::Path => s.def.file.clone(),
+        LsOutput::Json => json!({
+            "name": s.def.name, "resource_type": "source", "package_name": s.package, "source_name": s.def.source_name,
+            "original_file_path": s.def.file, "unique_id": s.unique_id, "tags": s.def.tags,
+        })
+        .to_string(),
+    })
+}
+
+fn clean(project: &Project, printer: &Printer) -> Result<i32, Diagnostics> {
+    let root = std::fs::canonicalize(&project.root).unwrap_or_else(|_| project.root.clone());
+    for t in &project.clean_targets {
+        let path = root.join(t);
+        let resolved = std::fs::canonicalize(&path).unwrap_or(path.clone());
+        if !resolved.starts_with(&root) || resolved == root {
+            return Err(Diagnostic::error("clean", format!("clean-targets entry '{t}' is outside the project folder (or is the folder itself); refusing to delete it"))
+                .at(crate::diag::Location::find(&project.project_file.path, project.project_file.contents.clone(), t))
+                .hint("list only folders inside the project under clean-targets")
+                .into());
+        }
+        if resolved.exists() {
+            std::fs::remove_dir_all(&resolved)
+                .map_err(|e| Diagnostic::error("io", format!("cannot delete {t}: {e}")))?;
+            printer.info(&format!("Cleaned {t}/"));
+        } else {
+            printer.info(&format!("Nothing to clean at {t}/"));
+        }
+    }
+    printer.info("Finished cleaning all paths.");
+    Ok(0)
+}
+
+#[cfg(feature = "datafusion")]
+fn open_adapter(
+    project: &Project,
+) -> Result<crate::adapter::datafusion::DataFusionAdapter, Diagnostics> {
+    let t = project.target();
+    if t.adapter_type != "datafusion" {
+        return Err(Diagnostic::error("profile", format!("target '{}' has type '{}', which this build cannot run yet", t.name, t.adapter_type))
+            .hint("use a `type: datafusion` target (the embedded engine); PostgreSQL targets are on the roadmap")
+            .into());
+    }
+    crate::adapter::datafusion::DataFusionAdapter::open(
+        &t.warehouse_path(&project.root),
+        &t.database,
+        &t.schema,
+    )
+    .map_err(|e| {
+        Diagnostic::error("adapter", e.0)
+            .hint("check the `path` of the target in profiles.yml")
+            .into()
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+#[cfg(feature = "datafusion")]
+fn execute(
+    cli: &Cli,
+    printer: &Printer,
+    invocation: &Invocation,
+    selection: &Selection,
+    types: &[ResourceType],
+    what: &str,
+) -> Result<i32, Diagnostics> {
+    let l = load(cli, invocation)?;
+    let ids: Vec<String> = selected(&l, selection, types)?
+        .into_iter()
+        .filter(|id| crate::exec::is_executable(&l.manifest.nodes[id]))
+        .collect();
+    write_manifest(&l, &BTreeMap::new())?;
+    let adapter = open_adapter(&l.project)?;
+    let threads = l.project.target().threads;
+    printer.info(&format!("Running with rsdbt={}", env!("CARGO_PKG_VERSION")));
+    printer.info(&found_line(&l.manifest));
+    printer.info("");
+    if ids.is_empty() {
+        printer.info("Nothing to do. Try checking your model configs and model specification args");
+        return Ok(0);
+    }
+    printer.info(&format!(
+        "Concurrency: {threads} threads (target='{}')",
+        l.project.target().name
+    ));
+    printer.info("");
+    let target_dir = l.project.target_dir();
+    let results = runtime().block_on(crate::exec::run(
+        &adapter,
+        &l.manifest,
+        &l.dag,
+        &ids,
+        threads,
+        &target_dir,
+        &l.project.root,
+        printer,
+    ));
+    let mut compiled = BTreeMap::new();
+    for r in &results.results {
+        if let Some(c) = &r.compiled_code {
+            compiled.insert(r.unique_id.clone(), c.clone());
+        }
+    }
+    write_manifest(&l, &compiled)?;
+    let args = json!({"which": what, "select": selection.select, "exclude": selection.exclude, "target": cli.global.target, "threads": threads});
+    let rr = crate::artifacts::run_results_json(&l.manifest, &results, args);
+    crate::artifacts::write_json(&target_dir, "run_results.json", &rr)
+        .map_err(|e| Diagnostic::error("io", format!("cannot write run_results.json: {e}")))?;
+    let seeds = ids
+        .iter()
+        .filter(|id| l.manifest.nodes[*id].resource_type == ResourceType::Seed)
+        .count();
+    let models = ids.len() - seeds;
+    let mut parts = Vec::new();
+    if models > 0 {
+        parts.push(format!(
+            "{models} model{}",
+            if models == 1 { "" } else { "s" }
+        ));
+    }
+    if seeds > 0 {
+        parts.push(format!("{seeds} seed{}", if seeds == 1 { "" } else { "s" }));
+    }
+    printer.summary(&results, &parts.join(", "));
+    Ok(
+        if results.count(crate::exec::Status::Error) > 0
+            || results.count(crate::exec::Status::Skipped) > 0
+        {
+            1
+        } else {
+            0
+        },
+    )
+}
+
+#[cfg(not(feature = "datafusion"))]
+fn execute(
+    _: &Cli,
+    _: &Printer,
+    _: &Invocation,
+    _: &Selection,
+    _: &[ResourceType],
+    _: &str,
+) -> Result<i32, Diagnostics> {
+    Err(no_engine())
+}
+
+#[cfg(not(feature = "datafusion"))]
+fn no_engine() -> Diagnostics {
+    Diagnostic::error("build", "this rsdbt was built without an engine")
+        .hint("rebuild with the default features: cargo build")
+        .into()
+}
+
+#[cfg(feature = "datafusion")]
+fn show(
+    cli: &Cli,
+    printer: &Printer,
+    invocation: &Invocation,
+    selection: &Selection,
+    inline: Option<&str>,
+    limit: i64,
+    output: ShowOutput,
+) -> Result<i32, Diagnostics> {
+    use crate::adapter::Adapter;
+    let l = load(cli, invocation)?;
+    let compiler = crate::compile::Compiler::new(&l.manifest);
+    let (title, sql) = match inline {
+        Some(q) => ("inline".to_string(), compiler.compile_inline(q)?),
+        None => {
+            let ids = selected(&l, selection, &[ResourceType::Model, ResourceType::Seed])?;
+            let [id] = ids.as_slice() else {
+                return Err(Diagnostic::error(
+                    "selector",
+                    format!(
+                        "show needs exactly one node, but the selection matched {}",
+                        ids.len()
+                    ),
+                )
+                .hint("pass --select <model name> or --inline \"select ...\"")
+                .into());
+            };
+            let node = &l.manifest.nodes[id];
+            let sql = if node.resource_type == ResourceType::Seed {
+                format!("select * from {}", node.relation.render())
+            } else {
+                compiler.compile(id)?.sql.clone()
+            };
+            (node.name.clone(), sql)
+        }
+    };
+    let adapter = open_adapter(&l.project)?;
+    let limit = if limit < 0 {
+        None
+    } else {
+        Some(limit as usize)
+    };
+    let result = runtime().block_on(adapter.query(&sql, limit));
+    match result {
+        Ok(r) => {
+            match output {
+                ShowOutput::Json => {
+                    let rows: Vec<serde_json::Value> = r
+                        .rows
+                        .iter()
+                        .map(|row| {
+                            serde_json::Value::Object(
+                                r.columns.iter().cloned().zip(row.iter().cloned()).collect(),
+                            )
+                        })
+                        .collect();
+                    printer.raw(
+                        &serde_json::to_string_pretty(&json!({"node": title, "show": rows}))
+                            .unwrap_or_default(),
+                    );
+                }
+                ShowOutput::Text => {
+                    printer.info(&format!("Previewing node '{title}':"));
+                    printer.raw(&table_text(&r));
+                }
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            printer.diagnostics(
+                &Diagnostic::error("database", format!("Database Error in {title}: {}", e.0))
+                    .hint("check the SQL; `rsdbt compile` writes what ran under the target folder")
+                    .into(),
+            );
+            Ok(1)
+        }
+    }
+}
+
+#[cfg(not(feature = "datafusion"))]
+fn show(
+    _: &Cli,
+    _: &Printer,
+    _: &Invocation,
+    _: &Selection,
+    _: Option<&str>,
+    _: i64,
+    _: ShowOutput,
+) -> Result<i32, Diagnostics> {
+    Err(no_engine())
+}
+
+/// Rows as a bordered text table.
+fn table_text(r: &crate::adapter::QueryResult) -> String {
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let cells: Vec<Vec<String>> = r
+        .rows
+        .iter()
+        .map(|row| row.iter().map(cell).collect())
+        .collect();
+    let widths: Vec<usize> = r
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|row| row[i].chars().count())
+                .chain([c.chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |vals: &[String]| {
+        format!(
+            "| {} |",
+            vals.iter()
+                .zip(&widths)
+                .map(|(v, w)| format!("{v:<w$}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        )
+    };
+    let sep = format!(
+        "| {} |",
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let mut out = vec![line(&r.columns), sep];
+    out.extend(cells.iter().map(|row| line(row)));
+    out.join("\n")
+}
+
+fn debug(cli: &Cli, printer: &Printer) -> Result<i32, Diagnostics> {
+    printer.info(&format!("rsdbt version: {}", env!("CARGO_PKG_VERSION")));
+    let project = project::load(&settings(cli, true)?)?;
+    let t = project.target();
+    printer.info(&format!(
+        "project: {} ({})",
+        project.name, project.project_file.path
+    ));
+    printer.info(&format!("profiles.yml: {}", t.profiles_path.display()));
+    printer.info(&format!(
+        "profile: {}  target: {}  type: {}  schema: {}  threads: {}",
+        t.profile_name, t.name, t.adapter_type, t.schema, t.threads
+    ));
+    #[cfg(feature = "datafusion")]
+    {
+        use crate::adapter::Adapter;
+        let adapter = open_adapter(&project)?;
+        match runtime().block_on(adapter.check()) {
+            Ok(msg) => {
+                printer.info(&format!("Connection test: [OK] {msg}"));
+                printer.info("All checks passed!");
+                Ok(0)
+            }
+            Err(e) => {
+                printer.info(&format!("Connection test: [ERROR] {}", e.0));
+                Ok(1)
+            }
+        }
+    }
+    #[cfg(not(feature = "datafusion"))]
+    Err(no_engine())
+}

@@ -1,0 +1,229 @@
+//! The only place that prints. Text lines in dbt's shape (`HH:MM:SS  1 of 5 OK created ...`),
+//! or one JSON object per line with `--log-format json`. Colors honour NO_COLOR.
+
+use std::io::Write;
+use std::sync::OnceLock;
+
+use serde_json::json;
+
+use crate::diag::Diagnostics;
+use crate::exec::{NodeResult, RunResults, Status};
+use crate::manifest::{Node, ResourceType};
+
+static GLOBAL: OnceLock<Printer> = OnceLock::new();
+
+#[derive(Debug, Clone)]
+pub struct Printer {
+    pub json: bool,
+    pub color: bool,
+    pub invocation_id: String,
+}
+
+/// A finished node, for its result line.
+pub struct NodeLine<'a> {
+    pub index: usize,
+    pub total: usize,
+    pub node: &'a Node,
+    pub result: &'a NodeResult,
+}
+
+const WIDTH: usize = 80;
+
+impl Printer {
+    pub fn new(json: bool, no_color: bool) -> Self {
+        let color = !json
+            && !no_color
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && is_terminal();
+        Self {
+            json,
+            color,
+            invocation_id: String::new(),
+        }
+    }
+
+    /// Makes this printer the one used by code that has no handle (warnings during parse).
+    pub fn install(&self) {
+        let _ = GLOBAL.set(self.clone());
+    }
+
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// One informational line.
+    pub fn info(&self, msg: &str) {
+        self.event("info", "Note", msg, json!({}));
+    }
+
+    fn event(&self, level: &str, name: &str, msg: &str, data: serde_json::Value) {
+        let now = chrono::Utc::now();
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            let line = json!({
+                "info": {"name": name, "level": level, "msg": msg, "ts": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), "invocation_id": self.invocation_id},
+                "data": data,
+            });
+            let _ = writeln!(out, "{line}");
+        } else {
+            let ts = chrono::Local::now().format("%H:%M:%S");
+            for l in msg.lines() {
+                let _ = writeln!(out, "{ts}  {l}");
+            }
+            if msg.is_empty() {
+                let _ = writeln!(out, "{ts}");
+            }
+        }
+    }
+
+    /// Plain output (ls, show, compile --inline): never timestamped.
+    pub fn raw(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+    }
+
+    /// Diagnostics go to stderr.
+    pub fn diagnostics(&self, d: &Diagnostics) {
+        if self.json {
+            for diag in &d.0 {
+                let loc = diag
+                    .location
+                    .as_ref()
+                    .map(|l| json!({"path": l.path, "line": l.line()}));
+                let line = json!({
+                    "info": {"name": "Diagnostic", "level": if diag.severity == crate::diag::Severity::Error { "error" } else { "warn" }, "msg": diag.message, "invocation_id": self.invocation_id},
+                    "data": {"code": diag.code, "location": loc, "hint": diag.hint},
+                });
+                eprintln!("{line}");
+            }
+        } else {
+            eprintln!("{}", d.render(self.color));
+        }
+    }
+
+    fn describe(node: &Node) -> String {
+        let rel = format!("{}.{}", node.relation.schema, node.relation.identifier);
+        match node.resource_type {
+            ResourceType::Seed => format!("seed file {rel}"),
+            _ => format!("sql {} model {rel}", node.materialized()),
+        }
+    }
+
+    fn dots(left: &str, right: &str) -> String {
+        let n = WIDTH
+            .saturating_sub(left.chars().count() + right.chars().count() + 2)
+            .max(1);
+        format!("{left} {} {right}", ".".repeat(n))
+    }
+
+    pub fn node_start(&self, index: usize, total: usize, node: &Node) {
+        let left = format!("{index} of {total} START {}", Self::describe(node));
+        let data = json!({"node_info": {"unique_id": node.unique_id, "node_status": "started"}, "index": index, "total": total});
+        self.event("info", "NodeStart", &Self::dots(&left, "[RUN]"), data);
+    }
+
+    pub fn node_skipped(&self, index: usize, total: usize, node: &Node) {
+        let left = format!(
+            "{index} of {total} SKIP relation {}.{}",
+            node.relation.schema, node.relation.identifier
+        );
+        let right = self.paint("33", "[SKIP]");
+        let data = json!({"node_info": {"unique_id": node.unique_id, "node_status": "skipped"}, "index": index, "total": total});
+        self.event("info", "NodeFinished", &Self::dots(&left, &right), data);
+    }
+
+    pub fn node_done(&self, line: &NodeLine) {
+        let r = line.result;
+        let node = line.node;
+        let (verb, right, level) = match r.status {
+            Status::Success => {
+                let what = match node.resource_type {
+                    ResourceType::Seed => format!("loaded {}", Self::describe(node)),
+                    _ => format!("created {}", Self::describe(node)),
+                };
+                let msg = r.message.clone().unwrap_or_default();
+                (
+                    self.paint("32", "OK") + " " + &what,
+                    self.paint("32", &format!("[{msg} in {:.2}s]", r.execution_time)),
+                    "info",
+                )
+            }
+            _ => (
+                self.paint("31", "ERROR") + " creating " + &Self::describe(node),
+                self.paint("31", &format!("[ERROR in {:.2}s]", r.execution_time)),
+                "error",
+            ),
+        };
+        let left = format!("{} of {} {verb}", line.index, line.total);
+        let data = json!({
+            "node_info": {"unique_id": node.unique_id, "node_status": r.status.as_str()},
+            "index": line.index, "total": line.total, "execution_time": r.execution_time,
+            "message": r.message,
+        });
+        self.event(level, "NodeFinished", &Self::dots(&left, &right), data);
+    }
+
+    /// The closing summary: counts, errors repeated with their messages, and the totals line.
+    pub fn summary(&self, results: &RunResults, what: &str) {
+        let errors: Vec<&NodeResult> = results
+            .results
+            .iter()
+            .filter(|r| r.status == Status::Error)
+            .collect();
+        let secs = results.elapsed;
+        self.info("");
+        self.info(&format!(
+            "Finished running {what} in {} hours {} minutes and {:.2} seconds ({secs:.2}s).",
+            (secs / 3600.0) as u64,
+            ((secs % 3600.0) / 60.0) as u64,
+            secs % 60.0
+        ));
+        self.info("");
+        if errors.is_empty() {
+            self.info(&self.paint("32", "Completed successfully"));
+        } else {
+            self.info(&self.paint(
+                "31",
+                &format!(
+                    "Completed with {} error{}:",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                ),
+            ));
+            for e in errors {
+                self.info("");
+                self.info(e.message.as_deref().unwrap_or("error"));
+            }
+        }
+        self.info("");
+        let pass = results.count(Status::Success);
+        let err = results.count(Status::Error);
+        let skip = results.count(Status::Skipped);
+        self.event(
+            "info",
+            "EndOfRunSummary",
+            &format!(
+                "Done. PASS={pass} WARN=0 ERROR={err} SKIP={skip} NO-OP=0 TOTAL={}",
+                results.results.len()
+            ),
+            json!({"pass": pass, "error": err, "skip": skip, "total": results.results.len()}),
+        );
+    }
+}
+
+fn is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal()
+}
+
+/// Prints warnings collected during parsing through the installed printer.
+pub fn warnings(d: &Diagnostics) {
+    match GLOBAL.get() {
+        Some(p) => p.diagnostics(d),
+        None => eprintln!("{}", d.render(false)),
+    }
+}

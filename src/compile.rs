@@ -1,0 +1,198 @@
+//! Compile: render a node's final SQL (refs resolved), inline ephemeral models as CTEs, and
+//! write it under `target/compiled/`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::diag::Diagnostic;
+use crate::jinja::Phase;
+use crate::manifest::{Manifest, RelationIndex};
+
+/// A node's compiled SQL.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The SQL that runs: ephemeral CTEs injected.
+    pub sql: String,
+    /// The node's own rendered SQL, before injection (what an outer query inlines).
+    pub body: String,
+    /// `(cte name, sql)` of every ephemeral model inlined, in dependency order.
+    pub ctes: Vec<(String, String)>,
+    /// `log()` / `print()` output of the render.
+    pub logs: Vec<String>,
+}
+
+/// Compiles nodes on demand, caching results (ephemeral models are compiled once per run).
+pub struct Compiler<'m> {
+    manifest: &'m Manifest,
+    resolver: Arc<RelationIndex>,
+    cache: Mutex<BTreeMap<String, Arc<Compiled>>>,
+}
+
+impl<'m> Compiler<'m> {
+    pub fn new(manifest: &'m Manifest) -> Self {
+        Self {
+            manifest,
+            resolver: Arc::new(RelationIndex::new(manifest)),
+            cache: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn compile(&self, unique_id: &str) -> Result<Arc<Compiled>, Diagnostic> {
+        if let Some(c) = self.cache.lock().unwrap().get(unique_id) {
+            return Ok(c.clone());
+        }
+        let node = &self.manifest.nodes[unique_id];
+        let phase = Phase::Compile {
+            resolver: self.resolver.clone(),
+            incremental: false,
+        };
+        let (body, capture) = self.manifest.jinja.render_node(&node.info(), phase)?;
+        let mut ctes: Vec<(String, String)> = Vec::new();
+        for cte in &capture.ephemerals {
+            let Some(eph) = self
+                .manifest
+                .nodes
+                .values()
+                .find(|n| n.relation.cte_name.as_deref() == Some(cte.as_str()))
+            else {
+                continue;
+            };
+            let inner = self.compile(&eph.unique_id)?;
+            for c in &inner.ctes {
+                if !ctes.iter().any(|(n, _)| n == &c.0) {
+                    ctes.push(c.clone());
+                }
+            }
+            if !ctes.iter().any(|(n, _)| n == cte) {
+                ctes.push((cte.clone(), inner.body.clone()));
+            }
+        }
+        let sql = inject_ctes(&body, &ctes);
+        let compiled = Arc::new(Compiled {
+            sql,
+            body,
+            ctes,
+            logs: capture.logs,
+        });
+        self.cache
+            .lock()
+            .unwrap()
+            .insert(unique_id.to_string(), compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Renders free SQL (for `show --inline`) in the context of the project.
+    pub fn compile_inline(&self, sql: &str) -> Result<String, Diagnostic> {
+        let info = crate::jinja::NodeInfo {
+            unique_id: format!("sql_operation.{}.inline_query", self.manifest.project_name),
+            name: "inline_query".into(),
+            resource_type: "sql_operation".into(),
+            package: self.manifest.project_name.clone(),
+            template: "inline query".into(),
+            config: Default::default(),
+            this: crate::jinja::Relation::new("", "", "inline_query"),
+        };
+        let phase = Phase::Compile {
+            resolver: self.resolver.clone(),
+            incremental: false,
+        };
+        let (out, capture) = self.manifest.jinja.render_str(&info, sql, phase)?;
+        let mut ctes = Vec::new();
+        for cte in &capture.ephemerals {
+            if let Some(eph) = self
+                .manifest
+                .nodes
+                .values()
+                .find(|n| n.relation.cte_name.as_deref() == Some(cte.as_str()))
+            {
+                let inner = self.compile(&eph.unique_id)?;
+                ctes.extend(inner.ctes.iter().cloned());
+                ctes.push((cte.clone(), inner.body.clone()));
+            }
+        }
+        Ok(inject_ctes(&out, &ctes))
+    }
+}
+
+/// Adds `with cte as (...)` for ephemeral models, merging with an existing leading `WITH`.
+pub fn inject_ctes(sql: &str, ctes: &[(String, String)]) -> String {
+    if ctes.is_empty() {
+        return sql.to_string();
+    }
+    let defs: Vec<String> = ctes
+        .iter()
+        .map(|(name, body)| format!("{name} as (\n{}\n)", body.trim().trim_end_matches(';')))
+        .collect();
+    let defs = defs.join(", ");
+    let start = skip_comments(sql);
+    let rest = &sql[start..];
+    let is_with = rest.len() >= 4
+        && rest[..4].eq_ignore_ascii_case("with")
+        && rest[4..].starts_with(|c: char| c.is_whitespace());
+    if is_with {
+        let after = rest[4..].trim_start();
+        let (recursive, after) = if after.len() > 9 && after[..9].eq_ignore_ascii_case("recursive")
+        {
+            ("recursive ", after[9..].trim_start())
+        } else {
+            ("", after)
+        };
+        format!("{}with {recursive}{defs}, {after}", &sql[..start])
+    } else {
+        format!("{}with {defs}\n{rest}", &sql[..start])
+    }
+}
+
+/// Byte offset of the first token after whitespace and SQL comments.
+fn skip_comments(sql: &str) -> usize {
+    let mut i = 0;
+    let b = sql.as_bytes();
+    loop {
+        while i < b.len() && (b[i] as char).is_whitespace() {
+            i += 1;
+        }
+        if sql[i..].starts_with("--") {
+            i = sql[i..].find('\n').map(|p| i + p + 1).unwrap_or(b.len());
+        } else if sql[i..].starts_with("/*") {
+            i = sql[i..].find("*/").map(|p| i + p + 2).unwrap_or(b.len());
+        } else {
+            return i;
+        }
+    }
+}
+
+/// Writes compiled SQL to `<target>/compiled/<project>/<original_file_path>`.
+pub fn write_compiled(
+    target_dir: &Path,
+    project: &str,
+    original_file_path: &str,
+    sql: &str,
+) -> std::io::Result<String> {
+    let rel = format!("compiled/{project}/{original_file_path}");
+    let path = target_dir.join(&rel);
+    crate::artifacts::write_atomic(&path, sql.as_bytes())?;
+    Ok(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctes_are_prepended_or_merged() {
+        let ctes = vec![("__dbt__cte__a".to_string(), "select 1 as x".to_string())];
+        assert_eq!(
+            inject_ctes("select * from __dbt__cte__a", &ctes),
+            "with __dbt__cte__a as (\nselect 1 as x\n)\nselect * from __dbt__cte__a"
+        );
+        assert_eq!(
+            inject_ctes(
+                "-- hi\nWITH b as (select 2) select * from b, __dbt__cte__a",
+                &ctes
+            ),
+            "-- hi\nwith __dbt__cte__a as (\nselect 1 as x\n), b as (select 2) select * from b, __dbt__cte__a"
+        );
+        assert_eq!(inject_ctes("select 1", &[]), "select 1");
+    }
+}

@@ -1,0 +1,310 @@
+//! Node configs and dbt's precedence: `config()` in the node > properties yml > folder config in
+//! the project file (deeper folders win) > defaults.
+//!
+//! A config is an ordered JSON map. Merging follows dbt's per-key behaviour: hooks and tags
+//! append, `meta`/`docs`/`column_types`/`quoting`/`persist_docs` update key by key, `grants`
+//! merges lists per privilege, everything else is replaced.
+
+use serde_json::{Map, Value as Json};
+
+pub type Config = Map<String, Json>;
+
+const APPEND: [&str; 3] = ["pre-hook", "post-hook", "tags"];
+const UPDATE: [&str; 6] = [
+    "meta",
+    "docs",
+    "column_types",
+    "quoting",
+    "persist_docs",
+    "contract",
+];
+
+/// Keys that are configs even without a `+` prefix inside a project-file tree.
+const KNOWN_KEYS: &[&str] = &[
+    "materialized",
+    "schema",
+    "database",
+    "alias",
+    "tags",
+    "enabled",
+    "pre-hook",
+    "post-hook",
+    "docs",
+    "meta",
+    "persist_docs",
+    "full_refresh",
+    "unique_key",
+    "incremental_strategy",
+    "on_schema_change",
+    "column_types",
+    "delimiter",
+    "quote_columns",
+    "grants",
+    "contract",
+    "file_format",
+    "table_format",
+    "severity",
+    "store_failures",
+    "where",
+    "limit",
+    "warn_if",
+    "error_if",
+    "fail_calc",
+    "quoting",
+    "batch_size",
+    "event_time",
+    "lookback",
+    "begin",
+    "partition_by",
+    "cluster_by",
+    "strategy",
+    "updated_at",
+    "check_cols",
+    "target_schema",
+    "target_database",
+    "invalidate_hard_deletes",
+    "hard_deletes",
+    "access",
+    "group",
+    "sql_header",
+    "incremental_predicates",
+    "merge_update_columns",
+    "merge_exclude_columns",
+    "packages",
+];
+
+/// Canonical spelling of a config key (`pre_hook` → `pre-hook`, leading `+` removed).
+pub fn canonical_key(key: &str) -> String {
+    let k = key.trim_start_matches('+');
+    match k {
+        "pre_hook" => "pre-hook".into(),
+        "post_hook" => "post-hook".into(),
+        "data_type" => "data_type".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Normalises a value for its key: hooks become `[{sql, transaction, index}]`, tags a list.
+fn normalise(key: &str, value: Json) -> Json {
+    match key {
+        "pre-hook" | "post-hook" => {
+            let items = match value {
+                Json::Array(items) => items,
+                Json::Null => vec![],
+                other => vec![other],
+            };
+            Json::Array(
+                items
+                    .into_iter()
+                    .map(|h| match h {
+                        Json::String(sql) => {
+                            serde_json::json!({"sql": sql, "transaction": true, "index": null})
+                        }
+                        other => other,
+                    })
+                    .collect(),
+            )
+        }
+        "tags" => match value {
+            Json::String(s) => Json::Array(vec![Json::String(s)]),
+            Json::Null => Json::Array(vec![]),
+            other => other,
+        },
+        _ => value,
+    }
+}
+
+/// Applies `overlay` on top of `base` with dbt's merge behaviour.
+pub fn merge(base: &mut Config, overlay: &Config) {
+    for (k, v) in overlay {
+        let key = canonical_key(k);
+        let v = normalise(&key, v.clone());
+        if APPEND.contains(&key.as_str()) {
+            let entry = base
+                .entry(key.clone())
+                .or_insert_with(|| Json::Array(vec![]));
+            if let (Json::Array(dst), Json::Array(src)) = (entry, v) {
+                for item in src {
+                    if key != "tags" || !dst.contains(&item) {
+                        dst.push(item);
+                    }
+                }
+            }
+        } else if UPDATE.contains(&key.as_str()) {
+            match (base.get_mut(&key), v) {
+                (Some(Json::Object(dst)), Json::Object(src)) => {
+                    for (sk, sv) in src {
+                        dst.insert(sk, sv);
+                    }
+                }
+                (_, v) => {
+                    base.insert(key, v);
+                }
+            }
+        } else if key == "grants" {
+            match (base.get_mut(&key), v) {
+                (Some(Json::Object(dst)), Json::Object(src)) => {
+                    for (priv_, grantees) in src {
+                        // dbt: a leading '+' on the privilege appends instead of replacing
+                        if let Some(p) = priv_.strip_prefix('+') {
+                            let e = dst
+                                .entry(p.to_string())
+                                .or_insert_with(|| Json::Array(vec![]));
+                            if let (Json::Array(a), Json::Array(b)) = (e, grantees) {
+                                a.extend(b);
+                            }
+                        } else {
+                            dst.insert(priv_, grantees);
+                        }
+                    }
+                }
+                (_, v) => {
+                    base.insert(key, v);
+                }
+            }
+        } else {
+            base.insert(key, v);
+        }
+    }
+}
+
+/// The configs a project-file tree (`models:`, `seeds:` ...) gives the node with this fqn.
+///
+/// The first fqn part is the package name; each further part descends one folder (the last
+/// one is the node's own name, so `models: {proj: {orders: {+materialized: table}}}` targets
+/// one model). At each level `+key` is a config; a plain key is a config when it is a known
+/// config name and not the next fqn part.
+pub fn from_tree(tree: Option<&Json>, fqn: &[String]) -> Config {
+    let mut out = Config::new();
+    let Some(Json::Object(top)) = tree else {
+        return out;
+    };
+    // Configs at the very top apply to every package.
+    apply_level(&mut out, top, None);
+    let Some(first) = fqn.first() else { return out };
+    let Some(Json::Object(mut level)) = top.get(first).cloned() else {
+        return out;
+    };
+    apply_level(&mut out, &level, fqn.get(1).map(String::as_str));
+    for (i, part) in fqn.iter().enumerate().skip(1) {
+        match level.get(part) {
+            Some(Json::Object(next)) => {
+                level = next.clone();
+                apply_level(&mut out, &level, fqn.get(i + 1).map(String::as_str));
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+fn apply_level(out: &mut Config, level: &Map<String, Json>, next_part: Option<&str>) {
+    let mut cfg = Config::new();
+    for (k, v) in level {
+        if let Some(stripped) = k.strip_prefix('+') {
+            cfg.insert(stripped.to_string(), v.clone());
+        } else if Some(k.as_str()) != next_part
+            && KNOWN_KEYS.contains(&canonical_key(k).as_str())
+            && !v.is_object()
+        {
+            cfg.insert(k.clone(), v.clone());
+        } else if Some(k.as_str()) != next_part
+            && matches!(
+                k.as_str(),
+                "meta" | "docs" | "column_types" | "persist_docs" | "grants" | "quoting"
+            )
+        {
+            cfg.insert(k.clone(), v.clone());
+        }
+    }
+    merge(out, &cfg);
+}
+
+/// Typed reads of common keys.
+pub trait ConfigExt {
+    fn str_or<'a>(&'a self, key: &str, default: &'a str) -> &'a str;
+    fn bool_or(&self, key: &str, default: bool) -> bool;
+    fn strings(&self, key: &str) -> Vec<String>;
+}
+
+impl ConfigExt for Config {
+    fn str_or<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
+        self.get(key).and_then(Json::as_str).unwrap_or(default)
+    }
+    fn bool_or(&self, key: &str, default: bool) -> bool {
+        match self.get(key) {
+            Some(Json::Bool(b)) => *b,
+            Some(Json::String(s)) => {
+                matches!(s.to_ascii_lowercase().as_str(), "true" | "yes" | "1")
+            }
+            _ => default,
+        }
+    }
+    fn strings(&self, key: &str) -> Vec<String> {
+        match self.get(key) {
+            Some(Json::Array(items)) => items
+                .iter()
+                .filter_map(|i| {
+                    i.as_str()
+                        .map(str::to_string)
+                        .or_else(|| i.get("sql").and_then(Json::as_str).map(str::to_string))
+                })
+                .collect(),
+            Some(Json::String(s)) => vec![s.clone()],
+            _ => vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cfg(v: Json) -> Config {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn deeper_folders_override_and_tags_accumulate() {
+        let tree = json!({
+            "+tags": ["all"],
+            "shop": {
+                "+materialized": "view",
+                "+tags": "shop",
+                "silver": {"+materialized": "table", "+schema": "silver", "orders": {"+alias": "fct_orders"}},
+                "gold": {"materialized": "table"}
+            }
+        });
+        let fqn = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let c = from_tree(Some(&tree), &fqn(&["shop", "silver", "orders"]));
+        assert_eq!(c["materialized"], "table");
+        assert_eq!(c["schema"], "silver");
+        assert_eq!(c["alias"], "fct_orders");
+        assert_eq!(c["tags"], json!(["all", "shop"]));
+        let g = from_tree(Some(&tree), &fqn(&["shop", "gold", "daily"]));
+        assert_eq!(g["materialized"], "table");
+        let b = from_tree(Some(&tree), &fqn(&["shop", "bronze", "raw"]));
+        assert_eq!(b["materialized"], "view");
+        let other = from_tree(Some(&tree), &fqn(&["other_pkg", "x"]));
+        assert!(other.get("materialized").is_none());
+    }
+
+    #[test]
+    fn precedence_merge_behaviour() {
+        let mut base = cfg(
+            json!({"materialized": "view", "meta": {"a": 1, "b": 1}, "pre-hook": ["select 1"], "tags": ["x"]}),
+        );
+        merge(
+            &mut base,
+            &cfg(
+                json!({"materialized": "table", "meta": {"b": 2}, "pre_hook": "select 2", "tags": ["x", "y"]}),
+            ),
+        );
+        assert_eq!(base["materialized"], "table");
+        assert_eq!(base["meta"], json!({"a": 1, "b": 2}));
+        assert_eq!(base["tags"], json!(["x", "y"]));
+        let hooks: Vec<_> = base.strings("pre-hook");
+        assert_eq!(hooks, vec!["select 1", "select 2"]);
+    }
+}

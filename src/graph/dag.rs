@@ -1,0 +1,165 @@
+//! The dependency graph (petgraph): nodes and sources, edges from parent to child.
+//!
+//! Building it fails with a diagnostic that prints the whole cycle, file by file.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use petgraph::Direction;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::diag::{Diagnostic, Location};
+use crate::manifest::Manifest;
+
+pub struct Dag {
+    graph: DiGraph<String, ()>,
+    index: BTreeMap<String, NodeIndex>,
+    /// unique_id → position in a stable topological order.
+    order: BTreeMap<String, usize>,
+}
+
+impl Dag {
+    pub fn build(m: &Manifest) -> Result<Dag, Diagnostic> {
+        let mut graph = DiGraph::new();
+        let mut index = BTreeMap::new();
+        for id in m.sources.keys().chain(m.nodes.keys()) {
+            index.insert(id.clone(), graph.add_node(id.clone()));
+        }
+        for n in m.nodes.values() {
+            for p in &n.depends_on_nodes {
+                if let Some(&pi) = index.get(p) {
+                    graph.add_edge(pi, index[&n.unique_id], ());
+                }
+            }
+        }
+        let sccs = petgraph::algo::tarjan_scc(&graph);
+        if let Some(cycle) = sccs
+            .iter()
+            .find(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))
+        {
+            return Err(cycle_diagnostic(m, &graph, cycle));
+        }
+        // Kahn's algorithm with a sorted ready set: a stable, readable order.
+        let mut indeg: BTreeMap<NodeIndex, usize> = graph
+            .node_indices()
+            .map(|i| (i, graph.neighbors_directed(i, Direction::Incoming).count()))
+            .collect();
+        let mut ready: BTreeSet<(String, NodeIndex)> = indeg
+            .iter()
+            .filter(|(_, d)| **d == 0)
+            .map(|(i, _)| (graph[*i].clone(), *i))
+            .collect();
+        let mut order = BTreeMap::new();
+        while let Some(first) = ready.iter().next().cloned() {
+            ready.remove(&first);
+            order.insert(first.0.clone(), order.len());
+            for c in graph.neighbors_directed(first.1, Direction::Outgoing) {
+                let d = indeg.get_mut(&c).unwrap();
+                *d -= 1;
+                if *d == 0 {
+                    ready.insert((graph[c].clone(), c));
+                }
+            }
+        }
+        Ok(Dag {
+            graph,
+            index,
+            order,
+        })
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.index.contains_key(id)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &String> {
+        self.index.keys()
+    }
+
+    /// Direct parents or children.
+    pub fn neighbors(&self, id: &str, up: bool) -> Vec<String> {
+        let Some(&i) = self.index.get(id) else {
+            return vec![];
+        };
+        let dir = if up {
+            Direction::Incoming
+        } else {
+            Direction::Outgoing
+        };
+        self.graph
+            .neighbors_directed(i, dir)
+            .map(|n| self.graph[n].clone())
+            .collect()
+    }
+
+    /// Ancestors (`up`) or descendants within `depth` steps (`None`: unlimited), without `id`.
+    pub fn walk(&self, id: &str, up: bool, depth: Option<usize>) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut queue = VecDeque::from([(id.to_string(), 0usize)]);
+        while let Some((cur, d)) = queue.pop_front() {
+            if depth.is_some_and(|max| d >= max) {
+                continue;
+            }
+            for n in self.neighbors(&cur, up) {
+                if out.insert(n.clone()) {
+                    queue.push_back((n, d + 1));
+                }
+            }
+        }
+        out
+    }
+
+    /// Sorts ids in topological order (stable: ties by unique_id).
+    pub fn sort(&self, ids: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut v: Vec<String> = ids.into_iter().collect();
+        v.sort_by_key(|id| self.order.get(id).copied().unwrap_or(usize::MAX));
+        v
+    }
+}
+
+fn cycle_diagnostic(m: &Manifest, graph: &DiGraph<String, ()>, scc: &[NodeIndex]) -> Diagnostic {
+    // Walk the cycle inside the strongly connected component from its smallest member.
+    let members: BTreeSet<NodeIndex> = scc.iter().copied().collect();
+    let start = *members.iter().min_by_key(|i| graph[**i].clone()).unwrap();
+    let mut path = vec![start];
+    let mut cur = start;
+    loop {
+        let next = graph
+            .neighbors_directed(cur, Direction::Outgoing)
+            .filter(|n| members.contains(n))
+            .min_by_key(|n| {
+                (
+                    if *n == start { 0 } else { 1 },
+                    path.contains(n),
+                    graph[*n].clone(),
+                )
+            })
+            .unwrap();
+        if next == start || path.contains(&next) {
+            path.push(next);
+            break;
+        }
+        path.push(next);
+        cur = next;
+    }
+    let describe = |i: &NodeIndex| {
+        let id = &graph[*i];
+        match m.nodes.get(id) {
+            Some(n) => format!("{} ({})", n.name, n.original_file_path),
+            None => id.clone(),
+        }
+    };
+    let chain: Vec<String> = path.iter().map(describe).collect();
+    let first = &m.nodes[&graph[start]];
+    let second = m.nodes.get(&graph[path[1]]);
+    let needle = second.map(|_| first.name.as_str()).unwrap_or("");
+    let loc = match second {
+        Some(s) => Location::find(&s.original_file_path, s.raw_code.clone(), needle),
+        None => Location::file(&first.original_file_path, first.raw_code.clone()),
+    };
+    Diagnostic::error("cycle", format!("found a cycle: {}", chain.join(" → ")))
+        .at(loc)
+        .label("this ref closes the cycle")
+        .hint(
+            "a model cannot depend on itself, directly or through others: remove one of these refs",
+        )
+}

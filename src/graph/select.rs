@@ -1,0 +1,332 @@
+//! dbt's node selection: `--select` / `--exclude` syntax and its evaluation over the DAG.
+//!
+//! Grammar (as dbt): values separated by spaces (or given as several `--select`) are a union;
+//! `a,b` is an intersection; each atom is `[@][N+]method:value[+N]`, where the method defaults
+//! to `fqn` (a model name, or a folder path: `gold` = every node under `models/gold/`).
+
+use std::collections::BTreeSet;
+
+use crate::config::ConfigExt;
+use crate::diag::Diagnostic;
+use crate::graph::Dag;
+use crate::manifest::Manifest;
+
+/// One selector atom, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Atom {
+    pub method: String,
+    pub value: String,
+    /// `Some(None)`: all ancestors (`+x`); `Some(Some(n))`: `n+x`.
+    pub parents: Option<Option<usize>>,
+    pub children: Option<Option<usize>>,
+    /// `@x`: x, its descendants, and the ancestors of those.
+    pub childrens_parents: bool,
+}
+
+const METHODS: &[&str] = &[
+    "fqn",
+    "path",
+    "file",
+    "tag",
+    "resource_type",
+    "source",
+    "package",
+    "config",
+];
+
+/// Parses one atom like `2+tag:nightly+` or `@orders`.
+pub fn parse_atom(raw: &str) -> Result<Atom, Diagnostic> {
+    let bad = |why: &str| {
+        Diagnostic::error("selector", format!("invalid selector '{raw}': {why}"))
+            .hint("selectors look like `orders`, `+orders`, `gold+`, `2+orders+1`, `@orders`, `tag:nightly`, `path:models/gold`, `config.materialized:table`")
+    };
+    let mut s = raw;
+    let childrens_parents = s.starts_with('@');
+    if childrens_parents {
+        s = &s[1..];
+    }
+    let digits_before: String = s.chars().take_while(char::is_ascii_digit).collect();
+    let mut parents = None;
+    if s[digits_before.len()..].starts_with('+') {
+        parents = Some(if digits_before.is_empty() {
+            None
+        } else {
+            Some(digits_before.parse().map_err(|_| bad("bad depth"))?)
+        });
+        s = &s[digits_before.len() + 1..];
+    }
+    let digits_after: String = s
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .chars()
+        .rev()
+        .collect();
+    let mut children = None;
+    let body_end = s.len() - digits_after.len();
+    if s[..body_end].ends_with('+') {
+        children = Some(if digits_after.is_empty() {
+            None
+        } else {
+            Some(digits_after.parse().map_err(|_| bad("bad depth"))?)
+        });
+        s = &s[..body_end - 1];
+    }
+    if childrens_parents && (parents.is_some() || children.is_some()) {
+        return Err(bad("'@' cannot be combined with '+'"));
+    }
+    if s.is_empty() {
+        return Err(bad("nothing to select"));
+    }
+    let (method, value) = match s.split_once(':') {
+        Some((m, v)) => (m.to_string(), v.to_string()),
+        None => ("fqn".to_string(), s.to_string()),
+    };
+    let base = method.split('.').next().unwrap_or("");
+    if !METHODS.contains(&base) {
+        return Err(Diagnostic::error(
+            "selector",
+            format!("unknown selector method '{method}' in '{raw}'"),
+        )
+        .hint(crate::diag::did_you_mean(
+            &method,
+            METHODS.iter().copied(),
+            "methods: fqn, path, file, tag, resource_type, source, package, config.<key>",
+        )));
+    }
+    Ok(Atom {
+        method,
+        value,
+        parents,
+        children,
+        childrens_parents,
+    })
+}
+
+/// Evaluates `--select` values minus `--exclude` values. With no `--select`, every node is selected.
+pub fn eval(
+    m: &Manifest,
+    dag: &Dag,
+    select: &[String],
+    exclude: &[String],
+) -> Result<BTreeSet<String>, Diagnostic> {
+    let mut selected = if select.iter().all(|s| s.trim().is_empty()) {
+        dag.all().cloned().collect()
+    } else {
+        union(m, dag, select)?
+    };
+    if !exclude.is_empty() {
+        let ex = union(m, dag, exclude)?;
+        selected.retain(|id| !ex.contains(id));
+    }
+    Ok(selected)
+}
+
+fn union(m: &Manifest, dag: &Dag, values: &[String]) -> Result<BTreeSet<String>, Diagnostic> {
+    let mut out = BTreeSet::new();
+    for v in values {
+        for term in v.split_whitespace() {
+            let mut acc: Option<BTreeSet<String>> = None;
+            for part in term.split(',').filter(|p| !p.is_empty()) {
+                let set = eval_atom(m, dag, &parse_atom(part)?);
+                acc = Some(match acc {
+                    None => set,
+                    Some(a) => a.intersection(&set).cloned().collect(),
+                });
+            }
+            out.extend(acc.unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
+
+fn eval_atom(m: &Manifest, dag: &Dag, atom: &Atom) -> BTreeSet<String> {
+    let base: BTreeSet<String> = dag
+        .all()
+        .filter(|id| matches(m, id, atom))
+        .cloned()
+        .collect();
+    let mut out = base.clone();
+    for id in &base {
+        if atom.childrens_parents {
+            let desc = dag.walk(id, false, None);
+            for d in desc.iter().chain(std::iter::once(id)) {
+                out.extend(dag.walk(d, true, None));
+            }
+            out.extend(desc);
+            continue;
+        }
+        if let Some(depth) = atom.parents {
+            out.extend(dag.walk(id, true, depth));
+        }
+        if let Some(depth) = atom.children {
+            out.extend(dag.walk(id, false, depth));
+        }
+    }
+    out
+}
+
+fn matches(m: &Manifest, id: &str, atom: &Atom) -> bool {
+    let v = atom.value.as_str();
+    if let Some(node) = m.nodes.get(id) {
+        match atom.method.as_str() {
+            "fqn" => fqn_matches(&node.fqn, v),
+            "path" => path_matches(&node.original_file_path, v),
+            "file" => {
+                let file = node.original_file_path.rsplit('/').next().unwrap_or("");
+                glob(v, file) || glob(v, file.rsplit_once('.').map(|(s, _)| s).unwrap_or(file))
+            }
+            "tag" => node.tags().iter().any(|t| glob(v, t)),
+            "resource_type" => node.resource_type.as_str() == v,
+            "package" => glob(v, &node.package),
+            "source" => false,
+            m if m.starts_with("config.") => config_matches(&node.config, &m["config.".len()..], v),
+            _ => false,
+        }
+    } else if let Some(src) = m.sources.get(id) {
+        match atom.method.as_str() {
+            "source" => {
+                let mut parts = v.splitn(3, '.');
+                let (a, b) = (parts.next().unwrap_or(""), parts.next());
+                // `source:pkg.src.table` and `source:src.table` / `source:src`
+                let (s, t) = match (b, parts.next()) {
+                    (Some(b), Some(c)) if a == src.package => (b, Some(c)),
+                    (Some(b), _) => (a, Some(b)),
+                    (None, _) => (a, None),
+                };
+                glob(s, &src.def.source_name) && t.is_none_or(|t| glob(t, &src.def.name))
+            }
+            "fqn" => fqn_matches(&src.fqn, v),
+            "path" => path_matches(&src.def.file, v),
+            "resource_type" => v == "source",
+            "package" => glob(v, &src.package),
+            "tag" => src.def.tags.iter().any(|t| glob(v, t)),
+            m if m.starts_with("config.") => {
+                config_matches(&src.def.config, &m["config.".len()..], v)
+            }
+            _ => false,
+        }
+    } else {
+        false
+    }
+}
+
+fn config_matches(cfg: &crate::config::Config, key: &str, v: &str) -> bool {
+    let mut cur = cfg.get(key.split('.').next().unwrap_or(key));
+    for part in key.split('.').skip(1) {
+        cur = cur.and_then(|c| c.get(part));
+    }
+    match cur {
+        Some(serde_json::Value::String(s)) => glob(v, s),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .any(|i| i.as_str().is_some_and(|s| glob(v, s)) || i.to_string() == v),
+        Some(serde_json::Value::Bool(b)) => v.eq_ignore_ascii_case(&b.to_string()),
+        Some(serde_json::Value::Null) | None => false,
+        Some(other) => other.to_string() == v,
+    }
+    .then_some(())
+    .is_some()
+        || (key == "materialized" && cfg.str_or("materialized", "") == v)
+}
+
+/// dbt's fqn matching: the node's name, or a dotted prefix of its fqn (with or without the
+/// package), `*` allowed in each part.
+fn fqn_matches(fqn: &[String], selector: &str) -> bool {
+    if fqn.last().is_some_and(|leaf| glob(selector, leaf)) {
+        return true;
+    }
+    let parts: Vec<&str> = selector.split('.').collect();
+    let flat: Vec<&str> = fqn.iter().flat_map(|s| s.split('.')).collect();
+    let prefix = |flat: &[&str]| {
+        if flat.len() < parts.len() {
+            return false;
+        }
+        for (i, p) in parts.iter().enumerate() {
+            if *p == "*" {
+                return true;
+            }
+            if !glob(p, flat[i]) {
+                return false;
+            }
+        }
+        true
+    };
+    prefix(&flat) || (flat.len() > 1 && prefix(&flat[1..]))
+}
+
+/// `path:` matches a file, or everything under a folder; globs allowed.
+fn path_matches(file: &str, selector: &str) -> bool {
+    let sel = selector.trim_start_matches("./").trim_end_matches('/');
+    if sel.contains('*') || sel.contains('?') {
+        return glob(sel, file);
+    }
+    file == sel || file.starts_with(&format!("{sel}/"))
+}
+
+/// Shell-style wildcard match (`*` any run of characters, `?` one character).
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atoms_parse_graph_operators() {
+        let a = parse_atom("2+tag:nightly+").unwrap();
+        assert_eq!((a.method.as_str(), a.value.as_str()), ("tag", "nightly"));
+        assert_eq!(a.parents, Some(Some(2)));
+        assert_eq!(a.children, Some(None));
+        let b = parse_atom("gold+1").unwrap();
+        assert_eq!(
+            (b.method.as_str(), b.value.as_str(), b.children),
+            ("fqn", "gold", Some(Some(1)))
+        );
+        assert!(parse_atom("@orders").unwrap().childrens_parents);
+        assert!(parse_atom("@+orders").is_err());
+        let e = parse_atom("tags:x").unwrap_err();
+        assert!(e.hint.unwrap().contains("did you mean 'tag'"));
+    }
+
+    #[test]
+    fn fqn_and_path_matching() {
+        let fqn: Vec<String> = ["shop", "gold", "daily_revenue"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(fqn_matches(&fqn, "daily_revenue"));
+        assert!(fqn_matches(&fqn, "gold"));
+        assert!(fqn_matches(&fqn, "shop.gold"));
+        assert!(fqn_matches(&fqn, "shop"));
+        assert!(fqn_matches(&fqn, "daily_*"));
+        assert!(!fqn_matches(&fqn, "silver"));
+        assert!(!fqn_matches(&fqn, "daily"));
+        assert!(path_matches("models/gold/x.sql", "models/gold"));
+        assert!(path_matches("models/gold/x.sql", "models/*/x.sql"));
+        assert!(!path_matches("models/golden/x.sql", "models/gold"));
+    }
+}

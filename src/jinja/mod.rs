@@ -1,0 +1,718 @@
+//! Jinja rendering with dbt's context (minijinja, unforked).
+//!
+//! One [`Jinja`] environment per invocation holds every node's template and every macro file.
+//! Each project macro becomes a global through a proxy object, so macros are callable anywhere
+//! without an import. A node is rendered twice: in the **parse** phase `ref`/`source`/`config`
+//! only record what they see (no database is touched), and in the **compile** phase they
+//! resolve to real relations through a [`Resolve`] implementation.
+
+pub mod objects;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use minijinja::value::{Kwargs, Object, Rest, Value};
+use minijinja::{Environment, Error, ErrorKind, State};
+use serde_json::Value as Json;
+
+use crate::config::Config;
+use crate::diag::{Diagnostic, Location};
+pub use objects::{Relation, quote};
+
+/// A `ref()` call as written: `ref('m')`, `ref('pkg', 'm')`, `ref('m', v=2)`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct RefCall {
+    pub name: String,
+    pub package: Option<String>,
+    pub version: Option<String>,
+}
+
+/// Resolves references during the compile phase.
+pub trait Resolve: Send + Sync {
+    fn resolve_ref(&self, from: &str, call: &RefCall) -> Result<Relation, String>;
+    fn resolve_source(&self, from: &str, source: &str, table: &str) -> Result<Relation, String>;
+}
+
+/// Which render this is.
+#[derive(Clone)]
+pub enum Phase {
+    /// Dependency discovery: refs return placeholders and are recorded.
+    Parse,
+    /// Final SQL: refs resolve to relations; `is_incremental()` answers `incremental`.
+    Compile {
+        resolver: Arc<dyn Resolve>,
+        incremental: bool,
+    },
+}
+
+/// What a render recorded.
+#[derive(Debug, Default, Clone)]
+pub struct Capture {
+    pub refs: Vec<RefCall>,
+    pub sources: Vec<(String, String)>,
+    /// Merged `config()` calls.
+    pub config: Config,
+    /// Unique ids of the project macros called.
+    pub macros: BTreeSet<String>,
+    /// `log()` / `print()` / warnings, in order.
+    pub logs: Vec<String>,
+    /// Ephemeral relations referenced (their CTE names), in order of first use.
+    pub ephemerals: Vec<String>,
+    pub env_vars: BTreeSet<String>,
+}
+
+/// The node being rendered, as Jinja sees it.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub unique_id: String,
+    pub name: String,
+    pub resource_type: String,
+    pub package: String,
+    /// Template name registered in the environment (the file path).
+    pub template: String,
+    /// Config known before this render (project tree + yml; plus `config()` in compile).
+    pub config: Config,
+    pub this: Relation,
+}
+
+/// Per-render state, reachable from global functions through the `__rsdbt__` variable.
+pub struct RenderCtx {
+    phase: Phase,
+    node: NodeInfo,
+    pub(crate) base_config: Config,
+    pub(crate) capture: Mutex<Capture>,
+    /// One slot per proxied macro call in flight: `return(x)` fills the innermost.
+    pub(crate) returns: Mutex<Vec<Option<Value>>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RenderCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderCtx")
+            .field("node", &self.node.unique_id)
+            .finish()
+    }
+}
+
+impl Object for RenderCtx {}
+
+impl RenderCtx {
+    pub(crate) fn from_state(state: &State) -> Option<Arc<RenderCtx>> {
+        state
+            .lookup("__rsdbt__")
+            .and_then(|v| v.downcast_object::<RenderCtx>())
+    }
+
+    pub(crate) fn phase_is_parse(&self) -> bool {
+        matches!(self.phase, Phase::Parse)
+    }
+
+    /// The render context: what a model (and every macro it calls) sees as variables.
+    pub(crate) fn context_value(self: &Arc<Self>) -> Value {
+        let node = &self.node;
+        let model = serde_json::json!({
+            "unique_id": node.unique_id,
+            "name": node.name,
+            "resource_type": node.resource_type,
+            "package_name": node.package,
+            "original_file_path": node.template,
+            "config": node.config,
+            "alias": node.this.identifier,
+            "schema": node.this.schema,
+            "database": node.this.database,
+        });
+        let mut ctx = BTreeMap::new();
+        ctx.insert("__rsdbt__", Value::from_dyn_object(self.clone()));
+        ctx.insert("this", Value::from_object(node.this.clone()));
+        ctx.insert("model", Value::from(minijinja::value::Serde(&model)));
+        ctx.insert(
+            "config",
+            Value::from_object(objects::ConfigObject { ctx: self.clone() }),
+        );
+        ctx.insert("execute", Value::from(!self.phase_is_parse()));
+        Value::from(ctx)
+    }
+}
+
+/// Invocation-wide values shared by every render.
+#[derive(Debug)]
+struct Shared {
+    project_name: String,
+    target: Json,
+    /// Project vars (may hold per-package sub-maps) and `--vars`.
+    project_vars: serde_json::Map<String, Json>,
+    cli_vars: serde_json::Map<String, Json>,
+}
+
+/// The environment of one invocation.
+pub struct Jinja {
+    env: Environment<'static>,
+    shared: Arc<Shared>,
+    /// Macro name → (template, unique_id) of project macros.
+    macros: BTreeMap<String, (String, String)>,
+}
+
+/// Inputs to build the environment.
+pub struct JinjaInputs<'a> {
+    pub project_name: &'a str,
+    pub target: Json,
+    pub project_vars: serde_json::Map<String, Json>,
+    pub cli_vars: serde_json::Map<String, Json>,
+    pub invocation_id: &'a str,
+    pub run_started_at: chrono::DateTime<chrono::Utc>,
+    /// (path, source) of each macro file.
+    pub macro_files: Vec<(&'a str, Arc<str>)>,
+    /// (template name, source) of each node.
+    pub node_templates: Vec<(&'a str, Arc<str>)>,
+}
+
+impl Jinja {
+    /// Builds the environment; template syntax errors come back as diagnostics (all of them).
+    pub fn new(inputs: JinjaInputs) -> Result<Jinja, Vec<Diagnostic>> {
+        let mut env = base_env();
+        let shared = Arc::new(Shared {
+            project_name: inputs.project_name.to_string(),
+            target: inputs.target.clone(),
+            project_vars: inputs.project_vars,
+            cli_vars: inputs.cli_vars,
+        });
+        env.add_global(
+            "target",
+            Value::from(minijinja::value::Serde(&inputs.target)),
+        );
+        env.add_global(
+            "invocation_id",
+            Value::from(inputs.invocation_id.to_string()),
+        );
+        env.add_global("project_name", Value::from(inputs.project_name.to_string()));
+        env.add_global(
+            "run_started_at",
+            Value::from_object(objects::DateTime(inputs.run_started_at.naive_utc(), true)),
+        );
+        let mut diags = Vec::new();
+        let mut macros = BTreeMap::new();
+        for (path, source) in &inputs.macro_files {
+            let text = rewrite_test_blocks(source);
+            if let Err(e) = env.add_template_owned(path.to_string(), text.clone()) {
+                diags.push(jinja_diagnostic(&e, path, source.clone()));
+                continue;
+            }
+            for name in macro_names(&text) {
+                let unique_id = format!("macro.{}.{}", inputs.project_name, name);
+                macros.insert(name, (path.to_string(), unique_id));
+            }
+        }
+        for (name, (template, unique_id)) in &macros {
+            env.add_global(
+                name.clone(),
+                Value::from_object(objects::MacroProxy {
+                    template: template.clone(),
+                    name: name.clone(),
+                    unique_id: unique_id.clone(),
+                }),
+            );
+        }
+        for (name, source) in &inputs.node_templates {
+            if let Err(e) = env.add_template_owned(name.to_string(), source.to_string()) {
+                diags.push(jinja_diagnostic(&e, name, source.clone()));
+            }
+        }
+        if diags.is_empty() {
+            Ok(Jinja {
+                env,
+                shared,
+                macros,
+            })
+        } else {
+            Err(diags)
+        }
+    }
+
+    /// Whether the project defines a macro with this name (e.g. `generate_schema_name`).
+    pub fn has_macro(&self, name: &str) -> bool {
+        self.macros.contains_key(name)
+    }
+
+    /// Unique ids of all project macros, by name.
+    pub fn macros(&self) -> &BTreeMap<String, (String, String)> {
+        &self.macros
+    }
+
+    /// Renders a node's template in the given phase.
+    pub fn render_node(
+        &self,
+        node: &NodeInfo,
+        phase: Phase,
+    ) -> Result<(String, Capture), Diagnostic> {
+        let tmpl = self
+            .env
+            .get_template(&node.template)
+            .map_err(|e| internal(&node.template, e))?;
+        let ctx = self.ctx(node, phase);
+        let out = tmpl.render(ctx.context_value());
+        let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
+        match out {
+            Ok(sql) => Ok((sql, capture)),
+            Err(e) => Err(self.error_diag(&e, &node.template)),
+        }
+    }
+
+    /// Renders free Jinja text (hooks, `show --inline`) as if inside `node`.
+    pub fn render_str(
+        &self,
+        node: &NodeInfo,
+        text: &str,
+        phase: Phase,
+    ) -> Result<(String, Capture), Diagnostic> {
+        let ctx = self.ctx(node, phase);
+        let out = self.env.render_str(text, ctx.context_value());
+        let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
+        out.map(|s| (s, capture)).map_err(|e| {
+            Diagnostic::error("jinja", format!("{}: {}", node.template, jinja_message(&e)))
+        })
+    }
+
+    /// Calls a project macro by name with plain string/JSON arguments, in parse phase.
+    pub fn call_macro(
+        &self,
+        node: &NodeInfo,
+        name: &str,
+        args: &[Json],
+    ) -> Result<String, Diagnostic> {
+        let ctx = self.ctx(node, Phase::Parse);
+        let mut vars = BTreeMap::new();
+        vars.insert("__rsdbt__".to_string(), Value::from_dyn_object(ctx.clone()));
+        let names: Vec<String> = (0..args.len()).map(|i| format!("__arg{i}")).collect();
+        for (n, a) in names.iter().zip(args) {
+            vars.insert(n.clone(), Value::from(minijinja::value::Serde(a)));
+        }
+        let text = format!("{{{{ {name}({}) }}}}", names.join(", "));
+        self.env
+            .render_str(&text, Value::from(vars))
+            .map_err(|e| self.error_diag(&e, name))
+    }
+
+    fn ctx(&self, node: &NodeInfo, phase: Phase) -> Arc<RenderCtx> {
+        Arc::new(RenderCtx {
+            phase,
+            node: node.clone(),
+            base_config: node.config.clone(),
+            capture: Mutex::new(Capture::default()),
+            returns: Mutex::new(Vec::new()),
+            shared: self.shared.clone(),
+        })
+    }
+
+    fn error_diag(&self, e: &Error, fallback: &str) -> Diagnostic {
+        let name = e.name().unwrap_or(fallback).to_string();
+        let source: Arc<str> = self
+            .env
+            .get_template(&name)
+            .map(|t| Arc::from(t.source()))
+            .unwrap_or_else(|_| Arc::from(""));
+        jinja_diagnostic(e, &name, source)
+    }
+}
+
+fn internal(name: &str, e: Error) -> Diagnostic {
+    Diagnostic::error(
+        "internal",
+        format!("internal error: template {name} is not registered: {e}"),
+    )
+}
+
+/// The message of a minijinja error without its location suffix.
+fn jinja_message(e: &Error) -> String {
+    let detail = e
+        .detail()
+        .map(str::to_string)
+        .unwrap_or_else(|| e.kind().to_string());
+    match e.kind() {
+        ErrorKind::SyntaxError => format!("Jinja syntax error: {detail}"),
+        ErrorKind::UndefinedError => format!("undefined value: {detail}"),
+        ErrorKind::UnknownFunction => format!("unknown function or macro: {detail}"),
+        ErrorKind::InvalidOperation => detail,
+        _ => format!("{}: {detail}", e.kind()),
+    }
+}
+
+/// A diagnostic for a minijinja error in template `name`.
+pub fn jinja_diagnostic(e: &Error, name: &str, source: Arc<str>) -> Diagnostic {
+    let message = jinja_message(e);
+    let hint = match e.kind() {
+        ErrorKind::SyntaxError => {
+            "check the Jinja tags around the marked line: every `{%` needs a matching `%}` and every block (if, for, macro) its end tag"
+        }
+        ErrorKind::UnknownFunction => {
+            "define the macro in a file under the macro paths, or check its spelling"
+        }
+        ErrorKind::UndefinedError => {
+            "define the variable with {% set %}, pass it as a var (`var('x', default)`), or check its spelling"
+        }
+        _ => "fix the Jinja expression at the marked line",
+    };
+    let mut d = Diagnostic::error("jinja", format!("{message} (in {name})")).hint(hint);
+    if source.is_empty() {
+        return d;
+    }
+    if let Some(range) = e.range() {
+        d = d.at(Location {
+            path: name.to_string(),
+            source,
+            offset: range.start,
+            len: range.len().max(1),
+        });
+    } else if let Some(line) = e.line() {
+        d = d.at(Location::at_line_col(name, source, line, 1));
+    } else {
+        d = d.at(Location::file(name, source));
+    }
+    d.label(e.detail().unwrap_or("here").to_string())
+}
+
+/// dbt's `{% test name(...) %}` blocks are macros named `test_name`; the rewrite keeps lines.
+fn rewrite_test_blocks(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        let Some(end) = after.find("%}") else {
+            out.push_str(after);
+            return out;
+        };
+        let tag = &after[..end + 2];
+        let inner = tag[2..tag.len() - 2]
+            .trim_matches(|c: char| c == '-' || c == '+')
+            .trim();
+        if let Some(rest_of) = inner.strip_prefix("test ") {
+            out.push_str(&tag.replacen(
+                &format!("test {}", rest_of.trim_start()),
+                &format!("macro test_{}", rest_of.trim_start()),
+                1,
+            ));
+        } else if inner == "endtest" {
+            out.push_str(&tag.replacen("endtest", "endmacro", 1));
+        } else {
+            out.push_str(tag);
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Names of the top-level `{% macro name(...) %}` blocks of a macro file.
+fn macro_names(source: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        let after = &rest[start + 2..];
+        let inner = after.trim_start_matches(['-', '+']).trim_start();
+        if let Some(def) = inner.strip_prefix("macro ") {
+            let name: String = def
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                names.push(name);
+            }
+        }
+        rest = after;
+    }
+    names
+}
+
+/// The environment shared by model rendering and YAML value rendering.
+fn base_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.add_function("env_var", env_var);
+    env.add_function("var", var);
+    env.add_function("ref", ref_fn);
+    env.add_function("source", source_fn);
+    env.add_function("is_incremental", is_incremental);
+    env.add_function("log", log);
+    env.add_function("print", print);
+    env.add_function("return", return_fn);
+    env.add_function("fromjson", |s: &str| -> Result<Value, Error> {
+        let v: Json = serde_json::from_str(s)
+            .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+        Ok(Value::from(minijinja::value::Serde(v)))
+    });
+    env.add_function("tojson", |v: Value| -> Result<String, Error> {
+        serde_json::to_string(&v)
+            .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
+    });
+    env.add_function("set", |v: Value| -> Result<Value, Error> {
+        let mut seen: Vec<Value> = Vec::new();
+        for item in v.try_iter()? {
+            if !seen.contains(&item) {
+                seen.push(item);
+            }
+        }
+        Ok(Value::from(seen))
+    });
+    env.add_function("zip", |lists: Rest<Value>| -> Result<Value, Error> {
+        let cols: Vec<Vec<Value>> = lists
+            .iter()
+            .map(|l| l.try_iter().map(Iterator::collect))
+            .collect::<Result<_, _>>()?;
+        let n = cols.iter().map(Vec::len).min().unwrap_or(0);
+        Ok(Value::from(
+            (0..n)
+                .map(|i| Value::from(cols.iter().map(|c| c[i].clone()).collect::<Vec<_>>()))
+                .collect::<Vec<_>>(),
+        ))
+    });
+    env.add_filter("as_bool", |v: Value| {
+        v.is_true() || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+    });
+    env.add_filter("as_number", |v: Value| -> Value {
+        v.as_str()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .map(Value::from)
+            .unwrap_or(v)
+    });
+    env.add_filter("as_text", |v: Value| v.to_string());
+    env.add_filter("as_native", |v: Value| v);
+    env.add_global("exceptions", Value::from_object(objects::Exceptions));
+    let mut modules = BTreeMap::new();
+    modules.insert("datetime", Value::from_object(objects::DateTimeModule));
+    env.add_global("modules", Value::from(modules));
+    env
+}
+
+fn ctx_of(state: &State) -> Result<Arc<RenderCtx>, Error> {
+    RenderCtx::from_state(state).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            "only available while rendering a node",
+        )
+    })
+}
+
+fn env_var(state: &State, name: &str, default: Option<Value>) -> Result<Value, Error> {
+    if let Some(ctx) = RenderCtx::from_state(state) {
+        ctx.capture
+            .lock()
+            .unwrap()
+            .env_vars
+            .insert(name.to_string());
+    }
+    match std::env::var(name) {
+        Ok(v) => Ok(Value::from(v)),
+        Err(_) => default.ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("Env var required but not provided: '{name}' (set it, or give a default: env_var('{name}', 'value'))"),
+            )
+        }),
+    }
+}
+
+fn var(state: &State, name: &str, default: Option<Value>) -> Result<Value, Error> {
+    // Outside a node (profiles/project rendering) the vars come from the context.
+    let found = match RenderCtx::from_state(state) {
+        Some(ctx) => lookup_var(&ctx.shared, &ctx.node.package, name),
+        None => state
+            .lookup("__vars__")
+            .and_then(|v| v.get_attr(name).ok())
+            .filter(|v| !v.is_undefined())
+            .map(|v| serde_json::to_value(&v).unwrap_or(Json::Null)),
+    };
+    match found {
+        Some(v) => Ok(Value::from(minijinja::value::Serde(v))),
+        None => default.ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("Required var '{name}' not found in config (define it under `vars:` in the project file, pass --vars '{{{name}: ...}}', or give a default: var('{name}', 'value'))"),
+            )
+        }),
+    }
+}
+
+fn lookup_var(shared: &Shared, package: &str, name: &str) -> Option<Json> {
+    if let Some(v) = shared.cli_vars.get(name) {
+        return Some(v.clone());
+    }
+    if let Some(v) = shared.project_vars.get(package).and_then(|p| p.get(name)) {
+        return Some(v.clone());
+    }
+    shared
+        .project_vars
+        .get(name)
+        .filter(|_| name != shared.project_name)
+        .cloned()
+}
+
+fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    let ctx = ctx_of(state)?;
+    let strs: Vec<String> = args
+        .iter()
+        .map(|a| {
+            a.as_str().map(str::to_string).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    "ref() takes model names as strings",
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let version: Option<Value> = kwargs.get("version").ok().or_else(|| kwargs.get("v").ok());
+    let call = match strs.as_slice() {
+        [name] => RefCall {
+            name: name.clone(),
+            package: None,
+            version: None,
+        },
+        [package, name] => RefCall {
+            name: name.clone(),
+            package: Some(package.clone()),
+            version: None,
+        },
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "ref() takes one or two arguments: ref('model') or ref('package', 'model')",
+            ));
+        }
+    };
+    let call = RefCall {
+        version: version.filter(|v| !v.is_none()).map(|v| v.to_string()),
+        ..call
+    };
+    match &ctx.phase {
+        Phase::Parse => {
+            ctx.capture.lock().unwrap().refs.push(call.clone());
+            let db = ctx.node.this.database.clone();
+            Ok(Value::from_object(Relation::new(
+                &db,
+                &ctx.node.this.schema,
+                &call.name,
+            )))
+        }
+        Phase::Compile { resolver, .. } => {
+            let rel = resolver
+                .resolve_ref(&ctx.node.unique_id, &call)
+                .map_err(|m| Error::new(ErrorKind::InvalidOperation, m))?;
+            if let Some(cte) = &rel.cte_name {
+                let mut cap = ctx.capture.lock().unwrap();
+                if !cap.ephemerals.contains(cte) {
+                    cap.ephemerals.push(cte.clone());
+                }
+            }
+            Ok(Value::from_object(rel))
+        }
+    }
+}
+
+fn source_fn(state: &State, source: &str, table: &str) -> Result<Value, Error> {
+    let ctx = ctx_of(state)?;
+    match &ctx.phase {
+        Phase::Parse => {
+            ctx.capture
+                .lock()
+                .unwrap()
+                .sources
+                .push((source.to_string(), table.to_string()));
+            Ok(Value::from_object(Relation::new(
+                &ctx.node.this.database,
+                source,
+                table,
+            )))
+        }
+        Phase::Compile { resolver, .. } => resolver
+            .resolve_source(&ctx.node.unique_id, source, table)
+            .map(Value::from_object)
+            .map_err(|m| Error::new(ErrorKind::InvalidOperation, m)),
+    }
+}
+
+fn is_incremental(state: &State) -> Result<bool, Error> {
+    let ctx = ctx_of(state)?;
+    Ok(matches!(
+        ctx.phase,
+        Phase::Compile {
+            incremental: true,
+            ..
+        }
+    ))
+}
+
+fn log(state: &State, msg: Value, info: Option<bool>) -> String {
+    if info.unwrap_or(false) {
+        if let Some(ctx) = RenderCtx::from_state(state) {
+            ctx.capture.lock().unwrap().logs.push(msg.to_string());
+        }
+    }
+    String::new()
+}
+
+fn print(state: &State, msg: Value) -> String {
+    if let Some(ctx) = RenderCtx::from_state(state) {
+        ctx.capture.lock().unwrap().logs.push(msg.to_string());
+    }
+    String::new()
+}
+
+fn return_fn(state: &State, value: Value) -> Result<Value, Error> {
+    if let Some(ctx) = RenderCtx::from_state(state) {
+        let mut slots = ctx.returns.lock().unwrap();
+        if let Some(slot) = slots.last_mut() {
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+            return Ok(Value::from(""));
+        }
+    }
+    Ok(value)
+}
+
+/// Renders one string from a YAML file (project or profile) with `env_var()` and `var()`.
+pub fn render_config_string(
+    text: &str,
+    vars: &serde_json::Map<String, Json>,
+) -> Result<String, String> {
+    thread_local! {
+        static ENV: Environment<'static> = base_env();
+    }
+    ENV.with(|env| {
+        let mut ctx = BTreeMap::new();
+        ctx.insert("__vars__", Value::from(minijinja::value::Serde(vars)));
+        env.render_str(text, Value::from(ctx))
+            .map_err(|e| jinja_message(&e))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_blocks_become_macros_on_the_same_lines() {
+        let src = "{% test positive(model, column_name) %}\nselect 1\n{%- endtest %}";
+        let out = rewrite_test_blocks(src);
+        assert_eq!(
+            out,
+            "{% macro test_positive(model, column_name) %}\nselect 1\n{%- endmacro %}"
+        );
+        assert_eq!(macro_names(&out), vec!["test_positive"]);
+    }
+
+    #[test]
+    fn config_strings_render_env_var_with_default() {
+        let vars = serde_json::Map::new();
+        let out =
+            render_config_string("{{ env_var('RSDBT_SURELY_UNSET_VAR', 'fallback') }}", &vars)
+                .unwrap();
+        assert_eq!(out, "fallback");
+        let err =
+            render_config_string("{{ env_var('RSDBT_SURELY_UNSET_VAR') }}", &vars).unwrap_err();
+        assert!(
+            err.contains("Env var required but not provided: 'RSDBT_SURELY_UNSET_VAR'"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,355 @@
+//! Jinja values with behaviour: relations, the `config` callable, dbt's `exceptions` and
+//! `modules.datetime`, and the proxy that makes every project macro a global.
+
+use std::fmt;
+use std::sync::Arc;
+
+use minijinja::value::{Kwargs, Object, ObjectRepr, Rest, Value};
+use minijinja::{Error, ErrorKind, State};
+
+use crate::config::Config;
+use crate::jinja::RenderCtx;
+
+/// A relation (`ref()`, `source()`, `this`): renders as a quoted, fully qualified name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Relation {
+    pub database: String,
+    pub schema: String,
+    pub identifier: String,
+    /// `table`, `view`, `cte` ... (`None` when unknown).
+    pub kind: Option<String>,
+    /// For ephemeral models: rendered as this bare CTE name instead.
+    pub cte_name: Option<String>,
+}
+
+impl Relation {
+    pub fn new(database: &str, schema: &str, identifier: &str) -> Self {
+        Self {
+            database: database.into(),
+            schema: schema.into(),
+            identifier: identifier.into(),
+            kind: None,
+            cte_name: None,
+        }
+    }
+
+    /// The SQL text of the relation.
+    pub fn render(&self) -> String {
+        if let Some(cte) = &self.cte_name {
+            return cte.clone();
+        }
+        format!(
+            "{}.{}.{}",
+            quote(&self.database),
+            quote(&self.schema),
+            quote(&self.identifier)
+        )
+    }
+}
+
+/// Quotes an identifier with double quotes, escaping embedded quotes.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+impl fmt::Display for Relation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render())
+    }
+}
+
+impl Object for Relation {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(match key.as_str()? {
+            "database" => Value::from(self.database.clone()),
+            "schema" => Value::from(self.schema.clone()),
+            "identifier" | "name" | "table" => Value::from(self.identifier.clone()),
+            "type" => self
+                .kind
+                .clone()
+                .map(Value::from)
+                .unwrap_or(Value::from(())),
+            "is_table" => Value::from(self.kind.as_deref() == Some("table")),
+            "is_view" => Value::from(self.kind.as_deref() == Some("view")),
+            "is_cte" => Value::from(self.cte_name.is_some()),
+            _ => return None,
+        })
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "render" => Ok(Value::from(Relation::render(self))),
+            "include" => {
+                let (_, kwargs): (&[Value], Kwargs) = minijinja::value::from_args(args)?;
+                let keep = |k: &str| kwargs.get::<Option<bool>>(k).map(|v| v.unwrap_or(true));
+                let (db, schema, ident) = (keep("database")?, keep("schema")?, keep("identifier")?);
+                let parts: Vec<String> = [
+                    (db, &self.database),
+                    (schema, &self.schema),
+                    (ident, &self.identifier),
+                ]
+                .into_iter()
+                .filter(|(k, _)| *k)
+                .map(|(_, v)| quote(v))
+                .collect();
+                Ok(Value::from_safe_string(parts.join(".")))
+            }
+            "incorporate" => Ok(Value::from_dyn_object(self.clone())),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("relation has no method '{method}'"),
+            )),
+        }
+    }
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&Relation::render(self))
+    }
+}
+
+/// `config`: callable as `config(materialized='table')`, and `config.get('key', default)`.
+#[derive(Debug)]
+pub struct ConfigObject {
+    pub ctx: Arc<RenderCtx>,
+}
+
+impl ConfigObject {
+    fn current(&self) -> Config {
+        let mut c = self.ctx.base_config.clone();
+        crate::config::merge(&mut c, &self.ctx.capture.lock().unwrap().config);
+        c
+    }
+}
+
+impl Object for ConfigObject {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn call(self: &Arc<Self>, _state: &mut State, args: &[Value]) -> Result<Value, Error> {
+        // config(**kwargs) or config({...})
+        let (pos, kwargs): (&[Value], Kwargs) = minijinja::value::from_args(args)?;
+        let mut cfg = Config::new();
+        for v in pos {
+            let json: serde_json::Value = serde_json::to_value(v)
+                .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+            if let serde_json::Value::Object(m) = json {
+                cfg.extend(m);
+            }
+        }
+        for key in kwargs.args() {
+            let v: Value = kwargs.get(key)?;
+            let json = serde_json::to_value(&v)
+                .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+            cfg.insert(key.to_string(), json);
+        }
+        if self.ctx.phase_is_parse() {
+            crate::config::merge(&mut self.ctx.capture.lock().unwrap().config, &cfg);
+        }
+        Ok(Value::from(""))
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "get" | "require" => {
+                let (key, default): (&str, Option<Value>) = minijinja::value::from_args(args)?;
+                let cfg = self.current();
+                match cfg.get(&crate::config::canonical_key(key)) {
+                    Some(v) => Ok(Value::from(minijinja::value::Serde(v))),
+                    None if method == "require" && !self.ctx.phase_is_parse() => Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("required config '{key}' was not set"),
+                    )),
+                    None => Ok(default.unwrap_or(Value::from(()))),
+                }
+            }
+            "set" => Ok(Value::from("")),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("config has no method '{method}'"),
+            )),
+        }
+    }
+}
+
+/// `exceptions.raise_compiler_error(msg)` and `exceptions.warn(msg)`.
+#[derive(Debug)]
+pub struct Exceptions;
+
+impl Object for Exceptions {
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let (msg,): (String,) = minijinja::value::from_args(args)?;
+        match method {
+            "raise_compiler_error" | "raise_not_implemented" => {
+                Err(Error::new(ErrorKind::InvalidOperation, msg))
+            }
+            "warn" => {
+                if let Some(ctx) = RenderCtx::from_state(state) {
+                    ctx.capture
+                        .lock()
+                        .unwrap()
+                        .logs
+                        .push(format!("[WARNING]: {msg}"));
+                }
+                Ok(Value::from(""))
+            }
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("exceptions has no method '{method}'"),
+            )),
+        }
+    }
+}
+
+/// A Python-like `datetime`: attributes, `strftime`, `isoformat`; renders as Python's `str()`.
+#[derive(Debug, Clone)]
+pub struct DateTime(pub chrono::NaiveDateTime, pub bool);
+
+impl Object for DateTime {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        use chrono::{Datelike, Timelike};
+        let d = &self.0;
+        Some(Value::from(match key.as_str()? {
+            "year" => d.year() as i64,
+            "month" => d.month() as i64,
+            "day" => d.day() as i64,
+            "hour" => d.hour() as i64,
+            "minute" => d.minute() as i64,
+            "second" => d.second() as i64,
+            "microsecond" => (d.nanosecond() / 1000) as i64,
+            _ => return None,
+        }))
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "strftime" => {
+                let (fmt,): (String,) = minijinja::value::from_args(args)?;
+                Ok(Value::from(self.0.format(&fmt).to_string()))
+            }
+            "isoformat" => {
+                let s = self.0.format("%Y-%m-%dT%H:%M:%S%.6f").to_string();
+                Ok(Value::from(if self.1 { format!("{s}+00:00") } else { s }))
+            }
+            "date" => Ok(Value::from(self.0.date().to_string())),
+            "timestamp" => Ok(Value::from(self.0.and_utc().timestamp() as f64)),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("datetime has no method '{method}'"),
+            )),
+        }
+    }
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S%.6f"))?;
+        if self.1 {
+            f.write_str("+00:00")?;
+        }
+        Ok(())
+    }
+}
+
+/// `modules.datetime.datetime` / `.date`: constructors `now()`, `utcnow()`, `today()`, and
+/// `datetime(y, m, d, ...)`.
+#[derive(Debug)]
+pub struct DateTimeModule;
+
+impl Object for DateTimeModule {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "datetime" | "date" => Some(Value::from_dyn_object(self.clone())),
+            _ => None,
+        }
+    }
+    fn call(self: &Arc<Self>, _state: &mut State, args: &[Value]) -> Result<Value, Error> {
+        let (y, m, d, rest): (i32, u32, u32, Rest<u32>) = minijinja::value::from_args(args)?;
+        let part = |i: usize| rest.get(i).copied().unwrap_or(0);
+        let dt = chrono::NaiveDate::from_ymd_opt(y, m, d)
+            .and_then(|date| date.and_hms_opt(part(0), part(1), part(2)))
+            .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "invalid date"))?;
+        Ok(Value::from_object(DateTime(dt, false)))
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        let now = chrono::Utc::now().naive_utc();
+        match method {
+            "now" => Ok(Value::from_object(DateTime(
+                chrono::Local::now().naive_local(),
+                false,
+            ))),
+            "utcnow" => Ok(Value::from_object(DateTime(now, false))),
+            "today" => Ok(Value::from(chrono::Local::now().date_naive().to_string())),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("datetime has no method '{method}'"),
+            )),
+        }
+    }
+}
+
+/// A project macro exposed as a global: calling it renders its file and calls the macro there,
+/// so macros need no import, and `return(...)` values come back as values.
+#[derive(Debug)]
+pub struct MacroProxy {
+    pub template: String,
+    pub name: String,
+    pub unique_id: String,
+}
+
+impl Object for MacroProxy {
+    fn call(self: &Arc<Self>, state: &mut State, args: &[Value]) -> Result<Value, Error> {
+        let ctx = RenderCtx::from_state(state).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                "macro called outside a node render",
+            )
+        })?;
+        ctx.capture
+            .lock()
+            .unwrap()
+            .macros
+            .insert(self.unique_id.clone());
+        let tmpl = state.env().get_template(&self.template)?;
+        let mut captured = tmpl.render_captured(ctx.context_value())?;
+        ctx.returns.lock().unwrap().push(None);
+        let out = captured.with_state_mut(|st| -> Result<Value, Error> {
+            let m = st.lookup(&self.name).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::UnknownFunction,
+                    format!("macro '{}' not found", self.name),
+                )
+            })?;
+            m.call(st, args)
+        });
+        let returned = ctx.returns.lock().unwrap().pop().flatten();
+        let out = out?;
+        Ok(match returned {
+            Some(v) => v,
+            None => Value::from_safe_string(out.to_string()),
+        })
+    }
+}

@@ -1,0 +1,20 @@
+#![recursion_limit = "256"]
+//! rsdbt: a declarative SQL model runner in the style of dbt.
+//!
+//! Stages, each one module, data flowing one way:
+//! [`project::load`] → [`manifest::build`] (Jinja parse phase) → [`graph::Dag::build`] →
+//! [`graph::select::eval`] → [`exec::run`] (compile, [`materialize`], [`adapter`]) →
+//! [`artifacts`]. The [`cli`] drives them and is the only place that prints.
+
+pub mod adapter;
+pub mod artifacts;
+pub mod cli;
+pub mod compile;
+pub mod config;
+pub mod diag;
+pub mod exec;
+pub mod graph;
+pub mod jinja;
+pub mod manifest;
+pub mod materialize;
+pub mod project;

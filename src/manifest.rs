@@ -1,0 +1,763 @@
+//! The manifest: every node of the project with its final config, relation and dependencies.
+//!
+//! Consumes a [`Project`]; renders each node once in the parse phase (no database touched) to
+//! capture `ref`/`source`/`config`; merges configs in dbt's precedence; names relations with
+//! `generate_schema_name` / `generate_alias_name` (project overrides honoured); resolves every
+//! ref and source, reporting unknown names with the closest existing one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::config::{self, Config, ConfigExt};
+use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
+use crate::jinja::{self, Jinja, JinjaInputs, NodeInfo, Phase, RefCall, Relation};
+use crate::project::properties::{self, ColumnDef, SourceTable};
+use crate::project::{FileKind, Project, SourceFile};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceType {
+    Model,
+    Seed,
+    Snapshot,
+    Test,
+    Source,
+    Analysis,
+}
+
+impl ResourceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::Model => "model",
+            ResourceType::Seed => "seed",
+            ResourceType::Snapshot => "snapshot",
+            ResourceType::Test => "test",
+            ResourceType::Source => "source",
+            ResourceType::Analysis => "analysis",
+        }
+    }
+}
+
+/// A model, seed or other executable node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub unique_id: String,
+    pub resource_type: ResourceType,
+    pub name: String,
+    pub package: String,
+    pub fqn: Vec<String>,
+    /// Path relative to the project (`models/silver/orders.sql`).
+    pub original_file_path: String,
+    /// Path relative to the resource root (`silver/orders.sql`).
+    pub path: String,
+    pub raw_code: Arc<str>,
+    pub checksum: String,
+    pub config: Config,
+    /// Only the keys set by `config()` in the file.
+    pub config_call: Config,
+    /// Keys as written (project tree + yml + config()), before defaults.
+    pub unrendered_config: Config,
+    pub description: String,
+    pub columns: Vec<ColumnDef>,
+    pub patch_path: Option<String>,
+    pub refs: Vec<RefCall>,
+    pub sources: Vec<(String, String)>,
+    pub depends_on_nodes: Vec<String>,
+    pub depends_on_macros: Vec<String>,
+    pub relation: Relation,
+    pub tests: Vec<Json>,
+}
+
+impl Node {
+    pub fn materialized(&self) -> &str {
+        self.config.str_or("materialized", "view")
+    }
+    pub fn tags(&self) -> Vec<String> {
+        self.config.strings("tags")
+    }
+    pub fn is_ephemeral(&self) -> bool {
+        self.materialized() == "ephemeral"
+    }
+    /// The relation as SQL, or `None` for ephemeral models (dbt's `relation_name`).
+    pub fn relation_name(&self) -> Option<String> {
+        if self.is_ephemeral() {
+            None
+        } else {
+            Some(self.relation.render())
+        }
+    }
+    pub fn info(&self) -> NodeInfo {
+        NodeInfo {
+            unique_id: self.unique_id.clone(),
+            name: self.name.clone(),
+            resource_type: self.resource_type.as_str().to_string(),
+            package: self.package.clone(),
+            template: self.original_file_path.clone(),
+            config: self.config.clone(),
+            this: self.relation.clone(),
+        }
+    }
+}
+
+/// A declared source table.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub unique_id: String,
+    pub fqn: Vec<String>,
+    pub package: String,
+    pub def: SourceTable,
+    pub relation: Relation,
+}
+
+/// A project macro.
+#[derive(Debug, Clone)]
+pub struct Macro {
+    pub unique_id: String,
+    pub name: String,
+    pub package: String,
+    pub original_file_path: String,
+}
+
+/// The parsed project.
+pub struct Manifest {
+    pub project_name: String,
+    pub nodes: BTreeMap<String, Node>,
+    pub sources: BTreeMap<String, Source>,
+    pub macros: BTreeMap<String, Macro>,
+    /// Nodes with `enabled: false`: kept so that refs to them give a precise error.
+    pub disabled: BTreeMap<String, Node>,
+    pub docs: BTreeMap<String, String>,
+    pub jinja: Jinja,
+    pub invocation_id: String,
+    pub generated_at: chrono::DateTime<chrono::Utc>,
+    pub adapter_type: String,
+}
+
+impl Manifest {
+    /// unique_id of a node by its name (models and seeds in the root project).
+    pub fn find_by_name(&self, name: &str) -> Option<&Node> {
+        self.nodes.values().find(|n| {
+            n.name == name
+                && matches!(
+                    n.resource_type,
+                    ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+                )
+        })
+    }
+
+    /// Parents (nodes and sources) of every node, as dbt's `parent_map`.
+    pub fn parent_map(&self) -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for n in self.nodes.values() {
+            let mut parents = n.depends_on_nodes.clone();
+            parents.sort();
+            parents.dedup();
+            m.insert(n.unique_id.clone(), parents);
+        }
+        for s in self.sources.keys() {
+            m.insert(s.clone(), vec![]);
+        }
+        m
+    }
+
+    /// Children of every node and source, as dbt's `child_map`.
+    pub fn child_map(&self) -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for id in self.nodes.keys().chain(self.sources.keys()) {
+            m.entry(id.clone()).or_default();
+        }
+        for n in self.nodes.values() {
+            for p in &n.depends_on_nodes {
+                m.entry(p.clone()).or_default().push(n.unique_id.clone());
+            }
+        }
+        for v in m.values_mut() {
+            v.sort();
+            v.dedup();
+        }
+        m
+    }
+}
+
+/// Run-wide identity passed to the parse.
+pub struct Invocation {
+    pub invocation_id: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Invocation {
+    pub fn new() -> Self {
+        Self {
+            invocation_id: uuid::Uuid::new_v4().to_string(),
+            started_at: chrono::Utc::now(),
+        }
+    }
+}
+
+impl Default for Invocation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Builds the manifest from a loaded project.
+pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Diagnostics> {
+    let props = properties::load(project)?;
+    let mut diags = Diagnostics::new();
+    let target = project.target.as_ref();
+    let target_json = target.map(|t| t.jinja_value()).unwrap_or_else(|| serde_json::json!({"name": "default", "schema": "main", "database": "warehouse", "type": "datafusion", "threads": 1}));
+    let target_schema = target
+        .map(|t| t.schema.clone())
+        .unwrap_or_else(|| "main".into());
+    let database = target
+        .map(|t| t.database.clone())
+        .unwrap_or_else(|| "warehouse".into());
+
+    let macro_files: Vec<(&str, Arc<str>)> = project
+        .files_of(FileKind::Macro)
+        .map(|f| (f.path.as_str(), f.contents.clone()))
+        .collect();
+    let model_files: Vec<&SourceFile> = project.files_of(FileKind::Model).collect();
+    let node_templates: Vec<(&str, Arc<str>)> = model_files
+        .iter()
+        .map(|f| (f.path.as_str(), f.contents.clone()))
+        .collect();
+    let jinja = match Jinja::new(JinjaInputs {
+        project_name: &project.name,
+        target: target_json,
+        project_vars: project.vars.clone(),
+        cli_vars: project.cli_vars.clone(),
+        invocation_id: &invocation.invocation_id,
+        run_started_at: invocation.started_at,
+        macro_files,
+        node_templates,
+    }) {
+        Ok(j) => j,
+        Err(ds) => {
+            diags.0.extend(ds);
+            return Err(diags);
+        }
+    };
+
+    let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+    let mut disabled = BTreeMap::new();
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+
+    let empty = BTreeMap::new();
+    let model_patches = props.patches.get("models").unwrap_or(&empty);
+    let seed_patches = props.patches.get("seeds").unwrap_or(&empty);
+
+    let mut candidates: Vec<(ResourceType, &SourceFile)> = model_files
+        .iter()
+        .map(|f| (ResourceType::Model, *f))
+        .collect();
+    candidates.extend(
+        project
+            .files_of(FileKind::Seed)
+            .map(|f| (ResourceType::Seed, f)),
+    );
+
+    for (rtype, file) in candidates {
+        let name = file.stem().to_string();
+        let mut fqn = vec![project.name.clone()];
+        fqn.extend(file.folders());
+        fqn.push(name.clone());
+        let tree_key = if rtype == ResourceType::Seed {
+            "seeds"
+        } else {
+            "models"
+        };
+        let mut cfg = Config::new();
+        cfg.insert("enabled".into(), Json::Bool(true));
+        if rtype == ResourceType::Model {
+            cfg.insert("materialized".into(), "view".into());
+        } else {
+            cfg.insert("materialized".into(), "seed".into());
+        }
+        let tree_cfg = config::from_tree(project.config_trees.get(tree_key), &fqn);
+        config::merge(&mut cfg, &tree_cfg);
+        let mut unrendered = tree_cfg.clone();
+        let patch = if rtype == ResourceType::Seed {
+            seed_patches.get(&name)
+        } else {
+            model_patches.get(&name)
+        };
+        if let Some(p) = patch {
+            config::merge(&mut cfg, &p.config);
+            config::merge(&mut unrendered, &p.config);
+            if !p.tags.is_empty() {
+                config::merge(
+                    &mut cfg,
+                    &serde_json::json!({"tags": p.tags})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                );
+            }
+            if let Some(meta) = &p.meta {
+                config::merge(
+                    &mut cfg,
+                    &serde_json::json!({"meta": meta})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                );
+            }
+            if let Some(docs) = &p.docs {
+                config::merge(
+                    &mut cfg,
+                    &serde_json::json!({"docs": docs})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                );
+            }
+        }
+        let rt = rtype.as_str();
+        let unique_id = format!("{rt}.{}.{name}", project.name);
+        let mut node = Node {
+            unique_id: unique_id.clone(),
+            resource_type: rtype,
+            name: name.clone(),
+            package: project.name.clone(),
+            fqn,
+            original_file_path: file.path.clone(),
+            path: file.rel_path().to_string(),
+            raw_code: file.contents.clone(),
+            checksum: checksum(file, project),
+            config: cfg,
+            config_call: Config::new(),
+            unrendered_config: unrendered,
+            description: patch.map(|p| p.description.clone()).unwrap_or_default(),
+            columns: patch.map(|p| p.columns.clone()).unwrap_or_default(),
+            patch_path: patch.map(|p| format!("{}://{}", project.name, p.file)),
+            refs: vec![],
+            sources: vec![],
+            depends_on_nodes: vec![],
+            depends_on_macros: vec![],
+            relation: Relation::new(&database, &target_schema, &name),
+            tests: patch.map(|p| p.tests.clone()).unwrap_or_default(),
+        };
+        if rtype == ResourceType::Model {
+            match jinja.render_node(&node.info(), Phase::Parse) {
+                Ok((_, capture)) => {
+                    config::merge(&mut node.config, &capture.config);
+                    config::merge(&mut node.unrendered_config, &capture.config);
+                    node.config_call = capture.config;
+                    node.refs = capture.refs;
+                    node.sources = capture.sources;
+                    node.depends_on_macros = capture.macros.into_iter().collect();
+                }
+                Err(d) => {
+                    diags.push(d);
+                    continue;
+                }
+            }
+        }
+        if !node.config.bool_or("enabled", true) {
+            disabled.insert(unique_id, node);
+            continue;
+        }
+        if let Some(prev) = by_name.get(&name) {
+            let prev = &nodes[prev];
+            if prev.resource_type != ResourceType::Seed || rtype != ResourceType::Seed {
+                diags.push(
+                    Diagnostic::error(
+                        "duplicate",
+                        format!("two resources are named '{name}': {} and {}", prev.original_file_path, node.original_file_path),
+                    )
+                    .at(Location::file(&node.original_file_path, node.raw_code.clone()))
+                    .hint("names of models, seeds and snapshots must be unique in a project: rename or disable one of them"),
+                );
+                continue;
+            }
+        }
+        by_name.insert(name, unique_id.clone());
+        nodes.insert(unique_id, node);
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+
+    // Relation names: after every config is final.
+    let use_schema_macro = jinja.has_macro("generate_schema_name");
+    let use_alias_macro = jinja.has_macro("generate_alias_name");
+    for node in nodes.values_mut() {
+        let custom_schema = node
+            .config
+            .get("schema")
+            .and_then(Json::as_str)
+            .map(str::to_string);
+        let schema = if use_schema_macro {
+            let arg = custom_schema
+                .clone()
+                .map(Json::String)
+                .unwrap_or(Json::Null);
+            match jinja.call_macro(
+                &node.info(),
+                "generate_schema_name",
+                &[arg, node_json(node)],
+            ) {
+                Ok(s) => s.trim().to_string(),
+                Err(d) => {
+                    diags.push(d);
+                    continue;
+                }
+            }
+        } else {
+            default_schema(&target_schema, custom_schema.as_deref())
+        };
+        let alias = if use_alias_macro {
+            let arg = node.config.get("alias").cloned().unwrap_or(Json::Null);
+            match jinja.call_macro(&node.info(), "generate_alias_name", &[arg, node_json(node)]) {
+                Ok(s) => s.trim().to_string(),
+                Err(d) => {
+                    diags.push(d);
+                    continue;
+                }
+            }
+        } else {
+            node.config
+                .get("alias")
+                .and_then(Json::as_str)
+                .unwrap_or(&node.name)
+                .to_string()
+        };
+        let db = node
+            .config
+            .get("database")
+            .and_then(Json::as_str)
+            .unwrap_or(&database)
+            .to_string();
+        node.relation = Relation::new(&db, &schema, &alias);
+        node.relation.kind = Some(match node.materialized() {
+            "view" => "view".into(),
+            "ephemeral" => "cte".into(),
+            _ => "table".into(),
+        });
+        if node.is_ephemeral() {
+            node.relation.cte_name = Some(format!("__dbt__cte__{}", node.name));
+        }
+        node.config.insert(
+            "schema".into(),
+            custom_schema.map(Json::String).unwrap_or(Json::Null),
+        );
+        node.config.insert(
+            "alias".into(),
+            node.config.get("alias").cloned().unwrap_or(Json::Null),
+        );
+        node.config.insert(
+            "database".into(),
+            node.config.get("database").cloned().unwrap_or(Json::Null),
+        );
+    }
+
+    // Sources.
+    let mut sources = BTreeMap::new();
+    for t in &props.sources {
+        let unique_id = format!("source.{}.{}.{}", project.name, t.source_name, t.name);
+        let mut fqn = vec![project.name.clone()];
+        let folders: Vec<String> = t.file.split('/').skip(1).map(str::to_string).collect();
+        fqn.extend(folders[..folders.len().saturating_sub(1)].iter().cloned());
+        fqn.push(t.source_name.clone());
+        fqn.push(t.name.clone());
+        let relation = Relation::new(
+            t.database.as_deref().unwrap_or(&database),
+            t.schema.as_deref().unwrap_or(&t.source_name),
+            &t.identifier,
+        );
+        if sources.contains_key(&unique_id) {
+            diags.push(
+                Diagnostic::error(
+                    "duplicate",
+                    format!(
+                        "source table '{}.{}' is declared twice",
+                        t.source_name, t.name
+                    ),
+                )
+                .at(t.location.clone())
+                .hint("declare each source table once"),
+            );
+            continue;
+        }
+        sources.insert(
+            unique_id.clone(),
+            Source {
+                unique_id,
+                fqn,
+                package: project.name.clone(),
+                def: t.clone(),
+                relation,
+            },
+        );
+    }
+
+    // Resolve refs and sources into dependencies.
+    let names: BTreeMap<String, String> = by_name;
+    let source_keys: BTreeMap<(String, String), String> = sources
+        .values()
+        .map(|s| {
+            (
+                (s.def.source_name.clone(), s.def.name.clone()),
+                s.unique_id.clone(),
+            )
+        })
+        .collect();
+    let ids: Vec<String> = nodes.keys().cloned().collect();
+    for id in ids {
+        let node = &nodes[&id];
+        let mut deps = Vec::new();
+        let mut errs = Vec::new();
+        for r in &node.refs {
+            if let Some(pkg) = &r.package {
+                if pkg != &project.name {
+                    errs.push(
+                        Diagnostic::error(
+                            "unknown-ref",
+                            format!(
+                                "{} '{}' refers to package '{pkg}', which is not installed",
+                                node.resource_type.as_str(),
+                                node.name
+                            ),
+                        )
+                        .at(locate_call(node, "ref", &r.name))
+                        .label("unknown package")
+                        .hint(format!("use ref('{}') for a model of this project", r.name)),
+                    );
+                    continue;
+                }
+            }
+            match names.get(&r.name) {
+                Some(dep) => deps.push(dep.clone()),
+                None => {
+                    let is_disabled = disabled.values().any(|d: &Node| d.name == r.name);
+                    let hint = if is_disabled {
+                        format!(
+                            "'{}' is disabled (enabled: false); enable it or remove this ref",
+                            r.name
+                        )
+                    } else {
+                        did_you_mean(
+                            &r.name,
+                            names.keys().map(String::as_str),
+                            "create the model, or check the name in ref()",
+                        )
+                    };
+                    errs.push(
+                        Diagnostic::error(
+                            "unknown-ref",
+                            format!(
+                                "{} '{}' depends on '{}', which was not found",
+                                node.resource_type.as_str(),
+                                node.name,
+                                r.name
+                            ),
+                        )
+                        .at(locate_call(node, "ref", &r.name))
+                        .label("unknown ref")
+                        .hint(hint),
+                    );
+                }
+            }
+        }
+        for (s, t) in &node.sources {
+            match source_keys.get(&(s.clone(), t.clone())) {
+                Some(dep) => deps.push(dep.clone()),
+                None => {
+                    let all: Vec<String> = source_keys
+                        .keys()
+                        .map(|(a, b)| format!("{a}.{b}"))
+                        .collect();
+                    errs.push(
+                        Diagnostic::error(
+                            "unknown-source",
+                            format!(
+                                "{} '{}' depends on source '{s}.{t}', which was not found",
+                                node.resource_type.as_str(),
+                                node.name
+                            ),
+                        )
+                        .at(locate_call(node, "source", t))
+                        .label("unknown source")
+                        .hint(did_you_mean(
+                            &format!("{s}.{t}"),
+                            all.iter().map(String::as_str),
+                            "declare it under `sources:` in a properties .yml file",
+                        )),
+                    );
+                }
+            }
+        }
+        diags.0.extend(errs);
+        let mut seen = BTreeSet::new();
+        deps.retain(|d| seen.insert(d.clone()));
+        nodes.get_mut(&id).unwrap().depends_on_nodes = deps;
+    }
+
+    // Patches that describe nothing: dbt warns.
+    for (kind, map) in &props.patches {
+        for (name, p) in map {
+            let exists = names.contains_key(name) || disabled.values().any(|d| &d.name == name);
+            if !exists && (*kind == "models" || *kind == "seeds") {
+                diags.push(
+                    Diagnostic::warning(
+                        "unused-patch",
+                        format!(
+                            "{} describes {} '{name}', which does not exist",
+                            p.file,
+                            &kind[..kind.len() - 1]
+                        ),
+                    )
+                    .at(p.location.clone())
+                    .hint("remove the entry or create the file"),
+                );
+            }
+        }
+    }
+
+    let macros = jinja
+        .macros()
+        .iter()
+        .map(|(name, (path, id))| {
+            (
+                id.clone(),
+                Macro {
+                    unique_id: id.clone(),
+                    name: name.clone(),
+                    package: project.name.clone(),
+                    original_file_path: path.clone(),
+                },
+            )
+        })
+        .collect();
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    print_warnings(&diags);
+    Ok(Manifest {
+        project_name: project.name.clone(),
+        nodes,
+        sources,
+        macros,
+        disabled,
+        docs: props.docs,
+        jinja,
+        invocation_id: invocation.invocation_id.clone(),
+        generated_at: invocation.started_at,
+        adapter_type: target
+            .map(|t| t.adapter_type.clone())
+            .unwrap_or_else(|| "datafusion".into()),
+    })
+}
+
+fn print_warnings(diags: &Diagnostics) {
+    if !diags.is_empty() {
+        crate::cli::printer::warnings(diags);
+    }
+}
+
+/// dbt's default `generate_schema_name`: the target schema, or `<target>_<custom>`.
+pub fn default_schema(target_schema: &str, custom: Option<&str>) -> String {
+    match custom.map(str::trim) {
+        Some(c) if !c.is_empty() => format!("{target_schema}_{c}"),
+        _ => target_schema.to_string(),
+    }
+}
+
+fn node_json(node: &Node) -> Json {
+    serde_json::json!({
+        "name": node.name,
+        "unique_id": node.unique_id,
+        "resource_type": node.resource_type.as_str(),
+        "package_name": node.package,
+        "fqn": node.fqn,
+        "original_file_path": node.original_file_path,
+        "path": node.path,
+        "config": node.config,
+        "tags": node.tags(),
+    })
+}
+
+/// Where in a node's file `ref('name')` / `source(.., 'name')` is written.
+fn locate_call(node: &Node, func: &str, name: &str) -> Location {
+    let src = &node.raw_code;
+    let mut from = 0;
+    while let Some(pos) = src[from..].find(&format!("{func}(")) {
+        let start = from + pos;
+        let end = src[start..]
+            .find(')')
+            .map(|e| start + e + 1)
+            .unwrap_or(src.len());
+        let call = &src[start..end];
+        if call.contains(&format!("'{name}'")) || call.contains(&format!("\"{name}\"")) {
+            return Location {
+                path: node.original_file_path.clone(),
+                source: src.clone(),
+                offset: start,
+                len: end - start,
+            };
+        }
+        from = start + func.len();
+    }
+    Location::file(&node.original_file_path, src.clone())
+}
+
+fn checksum(file: &SourceFile, project: &Project) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    if file.kind == FileKind::Seed {
+        match std::fs::read(project.root.join(&file.path)) {
+            Ok(bytes) => h.update(&bytes),
+            Err(_) => h.update(file.path.as_bytes()),
+        }
+    } else {
+        h.update(file.contents.as_bytes());
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// An owned snapshot of relations, usable from other threads during compile.
+pub struct RelationIndex {
+    refs: BTreeMap<String, Relation>,
+    sources: BTreeMap<(String, String), Relation>,
+}
+
+impl RelationIndex {
+    pub fn new(m: &Manifest) -> Self {
+        Self {
+            refs: m
+                .nodes
+                .values()
+                .filter(|n| n.resource_type != ResourceType::Test)
+                .map(|n| (n.name.clone(), n.relation.clone()))
+                .collect(),
+            sources: m
+                .sources
+                .values()
+                .map(|s| {
+                    (
+                        (s.def.source_name.clone(), s.def.name.clone()),
+                        s.relation.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+impl jinja::Resolve for RelationIndex {
+    fn resolve_ref(&self, _from: &str, call: &RefCall) -> Result<Relation, String> {
+        self.refs
+            .get(&call.name)
+            .cloned()
+            .ok_or_else(|| format!("ref('{}') not found", call.name))
+    }
+    fn resolve_source(&self, _from: &str, source: &str, table: &str) -> Result<Relation, String> {
+        self.sources
+            .get(&(source.into(), table.into()))
+            .cloned()
+            .ok_or_else(|| format!("source('{source}', '{table}') not found"))
+    }
+}

@@ -1,0 +1,467 @@
+//! Load a project: the project file, the profile, and every file under the resource paths.
+//!
+//! Consumes the command-line [`Settings`]; produces a [`Project`] whose files are read once into
+//! memory (the source map every later diagnostic points into). Nothing is rendered yet except
+//! `{{ env_var() }}` / `{{ var() }}` in project and profile values, as dbt does.
+
+pub mod profile;
+pub mod properties;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::diag::{Diagnostic, Diagnostics, Location};
+pub use profile::Target;
+
+/// Command-line settings that shape loading.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub project_dir: PathBuf,
+    pub profiles_dir: Option<PathBuf>,
+    pub target: Option<String>,
+    pub threads: Option<usize>,
+    /// `--vars` (YAML or JSON mapping).
+    pub vars: serde_json::Map<String, Json>,
+    /// Whether a profile is needed (false for `parse`/`ls` when no profile exists is still an error in dbt; kept true).
+    pub need_profile: bool,
+}
+
+/// Which kind of resource a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FileKind {
+    Model,
+    Seed,
+    Macro,
+    Properties,
+    SingularTest,
+    Snapshot,
+    Analysis,
+    Docs,
+}
+
+/// One file of the project, read once.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub kind: FileKind,
+    /// Path relative to the project root, with `/` separators (what dbt calls original_file_path).
+    pub path: String,
+    /// The resource path it was found under (e.g. `models`).
+    pub root: String,
+    pub contents: Arc<str>,
+}
+
+impl SourceFile {
+    /// Path relative to its resource root (dbt's `path`).
+    pub fn rel_path(&self) -> &str {
+        self.path
+            .strip_prefix(&self.root)
+            .map(|p| p.trim_start_matches('/'))
+            .unwrap_or(&self.path)
+    }
+    /// File name without extension.
+    pub fn stem(&self) -> &str {
+        let name = self.path.rsplit('/').next().unwrap_or(&self.path);
+        name.rsplit_once('.').map(|(s, _)| s).unwrap_or(name)
+    }
+    /// Folders between the resource root and the file.
+    pub fn folders(&self) -> Vec<String> {
+        let rel = self.rel_path();
+        let mut parts: Vec<String> = rel.split('/').map(str::to_string).collect();
+        parts.pop();
+        parts
+    }
+    pub fn location(&self) -> Location {
+        Location::file(&self.path, self.contents.clone())
+    }
+}
+
+/// A loaded project.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    /// `project.yml` or `dbt_project.yml`.
+    pub project_file: SourceFile,
+    pub name: String,
+    pub version: String,
+    pub profile_name: String,
+    pub model_paths: Vec<String>,
+    pub seed_paths: Vec<String>,
+    pub macro_paths: Vec<String>,
+    pub test_paths: Vec<String>,
+    pub snapshot_paths: Vec<String>,
+    pub analysis_paths: Vec<String>,
+    pub docs_paths: Vec<String>,
+    pub target_path: String,
+    pub clean_targets: Vec<String>,
+    /// `vars:` of the project file.
+    pub vars: serde_json::Map<String, Json>,
+    /// `--vars` from the command line.
+    pub cli_vars: serde_json::Map<String, Json>,
+    /// The `models:` / `seeds:` / `sources:` / `tests:` config trees.
+    pub config_trees: BTreeMap<String, Json>,
+    pub on_run_start: Vec<String>,
+    pub on_run_end: Vec<String>,
+    /// The whole project file, rendered.
+    pub raw: Json,
+    pub files: Vec<SourceFile>,
+    pub target: Option<Target>,
+}
+
+impl Project {
+    /// Absolute path of the target folder (dbt's `target-path`).
+    pub fn target_dir(&self) -> PathBuf {
+        self.root.join(&self.target_path)
+    }
+
+    pub fn files_of(&self, kind: FileKind) -> impl Iterator<Item = &SourceFile> {
+        self.files.iter().filter(move |f| f.kind == kind)
+    }
+
+    /// The resolved target; a bug to ask for it when loading was told not to resolve one.
+    pub fn target(&self) -> &Target {
+        self.target
+            .as_ref()
+            .expect("project loaded without a profile")
+    }
+}
+
+const PROJECT_FILES: [&str; 2] = ["project.yml", "dbt_project.yml"];
+
+/// Loads the project at `settings.project_dir`.
+pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
+    let root = settings.project_dir.clone();
+    let Some(file_name) = PROJECT_FILES.iter().find(|f| root.join(f).is_file()) else {
+        return Err(Diagnostic::error(
+            "project",
+            format!("no project.yml or dbt_project.yml in {}", display_dir(&root)),
+        )
+        .hint("run rsdbt from a project folder, pass --project-dir, or create a project with `rsdbt init <name>`")
+        .into());
+    };
+    let text: Arc<str> = read(&root.join(file_name))?.into();
+    let project_file = SourceFile {
+        kind: FileKind::Properties,
+        path: file_name.to_string(),
+        root: String::new(),
+        contents: text.clone(),
+    };
+    let doc = yaml::parse(file_name, &text)?;
+    let loc = |needle: &str| Location::find(file_name, text.clone(), needle);
+    let vars_raw = doc
+        .get("vars")
+        .and_then(Json::as_object)
+        .cloned()
+        .unwrap_or_default();
+    // Hooks and config trees keep their Jinja for the node's own render.
+    let doc = render_yaml_strings(doc, &merged_vars(&vars_raw, &settings.vars), &|key| {
+        matches!(
+            key,
+            "models"
+                | "seeds"
+                | "snapshots"
+                | "tests"
+                | "data_tests"
+                | "sources"
+                | "on-run-start"
+                | "on-run-end"
+                | "vars"
+        )
+    })
+    .map_err(|msg| {
+        Diagnostic::error("project", format!("{file_name}: {msg}")).at(project_file.location())
+    })?;
+    let Some(obj) = doc.as_object() else {
+        return Err(
+            Diagnostic::error("project", format!("{file_name} must be a mapping of keys"))
+                .at(project_file.location())
+                .into(),
+        );
+    };
+    let mut diags = Diagnostics::new();
+    let name = match obj.get("name").and_then(Json::as_str) {
+        Some(n) => n.to_string(),
+        None => {
+            diags.push(
+                Diagnostic::error("project", format!("{file_name} has no `name`"))
+                    .at(project_file.location())
+                    .hint("add `name: my_project` (letters, digits and underscores)"),
+            );
+            String::from("project")
+        }
+    };
+    let paths = |key: &str, default: &str| -> Vec<String> {
+        yaml::strings_of(&doc, key)
+            .unwrap_or_else(|| vec![default.to_string()])
+            .into_iter()
+            .map(|p| p.trim_end_matches('/').to_string())
+            .collect()
+    };
+    let model_paths = paths("model-paths", "models");
+    let seed_paths = paths("seed-paths", "seeds");
+    let macro_paths = paths("macro-paths", "macros");
+    let test_paths = paths("test-paths", "tests");
+    let snapshot_paths = paths("snapshot-paths", "snapshots");
+    let analysis_paths = paths("analysis-paths", "analyses");
+    let docs_paths = yaml::strings_of(&doc, "docs-paths").unwrap_or_default();
+    let target_path = yaml::str_of(&doc, "target-path")
+        .unwrap_or("target")
+        .to_string();
+    let clean_targets =
+        yaml::strings_of(&doc, "clean-targets").unwrap_or_else(|| vec![target_path.clone()]);
+    let profile_name = yaml::str_of(&doc, "profile").unwrap_or(&name).to_string();
+    let mut config_trees = BTreeMap::new();
+    for key in [
+        "models",
+        "seeds",
+        "sources",
+        "snapshots",
+        "tests",
+        "data_tests",
+    ] {
+        if let Some(tree) = doc.get(key) {
+            let key = if key == "data_tests" { "tests" } else { key };
+            config_trees.insert(key.to_string(), tree.clone());
+        }
+    }
+    let hooks = |key: &str| yaml::strings_of(&doc, key).unwrap_or_default();
+
+    let mut files = Vec::new();
+    let groups: [(&[String], FileKind, &[&str]); 6] = [
+        (&model_paths, FileKind::Model, &["sql"]),
+        (&seed_paths, FileKind::Seed, &["csv"]),
+        (&macro_paths, FileKind::Macro, &["sql", "jinja"]),
+        (&test_paths, FileKind::SingularTest, &["sql"]),
+        (&snapshot_paths, FileKind::Snapshot, &["sql"]),
+        (&analysis_paths, FileKind::Analysis, &["sql"]),
+    ];
+    for (dirs, kind, exts) in groups {
+        for dir in dirs {
+            collect_files(&root, dir, kind, exts, &mut files, &mut diags);
+        }
+    }
+    // Property and docs files may live under any resource path.
+    let mut yml_dirs: Vec<&String> = model_paths
+        .iter()
+        .chain(&seed_paths)
+        .chain(&macro_paths)
+        .chain(&snapshot_paths)
+        .chain(&analysis_paths)
+        .chain(&test_paths)
+        .collect();
+    yml_dirs.sort();
+    yml_dirs.dedup();
+    for dir in &yml_dirs {
+        collect_files(
+            &root,
+            dir,
+            FileKind::Properties,
+            &["yml", "yaml"],
+            &mut files,
+            &mut diags,
+        );
+        collect_files(&root, dir, FileKind::Docs, &["md"], &mut files, &mut diags);
+    }
+    for dir in &docs_paths {
+        collect_files(&root, dir, FileKind::Docs, &["md"], &mut files, &mut diags);
+    }
+    files.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
+    files.dedup_by(|a, b| a.kind == b.kind && a.path == b.path);
+
+    let vars = vars_raw;
+    let target = if settings.need_profile {
+        let dirs = profile::search_dirs(settings.profiles_dir.as_deref(), &root);
+        match profile::load(
+            &dirs,
+            &profile_name,
+            settings.target.as_deref(),
+            settings.threads,
+            &merged_vars(&vars, &settings.vars),
+            &loc(&format!("profile: {profile_name}")),
+        ) {
+            Ok(t) => Some(t),
+            Err(d) => {
+                diags.push(d);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let project = Project {
+        root,
+        project_file,
+        version: yaml::str_of(&doc, "version")
+            .map(str::to_string)
+            .unwrap_or_else(|| "1.0.0".into()),
+        name,
+        profile_name,
+        model_paths,
+        seed_paths,
+        macro_paths,
+        test_paths,
+        snapshot_paths,
+        analysis_paths,
+        docs_paths,
+        target_path,
+        clean_targets,
+        vars,
+        cli_vars: settings.vars.clone(),
+        config_trees,
+        on_run_start: hooks("on-run-start"),
+        on_run_end: hooks("on-run-end"),
+        raw: doc.clone(),
+        files,
+        target,
+    };
+    diags.into_result(project)
+}
+
+fn display_dir(p: &Path) -> String {
+    std::fs::canonicalize(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
+}
+
+fn read(path: &Path) -> Result<String, Diagnostic> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Diagnostic::error("io", format!("cannot read {}: {e}", path.display()))
+            .hint("check that the file exists and is UTF-8 text")
+    })
+}
+
+/// Recursively collects files with one of `exts` under `root/dir`, sorted by path.
+fn collect_files(
+    root: &Path,
+    dir: &str,
+    kind: FileKind,
+    exts: &[&str],
+    out: &mut Vec<SourceFile>,
+    diags: &mut Diagnostics,
+) {
+    let base = root.join(dir);
+    if !base.is_dir() {
+        return;
+    }
+    let mut stack = vec![base];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            let fname = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if fname.starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if !exts.contains(&ext) {
+                continue;
+            }
+            let rel = p
+                .strip_prefix(root)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .replace('\\', "/");
+            // Seeds can be large: they are streamed by the adapter, never held in the source map.
+            let contents: Arc<str> = if kind == FileKind::Seed {
+                Arc::from("")
+            } else {
+                match std::fs::read_to_string(&p) {
+                    Ok(s) => s.into(),
+                    Err(e) => {
+                        diags.push(
+                            Diagnostic::error("io", format!("cannot read {rel}: {e}"))
+                                .hint("files under resource paths must be UTF-8 text"),
+                        );
+                        continue;
+                    }
+                }
+            };
+            out.push(SourceFile {
+                kind,
+                path: rel,
+                root: dir.to_string(),
+                contents,
+            });
+        }
+    }
+}
+
+/// Project vars overlaid with `--vars`.
+pub fn merged_vars(
+    project: &serde_json::Map<String, Json>,
+    cli: &serde_json::Map<String, Json>,
+) -> serde_json::Map<String, Json> {
+    let mut m = project.clone();
+    for (k, v) in cli {
+        m.insert(k.clone(), v.clone());
+    }
+    m
+}
+
+/// Renders `{{ ... }}` in every string of a YAML document (env_var, var), skipping the
+/// top-level keys for which `skip` is true.
+pub fn render_yaml_strings(
+    doc: Json,
+    vars: &serde_json::Map<String, Json>,
+    skip: &dyn Fn(&str) -> bool,
+) -> Result<Json, String> {
+    fn walk(v: Json, vars: &serde_json::Map<String, Json>) -> Result<Json, String> {
+        Ok(match v {
+            Json::String(s) if s.contains("{{") || s.contains("{%") => {
+                Json::String(crate::jinja::render_config_string(&s, vars)?)
+            }
+            Json::Array(items) => Json::Array(
+                items
+                    .into_iter()
+                    .map(|i| walk(i, vars))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Json::Object(map) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in map {
+                    out.insert(k, walk(v, vars)?);
+                }
+                Json::Object(out)
+            }
+            other => other,
+        })
+    }
+    match doc {
+        Json::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                let v = if skip(&k) { v } else { walk(v, vars)? };
+                out.insert(k, v);
+            }
+            Ok(Json::Object(out))
+        }
+        other => walk(other, vars),
+    }
+}
+
+/// Parses `--vars` text (YAML or JSON mapping).
+pub fn parse_cli_vars(text: &str) -> Result<serde_json::Map<String, Json>, Diagnostic> {
+    let src: Arc<str> = text.into();
+    let v = yaml::parse("--vars", &src).map_err(|d| {
+        d.hint("--vars takes a YAML or JSON mapping, e.g. --vars '{start_date: 2024-01-01}'")
+    })?;
+    match v {
+        Json::Null => Ok(Default::default()),
+        Json::Object(m) => Ok(m),
+        _ => Err(
+            Diagnostic::error("vars", format!("--vars must be a mapping, got: {text}"))
+                .hint("write --vars '{key: value}'"),
+        ),
+    }
+}

@@ -1,0 +1,227 @@
+//! `profiles.yml`: found as dbt finds it, then one target resolved into a [`Target`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::diag::{Diagnostic, Location, did_you_mean};
+use crate::project::render_yaml_strings;
+use crate::project::yaml;
+
+/// The resolved output of a profile: what `target` means in Jinja and which adapter runs.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The target name (`dev`, `prod`, ...).
+    pub name: String,
+    /// The profile name in profiles.yml.
+    pub profile_name: String,
+    /// Adapter type: `datafusion` (embedded) or `postgres`.
+    pub adapter_type: String,
+    pub schema: String,
+    pub database: String,
+    pub threads: usize,
+    /// Every key of the output, rendered (passwords included; never print this whole).
+    pub fields: serde_json::Map<String, Json>,
+    /// The profiles.yml that was read.
+    pub profiles_path: PathBuf,
+}
+
+impl Target {
+    /// `target` as Jinja sees it: every field except secrets, plus name/type/profile_name.
+    pub fn jinja_value(&self) -> Json {
+        let mut m = self.fields.clone();
+        for secret in ["password", "pass", "private_key", "token"] {
+            m.remove(secret);
+        }
+        m.insert("name".into(), self.name.clone().into());
+        m.insert("target_name".into(), self.name.clone().into());
+        m.insert("type".into(), self.adapter_type.clone().into());
+        m.insert("profile_name".into(), self.profile_name.clone().into());
+        m.insert("schema".into(), self.schema.clone().into());
+        m.insert("database".into(), self.database.clone().into());
+        m.insert("threads".into(), self.threads.into());
+        Json::Object(m)
+    }
+
+    /// The warehouse folder of the embedded target, relative paths taken from the project root.
+    pub fn warehouse_path(&self, project_root: &Path) -> PathBuf {
+        let p = self
+            .fields
+            .get("path")
+            .and_then(Json::as_str)
+            .unwrap_or("warehouse");
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            project_root.join(p)
+        }
+    }
+}
+
+/// Where profiles.yml is looked for, in dbt's order.
+pub fn search_dirs(explicit: Option<&Path>, project_root: &Path) -> Vec<PathBuf> {
+    if let Some(dir) = explicit {
+        return vec![dir.to_path_buf()];
+    }
+    let mut dirs = Vec::new();
+    for var in ["RSDBT_PROFILES_DIR", "DBT_PROFILES_DIR"] {
+        if let Ok(d) = std::env::var(var) {
+            if !d.is_empty() {
+                dirs.push(PathBuf::from(d));
+                return dirs;
+            }
+        }
+    }
+    dirs.push(project_root.to_path_buf());
+    if let Some(home) = std::env::var_os("HOME") {
+        let home = PathBuf::from(home);
+        dirs.push(home.join(".rsdbt"));
+        dirs.push(home.join(".dbt"));
+    }
+    dirs
+}
+
+/// Reads the profile `profile_name` and resolves `target_override` or its default target.
+pub fn load(
+    dirs: &[PathBuf],
+    profile_name: &str,
+    target_override: Option<&str>,
+    threads_override: Option<usize>,
+    vars: &serde_json::Map<String, Json>,
+    project_file: &Location,
+) -> Result<Target, Diagnostic> {
+    let Some(path) = dirs
+        .iter()
+        .map(|d| d.join("profiles.yml"))
+        .find(|p| p.is_file())
+    else {
+        let looked = dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(Diagnostic::error(
+            "profile",
+            format!("could not find profiles.yml for profile '{profile_name}' (looked in: {looked})"),
+        )
+        .at(project_file.clone())
+        .label("profile named here")
+        .hint("create profiles.yml in the project folder (run `rsdbt init` for an example) or pass --profiles-dir"));
+    };
+    let display = path.display().to_string();
+    let text: Arc<str> = std::fs::read_to_string(&path)
+        .map_err(|e| Diagnostic::error("profile", format!("cannot read {display}: {e}")))?
+        .into();
+    let doc = yaml::parse(&display, &text)?;
+    let doc = render_yaml_strings(doc, vars, &|_| false).map_err(|msg| {
+        Diagnostic::error("profile", format!("{display}: {msg}"))
+            .at(Location::file(&display, text.clone()))
+    })?;
+    let profiles = doc.as_object().cloned().unwrap_or_default();
+    let Some(profile) = profiles.get(profile_name) else {
+        let names: Vec<&str> = profiles
+            .keys()
+            .filter(|k| *k != "config")
+            .map(String::as_str)
+            .collect();
+        return Err(Diagnostic::error(
+            "profile",
+            format!("profile '{profile_name}' is not defined in {display}"),
+        )
+        .at(project_file.clone())
+        .label("this profile")
+        .hint(did_you_mean(
+            profile_name,
+            names.iter().copied(),
+            &format!(
+                "profiles defined there: {}",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        )));
+    };
+    let default_target = yaml::str_of(profile, "target").unwrap_or("dev");
+    let target_name = target_override.unwrap_or(default_target).to_string();
+    let outputs = profile
+        .get("outputs")
+        .and_then(Json::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let Some(output) = outputs.get(&target_name).and_then(Json::as_object) else {
+        let names: Vec<&str> = outputs.keys().map(String::as_str).collect();
+        return Err(Diagnostic::error(
+            "profile",
+            format!(
+                "target '{target_name}' is not defined in profile '{profile_name}' ({display})"
+            ),
+        )
+        .at(Location::find(
+            &display,
+            text.clone(),
+            &format!("{profile_name}:"),
+        ))
+        .hint(did_you_mean(
+            &target_name,
+            names.iter().copied(),
+            &format!(
+                "targets of this profile: {}; choose one with --target",
+                names.join(", ")
+            ),
+        )));
+    };
+    let adapter_type = output
+        .get("type")
+        .and_then(Json::as_str)
+        .unwrap_or("datafusion")
+        .to_string();
+    if !matches!(adapter_type.as_str(), "datafusion" | "postgres") {
+        return Err(Diagnostic::error(
+            "profile",
+            format!(
+                "target '{target_name}' has type '{adapter_type}', which rsdbt does not support"
+            ),
+        )
+        .at(Location::find(&display, text.clone(), &adapter_type))
+        .hint("use `type: datafusion` (embedded engine) or `type: postgres`"));
+    }
+    let threads = threads_override
+        .or_else(|| output.get("threads").and_then(json_usize))
+        .unwrap_or(1)
+        .max(1);
+    let schema = output
+        .get("schema")
+        .and_then(Json::as_str)
+        .unwrap_or(if adapter_type == "postgres" {
+            "public"
+        } else {
+            "main"
+        })
+        .to_string();
+    let database = output
+        .get("database")
+        .or_else(|| output.get("dbname"))
+        .and_then(Json::as_str)
+        .unwrap_or("warehouse")
+        .to_string();
+    Ok(Target {
+        name: target_name,
+        profile_name: profile_name.to_string(),
+        adapter_type,
+        schema,
+        database,
+        threads,
+        fields: output.clone(),
+        profiles_path: path,
+    })
+}
+
+fn json_usize(v: &Json) -> Option<usize> {
+    v.as_u64()
+        .map(|n| n as usize)
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}

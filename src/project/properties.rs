@@ -1,0 +1,317 @@
+//! Properties files (`*.yml` under the resource paths): `models:`, `seeds:`, `sources:` and
+//! friends, read into patches that the manifest applies to nodes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::config::Config;
+use crate::diag::{Diagnostic, Diagnostics, Location};
+use crate::project::{FileKind, Project, yaml};
+
+/// A column as described in yml.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ColumnDef {
+    pub name: String,
+    pub description: String,
+    pub data_type: Option<String>,
+    pub meta: Json,
+    pub tags: Vec<String>,
+    /// `data_tests:` / `tests:` entries, kept as written for the tests stage.
+    pub tests: Vec<Json>,
+}
+
+/// What a yml entry under `models:` / `seeds:` / `snapshots:` says about one node.
+#[derive(Debug, Clone)]
+pub struct Patch {
+    pub name: String,
+    pub description: String,
+    pub config: Config,
+    pub columns: Vec<ColumnDef>,
+    pub tests: Vec<Json>,
+    pub docs: Option<Json>,
+    pub meta: Option<Json>,
+    pub tags: Vec<String>,
+    pub location: Location,
+    /// `path/to/file.yml`
+    pub file: String,
+}
+
+/// One `sources:` table.
+#[derive(Debug, Clone)]
+pub struct SourceTable {
+    pub source_name: String,
+    pub name: String,
+    pub identifier: String,
+    pub schema: Option<String>,
+    pub database: Option<String>,
+    pub description: String,
+    pub source_description: String,
+    pub loader: String,
+    pub meta: Json,
+    pub source_meta: Json,
+    pub tags: Vec<String>,
+    pub config: Config,
+    pub columns: Vec<ColumnDef>,
+    pub tests: Vec<Json>,
+    pub freshness: Json,
+    pub loaded_at_field: Option<String>,
+    pub location: Location,
+    pub file: String,
+}
+
+/// Everything read from the properties files.
+#[derive(Debug, Default)]
+pub struct Properties {
+    /// Keyed by resource kind (`models`, `seeds`, `snapshots`, `analyses`) then node name.
+    pub patches: BTreeMap<&'static str, BTreeMap<String, Patch>>,
+    pub sources: Vec<SourceTable>,
+    /// `{% docs name %}` blocks: name → text.
+    pub docs: BTreeMap<String, String>,
+}
+
+/// Reads every properties and docs file of the project.
+pub fn load(project: &Project) -> Result<Properties, Diagnostics> {
+    let mut props = Properties::default();
+    let mut diags = Diagnostics::new();
+    for file in project.files_of(FileKind::Properties) {
+        let doc = match yaml::parse(&file.path, &file.contents) {
+            Ok(d) => d,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
+        if doc.is_null() {
+            continue;
+        }
+        let Some(obj) = doc.as_object() else {
+            diags.push(
+                Diagnostic::error(
+                    "yaml",
+                    format!("{} must be a mapping (version: 2, models: ...)", file.path),
+                )
+                .at(file.location()),
+            );
+            continue;
+        };
+        for kind in ["models", "seeds", "snapshots", "analyses"] {
+            let Some(list) = obj.get(kind) else { continue };
+            let Some(items) = list.as_array() else {
+                diags.push(
+                    Diagnostic::error(
+                        "yaml",
+                        format!("`{kind}:` in {} must be a list of entries", file.path),
+                    )
+                    .at(Location::find(
+                        &file.path,
+                        file.contents.clone(),
+                        &format!("{kind}:"),
+                    ))
+                    .hint(format!("write `{kind}:` followed by `  - name: ...` items")),
+                );
+                continue;
+            };
+            let kind: &'static str = match kind {
+                "models" => "models",
+                "seeds" => "seeds",
+                "snapshots" => "snapshots",
+                _ => "analyses",
+            };
+            for item in items {
+                match patch(item, &file.path, &file.contents) {
+                    Ok(p) => {
+                        let map = props.patches.entry(kind).or_default();
+                        if let Some(prev) = map.get(&p.name) {
+                            diags.push(
+                                Diagnostic::error(
+                                    "duplicate",
+                                    format!(
+                                        "{} '{}' is described twice: in {} and {}",
+                                        &kind[..kind.len() - 1],
+                                        p.name,
+                                        prev.file,
+                                        p.file
+                                    ),
+                                )
+                                .at(p.location.clone())
+                                .hint("keep one entry per node across all properties files"),
+                            );
+                        } else {
+                            map.insert(p.name.clone(), p);
+                        }
+                    }
+                    Err(d) => diags.push(d),
+                }
+            }
+        }
+        if let Some(list) = obj.get("sources") {
+            for src in list.as_array().into_iter().flatten() {
+                match sources(src, &file.path, &file.contents) {
+                    Ok(tables) => props.sources.extend(tables),
+                    Err(d) => diags.push(d),
+                }
+            }
+        }
+    }
+    for file in project.files_of(FileKind::Docs) {
+        read_docs_blocks(&file.contents, &mut props.docs);
+    }
+    diags.into_result(props)
+}
+
+fn entry_name(
+    item: &Json,
+    path: &str,
+    source: &Arc<str>,
+    what: &str,
+) -> Result<String, Diagnostic> {
+    match item.get("name").and_then(Json::as_str) {
+        Some(n) => Ok(n.to_string()),
+        None => Err(
+            Diagnostic::error("yaml", format!("a {what} entry in {path} has no `name`"))
+                .at(Location::file(path, source.clone()))
+                .hint("every entry needs `- name: <node name>`"),
+        ),
+    }
+}
+
+fn columns(item: &Json) -> Vec<ColumnDef> {
+    let list = match item.get("columns") {
+        Some(Json::Array(items)) => items.clone(),
+        _ => vec![],
+    };
+    list.iter()
+        .filter_map(|c| {
+            let name = c.get("name")?.as_str()?.to_string();
+            Some(ColumnDef {
+                name,
+                description: yaml::str_of(c, "description").unwrap_or("").to_string(),
+                data_type: yaml::str_of(c, "data_type").map(str::to_string),
+                meta: c
+                    .get("meta")
+                    .cloned()
+                    .unwrap_or(Json::Object(Default::default())),
+                tags: yaml::strings_of(c, "tags").unwrap_or_default(),
+                tests: tests_of(c),
+            })
+        })
+        .collect()
+}
+
+fn tests_of(item: &Json) -> Vec<Json> {
+    let mut out = Vec::new();
+    for key in ["data_tests", "tests"] {
+        if let Some(Json::Array(items)) = item.get(key) {
+            out.extend(items.iter().cloned());
+        }
+    }
+    out
+}
+
+fn patch(item: &Json, path: &str, source: &Arc<str>) -> Result<Patch, Diagnostic> {
+    let name = entry_name(item, path, source, "node")?;
+    let config = item
+        .get("config")
+        .and_then(Json::as_object)
+        .cloned()
+        .unwrap_or_default();
+    Ok(Patch {
+        description: yaml::str_of(item, "description").unwrap_or("").to_string(),
+        config,
+        columns: columns(item),
+        tests: tests_of(item),
+        docs: item.get("docs").cloned(),
+        meta: item.get("meta").cloned(),
+        tags: yaml::strings_of(item, "tags").unwrap_or_default(),
+        location: Location::find(path, source.clone(), &format!("name: {name}")),
+        file: path.to_string(),
+        name,
+    })
+}
+
+fn sources(src: &Json, path: &str, source: &Arc<str>) -> Result<Vec<SourceTable>, Diagnostic> {
+    let source_name = entry_name(src, path, source, "source")?;
+    let loc = Location::find(path, source.clone(), &format!("name: {source_name}"));
+    let mut out = Vec::new();
+    let tables = src
+        .get("tables")
+        .and_then(Json::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for t in &tables {
+        let name = entry_name(t, path, source, "source table")?;
+        let mut config = src
+            .get("config")
+            .and_then(Json::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(c) = t.get("config").and_then(Json::as_object) {
+            crate::config::merge(&mut config, c);
+        }
+        out.push(SourceTable {
+            source_name: source_name.clone(),
+            identifier: yaml::str_of(t, "identifier").unwrap_or(&name).to_string(),
+            schema: yaml::str_of(src, "schema").map(str::to_string),
+            database: yaml::str_of(src, "database").map(str::to_string),
+            description: yaml::str_of(t, "description").unwrap_or("").to_string(),
+            source_description: yaml::str_of(src, "description").unwrap_or("").to_string(),
+            loader: yaml::str_of(src, "loader").unwrap_or("").to_string(),
+            meta: t
+                .get("meta")
+                .cloned()
+                .unwrap_or(Json::Object(Default::default())),
+            source_meta: src
+                .get("meta")
+                .cloned()
+                .unwrap_or(Json::Object(Default::default())),
+            tags: [
+                yaml::strings_of(src, "tags").unwrap_or_default(),
+                yaml::strings_of(t, "tags").unwrap_or_default(),
+            ]
+            .concat(),
+            config,
+            columns: columns(t),
+            tests: tests_of(t),
+            freshness: t
+                .get("freshness")
+                .or_else(|| src.get("freshness"))
+                .cloned()
+                .unwrap_or(Json::Null),
+            loaded_at_field: yaml::str_of(t, "loaded_at_field")
+                .or_else(|| yaml::str_of(src, "loaded_at_field"))
+                .map(str::to_string),
+            location: Location::find(path, source.clone(), &format!("name: {name}")),
+            file: path.to_string(),
+            name,
+        });
+    }
+    if tables.is_empty() {
+        return Err(Diagnostic::error(
+            "yaml",
+            format!("source '{source_name}' in {path} has no tables"),
+        )
+        .at(loc)
+        .hint("list the tables under `tables:` with `- name: <table>`"));
+    }
+    Ok(out)
+}
+
+/// `{% docs name %}...{% enddocs %}` blocks of a Markdown file.
+fn read_docs_blocks(text: &str, out: &mut BTreeMap<String, String>) {
+    let mut rest = text;
+    while let Some(start) = rest.find("{% docs ") {
+        let after = &rest[start + 8..];
+        let Some(close) = after.find("%}") else {
+            return;
+        };
+        let name = after[..close].trim().to_string();
+        let body_start = &after[close + 2..];
+        let Some(end) = body_start.find("{% enddocs %}") else {
+            return;
+        };
+        out.insert(name, body_start[..end].trim().to_string());
+        rest = &body_start[end..];
+    }
+}
