@@ -73,6 +73,16 @@ const KNOWN_KEYS: &[&str] = &[
     "packages",
 ];
 
+/// Known configs whose value is a mapping (a plain key holding one is not a folder).
+const MAP_KEYS: &[&str] = &[
+    "meta",
+    "docs",
+    "column_types",
+    "persist_docs",
+    "grants",
+    "quoting",
+];
+
 /// Canonical spelling of a config key (`pre_hook` → `pre-hook`, leading `+` removed).
 pub fn canonical_key(key: &str) -> String {
     let k = key.trim_start_matches('+');
@@ -205,14 +215,8 @@ fn apply_level(out: &mut Config, level: &Map<String, Json>, next_part: Option<&s
             cfg.insert(stripped.to_string(), v.clone());
         } else if Some(k.as_str()) != next_part
             && KNOWN_KEYS.contains(&canonical_key(k).as_str())
-            && !v.is_object()
-        {
-            cfg.insert(k.clone(), v.clone());
-        } else if Some(k.as_str()) != next_part
-            && matches!(
-                k.as_str(),
-                "meta" | "docs" | "column_types" | "persist_docs" | "grants" | "quoting"
-            )
+            // mapping-valued configs are configs too; other mappings are sub-folders
+            && (!v.is_object() || MAP_KEYS.contains(&k.as_str()))
         {
             cfg.insert(k.clone(), v.clone());
         }

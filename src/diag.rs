@@ -146,7 +146,7 @@ impl Diagnostic {
         })
         .with_width(100)
         .with_context_lines(1);
-        let report = Report(self);
+        let report = Report { diag: self };
         let mut out = String::new();
         let (lvl, paint) = match self.severity {
             Severity::Error => ("error", "\x1b[1;31m"),
@@ -171,7 +171,7 @@ impl Diagnostic {
         }
         let mut body = String::new();
         if handler.render_report(&mut body, &report).is_ok() {
-            // miette repeats the message on its first line; we printed our own header.
+            // The first line is miette's (empty) title; we printed our own header.
             let body = body.split_once('\n').map(|(_, rest)| rest).unwrap_or("");
             out.push_str(body.trim_end());
             out.push('\n');
@@ -186,40 +186,42 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Adapter from our diagnostic to miette's renderer.
-struct Report<'a>(&'a Diagnostic);
+/// Adapter from our diagnostic to miette's renderer (snippet, caret, help).
+struct Report<'a> {
+    diag: &'a Diagnostic,
+}
 
 impl fmt::Debug for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.message)
+        f.write_str(&self.diag.message)
     }
 }
 impl fmt::Display for Report<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.message)
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Ok(())
     }
 }
 impl std::error::Error for Report<'_> {}
 
 impl miette::Diagnostic for Report<'_> {
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.0
+        self.diag
             .hint
             .as_ref()
             .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.0
+        self.diag
             .location
             .as_ref()
             .map(|l| &l.source as &dyn miette::SourceCode)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        let loc = self.0.location.as_ref()?;
+        let loc = self.diag.location.as_ref()?;
         if loc.source.is_empty() {
             return None;
         }
-        let span = miette::LabeledSpan::new(self.0.label.clone(), loc.offset, loc.len);
+        let span = miette::LabeledSpan::new(self.diag.label.clone(), loc.offset, loc.len);
         Some(Box::new(std::iter::once(span)))
     }
 }

@@ -77,17 +77,27 @@ pub fn is_executable(n: &Node) -> bool {
     }
 }
 
+/// What a run needs besides the adapter.
+pub struct RunEnv<'a> {
+    pub manifest: &'a Manifest,
+    pub dag: &'a Dag,
+    pub threads: usize,
+    /// The project's target folder (compiled SQL is written there).
+    pub target_dir: &'a std::path::Path,
+    pub project_root: &'a std::path::Path,
+    pub printer: &'a Printer,
+}
+
 /// Runs `ids` (already filtered to executable nodes) in topological order.
-pub async fn run<A: Adapter>(
-    adapter: &A,
-    manifest: &Manifest,
-    dag: &Dag,
-    ids: &[String],
-    threads: usize,
-    target_dir: &std::path::Path,
-    project_root: &std::path::Path,
-    printer: &Printer,
-) -> RunResults {
+pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> RunResults {
+    let RunEnv {
+        manifest,
+        dag,
+        threads,
+        target_dir,
+        project_root,
+        printer,
+    } = *env;
     let started = Instant::now();
     let compiler = Compiler::new(manifest);
     let selected: BTreeSet<&String> = ids.iter().collect();
@@ -135,8 +145,6 @@ pub async fn run<A: Adapter>(
                 });
             if let Some(parent) = skipped_by {
                 printer.node_skipped(next_index, total, node);
-                let now = chrono::Utc::now();
-                let _ = now;
                 failed.insert(id.clone());
                 results.insert(id.clone(), skipped(node, &parent));
                 for ups in waiting.values_mut() {
@@ -149,16 +157,8 @@ pub async fn run<A: Adapter>(
             let index = next_index;
             let compiler = &compiler;
             running.push(async move {
-                let res = run_node(
-                    adapter,
-                    manifest,
-                    compiler,
-                    node,
-                    thread_id,
-                    target_dir,
-                    project_root,
-                )
-                .await;
+                let res =
+                    run_node(adapter, compiler, node, thread_id, target_dir, project_root).await;
                 (index, res)
             });
         }
@@ -225,7 +225,6 @@ fn skipped(node: &Node, parent: &str) -> NodeResult {
 
 async fn run_node<A: Adapter>(
     adapter: &A,
-    manifest: &Manifest,
     compiler: &Compiler<'_>,
     node: &Node,
     thread_id: String,
@@ -259,7 +258,6 @@ async fn run_node<A: Adapter>(
                         res,
                         t0,
                         compile_start,
-                        None,
                         Err(format!(
                             "Compilation Error in {} {} ({})\n{}",
                             node.resource_type.as_str(),
@@ -290,7 +288,6 @@ async fn run_node<A: Adapter>(
                         res,
                         t0,
                         compile_start,
-                        None,
                         Err(format!(
                             "Compilation Error in model {} ({}): {msg}",
                             node.name, node.original_file_path
@@ -334,7 +331,7 @@ async fn run_node<A: Adapter>(
                         node.original_file_path
                     ));
                 }
-                return finish(res, t0, compile_end, Some(compile_end), Err(msg));
+                return finish(res, t0, compile_end, Err(msg));
             }
         }
     }
@@ -349,14 +346,13 @@ async fn run_node<A: Adapter>(
         },
         None => "OK".into(),
     };
-    finish(res, t0, compile_end, Some(compile_end), Ok(msg))
+    finish(res, t0, compile_end, Ok(msg))
 }
 
 fn finish(
     mut res: NodeResult,
     t0: Instant,
     exec_start: chrono::DateTime<chrono::Utc>,
-    _compiled_at: Option<chrono::DateTime<chrono::Utc>>,
     outcome: Result<String, String>,
 ) -> NodeResult {
     res.timing.push(Timing {

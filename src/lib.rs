@@ -1,4 +1,7 @@
 #![recursion_limit = "256"]
+// Diagnostics travel on the cold path (a run that fails before it starts); boxing them
+// everywhere would only add noise.
+#![allow(clippy::result_large_err)]
 //! rsdbt: a declarative SQL model runner in the style of dbt.
 //!
 //! Stages, each one module, data flowing one way:

@@ -511,23 +511,23 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         let mut deps = Vec::new();
         let mut errs = Vec::new();
         for r in &node.refs {
-            if let Some(pkg) = &r.package {
-                if pkg != &project.name {
-                    errs.push(
-                        Diagnostic::error(
-                            "unknown-ref",
-                            format!(
-                                "{} '{}' refers to package '{pkg}', which is not installed",
-                                node.resource_type.as_str(),
-                                node.name
-                            ),
-                        )
-                        .at(locate_call(node, "ref", &r.name))
-                        .label("unknown package")
-                        .hint(format!("use ref('{}') for a model of this project", r.name)),
-                    );
-                    continue;
-                }
+            if let Some(pkg) = &r.package
+                && pkg != &project.name
+            {
+                errs.push(
+                    Diagnostic::error(
+                        "unknown-ref",
+                        format!(
+                            "{} '{}' refers to package '{pkg}', which is not installed",
+                            node.resource_type.as_str(),
+                            node.name
+                        ),
+                    )
+                    .at(locate_call(node, "ref", &r.name))
+                    .label("unknown package")
+                    .hint(format!("use ref('{}') for a model of this project", r.name)),
+                );
+                continue;
             }
             match names.get(&r.name) {
                 Some(dep) => deps.push(dep.clone()),

@@ -315,6 +315,7 @@ fn open_adapter(
     })
 }
 
+#[cfg(feature = "datafusion")]
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -352,16 +353,15 @@ fn execute(
     ));
     printer.info("");
     let target_dir = l.project.target_dir();
-    let results = runtime().block_on(crate::exec::run(
-        &adapter,
-        &l.manifest,
-        &l.dag,
-        &ids,
+    let env = crate::exec::RunEnv {
+        manifest: &l.manifest,
+        dag: &l.dag,
         threads,
-        &target_dir,
-        &l.project.root,
+        target_dir: &target_dir,
+        project_root: &l.project.root,
         printer,
-    ));
+    };
+    let results = runtime().block_on(crate::exec::run(&adapter, &env, &ids));
     let mut compiled = BTreeMap::new();
     for r in &results.results {
         if let Some(c) = &r.compiled_code {
@@ -513,6 +513,7 @@ fn show(
 }
 
 /// Rows as a bordered text table.
+#[cfg(feature = "datafusion")]
 fn table_text(r: &crate::adapter::QueryResult) -> String {
     let cell = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),

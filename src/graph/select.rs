@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 
-use crate::config::ConfigExt;
 use crate::diag::Diagnostic;
 use crate::graph::Dag;
 use crate::manifest::Manifest;
@@ -213,22 +212,25 @@ fn matches(m: &Manifest, id: &str, atom: &Atom) -> bool {
 }
 
 fn config_matches(cfg: &crate::config::Config, key: &str, v: &str) -> bool {
-    let mut cur = cfg.get(key.split('.').next().unwrap_or(key));
-    for part in key.split('.').skip(1) {
+    let mut parts = key.split('.');
+    let mut cur = parts
+        .next()
+        .and_then(|k| cfg.get(&crate::config::canonical_key(k)));
+    for part in parts {
         cur = cur.and_then(|c| c.get(part));
     }
     match cur {
         Some(serde_json::Value::String(s)) => glob(v, s),
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .any(|i| i.as_str().is_some_and(|s| glob(v, s)) || i.to_string() == v),
-        Some(serde_json::Value::Bool(b)) => v.eq_ignore_ascii_case(&b.to_string()),
+        Some(serde_json::Value::Array(items)) => items.iter().any(|i| match i {
+            serde_json::Value::String(s) => glob(v, s),
+            other => *other == v,
+        }),
+        Some(serde_json::Value::Bool(b)) => {
+            v.eq_ignore_ascii_case(if *b { "true" } else { "false" })
+        }
         Some(serde_json::Value::Null) | None => false,
-        Some(other) => other.to_string() == v,
+        Some(other) => *other == v,
     }
-    .then_some(())
-    .is_some()
-        || (key == "materialized" && cfg.str_or("materialized", "") == v)
 }
 
 /// dbt's fqn matching: the node's name, or a dotted prefix of its fqn (with or without the

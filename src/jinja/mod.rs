@@ -138,7 +138,6 @@ impl RenderCtx {
 #[derive(Debug)]
 struct Shared {
     project_name: String,
-    target: Json,
     /// Project vars (may hold per-package sub-maps) and `--vars`.
     project_vars: serde_json::Map<String, Json>,
     cli_vars: serde_json::Map<String, Json>,
@@ -172,7 +171,6 @@ impl Jinja {
         let mut env = base_env();
         let shared = Arc::new(Shared {
             project_name: inputs.project_name.to_string(),
-            target: inputs.target.clone(),
             project_vars: inputs.project_vars,
             cli_vars: inputs.cli_vars,
         });
@@ -339,7 +337,15 @@ fn jinja_message(e: &Error) -> String {
 /// A diagnostic for a minijinja error in template `name`.
 pub fn jinja_diagnostic(e: &Error, name: &str, source: Arc<str>) -> Diagnostic {
     let message = jinja_message(e);
+    let detail = e.detail().unwrap_or("");
+    let quoted = detail.split('\'').nth(1).unwrap_or("x");
     let hint = match e.kind() {
+        _ if detail.starts_with("Required var") => &*format!(
+            "define it under `vars:` in the project file, pass --vars '{{{quoted}: ...}}', or give a default: var('{quoted}', 'value')"
+        ),
+        _ if detail.starts_with("Env var required") => &*format!(
+            "set {quoted} in the environment, or give a default: env_var('{quoted}', 'value')"
+        ),
         ErrorKind::SyntaxError => {
             "check the Jinja tags around the marked line: every `{%` needs a matching `%}` and every block (if, for, macro) its end tag"
         }
@@ -367,7 +373,11 @@ pub fn jinja_diagnostic(e: &Error, name: &str, source: Arc<str>) -> Diagnostic {
     } else {
         d = d.at(Location::file(name, source));
     }
-    d.label(e.detail().unwrap_or("here").to_string())
+    let label = match e.kind() {
+        ErrorKind::SyntaxError => detail.to_string(),
+        _ => "while rendering this".to_string(),
+    };
+    d.label(label)
 }
 
 /// dbt's `{% test name(...) %}` blocks are macros named `test_name`; the rewrite keeps lines.
@@ -506,7 +516,7 @@ fn env_var(state: &State, name: &str, default: Option<Value>) -> Result<Value, E
         Err(_) => default.ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidOperation,
-                format!("Env var required but not provided: '{name}' (set it, or give a default: env_var('{name}', 'value'))"),
+                format!("Env var required but not provided: '{name}'"),
             )
         }),
     }
@@ -527,7 +537,7 @@ fn var(state: &State, name: &str, default: Option<Value>) -> Result<Value, Error
         None => default.ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidOperation,
-                format!("Required var '{name}' not found in config (define it under `vars:` in the project file, pass --vars '{{{name}: ...}}', or give a default: var('{name}', 'value'))"),
+                format!("Required var '{name}' not found in config"),
             )
         }),
     }
@@ -642,10 +652,10 @@ fn is_incremental(state: &State) -> Result<bool, Error> {
 }
 
 fn log(state: &State, msg: Value, info: Option<bool>) -> String {
-    if info.unwrap_or(false) {
-        if let Some(ctx) = RenderCtx::from_state(state) {
-            ctx.capture.lock().unwrap().logs.push(msg.to_string());
-        }
+    if info.unwrap_or(false)
+        && let Some(ctx) = RenderCtx::from_state(state)
+    {
+        ctx.capture.lock().unwrap().logs.push(msg.to_string());
     }
     String::new()
 }

@@ -67,11 +67,11 @@ pub fn search_dirs(explicit: Option<&Path>, project_root: &Path) -> Vec<PathBuf>
     }
     let mut dirs = Vec::new();
     for var in ["RSDBT_PROFILES_DIR", "DBT_PROFILES_DIR"] {
-        if let Ok(d) = std::env::var(var) {
-            if !d.is_empty() {
-                dirs.push(PathBuf::from(d));
-                return dirs;
-            }
+        if let Ok(d) = std::env::var(var)
+            && !d.is_empty()
+        {
+            dirs.push(PathBuf::from(d));
+            return dirs;
         }
     }
     dirs.push(project_root.to_path_buf());

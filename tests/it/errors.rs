@@ -1,0 +1,195 @@
+//! Bad input: each failure kind names the file and line, says what to do, exits non-zero, and
+//! leaves no partial table. Messages are snapshot-tested.
+
+use crate::harness::Project;
+
+/// Runs `args` on a fixture that must fail before running (exit 2) and snapshots stderr.
+fn fails_to_start(fixture: &str, args: &[&str]) -> String {
+    let p = Project::fixture(fixture);
+    let out = p.rsdbt(args).expect(2);
+    assert!(
+        out.stdout.trim().is_empty() || !out.stdout.contains(" OK "),
+        "nothing may run: {}",
+        out.stdout
+    );
+    assert!(
+        !p.path().join("warehouse").exists()
+            || std::fs::read_dir(p.path().join("warehouse"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no table may be written"
+    );
+    out.stderr
+}
+
+#[test]
+fn broken_yaml_points_at_the_line() {
+    let err = fails_to_start("err_yaml", &["build"]);
+    assert!(err.contains("models/schema.yml:5"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn jinja_syntax_error_points_at_the_file() {
+    let err = fails_to_start("err_jinja_syntax", &["run"]);
+    assert!(err.contains("models/a.sql"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn undefined_var_names_the_var_and_how_to_set_it() {
+    let err = fails_to_start("err_undefined_var", &["compile"]);
+    assert!(err.contains("Required var 'start_date' not found"), "{err}");
+    assert!(err.contains("models/orders.sql:3"), "{err}");
+    insta::assert_snapshot!(err);
+    // Supplying it on the command line fixes it.
+    let p = Project::fixture("err_undefined_var");
+    let out = p
+        .rsdbt(&["compile", "--vars", "{start_date: 2023-12-31}"])
+        .expect(0);
+    assert!(
+        out.stdout.contains("where day >= '2023-12-31'"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn unknown_ref_suggests_the_closest_model() {
+    let err = fails_to_start("err_unknown_ref", &["run"]);
+    assert!(err.contains("did you mean 'customers'?"), "{err}");
+    assert!(err.contains("models/orders.sql:2"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn cycle_prints_the_whole_cycle() {
+    let err = fails_to_start("err_cycle", &["run"]);
+    assert!(
+        err.contains("a (models/a.sql) → b (models/b.sql) → c (models/c.sql) → a (models/a.sql)"),
+        "{err}"
+    );
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn duplicate_model_names_both_files() {
+    let err = fails_to_start("err_duplicate", &["parse"]);
+    assert!(
+        err.contains("models/marts/orders.sql") && err.contains("models/staging/orders.sql"),
+        "{err}"
+    );
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn missing_profile_lists_the_defined_ones() {
+    let err = fails_to_start("err_missing_profile", &["run"]);
+    assert!(
+        err.contains("profile 'warehouse_prod' is not defined"),
+        "{err}"
+    );
+    assert!(err.contains("project.yml:2"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn missing_target_lists_the_targets() {
+    let err = fails_to_start("err_missing_target", &["run", "--target", "prod"]);
+    assert!(
+        err.contains("target 'prod' is not defined in profile 'fixture'"),
+        "{err}"
+    );
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn bad_csv_row_fails_the_seed_and_skips_its_children() {
+    let p = Project::fixture("err_bad_csv");
+    let out = p.rsdbt(&["build"]).expect(1);
+    assert!(
+        out.stdout
+            .contains("Runtime Error in seed customers (seeds/customers.csv)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("Expected 3 records, found 4 records at line 4"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("SKIP relation main.customer_count"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !p.path()
+            .join("warehouse/main/customers/_delta_log")
+            .exists(),
+        "no partial seed table"
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&p.read("target/run_results.json")).unwrap();
+    let statuses: Vec<_> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["unique_id"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("seed.fixture.customers".to_string(), "error".to_string()),
+            (
+                "model.fixture.customer_count".to_string(),
+                "skipped".to_string()
+            )
+        ]
+    );
+}
+
+#[test]
+fn sql_error_keeps_the_previous_table() {
+    let p = Project::fixture("err_sql_runtime");
+    p.rsdbt(&["run"]).expect(0);
+    assert_eq!(
+        p.query("select total from {{ ref('downstream') }}"),
+        vec![serde_json::json!({"total": 30})]
+    );
+    // Break the model: the run fails, and readers still see the old version.
+    p.write("models/totals.sql", "{{ config(materialized='table') }}\nselect 1 as id, 'x' + 1 as amount from no_such_table\n");
+    let out = p.rsdbt(&["run"]).expect(1);
+    assert!(
+        out.stdout
+            .contains("Database Error in model totals (models/totals.sql)"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("no_such_table"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("compiled code at target/compiled/fixture/models/totals.sql"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("SKIP relation main.downstream"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        p.query("select id, amount from \"main\".\"totals\" order by id"),
+        vec![
+            serde_json::json!({"id": 1, "amount": 10}),
+            serde_json::json!({"id": 2, "amount": 20})
+        ]
+    );
+}

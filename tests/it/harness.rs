@@ -1,0 +1,116 @@
+//! Running rsdbt against a throwaway copy of a project.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const DEFAULT_PROFILE: &str = "fixture:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: warehouse\n      schema: main\n      threads: 2\n";
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Panics with both streams when the exit code is not `code`.
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Project {
+    /// A copy of `tests/fixtures/<name>`, with the default profile unless it ships its own.
+    pub fn fixture(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo_root().join("tests/fixtures").join(name), dir.path());
+        if !dir.path().join("profiles.yml").exists() && !dir.path().join("no-profile").exists() {
+            std::fs::write(dir.path().join("profiles.yml"), DEFAULT_PROFILE).unwrap();
+        }
+        Project { dir }
+    }
+
+    /// A copy of the example project at the repository root.
+    pub fn example() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = repo_root();
+        for d in ["models", "macros", "seeds", "data-tests"] {
+            if root.join(d).is_dir() {
+                copy_dir(&root.join(d), &dir.path().join(d));
+            }
+        }
+        for f in ["project.yml", "profiles.yml"] {
+            std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
+        }
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    /// Runs `rsdbt <args>` in the project folder with a clean environment.
+    pub fn rsdbt(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_rsdbt"))
+            .args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env("HOME", self.path())
+            .env_remove("DBT_PROFILES_DIR")
+            .env_remove("RSDBT_PROFILES_DIR")
+            .env_remove("RSDBT_WAREHOUSE")
+            .env_remove("DBT_PROJECT_DIR")
+            .output()
+            .expect("run rsdbt");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Rows of a query as JSON objects, through `rsdbt show --output json`.
+    pub fn query(&self, sql: &str) -> Vec<serde_json::Value> {
+        let out = self
+            .rsdbt(&["show", "--inline", sql, "--limit", "-1", "--output", "json"])
+            .expect(0);
+        let v: serde_json::Value =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+        v["show"].as_array().unwrap().clone()
+    }
+}

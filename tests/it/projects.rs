@@ -1,0 +1,138 @@
+//! A dbt-style project (dbt_project.yml) exercising configs, macros, vars and ephemerals.
+
+use serde_json::json;
+
+use crate::harness::Project;
+
+fn manifest(p: &Project) -> serde_json::Value {
+    serde_json::from_str(&p.read("target/manifest.json")).unwrap()
+}
+
+#[test]
+fn config_precedence_and_relation_names() {
+    let p = Project::fixture("ok_shop");
+    p.rsdbt(&["parse"]).expect(0);
+    let m = manifest(&p);
+    let revenue = &m["nodes"]["model.shop.revenue"];
+    // yml (view) beats the folder (table); tags accumulate folder → config().
+    assert_eq!(revenue["config"]["materialized"], "view");
+    assert_eq!(revenue["config"]["tags"], json!(["shop", "finance"]));
+    assert_eq!(revenue["config"]["meta"], json!({"layer": "gold"}));
+    // The project's generate_schema_name uses the custom schema as is; +alias applies.
+    assert_eq!(
+        revenue["relation_name"],
+        "\"warehouse\".\"marts\".\"fct_revenue\""
+    );
+    assert_eq!(
+        revenue["description"],
+        "Revenue per customer, tax included."
+    );
+    // config() in the file beats yml; meta merges key by key.
+    let customers = &m["nodes"]["model.shop.customers"];
+    assert_eq!(customers["config"]["materialized"], "table");
+    assert_eq!(
+        customers["config"]["meta"],
+        json!({"layer": "gold", "owner": "finance"})
+    );
+    assert_eq!(
+        m["nodes"]["model.shop.paid_orders"]["relation_name"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        m["nodes"]["seed.shop.orders"]["relation_name"],
+        "\"warehouse\".\"raw\".\"orders\""
+    );
+    // Disabled models are kept aside, and their broken ref is not an error.
+    assert!(m["nodes"].get("model.shop.legacy").is_none());
+    assert!(m["disabled"].get("model.shop.legacy").is_some());
+    assert_eq!(
+        m["parent_map"]["model.shop.revenue"],
+        json!(["model.shop.paid_orders"])
+    );
+    assert_eq!(
+        m["child_map"]["seed.shop.orders"],
+        json!(["model.shop.stg_orders"])
+    );
+    assert_eq!(
+        m["nodes"]["model.shop.stg_orders"]["depends_on"]["macros"],
+        json!(["macro.shop.cents_to_dollars"])
+    );
+}
+
+#[test]
+fn build_runs_macros_vars_env_vars_and_ephemerals() {
+    let p = Project::fixture("ok_shop");
+    let out = p.rsdbt(&["build"]).expect(0);
+    assert!(
+        out.stdout.contains("Done. PASS=4 WARN=0 ERROR=0 SKIP=0"),
+        "{}",
+        out.stdout
+    );
+    // tax_rate 0.5 from the project vars; amounts in dollars through a macro's return().
+    let rows =
+        p.query("select customer, revenue_with_tax from {{ ref('revenue') }} order by customer");
+    assert_eq!(
+        rows,
+        vec![
+            json!({"customer": "ada", "revenue_with_tax": 52.5}),
+            json!({"customer": "alan", "revenue_with_tax": 60.0})
+        ]
+    );
+    let rows = p.query("select distinct region from {{ ref('stg_orders') }}");
+    assert_eq!(rows, vec![json!({"region": "eu"})]);
+    // The ephemeral model is inlined as a CTE in the compiled SQL.
+    let compiled = p.read("target/compiled/shop/models/marts/customers.sql");
+    assert!(compiled.starts_with("\nwith __dbt__cte__paid_orders as (\nselect * from \"warehouse\".\"main\".\"stg_orders\" where status = 'paid'\n), paid as"), "{compiled}");
+    // --vars overrides the project var.
+    p.rsdbt(&["run", "-s", "revenue", "--vars", "{tax_rate: 0}"])
+        .expect(0);
+    let rows = p.query("select revenue_with_tax from {{ ref('revenue') }} where customer = 'ada'");
+    assert_eq!(rows, vec![json!({"revenue_with_tax": 35.0})]);
+}
+
+#[test]
+fn ls_selects_like_dbt() {
+    let p = Project::fixture("ok_shop");
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["ls", "--output", "name"];
+        a.extend_from_slice(args);
+        p.rsdbt(&a)
+            .expect(0)
+            .stdout
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(names(&["-s", "marts"]), vec!["customers", "revenue"]);
+    assert_eq!(
+        names(&["-s", "+revenue"]),
+        vec!["orders", "stg_orders", "paid_orders", "revenue"]
+    );
+    assert_eq!(
+        names(&["-s", "stg_orders+", "--exclude", "paid_orders"]),
+        vec!["stg_orders", "customers", "revenue"]
+    );
+    assert_eq!(names(&["-s", "tag:finance"]), vec!["revenue"]);
+    assert_eq!(
+        names(&["-s", "config.materialized:table"]),
+        vec!["customers"]
+    );
+    assert_eq!(
+        names(&["-s", "marts,config.materialized:view"]),
+        vec!["revenue"]
+    );
+    assert_eq!(names(&["--resource-type", "seed"]), vec!["orders"]);
+    let paths = p
+        .rsdbt(&["ls", "-s", "path:models/staging", "--output", "path"])
+        .expect(0)
+        .stdout;
+    assert_eq!(
+        paths,
+        "models/staging/stg_orders.sql\nmodels/staging/paid_orders.sql\n"
+    );
+    let err = p.rsdbt(&["ls", "-s", "tags:finance"]).expect(2).stderr;
+    assert!(
+        err.contains("unknown selector method 'tags'") && err.contains("did you mean 'tag'?"),
+        "{err}"
+    );
+}
