@@ -82,6 +82,19 @@ impl<'m> Compiler<'m> {
         Ok(compiled)
     }
 
+    /// Renders a hook (`pre-hook` / `post-hook`) in the context of its node: `{{ this }}` works.
+    pub fn render_hook(&self, unique_id: &str, hook: &str) -> Result<String, Diagnostic> {
+        let node = &self.manifest.nodes[unique_id];
+        let phase = Phase::Compile {
+            resolver: self.resolver.clone(),
+            incremental: false,
+        };
+        self.manifest
+            .jinja
+            .render_str(&node.info(), hook, phase)
+            .map(|(sql, _)| sql)
+    }
+
     /// Renders free SQL (for `show --inline`) in the context of the project.
     pub fn compile_inline(&self, sql: &str) -> Result<String, Diagnostic> {
         let info = crate::jinja::NodeInfo {

@@ -191,7 +191,8 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
     }
 }
 
-/// Selected ancestors of `id`, looking through unselected nodes in between.
+/// Selected ancestors of `id`, looking through unselected nodes in between (each node
+/// visited once, so diamonds do not blow up).
 fn collect_selected_ancestors(
     m: &Manifest,
     dag: &Dag,
@@ -199,11 +200,18 @@ fn collect_selected_ancestors(
     selected: &BTreeSet<&String>,
     out: &mut BTreeSet<String>,
 ) {
-    for p in dag.neighbors(id, true) {
-        if selected.contains(&p) {
-            out.insert(p);
-        } else if m.nodes.contains_key(&p) {
-            collect_selected_ancestors(m, dag, &p, selected, out);
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![id.to_string()];
+    while let Some(cur) = stack.pop() {
+        for p in dag.neighbors(&cur, true) {
+            if !seen.insert(p.clone()) {
+                continue;
+            }
+            if selected.contains(&p) {
+                out.insert(p);
+            } else if m.nodes.contains_key(&p) {
+                stack.push(p);
+            }
         }
     }
 }
@@ -275,12 +283,30 @@ async fn run_node<A: Adapter>(
                 &compiled.sql,
             );
             res.compiled_code = Some(compiled.sql.clone());
+            let mut hooks = [Vec::new(), Vec::new()];
+            for (i, key) in ["pre-hook", "post-hook"].iter().enumerate() {
+                for h in node.config.strings(key) {
+                    match compiler.render_hook(&node.unique_id, &h) {
+                        Ok(sql) if !sql.trim().is_empty() => hooks[i].push(sql),
+                        Ok(_) => {}
+                        Err(d) => {
+                            let msg = format!(
+                                "Compilation Error in {key} of model {} ({})\n{}",
+                                node.name,
+                                node.original_file_path,
+                                d.render(false)
+                            );
+                            return finish(res, t0, compile_start, Err(msg));
+                        }
+                    }
+                }
+            }
             match materialize::plan(materialize::Request {
                 materialized: node.materialized(),
                 relation: node.relation.clone(),
                 sql: compiled.sql.clone(),
-                pre_hooks: node.config.strings("pre-hook"),
-                post_hooks: node.config.strings("post-hook"),
+                pre_hooks: hooks[0].clone(),
+                post_hooks: hooks[1].clone(),
             }) {
                 Ok(ops) => ops,
                 Err(msg) => {

@@ -136,3 +136,22 @@ fn ls_selects_like_dbt() {
         "{err}"
     );
 }
+
+#[test]
+fn hooks_render_this_and_a_failing_hook_fails_the_model() {
+    let p = Project::fixture("ok_shop");
+    p.rsdbt(&["build"]).expect(0);
+    let m = manifest(&p);
+    assert_eq!(
+        m["nodes"]["model.shop.customers"]["config"]["post-hook"][0]["sql"],
+        "select count(*) from {{ this }}"
+    );
+    p.write("models/marts/customers.sql", "{{ config(materialized='table', post_hook='select missing_column from {{ this }}') }}\nselect 1 as orders\n");
+    let out = p.rsdbt(&["run", "-s", "customers"]).expect(1);
+    assert!(
+        out.stdout.contains("Database Error in model customers"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("missing_column"), "{}", out.stdout);
+}
