@@ -3,11 +3,15 @@
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 use serde_json::{Value as Json, json};
 
-use crate::config::ConfigExt;
+use crate::config::{Config, ConfigExt, WithDefaults};
 use crate::exec::RunResults;
 use crate::manifest::{Manifest, Node, ResourceType};
+use crate::project::properties::ColumnDef;
 
 /// The dbt version whose artifact schemas these files follow.
 pub const DBT_COMPAT_VERSION: &str = "1.9.0";
@@ -33,100 +37,218 @@ fn metadata(m: &Manifest, schema: &str) -> Json {
     })
 }
 
-fn columns_json(cols: &[crate::project::properties::ColumnDef]) -> Json {
-    let mut out = serde_json::Map::new();
-    for c in cols {
-        out.insert(
-            c.name.clone(),
-            json!({
-                "name": c.name, "description": c.description, "meta": c.meta, "data_type": c.data_type,
-                "constraints": [], "quote": null, "tags": c.tags,
-            }),
-        );
+/// A column in a node's `columns` map.
+#[derive(Serialize)]
+struct ColumnOut<'a> {
+    name: &'a str,
+    description: &'a str,
+    meta: &'a Json,
+    data_type: &'a Option<String>,
+    constraints: [(); 0],
+    quote: Option<bool>,
+    tags: &'a [String],
+}
+
+fn columns(cols: &[ColumnDef]) -> BTreeMap<&str, ColumnOut<'_>> {
+    cols.iter()
+        .map(|c| {
+            let out = ColumnOut {
+                name: &c.name,
+                description: &c.description,
+                meta: &c.meta,
+                data_type: &c.data_type,
+                constraints: [],
+                quote: None,
+                tags: &c.tags,
+            };
+            (c.name.as_str(), out)
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Checksum<'a> {
+    name: &'static str,
+    checksum: &'a str,
+}
+
+#[derive(Serialize)]
+struct RefOut<'a> {
+    name: &'a str,
+    package: &'a Option<String>,
+    version: &'a Option<String>,
+}
+
+#[derive(Serialize)]
+struct DependsOn<'a> {
+    macros: &'a [String],
+    nodes: &'a [String],
+}
+
+/// A node of `manifest.json` (dbt's manifest v12 keys), borrowing from the manifest.
+#[derive(Serialize)]
+struct NodeOut<'a> {
+    database: &'a str,
+    schema: &'a str,
+    name: &'a str,
+    resource_type: &'static str,
+    package_name: &'a str,
+    path: &'a str,
+    original_file_path: &'a str,
+    unique_id: &'a str,
+    fqn: &'a [String],
+    alias: &'a str,
+    checksum: Checksum<'a>,
+    config: WithDefaults<'a>,
+    tags: Vec<String>,
+    description: &'a str,
+    columns: BTreeMap<&'a str, ColumnOut<'a>>,
+    meta: &'a Json,
+    group: Option<&'a str>,
+    docs: &'a Json,
+    patch_path: &'a Option<String>,
+    build_path: Option<&'a str>,
+    unrendered_config: &'a Config,
+    created_at: f64,
+    config_call_dict: &'a Config,
+    relation_name: Option<String>,
+    raw_code: &'a str,
+    language: &'static str,
+    refs: Vec<RefOut<'a>>,
+    sources: Vec<[&'a str; 2]>,
+    metrics: [(); 0],
+    depends_on: DependsOn<'a>,
+    compiled_path: Option<String>,
+    compiled: bool,
+    compiled_code: Option<&'a str>,
+    extra_ctes_injected: bool,
+    extra_ctes: [(); 0],
+    contract: &'a Json,
+    access: &'a Json,
+    constraints: [(); 0],
+    version: Option<&'a str>,
+    latest_version: Option<&'a str>,
+    deprecation_date: Option<&'a str>,
+}
+
+fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> NodeOut<'a> {
+    static EMPTY: Json = Json::Null;
+    let defaults = crate::config::defaults(n.resource_type.as_str());
+    let get = |k: &str| {
+        n.config
+            .get(k)
+            .or_else(|| defaults.get(k))
+            .unwrap_or(&EMPTY)
+    };
+    NodeOut {
+        database: &n.relation.database,
+        schema: &n.relation.schema,
+        name: &n.name,
+        resource_type: n.resource_type.as_str(),
+        package_name: &n.package,
+        path: &n.path,
+        original_file_path: &n.original_file_path,
+        unique_id: &n.unique_id,
+        fqn: &n.fqn,
+        alias: &n.relation.identifier,
+        checksum: Checksum {
+            name: "sha256",
+            checksum: &n.checksum,
+        },
+        config: WithDefaults {
+            own: &n.config,
+            defaults: crate::config::defaults(n.resource_type.as_str()),
+        },
+        tags: n.tags(),
+        description: &n.description,
+        columns: columns(&n.columns),
+        meta: get("meta"),
+        group: None,
+        docs: get("docs"),
+        patch_path: &n.patch_path,
+        build_path: None,
+        unrendered_config: &n.unrendered_config,
+        created_at: m.generated_at.timestamp_micros() as f64 / 1e6,
+        config_call_dict: &n.config_call,
+        relation_name: if n.resource_type == ResourceType::Seed || !n.is_ephemeral() {
+            Some(n.relation.render())
+        } else {
+            None
+        },
+        raw_code: if n.resource_type == ResourceType::Seed {
+            ""
+        } else {
+            &n.raw_code
+        },
+        language: "sql",
+        refs: n
+            .refs
+            .iter()
+            .map(|r| RefOut {
+                name: &r.name,
+                package: &r.package,
+                version: &r.version,
+            })
+            .collect(),
+        sources: n
+            .sources
+            .iter()
+            .map(|(s, t)| [s.as_str(), t.as_str()])
+            .collect(),
+        metrics: [],
+        depends_on: DependsOn {
+            macros: &n.depends_on_macros,
+            nodes: &n.depends_on_nodes,
+        },
+        compiled_path: compiled.map(|_| {
+            format!(
+                "{}/compiled/{}/{}",
+                m.target_path, n.package, n.original_file_path
+            )
+        }),
+        compiled: compiled.is_some(),
+        compiled_code: compiled,
+        extra_ctes_injected: compiled.is_some(),
+        extra_ctes: [],
+        contract: get("contract"),
+        access: get("access"),
+        constraints: [],
+        version: None,
+        latest_version: None,
+        deprecation_date: None,
     }
-    Json::Object(out)
 }
 
-fn node_json(m: &Manifest, n: &Node, compiled: Option<&str>) -> Json {
-    let tags = n.tags();
-    let mut config = n.config.clone();
-    config.entry("tags".to_string()).or_insert(json!([]));
-    config.entry("meta".to_string()).or_insert(json!({}));
-    config.entry("pre-hook".to_string()).or_insert(json!([]));
-    config.entry("post-hook".to_string()).or_insert(json!([]));
-    config
-        .entry("docs".to_string())
-        .or_insert(json!({"show": true, "node_color": null}));
-    json!({
-        "database": n.relation.database,
-        "schema": n.relation.schema,
-        "name": n.name,
-        "resource_type": n.resource_type.as_str(),
-        "package_name": n.package,
-        "path": n.path,
-        "original_file_path": n.original_file_path,
-        "unique_id": n.unique_id,
-        "fqn": n.fqn,
-        "alias": n.relation.identifier,
-        "checksum": {"name": "sha256", "checksum": n.checksum},
-        "config": config,
-        "tags": tags,
-        "description": n.description,
-        "columns": columns_json(&n.columns),
-        "meta": n.config.get("meta").cloned().unwrap_or(json!({})),
-        "group": null,
-        "docs": n.config.get("docs").cloned().unwrap_or(json!({"show": true, "node_color": null})),
-        "patch_path": n.patch_path,
-        "build_path": null,
-        "unrendered_config": n.unrendered_config,
-        "created_at": m.generated_at.timestamp_micros() as f64 / 1e6,
-        "config_call_dict": n.config_call,
-        "relation_name": if n.resource_type == ResourceType::Seed || !n.is_ephemeral() { Some(n.relation.render()) } else { None },
-        "raw_code": if n.resource_type == ResourceType::Seed { "" } else { &*n.raw_code },
-        "root_path": null,
-        "language": "sql",
-        "refs": n.refs.iter().map(|r| json!({"name": r.name, "package": r.package, "version": r.version})).collect::<Vec<_>>(),
-        "sources": n.sources.iter().map(|(s, t)| json!([s, t])).collect::<Vec<_>>(),
-        "metrics": [],
-        "depends_on": {"macros": n.depends_on_macros, "nodes": n.depends_on_nodes},
-        "compiled_path": compiled.map(|_| format!("{}/compiled/{}/{}", "target", n.package, n.original_file_path)),
-        "compiled": compiled.is_some(),
-        "compiled_code": compiled,
-        "extra_ctes_injected": compiled.is_some(),
-        "extra_ctes": [],
-        "contract": {"enforced": false, "alias_types": true, "checksum": null},
-        "access": "protected",
-        "constraints": [],
-        "version": null,
-        "latest_version": null,
-        "deprecation_date": null,
-    })
-}
-
-/// Builds `manifest.json`; `compiled` gives compiled SQL per node where known.
-pub fn manifest_json(m: &Manifest, compiled: &std::collections::BTreeMap<String, String>) -> Json {
-    let nodes: serde_json::Map<String, Json> = m
+/// Writes `manifest.json`; `compiled` gives compiled SQL per node where known. Streamed to
+/// disk (no intermediate JSON tree), compact as dbt writes it.
+pub fn write_manifest(
+    target_dir: &Path,
+    m: &Manifest,
+    compiled: &BTreeMap<String, String>,
+) -> std::io::Result<()> {
+    let created_at = m.generated_at.timestamp_micros() as f64 / 1e6;
+    let nodes: BTreeMap<&str, NodeOut> = m
         .nodes
         .values()
         .map(|n| {
             (
-                n.unique_id.clone(),
-                node_json(m, n, compiled.get(&n.unique_id).map(String::as_str)),
+                n.unique_id.as_str(),
+                node_out(m, n, compiled.get(&n.unique_id).map(String::as_str)),
             )
         })
         .collect();
-    let disabled: serde_json::Map<String, Json> = m
+    let disabled: BTreeMap<&str, [NodeOut; 1]> = m
         .disabled
         .values()
-        .map(|n| (n.unique_id.clone(), json!([node_json(m, n, None)])))
+        .map(|n| (n.unique_id.as_str(), [node_out(m, n, None)]))
         .collect();
-    let sources: serde_json::Map<String, Json> = m
+    let sources: BTreeMap<&str, Json> = m
         .sources
         .values()
         .map(|s| {
             let d = &s.def;
             (
-                s.unique_id.clone(),
+                s.unique_id.as_str(),
                 json!({
                     "database": s.relation.database, "schema": s.relation.schema, "name": d.name,
                     "resource_type": "source", "package_name": s.package, "path": d.file,
@@ -134,33 +256,33 @@ pub fn manifest_json(m: &Manifest, compiled: &std::collections::BTreeMap<String,
                     "source_name": d.source_name, "source_description": d.source_description,
                     "loader": d.loader, "identifier": d.identifier, "quoting": {},
                     "loaded_at_field": d.loaded_at_field, "freshness": d.freshness,
-                    "external": null, "description": d.description, "columns": columns_json(&d.columns),
+                    "external": null, "description": d.description, "columns": columns(&d.columns),
                     "meta": d.meta, "source_meta": d.source_meta, "tags": d.tags,
                     "config": {"enabled": d.config.bool_or("enabled", true), "event_time": null},
                     "patch_path": null, "unrendered_config": {},
-                    "relation_name": s.relation.render(), "created_at": m.generated_at.timestamp_micros() as f64 / 1e6,
+                    "relation_name": s.relation.render(), "created_at": created_at,
                 }),
             )
         })
         .collect();
-    let macros: serde_json::Map<String, Json> = m
+    let macros: BTreeMap<&str, Json> = m
         .macros
         .values()
         .map(|mac| {
             (
-                mac.unique_id.clone(),
+                mac.unique_id.as_str(),
                 json!({
                     "name": mac.name, "resource_type": "macro", "package_name": mac.package,
                     "path": mac.original_file_path, "original_file_path": mac.original_file_path,
                     "unique_id": mac.unique_id, "macro_sql": "", "depends_on": {"macros": []},
                     "description": "", "meta": {}, "docs": {"show": true, "node_color": null},
-                    "patch_path": null, "arguments": [], "created_at": m.generated_at.timestamp_micros() as f64 / 1e6,
+                    "patch_path": null, "arguments": [], "created_at": created_at,
                     "supported_languages": null,
                 }),
             )
         })
         .collect();
-    let docs: serde_json::Map<String, Json> = m
+    let docs: BTreeMap<String, Json> = m
         .docs
         .iter()
         .map(|(name, text)| {
@@ -169,30 +291,68 @@ pub fn manifest_json(m: &Manifest, compiled: &std::collections::BTreeMap<String,
         })
         .collect();
     let mut meta = metadata(m, "manifest/v12");
-    let project_id = format!("{:x}", md5_like(&m.project_name));
     meta["project_name"] = json!(m.project_name);
-    meta["project_id"] = json!(project_id);
+    meta["project_id"] = json!(format!("{:x}", md5_like(&m.project_name)));
     meta["user_id"] = Json::Null;
     meta["send_anonymous_usage_stats"] = json!(false);
     meta["adapter_type"] = json!(m.adapter_type);
-    json!({
-        "metadata": meta,
-        "nodes": nodes,
-        "sources": sources,
-        "macros": macros,
-        "docs": docs,
-        "exposures": {},
-        "metrics": {},
-        "groups": {},
-        "selectors": {},
-        "disabled": disabled,
-        "parent_map": m.parent_map(),
-        "child_map": m.child_map(),
-        "group_map": {},
-        "saved_queries": {},
-        "semantic_models": {},
-        "unit_tests": {},
+    let empty = serde_json::Map::new();
+    #[derive(Serialize)]
+    struct ManifestOut<'a> {
+        metadata: Json,
+        nodes: BTreeMap<&'a str, NodeOut<'a>>,
+        sources: BTreeMap<&'a str, Json>,
+        macros: BTreeMap<&'a str, Json>,
+        docs: BTreeMap<String, Json>,
+        exposures: &'a serde_json::Map<String, Json>,
+        metrics: &'a serde_json::Map<String, Json>,
+        groups: &'a serde_json::Map<String, Json>,
+        selectors: &'a serde_json::Map<String, Json>,
+        disabled: BTreeMap<&'a str, [NodeOut<'a>; 1]>,
+        parent_map: BTreeMap<String, Vec<String>>,
+        child_map: BTreeMap<String, Vec<String>>,
+        group_map: &'a serde_json::Map<String, Json>,
+        saved_queries: &'a serde_json::Map<String, Json>,
+        semantic_models: &'a serde_json::Map<String, Json>,
+        unit_tests: &'a serde_json::Map<String, Json>,
+    }
+    let out = ManifestOut {
+        metadata: meta,
+        nodes,
+        sources,
+        macros,
+        docs,
+        exposures: &empty,
+        metrics: &empty,
+        groups: &empty,
+        selectors: &empty,
+        disabled,
+        parent_map: m.parent_map(),
+        child_map: m.child_map(),
+        group_map: &empty,
+        saved_queries: &empty,
+        semantic_models: &empty,
+        unit_tests: &empty,
+    };
+    write_with(&target_dir.join("manifest.json"), |w| {
+        serde_json::to_writer(w, &out).map_err(std::io::Error::other)
     })
+}
+
+/// Writes through a buffered temp file in the same folder, then renames it into place.
+fn write_with(
+    path: &Path,
+    f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    f(&mut w)?;
+    std::io::Write::flush(&mut w)?;
+    drop(w);
+    std::fs::rename(&tmp, path)
 }
 
 /// A stable 128-bit digest of the project name (dbt uses md5 for `project_id`).

@@ -47,7 +47,7 @@ impl<'m> Compiler<'m> {
             resolver: self.resolver.clone(),
             incremental: false,
         };
-        let (body, capture) = self.manifest.jinja.render_node(&node.info(), phase)?;
+        let (body, capture) = self.manifest.jinja.render_node(node.info(), phase)?;
         let mut ctes: Vec<(String, String)> = Vec::new();
         for cte in &capture.ephemerals {
             let Some(eph) = self
@@ -91,7 +91,7 @@ impl<'m> Compiler<'m> {
         };
         self.manifest
             .jinja
-            .render_str(&node.info(), hook, phase)
+            .render_str(node.info(), hook, phase)
             .map(|(sql, _)| sql)
     }
 
@@ -103,6 +103,7 @@ impl<'m> Compiler<'m> {
             resource_type: "sql_operation".into(),
             package: self.manifest.project_name.clone(),
             template: "inline query".into(),
+            source: Arc::from(""),
             config: Default::default(),
             this: crate::jinja::Relation::new("", "", "inline_query"),
         };
@@ -110,7 +111,7 @@ impl<'m> Compiler<'m> {
             resolver: self.resolver.clone(),
             incremental: false,
         };
-        let (out, capture) = self.manifest.jinja.render_str(&info, sql, phase)?;
+        let (out, capture) = self.manifest.jinja.render_str(info, sql, phase)?;
         let mut ctes = Vec::new();
         for cte in &capture.ephemerals {
             if let Some(eph) = self
@@ -176,6 +177,10 @@ fn skip_comments(sql: &str) -> usize {
 }
 
 /// Writes compiled SQL to `<target>/compiled/<project>/<original_file_path>`.
+///
+/// A plain write, as dbt does: these are copies for people to read. Unchanged files are not
+/// rewritten (on ext4, truncating a file forces a flush at close, which made re-compiling a
+/// large project I/O-bound), and folders are created only when missing.
 pub fn write_compiled(
     target_dir: &Path,
     project: &str,
@@ -184,7 +189,18 @@ pub fn write_compiled(
 ) -> std::io::Result<String> {
     let rel = format!("compiled/{project}/{original_file_path}");
     let path = target_dir.join(&rel);
-    crate::artifacts::write_atomic(&path, sql.as_bytes())?;
+    if std::fs::read(&path).is_ok_and(|old| old == sql.as_bytes()) {
+        return Ok(rel);
+    }
+    match std::fs::write(&path, sql) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&path, sql)?;
+        }
+        other => other?,
+    }
     Ok(rel)
 }
 

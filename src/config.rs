@@ -5,6 +5,8 @@
 //! append, `meta`/`docs`/`column_types`/`quoting`/`persist_docs` update key by key, `grants`
 //! merges lists per privilege, everything else is replaced.
 
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value as Json};
 
 pub type Config = Map<String, Json>;
@@ -222,6 +224,64 @@ fn apply_level(out: &mut Config, level: &Map<String, Json>, next_part: Option<&s
         }
     }
     merge(out, &cfg);
+}
+
+/// dbt's default config of a resource type (`model`, `seed`, ...): what a node has for every
+/// key it does not set. Shared, so a 10,000-node manifest holds one copy.
+pub fn defaults(resource_type: &str) -> &'static Config {
+    static MODEL: OnceLock<Config> = OnceLock::new();
+    static SEED: OnceLock<Config> = OnceLock::new();
+    let (cell, seed) = if resource_type == "seed" {
+        (&SEED, true)
+    } else {
+        (&MODEL, false)
+    };
+    cell.get_or_init(|| {
+        let mut c = serde_json::json!({
+            "enabled": true, "alias": null, "schema": null, "database": null, "tags": [], "meta": {},
+            "group": null, "materialized": if seed { "seed" } else { "view" },
+            "incremental_strategy": null, "batch_size": null, "lookback": 1, "begin": null,
+            "persist_docs": {}, "post-hook": [], "pre-hook": [], "quoting": {}, "column_types": {},
+            "full_refresh": null, "unique_key": null, "on_schema_change": "ignore",
+            "on_configuration_change": "apply", "grants": {}, "packages": [],
+            "docs": {"show": true, "node_color": null},
+            "contract": {"enforced": false, "alias_types": true}, "event_time": null,
+            "concurrent_batches": null,
+        });
+        let m = c.as_object_mut().expect("object literal");
+        if seed {
+            m.insert("delimiter".into(), ",".into());
+            m.insert("quote_columns".into(), Json::Null);
+        } else {
+            m.insert("access".into(), "protected".into());
+        }
+        std::mem::take(m)
+    })
+}
+
+/// A node's config as dbt shows it: its own keys over the type's defaults, keys sorted.
+pub struct WithDefaults<'a> {
+    pub own: &'a Config,
+    pub defaults: &'a Config,
+}
+
+impl serde::Serialize for WithDefaults<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let keys: std::collections::BTreeSet<&String> =
+            self.own.keys().chain(self.defaults.keys()).collect();
+        let mut map = ser.serialize_map(Some(keys.len()))?;
+        for k in keys {
+            map.serialize_entry(
+                k,
+                self.own
+                    .get(k)
+                    .or_else(|| self.defaults.get(k))
+                    .unwrap_or(&Json::Null),
+            )?;
+        }
+        map.end()
+    }
 }
 
 /// Typed reads of common keys.

@@ -95,6 +95,7 @@ impl Node {
             resource_type: self.resource_type.as_str().to_string(),
             package: self.package.clone(),
             template: self.original_file_path.clone(),
+            source: self.raw_code.clone(),
             config: self.config.clone(),
             this: self.relation.clone(),
         }
@@ -133,6 +134,8 @@ pub struct Manifest {
     pub invocation_id: String,
     pub generated_at: chrono::DateTime<chrono::Utc>,
     pub adapter_type: String,
+    /// The project's target path as written (for `compiled_path`).
+    pub target_path: String,
 }
 
 impl Manifest {
@@ -204,7 +207,9 @@ impl Default for Invocation {
 
 /// Builds the manifest from a loaded project.
 pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Diagnostics> {
+    let t = std::time::Instant::now();
     let props = properties::load(project)?;
+    crate::cli::printer::timing("properties", t);
     let mut diags = Diagnostics::new();
     let target = project.target.as_ref();
     let target_json = target.map(|t| t.jinja_value()).unwrap_or_else(|| serde_json::json!({"name": "default", "schema": "main", "database": "warehouse", "type": "datafusion", "threads": 1}));
@@ -220,10 +225,6 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         .map(|f| (f.path.as_str(), f.contents.clone()))
         .collect();
     let model_files: Vec<&SourceFile> = project.files_of(FileKind::Model).collect();
-    let node_templates: Vec<(&str, Arc<str>)> = model_files
-        .iter()
-        .map(|f| (f.path.as_str(), f.contents.clone()))
-        .collect();
     let jinja = match Jinja::new(JinjaInputs {
         project_name: &project.name,
         target: target_json,
@@ -232,7 +233,6 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         invocation_id: &invocation.invocation_id,
         run_started_at: invocation.started_at,
         macro_files,
-        node_templates,
     }) {
         Ok(j) => j,
         Err(ds) => {
@@ -241,13 +241,15 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         }
     };
 
+    crate::cli::printer::timing("jinja env", t);
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     let mut disabled = BTreeMap::new();
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
 
-    let empty = BTreeMap::new();
-    let model_patches = props.patches.get("models").unwrap_or(&empty);
-    let seed_patches = props.patches.get("seeds").unwrap_or(&empty);
+    // Patches are moved into their nodes; what is left afterwards describes nothing.
+    let mut props = props;
+    let mut model_patches = props.patches.remove("models").unwrap_or_default();
+    let mut seed_patches = props.patches.remove("seeds").unwrap_or_default();
 
     let mut candidates: Vec<(ResourceType, &SourceFile)> = model_files
         .iter()
@@ -269,52 +271,46 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         } else {
             "models"
         };
+        // dbt's other defaults are shared (config::defaults), not copied into every node.
         let mut cfg = Config::new();
         cfg.insert("enabled".into(), Json::Bool(true));
-        if rtype == ResourceType::Model {
-            cfg.insert("materialized".into(), "view".into());
+        let materialized = if rtype == ResourceType::Seed {
+            "seed"
         } else {
-            cfg.insert("materialized".into(), "seed".into());
-        }
+            "view"
+        };
+        cfg.insert("materialized".into(), materialized.into());
         let tree_cfg = config::from_tree(project.config_trees.get(tree_key), &fqn);
         config::merge(&mut cfg, &tree_cfg);
         let mut unrendered = tree_cfg.clone();
         let patch = if rtype == ResourceType::Seed {
-            seed_patches.get(&name)
+            seed_patches.remove(&name)
         } else {
-            model_patches.get(&name)
+            model_patches.remove(&name)
         };
-        if let Some(p) = patch {
+        let patch_path = patch
+            .as_ref()
+            .map(|p| format!("{}://{}", project.name, p.file));
+        if let Some(p) = &patch {
             config::merge(&mut cfg, &p.config);
             config::merge(&mut unrendered, &p.config);
+            // Top-level `tags:` / `meta:` / `docs:` of a yml entry are configs too.
+            let mut extra = Config::new();
             if !p.tags.is_empty() {
-                config::merge(
-                    &mut cfg,
-                    &serde_json::json!({"tags": p.tags})
-                        .as_object()
-                        .unwrap()
-                        .clone(),
-                );
+                extra.insert("tags".into(), serde_json::json!(p.tags));
             }
             if let Some(meta) = &p.meta {
-                config::merge(
-                    &mut cfg,
-                    &serde_json::json!({"meta": meta})
-                        .as_object()
-                        .unwrap()
-                        .clone(),
-                );
+                extra.insert("meta".into(), meta.clone());
             }
             if let Some(docs) = &p.docs {
-                config::merge(
-                    &mut cfg,
-                    &serde_json::json!({"docs": docs})
-                        .as_object()
-                        .unwrap()
-                        .clone(),
-                );
+                extra.insert("docs".into(), docs.clone());
             }
+            config::merge(&mut cfg, &extra);
         }
+        let (description, columns, tests) = match patch {
+            Some(p) => (p.description, p.columns, p.tests),
+            None => Default::default(),
+        };
         let rt = rtype.as_str();
         let unique_id = format!("{rt}.{}.{name}", project.name);
         let mut node = Node {
@@ -330,18 +326,18 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             config: cfg,
             config_call: Config::new(),
             unrendered_config: unrendered,
-            description: patch.map(|p| p.description.clone()).unwrap_or_default(),
-            columns: patch.map(|p| p.columns.clone()).unwrap_or_default(),
-            patch_path: patch.map(|p| format!("{}://{}", project.name, p.file)),
+            description,
+            columns,
+            patch_path,
             refs: vec![],
             sources: vec![],
             depends_on_nodes: vec![],
             depends_on_macros: vec![],
             relation: Relation::new(&database, &target_schema, &name),
-            tests: patch.map(|p| p.tests.clone()).unwrap_or_default(),
+            tests,
         };
         if rtype == ResourceType::Model {
-            match jinja.render_node(&node.info(), Phase::Parse) {
+            match jinja.render_node(node.info(), Phase::Parse) {
                 Ok((_, capture)) => {
                     config::merge(&mut node.config, &capture.config);
                     config::merge(&mut node.unrendered_config, &capture.config);
@@ -381,6 +377,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         return Err(diags);
     }
 
+    crate::cli::printer::timing("parse renders", t);
     // Relation names: after every config is final.
     let use_schema_macro = jinja.has_macro("generate_schema_name");
     let use_alias_macro = jinja.has_macro("generate_alias_name");
@@ -395,11 +392,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                 .clone()
                 .map(Json::String)
                 .unwrap_or(Json::Null);
-            match jinja.call_macro(
-                &node.info(),
-                "generate_schema_name",
-                &[arg, node_json(node)],
-            ) {
+            match jinja.call_macro(node.info(), "generate_schema_name", &[arg, node_json(node)]) {
                 Ok(s) => s.trim().to_string(),
                 Err(d) => {
                     diags.push(d);
@@ -411,7 +404,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         };
         let alias = if use_alias_macro {
             let arg = node.config.get("alias").cloned().unwrap_or(Json::Null);
-            match jinja.call_macro(&node.info(), "generate_alias_name", &[arg, node_json(node)]) {
+            match jinja.call_macro(node.info(), "generate_alias_name", &[arg, node_json(node)]) {
                 Ok(s) => s.trim().to_string(),
                 Err(d) => {
                     diags.push(d);
@@ -454,6 +447,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         );
     }
 
+    crate::cli::printer::timing("relation names", t);
     // Sources.
     let mut sources = BTreeMap::new();
     for t in &props.sources {
@@ -477,7 +471,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                         t.source_name, t.name
                     ),
                 )
-                .at(t.location.clone())
+                .at(t.location())
                 .hint("declare each source table once"),
             );
             continue;
@@ -596,11 +590,11 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         nodes.get_mut(&id).unwrap().depends_on_nodes = deps;
     }
 
+    crate::cli::printer::timing("refs resolved", t);
     // Patches that describe nothing: dbt warns.
-    for (kind, map) in &props.patches {
+    for (kind, map) in [("models", &model_patches), ("seeds", &seed_patches)] {
         for (name, p) in map {
-            let exists = names.contains_key(name) || disabled.values().any(|d| &d.name == name);
-            if !exists && (*kind == "models" || *kind == "seeds") {
+            {
                 diags.push(
                     Diagnostic::warning(
                         "unused-patch",
@@ -610,7 +604,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                             &kind[..kind.len() - 1]
                         ),
                     )
-                    .at(p.location.clone())
+                    .at(p.location())
                     .hint("remove the entry or create the file"),
                 );
             }
@@ -649,6 +643,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         adapter_type: target
             .map(|t| t.adapter_type.clone())
             .unwrap_or_else(|| "datafusion".into()),
+        target_path: project.target_path.clone(),
     })
 }
 

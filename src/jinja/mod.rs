@@ -68,8 +68,11 @@ pub struct NodeInfo {
     pub name: String,
     pub resource_type: String,
     pub package: String,
-    /// Template name registered in the environment (the file path).
+    /// Template name (the file path), for messages.
     pub template: String,
+    /// The template text; compiled on each render instead of being kept compiled, which
+    /// costs little and saves ~7 KB per node on large projects.
+    pub source: Arc<str>,
     /// Config known before this render (project tree + yml; plus `config()` in compile).
     pub config: Config,
     pub this: Relation,
@@ -79,7 +82,6 @@ pub struct NodeInfo {
 pub struct RenderCtx {
     phase: Phase,
     node: NodeInfo,
-    pub(crate) base_config: Config,
     pub(crate) capture: Mutex<Capture>,
     /// One slot per proxied macro call in flight: `return(x)` fills the innermost.
     pub(crate) returns: Mutex<Vec<Option<Value>>>,
@@ -109,28 +111,25 @@ impl RenderCtx {
 
     /// The render context: what a model (and every macro it calls) sees as variables.
     pub(crate) fn context_value(self: &Arc<Self>) -> Value {
-        let node = &self.node;
-        let model = serde_json::json!({
-            "unique_id": node.unique_id,
-            "name": node.name,
-            "resource_type": node.resource_type,
-            "package_name": node.package,
-            "original_file_path": node.template,
-            "config": node.config,
-            "alias": node.this.identifier,
-            "schema": node.this.schema,
-            "database": node.this.database,
-        });
         let mut ctx = BTreeMap::new();
         ctx.insert("__rsdbt__", Value::from_dyn_object(self.clone()));
-        ctx.insert("this", Value::from_object(node.this.clone()));
-        ctx.insert("model", Value::from(minijinja::value::Serde(&model)));
+        ctx.insert("this", Value::from_object(self.node.this.clone()));
+        // `model` and `config` are objects that read the node lazily: most renders never
+        // look at them, and a node's config is large.
+        ctx.insert(
+            "model",
+            Value::from_object(objects::ModelObject { ctx: self.clone() }),
+        );
         ctx.insert(
             "config",
             Value::from_object(objects::ConfigObject { ctx: self.clone() }),
         );
         ctx.insert("execute", Value::from(!self.phase_is_parse()));
         Value::from(ctx)
+    }
+
+    pub(crate) fn node(&self) -> &NodeInfo {
+        &self.node
     }
 }
 
@@ -161,8 +160,6 @@ pub struct JinjaInputs<'a> {
     pub run_started_at: chrono::DateTime<chrono::Utc>,
     /// (path, source) of each macro file.
     pub macro_files: Vec<(&'a str, Arc<str>)>,
-    /// (template name, source) of each node.
-    pub node_templates: Vec<(&'a str, Arc<str>)>,
 }
 
 impl Jinja {
@@ -210,11 +207,6 @@ impl Jinja {
                 }),
             );
         }
-        for (name, source) in &inputs.node_templates {
-            if let Err(e) = env.add_template_owned(name.to_string(), source.to_string()) {
-                diags.push(jinja_diagnostic(&e, name, source.clone()));
-            }
-        }
         if diags.is_empty() {
             Ok(Jinja {
                 env,
@@ -239,26 +231,28 @@ impl Jinja {
     /// Renders a node's template in the given phase.
     pub fn render_node(
         &self,
-        node: &NodeInfo,
+        node: NodeInfo,
         phase: Phase,
     ) -> Result<(String, Capture), Diagnostic> {
+        let (name, source) = (node.template.clone(), node.source.clone());
         let tmpl = self
             .env
-            .get_template(&node.template)
-            .map_err(|e| internal(&node.template, e))?;
+            .template_from_named_str(&name, &source)
+            .map_err(|e| jinja_diagnostic(&e, &name, source.clone()))?;
         let ctx = self.ctx(node, phase);
         let out = tmpl.render(ctx.context_value());
         let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
         match out {
             Ok(sql) => Ok((sql, capture)),
-            Err(e) => Err(self.error_diag(&e, &node.template)),
+            Err(e) if e.name() == Some(name.as_str()) => Err(jinja_diagnostic(&e, &name, source)),
+            Err(e) => Err(self.error_diag(&e, &name)),
         }
     }
 
     /// Renders free Jinja text (hooks, `show --inline`) as if inside `node`.
     pub fn render_str(
         &self,
-        node: &NodeInfo,
+        node: NodeInfo,
         text: &str,
         phase: Phase,
     ) -> Result<(String, Capture), Diagnostic> {
@@ -266,14 +260,17 @@ impl Jinja {
         let out = self.env.render_str(text, ctx.context_value());
         let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
         out.map(|s| (s, capture)).map_err(|e| {
-            Diagnostic::error("jinja", format!("{}: {}", node.template, jinja_message(&e)))
+            Diagnostic::error(
+                "jinja",
+                format!("{}: {}", ctx.node.template, jinja_message(&e)),
+            )
         })
     }
 
     /// Calls a project macro by name with plain string/JSON arguments, in parse phase.
     pub fn call_macro(
         &self,
-        node: &NodeInfo,
+        node: NodeInfo,
         name: &str,
         args: &[Json],
     ) -> Result<String, Diagnostic> {
@@ -290,11 +287,10 @@ impl Jinja {
             .map_err(|e| self.error_diag(&e, name))
     }
 
-    fn ctx(&self, node: &NodeInfo, phase: Phase) -> Arc<RenderCtx> {
+    fn ctx(&self, node: NodeInfo, phase: Phase) -> Arc<RenderCtx> {
         Arc::new(RenderCtx {
             phase,
-            node: node.clone(),
-            base_config: node.config.clone(),
+            node,
             capture: Mutex::new(Capture::default()),
             returns: Mutex::new(Vec::new()),
             shared: self.shared.clone(),
@@ -310,13 +306,6 @@ impl Jinja {
             .unwrap_or_else(|_| Arc::from(""));
         jinja_diagnostic(e, &name, source)
     }
-}
-
-fn internal(name: &str, e: Error) -> Diagnostic {
-    Diagnostic::error(
-        "internal",
-        format!("internal error: template {name} is not registered: {e}"),
-    )
 }
 
 /// The message of a minijinja error without its location suffix.

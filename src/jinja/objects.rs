@@ -121,7 +121,7 @@ pub struct ConfigObject {
 
 impl ConfigObject {
     fn current(&self) -> Config {
-        let mut c = self.ctx.base_config.clone();
+        let mut c = self.ctx.node().config.clone();
         crate::config::merge(&mut c, &self.ctx.capture.lock().unwrap().config);
         c
     }
@@ -163,7 +163,10 @@ impl Object for ConfigObject {
             "get" | "require" => {
                 let (key, default): (&str, Option<Value>) = minijinja::value::from_args(args)?;
                 let cfg = self.current();
-                match cfg.get(&crate::config::canonical_key(key)) {
+                let key = crate::config::canonical_key(key);
+                let type_default =
+                    crate::config::defaults(&self.ctx.node().resource_type).get(&key);
+                match cfg.get(&key).or(type_default) {
                     Some(v) => Ok(Value::from(minijinja::value::Serde(v))),
                     None if method == "require" && !self.ctx.phase_is_parse() => Err(Error::new(
                         ErrorKind::InvalidOperation,
@@ -178,6 +181,33 @@ impl Object for ConfigObject {
                 format!("config has no method '{method}'"),
             )),
         }
+    }
+}
+
+/// `model`: the node being rendered, read field by field.
+#[derive(Debug)]
+pub struct ModelObject {
+    pub ctx: Arc<RenderCtx>,
+}
+
+impl Object for ModelObject {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let n = self.ctx.node();
+        Some(match key.as_str()? {
+            "unique_id" => Value::from(n.unique_id.clone()),
+            "name" => Value::from(n.name.clone()),
+            "resource_type" => Value::from(n.resource_type.clone()),
+            "package_name" => Value::from(n.package.clone()),
+            "original_file_path" | "path" => Value::from(n.template.clone()),
+            "alias" | "identifier" => Value::from(n.this.identifier.clone()),
+            "schema" => Value::from(n.this.schema.clone()),
+            "database" => Value::from(n.this.database.clone()),
+            "config" => Value::from(minijinja::value::Serde(&n.config)),
+            "tags" => Value::from(minijinja::value::Serde(
+                n.config.get("tags").unwrap_or(&serde_json::Value::Null),
+            )),
+            _ => return None,
+        })
     }
 }
 

@@ -229,8 +229,10 @@ pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
     }
     let hooks = |key: &str| yaml::strings_of(&doc, key).unwrap_or_default();
 
-    let mut files = Vec::new();
-    let groups: [(&[String], FileKind, &[&str]); 6] = [
+    // Which kinds of file each resource folder holds; every folder is walked once.
+    type Rules = Vec<(FileKind, &'static [&'static str])>;
+    let mut rules: BTreeMap<&String, Rules> = BTreeMap::new();
+    let groups: [(&[String], FileKind, &'static [&'static str]); 6] = [
         (&model_paths, FileKind::Model, &["sql"]),
         (&seed_paths, FileKind::Seed, &["csv"]),
         (&macro_paths, FileKind::Macro, &["sql", "jinja"]),
@@ -240,33 +242,22 @@ pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
     ];
     for (dirs, kind, exts) in groups {
         for dir in dirs {
-            collect_files(&root, dir, kind, exts, &mut files, &mut diags);
+            let r = rules.entry(dir).or_default();
+            r.push((kind, exts));
+            // Property and docs files may live under any resource path.
+            r.push((FileKind::Properties, &["yml", "yaml"]));
+            r.push((FileKind::Docs, &["md"]));
         }
     }
-    // Property and docs files may live under any resource path.
-    let mut yml_dirs: Vec<&String> = model_paths
-        .iter()
-        .chain(&seed_paths)
-        .chain(&macro_paths)
-        .chain(&snapshot_paths)
-        .chain(&analysis_paths)
-        .chain(&test_paths)
-        .collect();
-    yml_dirs.sort();
-    yml_dirs.dedup();
-    for dir in &yml_dirs {
-        collect_files(
-            &root,
-            dir,
-            FileKind::Properties,
-            &["yml", "yaml"],
-            &mut files,
-            &mut diags,
-        );
-        collect_files(&root, dir, FileKind::Docs, &["md"], &mut files, &mut diags);
-    }
     for dir in &docs_paths {
-        collect_files(&root, dir, FileKind::Docs, &["md"], &mut files, &mut diags);
+        rules
+            .entry(dir)
+            .or_default()
+            .push((FileKind::Docs, &["md"]));
+    }
+    let mut files = Vec::new();
+    for (dir, r) in &rules {
+        collect_files(&root, dir, r, &mut files, &mut diags);
     }
     files.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
     files.dedup_by(|a, b| a.kind == b.kind && a.path == b.path);
@@ -334,12 +325,13 @@ fn read(path: &Path) -> Result<String, Diagnostic> {
     })
 }
 
-/// Recursively collects files with one of `exts` under `root/dir`, sorted by path.
+/// Recursively collects the files under `root/dir` that a rule claims (by extension; for
+/// each file every matching rule's kind, e.g. a `.sql` file under a folder that is both a model
+/// and a macro path), sorted by path.
 fn collect_files(
     root: &Path,
     dir: &str,
-    kind: FileKind,
-    exts: &[&str],
+    rules: &[(FileKind, &[&str])],
     out: &mut Vec<SourceFile>,
     diags: &mut Diagnostics,
 ) {
@@ -352,19 +344,27 @@ fn collect_files(
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
-        let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        let mut entries: Vec<(std::path::PathBuf, bool)> = entries
+            .flatten()
+            .map(|e| (e.path(), e.file_type().is_ok_and(|t| t.is_dir())))
+            .collect();
         entries.sort();
-        for p in entries {
+        for (p, is_dir) in entries {
             let fname = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if fname.starts_with('.') {
                 continue;
             }
-            if p.is_dir() {
+            if is_dir {
                 stack.push(p);
                 continue;
             }
             let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-            if !exts.contains(&ext) {
+            let kinds: Vec<FileKind> = rules
+                .iter()
+                .filter(|(_, exts)| exts.contains(&ext))
+                .map(|(k, _)| *k)
+                .collect();
+            if kinds.is_empty() {
                 continue;
             }
             let rel = p
@@ -372,8 +372,8 @@ fn collect_files(
                 .unwrap_or(&p)
                 .to_string_lossy()
                 .replace('\\', "/");
-            // Seeds can be large: they are streamed by the adapter, never held in the source map.
-            let contents: Arc<str> = if kind == FileKind::Seed {
+            // Seeds can be large: the adapter streams them; they are not kept in the source map.
+            let contents: Arc<str> = if kinds == [FileKind::Seed] {
                 Arc::from("")
             } else {
                 match std::fs::read_to_string(&p) {
@@ -387,12 +387,14 @@ fn collect_files(
                     }
                 }
             };
-            out.push(SourceFile {
-                kind,
-                path: rel,
-                root: dir.to_string(),
-                contents,
-            });
+            for kind in kinds {
+                out.push(SourceFile {
+                    kind,
+                    path: rel.clone(),
+                    root: dir.to_string(),
+                    contents: contents.clone(),
+                });
+            }
         }
     }
 }

@@ -33,9 +33,21 @@ pub struct Patch {
     pub docs: Option<Json>,
     pub meta: Option<Json>,
     pub tags: Vec<String>,
-    pub location: Location,
+    /// The properties file's text, to locate the entry when reporting a problem.
+    pub source: Arc<str>,
     /// `path/to/file.yml`
     pub file: String,
+}
+
+impl Patch {
+    /// Where the entry is written (computed only when a diagnostic needs it).
+    pub fn location(&self) -> Location {
+        Location::find(
+            &self.file,
+            self.source.clone(),
+            &format!("name: {}", self.name),
+        )
+    }
 }
 
 /// One `sources:` table.
@@ -57,8 +69,19 @@ pub struct SourceTable {
     pub tests: Vec<Json>,
     pub freshness: Json,
     pub loaded_at_field: Option<String>,
-    pub location: Location,
+    pub source: Arc<str>,
     pub file: String,
+}
+
+impl SourceTable {
+    /// Where the table is declared (computed only when a diagnostic needs it).
+    pub fn location(&self) -> Location {
+        Location::find(
+            &self.file,
+            self.source.clone(),
+            &format!("name: {}", self.name),
+        )
+    }
 }
 
 /// Everything read from the properties files.
@@ -135,7 +158,7 @@ pub fn load(project: &Project) -> Result<Properties, Diagnostics> {
                                         p.file
                                     ),
                                 )
-                                .at(p.location.clone())
+                                .at(p.location())
                                 .hint("keep one entry per node across all properties files"),
                             );
                         } else {
@@ -225,7 +248,7 @@ fn patch(item: &Json, path: &str, source: &Arc<str>) -> Result<Patch, Diagnostic
         docs: item.get("docs").cloned(),
         meta: item.get("meta").cloned(),
         tags: yaml::strings_of(item, "tags").unwrap_or_default(),
-        location: Location::find(path, source.clone(), &format!("name: {name}")),
+        source: source.clone(),
         file: path.to_string(),
         name,
     })
@@ -282,7 +305,7 @@ fn sources(src: &Json, path: &str, source: &Arc<str>) -> Result<Vec<SourceTable>
             loaded_at_field: yaml::str_of(t, "loaded_at_field")
                 .or_else(|| yaml::str_of(src, "loaded_at_field"))
                 .map(str::to_string),
-            location: Location::find(path, source.clone(), &format!("name: {name}")),
+            source: source.clone(),
             file: path.to_string(),
             name,
         });
