@@ -275,7 +275,7 @@ fn ls_line(m: &Manifest, id: &str, types: &[String], output: LsOutput) -> Option
         return None;
     }
     Some(match output {
-        LsOutput::Selector => format!("source:{}", s.fqn.join(".")).replacen(&format!("{}.", s.package), &format!("{}.", s.package), 1),
+        LsOutput::Selector => format!("source:{}.{}.{}", s.package, s.def.source_name, s.def.name),
         LsOutput::Name => format!("{}.{}", s.def.source_name, s.def.name),
         LsOutput::Path => s.def.file.clone(),
         LsOutput::Json => json!({

@@ -427,6 +427,8 @@ fn macro_names(source: &str) -> Vec<String> {
 fn base_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    // dbt's Jinja is Python's: "a,b".split(","), s.upper(), d.items(), l.append(x) ...
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("env_var", env_var);
     env.add_function("var", var);
     env.add_function("ref", ref_fn);

@@ -80,6 +80,12 @@ fn build_runs_macros_vars_env_vars_and_ephemerals() {
     );
     let rows = p.query("select distinct region from {{ ref('stg_orders') }}");
     assert_eq!(rows, vec![json!({"region": "eu"})]);
+    // Python string methods in Jinja ('paid,settled'.split(',')).
+    let compiled = p.read("target/compiled/shop/models/staging/stg_orders.sql");
+    assert!(
+        compiled.contains("status in ('paid', 'settled') as is_paid"),
+        "{compiled}"
+    );
     // The ephemeral model is inlined as a CTE in the compiled SQL.
     let compiled = p.read("target/compiled/shop/models/marts/customers.sql");
     assert!(compiled.starts_with("\nwith __dbt__cte__paid_orders as (\nselect * from \"warehouse\".\"main\".\"stg_orders\" where status = 'paid'\n), paid as"), "{compiled}");
@@ -154,4 +160,46 @@ fn hooks_render_this_and_a_failing_hook_fails_the_model() {
         out.stdout
     );
     assert!(out.stdout.contains("missing_column"), "{}", out.stdout);
+}
+
+#[test]
+fn sources_resolve_to_warehouse_tables() {
+    let p = Project::fixture("ok_shop");
+    p.rsdbt(&["seed"]).expect(0);
+    p.write(
+        "models/staging/sources.yml",
+        "version: 2\nsources:\n  - name: shop_raw\n    schema: raw\n    description: Loaded by the seed\n    tables:\n      - name: orders_src\n        identifier: orders\n",
+    );
+    p.write(
+        "models/staging/raw_order_count.sql",
+        "select count(*) as n from {{ source('shop_raw', 'orders_src') }}\n",
+    );
+    let out = p.rsdbt(&["ls", "-s", "source:shop_raw+"]).expect(0).stdout;
+    assert_eq!(
+        out,
+        "source:shop.shop_raw.orders_src\nshop.staging.raw_order_count\n"
+    );
+    p.rsdbt(&["run", "-s", "raw_order_count"]).expect(0);
+    assert_eq!(
+        p.query("select n from {{ ref('raw_order_count') }}"),
+        vec![json!({"n": 4})]
+    );
+    let m = manifest(&p);
+    let src = &m["sources"]["source.shop.shop_raw.orders_src"];
+    assert_eq!(src["relation_name"], "\"warehouse\".\"raw\".\"orders\"");
+    assert_eq!(
+        m["nodes"]["model.shop.raw_order_count"]["depends_on"]["nodes"],
+        json!(["source.shop.shop_raw.orders_src"])
+    );
+    // A typo in a source name is caught before anything runs.
+    p.write(
+        "models/staging/raw_order_count.sql",
+        "select count(*) as n from {{ source('shop_raw', 'order_src') }}\n",
+    );
+    let err = p.rsdbt(&["run"]).expect(2).stderr;
+    assert!(
+        err.contains("depends on source 'shop_raw.order_src', which was not found"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean 'shop_raw.orders_src'?"), "{err}");
 }
