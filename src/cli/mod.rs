@@ -389,21 +389,28 @@ fn execute(
     let rr = crate::artifacts::run_results_json(&l.manifest, &results, args);
     crate::artifacts::write_json(&target_dir, "run_results.json", &rr)
         .map_err(|e| Diagnostic::error("io", format!("cannot write run_results.json: {e}")))?;
-    let seeds = ids
-        .iter()
-        .filter(|id| l.manifest.nodes[*id].resource_type == ResourceType::Seed)
-        .count();
-    let models = ids.len() - seeds;
-    let mut parts = Vec::new();
-    if models > 0 {
-        parts.push(format!(
-            "{models} model{}",
-            if models == 1 { "" } else { "s" }
-        ));
+    // dbt's wording: "3 seeds, 4 view models, 6 table models".
+    let mut counts: BTreeMap<(u8, String), usize> = BTreeMap::new();
+    for id in &ids {
+        let n = &l.manifest.nodes[id];
+        let key = match n.resource_type {
+            ResourceType::Seed => (0, "seed".to_string()),
+            _ => {
+                let m = n.materialized();
+                let rank = ["view", "table", "incremental"]
+                    .iter()
+                    .position(|x| *x == m)
+                    .unwrap_or(3) as u8
+                    + 1;
+                (rank, format!("{m} model"))
+            }
+        };
+        *counts.entry(key).or_default() += 1;
     }
-    if seeds > 0 {
-        parts.push(format!("{seeds} seed{}", if seeds == 1 { "" } else { "s" }));
-    }
+    let parts: Vec<String> = counts
+        .into_iter()
+        .map(|((_, what), n)| format!("{n} {what}{}", if n == 1 { "" } else { "s" }))
+        .collect();
     printer.summary(&results, &parts.join(", "));
     Ok(
         if results.count(crate::exec::Status::Error) > 0
