@@ -129,6 +129,14 @@ struct NodeOut<'a> {
     version: Option<&'a str>,
     latest_version: Option<&'a str>,
     deprecation_date: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test_metadata: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_key_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attached_node: Option<&'a str>,
 }
 
 fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> NodeOut<'a> {
@@ -140,6 +148,8 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
             .or_else(|| defaults.get(k))
             .unwrap_or(&EMPTY)
     };
+    let test = n.test.as_ref();
+    let is_test = test.is_some();
     NodeOut {
         database: &n.relation.database,
         schema: &n.relation.schema,
@@ -170,10 +180,12 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
         unrendered_config: &n.unrendered_config,
         created_at: m.generated_at.timestamp_micros() as f64 / 1e6,
         config_call_dict: &n.config_call,
-        relation_name: if n.resource_type == ResourceType::Seed || !n.is_ephemeral() {
-            Some(n.relation.render())
-        } else {
+        relation_name: if is_test {
+            crate::data_test::store_failures_as(n).map(|_| n.relation.render())
+        } else if n.is_ephemeral() {
             None
+        } else {
+            Some(n.relation.render())
         },
         raw_code: if n.resource_type == ResourceType::Seed {
             ""
@@ -200,12 +212,8 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
             macros: &n.depends_on_macros,
             nodes: &n.depends_on_nodes,
         },
-        compiled_path: compiled.map(|_| {
-            format!(
-                "{}/compiled/{}/{}",
-                m.target_path, n.package, n.original_file_path
-            )
-        }),
+        compiled_path: compiled
+            .map(|_| format!("{}/{}", m.target_path, crate::compile::compiled_rel_path(n))),
         compiled: compiled.is_some(),
         compiled_code: compiled,
         extra_ctes_injected: compiled.is_some(),
@@ -216,6 +224,10 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
         version: None,
         latest_version: None,
         deprecation_date: None,
+        test_metadata: test.and_then(|t| t.generic.as_ref()).map(|g| g.metadata()),
+        column_name: test.and_then(|t| t.column_name.as_deref()),
+        file_key_name: test.and_then(|t| t.file_key_name.as_deref()),
+        attached_node: test.and_then(|t| t.attached_node.as_deref()),
     }
 }
 

@@ -47,7 +47,15 @@ impl<'m> Compiler<'m> {
             resolver: self.resolver.clone(),
             incremental: false,
         };
-        let (body, capture) = self.manifest.jinja.render_node(node.info(), phase)?;
+        let generic = node.test.as_ref().and_then(|t| t.generic.as_ref());
+        let (body, capture) = match generic {
+            Some(g) => {
+                self.manifest
+                    .jinja
+                    .render_test_call(node.info(), &g.name, &g.kwargs, phase)?
+            }
+            None => self.manifest.jinja.render_node(node.info(), phase)?,
+        };
         let mut ctes: Vec<(String, String)> = Vec::new();
         for cte in &capture.ephemerals {
             let Some(eph) = self
@@ -176,6 +184,20 @@ fn skip_comments(sql: &str) -> usize {
     }
 }
 
+/// Where a node's compiled SQL goes, relative to the target folder: the node's file, or for a
+/// generic test `<its yml path>/<test name>.sql` (dbt's layout).
+pub fn compiled_rel_path(node: &crate::manifest::Node) -> String {
+    let generic = node.test.as_ref().is_some_and(|t| t.generic.is_some());
+    if generic {
+        format!(
+            "compiled/{}/{}/{}",
+            node.package, node.original_file_path, node.path
+        )
+    } else {
+        format!("compiled/{}/{}", node.package, node.original_file_path)
+    }
+}
+
 /// Writes compiled SQL to `<target>/compiled/<project>/<original_file_path>`.
 ///
 /// A plain write, as dbt does: these are copies for people to read. Unchanged files are not
@@ -183,11 +205,10 @@ fn skip_comments(sql: &str) -> usize {
 /// large project I/O-bound), and folders are created only when missing.
 pub fn write_compiled(
     target_dir: &Path,
-    project: &str,
-    original_file_path: &str,
+    node: &crate::manifest::Node,
     sql: &str,
 ) -> std::io::Result<String> {
-    let rel = format!("compiled/{project}/{original_file_path}");
+    let rel = compiled_rel_path(node);
     let path = target_dir.join(&rel);
     if std::fs::read(&path).is_ok_and(|old| old == sql.as_bytes()) {
         return Ok(rel);

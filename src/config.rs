@@ -231,6 +231,18 @@ fn apply_level(out: &mut Config, level: &Map<String, Json>, next_part: Option<&s
 pub fn defaults(resource_type: &str) -> &'static Config {
     static MODEL: OnceLock<Config> = OnceLock::new();
     static SEED: OnceLock<Config> = OnceLock::new();
+    static TEST: OnceLock<Config> = OnceLock::new();
+    if resource_type == "test" || resource_type == "unit_test" {
+        return TEST.get_or_init(|| {
+            let c = serde_json::json!({
+                "enabled": true, "alias": null, "schema": "dbt_test__audit", "database": null,
+                "tags": [], "meta": {}, "group": null, "materialized": "test", "severity": "ERROR",
+                "store_failures": null, "store_failures_as": null, "where": null, "limit": null,
+                "fail_calc": "count(*)", "warn_if": "!= 0", "error_if": "!= 0",
+            });
+            c.as_object().cloned().unwrap_or_default()
+        });
+    }
     let (cell, seed) = if resource_type == "seed" {
         (&SEED, true)
     } else {

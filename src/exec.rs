@@ -1,6 +1,8 @@
 //! Execution: runs selected nodes in DAG order, up to `threads` at a time. Per node: compile,
-//! plan the materialization's operations, apply them through the adapter. A failed node
-//! becomes data (`status: error`) and its descendants are skipped; the rest of the run goes on.
+//! plan the materialization's operations and apply them through the adapter, or run the data
+//! test. A failed node becomes data (`status: error|fail`) and everything that waits on it is
+//! skipped; the rest of the run goes on. In `build`, a model's children also wait for the
+//! model's tests (dbt's build semantics).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -11,7 +13,7 @@ use serde_json::{Value as Json, json};
 
 use crate::adapter::Adapter;
 use crate::cli::printer::{NodeLine, Printer};
-use crate::compile::{Compiler, write_compiled};
+use crate::compile::{Compiler, compiled_rel_path, write_compiled};
 use crate::config::ConfigExt;
 use crate::graph::Dag;
 use crate::manifest::{Manifest, Node, ResourceType};
@@ -22,6 +24,10 @@ pub enum Status {
     Success,
     Error,
     Skipped,
+    /// Tests:
+    Pass,
+    Warn,
+    Fail,
 }
 
 impl Status {
@@ -30,7 +36,15 @@ impl Status {
             Status::Success => "success",
             Status::Error => "error",
             Status::Skipped => "skipped",
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
         }
+    }
+
+    /// Whether nodes waiting on this one must be skipped.
+    pub fn blocks(self) -> bool {
+        matches!(self, Status::Error | Status::Skipped | Status::Fail)
     }
 }
 
@@ -68,11 +82,11 @@ impl RunResults {
     }
 }
 
-/// Whether a node is something `run`/`seed`/`build` executes.
+/// Whether a node is something `run`/`seed`/`test`/`build` executes.
 pub fn is_executable(n: &Node) -> bool {
     match n.resource_type {
         ResourceType::Model => !n.is_ephemeral(),
-        ResourceType::Seed => true,
+        ResourceType::Seed | ResourceType::Test => true,
         _ => false,
     }
 }
@@ -100,20 +114,12 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
     } = *env;
     let started = Instant::now();
     let compiler = Compiler::new(manifest);
-    let selected: BTreeSet<&String> = ids.iter().collect();
-    let total = ids.len();
-    // Parents inside the selection that must finish first.
-    let mut waiting: BTreeMap<String, BTreeSet<String>> = ids
-        .iter()
-        .map(|id| {
-            let mut ups = BTreeSet::new();
-            collect_selected_ancestors(manifest, dag, id, &selected, &mut ups);
-            (id.clone(), ups)
-        })
-        .collect();
+    let deps = dependencies(manifest, dag, ids);
+    let mut waiting = deps.clone();
     let order: BTreeMap<&String, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
+    let total = ids.len();
     let mut results: BTreeMap<String, NodeResult> = BTreeMap::new();
-    let mut failed: BTreeSet<String> = BTreeSet::new();
+    let mut blocked: BTreeSet<String> = BTreeSet::new();
     let mut running = FuturesUnordered::new();
     let mut next_index = 0usize;
     let threads = threads.max(1);
@@ -133,20 +139,10 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
             waiting.remove(&id);
             next_index += 1;
             let node = &manifest.nodes[&id];
-            let skipped_by = node
-                .depends_on_nodes
-                .iter()
-                .find(|p| failed.contains(*p))
-                .cloned()
-                .or_else(|| {
-                    let mut ups = BTreeSet::new();
-                    collect_selected_ancestors(manifest, dag, &id, &selected, &mut ups);
-                    ups.into_iter().find(|u| failed.contains(u))
-                });
-            if let Some(parent) = skipped_by {
+            if let Some(cause) = deps[&id].iter().find(|d| blocked.contains(*d)) {
                 printer.node_skipped(next_index, total, node);
-                failed.insert(id.clone());
-                results.insert(id.clone(), skipped(node, &parent));
+                blocked.insert(id.clone());
+                results.insert(id.clone(), skipped(node, cause));
                 for ups in waiting.values_mut() {
                     ups.remove(&id);
                 }
@@ -166,6 +162,19 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
             if waiting.is_empty() {
                 break;
             }
+            if waiting.values().all(|ups| !ups.is_empty()) {
+                // Only reachable through a bug in `dependencies`: never hang, say so.
+                for id in waiting.keys() {
+                    let node = &manifest.nodes[id];
+                    let mut r = skipped(node, "an internal scheduling error");
+                    r.status = Status::Error;
+                    r.message = Some(format!(
+                        "internal error: {id} waits on nodes that never finish"
+                    ));
+                    results.insert(id.clone(), r);
+                }
+                break;
+            }
             continue;
         };
         let node = &manifest.nodes[&res.unique_id];
@@ -175,8 +184,8 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
             node,
             result: &res,
         });
-        if res.status != Status::Success {
-            failed.insert(res.unique_id.clone());
+        if res.status.blocks() {
+            blocked.insert(res.unique_id.clone());
         }
         for ups in waiting.values_mut() {
             ups.remove(&res.unique_id);
@@ -189,6 +198,49 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
         results: ordered,
         elapsed: started.elapsed().as_secs_f64(),
     }
+}
+
+/// What each selected node waits for: its selected ancestors (looking through unselected nodes
+/// in between), and in a run with tests, the tests of its parents (a test whose parents are all
+/// upstream of the node; the node itself must not be one of them).
+fn dependencies(m: &Manifest, dag: &Dag, ids: &[String]) -> BTreeMap<String, BTreeSet<String>> {
+    let selected: BTreeSet<&String> = ids.iter().collect();
+    let mut deps: BTreeMap<String, BTreeSet<String>> = ids
+        .iter()
+        .map(|id| {
+            let mut ups = BTreeSet::new();
+            collect_selected_ancestors(m, dag, id, &selected, &mut ups);
+            (id.clone(), ups)
+        })
+        .collect();
+    let mut ancestors: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for test in ids
+        .iter()
+        .filter(|id| m.nodes[*id].resource_type == ResourceType::Test)
+    {
+        let parents: BTreeSet<&String> = m.nodes[test]
+            .depends_on_nodes
+            .iter()
+            .filter(|p| m.nodes.contains_key(*p))
+            .collect();
+        for p in &parents {
+            for child in dag.neighbors(p, false) {
+                if !selected.contains(&child)
+                    || parents.contains(&child)
+                    || m.nodes[&child].resource_type == ResourceType::Test
+                {
+                    continue;
+                }
+                let ups = ancestors
+                    .entry(child.clone())
+                    .or_insert_with(|| dag.walk(&child, true, None));
+                if parents.iter().all(|q| ups.contains(*q)) {
+                    deps.get_mut(&child).unwrap().insert(test.clone());
+                }
+            }
+        }
+    }
+    deps
 }
 
 /// Selected ancestors of `id`, looking through unselected nodes in between (each node
@@ -216,11 +268,11 @@ fn collect_selected_ancestors(
     }
 }
 
-fn skipped(node: &Node, parent: &str) -> NodeResult {
+fn skipped(node: &Node, cause: &str) -> NodeResult {
     NodeResult {
         unique_id: node.unique_id.clone(),
         status: Status::Skipped,
-        message: Some(format!("skipped because upstream {parent} failed")),
+        message: Some(format!("skipped because upstream {cause} did not succeed")),
         timing: vec![],
         thread_id: "main".into(),
         execution_time: 0.0,
@@ -228,6 +280,25 @@ fn skipped(node: &Node, parent: &str) -> NodeResult {
         failures: None,
         compiled_code: None,
         relation_name: node.relation_name(),
+    }
+}
+
+fn new_result(node: &Node, thread_id: String) -> NodeResult {
+    NodeResult {
+        unique_id: node.unique_id.clone(),
+        status: Status::Success,
+        message: None,
+        timing: vec![],
+        thread_id,
+        execution_time: 0.0,
+        adapter_response: json!({}),
+        failures: None,
+        compiled_code: None,
+        relation_name: if node.resource_type == ResourceType::Test {
+            None
+        } else {
+            node.relation_name()
+        },
     }
 }
 
@@ -241,18 +312,17 @@ async fn run_node<A: Adapter>(
 ) -> NodeResult {
     let t0 = Instant::now();
     let compile_start = chrono::Utc::now();
-    let mut res = NodeResult {
-        unique_id: node.unique_id.clone(),
-        status: Status::Success,
-        message: None,
-        timing: vec![],
-        thread_id,
-        execution_time: 0.0,
-        adapter_response: json!({}),
-        failures: None,
-        compiled_code: None,
-        relation_name: node.relation_name(),
-    };
+    let mut res = new_result(node, thread_id);
+    let kind = node.resource_type.as_str();
+    let where_ = format!("{kind} {} ({})", node.name, node.original_file_path);
+    let compiled_at = format!(
+        "compiled code at {}/{}",
+        target_dir
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        compiled_rel_path(node)
+    );
     let ops = match node.resource_type {
         ResourceType::Seed => vec![Operation::LoadSeed {
             relation: node.relation.clone(),
@@ -267,22 +337,46 @@ async fn run_node<A: Adapter>(
                         t0,
                         compile_start,
                         Err(format!(
-                            "Compilation Error in {} {} ({})\n{}",
-                            node.resource_type.as_str(),
-                            node.name,
-                            node.original_file_path,
+                            "Compilation Error in {where_}\n{}",
                             d.render(false)
                         )),
                     );
                 }
             };
-            let _ = write_compiled(
-                target_dir,
-                &node.package,
-                &node.original_file_path,
-                &compiled.sql,
-            );
+            let _ = write_compiled(target_dir, node, &compiled.sql);
             res.compiled_code = Some(compiled.sql.clone());
+            if node.resource_type == ResourceType::Test {
+                let exec_start = chrono::Utc::now();
+                res.timing.push(Timing {
+                    name: "compile",
+                    started_at: compile_start,
+                    completed_at: exec_start,
+                });
+                return match crate::data_test::run(adapter, node, &compiled.sql).await {
+                    Ok(outcome) => {
+                        res.failures = Some(outcome.failures);
+                        res.adapter_response = json!({"_message": "OK", "rows_affected": 1});
+                        let mut r = finish(
+                            res,
+                            t0,
+                            exec_start,
+                            Ok(outcome.message.clone().unwrap_or_default()),
+                        );
+                        r.status = outcome.status;
+                        r.message = outcome.message.map(|m| format!("{m}\n\n  {compiled_at}"));
+                        r
+                    }
+                    Err(e) => finish(
+                        res,
+                        t0,
+                        exec_start,
+                        Err(format!(
+                            "Database Error in {where_}\n  {}\n  {compiled_at}",
+                            e.0.trim()
+                        )),
+                    ),
+                };
+            }
             let mut hooks = [Vec::new(), Vec::new()];
             for (i, key) in ["pre-hook", "post-hook"].iter().enumerate() {
                 for h in node.config.strings(key) {
@@ -291,9 +385,7 @@ async fn run_node<A: Adapter>(
                         Ok(_) => {}
                         Err(d) => {
                             let msg = format!(
-                                "Compilation Error in {key} of model {} ({})\n{}",
-                                node.name,
-                                node.original_file_path,
+                                "Compilation Error in {key} of {where_}\n{}",
                                 d.render(false)
                             );
                             return finish(res, t0, compile_start, Err(msg));
@@ -301,12 +393,13 @@ async fn run_node<A: Adapter>(
                     }
                 }
             }
+            let [pre_hooks, post_hooks] = hooks;
             match materialize::plan(materialize::Request {
                 materialized: node.materialized(),
                 relation: node.relation.clone(),
                 sql: compiled.sql.clone(),
-                pre_hooks: hooks[0].clone(),
-                post_hooks: hooks[1].clone(),
+                pre_hooks,
+                post_hooks,
             }) {
                 Ok(ops) => ops,
                 Err(msg) => {
@@ -314,10 +407,7 @@ async fn run_node<A: Adapter>(
                         res,
                         t0,
                         compile_start,
-                        Err(format!(
-                            "Compilation Error in model {} ({}): {msg}",
-                            node.name, node.original_file_path
-                        )),
+                        Err(format!("Compilation Error in {where_}: {msg}")),
                     );
                 }
             }
@@ -339,23 +429,9 @@ async fn run_node<A: Adapter>(
                 } else {
                     "Database Error"
                 };
-                let mut msg = format!(
-                    "{what} in {} {} ({})\n  {}",
-                    node.resource_type.as_str(),
-                    node.name,
-                    node.original_file_path,
-                    e.0.trim()
-                );
+                let mut msg = format!("{what} in {where_}\n  {}", e.0.trim());
                 if res.compiled_code.is_some() {
-                    msg.push_str(&format!(
-                        "\n  compiled code at {}/compiled/{}/{}",
-                        target_dir
-                            .file_name()
-                            .map(|f| f.to_string_lossy().to_string())
-                            .unwrap_or_default(),
-                        node.package,
-                        node.original_file_path
-                    ));
+                    msg.push_str(&format!("\n  {compiled_at}"));
                 }
                 return finish(res, t0, compile_end, Err(msg));
             }

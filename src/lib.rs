@@ -14,6 +14,7 @@ pub mod artifacts;
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod data_test;
 pub mod diag;
 pub mod exec;
 pub mod graph;

@@ -56,6 +56,9 @@ pub struct Selection {
     /// Nodes to leave out (same syntax)
     #[arg(long, num_args = 1.., action = clap::ArgAction::Append)]
     pub exclude: Vec<String>,
+    /// Which tests of the selected nodes run too
+    #[arg(long, value_enum, default_value_t = crate::graph::select::Indirect::Eager, env = "DBT_INDIRECT_SELECTION")]
+    pub indirect_selection: crate::graph::select::Indirect,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,7 +100,12 @@ pub enum Command {
         #[arg(long)]
         full_refresh: bool,
     },
-    /// Seeds and models (and tests, once they exist) in DAG order
+    /// Run data tests
+    Test {
+        #[command(flatten)]
+        selection: Selection,
+    },
+    /// Seeds, models and tests in DAG order; a model's tests run right after it
     Build {
         #[command(flatten)]
         selection: Selection,

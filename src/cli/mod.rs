@@ -89,9 +89,10 @@ fn found_line(m: &Manifest) -> String {
     let count = |t: ResourceType| m.nodes.values().filter(|n| n.resource_type == t).count();
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
     format!(
-        "Found {}, {}, {}, {}",
+        "Found {}, {}, {}, {}, {}",
         plural(count(ResourceType::Model), "model"),
         plural(count(ResourceType::Seed), "seed"),
+        plural(count(ResourceType::Test), "data test"),
         plural(m.sources.len(), "source"),
         plural(m.macros.len(), "macro")
     )
@@ -112,7 +113,13 @@ fn selected(
     sel: &Selection,
     types: &[ResourceType],
 ) -> Result<Vec<String>, Diagnostics> {
-    let set = select::eval(&l.manifest, &l.dag, &sel.select, &sel.exclude)?;
+    let set = select::eval(
+        &l.manifest,
+        &l.dag,
+        &sel.select,
+        &sel.exclude,
+        sel.indirect_selection,
+    )?;
     let ids = set.into_iter().filter(|id| {
         l.manifest
             .nodes
@@ -157,12 +164,8 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 let node = &l.manifest.nodes[id];
                 match compiler.compile(id) {
                     Ok(c) => {
-                        let _ = crate::compile::write_compiled(
-                            &l.project.target_dir(),
-                            &node.package,
-                            &node.original_file_path,
-                            &c.sql,
-                        );
+                        let _ =
+                            crate::compile::write_compiled(&l.project.target_dir(), node, &c.sql);
                         compiled.insert(id.clone(), c.sql.clone());
                     }
                     Err(d) => diags.push(d),
@@ -197,7 +200,13 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             let project = project::load(&settings(&cli, true)?)?;
             let manifest = manifest::build(&project, &invocation)?;
             let dag = Dag::build(&manifest)?;
-            let set = select::eval(&manifest, &dag, &selection.select, &selection.exclude)?;
+            let set = select::eval(
+                &manifest,
+                &dag,
+                &selection.select,
+                &selection.exclude,
+                selection.indirect_selection,
+            )?;
             for id in dag.sort(set) {
                 if let Some(line) = ls_line(&manifest, &id, resource_type, *output) {
                     printer.raw(&line);
@@ -221,12 +230,20 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             &[ResourceType::Model],
             "run",
         ),
+        Command::Test { selection } => execute(
+            &cli,
+            printer,
+            &invocation,
+            selection,
+            &[ResourceType::Test],
+            "test",
+        ),
         Command::Build { selection, .. } => execute(
             &cli,
             printer,
             &invocation,
             selection,
-            &[ResourceType::Seed, ResourceType::Model],
+            &[ResourceType::Seed, ResourceType::Model, ResourceType::Test],
             "build",
         ),
         Command::Show {
@@ -395,6 +412,7 @@ fn execute(
         let n = &l.manifest.nodes[id];
         let key = match n.resource_type {
             ResourceType::Seed => (0, "seed".to_string()),
+            ResourceType::Test => (9, "data test".to_string()),
             _ => {
                 let m = n.materialized();
                 let rank = ["view", "table", "incremental"]
@@ -411,16 +429,9 @@ fn execute(
         .into_iter()
         .map(|((_, what), n)| format!("{n} {what}{}", if n == 1 { "" } else { "s" }))
         .collect();
-    printer.summary(&results, &parts.join(", "));
-    Ok(
-        if results.count(crate::exec::Status::Error) > 0
-            || results.count(crate::exec::Status::Skipped) > 0
-        {
-            1
-        } else {
-            0
-        },
-    )
+    printer.summary(&results, &l.manifest.nodes, &parts.join(", "));
+    let failed = results.results.iter().any(|r| r.status.blocks());
+    Ok(if failed { 1 } else { 0 })
 }
 
 #[cfg(not(feature = "datafusion"))]

@@ -109,13 +109,15 @@ impl Printer {
         let rel = format!("{}.{}", node.relation.schema, node.relation.identifier);
         match node.resource_type {
             ResourceType::Seed => format!("seed file {rel}"),
+            ResourceType::Test => format!("test {}", node.name),
             _ => format!("sql {} model {rel}", node.materialized()),
         }
     }
 
     fn dots(left: &str, right: &str) -> String {
+        let visible = |s: &str| strip_ansi(s).chars().count();
         let n = WIDTH
-            .saturating_sub(left.chars().count() + right.chars().count() + 2)
+            .saturating_sub(visible(left) + visible(right) + 2)
             .max(1);
         format!("{left} {} {right}", ".".repeat(n))
     }
@@ -127,10 +129,14 @@ impl Printer {
     }
 
     pub fn node_skipped(&self, index: usize, total: usize, node: &Node) {
-        let left = format!(
-            "{index} of {total} SKIP relation {}.{}",
-            node.relation.schema, node.relation.identifier
-        );
+        let what = match node.resource_type {
+            ResourceType::Test => format!("test {}", node.name),
+            _ => format!(
+                "relation {}.{}",
+                node.relation.schema, node.relation.identifier
+            ),
+        };
+        let left = format!("{index} of {total} SKIP {what}");
         let right = self.paint("33", "[SKIP]");
         let data = json!({"node_info": {"unique_id": node.unique_id, "node_status": "skipped"}, "index": index, "total": total});
         self.event("info", "NodeFinished", &Self::dots(&left, &right), data);
@@ -139,6 +145,8 @@ impl Printer {
     pub fn node_done(&self, line: &NodeLine) {
         let r = line.result;
         let node = line.node;
+        let secs = r.execution_time;
+        let failures = r.failures.unwrap_or(0);
         let (verb, right, level) = match r.status {
             Status::Success => {
                 let what = match node.resource_type {
@@ -148,32 +156,53 @@ impl Printer {
                 let msg = r.message.clone().unwrap_or_default();
                 (
                     self.paint("32", "OK") + " " + &what,
-                    self.paint("32", &format!("[{msg} in {:.2}s]", r.execution_time)),
+                    self.paint("32", &format!("[{msg} in {secs:.2}s]")),
                     "info",
                 )
             }
-            _ => (
-                self.paint("31", "ERROR") + " creating " + &Self::describe(node),
-                self.paint("31", &format!("[ERROR in {:.2}s]", r.execution_time)),
+            Status::Pass => (
+                self.paint("32", "PASS") + " " + &node.name,
+                self.paint("32", &format!("[PASS in {secs:.2}s]")),
+                "info",
+            ),
+            Status::Warn => (
+                self.paint("33", &format!("WARN {failures}")) + " " + &node.name,
+                self.paint("33", &format!("[WARN {failures} in {secs:.2}s]")),
+                "warn",
+            ),
+            Status::Fail => (
+                self.paint("31", &format!("FAIL {failures}")) + " " + &node.name,
+                self.paint("31", &format!("[FAIL {failures} in {secs:.2}s]")),
                 "error",
             ),
+            _ => {
+                let what = match node.resource_type {
+                    ResourceType::Test => node.name.clone(),
+                    _ => format!("creating {}", Self::describe(node)),
+                };
+                (
+                    self.paint("31", "ERROR") + " " + &what,
+                    self.paint("31", &format!("[ERROR in {secs:.2}s]")),
+                    "error",
+                )
+            }
         };
         let left = format!("{} of {} {verb}", line.index, line.total);
         let data = json!({
             "node_info": {"unique_id": node.unique_id, "node_status": r.status.as_str()},
             "index": line.index, "total": line.total, "execution_time": r.execution_time,
-            "message": r.message,
+            "message": r.message, "failures": r.failures,
         });
         self.event(level, "NodeFinished", &Self::dots(&left, &right), data);
     }
 
-    /// The closing summary: counts, errors repeated with their messages, and the totals line.
-    pub fn summary(&self, results: &RunResults, what: &str) {
-        let errors: Vec<&NodeResult> = results
-            .results
-            .iter()
-            .filter(|r| r.status == Status::Error)
-            .collect();
+    /// The closing summary: counts, problems repeated with their messages, and the totals line.
+    pub fn summary(
+        &self,
+        results: &RunResults,
+        nodes: &std::collections::BTreeMap<String, Node>,
+        what: &str,
+    ) {
         let secs = results.elapsed;
         self.info("");
         self.info(&format!(
@@ -183,36 +212,79 @@ impl Printer {
             secs % 60.0
         ));
         self.info("");
-        if errors.is_empty() {
+        let errors: Vec<&NodeResult> = results
+            .results
+            .iter()
+            .filter(|r| matches!(r.status, Status::Error | Status::Fail))
+            .collect();
+        let warns: Vec<&NodeResult> = results
+            .results
+            .iter()
+            .filter(|r| r.status == Status::Warn)
+            .collect();
+        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        if errors.is_empty() && warns.is_empty() {
             self.info(&self.paint("32", "Completed successfully"));
+        } else if errors.is_empty() {
+            self.info(&self.paint(
+                "33",
+                &format!("Completed with {}:", plural(warns.len(), "warning")),
+            ));
         } else {
             self.info(&self.paint(
                 "31",
                 &format!(
-                    "Completed with {} error{}:",
-                    errors.len(),
-                    if errors.len() == 1 { "" } else { "s" }
+                    "Completed with {} and {}:",
+                    plural(errors.len(), "error"),
+                    plural(warns.len(), "warning")
                 ),
             ));
-            for e in errors {
-                self.info("");
-                self.info(e.message.as_deref().unwrap_or("error"));
+        }
+        for r in errors.iter().chain(&warns) {
+            self.info("");
+            let node = &nodes[&r.unique_id];
+            let msg = r.message.as_deref().unwrap_or("error");
+            match r.status {
+                Status::Fail => self.info(&format!(
+                    "Failure in test {} ({})
+  {msg}",
+                    node.name, node.original_file_path
+                )),
+                Status::Warn => self.info(&format!(
+                    "Warning in test {} ({})
+  {msg}",
+                    node.name, node.original_file_path
+                )),
+                _ => self.info(msg),
             }
         }
         self.info("");
-        let pass = results.count(Status::Success);
-        let err = results.count(Status::Error);
+        let pass = results.count(Status::Success) + results.count(Status::Pass);
+        let warn = results.count(Status::Warn);
+        let err = results.count(Status::Error) + results.count(Status::Fail);
         let skip = results.count(Status::Skipped);
         self.event(
             "info",
             "EndOfRunSummary",
-            &format!(
-                "Done. PASS={pass} WARN=0 ERROR={err} SKIP={skip} NO-OP=0 TOTAL={}",
-                results.results.len()
-            ),
-            json!({"pass": pass, "error": err, "skip": skip, "total": results.results.len()}),
+            &format!("Done. PASS={pass} WARN={warn} ERROR={err} SKIP={skip} NO-OP=0 TOTAL={}", results.results.len()),
+            json!({"pass": pass, "warn": warn, "error": err, "skip": skip, "total": results.results.len()}),
         );
     }
+}
+
+/// Text without ANSI color codes (for measuring the width of a line).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_escape = false;
+    for c in s.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
 }
 
 fn is_terminal() -> bool {

@@ -31,7 +31,23 @@ const METHODS: &[&str] = &[
     "source",
     "package",
     "config",
+    "test_type",
+    "test_name",
 ];
+
+/// How tests of selected nodes join a selection (dbt's `--indirect-selection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Indirect {
+    /// A test runs when any of its parents is selected.
+    #[default]
+    Eager,
+    /// Only when all of its parents are selected.
+    Cautious,
+    /// When all of its parents are selected or are ancestors of selected nodes.
+    Buildable,
+    /// Tests are never added indirectly.
+    Empty,
+}
 
 /// Parses one atom like `2+tag:nightly+` or `@orders`.
 pub fn parse_atom(raw: &str) -> Result<Atom, Diagnostic> {
@@ -103,41 +119,167 @@ pub fn parse_atom(raw: &str) -> Result<Atom, Diagnostic> {
     })
 }
 
-/// Evaluates `--select` values minus `--exclude` values. With no `--select`, every node is selected.
+/// Nodes a selector picked directly, and tests kept aside in case all their parents join
+/// later (dbt's cautious/buildable indirect selection).
+#[derive(Debug, Default, Clone)]
+struct Picked {
+    direct: BTreeSet<String>,
+    indirect: BTreeSet<String>,
+}
+
+/// Evaluates `--select` values minus `--exclude` values as dbt does: each selector criterion
+/// also picks the tests attached to what it selects (per `indirect`), before set operations
+/// combine the criteria. With no `--select`, every node is selected.
 pub fn eval(
     m: &Manifest,
     dag: &Dag,
     select: &[String],
     exclude: &[String],
+    indirect: Indirect,
 ) -> Result<BTreeSet<String>, Diagnostic> {
-    let mut selected = if select.iter().all(|s| s.trim().is_empty()) {
-        dag.all().cloned().collect()
+    let selected = if select.iter().all(|s| s.trim().is_empty()) {
+        let all: BTreeSet<String> = dag.all().cloned().collect();
+        Picked {
+            direct: all.clone(),
+            indirect: all,
+        }
     } else {
-        union(m, dag, select)?
+        union(m, dag, select, indirect)?
     };
-    if !exclude.is_empty() {
-        let ex = union(m, dag, exclude)?;
-        selected.retain(|id| !ex.contains(id));
+    if exclude.iter().all(|s| s.trim().is_empty()) {
+        return Ok(selected.direct);
     }
-    Ok(selected)
+    let excluded = union(m, dag, exclude, indirect)?;
+    let direct = selected
+        .direct
+        .difference(&excluded.direct)
+        .cloned()
+        .collect();
+    let all_excluded: BTreeSet<&String> =
+        excluded.direct.iter().chain(&excluded.indirect).collect();
+    let pending = selected
+        .direct
+        .iter()
+        .chain(&selected.indirect)
+        .filter(|id| !all_excluded.contains(id))
+        .cloned()
+        .collect();
+    Ok(incorporate(m, dag, direct, pending, indirect))
 }
 
-fn union(m: &Manifest, dag: &Dag, values: &[String]) -> Result<BTreeSet<String>, Diagnostic> {
-    let mut out = BTreeSet::new();
+/// Space-separated terms and several values: a union of intersections.
+fn union(m: &Manifest, dag: &Dag, values: &[String], mode: Indirect) -> Result<Picked, Diagnostic> {
+    let mut terms = Vec::new();
     for v in values {
         for term in v.split_whitespace() {
-            let mut acc: Option<BTreeSet<String>> = None;
+            let mut parts = Vec::new();
             for part in term.split(',').filter(|p| !p.is_empty()) {
-                let set = eval_atom(m, dag, &parse_atom(part)?);
-                acc = Some(match acc {
-                    None => set,
-                    Some(a) => a.intersection(&set).cloned().collect(),
-                });
+                parts.push(criterion(m, dag, &parse_atom(part)?, mode));
             }
-            out.extend(acc.unwrap_or_default());
+            terms.push(combine(m, dag, parts, mode, true));
         }
     }
-    Ok(out)
+    Ok(combine(m, dag, terms, mode, false))
+}
+
+fn combine(m: &Manifest, dag: &Dag, parts: Vec<Picked>, mode: Indirect, intersect: bool) -> Picked {
+    let mut iter = parts.into_iter();
+    let Some(first) = iter.next() else {
+        return Picked::default();
+    };
+    let mut direct = first.direct.clone();
+    let mut pending: BTreeSet<String> = first.direct.union(&first.indirect).cloned().collect();
+    for p in iter {
+        let all: BTreeSet<String> = p.direct.union(&p.indirect).cloned().collect();
+        if intersect {
+            direct = direct.intersection(&p.direct).cloned().collect();
+            pending = pending.intersection(&all).cloned().collect();
+        } else {
+            direct.extend(p.direct);
+            pending.extend(all);
+        }
+    }
+    let direct = incorporate(m, dag, direct, pending.clone(), mode);
+    Picked {
+        direct,
+        indirect: pending,
+    }
+}
+
+/// Tests set aside earlier join when all their parents are now selected (or, for buildable,
+/// selected or upstream of the selection).
+fn incorporate(
+    m: &Manifest,
+    dag: &Dag,
+    direct: BTreeSet<String>,
+    pending: BTreeSet<String>,
+    mode: Indirect,
+) -> BTreeSet<String> {
+    if direct == pending || !matches!(mode, Indirect::Cautious | Indirect::Buildable) {
+        return direct;
+    }
+    let mut selected = direct.clone();
+    let upstream: BTreeSet<String> = if mode == Indirect::Buildable {
+        direct
+            .iter()
+            .flat_map(|id| dag.walk(id, true, None))
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    for id in pending.difference(&direct) {
+        if let Some(n) = m.nodes.get(id)
+            && n.depends_on_nodes
+                .iter()
+                .all(|p| direct.contains(p) || upstream.contains(p))
+        {
+            selected.insert(id.clone());
+        }
+    }
+    selected
+}
+
+/// One criterion: the nodes its method matches, its graph operators, then the tests attached
+/// to those nodes (dbt's `expand_selection`).
+fn criterion(m: &Manifest, dag: &Dag, atom: &Atom, mode: Indirect) -> Picked {
+    let selected = eval_atom(m, dag, atom);
+    if mode == Indirect::Empty {
+        return Picked {
+            direct: selected,
+            indirect: BTreeSet::new(),
+        };
+    }
+    let upstream: BTreeSet<String> = if mode == Indirect::Buildable {
+        selected
+            .iter()
+            .flat_map(|id| dag.walk(id, true, None))
+            .chain(m.sources.keys().cloned())
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    let mut picked = Picked {
+        direct: selected.clone(),
+        indirect: BTreeSet::new(),
+    };
+    for parent in &selected {
+        for child in dag.neighbors(parent, false) {
+            let Some(n) = m.nodes.get(&child).filter(|n| n.test.is_some()) else {
+                continue;
+            };
+            let all_parents_selected = n.depends_on_nodes.iter().all(|p| selected.contains(p));
+            let buildable = mode == Indirect::Buildable
+                && n.depends_on_nodes
+                    .iter()
+                    .all(|p| selected.contains(p) || upstream.contains(p));
+            if mode == Indirect::Eager || all_parents_selected || buildable {
+                picked.direct.insert(child);
+            } else {
+                picked.indirect.insert(child);
+            }
+        }
+    }
+    picked
 }
 
 fn eval_atom(m: &Manifest, dag: &Dag, atom: &Atom) -> BTreeSet<String> {
@@ -180,6 +322,20 @@ fn matches(m: &Manifest, id: &str, atom: &Atom) -> bool {
             "resource_type" => node.resource_type.as_str() == v,
             "package" => glob(v, &node.package),
             "source" => false,
+            "test_type" => match &node.test {
+                Some(t) => match v {
+                    "generic" => t.generic.is_some(),
+                    "singular" => t.generic.is_none(),
+                    "data" => true,
+                    _ => false,
+                },
+                None => false,
+            },
+            "test_name" => node
+                .test
+                .as_ref()
+                .and_then(|t| t.generic.as_ref())
+                .is_some_and(|g| glob(v, &g.name)),
             m if m.starts_with("config.") => config_matches(&node.config, &m["config.".len()..], v),
             _ => false,
         }

@@ -19,6 +19,9 @@ use crate::config::Config;
 use crate::diag::{Diagnostic, Location};
 pub use objects::{Relation, quote};
 
+/// Template name of the built-in macros (dbt's global project).
+const BUILTIN_MACROS: &str = "dbt/builtin_macros.sql";
+
 /// A `ref()` call as written: `ref('m')`, `ref('pkg', 'm')`, `ref('m', v=2)`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct RefCall {
@@ -186,6 +189,15 @@ impl Jinja {
         );
         let mut diags = Vec::new();
         let mut macros = BTreeMap::new();
+        env.add_template(BUILTIN_MACROS, include_str!("builtin_macros.sql"))
+            .expect("built-in macros compile");
+        for name in macro_names(include_str!("builtin_macros.sql")) {
+            macros.insert(
+                name.clone(),
+                (BUILTIN_MACROS.to_string(), format!("macro.dbt.{name}")),
+            );
+        }
+        // Project macros come second: one of the same name replaces the built-in, as in dbt.
         for (path, source) in &inputs.macro_files {
             let text = rewrite_test_blocks(source);
             if let Err(e) = env.add_template_owned(path.to_string(), text.clone()) {
@@ -218,9 +230,12 @@ impl Jinja {
         }
     }
 
-    /// Whether the project defines a macro with this name (e.g. `generate_schema_name`).
-    pub fn has_macro(&self, name: &str) -> bool {
-        self.macros.contains_key(name)
+    /// Whether the project (not the built-ins) defines a macro with this name, e.g.
+    /// `generate_schema_name`.
+    pub fn has_project_macro(&self, name: &str) -> bool {
+        self.macros
+            .get(name)
+            .is_some_and(|(template, _)| template != BUILTIN_MACROS)
     }
 
     /// Unique ids of all project macros, by name.
@@ -267,6 +282,77 @@ impl Jinja {
         })
     }
 
+    /// Calls the generic test macro `test_<name>` with dbt's kwargs for the test `node`:
+    /// strings that look like `ref(...)`, `source(...)`, `var(...)`, `env_var(...)` or that are
+    /// a whole `{{ expression }}` (the `model` kwarg) are evaluated as Jinja expressions, other
+    /// strings with Jinja are rendered, `column_name` is passed as written.
+    pub fn render_test_call(
+        &self,
+        node: NodeInfo,
+        test_name: &str,
+        kwargs: &serde_json::Map<String, Json>,
+        phase: Phase,
+    ) -> Result<(String, Capture), Diagnostic> {
+        let macro_name = format!("test_{test_name}");
+        if !self.macros.contains_key(&macro_name) {
+            return Err(Diagnostic::error("unknown-test", format!("generic test '{test_name}' is not defined"))
+                .hint(format!("use a built-in test (unique, not_null, accepted_values, relationships), or define it with {{% test {test_name}(model, column_name) %}} in the macro paths or tests/generic/")));
+        }
+        let ctx = self.ctx(node, phase);
+        let mut vars: BTreeMap<String, Value> = BTreeMap::new();
+        vars.insert("__rsdbt__".into(), Value::from_dyn_object(ctx.clone()));
+        let mut call_args = Vec::new();
+        // dbt renders `model` last, so refs in other arguments come first in depends_on.
+        let ordered = kwargs
+            .iter()
+            .filter(|(k, _)| *k != "model")
+            .chain(kwargs.iter().filter(|(k, _)| *k == "model"));
+        for (i, (key, value)) in ordered.enumerate() {
+            let expr = match value {
+                Json::String(s) if key != "column_name" => {
+                    let trimmed = s.trim();
+                    if let Some(inner) = trimmed
+                        .strip_prefix("{{")
+                        .and_then(|r| r.strip_suffix("}}"))
+                        .filter(|i| !i.contains("{{"))
+                    {
+                        Some(inner.trim().to_string())
+                    } else if looks_like_function(trimmed) {
+                        Some(trimmed.to_string())
+                    } else if s.contains("{{") || s.contains("{%") {
+                        let rendered = self
+                            .env
+                            .render_str(s, ctx.context_value())
+                            .map_err(|e| self.error_diag(&e, &ctx.node.template))?;
+                        vars.insert(format!("__k{i}"), Value::from(rendered));
+                        None
+                    } else {
+                        vars.insert(format!("__k{i}"), Value::from(s.clone()));
+                        None
+                    }
+                }
+                other => {
+                    vars.insert(
+                        format!("__k{i}"),
+                        Value::from(minijinja::value::Serde(other)),
+                    );
+                    None
+                }
+            };
+            call_args.push(format!(
+                "{key}={}",
+                expr.unwrap_or_else(|| format!("__k{i}"))
+            ));
+        }
+        let text = format!("{{{{ {macro_name}({}) }}}}", call_args.join(", "));
+        let out = self.env.render_str(&text, Value::from(vars));
+        let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
+        match out {
+            Ok(sql) => Ok((sql, capture)),
+            Err(e) => Err(self.error_diag(&e, &ctx.node.template)),
+        }
+    }
+
     /// Calls a project macro by name with plain string/JSON arguments, in parse phase.
     pub fn call_macro(
         &self,
@@ -306,6 +392,15 @@ impl Jinja {
             .unwrap_or_else(|_| Arc::from(""));
         jinja_diagnostic(e, &name, source)
     }
+}
+
+/// dbt renders test kwargs like `ref('x')` or `var('y')` as expressions, not text.
+fn looks_like_function(s: &str) -> bool {
+    ["env_var", "ref", "var", "source", "doc"].iter().any(|f| {
+        s.strip_prefix(f)
+            .map(str::trim_start)
+            .is_some_and(|rest| rest.starts_with('(') && s.ends_with(')'))
+    })
 }
 
 /// The message of a minijinja error without its location suffix.
@@ -434,6 +529,16 @@ fn base_env() -> Environment<'static> {
     env.add_function("ref", ref_fn);
     env.add_function("source", source_fn);
     env.add_function("is_incremental", is_incremental);
+    env.add_function("get_where_subquery", get_where_subquery);
+    env.add_function("should_store_failures", |state: &State| -> bool {
+        RenderCtx::from_state(state).is_some_and(|ctx| {
+            let c = &ctx.node.config;
+            c.get("store_failures")
+                .and_then(Json::as_bool)
+                .unwrap_or(false)
+                || c.get("store_failures_as").is_some_and(|v| v.is_string())
+        })
+    });
     env.add_function("log", log);
     env.add_function("print", print);
     env.add_function("return", return_fn);
@@ -629,6 +734,28 @@ fn source_fn(state: &State, source: &str, table: &str) -> Result<Value, Error> {
             .map(Value::from_object)
             .map_err(|m| Error::new(ErrorKind::InvalidOperation, m)),
     }
+}
+
+/// A test's `model`: the relation, narrowed by the test's `where` config when it has one.
+fn get_where_subquery(state: &State, relation: Value) -> Result<Value, Error> {
+    let ctx = ctx_of(state)?;
+    let Some(filter) = ctx
+        .node
+        .config
+        .get("where")
+        .and_then(Json::as_str)
+        .filter(|w| !w.trim().is_empty())
+    else {
+        return Ok(relation);
+    };
+    let filter = if filter.contains("{{") {
+        state.env().render_str(filter, ctx.context_value())?
+    } else {
+        filter.to_string()
+    };
+    Ok(Value::from_safe_string(format!(
+        "(select * from {relation} where {filter}) dbt_subquery"
+    )))
 }
 
 fn is_incremental(state: &State) -> Result<bool, Error> {

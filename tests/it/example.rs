@@ -9,7 +9,20 @@ fn example_pipeline_builds_and_cleans_the_data() {
     let p = Project::example();
     let out = p.rsdbt(&["build"]).expect(0);
     assert!(
-        out.stdout.contains("Done. PASS=13 WARN=0 ERROR=0 SKIP=0"),
+        out.stdout.contains("Done. PASS=25 WARN=0 ERROR=0 SKIP=0"),
+        "{}",
+        out.stdout
+    );
+    // 3 seeds, 10 models, 12 data tests (built-in, custom generic, singular).
+    assert!(
+        out.stdout
+            .contains("PASS within_range_slv_geo_latitude__90___90"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("PASS assert_one_top_category_per_country"),
         "{}",
         out.stdout
     );
@@ -50,7 +63,7 @@ fn example_pipeline_builds_and_cleans_the_data() {
     // Artifacts in dbt's shape.
     let rr: serde_json::Value =
         serde_json::from_str(&p.read("target/rsdbt/run_results.json")).unwrap();
-    assert_eq!(rr["results"].as_array().unwrap().len(), 13);
+    assert_eq!(rr["results"].as_array().unwrap().len(), 25);
     assert!(
         rr["metadata"]["dbt_schema_version"]
             .as_str()

@@ -2,6 +2,7 @@
 //! project into a temp folder and runs the real `rsdbt` binary on it.
 
 mod cli;
+mod data_tests;
 mod errors;
 mod example;
 mod harness;

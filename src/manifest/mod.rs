@@ -5,6 +5,9 @@
 //! `generate_schema_name` / `generate_alias_name` (project overrides honoured); resolves every
 //! ref and source, reporting unknown names with the closest existing one.
 
+mod test_names;
+pub mod test_nodes;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -68,6 +71,8 @@ pub struct Node {
     pub depends_on_macros: Vec<String>,
     pub relation: Relation,
     pub tests: Vec<Json>,
+    /// Set for data tests (generic and singular).
+    pub test: Option<test_nodes::TestInfo>,
 }
 
 impl Node {
@@ -220,8 +225,15 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         .map(|t| t.database.clone())
         .unwrap_or_else(|| "warehouse".into());
 
+    // Generic test definitions may also live in `<test-path>/generic/`, as in dbt.
+    let is_generic_def = |f: &SourceFile| f.rel_path().starts_with("generic/");
     let macro_files: Vec<(&str, Arc<str>)> = project
         .files_of(FileKind::Macro)
+        .chain(
+            project
+                .files_of(FileKind::SingularTest)
+                .filter(|f| is_generic_def(f)),
+        )
         .map(|f| (f.path.as_str(), f.contents.clone()))
         .collect();
     let model_files: Vec<&SourceFile> = project.files_of(FileKind::Model).collect();
@@ -335,6 +347,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             depends_on_macros: vec![],
             relation: Relation::new(&database, &target_schema, &name),
             tests,
+            test: None,
         };
         if rtype == ResourceType::Model {
             match jinja.render_node(node.info(), Phase::Parse) {
@@ -379,72 +392,11 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
 
     crate::cli::printer::timing("parse renders", t);
     // Relation names: after every config is final.
-    let use_schema_macro = jinja.has_macro("generate_schema_name");
-    let use_alias_macro = jinja.has_macro("generate_alias_name");
     for node in nodes.values_mut() {
-        let custom_schema = node
-            .config
-            .get("schema")
-            .and_then(Json::as_str)
-            .map(str::to_string);
-        let schema = if use_schema_macro {
-            let arg = custom_schema
-                .clone()
-                .map(Json::String)
-                .unwrap_or(Json::Null);
-            match jinja.call_macro(node.info(), "generate_schema_name", &[arg, node_json(node)]) {
-                Ok(s) => s.trim().to_string(),
-                Err(d) => {
-                    diags.push(d);
-                    continue;
-                }
-            }
-        } else {
-            default_schema(&target_schema, custom_schema.as_deref())
-        };
-        let alias = if use_alias_macro {
-            let arg = node.config.get("alias").cloned().unwrap_or(Json::Null);
-            match jinja.call_macro(node.info(), "generate_alias_name", &[arg, node_json(node)]) {
-                Ok(s) => s.trim().to_string(),
-                Err(d) => {
-                    diags.push(d);
-                    continue;
-                }
-            }
-        } else {
-            node.config
-                .get("alias")
-                .and_then(Json::as_str)
-                .unwrap_or(&node.name)
-                .to_string()
-        };
-        let db = node
-            .config
-            .get("database")
-            .and_then(Json::as_str)
-            .unwrap_or(&database)
-            .to_string();
-        node.relation = Relation::new(&db, &schema, &alias);
-        node.relation.kind = Some(match node.materialized() {
-            "view" => "view".into(),
-            "ephemeral" => "cte".into(),
-            _ => "table".into(),
-        });
-        if node.is_ephemeral() {
-            node.relation.cte_name = Some(format!("__dbt__cte__{}", node.name));
+        match name_relation(&jinja, node, &target_schema, &database) {
+            Ok(rel) => node.relation = rel,
+            Err(d) => diags.push(d),
         }
-        node.config.insert(
-            "schema".into(),
-            custom_schema.map(Json::String).unwrap_or(Json::Null),
-        );
-        node.config.insert(
-            "alias".into(),
-            node.config.get("alias").cloned().unwrap_or(Json::Null),
-        );
-        node.config.insert(
-            "database".into(),
-            node.config.get("database").cloned().unwrap_or(Json::Null),
-        );
     }
 
     crate::cli::printer::timing("relation names", t);
@@ -486,6 +438,117 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                 relation,
             },
         );
+    }
+
+    // Data tests: generic ones from yml, singular ones from the test paths.
+    let files_by_path: BTreeMap<&str, &SourceFile> = project
+        .files_of(FileKind::Properties)
+        .map(|f| (f.path.as_str(), f))
+        .collect();
+    let mut targets = Vec::new();
+    for n in nodes.values().chain(disabled.values()) {
+        let Some(patch_path) = &n.patch_path else {
+            continue;
+        };
+        let yml_path = patch_path
+            .split_once("://")
+            .map(|(_, p)| p)
+            .unwrap_or(patch_path);
+        let Some(yml) = files_by_path.get(yml_path) else {
+            continue;
+        };
+        let mut tests = vec![(None, n.tests.clone(), vec![])];
+        tests.extend(
+            n.columns
+                .iter()
+                .map(|c| (Some(c.name.clone()), c.tests.clone(), c.tags.clone())),
+        );
+        if !n.config.bool_or("enabled", true) {
+            continue;
+        }
+        targets.push(test_nodes::Target {
+            yaml_key: if n.resource_type == ResourceType::Seed {
+                "seeds"
+            } else {
+                "models"
+            },
+            name: n.name.clone(),
+            expr: format!("ref('{}')", n.name),
+            unique_id: n.unique_id.clone(),
+            yml_path: &yml.path,
+            yml_source: yml.contents.clone(),
+            key_name: n.name.clone(),
+            tests,
+        });
+    }
+    for s in sources.values() {
+        let d = &s.def;
+        let mut tests = vec![(None, d.tests.clone(), vec![])];
+        tests.extend(
+            d.columns
+                .iter()
+                .map(|c| (Some(c.name.clone()), c.tests.clone(), c.tags.clone())),
+        );
+        targets.push(test_nodes::Target {
+            yaml_key: "sources",
+            name: format!("{}_{}", d.source_name, d.name),
+            expr: format!("source('{}', '{}')", d.source_name, d.name),
+            unique_id: s.unique_id.clone(),
+            yml_path: &d.file,
+            yml_source: d.source.clone(),
+            key_name: d.source_name.clone(),
+            tests,
+        });
+    }
+    let (generic, test_diags) = test_nodes::generic(project, &jinja, &targets, &database);
+    diags.extend(test_diags);
+    let mut test_nodes_list = generic;
+    for file in project
+        .files_of(FileKind::SingularTest)
+        .filter(|f| !is_generic_def(f))
+    {
+        let mut node = test_nodes::singular(project, file, &database);
+        node.checksum = checksum(file, project);
+        match jinja.render_node(node.info(), Phase::Parse) {
+            Ok((_, capture)) => {
+                config::merge(&mut node.config, &capture.config);
+                config::merge(&mut node.unrendered_config, &capture.config);
+                node.config_call = capture.config;
+                node.refs = capture.refs;
+                node.sources = capture.sources;
+                node.depends_on_macros = capture.macros.into_iter().collect();
+                test_nodes_list.push(node);
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    for mut node in test_nodes_list {
+        if !node.config.bool_or("enabled", true) {
+            disabled.insert(node.unique_id.clone(), node);
+            continue;
+        }
+        match name_relation(&jinja, &node, &target_schema, &database) {
+            Ok(rel) => node.relation = rel,
+            Err(d) => diags.push(d),
+        }
+        if let Some(prev) = nodes.get(&node.unique_id) {
+            diags.push(
+                Diagnostic::error(
+                    "duplicate",
+                    format!(
+                        "test '{}' is defined twice ({} and {})",
+                        node.name, prev.original_file_path, node.original_file_path
+                    ),
+                )
+                .at(Location::file(
+                    &node.original_file_path,
+                    node.raw_code.clone(),
+                ))
+                .hint("remove one of the two definitions, or give one a different `name:`"),
+            );
+            continue;
+        }
+        nodes.insert(node.unique_id.clone(), node);
     }
 
     // Resolve refs and sources into dependencies.
@@ -620,7 +683,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                 Macro {
                     unique_id: id.clone(),
                     name: name.clone(),
-                    package: project.name.clone(),
+                    package: id.split('.').nth(1).unwrap_or(&project.name).to_string(),
                     original_file_path: path.clone(),
                 },
             )
@@ -651,6 +714,62 @@ fn print_warnings(diags: &Diagnostics) {
     if !diags.is_empty() {
         crate::cli::printer::warnings(diags);
     }
+}
+
+/// The relation a node builds: `generate_schema_name` / `generate_alias_name` (the project's
+/// own macros when it has them), `database` config, and the kind the materialization makes.
+fn name_relation(
+    jinja: &Jinja,
+    node: &Node,
+    target_schema: &str,
+    database: &str,
+) -> Result<Relation, Diagnostic> {
+    let defaults = config::defaults(node.resource_type.as_str());
+    let get = |k: &str| {
+        node.config
+            .get(k)
+            .or_else(|| defaults.get(k))
+            .filter(|v| !v.is_null())
+    };
+    let custom_schema = get("schema").and_then(Json::as_str).map(str::to_string);
+    let schema = if jinja.has_project_macro("generate_schema_name") {
+        let arg = custom_schema
+            .clone()
+            .map(Json::String)
+            .unwrap_or(Json::Null);
+        jinja
+            .call_macro(node.info(), "generate_schema_name", &[arg, node_json(node)])?
+            .trim()
+            .to_string()
+    } else {
+        default_schema(target_schema, custom_schema.as_deref())
+    };
+    let alias = if jinja.has_project_macro("generate_alias_name") {
+        let arg = get("alias").cloned().unwrap_or(Json::Null);
+        jinja
+            .call_macro(node.info(), "generate_alias_name", &[arg, node_json(node)])?
+            .trim()
+            .to_string()
+    } else {
+        get("alias")
+            .and_then(Json::as_str)
+            .unwrap_or(&node.name)
+            .to_string()
+    };
+    let db = get("database").and_then(Json::as_str).unwrap_or(database);
+    let mut rel = Relation::new(db, &schema, &alias);
+    rel.kind = Some(
+        match node.materialized() {
+            "view" => "view",
+            "ephemeral" => "cte",
+            _ => "table",
+        }
+        .into(),
+    );
+    if node.is_ephemeral() {
+        rel.cte_name = Some(format!("__dbt__cte__{}", node.name));
+    }
+    Ok(rel)
 }
 
 /// dbt's default `generate_schema_name`: the target schema, or `<target>_<custom>`.

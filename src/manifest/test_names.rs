@@ -1,0 +1,236 @@
+//! dbt's names for generic tests: `not_null_orders_order_id`, a 64-character limit with an md5
+//! suffix, and the unique id hash (`test.<project>.<name>.<10 hex>`), byte for byte as dbt-core
+//! computes them so that artifacts and selectors line up with dbt's.
+
+use md5::{Digest, Md5};
+use serde_json::Value as Json;
+
+fn md5_hex(s: &str) -> String {
+    format!("{:x}", Md5::digest(s.as_bytes()))
+}
+
+/// Python's `str()` of a YAML value (what dbt joins into test names).
+fn py_str(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Null => "None".into(),
+        Json::Bool(true) => "True".into(),
+        Json::Bool(false) => "False".into(),
+        Json::Number(n) => n.to_string(),
+        other => py_repr(other),
+    }
+}
+
+/// Python's `repr()` of a JSON-like value.
+fn py_repr(v: &Json) -> String {
+    match v {
+        Json::String(s) => py_repr_str(s),
+        Json::Array(items) => format!(
+            "[{}]",
+            items.iter().map(py_repr).collect::<Vec<_>>().join(", ")
+        ),
+        Json::Object(m) => {
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}: {}", py_repr_str(k), py_repr(v)))
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        other => py_str(other),
+    }
+}
+
+/// Python's `repr()` of a string: single quotes unless the text has a `'` and no `"`.
+fn py_repr_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// dbt's `get_hashable_md`: dict keys sorted, every leaf turned into its `str()`.
+fn hashable(v: &Json) -> Json {
+    match v {
+        Json::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            // serde_json's map may keep insertion order; rebuild sorted.
+            let mut out = serde_json::Map::new();
+            for k in keys {
+                out.insert(k.clone(), hashable(&m[k]));
+            }
+            Json::Object(out)
+        }
+        Json::Array(items) => Json::Array(items.iter().map(hashable).collect()),
+        other => Json::String(py_str(other)),
+    }
+}
+
+/// `(short_name, full_name)` of a generic test: `test_type` is e.g. `not_null` (or
+/// `source_not_null`), `target` the model name (or `<source>_<table>`), `args` its kwargs.
+pub fn synthesize(
+    test_type: &str,
+    target: &str,
+    args: &serde_json::Map<String, Json>,
+) -> (String, String) {
+    let mut names: Vec<&String> = args.keys().filter(|k| *k != "model").collect();
+    names.sort();
+    let mut flat = Vec::new();
+    for n in names {
+        match &args[n] {
+            Json::Object(m) => flat.extend(m.values().map(py_str)),
+            Json::Array(items) => flat.extend(items.iter().map(py_str)),
+            other => flat.push(py_str(other)),
+        }
+    }
+    let clean: Vec<String> = flat.iter().map(|a| clean_arg(a)).collect();
+    let identifier = format!("{test_type}_{target}");
+    let full = format!("{identifier}_{}", clean.join("__"));
+    if full.len() >= 64 {
+        let trunc: String = identifier.chars().take(30).collect();
+        (format!("{trunc}_{}", md5_hex(&full)), full)
+    } else {
+        (full.clone(), full)
+    }
+}
+
+/// Runs of characters other than `[0-9a-zA-Z_]` become one `_`.
+fn clean_arg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_run = false;
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c);
+            in_run = false;
+        } else if !in_run {
+            out.push('_');
+            in_run = true;
+        }
+    }
+    out
+}
+
+/// The last 10 hex digits of md5(name + repr(hashable(test_metadata))).
+pub fn unique_id_hash(name: &str, test_metadata: &Json) -> String {
+    let digest = md5_hex(&format!("{name}{}", py_repr(&hashable(test_metadata))));
+    digest[digest.len() - 10..].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args(v: Json) -> serde_json::Map<String, Json> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn names_like_dbt() {
+        let a = args(
+            json!({"column_name": "customer_id", "model": "{{ get_where_subquery(ref('customers')) }}"}),
+        );
+        assert_eq!(
+            synthesize("not_null", "customers", &a).0,
+            "not_null_customers_customer_id"
+        );
+        let a = args(
+            json!({"column_name": "status", "values": ["placed", "shipped", "completed", "return_pending", "returned"], "model": "x"}),
+        );
+        let (short, full) = synthesize("accepted_values", "orders", &a);
+        assert_eq!(
+            full,
+            "accepted_values_orders_status__placed__shipped__completed__return_pending__returned"
+        );
+        // 64 characters or more: the alias is the first 30 of "<type>_<target>" plus md5(full).
+        assert_eq!(
+            short,
+            "accepted_values_orders_1ce6ab157c285f7cd2ac656013faf758"
+        );
+        let a = args(
+            json!({"column_name": "customer_id", "to": "ref('customers')", "field": "customer_id", "model": "x"}),
+        );
+        let (short, full) = synthesize("relationships", "orders", &a);
+        assert_eq!(
+            full,
+            "relationships_orders_customer_id__customer_id__ref_customers_"
+        );
+        assert_eq!(short, full);
+        let a = args(
+            json!({"column_name": "payment_method", "values": ["credit_card", "coupon", "bank_transfer", "gift_card"]}),
+        );
+        let (short, full) = synthesize("accepted_values", "stg_payments", &a);
+        assert_eq!(
+            full,
+            "accepted_values_stg_payments_payment_method__credit_card__coupon__bank_transfer__gift_card"
+        );
+        assert_eq!(
+            short,
+            format!("accepted_values_stg_payments_{}", md5_hex(&full))
+        );
+    }
+
+    #[test]
+    fn unique_id_hash_matches_dbt_core() {
+        // jaffle_shop's `unique` test on customers.customer_id: dbt-core's manifest says
+        // test.jaffle_shop.unique_customers_customer_id.c5af1ff4b1
+        let md = json!({
+            "namespace": null,
+            "name": "unique",
+            "kwargs": {"column_name": "customer_id", "model": "{{ get_where_subquery(ref('customers')) }}"},
+        });
+        assert_eq!(
+            unique_id_hash("unique_customers_customer_id", &md),
+            "c5af1ff4b1"
+        );
+        let md = json!({
+            "namespace": null,
+            "name": "accepted_values",
+            "kwargs": {
+                "column_name": "status",
+                "values": ["placed", "shipped", "completed", "return_pending", "returned"],
+                "model": "{{ get_where_subquery(ref('orders')) }}",
+            },
+        });
+        let name =
+            "accepted_values_orders_status__placed__shipped__completed__return_pending__returned";
+        assert_eq!(unique_id_hash(name, &md), "be6b5b5ec3");
+        let md = json!({
+            "namespace": null,
+            "name": "relationships",
+            "kwargs": {"column_name": "customer_id", "to": "ref('customers')", "field": "customer_id", "model": "{{ get_where_subquery(ref('orders')) }}"},
+        });
+        assert_eq!(
+            unique_id_hash(
+                "relationships_orders_customer_id__customer_id__ref_customers_",
+                &md
+            ),
+            "c6ec7f58f2"
+        );
+        assert_eq!(
+            py_repr(&json!({"b": ["x'y", "z"], "a": "q"})),
+            "{'a': 'q', 'b': [\"x'y\", 'z']}"
+        );
+    }
+}

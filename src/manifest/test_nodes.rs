@@ -1,0 +1,317 @@
+//! Data test nodes: generic tests declared in properties yml (on models, seeds, sources and
+//! their columns) and singular tests (`.sql` files in the test paths), named as dbt names them.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value as Json, json};
+
+use super::test_names;
+use super::{Node, ResourceType};
+use crate::config::{self, Config};
+use crate::diag::{Diagnostic, Diagnostics, Location};
+use crate::jinja::{Jinja, Phase, Relation};
+use crate::project::{Project, SourceFile};
+
+/// What makes a node a test.
+#[derive(Debug, Clone)]
+pub struct TestInfo {
+    /// `None` for a singular test.
+    pub generic: Option<GenericTest>,
+    pub column_name: Option<String>,
+    /// The model, seed or source the test is declared on.
+    pub attached_node: Option<String>,
+    /// `models.orders` / `sources.raw`: where in the yml it was declared.
+    pub file_key_name: Option<String>,
+}
+
+/// A generic test's macro and arguments (dbt's `test_metadata`).
+#[derive(Debug, Clone)]
+pub struct GenericTest {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub kwargs: Map<String, Json>,
+}
+
+impl GenericTest {
+    pub fn metadata(&self) -> Json {
+        json!({"name": self.name, "kwargs": self.kwargs, "namespace": self.namespace})
+    }
+}
+
+/// Keys of a test entry that are configs, not arguments (dbt's `CONFIG_ARGS`).
+const CONFIG_ARGS: &[&str] = &[
+    "severity",
+    "tags",
+    "enabled",
+    "where",
+    "limit",
+    "warn_if",
+    "error_if",
+    "fail_calc",
+    "store_failures",
+    "store_failures_as",
+    "meta",
+    "database",
+    "schema",
+    "alias",
+];
+
+/// A node or source that carries tests in yml.
+pub struct Target<'a> {
+    /// `models` / `seeds` / `sources`.
+    pub yaml_key: &'static str,
+    /// The model name, or `<source>_<table>`.
+    pub name: String,
+    /// `ref('orders')` or `source('raw', 'orders')`.
+    pub expr: String,
+    pub unique_id: String,
+    /// The yml file (path and text), for fqn, paths and diagnostics.
+    pub yml_path: &'a str,
+    pub yml_source: Arc<str>,
+    /// `source_name` for sources (dbt's `file_key_name` is `sources.<source_name>`).
+    pub key_name: String,
+    /// Model-level tests, then per column: (column name, tests, column tags).
+    pub tests: Vec<(Option<String>, Vec<Json>, Vec<String>)>,
+}
+
+/// Generic test nodes for `targets`, rendered once in the parse phase to find their refs.
+pub fn generic(
+    project: &Project,
+    jinja: &Jinja,
+    targets: &[Target],
+    database: &str,
+) -> (Vec<Node>, Diagnostics) {
+    let mut out = Vec::new();
+    let mut diags = Diagnostics::new();
+    for t in targets {
+        for (column, tests, column_tags) in &t.tests {
+            for entry in tests {
+                match one_generic(
+                    project,
+                    jinja,
+                    t,
+                    column.as_deref(),
+                    column_tags,
+                    entry,
+                    database,
+                ) {
+                    Ok(node) => out.push(node),
+                    Err(d) => diags.push(d),
+                }
+            }
+        }
+    }
+    (out, diags)
+}
+
+fn one_generic(
+    project: &Project,
+    jinja: &Jinja,
+    t: &Target,
+    column: Option<&str>,
+    column_tags: &[String],
+    entry: &Json,
+    database: &str,
+) -> Result<Node, Diagnostic> {
+    let here = || {
+        Location::find(
+            t.yml_path,
+            t.yml_source.clone(),
+            &format!("name: {}", column.unwrap_or(t.name.as_str())),
+        )
+    };
+    let bad = |msg: String| Diagnostic::error("test", msg).at(here());
+    // `- unique`, `- accepted_values: {values: [...]}`, or `- test_name: x` + args.
+    let (test_name, mut args) = match entry {
+        Json::String(s) => (s.clone(), Map::new()),
+        Json::Object(m) if m.contains_key("test_name") => {
+            let mut m = m.clone();
+            let name = m.remove("test_name").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            (name, m)
+        }
+        Json::Object(m) if m.len() == 1 => {
+            let (k, v) = m.iter().next().unwrap();
+            match v {
+                Json::Object(a) => (k.clone(), a.clone()),
+                Json::Null => (k.clone(), Map::new()),
+                other => return Err(bad(format!("arguments of test '{k}' on {} must be a mapping, got {other}", t.name))
+                    .hint("write the arguments as keys under the test name, e.g. `- accepted_values: {values: [a, b]}`")),
+            }
+        }
+        other => return Err(bad(format!("invalid test definition on {}: {other}", t.name))
+            .hint("a test is a name (`- unique`) or a mapping with one key (`- accepted_values: {values: [...]}`)")),
+    };
+    if let Some(Json::Object(nested)) = args.remove("arguments") {
+        args.extend(nested);
+    }
+    if let Some(c) = column {
+        args.insert("column_name".into(), Json::String(c.to_string()));
+    }
+    let (namespace, name) = match test_name.split_once('.') {
+        Some((ns, n)) => (Some(ns.to_string()), n.to_string()),
+        None => (None, test_name.clone()),
+    };
+    // Configs: top-level config keys, then `config:`.
+    let mut test_config = Config::new();
+    for key in CONFIG_ARGS {
+        if let Some(v) = args.remove(*key)
+            && !v.is_null()
+        {
+            test_config.insert(key.to_string(), v);
+        }
+    }
+    if let Some(Json::Object(c)) = args.remove("config") {
+        config::merge(&mut test_config, &c);
+    }
+    if let Some(Json::String(sev)) = test_config.get("severity").cloned() {
+        test_config.insert("severity".into(), Json::String(sev.to_uppercase()));
+    }
+    let _description = args.remove("description");
+    let custom_name = args
+        .remove("name")
+        .and_then(|n| n.as_str().map(str::to_string));
+    args.insert(
+        "model".into(),
+        Json::String(format!("{{{{ get_where_subquery({}) }}}}", t.expr)),
+    );
+
+    let test_type = {
+        let base = if t.yaml_key == "sources" {
+            format!("source_{name}")
+        } else {
+            name.clone()
+        };
+        match &namespace {
+            Some(ns) => format!("{ns}_{base}"),
+            None => base,
+        }
+    };
+    let (short_name, full_name) = match &custom_name {
+        Some(n) => (n.clone(), n.clone()),
+        None => test_names::synthesize(&test_type, &t.name, &args),
+    };
+    if short_name != full_name && !test_config.contains_key("alias") {
+        test_config.insert("alias".into(), Json::String(short_name.clone()));
+    }
+    let generic = GenericTest {
+        name,
+        namespace,
+        kwargs: args,
+    };
+    let hash = test_names::unique_id_hash(&full_name, &generic.metadata());
+    let unique_id = format!("test.{}.{full_name}.{hash}", project.name);
+
+    // fqn: the yml's folders below its resource root, then the test name.
+    let mut fqn = vec![project.name.clone()];
+    let parts: Vec<&str> = t.yml_path.split('/').collect();
+    fqn.extend(
+        parts[1..parts.len().saturating_sub(1)]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    fqn.push(full_name.clone());
+
+    let mut cfg = Config::new();
+    cfg.insert("enabled".into(), Json::Bool(true));
+    cfg.insert("materialized".into(), "test".into());
+    let tree = config::from_tree(project.config_trees.get("tests"), &fqn);
+    config::merge(&mut cfg, &tree);
+    let mut unrendered = tree;
+    config::merge(&mut cfg, &test_config);
+    config::merge(&mut unrendered, &test_config);
+    let mut tags: Vec<String> = column_tags.to_vec();
+    tags.extend(config::ConfigExt::strings(&cfg, "tags"));
+    tags.sort();
+    tags.dedup();
+    cfg.insert("tags".into(), json!(tags));
+
+    let raw_code = format!(
+        "{{{{ test_{}(**_dbt_generic_test_kwargs) }}}}",
+        generic.name
+    );
+    let mut node = Node {
+        unique_id,
+        resource_type: ResourceType::Test,
+        name: full_name.clone(),
+        package: project.name.clone(),
+        fqn,
+        original_file_path: t.yml_path.to_string(),
+        path: format!("{short_name}.sql"),
+        raw_code: raw_code.into(),
+        checksum: String::new(),
+        config: cfg,
+        config_call: test_config,
+        unrendered_config: unrendered,
+        description: String::new(),
+        columns: vec![],
+        patch_path: None,
+        refs: vec![],
+        sources: vec![],
+        depends_on_nodes: vec![],
+        depends_on_macros: vec![],
+        relation: Relation::new(database, "", &short_name),
+        tests: vec![],
+        test: None,
+    };
+    let (_, capture) = jinja
+        .render_test_call(node.info(), &generic.name, &generic.kwargs, Phase::Parse)
+        .map_err(|d| {
+            if d.location.is_none() {
+                d.at(here())
+            } else {
+                d
+            }
+        })?;
+    node.refs = capture.refs;
+    node.sources = capture.sources;
+    node.depends_on_macros = capture.macros.into_iter().collect();
+    node.test = Some(TestInfo {
+        generic: Some(generic),
+        column_name: column.map(str::to_string),
+        attached_node: (t.yaml_key != "sources").then(|| t.unique_id.clone()),
+        file_key_name: Some(format!("{}.{}", t.yaml_key, t.key_name)),
+    });
+    Ok(node)
+}
+
+/// A singular test: a `.sql` file in the test paths; it passes when it returns no rows.
+pub fn singular(project: &Project, file: &SourceFile, database: &str) -> Node {
+    let name = file.stem().to_string();
+    let mut fqn = vec![project.name.clone()];
+    fqn.extend(file.folders());
+    fqn.push(name.clone());
+    let mut cfg = Config::new();
+    cfg.insert("enabled".into(), Json::Bool(true));
+    cfg.insert("materialized".into(), "test".into());
+    let tree = config::from_tree(project.config_trees.get("tests"), &fqn);
+    config::merge(&mut cfg, &tree);
+    Node {
+        unique_id: format!("test.{}.{name}", project.name),
+        resource_type: ResourceType::Test,
+        name: name.clone(),
+        package: project.name.clone(),
+        fqn,
+        original_file_path: file.path.clone(),
+        path: file.rel_path().to_string(),
+        raw_code: file.contents.clone(),
+        checksum: String::new(),
+        config: cfg,
+        config_call: Config::new(),
+        unrendered_config: tree,
+        description: String::new(),
+        columns: vec![],
+        patch_path: None,
+        refs: vec![],
+        sources: vec![],
+        depends_on_nodes: vec![],
+        depends_on_macros: vec![],
+        relation: Relation::new(database, "", &name),
+        tests: vec![],
+        test: Some(TestInfo {
+            generic: None,
+            column_name: None,
+            attached_node: None,
+            file_key_name: None,
+        }),
+    }
+}

@@ -1,0 +1,219 @@
+//! Data tests on real rows: statuses, failure counts, thresholds, stored failures, selection,
+//! exit codes, and `build` skipping what depends on a failed test.
+
+use serde_json::json;
+
+use crate::harness::Project;
+
+fn results(p: &Project) -> Vec<(String, String, Option<u64>)> {
+    let rr: serde_json::Value = serde_json::from_str(&p.read("target/run_results.json")).unwrap();
+    rr["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let id = r["unique_id"].as_str().unwrap();
+            // test.<project>.<name>.<hash>: keep the name
+            let name = id.split('.').nth(2).unwrap().to_string();
+            (
+                name,
+                r["status"].as_str().unwrap().to_string(),
+                r["failures"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+fn status_of(all: &[(String, String, Option<u64>)], name: &str) -> (String, Option<u64>) {
+    let r = all
+        .iter()
+        .find(|r| r.0 == name)
+        .unwrap_or_else(|| panic!("no result for {name}: {all:?}"));
+    (r.1.clone(), r.2)
+}
+
+#[test]
+fn test_command_reports_failures_with_counts() {
+    let p = Project::fixture("tests_shop");
+    p.rsdbt(&["seed"]).expect(0);
+    p.rsdbt(&["run"]).expect(0);
+    let out = p.rsdbt(&["test"]).expect(1);
+    let all = results(&p);
+    assert_eq!(all.len(), 9, "{all:?}");
+    let s = |n: &str| status_of(&all, n);
+    assert_eq!(s("unique_stg_customers_id"), ("fail".into(), Some(1)));
+    assert_eq!(s("not_null_stg_customers_id"), ("pass".into(), Some(0)));
+    assert_eq!(s("not_null_stg_customers_name"), ("fail".into(), Some(1)));
+    assert_eq!(
+        s("accepted_values_stg_customers_tier__gold__silver__bronze"),
+        ("warn".into(), Some(1))
+    );
+    assert_eq!(
+        s("relationships_stg_orders_customer_id__id__ref_stg_customers_"),
+        ("fail".into(), Some(1))
+    );
+    // Two statuses other than 'paid': above warn_if (>1), not above error_if (>2).
+    assert_eq!(
+        s("accepted_values_stg_orders_status__paid"),
+        ("warn".into(), Some(2))
+    );
+    // `where` keeps only paid orders: the null amount is a refund.
+    assert_eq!(s("not_null_stg_orders_amount"), ("pass".into(), Some(0)));
+    assert_eq!(s("amount_always_present"), ("fail".into(), Some(1)));
+    assert_eq!(s("no_negative_amounts"), ("pass".into(), Some(0)));
+
+    let o = &out.stdout;
+    assert!(o.contains("FAIL 1 unique_stg_customers_id"), "{o}");
+    assert!(
+        o.contains("WARN 2 accepted_values_stg_orders_status__paid"),
+        "{o}"
+    );
+    assert!(
+        o.contains("Failure in test unique_stg_customers_id (models/schema.yml)\n"),
+        "{o}"
+    );
+    assert!(
+        o.contains("Got 1 result, configured to fail if != 0"),
+        "{o}"
+    );
+    assert!(
+        o.contains("Warning in test accepted_values_stg_orders_status__paid (models/schema.yml)"),
+        "{o}"
+    );
+    assert!(o.contains("Got 2 results, configured to warn if >1"), "{o}");
+    assert!(
+        o.contains("Done. PASS=3 WARN=2 ERROR=4 SKIP=0 NO-OP=0 TOTAL=9"),
+        "{o}"
+    );
+    // The compiled query is where dbt puts it, runnable by hand.
+    let compiled =
+        p.read("target/compiled/tests_shop/models/schema.yml/unique_stg_customers_id.sql");
+    assert!(
+        compiled.contains("from \"warehouse\".\"main\".\"stg_customers\"")
+            && compiled.contains("having count(*) > 1"),
+        "{compiled}"
+    );
+}
+
+#[test]
+fn store_failures_keeps_exactly_the_failing_rows() {
+    let p = Project::fixture("tests_shop");
+    p.rsdbt(&["seed"]).expect(0);
+    p.rsdbt(&["run"]).expect(0);
+    p.rsdbt(&["test", "-s", "stg_customers"]).expect(1);
+    let rows = p.query("select * from \"main_dbt_test__audit\".\"not_null_stg_customers_name\"");
+    assert_eq!(
+        rows,
+        vec![json!({"id": 4, "name": null, "tier": "platinum"})]
+    );
+    let m: serde_json::Value = serde_json::from_str(&p.read("target/manifest.json")).unwrap();
+    let id = m["nodes"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|k| k.starts_with("test.tests_shop.not_null_stg_customers_name."))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        m["nodes"][&id]["relation_name"],
+        "\"warehouse\".\"main_dbt_test__audit\".\"not_null_stg_customers_name\""
+    );
+}
+
+#[test]
+fn thresholds_switch_status_at_the_right_counts() {
+    let p = Project::fixture("tests_shop");
+    p.rsdbt(&["seed"]).expect(0);
+    p.rsdbt(&["run", "-s", "stg_orders"]).expect(0);
+    let run = |warn: &str, error: &str| -> String {
+        let yml = p.read("models/schema.yml");
+        let start = yml.find("warn_if:").unwrap();
+        let end = yml[start..].find("\n      - name: amount").unwrap() + start;
+        p.write(
+            "models/schema.yml",
+            &format!(
+                "{}warn_if: \"{warn}\"\n                error_if: \"{error}\"\n{}",
+                &yml[..start],
+                &yml[end..]
+            ),
+        );
+        p.rsdbt(&["test", "-s", "test_name:accepted_values,stg_orders"]);
+        status_of(&results(&p), "accepted_values_stg_orders_status__paid").0
+    };
+    // The test finds 2 bad values.
+    assert_eq!(run(">2", ">3"), "pass");
+    assert_eq!(run(">1", ">3"), "warn");
+    assert_eq!(run(">1", ">=2"), "fail");
+    assert_eq!(run("!= 0", "!= 0"), "fail");
+}
+
+#[test]
+fn selection_of_tests() {
+    let p = Project::fixture("tests_shop");
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["ls", "--output", "name", "--resource-type", "test"];
+        a.extend_from_slice(args);
+        p.rsdbt(&a)
+            .expect(0)
+            .stdout
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        names(&["-s", "test_type:singular"]),
+        vec!["no_negative_amounts"]
+    );
+    // Eager: a test runs when any parent is selected; cautious: only when all are.
+    let eager = names(&["-s", "stg_orders"]);
+    assert!(
+        eager.contains(&"relationships_stg_orders_customer_id__id__ref_stg_customers_".to_string()),
+        "{eager:?}"
+    );
+    assert_eq!(eager.len(), 5, "{eager:?}");
+    let cautious = names(&["-s", "stg_orders", "--indirect-selection", "cautious"]);
+    assert_eq!(cautious.len(), 4, "{cautious:?}");
+    assert!(names(&["-s", "stg_orders", "--indirect-selection", "empty"]).is_empty());
+    let excluded = names(&["-s", "stg_orders", "--exclude", "test_name:not_null"]);
+    assert_eq!(excluded.len(), 3, "{excluded:?}");
+}
+
+#[test]
+fn build_skips_what_depends_on_a_failed_test() {
+    let p = Project::fixture("tests_shop");
+    let out = p.rsdbt(&["build"]).expect(1);
+    let all = results(&p);
+    assert_eq!(
+        status_of(&all, "customer_revenue").0,
+        "skipped",
+        "{}",
+        out.stdout
+    );
+    assert_eq!(status_of(&all, "unique_stg_customers_id").0, "fail");
+    assert!(
+        out.stdout.contains("SKIP relation main.customer_revenue"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !p.path().join("warehouse/main/customer_revenue").exists(),
+        "the skipped model must not be built"
+    );
+    // Warn-only tests do not block: with the failing tests disabled, everything builds.
+    let yml = p.read("models/schema.yml")
+        .replace("data_tests: [unique, not_null]", "data_tests: [not_null]")
+        .replace("      - name: name\n        data_tests:\n          - not_null:\n              config:\n                store_failures: true\n", "")
+        .replace("          - relationships:\n              to: ref('stg_customers')\n              field: id\n", "          - not_null\n")
+        .replace("          - not_null:\n              name: amount_always_present\n", "");
+    p.write("models/schema.yml", &yml);
+    let out = p.rsdbt(&["build"]).expect(0);
+    assert!(
+        out.stdout.contains("Completed with 2 warnings:"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        p.query("select count(*) as n from {{ ref('customer_revenue') }}"),
+        vec![json!({"n": 4})]
+    );
+}
