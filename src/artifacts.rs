@@ -231,6 +231,30 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
     }
 }
 
+/// The `nodes` map, serialized node by node (never all at once in memory).
+struct NodesOut<'a> {
+    m: &'a Manifest,
+    compiled: &'a BTreeMap<String, String>,
+}
+
+impl Serialize for NodesOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = ser.serialize_map(Some(self.m.nodes.len()))?;
+        for n in self.m.nodes.values() {
+            map.serialize_entry(
+                &n.unique_id,
+                &node_out(
+                    self.m,
+                    n,
+                    self.compiled.get(&n.unique_id).map(String::as_str),
+                ),
+            )?;
+        }
+        map.end()
+    }
+}
+
 /// Writes `manifest.json`; `compiled` gives compiled SQL per node where known. Streamed to
 /// disk (no intermediate JSON tree), compact as dbt writes it.
 pub fn write_manifest(
@@ -239,16 +263,7 @@ pub fn write_manifest(
     compiled: &BTreeMap<String, String>,
 ) -> std::io::Result<()> {
     let created_at = m.generated_at.timestamp_micros() as f64 / 1e6;
-    let nodes: BTreeMap<&str, NodeOut> = m
-        .nodes
-        .values()
-        .map(|n| {
-            (
-                n.unique_id.as_str(),
-                node_out(m, n, compiled.get(&n.unique_id).map(String::as_str)),
-            )
-        })
-        .collect();
+    let nodes = NodesOut { m, compiled };
     let disabled: BTreeMap<&str, [NodeOut; 1]> = m
         .disabled
         .values()
@@ -312,7 +327,7 @@ pub fn write_manifest(
     #[derive(Serialize)]
     struct ManifestOut<'a> {
         metadata: Json,
-        nodes: BTreeMap<&'a str, NodeOut<'a>>,
+        nodes: NodesOut<'a>,
         sources: BTreeMap<&'a str, Json>,
         macros: BTreeMap<&'a str, Json>,
         docs: BTreeMap<String, Json>,
@@ -321,8 +336,8 @@ pub fn write_manifest(
         groups: &'a serde_json::Map<String, Json>,
         selectors: &'a serde_json::Map<String, Json>,
         disabled: BTreeMap<&'a str, [NodeOut<'a>; 1]>,
-        parent_map: BTreeMap<String, Vec<String>>,
-        child_map: BTreeMap<String, Vec<String>>,
+        parent_map: BTreeMap<&'a str, Vec<&'a str>>,
+        child_map: BTreeMap<&'a str, Vec<&'a str>>,
         group_map: &'a serde_json::Map<String, Json>,
         saved_queries: &'a serde_json::Map<String, Json>,
         semantic_models: &'a serde_json::Map<String, Json>,

@@ -14,7 +14,8 @@ use crate::manifest::{Manifest, RelationIndex};
 pub struct Compiled {
     /// The SQL that runs: ephemeral CTEs injected.
     pub sql: String,
-    /// The node's own rendered SQL, before injection (what an outer query inlines).
+    /// The node's own rendered SQL, before injection (what an outer query inlines); kept for
+    /// ephemeral models only.
     pub body: String,
     /// `(cte name, sql)` of every ephemeral model inlined, in dependency order.
     pub ctes: Vec<(String, String)>,
@@ -77,16 +78,22 @@ impl<'m> Compiler<'m> {
             }
         }
         let sql = inject_ctes(&body, &ctes);
+        // Only ephemeral models are compiled again (into each model that refs them): cache
+        // those, and keep their un-injected body; other nodes hold just their SQL.
+        let reused = node.is_ephemeral();
+        let body = if reused { body } else { String::new() };
         let compiled = Arc::new(Compiled {
             sql,
             body,
             ctes,
             logs: capture.logs,
         });
-        self.cache
-            .lock()
-            .unwrap()
-            .insert(unique_id.to_string(), compiled.clone());
+        if reused {
+            self.cache
+                .lock()
+                .unwrap()
+                .insert(unique_id.to_string(), compiled.clone());
+        }
         Ok(compiled)
     }
 

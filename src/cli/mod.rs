@@ -156,7 +156,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 printer.raw(&compiler.compile_inline(sql)?);
                 return Ok(0);
             }
-            let ids = selected(&l, selection, &[ResourceType::Model])?;
+            let ids = selected(&l, selection, &[ResourceType::Model, ResourceType::Test])?;
             let t = std::time::Instant::now();
             let mut compiled = BTreeMap::new();
             let mut diags = Diagnostics::new();

@@ -238,6 +238,11 @@ impl Jinja {
             .is_some_and(|(template, _)| template != BUILTIN_MACROS)
     }
 
+    /// The unique id of the macro a call to `name` runs (a project macro wins over a built-in).
+    pub fn macro_id(&self, name: &str) -> Option<&str> {
+        self.macros.get(name).map(|(_, id)| id.as_str())
+    }
+
     /// Unique ids of all project macros, by name.
     pub fn macros(&self) -> &BTreeMap<String, (String, String)> {
         &self.macros
@@ -395,7 +400,7 @@ impl Jinja {
 }
 
 /// dbt renders test kwargs like `ref('x')` or `var('y')` as expressions, not text.
-fn looks_like_function(s: &str) -> bool {
+pub(crate) fn looks_like_function(s: &str) -> bool {
     ["env_var", "ref", "var", "source", "doc"].iter().any(|f| {
         s.strip_prefix(f)
             .map(str::trim_start)

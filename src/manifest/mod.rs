@@ -156,33 +156,33 @@ impl Manifest {
     }
 
     /// Parents (nodes and sources) of every node, as dbt's `parent_map`.
-    pub fn parent_map(&self) -> BTreeMap<String, Vec<String>> {
-        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    pub fn parent_map(&self) -> BTreeMap<&str, Vec<&str>> {
+        let mut m: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for n in self.nodes.values() {
-            let mut parents = n.depends_on_nodes.clone();
-            parents.sort();
+            let mut parents: Vec<&str> = n.depends_on_nodes.iter().map(String::as_str).collect();
+            parents.sort_unstable();
             parents.dedup();
-            m.insert(n.unique_id.clone(), parents);
+            m.insert(&n.unique_id, parents);
         }
         for s in self.sources.keys() {
-            m.insert(s.clone(), vec![]);
+            m.insert(s, vec![]);
         }
         m
     }
 
     /// Children of every node and source, as dbt's `child_map`.
-    pub fn child_map(&self) -> BTreeMap<String, Vec<String>> {
-        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    pub fn child_map(&self) -> BTreeMap<&str, Vec<&str>> {
+        let mut m: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for id in self.nodes.keys().chain(self.sources.keys()) {
-            m.entry(id.clone()).or_default();
+            m.entry(id).or_default();
         }
         for n in self.nodes.values() {
             for p in &n.depends_on_nodes {
-                m.entry(p.clone()).or_default().push(n.unique_id.clone());
+                m.entry(p).or_default().push(&n.unique_id);
             }
         }
         for v in m.values_mut() {
-            v.sort();
+            v.sort_unstable();
             v.dedup();
         }
         m
@@ -446,7 +446,8 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         .map(|f| (f.path.as_str(), f))
         .collect();
     let mut targets = Vec::new();
-    for n in nodes.values().chain(disabled.values()) {
+    // The yml test definitions move into test nodes; the model keeps its column docs.
+    for n in nodes.values_mut().chain(disabled.values_mut()) {
         let Some(patch_path) = &n.patch_path else {
             continue;
         };
@@ -457,12 +458,14 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         let Some(yml) = files_by_path.get(yml_path) else {
             continue;
         };
-        let mut tests = vec![(None, n.tests.clone(), vec![])];
-        tests.extend(
-            n.columns
-                .iter()
-                .map(|c| (Some(c.name.clone()), c.tests.clone(), c.tags.clone())),
-        );
+        let mut tests = vec![(None, std::mem::take(&mut n.tests), vec![])];
+        tests.extend(n.columns.iter_mut().map(|c| {
+            (
+                Some(c.name.clone()),
+                std::mem::take(&mut c.tests),
+                c.tags.clone(),
+            )
+        }));
         if !n.config.bool_or("enabled", true) {
             continue;
         }
@@ -474,6 +477,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             },
             name: n.name.clone(),
             expr: format!("ref('{}')", n.name),
+            dependency: Ok(n.name.clone()),
             unique_id: n.unique_id.clone(),
             yml_path: &yml.path,
             yml_source: yml.contents.clone(),
@@ -493,6 +497,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             yaml_key: "sources",
             name: format!("{}_{}", d.source_name, d.name),
             expr: format!("source('{}', '{}')", d.source_name, d.name),
+            dependency: Err((d.source_name.clone(), d.name.clone())),
             unique_id: s.unique_id.clone(),
             yml_path: &d.file,
             yml_source: d.source.clone(),

@@ -64,6 +64,8 @@ pub struct Target<'a> {
     pub name: String,
     /// `ref('orders')` or `source('raw', 'orders')`.
     pub expr: String,
+    /// The same as a dependency: a model/seed name, or a source and table.
+    pub dependency: Result<String, (String, String)>,
     pub unique_id: String,
     /// The yml file (path and text), for fqn, paths and diagnostics.
     pub yml_path: &'a str,
@@ -253,18 +255,46 @@ fn one_generic(
         tests: vec![],
         test: None,
     };
-    let (_, capture) = jinja
-        .render_test_call(node.info(), &generic.name, &generic.kwargs, Phase::Parse)
-        .map_err(|d| {
-            if d.location.is_none() {
-                d.at(here())
-            } else {
-                d
+    // Like dbt, only render the call when an argument holds Jinja (e.g. `to: ref('x')`); otherwise
+    // the tested node is the only dependency. This keeps large projects fast to parse.
+    let needs_render = generic.kwargs.iter().any(|(k, v)| {
+        k != "model"
+            && k != "column_name"
+            && v.as_str().is_some_and(|s| {
+                crate::jinja::looks_like_function(s.trim()) || s.contains("{{") || s.contains("{%")
+            })
+    });
+    if needs_render {
+        let (_, capture) = jinja
+            .render_test_call(node.info(), &generic.name, &generic.kwargs, Phase::Parse)
+            .map_err(|d| {
+                if d.location.is_none() {
+                    d.at(here())
+                } else {
+                    d
+                }
+            })?;
+        node.refs = capture.refs;
+        node.sources = capture.sources;
+        node.depends_on_macros = capture.macros.into_iter().collect();
+    } else {
+        let Some(macro_id) = jinja.macro_id(&format!("test_{}", generic.name)) else {
+            return Err(Diagnostic::error("unknown-test", format!("generic test '{}' is not defined", generic.name))
+                .at(here())
+                .hint(format!("use a built-in test (unique, not_null, accepted_values, relationships), or define it with {{% test {}(model, column_name) %}} in the macro paths or tests/generic/", generic.name)));
+        };
+        node.depends_on_macros = vec![macro_id.to_string()];
+        match &t.dependency {
+            Ok(name) => {
+                node.refs = vec![crate::jinja::RefCall {
+                    name: name.clone(),
+                    package: None,
+                    version: None,
+                }]
             }
-        })?;
-    node.refs = capture.refs;
-    node.sources = capture.sources;
-    node.depends_on_macros = capture.macros.into_iter().collect();
+            Err(st) => node.sources = vec![st.clone()],
+        }
+    }
     node.test = Some(TestInfo {
         generic: Some(generic),
         column_name: column.map(str::to_string),
