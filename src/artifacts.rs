@@ -240,8 +240,9 @@ struct NodesOut<'a> {
 impl Serialize for NodesOut<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = ser.serialize_map(Some(self.m.nodes.len()))?;
-        for n in self.m.nodes.values() {
+        let mut map = ser.serialize_map(None)?;
+        // Unit tests have their own top-level map, as in dbt's manifest.
+        for n in self.m.nodes.values().filter(|n| n.unit_test.is_none()) {
             map.serialize_entry(
                 &n.unique_id,
                 &node_out(
@@ -341,7 +342,7 @@ pub fn write_manifest(
         group_map: &'a serde_json::Map<String, Json>,
         saved_queries: &'a serde_json::Map<String, Json>,
         semantic_models: &'a serde_json::Map<String, Json>,
-        unit_tests: &'a serde_json::Map<String, Json>,
+        unit_tests: BTreeMap<&'a str, Json>,
     }
     let out = ManifestOut {
         metadata: meta,
@@ -359,11 +360,33 @@ pub fn write_manifest(
         group_map: &empty,
         saved_queries: &empty,
         semantic_models: &empty,
-        unit_tests: &empty,
+        unit_tests: unit_tests(m),
     };
     write_with(&target_dir.join("manifest.json"), |w| {
         serde_json::to_writer(w, &out).map_err(std::io::Error::other)
     })
+}
+
+/// The `unit_tests` map of `manifest.json`.
+fn unit_tests(m: &Manifest) -> BTreeMap<&str, Json> {
+    let created_at = m.generated_at.timestamp_micros() as f64 / 1e6;
+    m.nodes
+        .values()
+        .filter_map(|n| n.unit_test.as_ref().map(|u| (n, u)))
+        .map(|(n, u)| {
+            let value = json!({
+                "model": u.model, "given": u.given, "expect": u.expect, "name": n.name,
+                "resource_type": "unit_test", "package_name": n.package, "path": n.path,
+                "original_file_path": n.original_file_path, "unique_id": n.unique_id, "fqn": n.fqn,
+                "description": n.description, "overrides": u.overrides,
+                "depends_on": {"macros": [], "nodes": n.depends_on_nodes},
+                "config": {"tags": n.tags(), "meta": n.config.get("meta").cloned().unwrap_or(json!({})), "enabled": true},
+                "checksum": null, "schema": n.relation.schema, "created_at": created_at,
+                "versions": null, "version": null,
+            });
+            (n.unique_id.as_str(), value)
+        })
+        .collect()
 }
 
 /// Writes through a buffered temp file in the same folder, then renames it into place.

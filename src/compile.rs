@@ -97,6 +97,10 @@ impl<'m> Compiler<'m> {
         Ok(compiled)
     }
 
+    pub fn manifest(&self) -> &'m Manifest {
+        self.manifest
+    }
+
     /// Renders a hook (`pre-hook` / `post-hook`) in the context of its node: `{{ this }}` works.
     pub fn render_hook(&self, unique_id: &str, hook: &str) -> Result<String, Diagnostic> {
         let node = &self.manifest.nodes[unique_id];
@@ -195,7 +199,12 @@ fn skip_comments(sql: &str) -> usize {
 /// generic test `<its yml path>/<test name>.sql` (dbt's layout).
 pub fn compiled_rel_path(node: &crate::manifest::Node) -> String {
     let generic = node.test.as_ref().is_some_and(|t| t.generic.is_some());
-    if generic {
+    if let Some(u) = &node.unit_test {
+        format!(
+            "compiled/{}/{}/{}/{}.sql",
+            node.package, node.original_file_path, u.model, u.name
+        )
+    } else if generic {
         format!(
             "compiled/{}/{}/{}",
             node.package, node.original_file_path, node.path

@@ -86,7 +86,7 @@ impl RunResults {
 pub fn is_executable(n: &Node) -> bool {
     match n.resource_type {
         ResourceType::Model => !n.is_ephemeral(),
-        ResourceType::Seed | ResourceType::Test => true,
+        ResourceType::Seed | ResourceType::Test | ResourceType::UnitTest => true,
         _ => false,
     }
 }
@@ -213,6 +213,17 @@ fn dependencies(m: &Manifest, dag: &Dag, ids: &[String]) -> BTreeMap<String, BTr
             (id.clone(), ups)
         })
         .collect();
+    // A unit test needs no upstream table: it runs at once, and its model waits for it.
+    for id in ids
+        .iter()
+        .filter(|id| m.nodes[*id].resource_type == ResourceType::UnitTest)
+    {
+        deps.get_mut(id).unwrap().clear();
+        let model = &m.nodes[id].depends_on_nodes[0];
+        if let Some(d) = deps.get_mut(model) {
+            d.insert(id.clone());
+        }
+    }
     let mut ancestors: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for test in ids
         .iter()
@@ -227,7 +238,10 @@ fn dependencies(m: &Manifest, dag: &Dag, ids: &[String]) -> BTreeMap<String, BTr
             for child in dag.neighbors(p, false) {
                 if !selected.contains(&child)
                     || parents.contains(&child)
-                    || m.nodes[&child].resource_type == ResourceType::Test
+                    || matches!(
+                        m.nodes[&child].resource_type,
+                        ResourceType::Test | ResourceType::UnitTest
+                    )
                 {
                     continue;
                 }
@@ -324,6 +338,45 @@ async fn run_node<A: Adapter>(
         compiled_rel_path(node)
     );
     let ops = match node.resource_type {
+        ResourceType::UnitTest => {
+            let sql = match crate::unit_test::compile(compiler.manifest(), node) {
+                Ok(sql) => sql,
+                Err(msg) => {
+                    return finish(
+                        res,
+                        t0,
+                        compile_start,
+                        Err(format!("Compilation Error in {where_}\n  {msg}")),
+                    );
+                }
+            };
+            let _ = write_compiled(target_dir, node, &sql);
+            res.compiled_code = Some(sql.clone());
+            let exec_start = chrono::Utc::now();
+            res.timing.push(Timing {
+                name: "compile",
+                started_at: compile_start,
+                completed_at: exec_start,
+            });
+            return match crate::unit_test::run(adapter, node, &sql).await {
+                Ok(outcome) => {
+                    res.failures = Some(outcome.failures);
+                    let mut r = finish(res, t0, exec_start, Ok(String::new()));
+                    r.status = outcome.status;
+                    r.message = outcome.message;
+                    r
+                }
+                Err(e) => finish(
+                    res,
+                    t0,
+                    exec_start,
+                    Err(format!(
+                        "Database Error in {where_}\n  {}\n  {compiled_at}",
+                        e.0.trim()
+                    )),
+                ),
+            };
+        }
         ResourceType::Seed => vec![Operation::LoadSeed {
             relation: node.relation.clone(),
             seed: seed_spec(node, project_root),

@@ -22,3 +22,4 @@ pub mod jinja;
 pub mod manifest;
 pub mod materialize;
 pub mod project;
+pub mod unit_test;

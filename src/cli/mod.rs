@@ -20,6 +20,13 @@ use printer::Printer;
 
 /// Parses the process arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
+    // A bug says that it is one, and exits 2 like any run that could not complete.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!(
+            "internal error: {info}\nThis is a bug in rsdbt, not in your project; please report it with the command you ran."
+        );
+        std::process::exit(2);
+    }));
     let cli = Cli::parse();
     let mut printer = Printer::new(
         cli.global.log_format == args::LogFormat::Json,
@@ -89,10 +96,11 @@ fn found_line(m: &Manifest) -> String {
     let count = |t: ResourceType| m.nodes.values().filter(|n| n.resource_type == t).count();
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
     format!(
-        "Found {}, {}, {}, {}, {}",
+        "Found {}, {}, {}, {}, {}, {}",
         plural(count(ResourceType::Model), "model"),
         plural(count(ResourceType::Seed), "seed"),
         plural(count(ResourceType::Test), "data test"),
+        plural(count(ResourceType::UnitTest), "unit test"),
         plural(m.sources.len(), "source"),
         plural(m.macros.len(), "macro")
     )
@@ -235,7 +243,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             printer,
             &invocation,
             selection,
-            &[ResourceType::Test],
+            &[ResourceType::Test, ResourceType::UnitTest],
             "test",
         ),
         Command::Build { selection, .. } => execute(
@@ -243,7 +251,12 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             printer,
             &invocation,
             selection,
-            &[ResourceType::Seed, ResourceType::Model, ResourceType::Test],
+            &[
+                ResourceType::Seed,
+                ResourceType::Model,
+                ResourceType::Test,
+                ResourceType::UnitTest,
+            ],
             "build",
         ),
         Command::Show {
@@ -413,6 +426,7 @@ fn execute(
         let key = match n.resource_type {
             ResourceType::Seed => (0, "seed".to_string()),
             ResourceType::Test => (9, "data test".to_string()),
+            ResourceType::UnitTest => (10, "unit test".to_string()),
             _ => {
                 let m = n.materialized();
                 let rank = ["view", "table", "incremental"]

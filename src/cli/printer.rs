@@ -110,6 +110,7 @@ impl Printer {
         match node.resource_type {
             ResourceType::Seed => format!("seed file {rel}"),
             ResourceType::Test => format!("test {}", node.name),
+            ResourceType::UnitTest => format!("unit_test {}", display_name(node)),
             _ => format!("sql {} model {rel}", node.materialized()),
         }
     }
@@ -161,23 +162,23 @@ impl Printer {
                 )
             }
             Status::Pass => (
-                self.paint("32", "PASS") + " " + &node.name,
+                self.paint("32", "PASS") + " " + &display_name(node),
                 self.paint("32", &format!("[PASS in {secs:.2}s]")),
                 "info",
             ),
             Status::Warn => (
-                self.paint("33", &format!("WARN {failures}")) + " " + &node.name,
+                self.paint("33", &format!("WARN {failures}")) + " " + &display_name(node),
                 self.paint("33", &format!("[WARN {failures} in {secs:.2}s]")),
                 "warn",
             ),
             Status::Fail => (
-                self.paint("31", &format!("FAIL {failures}")) + " " + &node.name,
+                self.paint("31", &format!("FAIL {failures}")) + " " + &display_name(node),
                 self.paint("31", &format!("[FAIL {failures} in {secs:.2}s]")),
                 "error",
             ),
             _ => {
                 let what = match node.resource_type {
-                    ResourceType::Test => node.name.clone(),
+                    ResourceType::Test | ResourceType::UnitTest => display_name(node),
                     _ => format!("creating {}", Self::describe(node)),
                 };
                 (
@@ -244,16 +245,20 @@ impl Printer {
             self.info("");
             let node = &nodes[&r.unique_id];
             let msg = r.message.as_deref().unwrap_or("error");
+            let what = if node.resource_type == ResourceType::UnitTest {
+                "unit_test"
+            } else {
+                "test"
+            };
+            let name = display_name(node);
             match r.status {
                 Status::Fail => self.info(&format!(
-                    "Failure in test {} ({})
-  {msg}",
-                    node.name, node.original_file_path
+                    "Failure in {what} {name} ({})\n  {msg}",
+                    node.original_file_path
                 )),
                 Status::Warn => self.info(&format!(
-                    "Warning in test {} ({})
-  {msg}",
-                    node.name, node.original_file_path
+                    "Warning in {what} {name} ({})\n  {msg}",
+                    node.original_file_path
                 )),
                 _ => self.info(msg),
             }
@@ -269,6 +274,14 @@ impl Printer {
             &format!("Done. PASS={pass} WARN={warn} ERROR={err} SKIP={skip} NO-OP=0 TOTAL={}", results.results.len()),
             json!({"pass": pass, "warn": warn, "error": err, "skip": skip, "total": results.results.len()}),
         );
+    }
+}
+
+/// How a node is named in result lines: unit tests as `model::test`.
+fn display_name(node: &Node) -> String {
+    match &node.unit_test {
+        Some(u) => format!("{}::{}", u.model, u.name),
+        None => node.name.clone(),
     }
 }
 

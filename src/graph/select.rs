@@ -264,7 +264,11 @@ fn criterion(m: &Manifest, dag: &Dag, atom: &Atom, mode: Indirect) -> Picked {
     };
     for parent in &selected {
         for child in dag.neighbors(parent, false) {
-            let Some(n) = m.nodes.get(&child).filter(|n| n.test.is_some()) else {
+            let Some(n) = m
+                .nodes
+                .get(&child)
+                .filter(|n| n.test.is_some() || n.unit_test.is_some())
+            else {
                 continue;
             };
             let all_parents_selected = n.depends_on_nodes.iter().all(|p| selected.contains(p));
@@ -322,14 +326,15 @@ fn matches(m: &Manifest, id: &str, atom: &Atom) -> bool {
             "resource_type" => node.resource_type.as_str() == v,
             "package" => glob(v, &node.package),
             "source" => false,
-            "test_type" => match &node.test {
-                Some(t) => match v {
+            "test_type" => match (&node.test, &node.unit_test) {
+                (Some(t), _) => match v {
                     "generic" => t.generic.is_some(),
                     "singular" => t.generic.is_none(),
                     "data" => true,
                     _ => false,
                 },
-                None => false,
+                (None, Some(_)) => v == "unit",
+                _ => false,
             },
             "test_name" => node
                 .test

@@ -81,6 +81,15 @@ pub struct NodeInfo {
     pub this: Relation,
 }
 
+/// What a unit test overrides while its model renders.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub vars: serde_json::Map<String, Json>,
+    pub env_vars: serde_json::Map<String, Json>,
+    /// Macro name → the value it returns (e.g. `is_incremental: true`).
+    pub macros: serde_json::Map<String, Json>,
+}
+
 /// Per-render state, reachable from global functions through the `__rsdbt__` variable.
 pub struct RenderCtx {
     phase: Phase,
@@ -88,6 +97,7 @@ pub struct RenderCtx {
     pub(crate) capture: Mutex<Capture>,
     /// One slot per proxied macro call in flight: `return(x)` fills the innermost.
     pub(crate) returns: Mutex<Vec<Option<Value>>>,
+    pub(crate) overrides: Option<Arc<Overrides>>,
     shared: Arc<Shared>,
 }
 
@@ -248,6 +258,29 @@ impl Jinja {
         &self.macros
     }
 
+    /// Renders a node's template with a unit test's overrides.
+    pub fn render_node_with(
+        &self,
+        node: NodeInfo,
+        phase: Phase,
+        overrides: Arc<Overrides>,
+    ) -> Result<(String, Capture), Diagnostic> {
+        let (name, source) = (node.template.clone(), node.source.clone());
+        let tmpl = self
+            .env
+            .template_from_named_str(&name, &source)
+            .map_err(|e| jinja_diagnostic(&e, &name, source.clone()))?;
+        let mut ctx = self.ctx(node, phase);
+        Arc::get_mut(&mut ctx).expect("fresh context").overrides = Some(overrides);
+        let out = tmpl.render(ctx.context_value());
+        let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
+        match out {
+            Ok(sql) => Ok((sql, capture)),
+            Err(e) if e.name() == Some(name.as_str()) => Err(jinja_diagnostic(&e, &name, source)),
+            Err(e) => Err(self.error_diag(&e, &name)),
+        }
+    }
+
     /// Renders a node's template in the given phase.
     pub fn render_node(
         &self,
@@ -384,6 +417,7 @@ impl Jinja {
             node,
             capture: Mutex::new(Capture::default()),
             returns: Mutex::new(Vec::new()),
+            overrides: None,
             shared: self.shared.clone(),
         })
     }
@@ -611,6 +645,12 @@ fn env_var(state: &State, name: &str, default: Option<Value>) -> Result<Value, E
             .unwrap()
             .env_vars
             .insert(name.to_string());
+        if let Some(v) = ctx.overrides.as_ref().and_then(|o| o.env_vars.get(name)) {
+            return Ok(Value::from(match v {
+                Json::String(s) => s.clone(),
+                other => other.to_string(),
+            }));
+        }
     }
     match std::env::var(name) {
         Ok(v) => Ok(Value::from(v)),
@@ -626,7 +666,10 @@ fn env_var(state: &State, name: &str, default: Option<Value>) -> Result<Value, E
 fn var(state: &State, name: &str, default: Option<Value>) -> Result<Value, Error> {
     // Outside a node (profiles/project rendering) the vars come from the context.
     let found = match RenderCtx::from_state(state) {
-        Some(ctx) => lookup_var(&ctx.shared, &ctx.node.package, name),
+        Some(ctx) => match ctx.overrides.as_ref().and_then(|o| o.vars.get(name)) {
+            Some(v) => Some(v.clone()),
+            None => lookup_var(&ctx.shared, &ctx.node.package, name),
+        },
         None => state
             .lookup("__vars__")
             .and_then(|v| v.get_attr(name).ok())
@@ -765,6 +808,13 @@ fn get_where_subquery(state: &State, relation: Value) -> Result<Value, Error> {
 
 fn is_incremental(state: &State) -> Result<bool, Error> {
     let ctx = ctx_of(state)?;
+    if let Some(v) = ctx
+        .overrides
+        .as_ref()
+        .and_then(|o| o.macros.get("is_incremental"))
+    {
+        return Ok(v.as_bool().unwrap_or(false));
+    }
     Ok(matches!(
         ctx.phase,
         Phase::Compile {

@@ -363,6 +363,13 @@ impl Object for MacroProxy {
             .unwrap()
             .macros
             .insert(self.unique_id.clone());
+        if let Some(v) = ctx
+            .overrides
+            .as_ref()
+            .and_then(|o| o.macros.get(&self.name))
+        {
+            return Ok(Value::from(minijinja::value::Serde(v)));
+        }
         let tmpl = state.env().get_template(&self.template)?;
         let mut captured = tmpl.render_captured(ctx.context_value())?;
         ctx.returns.lock().unwrap().push(None);

@@ -28,6 +28,7 @@ pub enum ResourceType {
     Test,
     Source,
     Analysis,
+    UnitTest,
 }
 
 impl ResourceType {
@@ -39,6 +40,7 @@ impl ResourceType {
             ResourceType::Test => "test",
             ResourceType::Source => "source",
             ResourceType::Analysis => "analysis",
+            ResourceType::UnitTest => "unit_test",
         }
     }
 }
@@ -73,6 +75,8 @@ pub struct Node {
     pub tests: Vec<Json>,
     /// Set for data tests (generic and singular).
     pub test: Option<test_nodes::TestInfo>,
+    /// Set for unit tests.
+    pub unit_test: Option<Box<properties::UnitTestDef>>,
 }
 
 impl Node {
@@ -348,6 +352,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             relation: Relation::new(&database, &target_schema, &name),
             tests,
             test: None,
+            unit_test: None,
         };
         if rtype == ResourceType::Model {
             match jinja.render_node(node.info(), Phase::Parse) {
@@ -510,7 +515,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     let mut test_nodes_list = generic;
     for file in project
         .files_of(FileKind::SingularTest)
-        .filter(|f| !is_generic_def(f))
+        .filter(|f| !is_generic_def(f) && !f.rel_path().starts_with("fixtures/"))
     {
         let mut node = test_nodes::singular(project, file, &database);
         node.checksum = checksum(file, project);
@@ -554,6 +559,109 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             continue;
         }
         nodes.insert(node.unique_id.clone(), node);
+    }
+
+    // Unit tests: each depends on the model it tests.
+    for mut u in std::mem::take(&mut props.unit_tests) {
+        // `fixture: name` reads <test-path>/fixtures/name.csv (or .sql), as dbt does.
+        let (test_name, test_loc) = (u.name.clone(), u.location());
+        for f in u.given.iter_mut().chain(std::iter::once(&mut u.expect)) {
+            let Some(name) = f.fixture.clone() else {
+                continue;
+            };
+            let ext = if f.format == "sql" { "sql" } else { "csv" };
+            if f.format == "dict" {
+                f.format = "csv".into();
+            }
+            let found = project
+                .test_paths
+                .iter()
+                .map(|t| {
+                    project
+                        .root
+                        .join(t)
+                        .join("fixtures")
+                        .join(format!("{name}.{ext}"))
+                })
+                .find(|p| p.is_file());
+            match found.and_then(|p| std::fs::read_to_string(p).ok()) {
+                Some(text) => f.rows = Json::String(text),
+                None => diags.push(
+                    Diagnostic::error("unit-test", format!("unit test '{test_name}' uses fixture '{name}', but no {name}.{ext} was found"))
+                        .at(test_loc.clone())
+                        .hint(format!("put the file at {}/fixtures/{name}.{ext}", project.test_paths.first().map(String::as_str).unwrap_or("tests"))),
+                ),
+            }
+        }
+        let Some(model_id) = by_name.get(&u.model).filter(|id| {
+            nodes
+                .get(*id)
+                .is_some_and(|n| n.resource_type == ResourceType::Model)
+        }) else {
+            diags.push(
+                Diagnostic::error(
+                    "unknown-ref",
+                    format!(
+                        "unit test '{}' tests model '{}', which was not found",
+                        u.name, u.model
+                    ),
+                )
+                .at(u.location())
+                .hint(did_you_mean(
+                    &u.model,
+                    by_name.keys().map(String::as_str),
+                    "check the `model:` of the unit test",
+                )),
+            );
+            continue;
+        };
+        let mut fqn = vec![project.name.clone()];
+        let parts: Vec<&str> = u.file.split('/').collect();
+        fqn.extend(
+            parts[1..parts.len().saturating_sub(1)]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        fqn.push(u.model.clone());
+        fqn.push(u.name.clone());
+        let mut cfg = Config::new();
+        cfg.insert("enabled".into(), Json::Bool(true));
+        config::merge(&mut cfg, &u.config);
+        let node = Node {
+            unique_id: format!("unit_test.{}.{}.{}", project.name, u.model, u.name),
+            resource_type: ResourceType::UnitTest,
+            name: u.name.clone(),
+            package: project.name.clone(),
+            fqn,
+            original_file_path: u.file.clone(),
+            path: u
+                .file
+                .split_once('/')
+                .map(|(_, p)| p)
+                .unwrap_or(&u.file)
+                .to_string(),
+            raw_code: Arc::from(""),
+            checksum: String::new(),
+            config: cfg,
+            config_call: Config::new(),
+            unrendered_config: u.config.clone(),
+            description: u.description.clone(),
+            columns: vec![],
+            patch_path: None,
+            refs: vec![],
+            sources: vec![],
+            depends_on_nodes: vec![model_id.clone()],
+            depends_on_macros: vec![],
+            relation: nodes[model_id].relation.clone(),
+            tests: vec![],
+            test: None,
+            unit_test: Some(Box::new(u)),
+        };
+        if !node.config.bool_or("enabled", true) {
+            disabled.insert(node.unique_id.clone(), node);
+        } else {
+            nodes.insert(node.unique_id.clone(), node);
+        }
     }
 
     // Resolve refs and sources into dependencies.
@@ -655,7 +763,11 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         diags.0.extend(errs);
         let mut seen = BTreeSet::new();
         deps.retain(|d| seen.insert(d.clone()));
-        nodes.get_mut(&id).unwrap().depends_on_nodes = deps;
+        let node = nodes.get_mut(&id).unwrap();
+        // A unit test's only dependency, its model, was set when it was created.
+        if node.resource_type != ResourceType::UnitTest {
+            node.depends_on_nodes = deps;
+        }
     }
 
     crate::cli::printer::timing("refs resolved", t);

@@ -254,6 +254,7 @@ fn one_generic(
         relation: Relation::new(database, "", &short_name),
         tests: vec![],
         test: None,
+        unit_test: None,
     };
     // Like dbt, only render the call when an argument holds Jinja (e.g. `to: ref('x')`); otherwise
     // the tested node is the only dependency. This keeps large projects fast to parse.
@@ -343,5 +344,6 @@ pub fn singular(project: &Project, file: &SourceFile, database: &str) -> Node {
             attached_node: None,
             file_key_name: None,
         }),
+        unit_test: None,
     }
 }

@@ -92,6 +92,91 @@ pub struct Properties {
     pub sources: Vec<SourceTable>,
     /// `{% docs name %}` blocks: name → text.
     pub docs: BTreeMap<String, String>,
+    pub unit_tests: Vec<UnitTestDef>,
+}
+
+/// One input or the expected output of a unit test: rows as `dict` (a list of mappings),
+/// `csv` (text) or `sql` (a query), inline or from a fixture file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Fixture {
+    /// `ref('x')`, `source('s', 't')` or `this` (absent for `expect`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    pub rows: Json,
+    pub format: String,
+    pub fixture: Option<String>,
+}
+
+/// A unit test (dbt 1.8's `unit_tests:`).
+#[derive(Debug, Clone)]
+pub struct UnitTestDef {
+    pub name: String,
+    pub model: String,
+    pub description: String,
+    pub given: Vec<Fixture>,
+    pub expect: Fixture,
+    /// `{vars: {...}, env_vars: {...}, macros: {...}}`
+    pub overrides: Json,
+    pub config: Config,
+    pub source: Arc<str>,
+    pub file: String,
+}
+
+impl UnitTestDef {
+    pub fn location(&self) -> Location {
+        Location::find(
+            &self.file,
+            self.source.clone(),
+            &format!("name: {}", self.name),
+        )
+    }
+}
+
+fn fixture(v: &Json) -> Fixture {
+    Fixture {
+        input: yaml::str_of(v, "input").map(str::to_string),
+        rows: v.get("rows").cloned().unwrap_or(Json::Null),
+        format: yaml::str_of(v, "format").unwrap_or("dict").to_string(),
+        fixture: yaml::str_of(v, "fixture").map(str::to_string),
+    }
+}
+
+fn unit_test(item: &Json, path: &str, source: &Arc<str>) -> Result<UnitTestDef, Diagnostic> {
+    let name = entry_name(item, path, source, "unit test")?;
+    let loc = Location::find(path, source.clone(), &format!("name: {name}"));
+    let Some(model) = yaml::str_of(item, "model") else {
+        return Err(
+            Diagnostic::error("unit-test", format!("unit test '{name}' has no `model`"))
+                .at(loc)
+                .hint("name the model under test: `model: my_model`"),
+        );
+    };
+    let Some(expect) = item.get("expect") else {
+        return Err(
+            Diagnostic::error("unit-test", format!("unit test '{name}' has no `expect`"))
+                .at(loc)
+                .hint("give the expected rows under `expect: {rows: [...]}`"),
+        );
+    };
+    Ok(UnitTestDef {
+        model: model.to_string(),
+        description: yaml::str_of(item, "description").unwrap_or("").to_string(),
+        given: item
+            .get("given")
+            .and_then(Json::as_array)
+            .map(|g| g.iter().map(fixture).collect())
+            .unwrap_or_default(),
+        expect: fixture(expect),
+        overrides: item.get("overrides").cloned().unwrap_or(Json::Null),
+        config: item
+            .get("config")
+            .and_then(Json::as_object)
+            .cloned()
+            .unwrap_or_default(),
+        source: source.clone(),
+        file: path.to_string(),
+        name,
+    })
 }
 
 /// Reads every properties and docs file of the project.
@@ -167,6 +252,17 @@ pub fn load(project: &Project) -> Result<Properties, Diagnostics> {
                     }
                     Err(d) => diags.push(d),
                 }
+            }
+        }
+        for item in obj
+            .get("unit_tests")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match unit_test(item, &file.path, &file.contents) {
+                Ok(u) => props.unit_tests.push(u),
+                Err(d) => diags.push(d),
             }
         }
         if let Some(list) = obj.get("sources") {

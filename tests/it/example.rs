@@ -9,11 +9,11 @@ fn example_pipeline_builds_and_cleans_the_data() {
     let p = Project::example();
     let out = p.rsdbt(&["build"]).expect(0);
     assert!(
-        out.stdout.contains("Done. PASS=25 WARN=0 ERROR=0 SKIP=0"),
+        out.stdout.contains("Done. PASS=27 WARN=0 ERROR=0 SKIP=0"),
         "{}",
         out.stdout
     );
-    // 3 seeds, 10 models, 12 data tests (built-in, custom generic, singular).
+    // 3 seeds, 10 models, 12 data tests (built-in, custom generic, singular), 2 unit tests.
     assert!(
         out.stdout
             .contains("PASS within_range_slv_geo_latitude__90___90"),
@@ -61,9 +61,21 @@ fn example_pipeline_builds_and_cleans_the_data() {
     assert_eq!(rows, vec![json!({"users": 2000})]);
 
     // Artifacts in dbt's shape.
+    assert!(
+        out.stdout
+            .contains("PASS slv_pins::latest_version_wins_and_counts_parse"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("PASS gld_user_cohorts::cohorts_count_users_per_year_and_age_group"),
+        "{}",
+        out.stdout
+    );
     let rr: serde_json::Value =
         serde_json::from_str(&p.read("target/rsdbt/run_results.json")).unwrap();
-    assert_eq!(rr["results"].as_array().unwrap().len(), 25);
+    assert_eq!(rr["results"].as_array().unwrap().len(), 27);
     assert!(
         rr["metadata"]["dbt_schema_version"]
             .as_str()

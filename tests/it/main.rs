@@ -7,3 +7,4 @@ mod errors;
 mod example;
 mod harness;
 mod projects;
+mod unit_tests;
