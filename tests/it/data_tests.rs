@@ -13,8 +13,9 @@ fn results(p: &Project) -> Vec<(String, String, Option<u64>)> {
         .iter()
         .map(|r| {
             let id = r["unique_id"].as_str().unwrap();
-            // test.<project>.<name>.<hash>: keep the name
-            let name = id.split('.').nth(2).unwrap().to_string();
+            // test.<project>.<name>.<hash> / unit_test.<project>.<model>.<name>: keep the name
+            let part = if id.starts_with("unit_test.") { 3 } else { 2 };
+            let name = id.split('.').nth(part).unwrap().to_string();
             (
                 name,
                 r["status"].as_str().unwrap().to_string(),
@@ -215,5 +216,52 @@ fn build_skips_what_depends_on_a_failed_test() {
     assert_eq!(
         p.query("select count(*) as n from {{ ref('customer_revenue') }}"),
         vec![json!({"n": 4})]
+    );
+}
+
+#[test]
+fn project_configs_overrides_views_and_sql_fixtures() {
+    let p = Project::fixture("tests_shop");
+    // Project-wide test config, as in dbt_project.yml.
+    p.write("project.yml", "name: tests_shop\nprofile: fixture\ntest-paths: [\"data-tests\"]\ndata_tests:\n  tests_shop:\n    +severity: warn\n");
+    // A project test named like a built-in replaces it.
+    p.write("macros/lenient_unique.sql", "{% test unique(model, column_name) %}\nselect {{ column_name }} from {{ model }} where false\n{% endtest %}\n");
+    // config() inside a singular test, and failing rows kept as a view.
+    p.write(
+        "data-tests/no_negative_amounts.sql",
+        "{{ config(severity='error', store_failures_as='view') }}\nselect * from {{ ref('stg_orders') }} where amount > 60\n",
+    );
+    p.write(
+        "models/more_unit_tests.yml",
+        "version: 2\nunit_tests:\n  - name: sql_fixture\n    model: customer_revenue\n    given:\n      - input: ref('stg_customers')\n        format: sql\n        rows: \"select 1 as id, 'ada' as name\"\n      - input: ref('stg_orders')\n        format: sql\n        rows: \"select 1 as customer_id, 10 as amount union all select 1, 5\"\n    expect:\n      rows: [{id: 1, name: ada, revenue: 15}]\n",
+    );
+    p.rsdbt(&["seed"]).expect(0);
+    p.rsdbt(&["run"]).expect(0);
+    p.rsdbt(&["test"]).expect(1);
+    let all = results(&p);
+    // The project-wide severity turns failures into warnings...
+    assert_eq!(
+        status_of(&all, "not_null_stg_customers_name"),
+        ("warn".into(), Some(1))
+    );
+    // ...the project's `unique` passes where the built-in would fail...
+    assert_eq!(
+        status_of(&all, "unique_stg_customers_id"),
+        ("pass".into(), Some(0))
+    );
+    // ...config() in the file wins over the project file.
+    assert_eq!(
+        status_of(&all, "no_negative_amounts"),
+        ("fail".into(), Some(1))
+    );
+    assert_eq!(status_of(&all, "sql_fixture"), ("pass".into(), Some(0)));
+    assert!(
+        p.path()
+            .join("warehouse/main_dbt_test__audit/no_negative_amounts.view.sql")
+            .is_file()
+    );
+    assert_eq!(
+        p.query("select order_id from \"main_dbt_test__audit\".\"no_negative_amounts\""),
+        vec![json!({"order_id": 10})]
     );
 }
