@@ -32,9 +32,17 @@ pub struct Compiler<'m> {
 
 impl<'m> Compiler<'m> {
     pub fn new(manifest: &'m Manifest) -> Self {
+        Self::with_deferred(manifest, &BTreeMap::new())
+    }
+
+    /// A compiler whose refs to `deferred` nodes (unique_id → relation) point at those relations.
+    pub fn with_deferred(
+        manifest: &'m Manifest,
+        deferred: &BTreeMap<String, crate::jinja::Relation>,
+    ) -> Self {
         Self {
             manifest,
-            resolver: Arc::new(RelationIndex::new(manifest)),
+            resolver: Arc::new(RelationIndex::new(manifest, deferred)),
             cache: Mutex::new(BTreeMap::new()),
         }
     }

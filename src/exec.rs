@@ -100,6 +100,8 @@ pub struct RunEnv<'a> {
     pub target_dir: &'a std::path::Path,
     pub project_root: &'a std::path::Path,
     pub printer: &'a Printer,
+    /// `--defer`: unique_id → the `--state` relation used for nodes this run does not build.
+    pub deferred: &'a BTreeMap<String, crate::jinja::Relation>,
 }
 
 /// Runs `ids` (already filtered to executable nodes) in topological order.
@@ -111,9 +113,10 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
         target_dir,
         project_root,
         printer,
+        deferred,
     } = *env;
     let started = Instant::now();
-    let compiler = Compiler::new(manifest);
+    let compiler = Compiler::with_deferred(manifest, deferred);
     let deps = dependencies(manifest, dag, ids);
     let mut waiting = deps.clone();
     let order: BTreeMap<&String, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();

@@ -40,6 +40,11 @@ pub trait Adapter: Send + Sync + 'static {
         sql: &str,
         limit: Option<usize>,
     ) -> impl Future<Output = Result<QueryResult, AdapterError>> + Send;
+    /// Whether the relation exists in the warehouse (for `--defer`).
+    fn relation_exists(
+        &self,
+        relation: &crate::jinja::Relation,
+    ) -> impl Future<Output = bool> + Send;
     /// Checks that the warehouse is reachable and usable (for `debug`).
     fn check(&self) -> impl Future<Output = Result<String, AdapterError>> + Send;
 }

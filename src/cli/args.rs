@@ -56,6 +56,19 @@ pub struct Selection {
     /// Nodes to leave out (same syntax)
     #[arg(long, num_args = 1.., action = clap::ArgAction::Append)]
     pub exclude: Vec<String>,
+    /// A selector defined in selectors.yml (instead of --select / --exclude)
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// Folder with the artifacts of an earlier run, for state: / result: selection and --defer
+    #[arg(long, env = "DBT_STATE")]
+    pub state: Option<std::path::PathBuf>,
+    /// Resolve refs to unselected nodes to the relations recorded in --state when they are
+    /// not built here
+    #[arg(long)]
+    pub defer: bool,
+    /// With --defer: use the --state relations even when this target has the relation
+    #[arg(long)]
+    pub favor_state: bool,
     /// Which tests of the selected nodes run too
     #[arg(long, value_enum, default_value_t = crate::graph::select::Indirect::Eager, env = "DBT_INDIRECT_SELECTION")]
     pub indirect_selection: crate::graph::select::Indirect,
@@ -83,6 +96,9 @@ pub enum Command {
         resource_type: Vec<String>,
         #[arg(long, short = 'o', value_enum, default_value_t = LsOutput::Selector)]
         output: LsOutput,
+        /// With --output json: only these keys
+        #[arg(long = "output-keys", num_args = 1.., value_delimiter = ' ')]
+        output_keys: Vec<String>,
     },
     /// Load CSV seeds into tables
     Seed {
@@ -125,6 +141,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ShowOutput::Text)]
         output: ShowOutput,
     },
+    /// Re-run the nodes that failed or were skipped in the last run, with its flags
+    Retry,
     /// Check the project, the profile and the connection
     Debug,
     /// Delete the clean-targets folders (target path by default)

@@ -15,7 +15,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::{Dag, select};
 use crate::manifest::{self, Invocation, Manifest, ResourceType};
 use crate::project::{self, Project, Settings};
-use args::{Cli, Command, LsOutput, Selection, ShowOutput};
+use args::{Cli, Command, Global, LsOutput, Selection, ShowOutput};
 use printer::Printer;
 
 /// Parses the process arguments, runs the command, returns the exit code.
@@ -44,20 +44,19 @@ pub fn main() -> i32 {
     }
 }
 
-fn settings(cli: &Cli, need_profile: bool) -> Result<Settings, Diagnostics> {
-    let vars = match &cli.global.vars {
+fn settings(cli: &Global, need_profile: bool) -> Result<Settings, Diagnostics> {
+    let vars = match &cli.vars {
         Some(v) => project::parse_cli_vars(v)?,
         None => Default::default(),
     };
     Ok(Settings {
         project_dir: cli
-            .global
             .project_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(".")),
-        profiles_dir: cli.global.profiles_dir.clone(),
-        target: cli.global.target.clone(),
-        threads: cli.global.threads,
+        profiles_dir: cli.profiles_dir.clone(),
+        target: cli.target.clone(),
+        threads: cli.threads,
         vars,
         need_profile,
     })
@@ -70,7 +69,7 @@ struct Loaded {
     dag: Dag,
 }
 
-fn load(cli: &Cli, invocation: &Invocation) -> Result<Loaded, Diagnostics> {
+fn load(cli: &Global, invocation: &Invocation) -> Result<Loaded, Diagnostics> {
     let t = std::time::Instant::now();
     let project = project::load(&settings(cli, true)?)?;
     printer::timing("load project", t);
@@ -116,18 +115,36 @@ fn write_manifest(l: &Loaded, compiled: &BTreeMap<String, String>) -> Result<(),
     })
 }
 
+/// The `--state` artifacts, when given.
+fn load_state(sel: &Selection) -> Result<Option<crate::graph::state::State>, Diagnostics> {
+    match &sel.state {
+        Some(dir) => Ok(Some(crate::graph::state::load(dir)?)),
+        None if sel.defer => Err(Diagnostic::error(
+            "state",
+            "--defer needs --state <folder with an earlier manifest.json>",
+        )
+        .into()),
+        None => Ok(None),
+    }
+}
+
+/// The nodes of `types` the selection picks, in DAG order.
 fn selected(
     l: &Loaded,
     sel: &Selection,
+    state: Option<&crate::graph::state::State>,
     types: &[ResourceType],
 ) -> Result<Vec<String>, Diagnostics> {
-    let set = select::eval(
-        &l.manifest,
-        &l.dag,
-        &sel.select,
-        &sel.exclude,
-        sel.indirect_selection,
-    )?;
+    let selectors = select::load_selectors(&l.project.root)?;
+    let req = select::Request {
+        select: &sel.select,
+        exclude: &sel.exclude,
+        selector: sel.selector.as_deref(),
+        indirect: sel.indirect_selection,
+        state,
+        selectors: &selectors,
+    };
+    let set = select::eval(&l.manifest, &l.dag, &req)?;
     let ids = set.into_iter().filter(|id| {
         l.manifest
             .nodes
@@ -141,12 +158,12 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
     match &cli.command {
         Command::Init { name } => init::run(name, printer),
         Command::Clean => {
-            let project = project::load(&settings(&cli, false)?)?;
+            let project = project::load(&settings(&cli.global, false)?)?;
             clean(&project, printer)
         }
         Command::Parse => {
             let started = std::time::Instant::now();
-            let l = load(&cli, &invocation)?;
+            let l = load(&cli.global, &invocation)?;
             write_manifest(&l, &BTreeMap::new())?;
             printer.info(&found_line(&l.manifest));
             printer.info(&format!(
@@ -158,13 +175,19 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             Ok(0)
         }
         Command::Compile { selection, inline } => {
-            let l = load(&cli, &invocation)?;
+            let l = load(&cli.global, &invocation)?;
             let compiler = crate::compile::Compiler::new(&l.manifest);
             if let Some(sql) = inline {
                 printer.raw(&compiler.compile_inline(sql)?);
                 return Ok(0);
             }
-            let ids = selected(&l, selection, &[ResourceType::Model, ResourceType::Test])?;
+            let state = load_state(selection)?;
+            let ids = selected(
+                &l,
+                selection,
+                state.as_ref(),
+                &[ResourceType::Model, ResourceType::Test],
+            )?;
             let t = std::time::Instant::now();
             let mut compiled = BTreeMap::new();
             let mut diags = Diagnostics::new();
@@ -204,19 +227,36 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             selection,
             resource_type,
             output,
+            output_keys,
         } => {
-            let project = project::load(&settings(&cli, true)?)?;
-            let manifest = manifest::build(&project, &invocation)?;
-            let dag = Dag::build(&manifest)?;
-            let set = select::eval(
-                &manifest,
-                &dag,
-                &selection.select,
-                &selection.exclude,
-                selection.indirect_selection,
-            )?;
-            for id in dag.sort(set) {
-                if let Some(line) = ls_line(&manifest, &id, resource_type, *output) {
+            let l = load(&cli.global, &invocation)?;
+            let state = load_state(selection)?;
+            let all = [
+                ResourceType::Model,
+                ResourceType::Seed,
+                ResourceType::Snapshot,
+                ResourceType::Test,
+                ResourceType::UnitTest,
+                ResourceType::Analysis,
+            ];
+            let mut ids = selected(&l, selection, state.as_ref(), &all)?;
+            // Sources are listed too when selected (they are not nodes that run).
+            let selectors = select::load_selectors(&l.project.root)?;
+            let req = select::Request {
+                select: &selection.select,
+                exclude: &selection.exclude,
+                selector: selection.selector.as_deref(),
+                indirect: selection.indirect_selection,
+                state: state.as_ref(),
+                selectors: &selectors,
+            };
+            let sources: Vec<String> = select::eval(&l.manifest, &l.dag, &req)?
+                .into_iter()
+                .filter(|id| l.manifest.sources.contains_key(id))
+                .collect();
+            ids.extend(sources);
+            for id in l.dag.sort(ids) {
+                if let Some(line) = ls_line(&l.manifest, &id, resource_type, *output, output_keys) {
                     printer.raw(&line);
                 }
             }
@@ -274,10 +314,17 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             *output,
         ),
         Command::Debug => debug(&cli, printer),
+        Command::Retry => retry(&cli, printer, &invocation),
     }
 }
 
-fn ls_line(m: &Manifest, id: &str, types: &[String], output: LsOutput) -> Option<String> {
+fn ls_line(
+    m: &Manifest,
+    id: &str,
+    types: &[String],
+    output: LsOutput,
+    keys: &[String],
+) -> Option<String> {
     let type_ok = |t: &str| {
         types.is_empty()
             || types
@@ -292,12 +339,14 @@ fn ls_line(m: &Manifest, id: &str, types: &[String], output: LsOutput) -> Option
             LsOutput::Selector => n.fqn.join("."),
             LsOutput::Name => n.name.clone(),
             LsOutput::Path => n.original_file_path.clone(),
-            LsOutput::Json => json!({
-                "name": n.name, "resource_type": n.resource_type.as_str(), "package_name": n.package,
-                "original_file_path": n.original_file_path, "unique_id": n.unique_id, "alias": n.relation.identifier,
-                "config": crate::config::WithDefaults { own: &n.config, defaults: crate::config::defaults(n.resource_type.as_str()) }, "tags": n.tags(), "depends_on": {"macros": n.depends_on_macros, "nodes": n.depends_on_nodes},
-            })
-            .to_string(),
+            LsOutput::Json => only_keys(
+                json!({
+                    "name": n.name, "resource_type": n.resource_type.as_str(), "package_name": n.package,
+                    "original_file_path": n.original_file_path, "unique_id": n.unique_id, "alias": n.relation.identifier,
+                    "config": crate::config::WithDefaults { own: &n.config, defaults: crate::config::defaults(n.resource_type.as_str()) }, "tags": n.tags(), "depends_on": {"macros": n.depends_on_macros, "nodes": n.depends_on_nodes},
+                }),
+                keys,
+            ),
         });
     }
     let s = m.sources.get(id)?;
@@ -308,12 +357,29 @@ fn ls_line(m: &Manifest, id: &str, types: &[String], output: LsOutput) -> Option
         LsOutput::Selector => format!("source:{}.{}.{}", s.package, s.def.source_name, s.def.name),
         LsOutput::Name => format!("{}.{}", s.def.source_name, s.def.name),
         LsOutput::Path => s.def.file.clone(),
-        LsOutput::Json => json!({
-            "name": s.def.name, "resource_type": "source", "package_name": s.package, "source_name": s.def.source_name,
-            "original_file_path": s.def.file, "unique_id": s.unique_id, "tags": s.def.tags,
-        })
-        .to_string(),
+        LsOutput::Json => only_keys(
+            json!({
+                "name": s.def.name, "resource_type": "source", "package_name": s.package, "source_name": s.def.source_name,
+                "original_file_path": s.def.file, "unique_id": s.unique_id, "tags": s.def.tags,
+            }),
+            keys,
+        ),
     })
+}
+
+/// A JSON object as one line, keeping only `keys` (in that order) when any are given.
+fn only_keys(v: serde_json::Value, keys: &[String]) -> String {
+    if keys.is_empty() {
+        return v.to_string();
+    }
+    let parts: Vec<String> = keys
+        .iter()
+        .filter_map(|k| {
+            v.get(k)
+                .map(|val| format!("{}:{}", serde_json::Value::String(k.clone()), val))
+        })
+        .collect();
+    format!("{{{}}}", parts.join(","))
 }
 
 fn clean(project: &Project, printer: &Printer) -> Result<i32, Diagnostics> {
@@ -378,12 +444,37 @@ fn execute(
     types: &[ResourceType],
     what: &str,
 ) -> Result<i32, Diagnostics> {
-    let l = load(cli, invocation)?;
-    let ids: Vec<String> = selected(&l, selection, types)?
+    let l = load(&cli.global, invocation)?;
+    let state = load_state(selection)?;
+    let ids: Vec<String> = selected(&l, selection, state.as_ref(), types)?
         .into_iter()
         .filter(|id| crate::exec::is_executable(&l.manifest.nodes[id]))
         .collect();
-    write_manifest(&l, &BTreeMap::new())?;
+    run_nodes(
+        &cli.global,
+        printer,
+        &l,
+        &ids,
+        selection,
+        state.as_ref(),
+        what,
+    )
+}
+
+/// Runs `ids` and writes the artifacts; `what` and the flags go into run_results.json (for
+/// `retry`).
+#[cfg(feature = "datafusion")]
+fn run_nodes(
+    global: &Global,
+    printer: &Printer,
+    l: &Loaded,
+    ids: &[String],
+    selection: &Selection,
+    state: Option<&crate::graph::state::State>,
+    what: &str,
+) -> Result<i32, Diagnostics> {
+    use crate::adapter::Adapter;
+    write_manifest(l, &BTreeMap::new())?;
     let adapter = open_adapter(&l.project)?;
     let threads = l.project.target().threads;
     printer.info(&format!("Running with rsdbt={}", env!("CARGO_PKG_VERSION")));
@@ -392,6 +483,25 @@ fn execute(
     if ids.is_empty() {
         printer.info("Nothing to do. Try checking your model configs and model specification args");
         return Ok(0);
+    }
+    let rt = runtime();
+    // --defer: nodes this run does not build read from the --state relations, unless this
+    // target has them (or --favor-state says to prefer the state's).
+    let mut deferred = BTreeMap::new();
+    if let (true, Some(state)) = (selection.defer, state) {
+        let building: std::collections::BTreeSet<&String> = ids.iter().collect();
+        for n in l
+            .manifest
+            .nodes
+            .values()
+            .filter(|n| !building.contains(&n.unique_id) && !n.is_ephemeral())
+        {
+            if let Some(rel) = state.relation(&n.unique_id)
+                && (selection.favor_state || !rt.block_on(adapter.relation_exists(&n.relation)))
+            {
+                deferred.insert(n.unique_id.clone(), rel);
+            }
+        }
     }
     printer.info(&format!(
         "Concurrency: {threads} threads (target='{}')",
@@ -406,22 +516,28 @@ fn execute(
         target_dir: &target_dir,
         project_root: &l.project.root,
         printer,
+        deferred: &deferred,
     };
-    let results = runtime().block_on(crate::exec::run(&adapter, &env, &ids));
+    let results = rt.block_on(crate::exec::run(&adapter, &env, ids));
     let mut compiled = BTreeMap::new();
     for r in &results.results {
         if let Some(c) = &r.compiled_code {
             compiled.insert(r.unique_id.clone(), c.clone());
         }
     }
-    write_manifest(&l, &compiled)?;
-    let args = json!({"which": what, "select": selection.select, "exclude": selection.exclude, "target": cli.global.target, "threads": threads});
+    write_manifest(l, &compiled)?;
+    let args = json!({
+        "which": what, "select": selection.select, "exclude": selection.exclude,
+        "selector": selection.selector, "indirect_selection": format!("{:?}", selection.indirect_selection).to_lowercase(),
+        "state": selection.state, "defer": selection.defer, "favor_state": selection.favor_state,
+        "vars": global.vars, "target": global.target, "threads": threads,
+    });
     let rr = crate::artifacts::run_results_json(&l.manifest, &results, args);
     crate::artifacts::write_json(&target_dir, "run_results.json", &rr)
         .map_err(|e| Diagnostic::error("io", format!("cannot write run_results.json: {e}")))?;
     // dbt's wording: "3 seeds, 4 view models, 6 table models".
     let mut counts: BTreeMap<(u8, String), usize> = BTreeMap::new();
-    for id in &ids {
+    for id in ids {
         let n = &l.manifest.nodes[id];
         let key = match n.resource_type {
             ResourceType::Seed => (0, "seed".to_string()),
@@ -448,6 +564,79 @@ fn execute(
     Ok(if failed { 1 } else { 0 })
 }
 
+/// `rsdbt retry`: the failed and skipped nodes of the last run, with that run's flags.
+#[cfg(feature = "datafusion")]
+fn retry(cli: &Cli, printer: &Printer, invocation: &Invocation) -> Result<i32, Diagnostics> {
+    let project = project::load(&settings(&cli.global, false)?)?;
+    let path = project.target_dir().join("run_results.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Diagnostic::error("retry", format!("cannot read {}: {e}", path.display()))
+            .hint("retry re-runs the failures of the last run: run a command first")
+    })?;
+    let rr: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Diagnostic::error("retry", format!("{} is not valid: {e}", path.display())))?;
+    let args = &rr["args"];
+    let s = |k: &str| args.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    // The last run's flags, unless given again now.
+    let mut global = cli.global.clone();
+    global.vars = global.vars.or_else(|| s("vars"));
+    global.target = global.target.or_else(|| s("target"));
+    global.threads = global.threads.or_else(|| {
+        args.get("threads")
+            .and_then(|v| v.as_u64())
+            .map(|n| n as usize)
+    });
+    let selection = Selection {
+        state: s("state").map(PathBuf::from),
+        defer: args.get("defer").and_then(|v| v.as_bool()).unwrap_or(false),
+        favor_state: args
+            .get("favor_state")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+        ..Default::default()
+    };
+    let which = s("which").unwrap_or_else(|| "build".into());
+    let retryable = [
+        "error",
+        "fail",
+        "skipped",
+        "runtime error",
+        "partial success",
+    ];
+    let failed: std::collections::BTreeSet<String> = rr["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r["status"]
+                .as_str()
+                .is_some_and(|st| retryable.contains(&st))
+        })
+        .filter_map(|r| r["unique_id"].as_str().map(str::to_string))
+        .collect();
+    let l = load(&global, invocation)?;
+    let ids: Vec<String> = l.dag.sort(failed.into_iter().filter(|id| {
+        l.manifest
+            .nodes
+            .get(id)
+            .is_some_and(crate::exec::is_executable)
+    }));
+    if ids.is_empty() {
+        printer.info("Nothing to retry: the last run had no failed or skipped nodes.");
+        return Ok(0);
+    }
+    let state = load_state(&selection)?;
+    run_nodes(
+        &global,
+        printer,
+        &l,
+        &ids,
+        &selection,
+        state.as_ref(),
+        &which,
+    )
+}
+
 #[cfg(not(feature = "datafusion"))]
 fn execute(
     _: &Cli,
@@ -457,6 +646,11 @@ fn execute(
     _: &[ResourceType],
     _: &str,
 ) -> Result<i32, Diagnostics> {
+    Err(no_engine())
+}
+
+#[cfg(not(feature = "datafusion"))]
+fn retry(_: &Cli, _: &Printer, _: &Invocation) -> Result<i32, Diagnostics> {
     Err(no_engine())
 }
 
@@ -478,12 +672,17 @@ fn show(
     output: ShowOutput,
 ) -> Result<i32, Diagnostics> {
     use crate::adapter::Adapter;
-    let l = load(cli, invocation)?;
+    let l = load(&cli.global, invocation)?;
     let compiler = crate::compile::Compiler::new(&l.manifest);
     let (title, sql) = match inline {
         Some(q) => ("inline".to_string(), compiler.compile_inline(q)?),
         None => {
-            let ids = selected(&l, selection, &[ResourceType::Model, ResourceType::Seed])?;
+            let ids = selected(
+                &l,
+                selection,
+                None,
+                &[ResourceType::Model, ResourceType::Seed],
+            )?;
             let [id] = ids.as_slice() else {
                 return Err(Diagnostic::error(
                     "selector",
@@ -611,7 +810,7 @@ fn table_text(r: &crate::adapter::QueryResult) -> String {
 
 fn debug(cli: &Cli, printer: &Printer) -> Result<i32, Diagnostics> {
     printer.info(&format!("rsdbt version: {}", env!("CARGO_PKG_VERSION")));
-    let project = project::load(&settings(cli, true)?)?;
+    let project = project::load(&settings(&cli.global, true)?)?;
     let t = project.target();
     printer.info(&format!(
         "project: {} ({})",

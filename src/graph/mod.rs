@@ -2,5 +2,6 @@
 
 pub mod dag;
 pub mod select;
+pub mod state;
 
 pub use dag::Dag;

@@ -1,13 +1,34 @@
-//! dbt's node selection: `--select` / `--exclude` syntax and its evaluation over the DAG.
+//! dbt's node selection: `--select` / `--exclude` / `--selector` and their evaluation.
 //!
-//! Grammar (as dbt): values separated by spaces (or given as several `--select`) are a union;
-//! `a,b` is an intersection; each atom is `[@][N+]method:value[+N]`, where the method defaults
-//! to `fqn` (a model name, or a folder path: `gold` = every node under `models/gold/`).
+//! Grammar of the command line (as dbt's), in EBNF:
+//!
+//! ```text
+//! selection   = term { " " term } ;              (* union; several --select values too *)
+//! term        = atom { "," atom } ;              (* intersection *)
+//! atom        = [ "@" ] [ depth "+" ] criterion [ "+" [ depth ] ]
+//!             | [ depth ] "+" criterion ... ;    (* "+x": ancestors, "x+": descendants *)
+//! criterion   = [ method ":" ] value ;           (* the method defaults to fqn *)
+//! method      = "fqn" | "path" | "file" | "tag" | "resource_type" | "source" | "package"
+//!             | "test_type" | "test_name" | "state" | "result" | "exposure"
+//!             | "config." key { "." key } ;
+//! depth       = digit { digit } ;
+//! value       = text with "*" and "?" wildcards ;
+//! ```
+//!
+//! `--exclude` takes the same grammar and is subtracted. Each criterion also picks the tests
+//! attached to what it selects (`--indirect-selection`) before set operations combine the
+//! criteria, as dbt's `NodeSelector` does. `selectors.yml` definitions (`union`,
+//! `intersection`, `exclude`, method dictionaries) evaluate through the same functions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
 
-use crate::diag::Diagnostic;
+use serde_json::Value as Json;
+
+use crate::diag::{Diagnostic, Location, did_you_mean};
 use crate::graph::Dag;
+use crate::graph::state::State;
 use crate::manifest::Manifest;
 
 /// One selector atom, parsed.
@@ -33,6 +54,9 @@ const METHODS: &[&str] = &[
     "config",
     "test_type",
     "test_name",
+    "state",
+    "result",
+    "exposure",
 ];
 
 /// How tests of selected nodes join a selection (dbt's `--indirect-selection`).
@@ -49,10 +73,30 @@ pub enum Indirect {
     Empty,
 }
 
+/// `selectors.yml`: name → (definition, is the default).
+#[derive(Debug, Clone, Default)]
+pub struct Selectors {
+    pub defs: BTreeMap<String, (Json, bool)>,
+    pub source: Option<(String, Arc<str>)>,
+}
+
+/// What to select.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub select: &'a [String],
+    pub exclude: &'a [String],
+    pub selector: Option<&'a str>,
+    pub indirect: Indirect,
+    pub state: Option<&'a State>,
+    pub selectors: &'a Selectors,
+}
+
 /// Parses one atom like `2+tag:nightly+` or `@orders`.
 pub fn parse_atom(raw: &str) -> Result<Atom, Diagnostic> {
-    let bad = |why: &str| {
+    let bad = |why: &str, at: &str| {
         Diagnostic::error("selector", format!("invalid selector '{raw}': {why}"))
+            .at(Location::find("--select", Arc::from(raw), at))
+            .label(why.to_string())
             .hint("selectors look like `orders`, `+orders`, `gold+`, `2+orders+1`, `@orders`, `tag:nightly`, `path:models/gold`, `config.materialized:table`")
     };
     let mut s = raw;
@@ -66,7 +110,11 @@ pub fn parse_atom(raw: &str) -> Result<Atom, Diagnostic> {
         parents = Some(if digits_before.is_empty() {
             None
         } else {
-            Some(digits_before.parse().map_err(|_| bad("bad depth"))?)
+            Some(
+                digits_before
+                    .parse()
+                    .map_err(|_| bad("depth too large", &digits_before))?,
+            )
         });
         s = &s[digits_before.len() + 1..];
     }
@@ -84,15 +132,27 @@ pub fn parse_atom(raw: &str) -> Result<Atom, Diagnostic> {
         children = Some(if digits_after.is_empty() {
             None
         } else {
-            Some(digits_after.parse().map_err(|_| bad("bad depth"))?)
+            Some(
+                digits_after
+                    .parse()
+                    .map_err(|_| bad("depth too large", &digits_after))?,
+            )
         });
         s = &s[..body_end - 1];
     }
     if childrens_parents && (parents.is_some() || children.is_some()) {
-        return Err(bad("'@' cannot be combined with '+'"));
+        return Err(bad("'@' cannot be combined with '+'", "+"));
     }
-    if s.is_empty() {
-        return Err(bad("nothing to select"));
+    if s.is_empty() || s.ends_with(':') {
+        return Err(bad("nothing to select", if s.is_empty() { raw } else { s }));
+    }
+    if let Some(c) = s.chars().find(|c| {
+        matches!(
+            c,
+            '(' | ')' | '[' | ']' | '{' | '}' | '"' | '\'' | ';' | '|' | '&'
+        )
+    }) {
+        return Err(bad(&format!("unexpected character '{c}'"), &c.to_string()));
     }
     let (method, value) = match s.split_once(':') {
         Some((m, v)) => (m.to_string(), v.to_string()),
@@ -100,15 +160,10 @@ pub fn parse_atom(raw: &str) -> Result<Atom, Diagnostic> {
     };
     let base = method.split('.').next().unwrap_or("");
     if !METHODS.contains(&base) {
-        return Err(Diagnostic::error(
-            "selector",
-            format!("unknown selector method '{method}' in '{raw}'"),
-        )
-        .hint(crate::diag::did_you_mean(
-            &method,
-            METHODS.iter().copied(),
-            "methods: fqn, path, file, tag, resource_type, source, package, config.<key>",
-        )));
+        return Err(Diagnostic::error("selector", format!("unknown selector method '{method}' in '{raw}'"))
+            .at(Location::find("--select", Arc::from(raw), &method))
+            .label("unknown method")
+            .hint(did_you_mean(&method, METHODS.iter().copied(), "methods: fqn, path, file, tag, resource_type, source, package, config.<key>, test_type, test_name, state, result")));
     }
     Ok(Atom {
         method,
@@ -127,29 +182,72 @@ struct Picked {
     indirect: BTreeSet<String>,
 }
 
-/// Evaluates `--select` values minus `--exclude` values as dbt does: each selector criterion
-/// also picks the tests attached to what it selects (per `indirect`), before set operations
-/// combine the criteria. With no `--select`, every node is selected.
-pub fn eval(
-    m: &Manifest,
-    dag: &Dag,
-    select: &[String],
-    exclude: &[String],
-    indirect: Indirect,
-) -> Result<BTreeSet<String>, Diagnostic> {
-    let selected = if select.iter().all(|s| s.trim().is_empty()) {
-        let all: BTreeSet<String> = dag.all().cloned().collect();
-        Picked {
-            direct: all.clone(),
-            indirect: all,
-        }
-    } else {
-        union(m, dag, select, indirect)?
+struct Ctx<'a> {
+    m: &'a Manifest,
+    dag: &'a Dag,
+    state: Option<&'a State>,
+    selectors: &'a Selectors,
+    /// Criteria that matched nothing (dbt warns about them).
+    empty: std::cell::RefCell<Vec<String>>,
+}
+
+/// Evaluates a selection: `--selector` (or the default selector) or `--select` minus
+/// `--exclude`. With nothing given, every node is selected.
+pub fn eval(m: &Manifest, dag: &Dag, req: &Request) -> Result<BTreeSet<String>, Diagnostic> {
+    let ctx = Ctx {
+        m,
+        dag,
+        state: req.state,
+        selectors: req.selectors,
+        empty: Default::default(),
     };
-    if exclude.iter().all(|s| s.trim().is_empty()) {
-        return Ok(selected.direct);
+    let nothing_given = req.select.iter().all(|s| s.trim().is_empty())
+        && req.exclude.iter().all(|s| s.trim().is_empty());
+    let named = req.selector.or_else(|| {
+        if nothing_given {
+            req.selectors
+                .defs
+                .iter()
+                .find(|(_, (_, d))| *d)
+                .map(|(n, _)| n.as_str())
+        } else {
+            None
+        }
+    });
+    let result = if let Some(name) = named {
+        selector_by_name(&ctx, name, req.indirect, &mut Vec::new())?.direct
+    } else {
+        let selected = if req.select.iter().all(|s| s.trim().is_empty()) {
+            let all: BTreeSet<String> = dag.all().cloned().collect();
+            Picked {
+                direct: all.clone(),
+                indirect: all,
+            }
+        } else {
+            union(&ctx, req.select, req.indirect)?
+        };
+        if req.exclude.iter().all(|s| s.trim().is_empty()) {
+            selected.direct
+        } else {
+            let excluded = union(&ctx, req.exclude, req.indirect)?;
+            difference(&ctx, selected, excluded, req.indirect).direct
+        }
+    };
+    let empty = ctx.empty.take();
+    if !empty.is_empty() {
+        let mut d = crate::diag::Diagnostics::new();
+        for c in empty {
+            d.push(Diagnostic::warning(
+                "selector",
+                format!("The selection criterion '{c}' does not match any enabled nodes"),
+            ));
+        }
+        crate::cli::printer::warnings(&d);
     }
-    let excluded = union(m, dag, exclude, indirect)?;
+    Ok(result)
+}
+
+fn difference(ctx: &Ctx, selected: Picked, excluded: Picked, mode: Indirect) -> Picked {
     let direct = selected
         .direct
         .difference(&excluded.direct)
@@ -157,32 +255,47 @@ pub fn eval(
         .collect();
     let all_excluded: BTreeSet<&String> =
         excluded.direct.iter().chain(&excluded.indirect).collect();
-    let pending = selected
+    let pending: BTreeSet<String> = selected
         .direct
         .iter()
         .chain(&selected.indirect)
         .filter(|id| !all_excluded.contains(id))
         .cloned()
         .collect();
-    Ok(incorporate(m, dag, direct, pending, indirect))
+    let direct = incorporate(ctx, direct, pending.clone(), mode);
+    Picked {
+        direct,
+        indirect: pending,
+    }
 }
 
 /// Space-separated terms and several values: a union of intersections.
-fn union(m: &Manifest, dag: &Dag, values: &[String], mode: Indirect) -> Result<Picked, Diagnostic> {
+fn union(ctx: &Ctx, values: &[String], mode: Indirect) -> Result<Picked, Diagnostic> {
     let mut terms = Vec::new();
     for v in values {
         for term in v.split_whitespace() {
             let mut parts = Vec::new();
             for part in term.split(',').filter(|p| !p.is_empty()) {
-                parts.push(criterion(m, dag, &parse_atom(part)?, mode));
+                let atom = parse_atom(part).map_err(|d| relocate(d, v, part))?;
+                parts.push(criterion(ctx, &atom, part, mode)?);
             }
-            terms.push(combine(m, dag, parts, mode, true));
+            terms.push(combine(ctx, parts, mode, true));
         }
     }
-    Ok(combine(m, dag, terms, mode, false))
+    Ok(combine(ctx, terms, mode, false))
 }
 
-fn combine(m: &Manifest, dag: &Dag, parts: Vec<Picked>, mode: Indirect, intersect: bool) -> Picked {
+/// Points a diagnostic about `part` into the whole `--select` value it came from.
+fn relocate(mut d: Diagnostic, whole: &str, part: &str) -> Diagnostic {
+    if let Some(loc) = &mut d.location {
+        let base = whole.find(part).unwrap_or(0);
+        loc.offset += base;
+        loc.source = Arc::from(whole);
+    }
+    d
+}
+
+fn combine(ctx: &Ctx, parts: Vec<Picked>, mode: Indirect, intersect: bool) -> Picked {
     let mut iter = parts.into_iter();
     let Some(first) = iter.next() else {
         return Picked::default();
@@ -199,7 +312,7 @@ fn combine(m: &Manifest, dag: &Dag, parts: Vec<Picked>, mode: Indirect, intersec
             pending.extend(all);
         }
     }
-    let direct = incorporate(m, dag, direct, pending.clone(), mode);
+    let direct = incorporate(ctx, direct, pending.clone(), mode);
     Picked {
         direct,
         indirect: pending,
@@ -209,8 +322,7 @@ fn combine(m: &Manifest, dag: &Dag, parts: Vec<Picked>, mode: Indirect, intersec
 /// Tests set aside earlier join when all their parents are now selected (or, for buildable,
 /// selected or upstream of the selection).
 fn incorporate(
-    m: &Manifest,
-    dag: &Dag,
+    ctx: &Ctx,
     direct: BTreeSet<String>,
     pending: BTreeSet<String>,
     mode: Indirect,
@@ -222,13 +334,13 @@ fn incorporate(
     let upstream: BTreeSet<String> = if mode == Indirect::Buildable {
         direct
             .iter()
-            .flat_map(|id| dag.walk(id, true, None))
+            .flat_map(|id| ctx.dag.walk(id, true, None))
             .collect()
     } else {
         BTreeSet::new()
     };
     for id in pending.difference(&direct) {
-        if let Some(n) = m.nodes.get(id)
+        if let Some(n) = ctx.m.nodes.get(id)
             && n.depends_on_nodes
                 .iter()
                 .all(|p| direct.contains(p) || upstream.contains(p))
@@ -241,19 +353,29 @@ fn incorporate(
 
 /// One criterion: the nodes its method matches, its graph operators, then the tests attached
 /// to those nodes (dbt's `expand_selection`).
-fn criterion(m: &Manifest, dag: &Dag, atom: &Atom, mode: Indirect) -> Picked {
-    let selected = eval_atom(m, dag, atom);
+fn criterion(ctx: &Ctx, atom: &Atom, raw: &str, mode: Indirect) -> Result<Picked, Diagnostic> {
+    if (atom.method == "state" || atom.method == "result") && ctx.state.is_none() {
+        return Err(Diagnostic::error(
+            "selector",
+            format!("'{raw}' compares with an earlier run, but no --state was given"),
+        )
+        .hint("pass --state <folder with the manifest.json (and run_results.json) of that run>"));
+    }
+    let selected = eval_atom(ctx, atom);
+    if selected.is_empty() {
+        ctx.empty.borrow_mut().push(raw.to_string());
+    }
     if mode == Indirect::Empty {
-        return Picked {
+        return Ok(Picked {
             direct: selected,
             indirect: BTreeSet::new(),
-        };
+        });
     }
     let upstream: BTreeSet<String> = if mode == Indirect::Buildable {
         selected
             .iter()
-            .flat_map(|id| dag.walk(id, true, None))
-            .chain(m.sources.keys().cloned())
+            .flat_map(|id| ctx.dag.walk(id, true, None))
+            .chain(ctx.m.sources.keys().cloned())
             .collect()
     } else {
         BTreeSet::new()
@@ -263,8 +385,9 @@ fn criterion(m: &Manifest, dag: &Dag, atom: &Atom, mode: Indirect) -> Picked {
         indirect: BTreeSet::new(),
     };
     for parent in &selected {
-        for child in dag.neighbors(parent, false) {
-            let Some(n) = m
+        for child in ctx.dag.neighbors(parent, false) {
+            let Some(n) = ctx
+                .m
                 .nodes
                 .get(&child)
                 .filter(|n| n.test.is_some() || n.unit_test.is_some())
@@ -283,37 +406,50 @@ fn criterion(m: &Manifest, dag: &Dag, atom: &Atom, mode: Indirect) -> Picked {
             }
         }
     }
-    picked
+    Ok(picked)
 }
 
-fn eval_atom(m: &Manifest, dag: &Dag, atom: &Atom) -> BTreeSet<String> {
-    let base: BTreeSet<String> = dag
+fn eval_atom(ctx: &Ctx, atom: &Atom) -> BTreeSet<String> {
+    let base: BTreeSet<String> = ctx
+        .dag
         .all()
-        .filter(|id| matches(m, id, atom))
+        .filter(|id| matches(ctx, id, atom))
         .cloned()
         .collect();
     let mut out = base.clone();
     for id in &base {
         if atom.childrens_parents {
-            let desc = dag.walk(id, false, None);
+            let desc = ctx.dag.walk(id, false, None);
             for d in desc.iter().chain(std::iter::once(id)) {
-                out.extend(dag.walk(d, true, None));
+                out.extend(ctx.dag.walk(d, true, None));
             }
             out.extend(desc);
             continue;
         }
         if let Some(depth) = atom.parents {
-            out.extend(dag.walk(id, true, depth));
+            out.extend(ctx.dag.walk(id, true, depth));
         }
         if let Some(depth) = atom.children {
-            out.extend(dag.walk(id, false, depth));
+            out.extend(ctx.dag.walk(id, false, depth));
         }
     }
     out
 }
 
-fn matches(m: &Manifest, id: &str, atom: &Atom) -> bool {
+fn matches(ctx: &Ctx, id: &str, atom: &Atom) -> bool {
+    let m = ctx.m;
     let v = atom.value.as_str();
+    match atom.method.as_str() {
+        "state" => return ctx.state.is_some_and(|s| s.matches(m, id, v)),
+        "result" => {
+            return ctx
+                .state
+                .and_then(|s| s.results.get(id))
+                .is_some_and(|status| status == v);
+        }
+        "exposure" => return false,
+        _ => {}
+    }
     if let Some(node) = m.nodes.get(id) {
         match atom.method.as_str() {
             "fqn" => fqn_matches(&node.fqn, v),
@@ -369,6 +505,196 @@ fn matches(m: &Manifest, id: &str, atom: &Atom) -> bool {
         }
     } else {
         false
+    }
+}
+
+/// Reads `selectors.yml` at the project root, if there is one.
+pub fn load_selectors(root: &Path) -> Result<Selectors, Diagnostic> {
+    let path = root.join("selectors.yml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(Selectors::default());
+    };
+    let text: Arc<str> = text.into();
+    let doc = crate::project::yaml::parse("selectors.yml", &text)?;
+    let mut out = Selectors {
+        source: Some(("selectors.yml".into(), text.clone())),
+        ..Default::default()
+    };
+    for item in doc
+        .get("selectors")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = item.get("name").and_then(Json::as_str) else {
+            return Err(
+                Diagnostic::error("selector", "a selector in selectors.yml has no `name`")
+                    .at(Location::file("selectors.yml", text.clone())),
+            );
+        };
+        let Some(def) = item.get("definition") else {
+            return Err(Diagnostic::error("selector", format!("selector '{name}' has no `definition`"))
+                .at(Location::find("selectors.yml", text.clone(), &format!("name: {name}")))
+                .hint("add `definition:` with a selector string, a method dictionary, or union/intersection"));
+        };
+        let default = item.get("default").and_then(Json::as_bool).unwrap_or(false);
+        out.defs.insert(name.to_string(), (def.clone(), default));
+    }
+    if out.defs.values().filter(|(_, d)| *d).count() > 1 {
+        return Err(Diagnostic::error(
+            "selector",
+            "more than one selector in selectors.yml has `default: true`",
+        )
+        .at(Location::find("selectors.yml", text, "default: true")));
+    }
+    Ok(out)
+}
+
+fn selector_by_name(
+    ctx: &Ctx,
+    name: &str,
+    mode: Indirect,
+    stack: &mut Vec<String>,
+) -> Result<Picked, Diagnostic> {
+    let Some((def, _)) = ctx.selectors.defs.get(name) else {
+        return Err(Diagnostic::error(
+            "selector",
+            format!("no selector named '{name}' in selectors.yml"),
+        )
+        .hint(did_you_mean(
+            name,
+            ctx.selectors.defs.keys().map(String::as_str),
+            "define it under `selectors:` in selectors.yml",
+        )));
+    };
+    if stack.iter().any(|s| s == name) {
+        return Err(Diagnostic::error(
+            "selector",
+            format!(
+                "selector '{name}' refers to itself through {}",
+                stack.join(" → ")
+            ),
+        ));
+    }
+    stack.push(name.to_string());
+    let out = definition(ctx, def, mode, stack);
+    stack.pop();
+    out
+}
+
+/// One `definition:` of selectors.yml (string, method dictionary, union, intersection).
+fn definition(
+    ctx: &Ctx,
+    def: &Json,
+    mode: Indirect,
+    stack: &mut Vec<String>,
+) -> Result<Picked, Diagnostic> {
+    let bad = |msg: String| {
+        let d = Diagnostic::error("selector", msg).hint("a definition is a selector string, `{method: ..., value: ...}`, or `union:` / `intersection:` lists with optional `exclude:` items");
+        match &ctx.selectors.source {
+            Some((path, src)) => d.at(Location::file(path, src.clone())),
+            None => d,
+        }
+    };
+    match def {
+        Json::String(s) => union(ctx, std::slice::from_ref(s), mode),
+        Json::Object(o) => {
+            let mode = match o.get("indirect_selection").and_then(Json::as_str) {
+                Some("cautious") => Indirect::Cautious,
+                Some("buildable") => Indirect::Buildable,
+                Some("empty") => Indirect::Empty,
+                Some("eager") => Indirect::Eager,
+                _ => mode,
+            };
+            for op in ["union", "intersection"] {
+                if let Some(items) = o.get(op) {
+                    let items = items
+                        .as_array()
+                        .ok_or_else(|| bad(format!("`{op}` must be a list")))?;
+                    let mut parts = Vec::new();
+                    let mut excludes = Vec::new();
+                    for item in items {
+                        match item.get("exclude") {
+                            Some(ex) => excludes.push(exclusions(ctx, ex, mode, stack)?),
+                            None => parts.push(definition(ctx, item, mode, stack)?),
+                        }
+                    }
+                    let mut picked = combine(ctx, parts, mode, op == "intersection");
+                    for ex in excludes {
+                        picked = difference(ctx, picked, ex, mode);
+                    }
+                    return Ok(picked);
+                }
+            }
+            if let Some(ex) = o.get("exclude") {
+                // A bare exclude: everything but these.
+                let all: BTreeSet<String> = ctx.dag.all().cloned().collect();
+                let excluded = exclusions(ctx, ex, mode, stack)?;
+                return Ok(difference(
+                    ctx,
+                    Picked {
+                        direct: all.clone(),
+                        indirect: all,
+                    },
+                    excluded,
+                    mode,
+                ));
+            }
+            let method = o.get("method").and_then(Json::as_str).ok_or_else(|| {
+                bad(format!(
+                    "a definition needs `method` and `value`, or `union` / `intersection`: {def}"
+                ))
+            })?;
+            let value = match o.get("value") {
+                Some(Json::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => return Err(bad(format!("method '{method}' has no `value`"))),
+            };
+            if method == "selector" {
+                return selector_by_name(ctx, &value, mode, stack);
+            }
+            let depth = |flag: &str, depth_key: &str| -> Option<Option<usize>> {
+                match (
+                    o.get(flag).and_then(Json::as_bool),
+                    o.get(depth_key).and_then(Json::as_u64),
+                ) {
+                    (_, Some(d)) => Some(Some(d as usize)),
+                    (Some(true), None) => Some(None),
+                    _ => None,
+                }
+            };
+            let raw = format!("{method}:{value}");
+            let atom = parse_atom(&raw)?;
+            let atom = Atom {
+                parents: depth("parents", "parents_depth"),
+                children: depth("children", "children_depth"),
+                childrens_parents: o
+                    .get("childrens_parents")
+                    .and_then(Json::as_bool)
+                    .unwrap_or(false),
+                ..atom
+            };
+            criterion(ctx, &atom, &raw, mode)
+        }
+        other => Err(bad(format!("unsupported selector definition: {other}"))),
+    }
+}
+
+fn exclusions(
+    ctx: &Ctx,
+    ex: &Json,
+    mode: Indirect,
+    stack: &mut Vec<String>,
+) -> Result<Picked, Diagnostic> {
+    match ex {
+        Json::Array(items) => {
+            let parts = items
+                .iter()
+                .map(|i| definition(ctx, i, mode, stack))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(combine(ctx, parts, mode, false))
+        }
+        other => definition(ctx, other, mode, stack),
     }
 }
 

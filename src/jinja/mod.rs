@@ -161,6 +161,8 @@ pub struct Jinja {
     shared: Arc<Shared>,
     /// Macro name → (template, unique_id) of project macros.
     macros: BTreeMap<String, (String, String)>,
+    /// Macro unique_id → its `{% macro %}...{% endmacro %}` text (dbt's `macro_sql`).
+    macro_sql: BTreeMap<String, String>,
 }
 
 /// Inputs to build the environment.
@@ -199,13 +201,15 @@ impl Jinja {
         );
         let mut diags = Vec::new();
         let mut macros = BTreeMap::new();
+        let mut macro_sql = BTreeMap::new();
         env.add_template(BUILTIN_MACROS, include_str!("builtin_macros.sql"))
             .expect("built-in macros compile");
-        for name in macro_names(include_str!("builtin_macros.sql")) {
+        for (name, sql) in macro_blocks(include_str!("builtin_macros.sql")) {
             macros.insert(
                 name.clone(),
                 (BUILTIN_MACROS.to_string(), format!("macro.dbt.{name}")),
             );
+            macro_sql.insert(format!("macro.dbt.{name}"), sql);
         }
         // Project macros come second: one of the same name replaces the built-in, as in dbt.
         for (path, source) in &inputs.macro_files {
@@ -214,8 +218,9 @@ impl Jinja {
                 diags.push(jinja_diagnostic(&e, path, source.clone()));
                 continue;
             }
-            for name in macro_names(&text) {
+            for (name, sql) in macro_blocks(&text) {
                 let unique_id = format!("macro.{}.{}", inputs.project_name, name);
+                macro_sql.insert(unique_id.clone(), sql);
                 macros.insert(name, (path.to_string(), unique_id));
             }
         }
@@ -234,6 +239,7 @@ impl Jinja {
                 env,
                 shared,
                 macros,
+                macro_sql,
             })
         } else {
             Err(diags)
@@ -251,6 +257,14 @@ impl Jinja {
     /// The unique id of the macro a call to `name` runs (a project macro wins over a built-in).
     pub fn macro_id(&self, name: &str) -> Option<&str> {
         self.macros.get(name).map(|(_, id)| id.as_str())
+    }
+
+    /// The text of a macro (for `state:modified.macros`).
+    pub fn macro_sql(&self, unique_id: &str) -> &str {
+        self.macro_sql
+            .get(unique_id)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     /// Unique ids of all project macros, by name.
@@ -536,25 +550,41 @@ fn rewrite_test_blocks(source: &str) -> String {
 }
 
 /// Names of the top-level `{% macro name(...) %}` blocks of a macro file.
+#[cfg(test)]
 fn macro_names(source: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = source;
-    while let Some(start) = rest.find("{%") {
-        let after = &rest[start + 2..];
+    macro_blocks(source)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// `(name, text)` of each top-level `{% macro name(...) %}...{% endmacro %}` block.
+fn macro_blocks(source: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(start) = source[pos..].find("{%").map(|i| pos + i) {
+        let after = &source[start + 2..];
         let inner = after.trim_start_matches(['-', '+']).trim_start();
-        if let Some(def) = inner.strip_prefix("macro ") {
-            let name: String = def
-                .trim_start()
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() {
-                names.push(name);
-            }
+        let Some(def) = inner.strip_prefix("macro ") else {
+            pos = start + 2;
+            continue;
+        };
+        let name: String = def
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // The block ends at the first `endmacro` tag after it (macros do not nest at top level).
+        let end = source[start..]
+            .find("endmacro")
+            .and_then(|e| source[start + e..].find("%}").map(|c| start + e + c + 2))
+            .unwrap_or(source.len());
+        if !name.is_empty() {
+            out.push((name, source[start..end].to_string()));
         }
-        rest = after;
+        pos = end;
     }
-    names
+    out
 }
 
 /// The environment shared by model rendering and YAML value rendering.

@@ -956,13 +956,28 @@ pub struct RelationIndex {
 }
 
 impl RelationIndex {
-    pub fn new(m: &Manifest) -> Self {
+    /// Relations of refable nodes; `deferred` (unique_id → relation from `--state`) replaces
+    /// the relation of nodes this run does not build.
+    pub fn new(m: &Manifest, deferred: &BTreeMap<String, Relation>) -> Self {
         Self {
             refs: m
                 .nodes
                 .values()
-                .filter(|n| n.resource_type != ResourceType::Test)
-                .map(|n| (n.name.clone(), n.relation.clone()))
+                .filter(|n| {
+                    matches!(
+                        n.resource_type,
+                        ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+                    )
+                })
+                .map(|n| {
+                    (
+                        n.name.clone(),
+                        deferred
+                            .get(&n.unique_id)
+                            .cloned()
+                            .unwrap_or_else(|| n.relation.clone()),
+                    )
+                })
                 .collect(),
             sources: m
                 .sources

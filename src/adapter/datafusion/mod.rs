@@ -200,6 +200,12 @@ impl Adapter for DataFusionAdapter {
         Ok(QueryResult { columns, rows })
     }
 
+    async fn relation_exists(&self, relation: &Relation) -> bool {
+        let dir = self.schema_dir(relation);
+        is_delta_table(&dir.join(&relation.identifier))
+            || view_file(&dir, &relation.identifier).is_file()
+    }
+
     async fn check(&self) -> Result<String, AdapterError> {
         let probe = self.root.join(".rsdbt-write-check");
         std::fs::write(&probe, b"ok").map_err(|e| {
