@@ -135,6 +135,22 @@ fn selected(
     state: Option<&crate::graph::state::State>,
     types: &[ResourceType],
 ) -> Result<Vec<String>, Diagnostics> {
+    let set = selection_set(l, sel, state)?;
+    let ids = set.into_iter().filter(|id| {
+        l.manifest
+            .nodes
+            .get(id)
+            .is_some_and(|n| types.contains(&n.resource_type))
+    });
+    Ok(l.dag.sort(ids))
+}
+
+/// Everything the selection picks (nodes and sources).
+fn selection_set(
+    l: &Loaded,
+    sel: &Selection,
+    state: Option<&crate::graph::state::State>,
+) -> Result<std::collections::BTreeSet<String>, Diagnostics> {
     let selectors = select::load_selectors(&l.project.root)?;
     let req = select::Request {
         select: &sel.select,
@@ -144,14 +160,7 @@ fn selected(
         state,
         selectors: &selectors,
     };
-    let set = select::eval(&l.manifest, &l.dag, &req)?;
-    let ids = set.into_iter().filter(|id| {
-        l.manifest
-            .nodes
-            .get(id)
-            .is_some_and(|n| types.contains(&n.resource_type))
-    });
-    Ok(l.dag.sort(ids))
+    Ok(select::eval(&l.manifest, &l.dag, &req)?)
 }
 
 fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagnostics> {
@@ -239,22 +248,18 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 ResourceType::UnitTest,
                 ResourceType::Analysis,
             ];
-            let mut ids = selected(&l, selection, state.as_ref(), &all)?;
-            // Sources are listed too when selected (they are not nodes that run).
-            let selectors = select::load_selectors(&l.project.root)?;
-            let req = select::Request {
-                select: &selection.select,
-                exclude: &selection.exclude,
-                selector: selection.selector.as_deref(),
-                indirect: selection.indirect_selection,
-                state: state.as_ref(),
-                selectors: &selectors,
-            };
-            let sources: Vec<String> = select::eval(&l.manifest, &l.dag, &req)?
+            // Sources are listed too when selected, though they are not nodes that run.
+            let set = selection_set(&l, selection, state.as_ref())?;
+            let ids: Vec<String> = set
                 .into_iter()
-                .filter(|id| l.manifest.sources.contains_key(id))
+                .filter(|id| {
+                    l.manifest.sources.contains_key(id)
+                        || l.manifest
+                            .nodes
+                            .get(id)
+                            .is_some_and(|n| all.contains(&n.resource_type))
+                })
                 .collect();
-            ids.extend(sources);
             for id in l.dag.sort(ids) {
                 if let Some(line) = ls_line(&l.manifest, &id, resource_type, *output, output_keys) {
                     printer.raw(&line);

@@ -223,13 +223,15 @@ impl State {
         now != before
     }
 
+    /// Like dbt: the configured `database` / `schema` / `alias` are compared, not the rendered
+    /// relation, so building with another target does not mark every node modified.
     fn relation_changed(&self, n: &Node, o: &OldNode) -> bool {
         if n.is_ephemeral() || n.test.is_some() || n.unit_test.is_some() {
             return false;
         }
-        n.relation.database != o.database
-            || n.relation.schema != o.schema
-            || n.relation.identifier != o.alias
+        ["database", "schema", "alias"]
+            .iter()
+            .any(|k| n.unrendered_config.get(*k) != o.unrendered_config.get(*k))
     }
 
     fn macros_changed(&self, m: &Manifest, n: &Node, o: &OldNode) -> bool {

@@ -7,4 +7,6 @@ mod errors;
 mod example;
 mod harness;
 mod projects;
+mod selection;
+mod state;
 mod unit_tests;

@@ -1,0 +1,496 @@
+//! Selector conformance: expressions against a project with nested folders, tags, configs,
+//! sources, seeds, ephemeral/incremental/disabled models, data and unit tests, compared with
+//! the sets dbt's documented semantics give (eager indirect selection unless stated).
+
+use std::collections::BTreeSet;
+
+use crate::harness::Project;
+
+const REL: &str = "relationships_fct_revenue_customer_id__customer_id__ref_dim_customers_";
+const SRC_TEST: &str = "source_unique_erp_orders_id";
+const UNIQUE_DIM: &str = "unique_dim_customers_customer_id";
+const NOT_NULL_DIM: &str = "not_null_dim_customers_customer_id";
+const SINGULAR: &str = "assert_revenue_positive";
+const UNIT: &str = "dim_customers_adds_country";
+const STAGING: [&str; 4] = [
+    "stg_orders",
+    "stg_payments",
+    "stg_customers",
+    "stg_countries",
+];
+const DIM_TESTS: [&str; 4] = [UNIQUE_DIM, NOT_NULL_DIM, UNIT, REL];
+const REV_TESTS: [&str; 2] = [REL, SINGULAR];
+
+fn set<'a>(groups: &[&[&'a str]]) -> BTreeSet<&'a str> {
+    groups.iter().flat_map(|g| g.iter().copied()).collect()
+}
+
+#[test]
+fn selector_conformance_table() {
+    let p = Project::fixture("sel_shop");
+    let all_nodes = set(&[
+        &STAGING,
+        &[
+            "raw_customers",
+            "countries",
+            "int_order_payments",
+            "fct_revenue",
+            "fct_refunds",
+            "dim_customers",
+            "erp.orders",
+            "erp.payments",
+        ],
+        &DIM_TESTS,
+        &[SINGULAR, SRC_TEST],
+    ]);
+    let upstream_of_revenue = [
+        "fct_revenue",
+        "int_order_payments",
+        "stg_orders",
+        "stg_payments",
+        "erp.orders",
+        "erp.payments",
+        "stg_customers",
+        "raw_customers",
+    ];
+    let cases: Vec<(Vec<&str>, BTreeSet<&str>)> = vec![
+        (vec!["-s", "stg_orders"], set(&[&["stg_orders"]])),
+        // fqn matches sources too: theirs is [project, yml folders..., source, table].
+        (
+            vec!["-s", "staging"],
+            set(&[&STAGING, &["erp.orders", "erp.payments", SRC_TEST]]),
+        ),
+        (
+            vec!["-s", "staging.erp"],
+            set(&[&[
+                "stg_orders",
+                "stg_payments",
+                "erp.orders",
+                "erp.payments",
+                SRC_TEST,
+            ]]),
+        ),
+        (
+            vec!["-s", "sel.staging.crm"],
+            set(&[&["stg_customers", "stg_countries"]]),
+        ),
+        (
+            vec!["-s", "marts"],
+            set(&[
+                &["fct_revenue", "fct_refunds", "dim_customers", SINGULAR],
+                &DIM_TESTS,
+            ]),
+        ),
+        (
+            vec!["-s", "marts.finance"],
+            set(&[&["fct_revenue", "fct_refunds"], &REV_TESTS]),
+        ),
+        (vec!["-s", "stg_*"], set(&[&STAGING])),
+        (vec!["-s", "*"], all_nodes.clone()),
+        (vec!["-s", "sel"], all_nodes.clone()),
+        (vec!["-s", "package:sel"], all_nodes.clone()),
+        (
+            vec!["-s", "fqn:sel.marts.core.dim_customers"],
+            set(&[&["dim_customers"], &DIM_TESTS]),
+        ),
+        (
+            vec!["-s", "+stg_orders"],
+            set(&[&["stg_orders", "erp.orders", SRC_TEST]]),
+        ),
+        (
+            vec!["-s", "stg_orders+"],
+            set(&[
+                &[
+                    "stg_orders",
+                    "int_order_payments",
+                    "fct_revenue",
+                    "fct_refunds",
+                    "dim_customers",
+                    SINGULAR,
+                ],
+                &DIM_TESTS,
+            ]),
+        ),
+        (
+            vec!["-s", "1+fct_revenue"],
+            set(&[
+                &["fct_revenue", "int_order_payments", "stg_customers"],
+                &REV_TESTS,
+            ]),
+        ),
+        (
+            vec!["-s", "fct_revenue+1"],
+            set(&[&["fct_revenue", "dim_customers", SINGULAR], &DIM_TESTS]),
+        ),
+        (
+            vec!["-s", "+int_order_payments"],
+            set(&[&[
+                "int_order_payments",
+                "stg_orders",
+                "stg_payments",
+                "erp.orders",
+                "erp.payments",
+                SRC_TEST,
+            ]]),
+        ),
+        (
+            vec!["-s", "2+fct_refunds"],
+            set(&[&[
+                "fct_refunds",
+                "int_order_payments",
+                "stg_orders",
+                "stg_payments",
+            ]]),
+        ),
+        (
+            vec!["-s", "3+fct_refunds"],
+            set(&[&[
+                "fct_refunds",
+                "int_order_payments",
+                "stg_orders",
+                "stg_payments",
+                "erp.orders",
+                "erp.payments",
+                SRC_TEST,
+            ]]),
+        ),
+        (
+            vec!["-s", "countries+"],
+            set(&[&["countries", "stg_countries", "dim_customers"], &DIM_TESTS]),
+        ),
+        (
+            vec!["-s", "@stg_customers"],
+            all_nodes
+                .iter()
+                .copied()
+                .filter(|n| *n != "fct_refunds")
+                .collect(),
+        ),
+        (
+            vec!["-s", "+fct_revenue,+dim_customers"],
+            set(&[&upstream_of_revenue, &[SRC_TEST, REL, SINGULAR]]),
+        ),
+        (vec!["-s", "tag:staging"], set(&[&STAGING])),
+        (
+            vec!["-s", "tag:erp"],
+            set(&[&["stg_orders", "stg_payments"]]),
+        ),
+        (
+            vec!["-s", "tag:nightly"],
+            set(&[&["fct_revenue"], &REV_TESTS]),
+        ),
+        (
+            vec!["-s", "tag:finance"],
+            set(&[&["fct_revenue", "fct_refunds"], &REV_TESTS]),
+        ),
+        (
+            vec!["-s", "tag:raw"],
+            set(&[&["erp.orders", "erp.payments", SRC_TEST]]),
+        ),
+        (
+            vec!["-s", "tag:staging,tag:erp"],
+            set(&[&["stg_orders", "stg_payments"]]),
+        ),
+        (
+            vec!["-s", "tag:staging tag:finance"],
+            set(&[&STAGING, &["fct_revenue", "fct_refunds"], &REV_TESTS]),
+        ),
+        (
+            vec!["-s", "tag:staging", "-s", "tag:finance"],
+            set(&[&STAGING, &["fct_revenue", "fct_refunds"], &REV_TESTS]),
+        ),
+        (
+            vec!["-s", "tag:fin*"],
+            set(&[&["fct_revenue", "fct_refunds"], &REV_TESTS]),
+        ),
+        (
+            vec!["-s", "config.materialized:table"],
+            set(&[&["fct_revenue", "dim_customers", SINGULAR], &DIM_TESTS]),
+        ),
+        (
+            vec!["-s", "config.materialized:incremental"],
+            set(&[&["fct_refunds"]]),
+        ),
+        (
+            vec!["-s", "config.materialized:ephemeral"],
+            set(&[&["int_order_payments"]]),
+        ),
+        (vec!["-s", "config.materialized:view"], set(&[&STAGING])),
+        (
+            vec!["-s", "config.meta.owner:finance"],
+            set(&[&["fct_revenue"], &REV_TESTS]),
+        ),
+        (
+            vec!["-s", "config.tags:nightly"],
+            set(&[&["fct_revenue"], &REV_TESTS]),
+        ),
+        (
+            vec!["-s", "resource_type:seed"],
+            set(&[&["raw_customers", "countries"]]),
+        ),
+        (
+            vec!["-s", "resource_type:source"],
+            set(&[&["erp.orders", "erp.payments", SRC_TEST]]),
+        ),
+        (
+            vec!["-s", "resource_type:test"],
+            set(&[&[SRC_TEST, UNIQUE_DIM, NOT_NULL_DIM, REL, SINGULAR]]),
+        ),
+        (vec!["-s", "resource_type:unit_test"], set(&[&[UNIT]])),
+        (
+            vec!["-s", "resource_type:model"],
+            set(&[
+                &STAGING,
+                &[
+                    "int_order_payments",
+                    "fct_revenue",
+                    "fct_refunds",
+                    "dim_customers",
+                    SINGULAR,
+                ],
+                &DIM_TESTS,
+            ]),
+        ),
+        (
+            vec!["-s", "source:erp"],
+            set(&[&["erp.orders", "erp.payments", SRC_TEST]]),
+        ),
+        (
+            vec!["-s", "source:erp.orders"],
+            set(&[&["erp.orders", SRC_TEST]]),
+        ),
+        (
+            vec!["-s", "source:sel.erp.payments"],
+            set(&[&["erp.payments"]]),
+        ),
+        (
+            vec!["-s", "source:erp.orders+"],
+            set(&[
+                &[
+                    "erp.orders",
+                    SRC_TEST,
+                    "stg_orders",
+                    "int_order_payments",
+                    "fct_revenue",
+                    "fct_refunds",
+                    "dim_customers",
+                    SINGULAR,
+                ],
+                &DIM_TESTS,
+            ]),
+        ),
+        (
+            vec!["-s", "path:models/staging/erp"],
+            set(&[&["stg_orders", "stg_payments"]]),
+        ),
+        (
+            vec!["-s", "path:models/marts/finance/fct_revenue.sql"],
+            set(&[&["fct_revenue"], &REV_TESTS]),
+        ),
+        (
+            vec!["-s", "path:models/staging/*/stg_c*"],
+            set(&[&["stg_customers", "stg_countries"]]),
+        ),
+        (
+            vec!["-s", "path:seeds"],
+            set(&[&["raw_customers", "countries"]]),
+        ),
+        (vec!["-s", "path:seeds/lookups"], set(&[&["countries"]])),
+        (vec!["-s", "file:fct_refunds.sql"], set(&[&["fct_refunds"]])),
+        (vec!["-s", "file:stg_orders"], set(&[&["stg_orders"]])),
+        (
+            vec!["-s", "test_type:generic"],
+            set(&[&[SRC_TEST, UNIQUE_DIM, NOT_NULL_DIM, REL]]),
+        ),
+        (vec!["-s", "test_type:singular"], set(&[&[SINGULAR]])),
+        (vec!["-s", "test_type:unit"], set(&[&[UNIT]])),
+        (
+            vec!["-s", "test_type:data"],
+            set(&[&[SRC_TEST, UNIQUE_DIM, NOT_NULL_DIM, REL, SINGULAR]]),
+        ),
+        (
+            vec!["-s", "test_name:unique"],
+            set(&[&[SRC_TEST, UNIQUE_DIM]]),
+        ),
+        (vec!["-s", "test_name:not_null"], set(&[&[NOT_NULL_DIM]])),
+        (
+            vec!["-s", "dim_customers,test_type:generic"],
+            set(&[&[UNIQUE_DIM, NOT_NULL_DIM, REL]]),
+        ),
+        (
+            vec!["-s", "fct_revenue,test_type:singular"],
+            set(&[&[SINGULAR]]),
+        ),
+        (
+            vec!["-s", "+dim_customers,resource_type:seed"],
+            set(&[&["raw_customers", "countries"]]),
+        ),
+        (
+            vec!["-s", "marts", "--exclude", "fct_refunds"],
+            set(&[&["fct_revenue", "dim_customers", SINGULAR], &DIM_TESTS]),
+        ),
+        (
+            vec!["-s", "marts", "--exclude", "dim_customers"],
+            set(&[&["fct_revenue", "fct_refunds", SINGULAR]]),
+        ),
+        (
+            vec!["-s", "stg_orders+", "--exclude", "tag:nightly"],
+            set(&[&[
+                "stg_orders",
+                "int_order_payments",
+                "fct_refunds",
+                "dim_customers",
+                UNIQUE_DIM,
+                NOT_NULL_DIM,
+                UNIT,
+            ]]),
+        ),
+        // A seed's fqn has no "seeds" part: `seeds` matches nothing (and warns).
+        (
+            vec!["--exclude", "staging", "marts", "seeds"],
+            set(&[&["raw_customers", "countries", "int_order_payments"]]),
+        ),
+        (
+            vec!["-s", "fct_revenue", "--indirect-selection", "cautious"],
+            set(&[&["fct_revenue", SINGULAR]]),
+        ),
+        (
+            vec![
+                "-s",
+                "fct_revenue dim_customers",
+                "--indirect-selection",
+                "cautious",
+            ],
+            set(&[&["fct_revenue", "dim_customers", SINGULAR], &DIM_TESTS]),
+        ),
+        (
+            vec!["-s", "dim_customers", "--indirect-selection", "buildable"],
+            set(&[&["dim_customers"], &DIM_TESTS]),
+        ),
+        (
+            vec!["-s", "dim_customers", "--indirect-selection", "empty"],
+            set(&[&["dim_customers"]]),
+        ),
+        (
+            vec![
+                "-s",
+                "fct_revenue,tag:nightly",
+                "--indirect-selection",
+                "cautious",
+            ],
+            set(&[&["fct_revenue", SINGULAR]]),
+        ),
+        (vec!["-s", "dim_customers_legacy"], set(&[])),
+        (vec!["-s", "exposure:*"], set(&[])),
+        (
+            vec!["--selector", "finance_nightly"],
+            set(&[&upstream_of_revenue, &[REL, SINGULAR, SRC_TEST]]),
+        ),
+        (
+            vec!["--selector", "core_and_parents_1"],
+            set(&[
+                &[
+                    "dim_customers",
+                    "stg_customers",
+                    "stg_countries",
+                    "fct_revenue",
+                ],
+                &DIM_TESTS,
+                &[SINGULAR],
+            ]),
+        ),
+        (
+            vec!["--selector", "via_other"],
+            set(&[
+                &[
+                    "dim_customers",
+                    "stg_customers",
+                    "stg_countries",
+                    "fct_revenue",
+                ],
+                &DIM_TESTS,
+                &[SINGULAR],
+            ]),
+        ),
+        (vec![], set(&[&STAGING])),
+    ];
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for (args, expected) in &cases {
+        let mut a = vec!["ls", "--output", "name"];
+        a.extend(args.iter().copied());
+        let out = p.rsdbt(&a);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        let got: BTreeSet<&str> = out.stdout.lines().collect();
+        if &got != expected {
+            let missing: Vec<_> = expected.difference(&got).collect();
+            let extra: Vec<_> = got.difference(expected).collect();
+            failures.push(format!("{args:?}: missing {missing:?}, extra {extra:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} selector cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn selector_errors_are_clear() {
+    let p = Project::fixture("sel_shop");
+    let err = p.rsdbt(&["ls", "-s", "tags:nightly"]).expect(2).stderr;
+    assert!(
+        err.contains("unknown selector method 'tags'") && err.contains("did you mean 'tag'?"),
+        "{err}"
+    );
+    let err = p
+        .rsdbt(&["ls", "-s", "stg_orders fct_(revenue"])
+        .expect(2)
+        .stderr;
+    assert!(err.contains("unexpected character '('"), "{err}");
+    // The caret points into the whole --select value.
+    assert!(
+        err.contains("--> --select:1:16") && err.contains("1 │ stg_orders fct_(revenue"),
+        "{err}"
+    );
+    let err = p.rsdbt(&["ls", "-s", "state:modified"]).expect(2).stderr;
+    assert!(err.contains("no --state was given"), "{err}");
+    let err = p.rsdbt(&["ls", "--selector", "finance"]).expect(2).stderr;
+    assert!(
+        err.contains("no selector named 'finance'")
+            && err.contains("did you mean 'finance_nightly'?"),
+        "{err}"
+    );
+    let out = p.rsdbt(&["ls", "-s", "stg_orderz"]).expect(0);
+    assert!(out.stdout.is_empty());
+    assert!(
+        out.stderr
+            .contains("The selection criterion 'stg_orderz' does not match any enabled nodes"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn ls_output_keys() {
+    let p = Project::fixture("sel_shop");
+    let out = p
+        .rsdbt(&[
+            "ls",
+            "-s",
+            "fct_refunds",
+            "--output",
+            "json",
+            "--output-keys",
+            "name",
+            "resource_type",
+        ])
+        .expect(0)
+        .stdout;
+    assert_eq!(
+        out.trim(),
+        r#"{"name":"fct_refunds","resource_type":"model"}"#
+    );
+}
