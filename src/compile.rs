@@ -48,13 +48,22 @@ impl<'m> Compiler<'m> {
     }
 
     pub fn compile(&self, unique_id: &str) -> Result<Arc<Compiled>, Diagnostic> {
+        self.compile_with(unique_id, false)
+    }
+
+    /// Compiles with `is_incremental()` answering `incremental`.
+    pub fn compile_with(
+        &self,
+        unique_id: &str,
+        incremental: bool,
+    ) -> Result<Arc<Compiled>, Diagnostic> {
         if let Some(c) = self.cache.lock().unwrap().get(unique_id) {
             return Ok(c.clone());
         }
         let node = &self.manifest.nodes[unique_id];
         let phase = Phase::Compile {
             resolver: self.resolver.clone(),
-            incremental: false,
+            incremental,
         };
         let generic = node.test.as_ref().and_then(|t| t.generic.as_ref());
         let (body, capture) = match generic {

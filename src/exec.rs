@@ -102,6 +102,9 @@ pub struct RunEnv<'a> {
     pub printer: &'a Printer,
     /// `--defer`: unique_id → the `--state` relation used for nodes this run does not build.
     pub deferred: &'a BTreeMap<String, crate::jinja::Relation>,
+    /// `--full-refresh`: incremental models are rebuilt from scratch (unless their
+    /// `full_refresh` config says otherwise).
+    pub full_refresh: bool,
 }
 
 /// Runs `ids` (already filtered to executable nodes) in topological order.
@@ -114,6 +117,7 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
         project_root,
         printer,
         deferred,
+        full_refresh,
     } = *env;
     let started = Instant::now();
     let compiler = Compiler::with_deferred(manifest, deferred);
@@ -156,8 +160,16 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
             let index = next_index;
             let compiler = &compiler;
             running.push(async move {
-                let res =
-                    run_node(adapter, compiler, node, thread_id, target_dir, project_root).await;
+                let res = run_node(
+                    adapter,
+                    compiler,
+                    node,
+                    thread_id,
+                    target_dir,
+                    project_root,
+                    full_refresh,
+                )
+                .await;
                 (index, res)
             });
         }
@@ -326,6 +338,7 @@ async fn run_node<A: Adapter>(
     thread_id: String,
     target_dir: &std::path::Path,
     project_root: &std::path::Path,
+    full_refresh: bool,
 ) -> NodeResult {
     let t0 = Instant::now();
     let compile_start = chrono::Utc::now();
@@ -385,7 +398,16 @@ async fn run_node<A: Adapter>(
             seed: seed_spec(node, project_root),
         }],
         _ => {
-            let compiled = match compiler.compile(&node.unique_id) {
+            // An incremental model runs incrementally when its table exists and no full
+            // refresh applies (its `full_refresh` config wins over the flag, as in dbt).
+            let incremental = node.materialized() == "incremental"
+                && adapter.relation_type(&node.relation).await == Some("table")
+                && !node
+                    .config
+                    .get("full_refresh")
+                    .and_then(Json::as_bool)
+                    .unwrap_or(full_refresh);
+            let compiled = match compiler.compile_with(&node.unique_id, incremental) {
                 Ok(c) => c,
                 Err(d) => {
                     return finish(
@@ -456,6 +478,8 @@ async fn run_node<A: Adapter>(
                 sql: compiled.sql.clone(),
                 pre_hooks,
                 post_hooks,
+                incremental,
+                config: &node.config,
             }) {
                 Ok(ops) => ops,
                 Err(msg) => {

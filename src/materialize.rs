@@ -12,8 +12,54 @@ pub enum Operation {
     CreateView { relation: Relation, sql: String },
     /// Load a CSV file into a table; atomic.
     LoadSeed { relation: Relation, seed: SeedSpec },
+    /// Apply the rows of an incremental model's SQL to its existing table; one commit.
+    Incremental(Box<IncrementalSpec>),
     /// Run a statement (hooks).
     RunSql { sql: String },
+}
+
+/// dbt's incremental strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Append,
+    Merge,
+    DeleteInsert,
+    InsertOverwrite,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Append => "append",
+            Strategy::Merge => "merge",
+            Strategy::DeleteInsert => "delete+insert",
+            Strategy::InsertOverwrite => "insert_overwrite",
+        }
+    }
+}
+
+/// What to do when the new rows' columns differ from the table's (dbt's `on_schema_change`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaChange {
+    Ignore,
+    Fail,
+    AppendNewColumns,
+    SyncAllColumns,
+}
+
+/// An incremental run of a model whose table exists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncrementalSpec {
+    pub relation: Relation,
+    pub sql: String,
+    pub strategy: Strategy,
+    pub unique_key: Vec<String>,
+    /// Extra conditions on the existing rows (`DBT_INTERNAL_DEST.col > ...`).
+    pub predicates: Vec<String>,
+    pub merge_update_columns: Option<Vec<String>>,
+    pub merge_exclude_columns: Vec<String>,
+    pub on_schema_change: SchemaChange,
+    pub partition_by: Vec<String>,
 }
 
 /// How to read a seed file.
@@ -36,6 +82,84 @@ pub struct Request<'a> {
     pub sql: String,
     pub pre_hooks: Vec<String>,
     pub post_hooks: Vec<String>,
+    /// For incremental models: the table exists and no full refresh applies.
+    pub incremental: bool,
+    pub config: &'a crate::config::Config,
+}
+
+fn list(cfg: &crate::config::Config, key: &str) -> Vec<String> {
+    match cfg.get(key) {
+        Some(serde_json::Value::String(s)) => s
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        // Spark-style `partition_by: {field: x}`
+        Some(serde_json::Value::Object(o)) => o
+            .get("field")
+            .and_then(|f| f.as_str())
+            .map(|f| vec![f.to_string()])
+            .unwrap_or_default(),
+        _ => vec![],
+    }
+}
+
+/// The incremental run's spec, or a message naming what is wrong with the config.
+fn incremental_spec(req: &Request) -> Result<IncrementalSpec, String> {
+    let cfg = req.config;
+    let unique_key = list(cfg, "unique_key");
+    let strategy = match cfg.get("incremental_strategy").and_then(|v| v.as_str()) {
+        // The embedded default, as dbt-databricks: merge with a key, else append.
+        None if unique_key.is_empty() => Strategy::Append,
+        None => Strategy::Merge,
+        Some("append") => Strategy::Append,
+        Some("merge") => Strategy::Merge,
+        Some("delete+insert") => Strategy::DeleteInsert,
+        Some("insert_overwrite") => Strategy::InsertOverwrite,
+        Some(other) => {
+            return Err(format!(
+                "unknown incremental_strategy '{other}' (supported: append, merge, delete+insert, insert_overwrite)"
+            ));
+        }
+    };
+    if strategy == Strategy::DeleteInsert && unique_key.is_empty() {
+        return Err("incremental_strategy 'delete+insert' needs a unique_key".into());
+    }
+    let on_schema_change = match cfg
+        .get("on_schema_change")
+        .and_then(|v| v.as_str())
+        .unwrap_or("ignore")
+    {
+        "ignore" => SchemaChange::Ignore,
+        "fail" => SchemaChange::Fail,
+        "append_new_columns" => SchemaChange::AppendNewColumns,
+        "sync_all_columns" => SchemaChange::SyncAllColumns,
+        other => {
+            return Err(format!(
+                "unknown on_schema_change '{other}' (supported: ignore, fail, append_new_columns, sync_all_columns)"
+            ));
+        }
+    };
+    let update = list(cfg, "merge_update_columns");
+    Ok(IncrementalSpec {
+        relation: req.relation.clone(),
+        sql: req.sql.clone(),
+        strategy,
+        unique_key,
+        predicates: list(cfg, "incremental_predicates"),
+        merge_update_columns: if update.is_empty() {
+            None
+        } else {
+            Some(update)
+        },
+        merge_exclude_columns: list(cfg, "merge_exclude_columns"),
+        on_schema_change,
+        partition_by: list(cfg, "partition_by"),
+    })
 }
 
 /// The operations that build the node, or a message for a materialization that cannot run.
@@ -45,12 +169,17 @@ pub fn plan(req: Request<'_>) -> Result<Vec<Operation>, String> {
             relation: req.relation,
             sql: req.sql,
         },
-        // Until incremental strategies land, an incremental model is rebuilt in full: its SQL is
-        // compiled with is_incremental() = false, so the rows are what a full refresh gives.
-        "incremental" => Operation::CreateTableAs {
-            relation: req.relation,
-            sql: req.sql,
-        },
+        "incremental" if req.incremental => {
+            Operation::Incremental(Box::new(incremental_spec(&req)?))
+        }
+        // First run or full refresh: build the table from scratch (validating the config now).
+        "incremental" => {
+            incremental_spec(&req)?;
+            Operation::CreateTableAs {
+                relation: req.relation,
+                sql: req.sql,
+            }
+        }
         "view" => Operation::CreateView {
             relation: req.relation,
             sql: req.sql,
@@ -80,18 +209,22 @@ pub fn plan(req: Request<'_>) -> Result<Vec<Operation>, String> {
 mod tests {
     use super::*;
 
-    fn req(m: &str) -> Request<'_> {
+    fn req<'a>(m: &'a str, config: &'a crate::config::Config) -> Request<'a> {
         Request {
             materialized: m,
             relation: Relation::new("db", "main", "orders"),
             sql: "select 1 as id".into(),
             pre_hooks: vec!["select 'pre'".into()],
             post_hooks: vec![],
+            incremental: false,
+            config,
         }
     }
 
     #[test]
     fn table_view_ephemeral_operations() {
+        let cfg = crate::config::Config::new();
+        let req = |m| req(m, &cfg);
         let ops = plan(req("table")).unwrap();
         assert_eq!(ops.len(), 2);
         assert!(matches!(&ops[0], Operation::RunSql { sql } if sql == "select 'pre'"));
@@ -105,5 +238,46 @@ mod tests {
         assert!(plan(req("ephemeral")).unwrap().is_empty());
         let err = plan(req("materialized_view")).unwrap_err();
         assert!(err.contains("unknown materialization 'materialized_view'"));
+    }
+
+    #[test]
+    fn incremental_strategies_from_config() {
+        let cfg = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let run = |c: &crate::config::Config, incremental: bool| {
+            plan(Request {
+                incremental,
+                ..req("incremental", c)
+            })
+        };
+        let keyed = cfg(
+            serde_json::json!({"unique_key": ["id", "day"], "incremental_predicates": ["DBT_INTERNAL_DEST.day > '2024-01-01'"]}),
+        );
+        // First run: a plain table build.
+        assert!(matches!(
+            run(&keyed, false).unwrap()[1],
+            Operation::CreateTableAs { .. }
+        ));
+        let Operation::Incremental(spec) = &run(&keyed, true).unwrap()[1] else {
+            panic!("not incremental")
+        };
+        assert_eq!(spec.strategy, Strategy::Merge);
+        assert_eq!(spec.unique_key, vec!["id", "day"]);
+        assert_eq!(spec.predicates.len(), 1);
+        let plain = cfg(serde_json::json!({}));
+        let Operation::Incremental(spec) = &run(&plain, true).unwrap()[1] else {
+            panic!("not incremental")
+        };
+        assert_eq!(spec.strategy, Strategy::Append);
+        let bad = cfg(serde_json::json!({"incremental_strategy": "delete+insert"}));
+        assert_eq!(
+            run(&bad, true).unwrap_err(),
+            "incremental_strategy 'delete+insert' needs a unique_key"
+        );
+        let bad = cfg(serde_json::json!({"incremental_strategy": "upsert", "unique_key": "id"}));
+        assert!(
+            run(&bad, false)
+                .unwrap_err()
+                .contains("unknown incremental_strategy 'upsert'")
+        );
     }
 }

@@ -40,11 +40,12 @@ pub trait Adapter: Send + Sync + 'static {
         sql: &str,
         limit: Option<usize>,
     ) -> impl Future<Output = Result<QueryResult, AdapterError>> + Send;
-    /// Whether the relation exists in the warehouse (for `--defer`).
-    fn relation_exists(
+    /// What the relation is in the warehouse: `Some("table")`, `Some("view")`, or `None` when it
+    /// does not exist (for `--defer` and incremental models).
+    fn relation_type(
         &self,
         relation: &crate::jinja::Relation,
-    ) -> impl Future<Output = bool> + Send;
+    ) -> impl Future<Output = Option<&'static str>> + Send;
     /// Checks that the warehouse is reachable and usable (for `debug`).
     fn check(&self) -> impl Future<Output = Result<String, AdapterError>> + Send;
 }

@@ -267,21 +267,29 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             }
             Ok(0)
         }
-        Command::Seed { selection, .. } => execute(
+        Command::Seed {
+            selection,
+            full_refresh,
+        } => execute(
             &cli,
             printer,
             &invocation,
             selection,
             &[ResourceType::Seed],
             "seed",
+            *full_refresh,
         ),
-        Command::Run { selection, .. } => execute(
+        Command::Run {
+            selection,
+            full_refresh,
+        } => execute(
             &cli,
             printer,
             &invocation,
             selection,
             &[ResourceType::Model],
             "run",
+            *full_refresh,
         ),
         Command::Test { selection } => execute(
             &cli,
@@ -290,8 +298,12 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             selection,
             &[ResourceType::Test, ResourceType::UnitTest],
             "test",
+            false,
         ),
-        Command::Build { selection, .. } => execute(
+        Command::Build {
+            selection,
+            full_refresh,
+        } => execute(
             &cli,
             printer,
             &invocation,
@@ -303,6 +315,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 ResourceType::UnitTest,
             ],
             "build",
+            *full_refresh,
         ),
         Command::Show {
             selection,
@@ -448,6 +461,7 @@ fn execute(
     selection: &Selection,
     types: &[ResourceType],
     what: &str,
+    full_refresh: bool,
 ) -> Result<i32, Diagnostics> {
     let l = load(&cli.global, invocation)?;
     let state = load_state(selection)?;
@@ -460,10 +474,23 @@ fn execute(
         printer,
         &l,
         &ids,
-        selection,
-        state.as_ref(),
-        what,
+        &RunOptions {
+            selection,
+            state: state.as_ref(),
+            what,
+            full_refresh,
+        },
     )
+}
+
+/// How a run was asked for: recorded in run_results.json so `retry` can repeat it.
+#[derive(Clone, Copy)]
+struct RunOptions<'a> {
+    selection: &'a Selection,
+    state: Option<&'a crate::graph::state::State>,
+    /// The command: `run`, `build`, `test`, `seed`.
+    what: &'a str,
+    full_refresh: bool,
 }
 
 /// Runs `ids` and writes the artifacts; `what` and the flags go into run_results.json (for
@@ -474,10 +501,14 @@ fn run_nodes(
     printer: &Printer,
     l: &Loaded,
     ids: &[String],
-    selection: &Selection,
-    state: Option<&crate::graph::state::State>,
-    what: &str,
+    run: &RunOptions,
 ) -> Result<i32, Diagnostics> {
+    let RunOptions {
+        selection,
+        state,
+        what,
+        full_refresh,
+    } = *run;
     use crate::adapter::Adapter;
     write_manifest(l, &BTreeMap::new())?;
     let adapter = open_adapter(&l.project)?;
@@ -502,7 +533,8 @@ fn run_nodes(
             .filter(|n| !building.contains(&n.unique_id) && !n.is_ephemeral())
         {
             if let Some(rel) = state.relation(&n.unique_id)
-                && (selection.favor_state || !rt.block_on(adapter.relation_exists(&n.relation)))
+                && (selection.favor_state
+                    || rt.block_on(adapter.relation_type(&n.relation)).is_none())
             {
                 deferred.insert(n.unique_id.clone(), rel);
             }
@@ -522,6 +554,7 @@ fn run_nodes(
         project_root: &l.project.root,
         printer,
         deferred: &deferred,
+        full_refresh,
     };
     let results = rt.block_on(crate::exec::run(&adapter, &env, ids));
     let mut compiled = BTreeMap::new();
@@ -535,7 +568,7 @@ fn run_nodes(
         "which": what, "select": selection.select, "exclude": selection.exclude,
         "selector": selection.selector, "indirect_selection": format!("{:?}", selection.indirect_selection).to_lowercase(),
         "state": selection.state, "defer": selection.defer, "favor_state": selection.favor_state,
-        "vars": global.vars, "target": global.target, "threads": threads,
+        "vars": global.vars, "target": global.target, "threads": threads, "full_refresh": full_refresh,
     });
     let rr = crate::artifacts::run_results_json(&l.manifest, &results, args);
     crate::artifacts::write_json(&target_dir, "run_results.json", &rr)
@@ -631,15 +664,17 @@ fn retry(cli: &Cli, printer: &Printer, invocation: &Invocation) -> Result<i32, D
         return Ok(0);
     }
     let state = load_state(&selection)?;
-    run_nodes(
-        &global,
-        printer,
-        &l,
-        &ids,
-        &selection,
-        state.as_ref(),
-        &which,
-    )
+    let full_refresh = args
+        .get("full_refresh")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let run = RunOptions {
+        selection: &selection,
+        state: state.as_ref(),
+        what: &which,
+        full_refresh,
+    };
+    run_nodes(&global, printer, &l, &ids, &run)
 }
 
 #[cfg(not(feature = "datafusion"))]
@@ -650,6 +685,7 @@ fn execute(
     _: &Selection,
     _: &[ResourceType],
     _: &str,
+    _: bool,
 ) -> Result<i32, Diagnostics> {
     Err(no_engine())
 }

@@ -6,6 +6,7 @@ mod data_tests;
 mod errors;
 mod example;
 mod harness;
+mod incremental;
 mod projects;
 mod selection;
 mod state;

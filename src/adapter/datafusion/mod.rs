@@ -1,5 +1,6 @@
 //! The embedded engine: DataFusion over a warehouse folder of Delta tables and persisted views.
 
+mod incremental;
 mod seed;
 mod warehouse;
 
@@ -152,6 +153,7 @@ impl Adapter for DataFusionAdapter {
                     rows_affected: Some(rows),
                 })
             }
+            Operation::Incremental(spec) => incremental::apply(self, spec).await,
             Operation::RunSql { sql } => {
                 let df = self.ctx.sql(sql).await.map_err(err)?;
                 df.collect().await.map_err(err)?;
@@ -200,10 +202,15 @@ impl Adapter for DataFusionAdapter {
         Ok(QueryResult { columns, rows })
     }
 
-    async fn relation_exists(&self, relation: &Relation) -> bool {
+    async fn relation_type(&self, relation: &Relation) -> Option<&'static str> {
         let dir = self.schema_dir(relation);
-        is_delta_table(&dir.join(&relation.identifier))
-            || view_file(&dir, &relation.identifier).is_file()
+        if is_delta_table(&dir.join(&relation.identifier)) {
+            Some("table")
+        } else if view_file(&dir, &relation.identifier).is_file() {
+            Some("view")
+        } else {
+            None
+        }
     }
 
     async fn check(&self) -> Result<String, AdapterError> {

@@ -1,0 +1,341 @@
+//! Incremental runs on Delta, one commit each: `append`, `merge` (deltalake's MERGE),
+//! `delete+insert` and `insert_overwrite` (a write with `replace_where`, so the old rows go and
+//! the new ones arrive in the same version). An increment with no rows writes nothing, so an
+//! idle run adds no version and no data file.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::Column;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::lit;
+use datafusion::scalar::ScalarValue;
+use deltalake::DeltaTable;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+
+use super::{DataFusionAdapter, err};
+use crate::adapter::{AdapterError, Applied};
+use crate::jinja::quote;
+use crate::materialize::{IncrementalSpec, SchemaChange, Strategy};
+
+const SOURCE: &str = "dbt_internal_source";
+const DEST: &str = "dbt_internal_dest";
+
+pub(super) async fn apply(
+    a: &DataFusionAdapter,
+    spec: &IncrementalSpec,
+) -> Result<Applied, AdapterError> {
+    let ctx = &a.ctx;
+    // The increment is collected: it is small by design, and its row count decides whether
+    // anything is written at all.
+    let df = ctx.sql(&spec.sql).await.map_err(err)?;
+    let source_schema: Schema = df.schema().as_arrow().clone();
+    let batches = df.collect().await.map_err(err)?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let target_schema: Schema = ctx
+        .sql(&format!("select * from {} limit 0", spec.relation.render()))
+        .await
+        .map_err(err)?
+        .schema()
+        .as_arrow()
+        .clone();
+
+    let added: Vec<String> = source_schema
+        .fields()
+        .iter()
+        .filter(|f| target_schema.field_with_name(f.name()).is_err())
+        .map(|f| f.name().clone())
+        .collect();
+    let removed: Vec<String> = target_schema
+        .fields()
+        .iter()
+        .filter(|f| source_schema.field_with_name(f.name()).is_err())
+        .map(|f| f.name().clone())
+        .collect();
+    let schema_changed = !added.is_empty() || !removed.is_empty();
+    if schema_changed && spec.on_schema_change == SchemaChange::Fail {
+        return Err(AdapterError(format!(
+            "The source and target schemas on this incremental model are out of sync: new columns {added:?}, missing columns {removed:?}. \
+             Set on_schema_change (append_new_columns, sync_all_columns) or run with --full-refresh"
+        )));
+    }
+    if rows == 0 {
+        return Ok(Applied {
+            code: spec.strategy.as_str().to_uppercase(),
+            rows_affected: Some(0),
+        });
+    }
+    let table_dir = a.schema_dir(&spec.relation).join(&spec.relation.identifier);
+    let url = deltalake::ensure_table_uri(table_dir.to_string_lossy()).map_err(err)?;
+    if schema_changed && spec.on_schema_change == SchemaChange::SyncAllColumns {
+        // The table takes the new column set first (removed columns dropped, new ones NULL).
+        let current = ctx
+            .sql(&format!("select * from {}", spec.relation.render()))
+            .await
+            .map_err(err)?;
+        let aligned = align(
+            current.collect().await.map_err(err)?,
+            &target_schema,
+            &source_schema,
+            ctx,
+        )
+        .await?;
+        DeltaTable::try_from_url(url.clone())
+            .await
+            .map_err(err)?
+            .write(aligned)
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(SchemaMode::Overwrite)
+            .await
+            .map_err(err)?;
+    }
+    // The new rows in the table's column layout: with `ignore`, new columns are dropped and
+    // missing ones NULL; with `append_new_columns`, new columns are kept and added.
+    let layout = match spec.on_schema_change {
+        SchemaChange::AppendNewColumns => {
+            let mut fields: Vec<_> = target_schema.fields().iter().cloned().collect();
+            fields.extend(
+                source_schema
+                    .fields()
+                    .iter()
+                    .filter(|f| added.contains(f.name()))
+                    .cloned(),
+            );
+            Schema::new(fields)
+        }
+        SchemaChange::SyncAllColumns => source_schema.clone(),
+        _ => target_schema.clone(),
+    };
+    let batches = if schema_changed {
+        align(batches, &source_schema, &layout, ctx).await?
+    } else {
+        batches
+    };
+    let merge_schema = spec.on_schema_change == SchemaChange::AppendNewColumns && !added.is_empty();
+    let table = DeltaTable::try_from_url(url).await.map_err(err)?;
+    let state = Arc::new(ctx.state());
+    let columns: Vec<String> = layout.fields().iter().map(|f| f.name().clone()).collect();
+
+    let strategy = if spec.strategy == Strategy::Merge && spec.unique_key.is_empty() {
+        Strategy::Append
+    } else {
+        spec.strategy
+    };
+    let schema_mode = if merge_schema {
+        Some(SchemaMode::Merge)
+    } else {
+        None
+    };
+    match strategy {
+        Strategy::Append => {
+            let mut w = table
+                .write(batches)
+                .with_save_mode(SaveMode::Append)
+                .with_session_state(state);
+            if let Some(m) = schema_mode {
+                w = w.with_schema_mode(m);
+            }
+            w.await.map_err(err)?;
+            Ok(Applied {
+                code: "INSERT".into(),
+                rows_affected: Some(rows as u64),
+            })
+        }
+        Strategy::Merge => {
+            let mut on: Vec<String> = spec
+                .unique_key
+                .iter()
+                .map(|k| format!("{DEST}.{q} = {SOURCE}.{q}", q = quote(k)))
+                .collect();
+            on.extend(spec.predicates.iter().map(|p| format!("({p})")));
+            let update: Vec<String> = match &spec.merge_update_columns {
+                Some(cols) => cols.clone(),
+                None => columns
+                    .iter()
+                    .filter(|c| !spec.merge_exclude_columns.contains(c))
+                    .cloned()
+                    .collect(),
+            };
+            let source = ctx.read_batches(batches).map_err(err)?;
+            let (_, metrics) = table
+                .merge(source, on.join(" and "))
+                .with_source_alias(SOURCE)
+                .with_target_alias(DEST)
+                .with_merge_schema(merge_schema)
+                .with_session_state(state)
+                .when_matched_update(|u| {
+                    update.iter().fold(u, |u, c| {
+                        u.update(c.as_str(), format!("{SOURCE}.{}", quote(c)))
+                    })
+                })
+                .map_err(err)?
+                .when_not_matched_insert(|i| {
+                    columns.iter().fold(i, |i, c| {
+                        i.set(c.as_str(), format!("{SOURCE}.{}", quote(c)))
+                    })
+                })
+                .map_err(err)?
+                .await
+                .map_err(err)?;
+            let affected = metrics.num_target_rows_inserted + metrics.num_target_rows_updated;
+            Ok(Applied {
+                code: "MERGE".into(),
+                rows_affected: Some(affected as u64),
+            })
+        }
+        Strategy::DeleteInsert | Strategy::InsertOverwrite => {
+            let keys = if strategy == Strategy::DeleteInsert {
+                &spec.unique_key
+            } else {
+                &spec.partition_by
+            };
+            let mut w = table
+                .write(batches.clone())
+                .with_save_mode(SaveMode::Overwrite)
+                .with_session_state(state);
+            if !keys.is_empty() {
+                // The existing rows with the new rows' keys (partitions) are replaced in one commit.
+                let mut predicate = values_predicate(ctx, &batches, keys).await?;
+                for p in &spec.predicates {
+                    predicate = format!("({predicate}) and ({})", strip_dest_alias(p));
+                }
+                w = w.with_replace_where(predicate);
+            }
+            if let Some(m) = schema_mode {
+                w = w.with_schema_mode(m);
+            }
+            w.await.map_err(err)?;
+            let code = if strategy == Strategy::DeleteInsert {
+                "DELETE+INSERT"
+            } else {
+                "INSERT OVERWRITE"
+            };
+            Ok(Applied {
+                code: code.into(),
+                rows_affected: Some(rows as u64),
+            })
+        }
+    }
+}
+
+/// Rows reshaped from `from` to the `to` column layout: missing columns become typed NULLs.
+async fn align(
+    batches: Vec<RecordBatch>,
+    from: &Schema,
+    to: &Schema,
+    ctx: &datafusion::prelude::SessionContext,
+) -> Result<Vec<RecordBatch>, AdapterError> {
+    if batches.is_empty() {
+        return Ok(batches);
+    }
+    let df = ctx.read_batches(batches).map_err(err)?;
+    let exprs: Vec<Expr> = to
+        .fields()
+        .iter()
+        .map(|f| {
+            if from.field_with_name(f.name()).is_ok() {
+                Ok(Expr::Column(Column::new_unqualified(f.name())))
+            } else {
+                let null = ScalarValue::try_from(f.data_type()).map_err(err)?;
+                Ok(lit(null).alias(f.name()))
+            }
+        })
+        .collect::<Result<_, AdapterError>>()?;
+    let df = df.select(exprs).map_err(err)?;
+    df.collect().await.map_err(err)
+}
+
+/// `"k" IN (1, 2)` or `("a" = 1 AND "b" = 'x') OR ...` for the distinct key values of `batches`.
+async fn values_predicate(
+    ctx: &datafusion::prelude::SessionContext,
+    batches: &[RecordBatch],
+    keys: &[String],
+) -> Result<String, AdapterError> {
+    let df = ctx.read_batches(batches.to_vec()).map_err(err)?;
+    let cols: Vec<Expr> = keys
+        .iter()
+        .map(|k| Expr::Column(Column::new_unqualified(k)))
+        .collect();
+    let distinct = df
+        .select(cols)
+        .map_err(err)?
+        .distinct()
+        .map_err(err)?
+        .collect()
+        .await
+        .map_err(err)?;
+    let mut tuples: Vec<Vec<String>> = Vec::new();
+    for b in &distinct {
+        for row in 0..b.num_rows() {
+            let mut t = Vec::new();
+            for c in 0..b.num_columns() {
+                let v = ScalarValue::try_from_array(b.column(c), row).map_err(err)?;
+                t.push(sql_literal(&v)?);
+            }
+            tuples.push(t);
+        }
+    }
+    if keys.len() == 1 {
+        let (nulls, values): (Vec<_>, Vec<_>) = tuples
+            .into_iter()
+            .map(|t| t.into_iter().next().unwrap())
+            .partition(|v| v == "NULL");
+        let mut parts = Vec::new();
+        if !values.is_empty() {
+            parts.push(format!("{} IN ({})", quote(&keys[0]), values.join(", ")));
+        }
+        if !nulls.is_empty() {
+            parts.push(format!("{} IS NULL", quote(&keys[0])));
+        }
+        return Ok(parts.join(" OR "));
+    }
+    let ors: Vec<String> = tuples
+        .into_iter()
+        .map(|t| {
+            let ands: Vec<String> = keys
+                .iter()
+                .zip(t)
+                .map(|(k, v)| {
+                    if v == "NULL" {
+                        format!("{} IS NULL", quote(k))
+                    } else {
+                        format!("{} = {v}", quote(k))
+                    }
+                })
+                .collect();
+            format!("({})", ands.join(" AND "))
+        })
+        .collect();
+    Ok(ors.join(" OR "))
+}
+
+/// A value as SQL text, through DataFusion's unparser (quoting and escaping done right).
+fn sql_literal(v: &ScalarValue) -> Result<String, AdapterError> {
+    if v.is_null() {
+        return Ok("NULL".into());
+    }
+    let expr = datafusion::sql::unparser::expr_to_sql(&lit(v.clone())).map_err(err)?;
+    let text = expr.to_string();
+    // Dates and timestamps need a cast to compare with the column, not a string.
+    Ok(match v.data_type() {
+        DataType::Date32 | DataType::Date64 => format!("CAST({text} AS DATE)"),
+        DataType::Timestamp(..) => format!("CAST({text} AS TIMESTAMP)"),
+        _ => text,
+    })
+}
+
+/// Incremental predicates name the existing rows `DBT_INTERNAL_DEST`; a replace-where
+/// predicate has no alias.
+fn strip_dest_alias(p: &str) -> String {
+    let lower = p.to_ascii_lowercase();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(pos) = lower[i..].find("dbt_internal_dest.") {
+        out.push_str(&p[i..i + pos]);
+        i += pos + "dbt_internal_dest.".len();
+    }
+    out.push_str(&p[i..]);
+    out
+}

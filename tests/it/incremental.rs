@@ -1,0 +1,176 @@
+//! Incremental models on Delta across runs: every strategy's whole table is compared with the
+//! expected rows after each step; an idle run writes nothing; --full-refresh rebuilds; a failed
+//! run leaves the previous version.
+
+use serde_json::json;
+
+use crate::harness::Project;
+
+fn rows(p: &Project, model: &str, cols: &str) -> Vec<serde_json::Value> {
+    p.query(&format!(
+        "select {cols} from {{{{ ref('{model}') }}}} order by {cols}"
+    ))
+}
+
+fn versions(p: &Project, table: &str) -> usize {
+    std::fs::read_dir(p.path().join(format!("warehouse/main/{table}/_delta_log")))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count()
+}
+
+fn ids_status(v: &[(i64, &str)]) -> Vec<serde_json::Value> {
+    v.iter()
+        .map(|(i, s)| json!({"id": i, "status": s}))
+        .collect()
+}
+
+#[test]
+fn strategies_across_runs() {
+    let p = Project::fixture("inc_shop");
+    p.rsdbt(&["build"]).expect(0);
+    let first = ids_status(&[(1, "new"), (2, "new"), (3, "new")]);
+    for m in ["ev_merge", "ev_append", "ev_delete_insert"] {
+        assert_eq!(rows(&p, m, "id, status"), first, "{m}");
+    }
+    // Row 2 is updated, row 4 arrives, row 1 is deleted at the source.
+    p.write(
+        "seeds/events.csv",
+        "id,status,day,updated_at\n2,shipped,2024-01-01,2024-01-03 08:00:00\n3,new,2024-01-02,2024-01-02 09:00:00\n4,new,2024-01-03,2024-01-03 09:00:00\n",
+    );
+    let out = p.rsdbt(&["build"]).expect(0);
+    assert!(out.stdout.contains("[MERGE 2 in"), "{}", out.stdout);
+    let merged = ids_status(&[(1, "new"), (2, "shipped"), (3, "new"), (4, "new")]);
+    assert_eq!(rows(&p, "ev_merge", "id, status"), merged);
+    assert_eq!(rows(&p, "ev_delete_insert", "id, status"), merged);
+    assert_eq!(
+        rows(&p, "ev_append", "id, status"),
+        vec![
+            json!({"id": 1, "status": "new"}),
+            json!({"id": 2, "status": "new"}),
+            json!({"id": 2, "status": "shipped"}),
+            json!({"id": 3, "status": "new"}),
+            json!({"id": 4, "status": "new"})
+        ]
+    );
+    // Partitions (days) seen in the new rows are replaced; older ones stay.
+    assert_eq!(
+        rows(&p, "ev_by_day", "day, events"),
+        vec![
+            json!({"day": "2024-01-01", "events": 2}),
+            json!({"day": "2024-01-02", "events": 1}),
+            json!({"day": "2024-01-03", "events": 1})
+        ]
+    );
+
+    // An idle run changes nothing and adds no Delta version.
+    let before: Vec<usize> = ["ev_merge", "ev_append", "ev_delete_insert"]
+        .iter()
+        .map(|t| versions(&p, t))
+        .collect();
+    p.rsdbt(&["run"]).expect(0);
+    let after: Vec<usize> = ["ev_merge", "ev_append", "ev_delete_insert"]
+        .iter()
+        .map(|t| versions(&p, t))
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(rows(&p, "ev_merge", "id, status"), merged);
+
+    // --full-refresh rebuilds from the source as it is now (row 1 is gone).
+    p.rsdbt(&["run", "--full-refresh"]).expect(0);
+    assert_eq!(
+        rows(&p, "ev_merge", "id, status"),
+        ids_status(&[(2, "shipped"), (3, "new"), (4, "new")])
+    );
+    assert_eq!(
+        rows(&p, "ev_append", "id, status"),
+        ids_status(&[(2, "shipped"), (3, "new"), (4, "new")])
+    );
+}
+
+#[test]
+fn a_failing_incremental_run_keeps_the_previous_version() {
+    let p = Project::fixture("inc_shop");
+    p.rsdbt(&["build"]).expect(0);
+    p.write(
+        "models/ev_merge.sql",
+        "{{ config(materialized='incremental', unique_key='id') }}\nselect id, status, day, updated_at, 1 / (id - id) as boom from {{ ref('events') }}\n",
+    );
+    let out = p.rsdbt(&["run", "-s", "ev_merge"]).expect(1);
+    assert!(
+        out.stdout.contains("Database Error in model ev_merge"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        rows(&p, "ev_merge", "id, status"),
+        ids_status(&[(1, "new"), (2, "new"), (3, "new")])
+    );
+}
+
+#[test]
+fn schema_changes_follow_on_schema_change() {
+    let p = Project::fixture("inc_shop");
+    p.rsdbt(&["build"]).expect(0);
+    p.write(
+        "seeds/events.csv",
+        &format!(
+            "{}4,new,2024-01-03,2024-01-03 09:00:00\n",
+            p.read("seeds/events.csv")
+        ),
+    );
+    p.rsdbt(&["seed"]).expect(0);
+    let model = |osc: &str| {
+        format!(
+            "{{{{ config(materialized='incremental', unique_key='id', on_schema_change='{osc}') }}}}\nselect id, status, day, updated_at, 'web' as channel from {{{{ ref('events') }}}}\n{{% if is_incremental() %}}\nwhere updated_at > (select max(updated_at) from {{{{ this }}}})\n{{% endif %}}\n"
+        )
+    };
+    p.write("models/ev_merge.sql", &model("fail"));
+    let out = p.rsdbt(&["run", "-s", "ev_merge"]).expect(1);
+    assert!(
+        out.stdout
+            .contains("out of sync: new columns [\"channel\"]"),
+        "{}",
+        out.stdout
+    );
+    // ignore: the new column is dropped; the new row still arrives.
+    p.write("models/ev_merge.sql", &model("ignore"));
+    p.rsdbt(&["run", "-s", "ev_merge"]).expect(0);
+    assert_eq!(rows(&p, "ev_merge", "id").len(), 4);
+    assert!(
+        p.rsdbt(&[
+            "show",
+            "--inline",
+            "select channel from {{ ref('ev_merge') }}"
+        ])
+        .code
+            != 0
+    );
+    // append_new_columns: the column is added, NULL for existing rows.
+    p.write(
+        "seeds/events.csv",
+        &format!(
+            "{}5,new,2024-01-04,2024-01-04 09:00:00\n",
+            p.read("seeds/events.csv")
+        ),
+    );
+    p.rsdbt(&["seed"]).expect(0);
+    p.write("models/ev_merge.sql", &model("append_new_columns"));
+    p.rsdbt(&["run", "-s", "ev_merge"]).expect(0);
+    assert_eq!(
+        rows(&p, "ev_merge", "id, channel"),
+        vec![
+            json!({"id": 1, "channel": null}),
+            json!({"id": 2, "channel": null}),
+            json!({"id": 3, "channel": null}),
+            json!({"id": 4, "channel": null}),
+            json!({"id": 5, "channel": "web"})
+        ]
+    );
+}
