@@ -98,7 +98,7 @@ fn example_pipeline_builds_and_cleans_the_data() {
     let m: serde_json::Value = serde_json::from_str(&p.read("target/rsdbt/manifest.json")).unwrap();
     assert_eq!(
         m["nodes"]["model.pinboard.slv_pins"]["config"]["materialized"],
-        "table"
+        "incremental"
     );
     assert_eq!(
         m["nodes"]["model.pinboard.slv_pins"]["schema"],
@@ -159,5 +159,28 @@ fn views_persist_across_processes_and_clean_keeps_cargo_target() {
     assert!(
         p.path().join("target/debug").exists(),
         "rsdbt clean must not touch cargo's target/"
+    );
+}
+
+#[test]
+fn silver_pins_merge_late_arriving_rows_incrementally() {
+    let p = Project::example();
+    p.rsdbt(&["build"]).expect(0);
+    // A re-export arrives later: pin 7 updated (a new follower count), pin 90001 is new.
+    let pins = p.read("seeds/pins.csv");
+    p.write("seeds/pins.csv", &format!("{pins}7,1,art,Pin 7,99k,image,2024-01-01 10:00:00,2031-01-01 00:00:00\n90001,2,art,Pin 90001,5,video,2024-01-02 10:00:00,2031-01-02 00:00:00\n"));
+    let out = p.rsdbt(&["build", "-s", "pins+"]).expect(0);
+    assert!(out.stdout.contains("[MERGE 2 in"), "{}", out.stdout);
+    let rows = p.query("select pin_id, follower_count from {{ ref('slv_pins') }} where pin_id in (7, 90001) order by pin_id");
+    assert_eq!(
+        rows,
+        vec![
+            json!({"pin_id": 7, "follower_count": 99000}),
+            json!({"pin_id": 90001, "follower_count": 5})
+        ]
+    );
+    assert_eq!(
+        p.query("select count(*) as n from {{ ref('slv_pins') }}"),
+        vec![json!({"n": 6001})]
     );
 }
