@@ -86,7 +86,10 @@ impl RunResults {
 pub fn is_executable(n: &Node) -> bool {
     match n.resource_type {
         ResourceType::Model => !n.is_ephemeral(),
-        ResourceType::Seed | ResourceType::Test | ResourceType::UnitTest => true,
+        ResourceType::Seed
+        | ResourceType::Test
+        | ResourceType::UnitTest
+        | ResourceType::Snapshot => true,
         _ => false,
     }
 }
@@ -455,6 +458,46 @@ async fn run_node<A: Adapter>(
                     ),
                 };
             }
+            if node.resource_type == ResourceType::Snapshot {
+                match snapshot_op(adapter, node, &compiled.sql).await {
+                    Ok(op) => {
+                        let compile_end = chrono::Utc::now();
+                        res.timing.push(Timing {
+                            name: "compile",
+                            started_at: compile_start,
+                            completed_at: compile_end,
+                        });
+                        return match adapter.apply(&op).await {
+                            Ok(a) => {
+                                res.adapter_response = json!({"_message": "SNAPSHOT", "code": "SNAPSHOT", "rows_affected": a.rows_affected});
+                                finish(
+                                    res,
+                                    t0,
+                                    compile_end,
+                                    Ok(format!("SNAPSHOT {}", a.rows_affected.unwrap_or(0))),
+                                )
+                            }
+                            Err(e) => finish(
+                                res,
+                                t0,
+                                compile_end,
+                                Err(format!(
+                                    "Database Error in {where_}\n  {}\n  {compiled_at}",
+                                    e.0.trim()
+                                )),
+                            ),
+                        };
+                    }
+                    Err(msg) => {
+                        return finish(
+                            res,
+                            t0,
+                            compile_start,
+                            Err(format!("Runtime Error in {where_}\n  {msg}")),
+                        );
+                    }
+                }
+            }
             let mut hooks = [Vec::new(), Vec::new()];
             for (i, key) in ["pre-hook", "post-hook"].iter().enumerate() {
                 for h in node.config.strings(key) {
@@ -554,6 +597,117 @@ fn finish(
         }
     }
     res
+}
+
+/// The write that takes a snapshot: the first build, or the table's next state.
+async fn snapshot_op<A: Adapter>(adapter: &A, node: &Node, sql: &str) -> Result<Operation, String> {
+    use crate::materialize::snapshot::{HardDeletes, MetaColumns, SnapshotSpec, SnapshotStrategy};
+    let cfg = &node.config;
+    let list = |key: &str| -> Vec<String> {
+        match cfg.get(key) {
+            Some(Json::String(s)) => vec![s.clone()],
+            Some(Json::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => vec![],
+        }
+    };
+    let source = adapter
+        .query(
+            &format!(
+                "select * from (\n{}\n) dbt_snapshot_source limit 0",
+                sql.trim().trim_end_matches(';')
+            ),
+            Some(0),
+        )
+        .await
+        .map_err(|e| e.0)?;
+    let unique_key = list("unique_key");
+    let strategy = match cfg.str_or("strategy", "") {
+        "timestamp" => SnapshotStrategy::Timestamp {
+            updated_at: cfg.str_or("updated_at", "updated_at").to_string(),
+        },
+        _ => {
+            let cols = list("check_cols");
+            let columns = if cols == ["all"] {
+                source
+                    .columns
+                    .iter()
+                    .filter(|c| !unique_key.contains(c))
+                    .cloned()
+                    .collect()
+            } else {
+                cols
+            };
+            SnapshotStrategy::Check { columns }
+        }
+    };
+    let hard_deletes = match cfg.get("hard_deletes").and_then(Json::as_str) {
+        Some("invalidate") => HardDeletes::Invalidate,
+        Some("new_record") => HardDeletes::NewRecord,
+        // dbt before 1.9: invalidate_hard_deletes: true
+        _ if cfg.bool_or("invalidate_hard_deletes", false) => HardDeletes::Invalidate,
+        _ => HardDeletes::Ignore,
+    };
+    let mut meta = MetaColumns::default();
+    if let Some(Json::Object(names)) = cfg.get("snapshot_meta_column_names") {
+        let name = |k: &str, d: &str| names.get(k).and_then(Json::as_str).unwrap_or(d).to_string();
+        meta = MetaColumns {
+            scd_id: name("dbt_scd_id", &meta.scd_id),
+            updated_at: name("dbt_updated_at", &meta.updated_at),
+            valid_from: name("dbt_valid_from", &meta.valid_from),
+            valid_to: name("dbt_valid_to", &meta.valid_to),
+            is_deleted: name("dbt_is_deleted", &meta.is_deleted),
+        };
+    }
+    let spec = SnapshotSpec {
+        relation: node.relation.clone(),
+        sql: sql.to_string(),
+        source_columns: source.columns.clone(),
+        unique_key,
+        strategy,
+        hard_deletes,
+        meta,
+        valid_to_current: cfg
+            .get("dbt_valid_to_current")
+            .and_then(Json::as_str)
+            .map(str::to_string),
+        now: chrono::Utc::now()
+            .format("%Y-%m-%d %H:%M:%S%.6f")
+            .to_string(),
+        timestamp_cast: match adapter.kind() {
+            "datafusion" => "arrow_cast({}, 'Timestamp(Microsecond, None)')".into(),
+            _ => "cast({} as timestamp)".into(),
+        },
+    };
+    let exists = adapter.relation_type(&node.relation).await == Some("table");
+    let sql = if exists {
+        let target = adapter
+            .query(
+                &format!("select * from {} limit 0", node.relation.render()),
+                Some(0),
+            )
+            .await
+            .map_err(|e| e.0)?;
+        let new: Vec<&String> = source
+            .columns
+            .iter()
+            .filter(|c| !target.columns.contains(c))
+            .collect();
+        if !new.is_empty() {
+            return Err(format!(
+                "the snapshot query has columns the snapshot table lacks: {new:?}; rebuild it with --full-refresh (its history is lost) or drop them from the query"
+            ));
+        }
+        spec.update_sql()
+    } else {
+        spec.initial_sql()
+    };
+    Ok(Operation::CreateTableAs {
+        relation: node.relation.clone(),
+        sql,
+    })
 }
 
 fn seed_spec(node: &Node, project_root: &std::path::Path) -> SeedSpec {

@@ -116,6 +116,11 @@ pub enum Command {
         #[arg(long)]
         full_refresh: bool,
     },
+    /// Take snapshots (SCD type 2 history of changing rows)
+    Snapshot {
+        #[command(flatten)]
+        selection: Selection,
+    },
     /// Run data tests
     Test {
         #[command(flatten)]

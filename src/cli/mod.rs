@@ -95,9 +95,10 @@ fn found_line(m: &Manifest) -> String {
     let count = |t: ResourceType| m.nodes.values().filter(|n| n.resource_type == t).count();
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
     format!(
-        "Found {}, {}, {}, {}, {}, {}",
+        "Found {}, {}, {}, {}, {}, {}, {}",
         plural(count(ResourceType::Model), "model"),
         plural(count(ResourceType::Seed), "seed"),
+        plural(count(ResourceType::Snapshot), "snapshot"),
         plural(count(ResourceType::Test), "data test"),
         plural(count(ResourceType::UnitTest), "unit test"),
         plural(m.sources.len(), "source"),
@@ -291,6 +292,15 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             "run",
             *full_refresh,
         ),
+        Command::Snapshot { selection } => execute(
+            &cli,
+            printer,
+            &invocation,
+            selection,
+            &[ResourceType::Snapshot],
+            "snapshot",
+            false,
+        ),
         Command::Test { selection } => execute(
             &cli,
             printer,
@@ -311,6 +321,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             &[
                 ResourceType::Seed,
                 ResourceType::Model,
+                ResourceType::Snapshot,
                 ResourceType::Test,
                 ResourceType::UnitTest,
             ],
@@ -579,6 +590,7 @@ fn run_nodes(
         let n = &l.manifest.nodes[id];
         let key = match n.resource_type {
             ResourceType::Seed => (0, "seed".to_string()),
+            ResourceType::Snapshot => (8, "snapshot".to_string()),
             ResourceType::Test => (9, "data test".to_string()),
             ResourceType::UnitTest => (10, "unit test".to_string()),
             _ => {

@@ -109,6 +109,7 @@ impl Printer {
         let rel = format!("{}.{}", node.relation.schema, node.relation.identifier);
         match node.resource_type {
             ResourceType::Seed => format!("seed file {rel}"),
+            ResourceType::Snapshot => format!("snapshot {rel}"),
             ResourceType::Test => format!("test {}", node.name),
             ResourceType::UnitTest => format!("unit_test {}", display_name(node)),
             _ => format!("sql {} model {rel}", node.materialized()),
@@ -152,6 +153,10 @@ impl Printer {
             Status::Success => {
                 let what = match node.resource_type {
                     ResourceType::Seed => format!("loaded {}", Self::describe(node)),
+                    ResourceType::Snapshot => format!(
+                        "snapshotted {}.{}",
+                        node.relation.schema, node.relation.identifier
+                    ),
                     _ => format!("created {}", Self::describe(node)),
                 };
                 let msg = r.message.clone().unwrap_or_default();

@@ -267,42 +267,78 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     let mut model_patches = props.patches.remove("models").unwrap_or_default();
     let mut seed_patches = props.patches.remove("seeds").unwrap_or_default();
 
-    let mut candidates: Vec<(ResourceType, &SourceFile)> = model_files
+    let mut snapshot_patches = props.patches.remove("snapshots").unwrap_or_default();
+    // (resource type, file, node name): one per model and seed file, one per snapshot block,
+    // one per YAML snapshot.
+    let mut candidates: Vec<(ResourceType, SourceFile, String)> = model_files
         .iter()
-        .map(|f| (ResourceType::Model, *f))
+        .map(|f| (ResourceType::Model, (*f).clone(), f.stem().to_string()))
         .collect();
     candidates.extend(
         project
             .files_of(FileKind::Seed)
-            .map(|f| (ResourceType::Seed, f)),
+            .map(|f| (ResourceType::Seed, f.clone(), f.stem().to_string())),
     );
+    for file in project.files_of(FileKind::Snapshot) {
+        for (name, text) in snapshot_blocks(&file.contents) {
+            candidates.push((
+                ResourceType::Snapshot,
+                SourceFile {
+                    contents: text.into(),
+                    ..file.clone()
+                },
+                name,
+            ));
+        }
+    }
+    for (name, p) in snapshot_patches
+        .iter()
+        .filter(|(_, p)| p.relation.is_some())
+    {
+        let rel = p.relation.as_deref().unwrap_or_default();
+        let contents: Arc<str> = format!("select * from {{{{ {rel} }}}}").into();
+        let root = p.file.split('/').next().unwrap_or("").to_string();
+        candidates.push((
+            ResourceType::Snapshot,
+            SourceFile {
+                kind: FileKind::Snapshot,
+                path: p.file.clone(),
+                root,
+                contents,
+            },
+            name.clone(),
+        ));
+    }
 
-    for (rtype, file) in candidates {
-        let name = file.stem().to_string();
+    for (rtype, file, name) in candidates {
+        let file = &file;
         let mut fqn = vec![project.name.clone()];
         fqn.extend(file.folders());
+        if rtype == ResourceType::Snapshot && file.path.ends_with(".sql") {
+            fqn.push(file.stem().to_string());
+        }
         fqn.push(name.clone());
-        let tree_key = if rtype == ResourceType::Seed {
-            "seeds"
-        } else {
-            "models"
+        let tree_key = match rtype {
+            ResourceType::Seed => "seeds",
+            ResourceType::Snapshot => "snapshots",
+            _ => "models",
         };
         // dbt's other defaults are shared (config::defaults), not copied into every node.
         let mut cfg = Config::new();
         cfg.insert("enabled".into(), Json::Bool(true));
-        let materialized = if rtype == ResourceType::Seed {
-            "seed"
-        } else {
-            "view"
+        let materialized = match rtype {
+            ResourceType::Seed => "seed",
+            ResourceType::Snapshot => "snapshot",
+            _ => "view",
         };
         cfg.insert("materialized".into(), materialized.into());
         let tree_cfg = config::from_tree(project.config_trees.get(tree_key), &fqn);
         config::merge(&mut cfg, &tree_cfg);
         let mut unrendered = tree_cfg.clone();
-        let patch = if rtype == ResourceType::Seed {
-            seed_patches.remove(&name)
-        } else {
-            model_patches.remove(&name)
+        let patch = match rtype {
+            ResourceType::Seed => seed_patches.remove(&name),
+            ResourceType::Snapshot => snapshot_patches.remove(&name),
+            _ => model_patches.remove(&name),
         };
         let patch_path = patch
             .as_ref()
@@ -354,7 +390,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             test: None,
             unit_test: None,
         };
-        if rtype == ResourceType::Model {
+        if matches!(rtype, ResourceType::Model | ResourceType::Snapshot) {
             match jinja.render_node(node.info(), Phase::Parse) {
                 Ok((_, capture)) => {
                     config::merge(&mut node.config, &capture.config);
@@ -369,6 +405,17 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                     continue;
                 }
             }
+        }
+        if rtype == ResourceType::Snapshot
+            && node.config.bool_or("enabled", true)
+            && let Err(msg) = check_snapshot_config(&node.config)
+        {
+            diags.push(
+                    Diagnostic::error("snapshot", format!("snapshot '{}' {msg}", node.name))
+                        .at(Location::find(&node.original_file_path, node.raw_code.clone(), &node.name))
+                        .hint("configure it with unique_key and strategy='timestamp' (with updated_at) or strategy='check' (with check_cols)"),
+                );
+            continue;
         }
         if !node.config.bool_or("enabled", true) {
             disabled.insert(unique_id, node);
@@ -849,7 +896,13 @@ fn name_relation(
             .filter(|v| !v.is_null())
     };
     let custom_schema = get("schema").and_then(Json::as_str).map(str::to_string);
-    let schema = if jinja.has_project_macro("generate_schema_name") {
+    let schema = if let Some(ts) = get("target_schema")
+        .and_then(Json::as_str)
+        .filter(|_| node.resource_type == ResourceType::Snapshot)
+    {
+        // Legacy snapshot config: the schema is used as written.
+        ts.to_string()
+    } else if jinja.has_project_macro("generate_schema_name") {
         let arg = custom_schema
             .clone()
             .map(Json::String)
@@ -873,7 +926,11 @@ fn name_relation(
             .unwrap_or(&node.name)
             .to_string()
     };
-    let db = get("database").and_then(Json::as_str).unwrap_or(database);
+    let db = get("target_database")
+        .filter(|_| node.resource_type == ResourceType::Snapshot)
+        .or_else(|| get("database"))
+        .and_then(Json::as_str)
+        .unwrap_or(database);
     let mut rel = Relation::new(db, &schema, &alias);
     rel.kind = Some(
         match node.materialized() {
@@ -887,6 +944,72 @@ fn name_relation(
         rel.cte_name = Some(format!("__dbt__cte__{}", node.name));
     }
     Ok(rel)
+}
+
+/// A snapshot needs a `unique_key` and a strategy with its column(s).
+fn check_snapshot_config(cfg: &Config) -> Result<(), String> {
+    if cfg.get("unique_key").is_none_or(Json::is_null) {
+        return Err("has no unique_key".into());
+    }
+    match cfg.get("strategy").and_then(Json::as_str) {
+        Some("timestamp") if cfg.get("updated_at").and_then(Json::as_str).is_none() => {
+            Err("uses strategy 'timestamp' without updated_at".into())
+        }
+        Some("check") if cfg.get("check_cols").is_none_or(Json::is_null) => {
+            Err("uses strategy 'check' without check_cols".into())
+        }
+        Some("timestamp") | Some("check") => Ok(()),
+        Some(other) => Err(format!(
+            "has unknown strategy '{other}' (use timestamp or check)"
+        )),
+        None => Err("has no strategy".into()),
+    }
+}
+
+/// `(name, text)` of each `{% snapshot name %}...{% endsnapshot %}` block of a file; the text
+/// is the whole file with everything but the block's body blanked, so line numbers still match.
+fn snapshot_blocks(source: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(start) = source[pos..].find("{%").map(|i| pos + i) {
+        let Some(tag_end) = source[start..].find("%}").map(|e| start + e + 2) else {
+            break;
+        };
+        let inner =
+            source[start + 2..tag_end - 2].trim_matches(|c: char| c == '-' || c.is_whitespace());
+        let Some(name) = inner
+            .strip_prefix("snapshot ")
+            .map(|n| n.trim().to_string())
+        else {
+            pos = tag_end;
+            continue;
+        };
+        let close = source[tag_end..]
+            .find("endsnapshot")
+            .map(|e| tag_end + e)
+            .unwrap_or(source.len());
+        let body_end = source[..close]
+            .rfind("{%")
+            .filter(|&b| b >= tag_end)
+            .unwrap_or(close);
+        let blank = |t: &str| {
+            t.chars()
+                .map(|c| if c == '\n' { '\n' } else { ' ' })
+                .collect::<String>()
+        };
+        let text = format!(
+            "{}{}{}",
+            blank(&source[..tag_end]),
+            &source[tag_end..body_end],
+            blank(&source[body_end..])
+        );
+        out.push((name, text));
+        pos = source[close..]
+            .find("%}")
+            .map(|e| close + e + 2)
+            .unwrap_or(source.len());
+    }
+    out
 }
 
 /// dbt's default `generate_schema_name`: the target schema, or `<target>_<custom>`.

@@ -31,6 +31,8 @@ pub struct Patch {
     pub columns: Vec<ColumnDef>,
     pub tests: Vec<Json>,
     pub docs: Option<Json>,
+    /// YAML snapshots (dbt 1.9): the relation they snapshot, e.g. `source('app', 'orders')`.
+    pub relation: Option<String>,
     pub meta: Option<Json>,
     pub tags: Vec<String>,
     /// The properties file's text, to locate the entry when reporting a problem.
@@ -342,6 +344,7 @@ fn patch(item: &Json, path: &str, source: &Arc<str>) -> Result<Patch, Diagnostic
         columns: columns(item),
         tests: tests_of(item),
         docs: item.get("docs").cloned(),
+        relation: yaml::str_of(item, "relation").map(str::to_string),
         meta: item.get("meta").cloned(),
         tags: yaml::strings_of(item, "tags").unwrap_or_default(),
         source: source.clone(),

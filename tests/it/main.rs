@@ -9,5 +9,6 @@ mod harness;
 mod incremental;
 mod projects;
 mod selection;
+mod snapshots;
 mod state;
 mod unit_tests;

@@ -77,15 +77,44 @@ impl DataFusionAdapter {
         let dir = self.schema_dir(rel).join(&rel.identifier);
         std::fs::create_dir_all(&dir).map_err(err)?;
         let url = deltalake::ensure_table_uri(dir.to_string_lossy()).map_err(err)?;
-        let table = DeltaTable::try_from_url(url).await.map_err(err)?;
-        let table = table
+        let table = DeltaTable::try_from_url(url.clone()).await.map_err(err)?;
+        let streamed = table
             .write(Vec::new())
             .with_input_plan(df.logical_plan().clone())
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite)
             .with_session_state(Arc::new(self.ctx.state()))
-            .await
-            .map_err(err)?;
+            .await;
+        let table = match streamed {
+            Ok(t) => t,
+            // UNION ALL branches can yield batches whose nullability differs from the plan's
+            // schema, which the Delta writer rejects before committing anything. Then the rows
+            // are collected and written under the plan's schema.
+            Err(e) if e.to_string().contains("Unexpected Arrow schema") => {
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                let batches = df.collect().await.map_err(err)?;
+                let batches = batches
+                    .into_iter()
+                    .map(|b| {
+                        datafusion::arrow::record_batch::RecordBatch::try_new(
+                            schema.clone(),
+                            b.columns().to_vec(),
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(err)?;
+                DeltaTable::try_from_url(url)
+                    .await
+                    .map_err(err)?
+                    .write(batches)
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_schema_mode(SchemaMode::Overwrite)
+                    .with_session_state(Arc::new(self.ctx.state()))
+                    .await
+                    .map_err(err)?
+            }
+            Err(e) => return Err(err(e)),
+        };
         // A view of the same name is replaced by the table only once the table is committed.
         let _ = std::fs::remove_file(view_file(&self.schema_dir(rel), &rel.identifier));
         let rows = table

@@ -1,6 +1,8 @@
 //! Materializations in Rust: a node and what exists in the warehouse become a short list of
 //! [`Operation`]s. Pure — no database is touched here — so every strategy is unit-tested.
 
+pub mod snapshot;
+
 use crate::jinja::Relation;
 
 /// One step an adapter applies.
