@@ -495,6 +495,7 @@ fn execute(
 }
 
 /// How a run was asked for: recorded in run_results.json so `retry` can repeat it.
+#[cfg(feature = "datafusion")]
 #[derive(Clone, Copy)]
 struct RunOptions<'a> {
     selection: &'a Selection,
