@@ -9,7 +9,7 @@ fn example_pipeline_builds_and_cleans_the_data() {
     let p = Project::example();
     let out = p.rsdbt(&["build"]).expect(0);
     assert!(
-        out.stdout.contains("Done. PASS=27 WARN=0 ERROR=0 SKIP=0"),
+        out.stdout.contains("Done. PASS=28 WARN=0 ERROR=0 SKIP=0"),
         "{}",
         out.stdout
     );
@@ -75,7 +75,7 @@ fn example_pipeline_builds_and_cleans_the_data() {
     );
     let rr: serde_json::Value =
         serde_json::from_str(&p.read("target/rsdbt/run_results.json")).unwrap();
-    assert_eq!(rr["results"].as_array().unwrap().len(), 27);
+    assert_eq!(rr["results"].as_array().unwrap().len(), 28);
     assert!(
         rr["metadata"]["dbt_schema_version"]
             .as_str()
