@@ -59,7 +59,7 @@ impl Project {
     pub fn example() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = repo_root();
-        for d in ["models", "macros", "seeds", "data-tests"] {
+        for d in ["models", "macros", "seeds", "snapshots", "data-tests"] {
             if root.join(d).is_dir() {
                 copy_dir(&root.join(d), &dir.path().join(d));
             }
