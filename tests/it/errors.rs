@@ -3,6 +3,16 @@
 
 use crate::harness::Project;
 
+/// The error summary of a run's output, without timestamps and timings (stable for snapshots).
+fn error_summary(stdout: &str) -> String {
+    let lines: Vec<String> = stdout
+        .lines()
+        .map(|l| l.get(10..).unwrap_or("").to_string())
+        .skip_while(|l| !l.starts_with("Completed with"))
+        .collect();
+    lines.join("\n").trim().to_string()
+}
+
 /// Runs `args` on a fixture that must fail before running (exit 2) and snapshots stderr.
 fn fails_to_start(fixture: &str, args: &[&str]) -> String {
     let p = Project::fixture(fixture);
@@ -125,6 +135,7 @@ fn bad_csv_row_fails_the_seed_and_skips_its_children() {
         "{}",
         out.stdout
     );
+    insta::assert_snapshot!(error_summary(&out.stdout));
     assert!(
         !p.path()
             .join("warehouse/main/customers/_delta_log")
@@ -185,6 +196,7 @@ fn sql_error_keeps_the_previous_table() {
         "{}",
         out.stdout
     );
+    insta::assert_snapshot!(error_summary(&out.stdout));
     assert_eq!(
         p.query("select id, amount from \"main\".\"totals\" order by id"),
         vec![
