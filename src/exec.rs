@@ -377,24 +377,8 @@ async fn run_node<A: Adapter>(
                 started_at: compile_start,
                 completed_at: exec_start,
             });
-            return match crate::unit_test::run(adapter, node, &sql).await {
-                Ok(outcome) => {
-                    res.failures = Some(outcome.failures);
-                    let mut r = finish(res, t0, exec_start, Ok(String::new()));
-                    r.status = outcome.status;
-                    r.message = outcome.message;
-                    r
-                }
-                Err(e) => finish(
-                    res,
-                    t0,
-                    exec_start,
-                    Err(format!(
-                        "Database Error in {where_}\n  {}\n  {compiled_at}",
-                        e.0.trim()
-                    )),
-                ),
-            };
+            let outcome = crate::unit_test::run(adapter, node, &sql).await;
+            return finish_test(res, t0, exec_start, outcome, &where_, None, &compiled_at);
         }
         ResourceType::Seed => vec![Operation::LoadSeed {
             relation: node.relation.clone(),
@@ -433,30 +417,16 @@ async fn run_node<A: Adapter>(
                     started_at: compile_start,
                     completed_at: exec_start,
                 });
-                return match crate::data_test::run(adapter, node, &compiled.sql).await {
-                    Ok(outcome) => {
-                        res.failures = Some(outcome.failures);
-                        res.adapter_response = json!({"_message": "OK", "rows_affected": 1});
-                        let mut r = finish(
-                            res,
-                            t0,
-                            exec_start,
-                            Ok(outcome.message.clone().unwrap_or_default()),
-                        );
-                        r.status = outcome.status;
-                        r.message = outcome.message.map(|m| format!("{m}\n\n  {compiled_at}"));
-                        r
-                    }
-                    Err(e) => finish(
-                        res,
-                        t0,
-                        exec_start,
-                        Err(format!(
-                            "Database Error in {where_}\n  {}\n  {compiled_at}",
-                            e.0.trim()
-                        )),
-                    ),
-                };
+                let outcome = crate::data_test::run(adapter, node, &compiled.sql).await;
+                return finish_test(
+                    res,
+                    t0,
+                    exec_start,
+                    outcome,
+                    &where_,
+                    Some(&compiled_at),
+                    &compiled_at,
+                );
             }
             if node.resource_type == ResourceType::Snapshot {
                 match snapshot_op(adapter, node, &compiled.sql).await {
@@ -572,6 +542,41 @@ async fn run_node<A: Adapter>(
         None => "OK".into(),
     };
     finish(res, t0, compile_end, Ok(msg))
+}
+
+/// The result of a data or unit test: its status, failure count and message. `pointer`, when
+/// given, is appended to a failure message (where the compiled query is).
+fn finish_test(
+    mut res: NodeResult,
+    t0: Instant,
+    exec_start: chrono::DateTime<chrono::Utc>,
+    outcome: Result<crate::data_test::Outcome, crate::adapter::AdapterError>,
+    where_: &str,
+    pointer: Option<&str>,
+    compiled_at: &str,
+) -> NodeResult {
+    match outcome {
+        Ok(o) => {
+            res.failures = Some(o.failures);
+            res.adapter_response = json!({"_message": "OK", "rows_affected": 1});
+            let mut r = finish(res, t0, exec_start, Ok(String::new()));
+            r.status = o.status;
+            r.message = match (o.message, pointer) {
+                (Some(m), Some(p)) => Some(format!("{m}\n\n  {p}")),
+                (m, _) => m,
+            };
+            r
+        }
+        Err(e) => finish(
+            res,
+            t0,
+            exec_start,
+            Err(format!(
+                "Database Error in {where_}\n  {}\n  {compiled_at}",
+                e.0.trim()
+            )),
+        ),
+    }
 }
 
 fn finish(

@@ -9,6 +9,7 @@ use serde_json::Value as Json;
 
 use crate::adapter::{Adapter, AdapterError};
 use crate::compile::inject_ctes;
+use crate::data_test::Outcome;
 use crate::exec::Status;
 use crate::jinja::{Overrides, Phase, RefCall, Relation, Resolve, quote};
 use crate::manifest::{Manifest, Node, ResourceType};
@@ -343,13 +344,6 @@ pub fn compile(m: &Manifest, test: &Node) -> Result<String, String> {
         .render_node_with(info, phase, Arc::new(overrides))
         .map_err(|d| d.render(false))?;
     Ok(inject_ctes(&sql, &ctes))
-}
-
-/// What a unit test run found.
-pub struct Outcome {
-    pub status: Status,
-    pub failures: u64,
-    pub message: Option<String>,
 }
 
 /// Runs the unit test whose compiled SQL is `sql` and compares with the expected rows.

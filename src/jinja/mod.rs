@@ -279,20 +279,7 @@ impl Jinja {
         phase: Phase,
         overrides: Arc<Overrides>,
     ) -> Result<(String, Capture), Diagnostic> {
-        let (name, source) = (node.template.clone(), node.source.clone());
-        let tmpl = self
-            .env
-            .template_from_named_str(&name, &source)
-            .map_err(|e| jinja_diagnostic(&e, &name, source.clone()))?;
-        let mut ctx = self.ctx(node, phase);
-        Arc::get_mut(&mut ctx).expect("fresh context").overrides = Some(overrides);
-        let out = tmpl.render(ctx.context_value());
-        let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
-        match out {
-            Ok(sql) => Ok((sql, capture)),
-            Err(e) if e.name() == Some(name.as_str()) => Err(jinja_diagnostic(&e, &name, source)),
-            Err(e) => Err(self.error_diag(&e, &name)),
-        }
+        self.render(node, phase, Some(overrides))
     }
 
     /// Renders a node's template in the given phase.
@@ -301,12 +288,22 @@ impl Jinja {
         node: NodeInfo,
         phase: Phase,
     ) -> Result<(String, Capture), Diagnostic> {
+        self.render(node, phase, None)
+    }
+
+    fn render(
+        &self,
+        node: NodeInfo,
+        phase: Phase,
+        overrides: Option<Arc<Overrides>>,
+    ) -> Result<(String, Capture), Diagnostic> {
         let (name, source) = (node.template.clone(), node.source.clone());
         let tmpl = self
             .env
             .template_from_named_str(&name, &source)
             .map_err(|e| jinja_diagnostic(&e, &name, source.clone()))?;
-        let ctx = self.ctx(node, phase);
+        let mut ctx = self.ctx(node, phase);
+        Arc::get_mut(&mut ctx).expect("fresh context").overrides = overrides;
         let out = tmpl.render(ctx.context_value());
         let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
         match out {

@@ -97,6 +97,16 @@ impl Node {
             Some(self.relation.render())
         }
     }
+    /// Takes what the parse render found: `config()` calls, refs, sources, macros.
+    fn apply_parse(&mut self, capture: crate::jinja::Capture) {
+        config::merge(&mut self.config, &capture.config);
+        config::merge(&mut self.unrendered_config, &capture.config);
+        self.config_call = capture.config;
+        self.refs = capture.refs;
+        self.sources = capture.sources;
+        self.depends_on_macros = capture.macros.into_iter().collect();
+    }
+
     pub fn info(&self) -> NodeInfo {
         NodeInfo {
             unique_id: self.unique_id.clone(),
@@ -392,14 +402,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         };
         if matches!(rtype, ResourceType::Model | ResourceType::Snapshot) {
             match jinja.render_node(node.info(), Phase::Parse) {
-                Ok((_, capture)) => {
-                    config::merge(&mut node.config, &capture.config);
-                    config::merge(&mut node.unrendered_config, &capture.config);
-                    node.config_call = capture.config;
-                    node.refs = capture.refs;
-                    node.sources = capture.sources;
-                    node.depends_on_macros = capture.macros.into_iter().collect();
-                }
+                Ok((_, capture)) => node.apply_parse(capture),
                 Err(d) => {
                     diags.push(d);
                     continue;
@@ -568,12 +571,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         node.checksum = checksum(file, project);
         match jinja.render_node(node.info(), Phase::Parse) {
             Ok((_, capture)) => {
-                config::merge(&mut node.config, &capture.config);
-                config::merge(&mut node.unrendered_config, &capture.config);
-                node.config_call = capture.config;
-                node.refs = capture.refs;
-                node.sources = capture.sources;
-                node.depends_on_macros = capture.macros.into_iter().collect();
+                node.apply_parse(capture);
                 test_nodes_list.push(node);
             }
             Err(d) => diags.push(d),
