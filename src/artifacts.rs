@@ -434,7 +434,7 @@ pub fn run_results_json(m: &Manifest, r: &RunResults, args: Json) -> Json {
                 "compiled": res.compiled_code.is_some(),
                 "compiled_code": res.compiled_code,
                 "relation_name": res.relation_name,
-                "batch_results": null,
+                "batch_results": res.batch_results,
             })
         })
         .collect();

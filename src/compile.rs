@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::diag::Diagnostic;
-use crate::jinja::Phase;
+use crate::jinja::{Phase, RefCall, Relation, Resolve};
 use crate::manifest::{Manifest, RelationIndex};
 
 /// A node's compiled SQL.
@@ -118,6 +118,40 @@ impl<'m> Compiler<'m> {
         self.manifest
     }
 
+    /// Compiles one microbatch: refs to models with an `event_time` config read only the rows
+    /// of the window `[start, end)`.
+    pub fn compile_batch(
+        &self,
+        unique_id: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<String, Diagnostic> {
+        let node = &self.manifest.nodes[unique_id];
+        let event_times = self
+            .manifest
+            .nodes
+            .values()
+            .filter_map(|n| {
+                n.config
+                    .get("event_time")
+                    .and_then(|v| v.as_str())
+                    .map(|c| (n.name.clone(), c.to_string()))
+            })
+            .collect();
+        let resolver = Arc::new(BatchResolver {
+            inner: self.resolver.clone(),
+            event_times,
+            start: start.to_string(),
+            end: end.to_string(),
+        });
+        let phase = Phase::Compile {
+            resolver,
+            incremental: true,
+        };
+        let (sql, _) = self.manifest.jinja.render_node(node.info(), phase)?;
+        Ok(sql)
+    }
+
     /// Renders a hook (`pre-hook` / `post-hook`) in the context of its node: `{{ this }}` works.
     pub fn render_hook(&self, unique_id: &str, hook: &str) -> Result<String, Diagnostic> {
         let node = &self.manifest.nodes[unique_id];
@@ -162,6 +196,36 @@ impl<'m> Compiler<'m> {
             }
         }
         Ok(inject_ctes(&out, &ctes))
+    }
+}
+
+/// Resolves refs for one microbatch: upstream models with an `event_time` become a filtered
+/// subquery over the batch window.
+struct BatchResolver {
+    inner: Arc<RelationIndex>,
+    event_times: BTreeMap<String, String>,
+    start: String,
+    end: String,
+}
+
+impl Resolve for BatchResolver {
+    fn resolve_ref(&self, from: &str, call: &RefCall) -> Result<Relation, String> {
+        let mut rel = self.inner.resolve_ref(from, call)?;
+        if let Some(col) = self.event_times.get(&call.name) {
+            let filtered = format!(
+                "(select * from {} where {c} >= cast('{}' as timestamp) and {c} < cast('{}' as timestamp)) _dbt_et_filter_subq_{}",
+                rel.render(),
+                self.start,
+                self.end,
+                call.name,
+                c = crate::jinja::quote(col)
+            );
+            rel.cte_name = Some(filtered);
+        }
+        Ok(rel)
+    }
+    fn resolve_source(&self, from: &str, source: &str, table: &str) -> Result<Relation, String> {
+        self.inner.resolve_source(from, source, table)
     }
 }
 

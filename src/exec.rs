@@ -28,6 +28,8 @@ pub enum Status {
     Pass,
     Warn,
     Fail,
+    /// Microbatch models: some batches failed, the others were committed.
+    PartialSuccess,
 }
 
 impl Status {
@@ -39,6 +41,7 @@ impl Status {
             Status::Pass => "pass",
             Status::Warn => "warn",
             Status::Fail => "fail",
+            Status::PartialSuccess => "partial success",
         }
     }
 
@@ -68,6 +71,8 @@ pub struct NodeResult {
     pub failures: Option<u64>,
     pub compiled_code: Option<String>,
     pub relation_name: Option<String>,
+    /// Microbatch models: `{"successful": [[start, end], ...], "failed": [...]}`.
+    pub batch_results: Option<Json>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -108,6 +113,8 @@ pub struct RunEnv<'a> {
     /// `--full-refresh`: incremental models are rebuilt from scratch (unless their
     /// `full_refresh` config says otherwise).
     pub full_refresh: bool,
+    /// `--event-time-start` / `--event-time-end` for microbatch models.
+    pub event_time: (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
 }
 
 /// Runs `ids` (already filtered to executable nodes) in topological order.
@@ -121,6 +128,7 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
         printer,
         deferred,
         full_refresh,
+        event_time,
     } = *env;
     let started = Instant::now();
     let compiler = Compiler::with_deferred(manifest, deferred);
@@ -170,7 +178,7 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
                     thread_id,
                     target_dir,
                     project_root,
-                    full_refresh,
+                    (full_refresh, event_time),
                 )
                 .await;
                 (index, res)
@@ -312,6 +320,7 @@ fn skipped(node: &Node, cause: &str) -> NodeResult {
         failures: None,
         compiled_code: None,
         relation_name: node.relation_name(),
+        batch_results: None,
     }
 }
 
@@ -331,6 +340,7 @@ fn new_result(node: &Node, thread_id: String) -> NodeResult {
         } else {
             node.relation_name()
         },
+        batch_results: None,
     }
 }
 
@@ -341,8 +351,12 @@ async fn run_node<A: Adapter>(
     thread_id: String,
     target_dir: &std::path::Path,
     project_root: &std::path::Path,
-    full_refresh: bool,
+    run: (
+        bool,
+        (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
+    ),
 ) -> NodeResult {
+    let (full_refresh, event_time) = run;
     let t0 = Instant::now();
     let compile_start = chrono::Utc::now();
     let mut res = new_result(node, thread_id);
@@ -385,6 +399,23 @@ async fn run_node<A: Adapter>(
             seed: seed_spec(node, project_root),
         }],
         _ => {
+            if node.materialized() == "incremental"
+                && node
+                    .config
+                    .get("incremental_strategy")
+                    .and_then(Json::as_str)
+                    == Some("microbatch")
+            {
+                let refresh = node
+                    .config
+                    .get("full_refresh")
+                    .and_then(Json::as_bool)
+                    .unwrap_or(full_refresh);
+                return run_microbatch(
+                    adapter, compiler, node, res, t0, refresh, event_time, target_dir,
+                )
+                .await;
+            }
             // An incremental model runs incrementally when its table exists and no full
             // refresh applies (its `full_refresh` config wins over the flag, as in dbt).
             let incremental = node.materialized() == "incremental"
@@ -602,6 +633,192 @@ fn finish(
         }
     }
     res
+}
+
+/// Truncates a time to the start of its batch.
+fn batch_floor(t: chrono::NaiveDateTime, size: &str) -> chrono::NaiveDateTime {
+    use chrono::{Datelike, NaiveDate, Timelike};
+    let d = t.date();
+    let day = |y, m, dd| {
+        NaiveDate::from_ymd_opt(y, m, dd)
+            .unwrap_or(d)
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+    };
+    match size {
+        "hour" => d.and_hms_opt(t.hour(), 0, 0).unwrap(),
+        "month" => day(d.year(), d.month(), 1),
+        "year" => day(d.year(), 1, 1),
+        _ => day(d.year(), d.month(), d.day()),
+    }
+}
+
+/// The start of the batch after the one starting at `t`.
+fn batch_next(t: chrono::NaiveDateTime, size: &str) -> chrono::NaiveDateTime {
+    match size {
+        "hour" => t + chrono::Duration::hours(1),
+        "month" => t.checked_add_months(chrono::Months::new(1)).unwrap_or(t),
+        "year" => t.checked_add_months(chrono::Months::new(12)).unwrap_or(t),
+        _ => t + chrono::Duration::days(1),
+    }
+}
+
+fn batch_prev(t: chrono::NaiveDateTime, size: &str) -> chrono::NaiveDateTime {
+    match size {
+        "hour" => t - chrono::Duration::hours(1),
+        "month" => t.checked_sub_months(chrono::Months::new(1)).unwrap_or(t),
+        "year" => t.checked_sub_months(chrono::Months::new(12)).unwrap_or(t),
+        _ => t - chrono::Duration::days(1),
+    }
+}
+
+/// Parses `2024-01-01`, `2024-01-01 10:00:00` or `2024-01-01T10:00:00`.
+pub fn parse_event_time(s: &str) -> Option<chrono::NaiveDateTime> {
+    let s = s.trim().trim_end_matches('Z');
+    chrono::NaiveDateTime::parse_from_str(&s.replace('T', " "), "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+}
+
+/// A microbatch model: each batch of `event_time` is compiled, run and committed on its own;
+/// a failed batch does not undo the others.
+#[allow(clippy::too_many_arguments)]
+async fn run_microbatch<A: Adapter>(
+    adapter: &A,
+    compiler: &Compiler<'_>,
+    node: &Node,
+    mut res: NodeResult,
+    t0: Instant,
+    full_refresh: bool,
+    flags: (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
+    target_dir: &std::path::Path,
+) -> NodeResult {
+    let start_time = chrono::Utc::now();
+    let cfg = &node.config;
+    let size = cfg.str_or("batch_size", "day").to_string();
+    let event_time = cfg.str_or("event_time", "").to_string();
+    let lookback = cfg.get("lookback").and_then(Json::as_u64).unwrap_or(1);
+    let exists = adapter.relation_type(&node.relation).await == Some("table") && !full_refresh;
+    let Some(begin) = cfg
+        .get("begin")
+        .and_then(Json::as_str)
+        .and_then(parse_event_time)
+    else {
+        return finish(
+            res,
+            t0,
+            start_time,
+            Err(format!(
+                "Compilation Error in model {}: `begin` must be a date or timestamp",
+                node.name
+            )),
+        );
+    };
+    let now = chrono::Utc::now().naive_utc();
+    let mut start = match flags.0 {
+        Some(t) => batch_floor(t, &size),
+        None if !exists => batch_floor(begin, &size),
+        None => {
+            let mut s = batch_floor(now, &size);
+            for _ in 0..lookback {
+                s = batch_prev(s, &size);
+            }
+            s
+        }
+    };
+    let end = flags
+        .1
+        .unwrap_or_else(|| batch_next(batch_floor(now, &size), &size));
+    let fmt = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let (mut ok, mut failed, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    let mut table_exists = exists;
+    let mut rows = 0u64;
+    while start < end {
+        let next = batch_next(start, &size);
+        let (s, e) = (fmt(start), fmt(next));
+        let outcome: Result<u64, String> = async {
+            let sql = compiler
+                .compile_batch(&node.unique_id, &s, &e)
+                .map_err(|d| d.render(false))?;
+            let _ = write_compiled(target_dir, node, &sql);
+            res.compiled_code = Some(sql.clone());
+            let op = if table_exists {
+                let q = crate::jinja::quote(&event_time);
+                let mut spec = match materialize::plan(materialize::Request {
+                    materialized: "incremental",
+                    relation: node.relation.clone(),
+                    sql,
+                    pre_hooks: vec![],
+                    post_hooks: vec![],
+                    incremental: true,
+                    config: cfg,
+                })?
+                .pop()
+                {
+                    Some(Operation::Incremental(spec)) => spec,
+                    _ => {
+                        return Err(
+                            "internal error: microbatch planned no incremental write".to_string()
+                        );
+                    }
+                };
+                spec.replace_where = Some(format!("{q} >= '{s}' and {q} < '{e}'"));
+                Operation::Incremental(spec)
+            } else {
+                Operation::CreateTableAs {
+                    relation: node.relation.clone(),
+                    sql,
+                }
+            };
+            let applied = adapter.apply(&op).await.map_err(|e| e.0)?;
+            Ok(applied.rows_affected.unwrap_or(0))
+        }
+        .await;
+        match outcome {
+            Ok(n) => {
+                rows += n;
+                table_exists = true;
+                ok.push(serde_json::json!([s, e]));
+            }
+            Err(msg) => {
+                errors.push(format!("batch {s} .. {e}: {}", msg.trim()));
+                failed.push(serde_json::json!([s, e]));
+            }
+        }
+        start = next;
+    }
+    res.batch_results = Some(serde_json::json!({"successful": ok, "failed": failed}));
+    let total = ok.len() + failed.len();
+    let compile_end = chrono::Utc::now();
+    res.timing.push(Timing {
+        name: "compile",
+        started_at: start_time,
+        completed_at: compile_end,
+    });
+    if failed.is_empty() {
+        res.adapter_response = serde_json::json!({"_message": "MICROBATCH", "rows_affected": rows});
+        return finish(
+            res,
+            t0,
+            compile_end,
+            Ok(format!("MICROBATCH {total} batches, {rows} rows")),
+        );
+    }
+    let msg = format!(
+        "{} of {total} batches of model {} failed:\n  {}",
+        failed.len(),
+        node.name,
+        errors.join("\n  ")
+    );
+    let mut r = finish(res, t0, compile_end, Err(msg));
+    if !ok.is_empty() {
+        r.status = Status::PartialSuccess;
+    }
+    r
 }
 
 /// The write that takes a snapshot: the first build, or the table's next state.

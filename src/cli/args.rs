@@ -115,6 +115,12 @@ pub enum Command {
         /// Rebuild incremental models from scratch
         #[arg(long)]
         full_refresh: bool,
+        /// Microbatch models: process batches from this time (e.g. 2024-01-01)
+        #[arg(long)]
+        event_time_start: Option<String>,
+        /// Microbatch models: process batches before this time
+        #[arg(long)]
+        event_time_end: Option<String>,
     },
     /// Take snapshots (SCD type 2 history of changing rows)
     Snapshot {
@@ -132,6 +138,12 @@ pub enum Command {
         selection: Selection,
         #[arg(long)]
         full_refresh: bool,
+        /// Microbatch models: process batches from this time (e.g. 2024-01-01)
+        #[arg(long)]
+        event_time_start: Option<String>,
+        /// Microbatch models: process batches before this time
+        #[arg(long)]
+        event_time_end: Option<String>,
     },
     /// Run a model's compiled SQL (or an inline query) and print rows
     Show {

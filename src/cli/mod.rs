@@ -271,27 +271,41 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
         Command::Seed {
             selection,
             full_refresh,
-        } => execute(
-            &cli,
-            printer,
-            &invocation,
-            selection,
-            &[ResourceType::Seed],
-            "seed",
-            *full_refresh,
-        ),
+        } => {
+            let flags = Flags {
+                full_refresh: *full_refresh,
+                ..Default::default()
+            };
+            execute(
+                &cli,
+                printer,
+                &invocation,
+                selection,
+                &[ResourceType::Seed],
+                "seed",
+                flags,
+            )
+        }
         Command::Run {
             selection,
             full_refresh,
-        } => execute(
-            &cli,
-            printer,
-            &invocation,
-            selection,
-            &[ResourceType::Model],
-            "run",
-            *full_refresh,
-        ),
+            event_time_start,
+            event_time_end,
+        } => {
+            let flags = Flags {
+                full_refresh: *full_refresh,
+                event_time: event_times(event_time_start, event_time_end)?,
+            };
+            execute(
+                &cli,
+                printer,
+                &invocation,
+                selection,
+                &[ResourceType::Model],
+                "run",
+                flags,
+            )
+        }
         Command::Snapshot { selection } => execute(
             &cli,
             printer,
@@ -299,7 +313,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             selection,
             &[ResourceType::Snapshot],
             "snapshot",
-            false,
+            Flags::default(),
         ),
         Command::Test { selection } => execute(
             &cli,
@@ -308,26 +322,35 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             selection,
             &[ResourceType::Test, ResourceType::UnitTest],
             "test",
-            false,
+            Flags::default(),
         ),
         Command::Build {
             selection,
             full_refresh,
-        } => execute(
-            &cli,
-            printer,
-            &invocation,
-            selection,
-            &[
+            event_time_start,
+            event_time_end,
+        } => {
+            let flags = Flags {
+                full_refresh: *full_refresh,
+                event_time: event_times(event_time_start, event_time_end)?,
+            };
+            let types = [
                 ResourceType::Seed,
                 ResourceType::Model,
                 ResourceType::Snapshot,
                 ResourceType::Test,
                 ResourceType::UnitTest,
-            ],
-            "build",
-            *full_refresh,
-        ),
+            ];
+            execute(
+                &cli,
+                printer,
+                &invocation,
+                selection,
+                &types,
+                "build",
+                flags,
+            )
+        }
         Command::Show {
             selection,
             inline,
@@ -472,7 +495,7 @@ fn execute(
     selection: &Selection,
     types: &[ResourceType],
     what: &str,
-    full_refresh: bool,
+    flags: Flags,
 ) -> Result<i32, Diagnostics> {
     let l = load(&cli.global, invocation)?;
     let state = load_state(selection)?;
@@ -489,9 +512,44 @@ fn execute(
             selection,
             state: state.as_ref(),
             what,
-            full_refresh,
+            flags,
         },
     )
+}
+
+/// Run flags that change what nodes do.
+#[cfg_attr(not(feature = "datafusion"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, Default)]
+struct Flags {
+    full_refresh: bool,
+    event_time: (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
+}
+
+/// `--event-time-start` / `--event-time-end`, parsed.
+fn event_times(
+    start: &Option<String>,
+    end: &Option<String>,
+) -> Result<(Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>), Diagnostics> {
+    let parse =
+        |flag: &str, v: &Option<String>| -> Result<Option<chrono::NaiveDateTime>, Diagnostics> {
+            match v {
+                None => Ok(None),
+                Some(text) => crate::exec::parse_event_time(text)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        Diagnostic::error(
+                            "flag",
+                            format!("{flag} '{text}' is not a date or timestamp"),
+                        )
+                        .hint("write e.g. 2024-01-01 or 2024-01-01T10:00:00")
+                        .into()
+                    }),
+            }
+        };
+    Ok((
+        parse("--event-time-start", start)?,
+        parse("--event-time-end", end)?,
+    ))
 }
 
 /// How a run was asked for: recorded in run_results.json so `retry` can repeat it.
@@ -502,7 +560,7 @@ struct RunOptions<'a> {
     state: Option<&'a crate::graph::state::State>,
     /// The command: `run`, `build`, `test`, `seed`.
     what: &'a str,
-    full_refresh: bool,
+    flags: Flags,
 }
 
 /// Runs `ids` and writes the artifacts; `what` and the flags go into run_results.json (for
@@ -519,8 +577,9 @@ fn run_nodes(
         selection,
         state,
         what,
-        full_refresh,
+        flags,
     } = *run;
+    let full_refresh = flags.full_refresh;
     use crate::adapter::Adapter;
     write_manifest(l, &BTreeMap::new())?;
     let adapter = open_adapter(&l.project)?;
@@ -567,6 +626,7 @@ fn run_nodes(
         printer,
         deferred: &deferred,
         full_refresh,
+        event_time: flags.event_time,
     };
     let results = rt.block_on(crate::exec::run(&adapter, &env, ids));
     let mut compiled = BTreeMap::new();
@@ -611,7 +671,11 @@ fn run_nodes(
         .map(|((_, what), n)| format!("{n} {what}{}", if n == 1 { "" } else { "s" }))
         .collect();
     printer.summary(&results, &l.manifest.nodes, &parts.join(", "));
-    let failed = results.results.iter().any(|r| r.status.blocks());
+    // A partly failed microbatch model does not stop its children, but the run did not succeed.
+    let failed = results
+        .results
+        .iter()
+        .any(|r| r.status.blocks() || r.status == crate::exec::Status::PartialSuccess);
     Ok(if failed { 1 } else { 0 })
 }
 
@@ -685,7 +749,10 @@ fn retry(cli: &Cli, printer: &Printer, invocation: &Invocation) -> Result<i32, D
         selection: &selection,
         state: state.as_ref(),
         what: &which,
-        full_refresh,
+        flags: Flags {
+            full_refresh,
+            ..Default::default()
+        },
     };
     run_nodes(&global, printer, &l, &ids, &run)
 }
@@ -698,7 +765,7 @@ fn execute(
     _: &Selection,
     _: &[ResourceType],
     _: &str,
-    _: bool,
+    _: Flags,
 ) -> Result<i32, Diagnostics> {
     Err(no_engine())
 }

@@ -221,7 +221,12 @@ impl Printer {
         let errors: Vec<&NodeResult> = results
             .results
             .iter()
-            .filter(|r| matches!(r.status, Status::Error | Status::Fail))
+            .filter(|r| {
+                matches!(
+                    r.status,
+                    Status::Error | Status::Fail | Status::PartialSuccess
+                )
+            })
             .collect();
         let warns: Vec<&NodeResult> = results
             .results
@@ -271,7 +276,9 @@ impl Printer {
         self.info("");
         let pass = results.count(Status::Success) + results.count(Status::Pass);
         let warn = results.count(Status::Warn);
-        let err = results.count(Status::Error) + results.count(Status::Fail);
+        let err = results.count(Status::Error)
+            + results.count(Status::Fail)
+            + results.count(Status::PartialSuccess);
         let skip = results.count(Status::Skipped);
         self.event(
             "info",

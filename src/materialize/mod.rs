@@ -27,6 +27,8 @@ pub enum Strategy {
     Merge,
     DeleteInsert,
     InsertOverwrite,
+    /// One time window (batch) of `event_time`: its rows are replaced.
+    Microbatch,
 }
 
 impl Strategy {
@@ -36,6 +38,7 @@ impl Strategy {
             Strategy::Merge => "merge",
             Strategy::DeleteInsert => "delete+insert",
             Strategy::InsertOverwrite => "insert_overwrite",
+            Strategy::Microbatch => "microbatch",
         }
     }
 }
@@ -62,6 +65,8 @@ pub struct IncrementalSpec {
     pub merge_exclude_columns: Vec<String>,
     pub on_schema_change: SchemaChange,
     pub partition_by: Vec<String>,
+    /// Microbatch: the rows this batch replaces (`event_time` within the batch's window).
+    pub replace_where: Option<String>,
 }
 
 /// How to read a seed file.
@@ -122,12 +127,26 @@ fn incremental_spec(req: &Request) -> Result<IncrementalSpec, String> {
         Some("merge") => Strategy::Merge,
         Some("delete+insert") => Strategy::DeleteInsert,
         Some("insert_overwrite") => Strategy::InsertOverwrite,
+        Some("microbatch") => Strategy::Microbatch,
         Some(other) => {
             return Err(format!(
-                "unknown incremental_strategy '{other}' (supported: append, merge, delete+insert, insert_overwrite)"
+                "unknown incremental_strategy '{other}' (supported: append, merge, delete+insert, insert_overwrite, microbatch)"
             ));
         }
     };
+    if strategy == Strategy::Microbatch {
+        for key in ["event_time", "batch_size", "begin"] {
+            if cfg.get(key).is_none_or(|v| v.is_null()) {
+                return Err(format!("incremental_strategy 'microbatch' needs `{key}`"));
+            }
+        }
+        if !matches!(
+            cfg.get("batch_size").and_then(|v| v.as_str()),
+            Some("hour" | "day" | "month" | "year")
+        ) {
+            return Err("batch_size must be one of hour, day, month, year".into());
+        }
+    }
     if strategy == Strategy::DeleteInsert && unique_key.is_empty() {
         return Err("incremental_strategy 'delete+insert' needs a unique_key".into());
     }
@@ -161,6 +180,7 @@ fn incremental_spec(req: &Request) -> Result<IncrementalSpec, String> {
         merge_exclude_columns: list(cfg, "merge_exclude_columns"),
         on_schema_change,
         partition_by: list(cfg, "partition_by"),
+        replace_where: None,
     })
 }
 

@@ -174,3 +174,91 @@ fn schema_changes_follow_on_schema_change() {
         ]
     );
 }
+
+#[test]
+fn microbatch_runs_each_batch_on_its_own() {
+    let p = Project::fixture("micro_shop");
+    p.rsdbt(&["seed"]).expect(0);
+    let out = p
+        .rsdbt(&["run", "--event-time-end", "2024-01-04"])
+        .expect(0);
+    assert!(
+        out.stdout.contains("MICROBATCH 3 batches"),
+        "{}",
+        out.stdout
+    );
+    let days = |p: &Project| {
+        p.query("select cast(event_day as varchar) as day, n from {{ ref('daily_events') }} order by event_day")
+    };
+    assert_eq!(
+        days(&p),
+        vec![
+            json!({"day": "2024-01-01T00:00:00", "n": 2}),
+            json!({"day": "2024-01-02T00:00:00", "n": 1}),
+            json!({"day": "2024-01-03T00:00:00", "n": 1})
+        ]
+    );
+    // Late rows for the 2nd: only that batch is reprocessed (upstream filtered by event_time).
+    p.write(
+        "seeds/events.csv",
+        &format!(
+            "{}5,2024-01-02 12:00:00\n6,2024-01-02 13:00:00\n",
+            p.read("seeds/events.csv")
+        ),
+    );
+    p.rsdbt(&["seed"]).expect(0);
+    let out = p
+        .rsdbt(&[
+            "run",
+            "--event-time-start",
+            "2024-01-02",
+            "--event-time-end",
+            "2024-01-03",
+        ])
+        .expect(0);
+    assert!(
+        out.stdout.contains("MICROBATCH 1 batches"),
+        "{}",
+        out.stdout
+    );
+    let compiled = p.read("target/compiled/micro_shop/models/daily_events.sql");
+    assert!(compiled.contains("where \"event_at\" >= cast('2024-01-02 00:00:00' as timestamp) and \"event_at\" < cast('2024-01-03 00:00:00' as timestamp)"), "{compiled}");
+    assert_eq!(days(&p)[1], json!({"day": "2024-01-02T00:00:00", "n": 3}));
+    // A failing batch does not undo the others: partial success, exit 1, the failed window recorded.
+    p.write(
+        "models/daily_events.sql",
+        "{{ config(materialized='incremental', incremental_strategy='microbatch', event_time='event_day', batch_size='day', begin='2024-01-01') }}\n\
+         select cast(date_trunc('day', event_at) as timestamp) as event_day,\n\
+         count(*) * 10 + max(case when cast(event_at as date) = date '2024-01-02' then 1 / (id - id) else 0 end) as n\n\
+         from {{ ref('events') }}\ngroup by 1\n",
+    );
+    let out = p
+        .rsdbt(&[
+            "run",
+            "--event-time-start",
+            "2024-01-01",
+            "--event-time-end",
+            "2024-01-04",
+        ])
+        .expect(1);
+    assert!(
+        out.stdout
+            .contains("1 of 3 batches of model daily_events failed"),
+        "{}",
+        out.stdout
+    );
+    let rr: serde_json::Value = serde_json::from_str(&p.read("target/run_results.json")).unwrap();
+    assert_eq!(rr["results"][0]["status"], "partial success");
+    assert_eq!(
+        rr["results"][0]["batch_results"]["failed"],
+        json!([["2024-01-02 00:00:00", "2024-01-03 00:00:00"]])
+    );
+    assert_eq!(
+        days(&p),
+        vec![
+            json!({"day": "2024-01-01T00:00:00", "n": 20}),
+            json!({"day": "2024-01-02T00:00:00", "n": 3}),
+            json!({"day": "2024-01-03T00:00:00", "n": 10})
+        ]
+    );
+}

@@ -62,6 +62,18 @@ pub(super) async fn apply(
         )));
     }
     if rows == 0 {
+        if let Some(window) = &spec.replace_where {
+            // An empty batch still replaces its window: the rows it had are gone.
+            let table_dir = a.schema_dir(&spec.relation).join(&spec.relation.identifier);
+            let url = deltalake::ensure_table_uri(table_dir.to_string_lossy()).map_err(err)?;
+            let table = DeltaTable::try_from_url(url).await.map_err(err)?;
+            table
+                .delete()
+                .with_predicate(window.clone())
+                .with_session_state(Arc::new(ctx.state()))
+                .await
+                .map_err(err)?;
+        }
         return Ok(Applied {
             code: spec.strategy.as_str().to_uppercase(),
             rows_affected: Some(0),
@@ -185,7 +197,7 @@ pub(super) async fn apply(
                 rows_affected: Some(affected as u64),
             })
         }
-        Strategy::DeleteInsert | Strategy::InsertOverwrite => {
+        Strategy::DeleteInsert | Strategy::InsertOverwrite | Strategy::Microbatch => {
             let keys = if strategy == Strategy::DeleteInsert {
                 &spec.unique_key
             } else {
@@ -195,7 +207,9 @@ pub(super) async fn apply(
                 .write(batches.clone())
                 .with_save_mode(SaveMode::Overwrite)
                 .with_session_state(state);
-            if !keys.is_empty() {
+            if let Some(window) = &spec.replace_where {
+                w = w.with_replace_where(window.clone());
+            } else if !keys.is_empty() {
                 // The existing rows with the new rows' keys (partitions) are replaced in one commit.
                 let mut predicate = values_predicate(ctx, &batches, keys).await?;
                 for p in &spec.predicates {
@@ -207,10 +221,10 @@ pub(super) async fn apply(
                 w = w.with_schema_mode(m);
             }
             w.await.map_err(err)?;
-            let code = if strategy == Strategy::DeleteInsert {
-                "DELETE+INSERT"
-            } else {
-                "INSERT OVERWRITE"
+            let code = match strategy {
+                Strategy::DeleteInsert => "DELETE+INSERT",
+                Strategy::Microbatch => "MICROBATCH",
+                _ => "INSERT OVERWRITE",
             };
             Ok(Applied {
                 code: code.into(),
