@@ -20,5 +20,19 @@ cargo clippy --all-targets --locked -- -D warnings
 step "compiler side builds without an engine (cargo check --no-default-features)"
 cargo check --no-default-features --locked
 
+# A throwaway PostgreSQL for the postgres target's tests (they skip outside CI without one,
+# and fail in CI).
+pg_dir="$(mktemp -d /tmp/rsdbt-pg.XXXXXX)"
+pg_port="${RSDBT_TEST_PG_PORT:-$((50000 + RANDOM % 10000))}"
+if pg_env="$(scripts/pg.sh start "$pg_dir" "$pg_port")" && eval "$pg_env"; then
+  trap 'scripts/pg.sh stop "$pg_dir"' EXIT
+  echo "PostgreSQL for tests on 127.0.0.1:$pg_port"
+elif [ "${CI:-}" = true ]; then
+  echo "could not start PostgreSQL for the tests (see $pg_dir)" >&2
+  exit 1
+else
+  echo "NOTICE: PostgreSQL could not be started; its tests will be skipped" >&2
+fi
+
 step "cargo test"
 cargo test --locked

@@ -3,6 +3,8 @@
 
 #[cfg(feature = "datafusion")]
 pub mod datafusion;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::future::Future;
 
@@ -48,4 +50,42 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> impl Future<Output = Option<&'static str>> + Send;
     /// Checks that the warehouse is reachable and usable (for `debug`).
     fn check(&self) -> impl Future<Output = Result<String, AdapterError>> + Send;
+}
+
+/// The adapter of the profile's target, dispatched statically.
+#[cfg(feature = "datafusion")]
+pub enum AnyAdapter {
+    DataFusion(datafusion::DataFusionAdapter),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PostgresAdapter),
+}
+
+#[cfg(feature = "datafusion")]
+macro_rules! each {
+    ($self:ident, $a:ident => $e:expr) => {
+        match $self {
+            AnyAdapter::DataFusion($a) => $e,
+            #[cfg(feature = "postgres")]
+            AnyAdapter::Postgres($a) => $e,
+        }
+    };
+}
+
+#[cfg(feature = "datafusion")]
+impl Adapter for AnyAdapter {
+    fn kind(&self) -> &'static str {
+        each!(self, a => a.kind())
+    }
+    async fn apply(&self, op: &Operation) -> Result<Applied, AdapterError> {
+        each!(self, a => a.apply(op).await)
+    }
+    async fn query(&self, sql: &str, limit: Option<usize>) -> Result<QueryResult, AdapterError> {
+        each!(self, a => a.query(sql, limit).await)
+    }
+    async fn relation_type(&self, relation: &crate::jinja::Relation) -> Option<&'static str> {
+        each!(self, a => a.relation_type(relation).await)
+    }
+    async fn check(&self) -> Result<String, AdapterError> {
+        each!(self, a => a.check().await)
+    }
 }

@@ -458,33 +458,34 @@ fn clean(project: &Project, printer: &Printer) -> Result<i32, Diagnostics> {
 }
 
 #[cfg(feature = "datafusion")]
-fn open_adapter(
-    project: &Project,
-) -> Result<crate::adapter::datafusion::DataFusionAdapter, Diagnostics> {
+fn open_adapter(project: &Project) -> Result<crate::adapter::AnyAdapter, Diagnostics> {
+    use crate::adapter::AnyAdapter;
     let t = project.target();
-    if t.adapter_type != "datafusion" {
-        return Err(Diagnostic::error("profile", format!("target '{}' has type '{}', which this build cannot run yet", t.name, t.adapter_type))
-            .hint("use a `type: datafusion` target (the embedded engine); PostgreSQL targets are on the roadmap")
-            .into());
+    match t.adapter_type.as_str() {
+        #[cfg(feature = "postgres")]
+        "postgres" => runtime()
+            .block_on(crate::adapter::postgres::PostgresAdapter::connect(t))
+            .map(AnyAdapter::Postgres)
+            .map_err(|e| Diagnostic::error("connection", e.0).hint("check the target's host, port, user, password and dbname in profiles.yml (`rsdbt debug` tests the connection)").into()),
+        "datafusion" => crate::adapter::datafusion::DataFusionAdapter::open(&t.warehouse_path(&project.root), &t.database, &t.schema)
+            .map(AnyAdapter::DataFusion)
+            .map_err(|e| Diagnostic::error("adapter", e.0).hint("check the `path` of the target in profiles.yml").into()),
+        other => Err(Diagnostic::error("profile", format!("target '{}' has type '{other}', which this build of rsdbt cannot run", t.name))
+            .hint("use `type: datafusion` (embedded) or `type: postgres`")
+            .into()),
     }
-    crate::adapter::datafusion::DataFusionAdapter::open(
-        &t.warehouse_path(&project.root),
-        &t.database,
-        &t.schema,
-    )
-    .map_err(|e| {
-        Diagnostic::error("adapter", e.0)
-            .hint("check the `path` of the target in profiles.yml")
-            .into()
-    })
 }
 
 #[cfg(feature = "datafusion")]
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+/// The process's one runtime: connections spawned on it live as long as the command.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
 }
 
 #[cfg(feature = "datafusion")]

@@ -114,3 +114,47 @@ impl Project {
         v["show"].as_array().unwrap().clone()
     }
 }
+
+/// The tests' PostgreSQL (started by scripts/test.sh). Outside CI a missing server skips the
+/// test with a notice; in CI it is an error.
+pub fn pg() -> Option<(String, String, String)> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        var("RSDBT_TEST_PG_HOST"),
+        var("RSDBT_TEST_PG_PORT"),
+        var("RSDBT_TEST_PG_USER"),
+    ) {
+        (Some(h), Some(p), Some(u)) => Some((h, p, u)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI must provide PostgreSQL: run the tests through scripts/test.sh")
+        }
+        _ => {
+            eprintln!(
+                "NOTICE: skipping a PostgreSQL test: no server (run scripts/test.sh, which starts one)"
+            );
+            None
+        }
+    }
+}
+
+impl Project {
+    /// A fixture whose profile targets the tests' PostgreSQL, in a schema of its own.
+    pub fn fixture_pg(name: &str) -> Option<Self> {
+        let (host, port, user) = pg()?;
+        let p = Project::fixture(name);
+        let tag: String = p
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let schema = format!("t_{}", tag.to_lowercase());
+        let profile = format!(
+            "fixture:\n  target: pg\n  outputs:\n    pg:\n      type: postgres\n      host: {host}\n      port: {port}\n      user: {user}\n      password: \"{{{{ env_var('RSDBT_TEST_PG_PASSWORD', '') }}}}\"\n      dbname: postgres\n      schema: {schema}\n      threads: 2\n"
+        );
+        p.write("profiles.yml", &profile);
+        Some(p)
+    }
+}

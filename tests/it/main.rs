@@ -7,6 +7,7 @@ mod errors;
 mod example;
 mod harness;
 mod incremental;
+mod postgres;
 mod projects;
 mod selection;
 mod snapshots;

@@ -1,0 +1,515 @@
+//! The PostgreSQL target (profile `type: postgres`, dbt-postgres' keys).
+//!
+//! Tables and views are built under a temporary name and swapped in with renames inside one
+//! transaction, as dbt-postgres does, so a failing model leaves the old relation and readers
+//! never see it missing. Seeds stream through `COPY ... FROM STDIN`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::SinkExt;
+use serde_json::Value as Json;
+use tokio::sync::{Mutex, Semaphore};
+use tokio_postgres::{Client, NoTls};
+
+use crate::adapter::{Adapter, AdapterError, Applied, QueryResult};
+use crate::jinja::{Relation, quote};
+use crate::materialize::{Operation, SeedSpec};
+use crate::project::Target;
+
+/// A pool of `threads` connections.
+pub struct PostgresAdapter {
+    clients: Mutex<Vec<Client>>,
+    permits: Semaphore,
+    summary: String,
+    /// Schemas known to exist: each is created once, one at a time (concurrent
+    /// `create schema if not exists` race in PostgreSQL).
+    schemas: Mutex<std::collections::BTreeSet<String>>,
+}
+
+fn err(e: impl std::fmt::Display) -> AdapterError {
+    AdapterError(e.to_string())
+}
+
+/// A PostgreSQL error with its detail and hint, as psql shows them.
+fn pg_err(e: tokio_postgres::Error) -> AdapterError {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut msg = db.message().to_string();
+            if let Some(d) = db.detail() {
+                msg.push_str(&format!("\n  DETAIL: {d}"));
+            }
+            if let Some(h) = db.hint() {
+                msg.push_str(&format!("\n  HINT: {h}"));
+            }
+            AdapterError(msg)
+        }
+        None => AdapterError(e.to_string()),
+    }
+}
+
+fn field<'a>(t: &'a Target, key: &str) -> Option<&'a Json> {
+    t.fields.get(key).filter(|v| !v.is_null())
+}
+
+fn text(t: &Target, key: &str) -> Option<String> {
+    field(t, key).map(|v| match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+impl PostgresAdapter {
+    /// Connects `threads` clients to the target's database; the error says in one line what is
+    /// wrong (unreachable host, refused password, missing database).
+    pub async fn connect(t: &Target) -> Result<Self, AdapterError> {
+        let mut config = tokio_postgres::Config::new();
+        let host = text(t, "host").unwrap_or_else(|| "localhost".into());
+        let port: u16 = text(t, "port").and_then(|p| p.parse().ok()).unwrap_or(5432);
+        let user = text(t, "user").unwrap_or_else(|| "postgres".into());
+        let dbname = text(t, "dbname")
+            .or_else(|| text(t, "database"))
+            .unwrap_or_else(|| "postgres".into());
+        config
+            .host(&host)
+            .port(port)
+            .user(&user)
+            .dbname(&dbname)
+            .application_name("rsdbt");
+        if let Some(p) = text(t, "password").or_else(|| text(t, "pass")) {
+            config.password(p);
+        }
+        let timeout = text(t, "connect_timeout")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10);
+        config.connect_timeout(Duration::from_secs(timeout));
+        if let Some(k) = text(t, "keepalives_idle").and_then(|s| s.parse().ok()) {
+            config.keepalives_idle(Duration::from_secs(k));
+        }
+        match text(t, "sslmode").as_deref() {
+            None | Some("disable") | Some("allow") | Some("prefer") => {}
+            Some(mode) => {
+                return Err(AdapterError(format!(
+                    "sslmode '{mode}' needs TLS, which this rsdbt build does not include; use sslmode: disable or prefer"
+                )));
+            }
+        }
+        let mut setup = Vec::new();
+        if let Some(role) = text(t, "role") {
+            setup.push(format!("set role {}", quote(&role)));
+        }
+        if let Some(sp) = text(t, "search_path") {
+            setup.push(format!("set search_path to {sp}"));
+        }
+        let retries = text(t, "retries")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1u32)
+            .max(1);
+        let where_ = format!("{user}@{host}:{port}/{dbname}");
+        let mut clients = Vec::new();
+        for _ in 0..t.threads.max(1) {
+            let mut attempt = 0;
+            let client = loop {
+                attempt += 1;
+                match config.connect(NoTls).await {
+                    Ok((client, connection)) => {
+                        tokio::spawn(async move {
+                            let _ = connection.await;
+                        });
+                        break client;
+                    }
+                    Err(e) if attempt < retries => {
+                        let _ = e;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => {
+                        return Err(AdapterError(format!(
+                            "cannot connect to PostgreSQL at {where_}: {}",
+                            connect_reason(&e)
+                        )));
+                    }
+                }
+            };
+            for s in &setup {
+                client.batch_execute(s).await.map_err(pg_err)?;
+            }
+            clients.push(client);
+        }
+        let n = clients.len();
+        Ok(Self {
+            clients: Mutex::new(clients),
+            permits: Semaphore::new(n),
+            summary: format!("PostgreSQL {where_}"),
+            schemas: Mutex::new(Default::default()),
+        })
+    }
+
+    async fn ensure_schema(&self, schema: &str) -> Result<(), AdapterError> {
+        let mut known = self.schemas.lock().await;
+        if known.contains(schema) {
+            return Ok(());
+        }
+        let sql = format!("create schema if not exists {}", quote(schema));
+        self.with_client(async |c| match c.batch_execute(&sql).await {
+            // Another process created it at the same moment: it exists, which is what we want.
+            Err(e) if e.code().is_some_and(|c| c.code() == "23505") => Ok(()),
+            other => other.map_err(pg_err),
+        })
+        .await?;
+        known.insert(schema.to_string());
+        Ok(())
+    }
+
+    /// Runs `f` with a pooled connection.
+    async fn with_client<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Client) -> Result<T, AdapterError>,
+    ) -> Result<T, AdapterError> {
+        let _permit = self.permits.acquire().await.map_err(err)?;
+        let mut client = self
+            .clients
+            .lock()
+            .await
+            .pop()
+            .ok_or_else(|| AdapterError("internal error: connection pool empty".into()))?;
+        let out = f(&mut client).await;
+        self.clients.lock().await.push(client);
+        out
+    }
+}
+
+/// The cause of a failed connection, in words a person can act on.
+fn connect_reason(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return match db.code().code() {
+            "28P01" | "28000" => format!(
+                "authentication failed ({}); check user and password in profiles.yml",
+                db.message()
+            ),
+            "3D000" => format!("{}; create the database or fix `dbname`", db.message()),
+            _ => db.message().to_string(),
+        };
+    }
+    let s = e.to_string();
+    let source = std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    if source.contains("refused") || s.contains("refused") {
+        "connection refused: is the server running and listening on that host and port?".into()
+    } else if source.contains("timed out") || s.contains("timeout") {
+        "timed out: the host is unreachable (check host, port and firewall)".into()
+    } else if source.is_empty() {
+        s
+    } else {
+        format!("{s}: {source}")
+    }
+}
+
+/// Creates the new relation under a temporary name (dropping a leftover first).
+fn create_tmp_sql(rel: &Relation, create_tmp: &str) -> String {
+    format!(
+        "drop table if exists {tmp} cascade;\ndrop view if exists {tmp} cascade;\n{create_tmp};",
+        tmp = tmp_name(rel)
+    )
+}
+
+/// Moves the old relation (of either kind) aside, gives the new one its name and drops the
+/// old one; the caller runs it inside the same transaction as the build.
+fn swap_in_sql(rel: &Relation, kind: &str) -> String {
+    let schema = quote(&rel.schema);
+    let backup = format!("{}__dbt_backup", rel.identifier);
+    let backup_q = format!("{schema}.{}", quote(&backup));
+    let exists = |kinds: &str| {
+        format!(
+            "exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = {} and c.relname = {} and c.relkind in ({kinds}))",
+            literal(&rel.schema),
+            literal(&rel.identifier)
+        )
+    };
+    let rename = |what: &str| {
+        format!(
+            "execute {}",
+            literal(&format!(
+                "alter {what} {schema}.{} rename to {}",
+                quote(&rel.identifier),
+                quote(&backup)
+            ))
+        )
+    };
+    format!(
+        "drop table if exists {backup_q} cascade;\ndrop view if exists {backup_q} cascade;\n\
+         do $$ begin\n  if {} then {};\n  elsif {} then {};\n  end if;\nend $$;\n\
+         alter {kind} {} rename to {};\n\
+         drop table if exists {backup_q} cascade;\ndrop view if exists {backup_q} cascade;",
+        exists("'r','p'"),
+        rename("table"),
+        exists("'v','m'"),
+        rename("view"),
+        tmp_name(rel),
+        quote(&rel.identifier),
+    )
+}
+
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The relation without its database part: PostgreSQL only allows the current database.
+fn tmp_name(rel: &Relation) -> String {
+    format!(
+        "{}.{}",
+        quote(&rel.schema),
+        quote(&format!("{}__dbt_tmp", rel.identifier))
+    )
+}
+
+/// PostgreSQL column types for a seed, from arrow-csv's inference and `column_types`.
+fn seed_columns(seed: &SeedSpec) -> Result<Vec<(String, String)>, AdapterError> {
+    use datafusion::arrow::csv::reader::Format;
+    use datafusion::arrow::datatypes::DataType;
+    let file = std::fs::File::open(&seed.path)
+        .map_err(|e| AdapterError(format!("{}: cannot open: {e}", seed.display_path)))?;
+    let format = Format::default()
+        .with_header(true)
+        .with_delimiter(seed.delimiter)
+        .with_null_regex(regex::Regex::new("^$").expect("static regex"));
+    let (schema, _) = format
+        .infer_schema(std::io::BufReader::new(file), None)
+        .map_err(|e| {
+            AdapterError(format!(
+                "{}: {e} (check the header and that every row has the same number of fields)",
+                seed.display_path
+            ))
+        })?;
+    Ok(schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let ty = match seed
+                .column_types
+                .iter()
+                .find(|(c, _)| c.eq_ignore_ascii_case(f.name()))
+            {
+                Some((_, t)) => t.clone(),
+                None => match f.data_type() {
+                    DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+                        "bigint".into()
+                    }
+                    DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+                        "double precision".into()
+                    }
+                    DataType::Boolean => "boolean".into(),
+                    DataType::Date32 | DataType::Date64 => "date".into(),
+                    DataType::Timestamp(..) => "timestamp".into(),
+                    _ => "text".into(),
+                },
+            };
+            (f.name().clone(), ty)
+        })
+        .collect())
+}
+
+impl Adapter for PostgresAdapter {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn apply(&self, op: &Operation) -> Result<Applied, AdapterError> {
+        match op {
+            Operation::CreateTableAs { relation, .. }
+            | Operation::CreateView { relation, .. }
+            | Operation::LoadSeed { relation, .. } => self.ensure_schema(&relation.schema).await?,
+            _ => {}
+        }
+        match op {
+            Operation::CreateTableAs { relation, sql } => {
+                let create = format!(
+                    "create table {} as (\n{}\n)",
+                    tmp_name(relation),
+                    sql.trim().trim_end_matches(';')
+                );
+                self.with_client(async |c| {
+                    let tx = c.transaction().await.map_err(pg_err)?;
+                    tx.batch_execute(&create_tmp_sql(relation, &create))
+                        .await
+                        .map_err(pg_err)?;
+                    tx.batch_execute(&swap_in_sql(relation, "table"))
+                        .await
+                        .map_err(pg_err)?;
+                    let rows: i64 = tx
+                        .query_one(
+                            &format!(
+                                "select count(*) from {}.{}",
+                                quote(&relation.schema),
+                                quote(&relation.identifier)
+                            ),
+                            &[],
+                        )
+                        .await
+                        .map_err(pg_err)?
+                        .get(0);
+                    tx.commit().await.map_err(pg_err)?;
+                    Ok(Applied {
+                        code: "SELECT".into(),
+                        rows_affected: Some(rows as u64),
+                    })
+                })
+                .await
+            }
+            Operation::CreateView { relation, sql } => {
+                let create = format!(
+                    "create view {} as (\n{}\n)",
+                    tmp_name(relation),
+                    sql.trim().trim_end_matches(';')
+                );
+                self.with_client(async |c| {
+                    let tx = c.transaction().await.map_err(pg_err)?;
+                    tx.batch_execute(&create_tmp_sql(relation, &create))
+                        .await
+                        .map_err(pg_err)?;
+                    tx.batch_execute(&swap_in_sql(relation, "view"))
+                        .await
+                        .map_err(pg_err)?;
+                    tx.commit().await.map_err(pg_err)?;
+                    Ok(Applied {
+                        code: "CREATE VIEW".into(),
+                        rows_affected: None,
+                    })
+                })
+                .await
+            }
+            Operation::LoadSeed { relation, seed } => {
+                let cols = seed_columns(seed)?;
+                let defs: Vec<String> = cols
+                    .iter()
+                    .map(|(c, t)| format!("{} {t}", quote(c)))
+                    .collect();
+                let create = format!("create table {} ({})", tmp_name(relation), defs.join(", "));
+                let copy = format!(
+                    "copy {} from stdin with (format csv, header true, null '', delimiter {})",
+                    tmp_name(relation),
+                    literal(&(seed.delimiter as char).to_string())
+                );
+                self.with_client(async |c| {
+                    let tx = c.transaction().await.map_err(pg_err)?;
+                    tx.batch_execute(&create_tmp_sql(relation, &create))
+                        .await
+                        .map_err(pg_err)?;
+                    // Stream the file: a large seed never sits in memory whole.
+                    let sink = tx.copy_in(&copy).await.map_err(pg_err)?;
+                    futures::pin_mut!(sink);
+                    let mut file = tokio::fs::File::open(&seed.path).await.map_err(err)?;
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf)
+                            .await
+                            .map_err(err)?;
+                        if n == 0 {
+                            break;
+                        }
+                        sink.send(Bytes::copy_from_slice(&buf[..n]))
+                            .await
+                            .map_err(|e| {
+                                AdapterError(format!("{}: {}", seed.display_path, pg_err(e).0))
+                            })?;
+                    }
+                    let rows = sink.finish().await.map_err(|e| {
+                        AdapterError(format!("{}: {}", seed.display_path, pg_err(e).0))
+                    })?;
+                    tx.batch_execute(&swap_in_sql(relation, "table"))
+                        .await
+                        .map_err(pg_err)?;
+                    tx.commit().await.map_err(pg_err)?;
+                    Ok(Applied {
+                        code: "INSERT".into(),
+                        rows_affected: Some(rows),
+                    })
+                })
+                .await
+            }
+            Operation::RunSql { sql } => {
+                self.with_client(async |c| {
+                    c.batch_execute(sql).await.map_err(pg_err).map(|_| Applied {
+                        code: "OK".into(),
+                        rows_affected: None,
+                    })
+                })
+                .await
+            }
+            Operation::Incremental(spec) => Err(AdapterError(format!(
+                "incremental models on PostgreSQL are not supported yet (model {}; strategy {}); use the embedded target or materialized='table'",
+                spec.relation.identifier,
+                spec.strategy.as_str()
+            ))),
+        }
+    }
+
+    async fn query(&self, sql: &str, limit: Option<usize>) -> Result<QueryResult, AdapterError> {
+        let body = sql.trim().trim_end_matches(';');
+        self.with_client(async |c| {
+            let stmt = c.prepare(body).await.map_err(pg_err)?;
+            let columns: Vec<String> = stmt
+                .columns()
+                .iter()
+                .map(|col| col.name().to_string())
+                .collect();
+            let limit = limit.map(|n| format!(" limit {n}")).unwrap_or_default();
+            // row_to_json keeps numbers, booleans and nulls typed.
+            let rows = c
+                .query(
+                    &format!("select row_to_json(q) from (\n{body}\n) q{limit}"),
+                    &[],
+                )
+                .await
+                .map_err(pg_err)?;
+            let rows = rows
+                .iter()
+                .map(|r| {
+                    let obj: Json = r.get(0);
+                    columns
+                        .iter()
+                        .map(|name| obj.get(name).cloned().unwrap_or(Json::Null))
+                        .collect()
+                })
+                .collect();
+            Ok(QueryResult { columns, rows })
+        })
+        .await
+    }
+
+    async fn relation_type(&self, relation: &Relation) -> Option<&'static str> {
+        let out = self
+            .with_client(async |c| {
+                let row = c
+                    .query_opt(
+                        "select c.relkind::text from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 and c.relname = $2",
+                        &[&relation.schema, &relation.identifier],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                Ok(row.map(|r| r.get::<_, String>(0)))
+            })
+            .await;
+        match out.ok().flatten().as_deref() {
+            Some("v") | Some("m") => Some("view"),
+            Some(_) => Some("table"),
+            None => None,
+        }
+    }
+
+    async fn check(&self) -> Result<String, AdapterError> {
+        let version: String = self
+            .with_client(async |c| {
+                c.query_one("select version()", &[])
+                    .await
+                    .map_err(pg_err)
+                    .map(|r| r.get(0))
+            })
+            .await?;
+        Ok(format!(
+            "{} ({})",
+            self.summary,
+            version.split(',').next().unwrap_or(&version)
+        ))
+    }
+}

@@ -1,0 +1,136 @@
+//! The PostgreSQL target, against the throwaway server scripts/test.sh starts.
+
+use serde_json::json;
+
+use crate::harness::{Project, pg};
+
+fn statuses(p: &Project) -> Vec<(String, String, Option<u64>)> {
+    let rr: serde_json::Value = serde_json::from_str(&p.read("target/run_results.json")).unwrap();
+    let mut v: Vec<_> = rr["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["unique_id"]
+                    .as_str()
+                    .unwrap()
+                    .split('.')
+                    .nth(2)
+                    .unwrap()
+                    .to_string(),
+                r["status"].as_str().unwrap().to_string(),
+                r["failures"].as_u64(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn builds_and_tests_like_the_embedded_engine() {
+    let Some(p) = Project::fixture_pg("tests_shop") else {
+        return;
+    };
+    let out = p.rsdbt(&["seed"]).expect(0);
+    assert!(out.stdout.contains("[INSERT 5 in"), "{}", out.stdout);
+    p.rsdbt(&["run"]).expect(0);
+    assert_eq!(
+        p.query("select id, name, revenue from {{ ref('customer_revenue') }} order by id"),
+        vec![
+            json!({"id": 1, "name": "ada", "revenue": 100}),
+            json!({"id": 2, "name": "grace", "revenue": 50}),
+            json!({"id": 3, "name": "alan", "revenue": null}),
+            json!({"id": 4, "name": null, "revenue": 20})
+        ]
+    );
+    p.rsdbt(&["test"]).expect(1);
+    let s = statuses(&p);
+    let find = |n: &str| {
+        s.iter()
+            .find(|r| r.0 == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("{n}: {s:?}"))
+    };
+    assert_eq!(find("unique_stg_customers_id").1, "fail");
+    assert_eq!(find("unique_stg_customers_id").2, Some(1));
+    assert_eq!(find("accepted_values_stg_orders_status__paid").1, "warn");
+    assert_eq!(find("not_null_stg_orders_amount").1, "pass");
+    // Stored failures land in the audit schema, as rows.
+    let profile = p.read("profiles.yml");
+    let schema = profile
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("schema: "))
+        .unwrap()
+        .to_string();
+    let rows = p.query(&format!(
+        "select id, tier from \"{schema}_dbt_test__audit\".\"not_null_stg_customers_name\""
+    ));
+    assert_eq!(rows, vec![json!({"id": 4, "tier": "platinum"})]);
+}
+
+#[test]
+fn a_failing_model_keeps_the_previous_relation() {
+    let Some(p) = Project::fixture_pg("err_sql_runtime") else {
+        return;
+    };
+    p.rsdbt(&["run"]).expect(0);
+    p.write(
+        "models/totals.sql",
+        "{{ config(materialized='table') }}\nselect 1 as id, 1 / 0 as amount\n",
+    );
+    let out = p.rsdbt(&["run"]).expect(1);
+    assert!(out.stdout.contains("division by zero"), "{}", out.stdout);
+    assert!(out.stdout.contains("SKIP relation"), "{}", out.stdout);
+    assert_eq!(
+        p.query("select sum(amount) as total from {{ ref('totals') }}"),
+        vec![json!({"total": 30})]
+    );
+    // A view replaces a table of the same name, and back.
+    p.write("models/totals.sql", "select 7 as id, 70 as amount\n");
+    p.rsdbt(&["run"]).expect(0);
+    assert_eq!(
+        p.query("select total from {{ ref('downstream') }}"),
+        vec![json!({"total": 70})]
+    );
+}
+
+#[test]
+fn connection_problems_are_one_line() {
+    let Some((host, port, user)) = pg() else {
+        return;
+    };
+    let p = Project::fixture("err_sql_runtime");
+    let profile = |port: &str, db: &str| {
+        format!(
+            "fixture:\n  target: pg\n  outputs:\n    pg:\n      type: postgres\n      host: {host}\n      port: {port}\n      user: {user}\n      dbname: {db}\n      schema: s\n      connect_timeout: 3\n"
+        )
+    };
+    p.write("profiles.yml", &profile("1", "postgres"));
+    let out = p.rsdbt(&["debug"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("connection refused: is the server running"),
+        "{}",
+        out.stderr
+    );
+    p.write("profiles.yml", &profile(&port, "no_such_db"));
+    let out = p.rsdbt(&["run"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "database \"no_such_db\" does not exist; create the database or fix `dbname`"
+        ),
+        "{}",
+        out.stderr
+    );
+    p.write("profiles.yml", &profile(&port, "postgres"));
+    let out = p.rsdbt(&["debug"]).expect(0);
+    assert!(
+        out.stdout.contains("Connection test: [OK] PostgreSQL"),
+        "{}",
+        out.stdout
+    );
+}
