@@ -309,6 +309,185 @@ fn seed_columns(seed: &SeedSpec) -> Result<Vec<(String, String)>, AdapterError> 
         .collect())
 }
 
+/// Column names of a query's result.
+async fn columns_of(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+) -> Result<Vec<String>, AdapterError> {
+    let stmt = tx
+        .prepare(&format!("select * from {sql} limit 0"))
+        .await
+        .map_err(pg_err)?;
+    Ok(stmt
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect())
+}
+
+/// An incremental run in one transaction: the new rows go to a temp table, then the strategy
+/// moves them into the table.
+async fn incremental(
+    c: &mut Client,
+    spec: &crate::materialize::IncrementalSpec,
+) -> Result<Applied, AdapterError> {
+    use crate::materialize::{SchemaChange, Strategy};
+    let rel = &spec.relation;
+    let target = format!("{}.{}", quote(&rel.schema), quote(&rel.identifier));
+    let tmp = quote(&format!("{}__dbt_tmp", rel.identifier));
+    let tx = c.transaction().await.map_err(pg_err)?;
+    tx.batch_execute(&format!(
+        "create temporary table {tmp} on commit drop as (\n{}\n)",
+        spec.sql.trim().trim_end_matches(';')
+    ))
+    .await
+    .map_err(pg_err)?;
+    let source = columns_of(&tx, &tmp).await?;
+    let existing = columns_of(&tx, &target).await?;
+    let added: Vec<&String> = source.iter().filter(|c| !existing.contains(c)).collect();
+    let removed: Vec<&String> = existing.iter().filter(|c| !source.contains(c)).collect();
+    if !added.is_empty() || !removed.is_empty() {
+        match spec.on_schema_change {
+            SchemaChange::Fail => {
+                return Err(AdapterError(format!(
+                    "The source and target schemas on this incremental model are out of sync: new columns {added:?}, missing columns {removed:?}. Set on_schema_change (append_new_columns, sync_all_columns) or run with --full-refresh"
+                )));
+            }
+            SchemaChange::AppendNewColumns | SchemaChange::SyncAllColumns => {
+                for col in &added {
+                    let ty: String = tx
+                        .query_one("select format_type(a.atttypid, a.atttypmod) from pg_attribute a where a.attrelid = $1::regclass and a.attname = $2", &[&tmp, col])
+                        .await
+                        .map_err(pg_err)?
+                        .get(0);
+                    tx.batch_execute(&format!(
+                        "alter table {target} add column {} {ty}",
+                        quote(col)
+                    ))
+                    .await
+                    .map_err(pg_err)?;
+                }
+                if spec.on_schema_change == SchemaChange::SyncAllColumns {
+                    for col in &removed {
+                        tx.batch_execute(&format!(
+                            "alter table {target} drop column {}",
+                            quote(col)
+                        ))
+                        .await
+                        .map_err(pg_err)?;
+                    }
+                }
+            }
+            SchemaChange::Ignore => {}
+        }
+    }
+    let columns: Vec<String> = match spec.on_schema_change {
+        SchemaChange::Ignore | SchemaChange::Fail => source
+            .iter()
+            .filter(|c| existing.contains(c))
+            .cloned()
+            .collect(),
+        _ => source.clone(),
+    };
+    let rows: i64 = tx
+        .query_one(&format!("select count(*) from {tmp}"), &[])
+        .await
+        .map_err(pg_err)?
+        .get(0);
+    let cols = columns
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let insert = format!("insert into {target} ({cols}) select {cols} from {tmp}");
+    let keys_match = |a: &str, b: &str| {
+        spec.unique_key
+            .iter()
+            .map(|k| format!("{a}.{q} = {b}.{q}", q = quote(k)))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
+    let extra: String = spec
+        .predicates
+        .iter()
+        .map(|p| format!(" and ({p})"))
+        .collect();
+    let strategy = if spec.strategy == Strategy::Merge && spec.unique_key.is_empty() {
+        Strategy::Append
+    } else {
+        spec.strategy
+    };
+    let code = match strategy {
+        Strategy::Append => {
+            if rows > 0 {
+                tx.batch_execute(&insert).await.map_err(pg_err)?;
+            }
+            "INSERT"
+        }
+        Strategy::Merge => {
+            if rows > 0 {
+                let update_cols: Vec<&String> = match &spec.merge_update_columns {
+                    Some(u) => columns.iter().filter(|c| u.contains(c)).collect(),
+                    None => columns
+                        .iter()
+                        .filter(|c| !spec.merge_exclude_columns.contains(c))
+                        .collect(),
+                };
+                let set: Vec<String> = update_cols
+                    .iter()
+                    .map(|c| format!("{q} = DBT_INTERNAL_SOURCE.{q}", q = quote(c)))
+                    .collect();
+                let values: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("DBT_INTERNAL_SOURCE.{}", quote(c)))
+                    .collect();
+                let matched = if set.is_empty() {
+                    String::new()
+                } else {
+                    format!("when matched then update set {}\n", set.join(", "))
+                };
+                tx.batch_execute(&format!(
+                    "merge into {target} as DBT_INTERNAL_DEST using {tmp} as DBT_INTERNAL_SOURCE\non {}{extra}\n{matched}when not matched then insert ({cols}) values ({})",
+                    keys_match("DBT_INTERNAL_DEST", "DBT_INTERNAL_SOURCE"),
+                    values.join(", ")
+                ))
+                .await
+                .map_err(pg_err)?;
+            }
+            "MERGE"
+        }
+        Strategy::DeleteInsert => {
+            if rows > 0 {
+                tx.batch_execute(&format!(
+                    "delete from {target} as DBT_INTERNAL_DEST using {tmp} as DBT_INTERNAL_SOURCE where {}{extra};\n{insert}",
+                    keys_match("DBT_INTERNAL_DEST", "DBT_INTERNAL_SOURCE")
+                ))
+                .await
+                .map_err(pg_err)?;
+            }
+            "DELETE+INSERT"
+        }
+        Strategy::Microbatch => {
+            let window = spec.replace_where.as_deref().unwrap_or("false");
+            tx.batch_execute(&format!("delete from {target} where {window};\n{insert}"))
+                .await
+                .map_err(pg_err)?;
+            "MICROBATCH"
+        }
+        Strategy::InsertOverwrite => {
+            return Err(AdapterError(format!(
+                "model {}: incremental_strategy 'insert_overwrite' is not available on PostgreSQL (as in dbt-postgres); use delete+insert, merge or append here, or the embedded target (Delta)",
+                rel.identifier
+            )));
+        }
+    };
+    tx.commit().await.map_err(pg_err)?;
+    Ok(Applied {
+        code: code.into(),
+        rows_affected: Some(rows as u64),
+    })
+}
+
 impl Adapter for PostgresAdapter {
     fn kind(&self) -> &'static str {
         "postgres"
@@ -436,11 +615,9 @@ impl Adapter for PostgresAdapter {
                 })
                 .await
             }
-            Operation::Incremental(spec) => Err(AdapterError(format!(
-                "incremental models on PostgreSQL are not supported yet (model {}; strategy {}); use the embedded target or materialized='table'",
-                spec.relation.identifier,
-                spec.strategy.as_str()
-            ))),
+            Operation::Incremental(spec) => {
+                self.with_client(async |c| incremental(c, spec).await).await
+            }
         }
     }
 
