@@ -193,3 +193,60 @@ fn incremental_strategies_across_runs() {
         .expect(0);
     assert_eq!(ids_status(&p, "ev_merge"), merged[1..].to_vec());
 }
+
+#[test]
+fn snapshots_across_runs() {
+    let Some(p) = Project::fixture_pg("snap_shop") else {
+        return;
+    };
+    // target_schema is used as written: give this test its own.
+    let schema = p
+        .read("profiles.yml")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("schema: "))
+        .unwrap()
+        .to_string();
+    for f in ["snapshots/customers_ts.sql", "snapshots/check.sql"] {
+        p.write(
+            f,
+            &p.read(f).replace(
+                "target_schema='snapshots'",
+                &format!("target_schema='{schema}_snap'"),
+            ),
+        );
+    }
+    let run = |seed: Option<&str>| {
+        if let Some(s) = seed {
+            p.write("seeds/customers.csv", s);
+        }
+        p.rsdbt(&["seed"]).expect(0);
+        p.rsdbt(&["snapshot"]).expect(0);
+    };
+    run(None);
+    run(Some(
+        "id,name,tier,updated_at\n1,ada,gold,2024-01-01 00:00:00\n2,grace,platinum,2024-02-01 00:00:00\n4,linus,bronze,2024-02-01 00:00:00\n",
+    ));
+    let rows = p.query(&format!(
+        "select id, tier, cast(dbt_valid_from as varchar) as vf, cast(dbt_valid_to as varchar) as vt from \"{schema}_snap\".\"customers_ts\" order by id, dbt_valid_from"
+    ));
+    assert_eq!(
+        rows,
+        vec![
+            json!({"id": 1, "tier": "gold", "vf": "2024-01-01 00:00:00", "vt": null}),
+            json!({"id": 2, "tier": "silver", "vf": "2024-01-01 00:00:00", "vt": "2024-02-01 00:00:00"}),
+            json!({"id": 2, "tier": "platinum", "vf": "2024-02-01 00:00:00", "vt": null}),
+            json!({"id": 3, "tier": "bronze", "vf": "2024-01-01 00:00:00", "vt": null}),
+            json!({"id": 4, "tier": "bronze", "vf": "2024-02-01 00:00:00", "vt": null}),
+        ]
+    );
+    let deleted = p.query(&format!("select id, dbt_is_deleted as d from \"{schema}_snap\".\"customers_check_all\" where dbt_valid_to is null order by id"));
+    assert_eq!(
+        deleted,
+        vec![
+            json!({"id": 1, "d": "False"}),
+            json!({"id": 2, "d": "False"}),
+            json!({"id": 3, "d": "True"}),
+            json!({"id": 4, "d": "False"})
+        ]
+    );
+}
