@@ -192,6 +192,19 @@ fn incremental_strategies_across_runs() {
     p.rsdbt(&["run", "-s", "ev_merge", "--full-refresh"])
         .expect(0);
     assert_eq!(ids_status(&p, "ev_merge"), merged[1..].to_vec());
+    // A model whose SQL fails mid-run leaves the previous rows untouched.
+    p.write(
+        "seeds/events.csv",
+        "id,status,day,updated_at\n2,shipped,2024-01-01,2024-01-03 08:00:00\n3,new,2024-01-02,2024-01-02 09:00:00\n4,new,2024-01-03,2024-01-03 09:00:00\n5,new,2024-01-04,2024-01-04 09:00:00\n",
+    );
+    p.rsdbt(&["seed"]).expect(0);
+    p.write(
+        "models/ev_merge.sql",
+        "{{ config(materialized='incremental', unique_key='id') }}\nselect id, case when id = 5 then cast(1 / (id - 5) as text) else status end as status, day, updated_at from {{ ref('events') }}\n",
+    );
+    let out = p.rsdbt(&["run", "-s", "ev_merge"]).expect(1);
+    assert!(out.stdout.contains("division by zero"), "{}", out.stdout);
+    assert_eq!(ids_status(&p, "ev_merge"), merged[1..].to_vec());
 }
 
 #[test]
