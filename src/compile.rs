@@ -165,22 +165,50 @@ impl<'m> Compiler<'m> {
             .map(|(sql, _)| sql)
     }
 
-    /// Renders free SQL (for `show --inline`) in the context of the project.
-    pub fn compile_inline(&self, sql: &str) -> Result<String, Diagnostic> {
+    /// Renders a project hook (`on-run-start` / `on-run-end`), named like dbt's
+    /// `<project>-on-run-start-0`; `extra` adds context such as `schemas` and `results`. Returns
+    /// the SQL and the `log(..., info=True)` lines.
+    pub fn render_operation(
+        &self,
+        name: &str,
+        file: &str,
+        sql: &str,
+        extra: Vec<(String, minijinja::Value)>,
+    ) -> Result<(String, Vec<String>), Diagnostic> {
+        let (info, phase) = self.operation(name, "operation", file);
+        let (out, capture) = self
+            .manifest
+            .jinja
+            .render_str_with(info, sql, phase, extra)?;
+        Ok((out, capture.logs))
+    }
+
+    fn operation(
+        &self,
+        name: &str,
+        resource_type: &str,
+        template: &str,
+    ) -> (crate::jinja::NodeInfo, Phase) {
         let info = crate::jinja::NodeInfo {
-            unique_id: format!("sql_operation.{}.inline_query", self.manifest.project_name),
-            name: "inline_query".into(),
-            resource_type: "sql_operation".into(),
+            unique_id: format!("{resource_type}.{}.{name}", self.manifest.project_name),
+            name: name.into(),
+            resource_type: resource_type.into(),
             package: self.manifest.project_name.clone(),
-            template: "inline query".into(),
+            template: template.into(),
             source: Arc::from(""),
             config: Default::default(),
-            this: crate::jinja::Relation::new("", "", "inline_query"),
+            this: crate::jinja::Relation::new("", "", name),
         };
         let phase = Phase::Compile {
             resolver: self.resolver.clone(),
             incremental: false,
         };
+        (info, phase)
+    }
+
+    /// Renders free SQL (for `show --inline`) in the context of the project.
+    pub fn compile_inline(&self, sql: &str) -> Result<String, Diagnostic> {
+        let (info, phase) = self.operation("inline_query", "sql_operation", "inline query");
         let (out, capture) = self.manifest.jinja.render_str(info, sql, phase)?;
         let mut ctes = Vec::new();
         for cte in &capture.ephemerals {

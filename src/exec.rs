@@ -107,6 +107,8 @@ pub struct RunEnv<'a> {
     /// The project's target folder (compiled SQL is written there).
     pub target_dir: &'a std::path::Path,
     pub project_root: &'a std::path::Path,
+    /// The project file's name (`project.yml` or `dbt_project.yml`), for hook messages.
+    pub project_file: &'a str,
     pub printer: &'a Printer,
     /// `--defer`: unique_id → the `--state` relation used for nodes this run does not build.
     pub deferred: &'a BTreeMap<String, crate::jinja::Relation>,
@@ -123,12 +125,9 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
         manifest,
         dag,
         threads,
-        target_dir,
-        project_root,
         printer,
         deferred,
-        full_refresh,
-        event_time,
+        ..
     } = *env;
     let started = Instant::now();
     let compiler = Compiler::with_deferred(manifest, deferred);
@@ -171,16 +170,7 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
             let index = next_index;
             let compiler = &compiler;
             running.push(async move {
-                let res = run_node(
-                    adapter,
-                    compiler,
-                    node,
-                    thread_id,
-                    target_dir,
-                    project_root,
-                    (full_refresh, event_time),
-                )
-                .await;
+                let res = run_node(adapter, compiler, node, thread_id, env).await;
                 (index, res)
             });
         }
@@ -308,6 +298,116 @@ fn collect_selected_ancestors(
     }
 }
 
+/// Runs the project's `on-run-start` or `on-run-end` hooks (`which`) in order, each in the
+/// project's Jinja context plus `extra`; the first failure stops them and is returned.
+pub async fn project_hooks<A: Adapter>(
+    adapter: &A,
+    env: &RunEnv<'_>,
+    which: &str,
+    hooks: &[String],
+    extra: Vec<(String, minijinja::Value)>,
+) -> Result<(), String> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let p = env.printer;
+    let project = &env.manifest.project_name;
+    let n = hooks.len();
+    p.info(&format!(
+        "Running {n} {which} hook{}",
+        if n == 1 { "" } else { "s" }
+    ));
+    let compiler = Compiler::with_deferred(env.manifest, env.deferred);
+    for (i, hook) in hooks.iter().enumerate() {
+        let name = format!("{project}.{which}.{i}");
+        p.hook_line(i + 1, n, &name, None);
+        let start = Instant::now();
+        let outcome = match compiler.render_operation(
+            &format!("{project}-{which}-{i}"),
+            env.project_file,
+            hook,
+            extra.clone(),
+        ) {
+            Err(d) => Err(d.message),
+            Ok((sql, logs)) => {
+                for line in &logs {
+                    p.info(line);
+                }
+                Ok(sql)
+            }
+        };
+        let outcome = match outcome {
+            Err(e) => Err(e),
+            Ok(sql) if sql.trim().is_empty() => Ok(()),
+            Ok(sql) => adapter
+                .apply(&Operation::RunSql { sql })
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        let ok = outcome.is_ok();
+        p.hook_line(i + 1, n, &name, Some((ok, start.elapsed().as_secs_f64())));
+        if let Err(msg) = outcome {
+            return Err(format!("{which} hook {name} failed: {msg}"));
+        }
+    }
+    if which == "on-run-start" {
+        p.info("");
+    }
+    Ok(())
+}
+
+/// Every node of `ids` skipped: what a run looks like when `on-run-start` failed.
+pub fn skip_all(manifest: &Manifest, ids: &[String], why: &str) -> RunResults {
+    let results = ids
+        .iter()
+        .map(|id| NodeResult {
+            message: Some(why.to_string()),
+            ..skipped(&manifest.nodes[id], "")
+        })
+        .collect();
+    RunResults {
+        results,
+        elapsed: 0.0,
+    }
+}
+
+/// The `results` and `schemas` variables of `on-run-end` hooks, as dbt provides them.
+pub fn run_end_context(
+    manifest: &Manifest,
+    results: &RunResults,
+) -> Vec<(String, minijinja::Value)> {
+    let mut schemas = BTreeSet::new();
+    let mut database_schemas = BTreeSet::new();
+    let list: Vec<Json> = results
+        .results
+        .iter()
+        .map(|r| {
+            let n = &manifest.nodes[&r.unique_id];
+            if !n.is_ephemeral() && r.status != Status::Skipped {
+                schemas.insert(n.relation.schema.clone());
+                database_schemas.insert((n.relation.database.clone(), n.relation.schema.clone()));
+            }
+            json!({
+                "status": r.status.as_str(), "message": r.message, "failures": r.failures,
+                "execution_time": r.execution_time, "adapter_response": r.adapter_response,
+                "node": {
+                    "unique_id": n.unique_id, "name": n.name, "resource_type": n.resource_type.as_str(),
+                    "database": n.relation.database, "schema": n.relation.schema,
+                    "alias": n.relation.identifier, "relation_name": n.relation_name(),
+                    "config": n.config,
+                },
+            })
+        })
+        .collect();
+    let v = |x: Json| minijinja::Value::from(minijinja::value::Serde(x));
+    vec![
+        ("results".into(), v(Json::from(list))),
+        ("schemas".into(), v(json!(schemas))),
+        ("database_schemas".into(), v(json!(database_schemas))),
+    ]
+}
+
 fn skipped(node: &Node, cause: &str) -> NodeResult {
     NodeResult {
         unique_id: node.unique_id.clone(),
@@ -349,14 +449,16 @@ async fn run_node<A: Adapter>(
     compiler: &Compiler<'_>,
     node: &Node,
     thread_id: String,
-    target_dir: &std::path::Path,
-    project_root: &std::path::Path,
-    run: (
-        bool,
-        (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
-    ),
+    env: &RunEnv<'_>,
 ) -> NodeResult {
-    let (full_refresh, event_time) = run;
+    let RunEnv {
+        target_dir,
+        project_root,
+        full_refresh,
+        event_time,
+        printer,
+        ..
+    } = *env;
     let t0 = Instant::now();
     let compile_start = chrono::Utc::now();
     let mut res = new_result(node, thread_id);
@@ -439,6 +541,10 @@ async fn run_node<A: Adapter>(
                     );
                 }
             };
+            // `{{ log(msg, info=True) }}` prints when the node runs, as in dbt.
+            for line in &compiled.logs {
+                printer.info(line);
+            }
             let _ = write_compiled(target_dir, node, &compiled.sql);
             res.compiled_code = Some(compiled.sql.clone());
             if node.resource_type == ResourceType::Test {

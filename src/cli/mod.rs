@@ -624,12 +624,46 @@ fn run_nodes(
         threads,
         target_dir: &target_dir,
         project_root: &l.project.root,
+        project_file: &l.project.project_file.path,
         printer,
         deferred: &deferred,
         full_refresh,
         event_time: flags.event_time,
     };
-    let results = rt.block_on(crate::exec::run(&adapter, &env, ids));
+    // dbt: a failing on-run-start skips every node; a failing on-run-end fails the run.
+    let mut hook_failed = false;
+    let report_hook = |r: Result<(), String>, failed: &mut bool| {
+        if let Err(msg) = r {
+            *failed = true;
+            printer.diagnostics(&Diagnostic::error("hook", msg).into());
+        }
+    };
+    let start = rt.block_on(crate::exec::project_hooks(
+        &adapter,
+        &env,
+        "on-run-start",
+        &l.project.on_run_start,
+        Vec::new(),
+    ));
+    let results = match start {
+        Ok(()) => rt.block_on(crate::exec::run(&adapter, &env, ids)),
+        Err(msg) => {
+            let r = crate::exec::skip_all(&l.manifest, ids, &format!("skipped: {msg}"));
+            report_hook(Err(msg), &mut hook_failed);
+            r
+        }
+    };
+    if !hook_failed {
+        let extra = crate::exec::run_end_context(&l.manifest, &results);
+        let end = rt.block_on(crate::exec::project_hooks(
+            &adapter,
+            &env,
+            "on-run-end",
+            &l.project.on_run_end,
+            extra,
+        ));
+        report_hook(end, &mut hook_failed);
+    }
     let mut compiled = BTreeMap::new();
     for r in &results.results {
         if let Some(c) = &r.compiled_code {
@@ -677,7 +711,7 @@ fn run_nodes(
         .results
         .iter()
         .any(|r| r.status.blocks() || r.status == crate::exec::Status::PartialSuccess);
-    Ok(if failed { 1 } else { 0 })
+    Ok(if failed || hook_failed { 1 } else { 0 })
 }
 
 /// `rsdbt retry`: the failed and skipped nodes of the last run, with that run's flags.

@@ -144,6 +144,27 @@ impl Printer {
         self.event("info", "NodeFinished", &Self::dots(&left, &right), data);
     }
 
+    /// A project hook's line, dbt's `1 of 2 START hook: shop.on-run-start.0 ... [RUN]`; `done`
+    /// is the outcome and its time once the hook ran.
+    pub fn hook_line(&self, index: usize, total: usize, name: &str, done: Option<(bool, f64)>) {
+        let (verb, right, level) = match done {
+            None => ("START".to_string(), "[RUN]".to_string(), "info"),
+            Some((true, secs)) => (
+                self.paint("32", "OK"),
+                self.paint("32", &format!("[OK in {secs:.2}s]")),
+                "info",
+            ),
+            Some((false, secs)) => (
+                self.paint("31", "ERROR"),
+                self.paint("31", &format!("[ERROR in {secs:.2}s]")),
+                "error",
+            ),
+        };
+        let left = format!("{index} of {total} {verb} hook: {name}");
+        let data = json!({"node_info": {"unique_id": name}, "index": index, "total": total});
+        self.event(level, "LogHookEndLine", &Self::dots(&left, &right), data);
+    }
+
     pub fn node_done(&self, line: &NodeLine) {
         let r = line.result;
         let node = line.node;

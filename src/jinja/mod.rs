@@ -124,20 +124,25 @@ impl RenderCtx {
 
     /// The render context: what a model (and every macro it calls) sees as variables.
     pub(crate) fn context_value(self: &Arc<Self>) -> Value {
-        let mut ctx = BTreeMap::new();
-        ctx.insert("__rsdbt__", Value::from_dyn_object(self.clone()));
-        ctx.insert("this", Value::from_object(self.node.this.clone()));
+        self.context_with(Vec::new())
+    }
+
+    /// The render context plus `extra` variables (`schemas`, `results` in `on-run-end`).
+    fn context_with(self: &Arc<Self>, extra: Vec<(String, Value)>) -> Value {
+        let mut ctx: BTreeMap<String, Value> = extra.into_iter().collect();
+        ctx.insert("__rsdbt__".into(), Value::from_dyn_object(self.clone()));
+        ctx.insert("this".into(), Value::from_object(self.node.this.clone()));
         // `model` and `config` are objects that read the node lazily: most renders never
         // look at them, and a node's config is large.
         ctx.insert(
-            "model",
+            "model".into(),
             Value::from_object(objects::ModelObject { ctx: self.clone() }),
         );
         ctx.insert(
-            "config",
+            "config".into(),
             Value::from_object(objects::ConfigObject { ctx: self.clone() }),
         );
-        ctx.insert("execute", Value::from(!self.phase_is_parse()));
+        ctx.insert("execute".into(), Value::from(!self.phase_is_parse()));
         Value::from(ctx)
     }
 
@@ -320,8 +325,19 @@ impl Jinja {
         text: &str,
         phase: Phase,
     ) -> Result<(String, Capture), Diagnostic> {
+        self.render_str_with(node, text, phase, Vec::new())
+    }
+
+    /// [`Self::render_str`] with `extra` context variables.
+    pub fn render_str_with(
+        &self,
+        node: NodeInfo,
+        text: &str,
+        phase: Phase,
+        extra: Vec<(String, Value)>,
+    ) -> Result<(String, Capture), Diagnostic> {
         let ctx = self.ctx(node, phase);
-        let out = self.env.render_str(text, ctx.context_value());
+        let out = self.env.render_str(text, ctx.context_with(extra));
         let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
         out.map(|s| (s, capture)).map_err(|e| {
             Diagnostic::error(
@@ -851,13 +867,18 @@ fn is_incremental(state: &State) -> Result<bool, Error> {
     ))
 }
 
-fn log(state: &State, msg: Value, info: Option<bool>) -> String {
+fn log(state: &State, msg: Value, info: Option<bool>, kwargs: Kwargs) -> Result<String, Error> {
+    let info = match info {
+        Some(i) => Some(i),
+        None => kwargs.get::<Option<bool>>("info")?,
+    };
+    kwargs.assert_all_used()?;
     if info.unwrap_or(false)
         && let Some(ctx) = RenderCtx::from_state(state)
     {
         ctx.capture.lock().unwrap().logs.push(msg.to_string());
     }
-    String::new()
+    Ok(String::new())
 }
 
 fn print(state: &State, msg: Value) -> String {

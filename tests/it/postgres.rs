@@ -263,3 +263,33 @@ fn snapshots_across_runs() {
         ]
     );
 }
+
+#[test]
+fn project_hooks_run_in_postgres() {
+    let Some(p) = Project::fixture_pg("inc_shop") else {
+        return;
+    };
+    let base = p.read("project.yml");
+    p.write(
+        "project.yml",
+        &(base
+            + r#"on-run-start: "create schema if not exists {{ target.schema }}; create table if not exists {{ target.schema }}.audit (event text)"
+on-run-end: "insert into {{ target.schema }}.audit select '{{ invocation_id | length > 0 }} {{ results | length }} {{ schemas | join(',') }}'"
+"#),
+    );
+    p.rsdbt(&["seed"]).expect(0);
+    p.rsdbt(&["run", "-s", "ev_merge"]).expect(0);
+    let rows: Vec<String> = p
+        .query("select event from {{ target.schema }}.audit order by event")
+        .iter()
+        .map(|r| r["event"].as_str().unwrap().to_string())
+        .collect();
+    let schema = p.query("select '{{ target.schema }}' as s")[0]["s"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        rows,
+        [format!("True 1 {schema}"), format!("True 1 {schema}")]
+    );
+}

@@ -203,3 +203,75 @@ fn sources_resolve_to_warehouse_tables() {
     );
     assert!(err.contains("did you mean 'shop_raw.orders_src'?"), "{err}");
 }
+
+#[test]
+fn on_run_start_and_end_hooks() {
+    let p = Project::fixture("ok_shop");
+    // A model's `log(..., info=True)` prints when it runs.
+    p.write(
+        "models/logged.sql",
+        "{{ log('building ' ~ this.identifier, info=True) }}select 1 as x",
+    );
+    let base = p.read("dbt_project.yml");
+    p.write(
+        "dbt_project.yml",
+        &(base.clone()
+            + r#"on-run-start: "select {{ var('tax_rate') }} as rate"
+on-run-end:
+  - "{% for r in results %}{{ log('ran ' ~ r.node.name ~ ' ' ~ r.status, info=True) }}{% endfor %}"
+  - "{{ log('schemas ' ~ (schemas | sort | join(',')), info=True) }}"
+"#),
+    );
+    let out = p.rsdbt(&["build"]).expect(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle}: {}", out.stdout))
+    };
+    // Start hooks before the first node, end hooks after the last, with the run's results.
+    assert!(at("1 of 1 OK hook: shop.on-run-start.0") < at("START seed file raw.orders"));
+    assert!(at("OK created sql table model marts.customers") < at("Running 2 on-run-end hooks"));
+    assert!(at("building logged") > at("START sql view model main.logged"));
+    for m in ["orders", "stg_orders", "customers", "revenue", "logged"] {
+        assert!(at(&format!("ran {m} success")) > at("START hook: shop.on-run-end.0"));
+    }
+    at("schemas main,marts,raw");
+    at("2 of 2 OK hook: shop.on-run-end.1");
+
+    // A failing on-run-start skips every node and fails the run; on-run-end does not run.
+    p.write(
+        "dbt_project.yml",
+        &(base + "on-run-start: \"select * from no_such_table\"\non-run-end: \"{{ log('end ran', info=True) }}\"\n"),
+    );
+    let out = p.rsdbt(&["run", "--full-refresh"]).expect(1);
+    assert!(
+        out.stdout
+            .contains("1 of 1 ERROR hook: shop.on-run-start.0"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("end ran"), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("on-run-start hook shop.on-run-start.0 failed")
+            && out.stderr.contains("no_such_table"),
+        "{}",
+        out.stderr
+    );
+    let rr: serde_json::Value = serde_json::from_str(&p.read("target/run_results.json")).unwrap();
+    let statuses: Vec<&str> = rr["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["skipped"; 4]);
+    // The tables of the first build are still there.
+    assert_eq!(
+        p.query("select count(*) as n from {{ ref('customers') }}")
+            .len(),
+        1
+    );
+}
