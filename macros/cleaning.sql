@@ -8,16 +8,34 @@ nullif(trim({{ column }}), '')
 {% macro parse_count(column) -%}
 case
     when {{ null_if_blank(column) }} is null then null
-    when lower(trim({{ column }})) like '%k' then cast(cast(rtrim(lower(trim({{ column }})), 'k') as double) * 1000 as bigint)
-    when lower(trim({{ column }})) like '%m' then cast(cast(rtrim(lower(trim({{ column }})), 'm') as double) * 1000000 as bigint)
+    when lower(trim({{ column }})) like '%k' then cast(cast(rtrim(lower(trim({{ column }})), 'k') as double precision) * 1000 as bigint)
+    when lower(trim({{ column }})) like '%m' then cast(cast(rtrim(lower(trim({{ column }})), 'm') as double precision) * 1000000 as bigint)
     else cast(trim({{ column }}) as bigint)
 end
 {%- endmacro %}
 
-{# Exports mix three timestamp formats; try each in turn. #}
+{# Exports mix three timestamp formats; try each in turn. DataFusion's to_timestamp takes
+   several chrono formats; PostgreSQL's takes one, so pick it by the text's shape. #}
 {% macro parse_timestamp(column) -%}
+{%- if target.type == 'postgres' -%}
+case
+    when {{ column }} ~ '^\d{4}-\d{2}-\d{2} ' then to_timestamp({{ column }}, 'YYYY-MM-DD HH24:MI:SS')::timestamp
+    when {{ column }} ~ '^\d{4}-\d{2}-\d{2}T' then to_timestamp({{ column }}, 'YYYY-MM-DD"T"HH24:MI:SS"Z"')::timestamp
+    when {{ column }} ~ '^\d{2}/\d{2}/\d{4} ' then to_timestamp({{ column }}, 'DD/MM/YYYY HH24:MI')::timestamp
+end
+{%- else -%}
 to_timestamp(
     {{ null_if_blank(column) }},
     '%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%SZ', '%d/%m/%Y %H:%M'
 )
+{%- endif %}
+{%- endmacro %}
+
+{# The median as a float on both engines (PostgreSQL has no median()). #}
+{% macro median(column) -%}
+{%- if target.type == 'postgres' -%}
+percentile_cont(0.5) within group (order by {{ column }})
+{%- else -%}
+median(cast({{ column }} as double precision))
+{%- endif %}
 {%- endmacro %}

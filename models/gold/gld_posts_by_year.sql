@@ -3,6 +3,6 @@ select
     post_year,
     category,
     count(*) as post_count,
-    median(follower_count) as median_follower_count
+    {{ median('follower_count') }} as median_follower_count
 from {{ ref('int_pins_enriched') }}
 group by post_year, category

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::SinkExt;
 use serde_json::Value as Json;
 use tokio::sync::{Mutex, Semaphore};
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 
 use crate::adapter::{Adapter, AdapterError, Applied, QueryResult};
@@ -630,6 +631,12 @@ impl Adapter for PostgresAdapter {
                 .iter()
                 .map(|col| col.name().to_string())
                 .collect();
+            // row_to_json writes the float 342.0 as 342; keep floats floats, as DataFusion does.
+            let float: Vec<bool> = stmt
+                .columns()
+                .iter()
+                .map(|col| matches!(*col.type_(), Type::FLOAT4 | Type::FLOAT8))
+                .collect();
             let limit = limit.map(|n| format!(" limit {n}")).unwrap_or_default();
             // row_to_json keeps numbers, booleans and nulls typed.
             let rows = c
@@ -645,7 +652,14 @@ impl Adapter for PostgresAdapter {
                     let obj: Json = r.get(0);
                     columns
                         .iter()
-                        .map(|name| obj.get(name).cloned().unwrap_or(Json::Null))
+                        .zip(&float)
+                        .map(|(name, &float)| match obj.get(name) {
+                            Some(Json::Number(n)) if float => {
+                                n.as_f64().map(Json::from).unwrap_or(Json::Null)
+                            }
+                            Some(v) => v.clone(),
+                            None => Json::Null,
+                        })
                         .collect()
                 })
                 .collect();

@@ -293,3 +293,41 @@ on-run-end: "insert into {{ target.schema }}.audit select '{{ invocation_id | le
         [format!("True 1 {schema}"), format!("True 1 {schema}")]
     );
 }
+
+/// The example project builds on PostgreSQL (`-t pg`) and its gold tables hold the same rows as
+/// the embedded build's.
+#[test]
+fn example_project_on_postgres_matches_the_embedded_build() {
+    if crate::harness::pg().is_none() {
+        return;
+    }
+    let p = Project::example();
+    let profiles = p.read("profiles.yml");
+    let (head, pg) = profiles.split_at(profiles.find("    pg:").expect("pg target"));
+    p.write(
+        "profiles.yml",
+        &format!("{head}{}", pg.replace("schema: main", "schema: example_pg")),
+    );
+    p.rsdbt(&["build"]).expect(0);
+    p.rsdbt(&["build", "-t", "pg"]).expect(0);
+    for model in [
+        "gld_category_by_country",
+        "gld_posts_by_year",
+        "gld_top_posters",
+        "gld_user_cohorts",
+    ] {
+        let rows = |target: &str| {
+            let sql = format!("select * from {{{{ ref('{model}') }}}} order by 1, 2, 3");
+            let out = p
+                .rsdbt(&[
+                    "show", "-t", target, "--inline", &sql, "--limit", "-1", "--output", "json",
+                ])
+                .expect(0);
+            let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+            v["show"].as_array().unwrap().clone()
+        };
+        let embedded = rows("dev");
+        assert!(!embedded.is_empty(), "{model}");
+        assert_eq!(embedded, rows("pg"), "{model}");
+    }
+}
