@@ -357,6 +357,22 @@ pub async fn project_hooks<A: Adapter>(
     Ok(())
 }
 
+/// The node's `grants` and `persist_docs` operations.
+fn grants_and_docs(node: &Node) -> Vec<Operation> {
+    let columns: Vec<(String, String)> = node
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), c.description.clone()))
+        .collect();
+    materialize::after_build(
+        &node.relation,
+        node.materialized() == "view",
+        &node.config,
+        &node.description,
+        &columns,
+    )
+}
+
 /// Every node of `ids` skipped: what a run looks like when `on-run-start` failed.
 pub fn skip_all(manifest: &Manifest, ids: &[String], why: &str) -> RunResults {
     let results = ids
@@ -496,10 +512,14 @@ async fn run_node<A: Adapter>(
             let outcome = crate::unit_test::run(adapter, node, &sql).await;
             return finish_test(res, t0, exec_start, outcome, &where_, None, &compiled_at);
         }
-        ResourceType::Seed => vec![Operation::LoadSeed {
-            relation: node.relation.clone(),
-            seed: seed_spec(node, project_root),
-        }],
+        ResourceType::Seed => {
+            let mut ops = vec![Operation::LoadSeed {
+                relation: node.relation.clone(),
+                seed: seed_spec(node, project_root),
+            }];
+            ops.extend(grants_and_docs(node));
+            ops
+        }
         _ => {
             if node.materialized() == "incremental"
                 && node
@@ -630,6 +650,7 @@ async fn run_node<A: Adapter>(
                 post_hooks,
                 incremental,
                 config: &node.config,
+                grants_and_docs: grants_and_docs(node),
             }) {
                 Ok(ops) => ops,
                 Err(msg) => {
@@ -652,7 +673,9 @@ async fn run_node<A: Adapter>(
     let mut last = None;
     for op in &ops {
         match adapter.apply(op).await {
-            Ok(applied) => last = Some(applied),
+            // The node's message is its build's response, not a hook's.
+            Ok(applied) if op.builds() || last.is_none() => last = Some(applied),
+            Ok(_) => {}
             Err(e) => {
                 let what = if node.resource_type == ResourceType::Seed {
                     "Runtime Error"
@@ -862,6 +885,7 @@ async fn run_microbatch<A: Adapter>(
                     post_hooks: vec![],
                     incremental: true,
                     config: cfg,
+                    grants_and_docs: vec![],
                 })?
                 .pop()
                 {
@@ -897,7 +921,26 @@ async fn run_microbatch<A: Adapter>(
         }
         start = next;
     }
+    let granted = if ok.is_empty() {
+        Ok(())
+    } else {
+        let mut r = Ok(());
+        for op in grants_and_docs(node) {
+            if let Err(e) = adapter.apply(&op).await {
+                r = Err(format!(
+                    "Database Error in model {}\n  {}",
+                    node.name,
+                    e.0.trim()
+                ));
+                break;
+            }
+        }
+        r
+    };
     res.batch_results = Some(serde_json::json!({"successful": ok, "failed": failed}));
+    if let Err(msg) = granted {
+        return finish(res, t0, chrono::Utc::now(), Err(msg));
+    }
     let total = ok.len() + failed.len();
     let compile_end = chrono::Utc::now();
     res.timing.push(Timing {

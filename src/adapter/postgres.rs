@@ -619,6 +619,63 @@ impl Adapter for PostgresAdapter {
             Operation::Incremental(spec) => {
                 self.with_client(async |c| incremental(c, spec).await).await
             }
+            Operation::Grant { relation, grants } => {
+                let name = format!(
+                    "{}.{}",
+                    quote(&relation.schema),
+                    quote(&relation.identifier)
+                );
+                let sql: String = grants
+                    .iter()
+                    .map(|(privilege, who)| {
+                        format!("grant {privilege} on {name} to {};\n", who.join(", "))
+                    })
+                    .collect();
+                self.with_client(async |c| c.batch_execute(&sql).await.map_err(pg_err))
+                    .await?;
+                Ok(Applied {
+                    code: "GRANT".into(),
+                    rows_affected: None,
+                })
+            }
+            Operation::Comment {
+                relation,
+                view,
+                relation_comment,
+                columns,
+            } => {
+                let name = format!(
+                    "{}.{}",
+                    quote(&relation.schema),
+                    quote(&relation.identifier)
+                );
+                self.with_client(async |c| {
+                    let tx = c.transaction().await.map_err(pg_err)?;
+                    let mut sql = String::new();
+                    if let Some(text) = relation_comment {
+                        let kind = if *view { "view" } else { "table" };
+                        sql += &format!("comment on {kind} {name} is {};\n", literal(text));
+                    }
+                    // As dbt-postgres: only documented columns the relation has.
+                    let existing = columns_of(&tx, &name).await?;
+                    for (col, text) in columns {
+                        if existing.iter().any(|e| e == col) {
+                            sql += &format!(
+                                "comment on column {name}.{} is {};\n",
+                                quote(col),
+                                literal(text)
+                            );
+                        }
+                    }
+                    tx.batch_execute(&sql).await.map_err(pg_err)?;
+                    tx.commit().await.map_err(pg_err)
+                })
+                .await?;
+                Ok(Applied {
+                    code: "COMMENT".into(),
+                    rows_affected: None,
+                })
+            }
         }
     }
 

@@ -18,6 +18,97 @@ pub enum Operation {
     Incremental(Box<IncrementalSpec>),
     /// Run a statement (hooks).
     RunSql { sql: String },
+    /// dbt's `grants`: privilege → grantees, granted on the freshly built relation.
+    Grant {
+        relation: Relation,
+        grants: Vec<(String, Vec<String>)>,
+    },
+    /// dbt's `persist_docs`: descriptions stored as database comments.
+    Comment {
+        relation: Relation,
+        view: bool,
+        relation_comment: Option<String>,
+        columns: Vec<(String, String)>,
+    },
+}
+
+impl Operation {
+    /// Whether this builds the node's relation (its response is the node's message), as
+    /// opposed to a hook, grant or comment around it.
+    pub fn builds(&self) -> bool {
+        matches!(
+            self,
+            Operation::CreateTableAs { .. }
+                | Operation::CreateView { .. }
+                | Operation::LoadSeed { .. }
+                | Operation::Incremental(_)
+        )
+    }
+}
+
+/// The `grants` and `persist_docs` operations that follow a build of `relation`, from the
+/// node's config and descriptions (`columns`: name → description).
+pub fn after_build(
+    relation: &Relation,
+    view: bool,
+    config: &crate::config::Config,
+    description: &str,
+    columns: &[(String, String)],
+) -> Vec<Operation> {
+    let mut ops = Vec::new();
+    let grants: Vec<(String, Vec<String>)> = config
+        .get("grants")
+        .and_then(serde_json::Value::as_object)
+        .map(|g| {
+            g.iter()
+                .map(|(privilege, who)| {
+                    let who = match who {
+                        serde_json::Value::String(s) => vec![s.clone()],
+                        serde_json::Value::Array(a) => a
+                            .iter()
+                            .filter_map(|w| w.as_str().map(str::to_string))
+                            .collect(),
+                        _ => vec![],
+                    };
+                    (privilege.trim_start_matches('+').to_string(), who)
+                })
+                .filter(|(_, who)| !who.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !grants.is_empty() {
+        ops.push(Operation::Grant {
+            relation: relation.clone(),
+            grants,
+        });
+    }
+    let persist = |key: &str| {
+        config
+            .get("persist_docs")
+            .and_then(|p| p.get(key))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    };
+    let relation_comment =
+        (persist("relation") && !description.is_empty()).then(|| description.to_string());
+    let columns: Vec<(String, String)> = if persist("columns") {
+        columns
+            .iter()
+            .filter(|(_, d)| !d.is_empty())
+            .cloned()
+            .collect()
+    } else {
+        vec![]
+    };
+    if relation_comment.is_some() || !columns.is_empty() {
+        ops.push(Operation::Comment {
+            relation: relation.clone(),
+            view,
+            relation_comment,
+            columns,
+        });
+    }
+    ops
 }
 
 /// dbt's incremental strategies.
@@ -92,6 +183,8 @@ pub struct Request<'a> {
     /// For incremental models: the table exists and no full refresh applies.
     pub incremental: bool,
     pub config: &'a crate::config::Config,
+    /// Grants and comments ([`after_build`]), applied between the build and the post-hooks.
+    pub grants_and_docs: Vec<Operation>,
 }
 
 fn list(cfg: &crate::config::Config, key: &str) -> Vec<String> {
@@ -219,6 +312,7 @@ pub fn plan(req: Request<'_>) -> Result<Vec<Operation>, String> {
         .map(|sql| Operation::RunSql { sql })
         .collect();
     ops.push(build);
+    ops.extend(req.grants_and_docs);
     ops.extend(
         req.post_hooks
             .into_iter()
@@ -240,6 +334,7 @@ mod tests {
             post_hooks: vec![],
             incremental: false,
             config,
+            grants_and_docs: vec![],
         }
     }
 
@@ -301,5 +396,47 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown incremental_strategy 'upsert'")
         );
+    }
+
+    #[test]
+    fn grants_and_docs_follow_the_build() {
+        let cfg = serde_json::json!({
+            "grants": {"select": "reporter", "+insert": ["etl", "ops"], "update": []},
+            "persist_docs": {"columns": true},
+        });
+        let cfg = cfg.as_object().unwrap().clone();
+        let rel = Relation::new("db", "main", "orders");
+        let cols = [
+            ("id".to_string(), "Key.".to_string()),
+            ("x".to_string(), String::new()),
+        ];
+        let ops = after_build(&rel, true, &cfg, "Orders.", &cols);
+        assert_eq!(
+            ops,
+            vec![
+                Operation::Grant {
+                    relation: rel.clone(),
+                    grants: vec![
+                        ("insert".into(), vec!["etl".into(), "ops".into()]),
+                        ("select".into(), vec!["reporter".into()]),
+                    ],
+                },
+                // persist_docs.relation is off: only the documented column.
+                Operation::Comment {
+                    relation: rel.clone(),
+                    view: true,
+                    relation_comment: None,
+                    columns: vec![("id".into(), "Key.".into())],
+                },
+            ]
+        );
+        let plan = plan(Request {
+            grants_and_docs: ops,
+            post_hooks: vec!["select 'post'".into()],
+            ..req("view", &cfg)
+        })
+        .unwrap();
+        assert!(plan[1].builds() && matches!(plan[2], Operation::Grant { .. }));
+        assert!(matches!(&plan[4], Operation::RunSql { sql } if sql == "select 'post'"));
     }
 }

@@ -331,3 +331,39 @@ fn example_project_on_postgres_matches_the_embedded_build() {
         assert_eq!(embedded, rows("pg"), "{model}");
     }
 }
+
+#[test]
+fn grants_and_persist_docs() {
+    let Some(p) = Project::fixture_pg("inc_shop") else {
+        return;
+    };
+    let base = p.read("project.yml");
+    p.write(
+        "project.yml",
+        &(base
+            + r#"on-run-start: "do $$ begin create role reporter; exception when duplicate_object then null; end $$"
+models:
+  inc_shop:
+    +grants: {select: [reporter]}
+    +persist_docs: {relation: true, columns: true}
+"#),
+    );
+    p.write(
+        "models/docs.yml",
+        "models:\n  - name: ev_merge\n    description: Latest status per event.\n    columns:\n      - name: status\n        description: Where the event is.\n      - name: not_a_column\n        description: Documented but absent.\n",
+    );
+    p.rsdbt(&["seed"]).expect(0);
+    // First build (a table), then an incremental run: both end with the grant and comments.
+    for _ in 0..2 {
+        let out = p.rsdbt(&["run", "-s", "ev_merge"]).expect(0);
+        assert!(!out.stdout.contains("[GRANT"), "{}", out.stdout);
+        let row = &p.query(
+            "select has_table_privilege('reporter', '{{ ref('ev_merge') }}', 'select') as granted, \
+             obj_description('{{ ref('ev_merge') }}'::regclass) as doc, \
+             col_description('{{ ref('ev_merge') }}'::regclass, 2) as status_doc",
+        )[0];
+        assert_eq!(row["granted"], true);
+        assert_eq!(row["doc"], "Latest status per event.");
+        assert_eq!(row["status_doc"], "Where the event is.");
+    }
+}

@@ -183,6 +183,11 @@ impl Adapter for DataFusionAdapter {
                 })
             }
             Operation::Incremental(spec) => incremental::apply(self, spec).await,
+            // The embedded engine has no users to grant to, and Delta tables no comments.
+            Operation::Grant { .. } | Operation::Comment { .. } => Ok(Applied {
+                code: "SKIP".into(),
+                rows_affected: None,
+            }),
             Operation::RunSql { sql } => {
                 let df = self.ctx.sql(sql).await.map_err(err)?;
                 df.collect().await.map_err(err)?;
