@@ -229,16 +229,18 @@ impl Jinja {
                 macros.insert(name, (path.to_string(), unique_id));
             }
         }
+        let mut namespace = BTreeMap::new();
         for (name, (template, unique_id)) in &macros {
-            env.add_global(
-                name.clone(),
-                Value::from_object(objects::MacroProxy {
-                    template: template.clone(),
-                    name: name.clone(),
-                    unique_id: unique_id.clone(),
-                }),
-            );
+            let proxy = Value::from_object(objects::MacroProxy {
+                template: template.clone(),
+                name: name.clone(),
+                unique_id: unique_id.clone(),
+            });
+            namespace.insert(name.clone(), proxy.clone());
+            env.add_global(name.clone(), proxy);
         }
+        // `dbt.dateadd(...)`: packages call dbt's macros through the `dbt` namespace.
+        env.add_global("dbt", Value::from_object(objects::Namespace(namespace)));
         if diags.is_empty() {
             Ok(Jinja {
                 env,

@@ -341,6 +341,16 @@ impl Object for DateTimeModule {
     }
 }
 
+/// Macros reached through a package name (`dbt.<macro>`).
+#[derive(Debug)]
+pub struct Namespace(pub std::collections::BTreeMap<String, Value>);
+
+impl Object for Namespace {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.get(key.as_str()?).cloned()
+    }
+}
+
 /// A project macro exposed as a global: calling it renders its file and calls the macro there,
 /// so macros need no import, and `return(...)` values come back as values.
 #[derive(Debug)]

@@ -367,3 +367,13 @@ models:
         assert_eq!(row["status_doc"], "Where the event is.");
     }
 }
+
+#[test]
+fn cross_database_macros_on_postgres() {
+    let Some(p) = Project::fixture_pg("xdb_shop") else {
+        return;
+    };
+    p.rsdbt(&["run"]).expect(0);
+    let rows = p.query("select * from {{ ref('cross_db') }}");
+    assert_eq!(rows, [crate::projects::cross_db_row()]);
+}

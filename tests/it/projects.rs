@@ -275,3 +275,34 @@ on-run-end:
         1
     );
 }
+
+/// The row `tests/fixtures/xdb_shop/models/cross_db.sql` builds on every target.
+pub fn cross_db_row() -> serde_json::Value {
+    json!({
+        "s": "abc", "f": 1.5, "b": 2, "c": "abc", "h": "9dd4e461268c8034f5c8564e155c67a6",
+        "sc": 12, "sp": "b", "dt": "2024-03-01T00:00:00", "da": "2024-03-18T10:20:00",
+        "dm": "2024-01-31T00:00:00", "dd_day": 1, "dd_hour": 1, "dd_month": 3, "dd_quarter": 1,
+        "dd_year": 1, "bool_text": "true", "escaped": "it's", "lit": "lit", "agg": "y|x",
+        "any_v": 7, "any_big": true, "has_now": true,
+    })
+}
+
+#[test]
+fn cross_database_macros() {
+    let p = Project::fixture("xdb_shop");
+    p.rsdbt(&["run"]).expect(0);
+    let rows = p.query("select * from {{ ref('cross_db') }}");
+    assert_eq!(rows, [cross_db_row()]);
+    let out = p
+        .rsdbt(&[
+            "show",
+            "--inline",
+            "select {{ dbt.datediff('a', 'b', 'week') }}",
+        ])
+        .expect(2);
+    assert!(
+        out.stderr.contains("datediff: unsupported datepart 'week'"),
+        "{}",
+        out.stderr
+    );
+}
