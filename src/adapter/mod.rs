@@ -89,3 +89,36 @@ impl Adapter for AnyAdapter {
         each!(self, a => a.check().await)
     }
 }
+
+/// The adapter as Jinja's [`Warehouse`](crate::jinja::introspect::Warehouse): renders are
+/// synchronous, so each call runs the query to completion on the runtime from its own thread
+/// (the rendering thread may be the one driving the runtime).
+#[cfg(feature = "datafusion")]
+pub struct Introspector {
+    pub adapter: std::sync::Arc<AnyAdapter>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+#[cfg(feature = "datafusion")]
+impl crate::jinja::introspect::Warehouse for Introspector {
+    fn query(&self, sql: &str) -> Result<crate::jinja::introspect::TableData, String> {
+        let (adapter, rt, sql) = (self.adapter.clone(), self.runtime.clone(), sql.to_string());
+        let result = std::thread::spawn(move || rt.block_on(adapter.query(&sql, None)))
+            .join()
+            .map_err(|_| "internal error: the query thread panicked".to_string())?;
+        result
+            .map(|r| crate::jinja::introspect::TableData {
+                columns: r.columns,
+                rows: r.rows,
+            })
+            .map_err(|e| e.0)
+    }
+
+    fn relation_type(&self, relation: &crate::jinja::Relation) -> Result<Option<String>, String> {
+        let (adapter, rt, rel) = (self.adapter.clone(), self.runtime.clone(), relation.clone());
+        std::thread::spawn(move || rt.block_on(adapter.relation_type(&rel)))
+            .join()
+            .map(|k| k.map(str::to_string))
+            .map_err(|_| "internal error: the query thread panicked".to_string())
+    }
+}

@@ -583,7 +583,8 @@ fn run_nodes(
     let full_refresh = flags.full_refresh;
     use crate::adapter::Adapter;
     write_manifest(l, &BTreeMap::new())?;
-    let adapter = open_adapter(&l.project)?;
+    let adapter = open_introspected(l)?;
+    let rt = runtime();
     let threads = l.project.target().threads;
     printer.info(&format!("Running with rsdbt={}", env!("CARGO_PKG_VERSION")));
     printer.info(&found_line(&l.manifest));
@@ -592,7 +593,6 @@ fn run_nodes(
         printer.info("Nothing to do. Try checking your model configs and model specification args");
         return Ok(0);
     }
-    let rt = runtime();
     // --defer: nodes this run does not build read from the --state relations, unless this
     // target has them (or --favor-state says to prefer the state's).
     let mut deferred = BTreeMap::new();
@@ -639,14 +639,14 @@ fn run_nodes(
         }
     };
     let start = rt.block_on(crate::exec::project_hooks(
-        &adapter,
+        &*adapter,
         &env,
         "on-run-start",
         &l.project.on_run_start,
         Vec::new(),
     ));
     let results = match start {
-        Ok(()) => rt.block_on(crate::exec::run(&adapter, &env, ids)),
+        Ok(()) => rt.block_on(crate::exec::run(&*adapter, &env, ids)),
         Err(msg) => {
             let r = crate::exec::skip_all(&l.manifest, ids, &format!("skipped: {msg}"));
             report_hook(Err(msg), &mut hook_failed);
@@ -656,7 +656,7 @@ fn run_nodes(
     if !hook_failed {
         let extra = crate::exec::run_end_context(&l.manifest, &results);
         let end = rt.block_on(crate::exec::project_hooks(
-            &adapter,
+            &*adapter,
             &env,
             "on-run-end",
             &l.project.on_run_end,
@@ -817,6 +817,21 @@ fn no_engine() -> Diagnostics {
         .into()
 }
 
+/// Opens the target's adapter and lets renders query it (`run_query`, `adapter.*`).
+#[cfg(feature = "datafusion")]
+fn open_introspected(
+    l: &Loaded,
+) -> Result<std::sync::Arc<crate::adapter::AnyAdapter>, Diagnostics> {
+    let adapter = std::sync::Arc::new(open_adapter(&l.project)?);
+    l.manifest
+        .jinja
+        .set_warehouse(std::sync::Arc::new(crate::adapter::Introspector {
+            adapter: adapter.clone(),
+            runtime: runtime().handle().clone(),
+        }));
+    Ok(adapter)
+}
+
 #[cfg(feature = "datafusion")]
 fn show(
     cli: &Cli,
@@ -829,6 +844,7 @@ fn show(
 ) -> Result<i32, Diagnostics> {
     use crate::adapter::Adapter;
     let l = load(&cli.global, invocation)?;
+    let adapter = open_introspected(&l)?;
     let compiler = crate::compile::Compiler::new(&l.manifest);
     let (title, sql) = match inline {
         Some(q) => ("inline".to_string(), compiler.compile_inline(q)?),
@@ -859,7 +875,6 @@ fn show(
             (node.name.clone(), sql)
         }
     };
-    let adapter = open_adapter(&l.project)?;
     let limit = if limit < 0 {
         None
     } else {

@@ -6,6 +6,7 @@
 //! only record what they see (no database is touched), and in the **compile** phase they
 //! resolve to real relations through a [`Resolve`] implementation.
 
+pub mod introspect;
 pub mod objects;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -98,6 +99,8 @@ pub struct RenderCtx {
     /// One slot per proxied macro call in flight: `return(x)` fills the innermost.
     pub(crate) returns: Mutex<Vec<Option<Value>>>,
     pub(crate) overrides: Option<Arc<Overrides>>,
+    /// Results of `statement` blocks, for `load_result`.
+    pub(crate) statements: Mutex<BTreeMap<String, Value>>,
     shared: Arc<Shared>,
 }
 
@@ -120,6 +123,14 @@ impl RenderCtx {
 
     pub(crate) fn phase_is_parse(&self) -> bool {
         matches!(self.phase, Phase::Parse)
+    }
+
+    /// The warehouse for introspection; none while parsing or when no run installed one.
+    pub(crate) fn warehouse(&self) -> Option<Arc<dyn introspect::Warehouse>> {
+        if self.phase_is_parse() {
+            return None;
+        }
+        self.shared.warehouse.get().map(|w| w.0.clone())
     }
 
     /// The render context: what a model (and every macro it calls) sees as variables.
@@ -158,6 +169,15 @@ struct Shared {
     /// Project vars (may hold per-package sub-maps) and `--vars`.
     project_vars: serde_json::Map<String, Json>,
     cli_vars: serde_json::Map<String, Json>,
+    warehouse: std::sync::OnceLock<WarehouseSlot>,
+}
+
+struct WarehouseSlot(Arc<dyn introspect::Warehouse>);
+
+impl std::fmt::Debug for WarehouseSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Warehouse")
+    }
 }
 
 /// The environment of one invocation.
@@ -190,6 +210,7 @@ impl Jinja {
             project_name: inputs.project_name.to_string(),
             project_vars: inputs.project_vars,
             cli_vars: inputs.cli_vars,
+            warehouse: std::sync::OnceLock::new(),
         });
         env.add_global(
             "target",
@@ -272,6 +293,12 @@ impl Jinja {
             .get(unique_id)
             .map(String::as_str)
             .unwrap_or("")
+    }
+
+    /// Lets compile-time renders query the warehouse (`run_query`, `adapter.get_relation`...);
+    /// set once, when a run has opened its adapter.
+    pub fn set_warehouse(&self, warehouse: Arc<dyn introspect::Warehouse>) {
+        let _ = self.shared.warehouse.set(WarehouseSlot(warehouse));
     }
 
     /// Unique ids of all project macros, by name.
@@ -447,6 +474,7 @@ impl Jinja {
             capture: Mutex::new(Capture::default()),
             returns: Mutex::new(Vec::new()),
             overrides: None,
+            statements: Mutex::new(BTreeMap::new()),
             shared: self.shared.clone(),
         })
     }
@@ -668,6 +696,11 @@ fn base_env() -> Environment<'static> {
     env.add_filter("as_text", |v: Value| v.to_string());
     env.add_filter("as_native", |v: Value| v);
     env.add_global("exceptions", Value::from_object(objects::Exceptions));
+    env.add_global("adapter", Value::from_object(introspect::AdapterObject));
+    env.add_global("api", Value::from_object(introspect::Api));
+    env.add_function("run_query", introspect::run_query);
+    env.add_global("statement", Value::from_object(introspect::Statement));
+    env.add_function("load_result", introspect::load_result);
     let mut modules = BTreeMap::new();
     modules.insert("datetime", Value::from_object(objects::DateTimeModule));
     env.add_global("modules", Value::from(modules));

@@ -38,12 +38,15 @@ impl Relation {
         if let Some(cte) = &self.cte_name {
             return cte.clone();
         }
-        format!(
-            "{}.{}.{}",
-            quote(&self.database),
-            quote(&self.schema),
-            quote(&self.identifier)
-        )
+        // A relation made without a database (or schema), e.g. by `api.Relation.create`,
+        // renders without it, as in dbt.
+        [&self.database, &self.schema, &self.identifier]
+            .into_iter()
+            .enumerate()
+            .filter(|(i, part)| *i == 2 || !part.is_empty())
+            .map(|(_, part)| quote(part))
+            .collect::<Vec<_>>()
+            .join(".")
     }
 }
 

@@ -377,3 +377,13 @@ fn cross_database_macros_on_postgres() {
     let rows = p.query("select * from {{ ref('cross_db') }}");
     assert_eq!(rows, [crate::projects::cross_db_row()]);
 }
+
+#[test]
+fn introspection_in_jinja_on_postgres() {
+    let Some(p) = Project::fixture_pg("introspect_shop") else {
+        return;
+    };
+    p.rsdbt(&["build"]).expect(0);
+    let rows = p.query("select * from {{ ref('wide') }}");
+    assert_eq!(rows, [crate::projects::introspection_row("postgres")]);
+}

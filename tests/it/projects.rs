@@ -306,3 +306,20 @@ fn cross_database_macros() {
         out.stderr
     );
 }
+
+/// The row `tests/fixtures/introspect_shop/models/wide.sql` builds (`adapter_type` aside).
+pub fn introspection_row(adapter_type: &str) -> serde_json::Value {
+    json!({
+        "c_red": "red", "c_green": "green", "c_blue": "blue", "colors_type": "table",
+        "missing": "none", "colors_columns": "id,name", "n_colors": 3, "created": "s.t",
+        "adapter_type": adapter_type,
+    })
+}
+
+#[test]
+fn introspection_in_jinja() {
+    let p = Project::fixture("introspect_shop");
+    p.rsdbt(&["build"]).expect(0);
+    let rows = p.query("select * from {{ ref('wide') }}");
+    assert_eq!(rows, [introspection_row("datafusion")]);
+}

@@ -1,0 +1,351 @@
+//! Database introspection for Jinja: `run_query`, `statement` / `load_result`, `adapter.*`
+//! (`quote`, `dispatch`, `get_relation`, `get_columns_in_relation`) and `api.Relation.create`.
+//! Queries go through a [`Warehouse`] the run installs; while parsing (`execute` is false)
+//! there is none, and they return nothing, as in dbt.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use minijinja::value::{Enumerator, Kwargs, Object, Value};
+use minijinja::{Error, ErrorKind, State};
+use serde_json::Value as Json;
+
+use crate::jinja::RenderCtx;
+use crate::jinja::objects::{Relation, quote};
+
+/// What a render may ask of the warehouse; blocking calls.
+pub trait Warehouse: Send + Sync {
+    fn query(&self, sql: &str) -> Result<TableData, String>;
+    /// `table`, `view`, or `None` when the relation does not exist.
+    fn relation_type(&self, relation: &Relation) -> Result<Option<String>, String>;
+}
+
+/// A query's result: column names and rows of JSON values.
+#[derive(Debug, Clone, Default)]
+pub struct TableData {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Json>>,
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidOperation, msg.into())
+}
+
+fn cell(v: &Json) -> Value {
+    Value::from(minijinja::value::Serde(v.clone()))
+}
+
+/// An agate-like table: `.rows`, `.columns` (by index or name, each with `.name` and
+/// `.values()`), `.column_names`; iterating it yields rows.
+#[derive(Debug)]
+pub struct Table(Arc<TableData>);
+
+impl Table {
+    pub fn value(data: TableData) -> Value {
+        Value::from_object(Table(Arc::new(data)))
+    }
+    fn row(&self, i: usize) -> Option<Value> {
+        (i < self.0.rows.len()).then(|| Value::from_object(Row(self.0.clone(), i)))
+    }
+}
+
+impl Object for Table {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        if let Some(i) = key.as_usize() {
+            return self.row(i);
+        }
+        match key.as_str()? {
+            "rows" => Some(Value::from(
+                (0..self.0.rows.len())
+                    .filter_map(|i| self.row(i))
+                    .collect::<Vec<_>>(),
+            )),
+            "columns" => Some(Value::from_object(Columns(self.0.clone()))),
+            "column_names" => Some(Value::from(self.0.columns.clone())),
+            _ => None,
+        }
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Seq(self.0.rows.len())
+    }
+}
+
+#[derive(Debug)]
+struct Row(Arc<TableData>, usize);
+
+impl Object for Row {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let row = &self.0.rows[self.1];
+        let i = match key.as_usize() {
+            Some(i) => i,
+            None => self
+                .0
+                .columns
+                .iter()
+                .position(|c| Some(c.as_str()) == key.as_str())?,
+        };
+        row.get(i).map(cell)
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Seq(self.0.columns.len())
+    }
+}
+
+#[derive(Debug)]
+struct Columns(Arc<TableData>);
+
+impl Object for Columns {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let i = match key.as_usize() {
+            Some(i) if i < self.0.columns.len() => i,
+            Some(_) => return None,
+            None => self
+                .0
+                .columns
+                .iter()
+                .position(|c| Some(c.as_str()) == key.as_str())?,
+        };
+        Some(Value::from_object(Column(self.0.clone(), i)))
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Seq(self.0.columns.len())
+    }
+}
+
+#[derive(Debug)]
+struct Column(Arc<TableData>, usize);
+
+impl Object for Column {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        (key.as_str()? == "name").then(|| Value::from(self.0.columns[self.1].clone()))
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "values" => Ok(Value::from(
+                self.0
+                    .rows
+                    .iter()
+                    .map(|r| cell(&r[self.1]))
+                    .collect::<Vec<_>>(),
+            )),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("column has no method '{method}'"),
+            )),
+        }
+    }
+}
+
+fn warehouse(state: &State) -> Option<Arc<dyn Warehouse>> {
+    RenderCtx::from_state(state).and_then(|c| c.warehouse())
+}
+
+/// `run_query(sql)`: the result table, or none while parsing.
+pub fn run_query(state: &State, sql: String) -> Result<Value, Error> {
+    match warehouse(state) {
+        Some(w) => w.query(&sql).map(Table::value).map_err(invalid),
+        None => Ok(Value::from(())),
+    }
+}
+
+/// `{% call statement('name', fetch_result=True) %}sql{% endcall %}`: runs the SQL; the result
+/// is kept for `load_result('name')`.
+#[derive(Debug)]
+pub struct Statement;
+
+impl Object for Statement {
+    fn call(self: &Arc<Self>, state: &mut State, args: &[Value]) -> Result<Value, Error> {
+        let (name, kwargs): (Option<String>, Kwargs) = minijinja::value::from_args(args)?;
+        statement(state, name, kwargs)
+    }
+}
+
+fn statement(state: &mut State, name: Option<String>, kwargs: Kwargs) -> Result<Value, Error> {
+    let caller: Value = kwargs.get("caller")?;
+    let fetch: Option<bool> = kwargs.get("fetch_result")?;
+    let _: Option<Value> = kwargs.get("auto_begin")?;
+    let _: Option<Value> = kwargs.get("language")?;
+    kwargs.assert_all_used()?;
+    let sql = caller.call(state, &[])?.to_string();
+    let (Some(w), Some(ctx)) = (warehouse(state), RenderCtx::from_state(state)) else {
+        return Ok(Value::from(""));
+    };
+    let data = w.query(&sql).map_err(invalid)?;
+    let name = name.unwrap_or_else(|| "statement".to_string());
+    let rows = data.rows.len();
+    let data_list: Vec<Value> = data
+        .rows
+        .iter()
+        .map(|r| Value::from(r.iter().map(cell).collect::<Vec<_>>()))
+        .collect();
+    let mut result = BTreeMap::new();
+    result.insert("response", Value::from(minijinja::value::Serde(serde_json::json!({"code": "SELECT", "rows_affected": rows, "_message": format!("SELECT {rows}")}))));
+    if fetch.unwrap_or(false) {
+        result.insert("data", Value::from(data_list));
+        result.insert("table", Table::value(data));
+    } else {
+        result.insert("data", Value::from(()));
+        result.insert("table", Value::from(()));
+    }
+    ctx.statements
+        .lock()
+        .unwrap()
+        .insert(name, Value::from(result));
+    Ok(Value::from(""))
+}
+
+/// `load_result('name')`: what a `statement` block of that name returned (none if it did not run).
+pub fn load_result(state: &State, name: String) -> Value {
+    RenderCtx::from_state(state)
+        .and_then(|c| c.statements.lock().unwrap().get(&name).cloned())
+        .unwrap_or(Value::from(()))
+}
+
+/// dbt's `adapter`: `quote`, `dispatch`, `type()`; the warehouse lookups (`get_relation`,
+/// `get_columns_in_relation`) go through the invocation's query hook.
+#[derive(Debug)]
+pub struct AdapterObject;
+
+fn target_type(state: &State) -> String {
+    state
+        .lookup("target")
+        .and_then(|t| t.get_attr("type").ok())
+        .and_then(|t| t.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl Object for AdapterObject {
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "quote" => {
+                let (ident,): (String,) = minijinja::value::from_args(args)?;
+                Ok(Value::from(quote(&ident)))
+            }
+            "type" => Ok(Value::from(target_type(state))),
+            // dbt searches `<adapter>__name`, then `default__name` (and the plain name).
+            "dispatch" => {
+                let (name, _namespace, kwargs): (String, Option<String>, Kwargs) =
+                    minijinja::value::from_args(args)?;
+                let _: Option<Value> = kwargs.get("macro_namespace")?;
+                let kind = target_type(state);
+                let candidates = [
+                    format!("{kind}__{name}"),
+                    format!("default__{name}"),
+                    name.clone(),
+                ];
+                candidates
+                    .iter()
+                    .find_map(|c| state.lookup(c).filter(|v| !v.is_undefined()))
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::InvalidOperation,
+                            format!(
+                                "adapter.dispatch: no macro named '{name}' (searched {})",
+                                candidates.join(", ")
+                            ),
+                        )
+                    })
+            }
+            "get_relation" => {
+                let (_, kwargs): (&[Value], Kwargs) = minijinja::value::from_args(args)?;
+                let pos = |i: usize, k: &str| -> Result<String, Error> {
+                    match args.get(i).filter(|v| !v.is_kwargs()) {
+                        Some(v) => Ok(v.to_string()),
+                        None => Ok(kwargs.get::<Option<String>>(k)?.unwrap_or_default()),
+                    }
+                };
+                let rel = Relation::new(
+                    &pos(0, "database")?,
+                    &pos(1, "schema")?,
+                    &pos(2, "identifier")?,
+                );
+                let ctx = RenderCtx::from_state(state);
+                let kind = ctx
+                    .as_ref()
+                    .and_then(|c| c.warehouse())
+                    .map(|w| w.relation_type(&rel))
+                    .transpose()
+                    .map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?
+                    .flatten();
+                Ok(match kind {
+                    Some(kind) => Value::from_object(Relation {
+                        kind: Some(kind),
+                        ..rel
+                    }),
+                    None => Value::from(()),
+                })
+            }
+            "get_columns_in_relation" => {
+                let (rel,): (Value,) = minijinja::value::from_args(args)?;
+                let ctx = RenderCtx::from_state(state);
+                let Some(w) = ctx.as_ref().and_then(|c| c.warehouse()) else {
+                    return Ok(Value::from(Vec::<Value>::new()));
+                };
+                let table = w
+                    .query(&format!("select * from {rel} limit 0"))
+                    .map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
+                Ok(Value::from(
+                    table
+                        .columns
+                        .iter()
+                        .map(|c| {
+                            Value::from(minijinja::value::Serde(
+                                serde_json::json!({"name": c, "column": c, "quoted": quote(c)}),
+                            ))
+                        })
+                        .collect::<Vec<_>>(),
+                ))
+            }
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("adapter has no method '{method}'"),
+            )),
+        }
+    }
+}
+
+/// dbt's `api`: `api.Relation.create(database=, schema=, identifier=, type=)`.
+#[derive(Debug)]
+pub struct Api;
+
+impl Object for Api {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        (key.as_str()? == "Relation").then(|| Value::from_object(RelationApi))
+    }
+}
+
+#[derive(Debug)]
+pub struct RelationApi;
+
+impl Object for RelationApi {
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        if method != "create" {
+            return Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("api.Relation has no method '{method}'"),
+            ));
+        }
+        let (kwargs,): (Kwargs,) = minijinja::value::from_args(args)?;
+        let get = |k: &str| -> Result<String, Error> {
+            Ok(kwargs.get::<Option<String>>(k)?.unwrap_or_default())
+        };
+        let mut rel = Relation::new(&get("database")?, &get("schema")?, &get("identifier")?);
+        rel.kind = kwargs.get::<Option<String>>("type")?;
+        Ok(Value::from_object(rel))
+    }
+}
