@@ -387,3 +387,18 @@ fn introspection_in_jinja_on_postgres() {
     let rows = p.query("select * from {{ ref('wide') }}");
     assert_eq!(rows, [crate::projects::introspection_row("postgres")]);
 }
+
+/// dbt's classic example project, in shape: the same marts on PostgreSQL as on the embedded
+/// engine.
+#[test]
+fn jaffle_shop_shaped_project_on_postgres() {
+    let Some(p) = Project::fixture_pg("jaffle_like") else {
+        return;
+    };
+    let out = p.rsdbt(&["build"]).expect(0);
+    assert!(out.stdout.contains("TOTAL=16"), "{}", out.stdout);
+    assert_eq!(
+        crate::projects::jaffle_marts(&p),
+        crate::projects::jaffle_expected()
+    );
+}

@@ -323,3 +323,52 @@ fn introspection_in_jinja() {
     let rows = p.query("select * from {{ ref('wide') }}");
     assert_eq!(rows, [introspection_row("datafusion")]);
 }
+
+/// What the jaffle_shop-shaped fixture's marts hold, on every target: the customers, and
+/// order 7 (two payment methods) from the pivot.
+pub fn jaffle_marts(p: &Project) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    (
+        p.query("select * from {{ ref('customers') }} order by customer_id"),
+        p.query("select * from {{ ref('orders') }} where order_id = 7"),
+    )
+}
+
+pub fn jaffle_expected() -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let c = |id: i64, first: &str, last: &str, f: &str, r: &str, n: i64, v: f64| {
+        let (f, r, v) = if n == 0 {
+            (json!(null), json!(null), json!(null))
+        } else {
+            (json!(f), json!(r), json!(v))
+        };
+        json!({"customer_id": id, "first_name": first, "last_name": last, "first_order": f,
+               "most_recent_order": r, "number_of_orders": n, "customer_lifetime_value": v})
+    };
+    (
+        vec![
+            c(1, "Ada", "L.", "2024-01-02", "2024-02-01", 3, 63.0),
+            c(2, "Brendan", "E.", "2024-01-11", "2024-01-11", 1, 7.0),
+            c(3, "Grace", "H.", "2024-01-04", "2024-02-14", 3, 31.5),
+            c(4, "Linus", "T.", "2024-02-03", "2024-02-03", 1, 9.0),
+            c(5, "Barbara", "L.", "2024-01-15", "2024-02-08", 2, 32.5),
+            c(6, "Ken", "T.", "", "", 0, 0.0),
+        ],
+        vec![json!({
+            "order_id": 7, "customer_id": 1, "order_date": "2024-02-01", "status": "completed",
+            "credit_card_amount": 26.0, "coupon_amount": 0.0, "bank_transfer_amount": 0.0,
+            "gift_card_amount": 4.0, "amount": 30.0,
+        })],
+    )
+}
+
+#[test]
+fn jaffle_shop_shaped_project() {
+    let p = Project::fixture("jaffle_like");
+    let out = p.rsdbt(&["build"]).expect(0);
+    assert!(
+        out.stdout
+            .contains("Done. PASS=16 WARN=0 ERROR=0 SKIP=0 NO-OP=0 TOTAL=16"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(jaffle_marts(&p), jaffle_expected());
+}
