@@ -480,12 +480,13 @@ async fn run_node<A: Adapter>(
     let mut res = new_result(node, thread_id);
     let kind = node.resource_type.as_str();
     let where_ = format!("{kind} {} ({})", node.name, node.original_file_path);
+    // Relative to the project, as the user sees it: `target/rsdbt/compiled/...`.
     let compiled_at = format!(
         "compiled code at {}/{}",
         target_dir
-            .file_name()
-            .map(|f| f.to_string_lossy().to_string())
-            .unwrap_or_default(),
+            .strip_prefix(project_root)
+            .unwrap_or(target_dir)
+            .display(),
         compiled_rel_path(node)
     );
     let ops = match node.resource_type {

@@ -204,4 +204,16 @@ fn sql_error_keeps_the_previous_table() {
             serde_json::json!({"id": 2, "amount": 20})
         ]
     );
+    // The pointer is relative to the project, whatever the target path.
+    p.write(
+        "project.yml",
+        "name: fixture\nprofile: fixture\ntarget-path: build/out\n",
+    );
+    let out = p.rsdbt(&["run", "-s", "totals"]).expect(1);
+    assert!(
+        out.stdout
+            .contains("compiled code at build/out/compiled/fixture/models/totals.sql"),
+        "{}",
+        out.stdout
+    );
 }
