@@ -402,3 +402,38 @@ fn jaffle_shop_shaped_project_on_postgres() {
         crate::projects::jaffle_expected()
     );
 }
+
+#[test]
+fn unit_tests_and_sources_on_postgres() {
+    let Some(p) = Project::fixture_pg("unit_shop") else {
+        return;
+    };
+    let out = p.rsdbt(&["test", "--select", "test_type:unit"]).expect(1);
+    let o = &out.stdout;
+    for passing in [
+        "PASS stg_events::heartbeats_are_dropped",
+        "PASS daily::daily_counts_with_overrides",
+        "PASS daily::incremental_run_only_adds_new_days",
+        "FAIL 2 daily::wrong_expectation",
+        "+++ | 2024-01-02 | 1",
+    ] {
+        assert!(o.contains(passing), "{passing}: {o}");
+    }
+    // The source table (made by a hook here) feeds the models.
+    let base = p.read("project.yml");
+    p.write(
+        "project.yml",
+        &(base
+            + "on-run-start: \"create schema if not exists main; create table if not exists main.events as select * from (values (1, '2024-01-01 09:00:00', 'click'), (2, '2024-01-01 10:00:00', 'heartbeat'), (3, '2024-01-02 09:00:00', 'view')) t(id, event_at, kind)\"\n"),
+    );
+    p.rsdbt(&["run"]).expect(0);
+    let rows =
+        p.query("select cast(day as varchar) as day, events from {{ ref('daily') }} order by day");
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"day": "2024-01-01", "events": 1}),
+            serde_json::json!({"day": "2024-01-02", "events": 1}),
+        ]
+    );
+}
