@@ -299,16 +299,19 @@ fn collect_selected_ancestors(
 }
 
 /// Runs the project's `on-run-start` or `on-run-end` hooks (`which`) in order, each in the
-/// project's Jinja context plus `extra`; the first failure stops them and is returned.
+/// project's Jinja context plus `extra`; the first failure stops them and is returned. Each
+/// hook run is a result (`operation.<project>.<project>-on-run-start-0`), as in dbt 1.9's
+/// run_results.json.
 pub async fn project_hooks<A: Adapter>(
     adapter: &A,
     env: &RunEnv<'_>,
     which: &str,
     hooks: &[String],
     extra: Vec<(String, minijinja::Value)>,
-) -> Result<(), String> {
+) -> (Vec<NodeResult>, Result<(), String>) {
+    let mut results = Vec::new();
     if hooks.is_empty() {
-        return Ok(());
+        return (results, Ok(()));
     }
     let p = env.printer;
     let project = &env.manifest.project_name;
@@ -322,6 +325,8 @@ pub async fn project_hooks<A: Adapter>(
         let name = format!("{project}.{which}.{i}");
         p.hook_line(i + 1, n, &name, None);
         let start = Instant::now();
+        let started_at = chrono::Utc::now();
+        let mut rendered = None;
         let outcome = match compiler.render_operation(
             &format!("{project}-{which}-{i}"),
             env.project_file,
@@ -333,6 +338,7 @@ pub async fn project_hooks<A: Adapter>(
                 for line in &logs {
                     p.info(line);
                 }
+                rendered = Some(sql.clone());
                 Ok(sql)
             }
         };
@@ -346,15 +352,33 @@ pub async fn project_hooks<A: Adapter>(
                 .map_err(|e| e.to_string()),
         };
         let ok = outcome.is_ok();
-        p.hook_line(i + 1, n, &name, Some((ok, start.elapsed().as_secs_f64())));
+        let secs = start.elapsed().as_secs_f64();
+        p.hook_line(i + 1, n, &name, Some((ok, secs)));
+        results.push(NodeResult {
+            unique_id: format!("operation.{project}.{project}-{which}-{i}"),
+            status: if ok { Status::Success } else { Status::Error },
+            message: Some(outcome.clone().err().unwrap_or_else(|| "OK".into())),
+            timing: vec![Timing {
+                name: "execute",
+                started_at,
+                completed_at: chrono::Utc::now(),
+            }],
+            thread_id: "main".into(),
+            execution_time: secs,
+            adapter_response: json!({}),
+            failures: None,
+            compiled_code: rendered,
+            relation_name: None,
+            batch_results: None,
+        });
         if let Err(msg) = outcome {
-            return Err(format!("{which} hook {name} failed: {msg}"));
+            return (results, Err(format!("{which} hook {name} failed: {msg}")));
         }
     }
     if which == "on-run-start" {
         p.info("");
     }
-    Ok(())
+    (results, Ok(()))
 }
 
 /// The node's `grants` and `persist_docs` operations.

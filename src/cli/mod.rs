@@ -638,7 +638,7 @@ fn run_nodes(
             printer.diagnostics(&Diagnostic::error("hook", msg).into());
         }
     };
-    let start = rt.block_on(crate::exec::project_hooks(
+    let (start_results, start) = rt.block_on(crate::exec::project_hooks(
         &*adapter,
         &env,
         "on-run-start",
@@ -653,15 +653,17 @@ fn run_nodes(
             r
         }
     };
+    let mut end_results = Vec::new();
     if !hook_failed {
         let extra = crate::exec::run_end_context(&l.manifest, &results);
-        let end = rt.block_on(crate::exec::project_hooks(
+        let (hooks, end) = rt.block_on(crate::exec::project_hooks(
             &*adapter,
             &env,
             "on-run-end",
             &l.project.on_run_end,
             extra,
         ));
+        end_results = hooks;
         report_hook(end, &mut hook_failed);
     }
     let mut compiled = BTreeMap::new();
@@ -677,7 +679,12 @@ fn run_nodes(
         "state": selection.state, "defer": selection.defer, "favor_state": selection.favor_state,
         "vars": global.vars, "target": global.target, "threads": threads, "full_refresh": full_refresh,
     });
-    let rr = crate::artifacts::run_results_json(&l.manifest, &results, args);
+    // run_results.json lists the hooks around the nodes, as dbt 1.9 does.
+    let recorded = crate::exec::RunResults {
+        results: [start_results, results.results.clone(), end_results].concat(),
+        elapsed: results.elapsed,
+    };
+    let rr = crate::artifacts::run_results_json(&l.manifest, &recorded, args);
     crate::artifacts::write_json(&target_dir, "run_results.json", &rr)
         .map_err(|e| Diagnostic::error("io", format!("cannot write run_results.json: {e}")))?;
     // dbt's wording: "3 seeds, 4 view models, 6 table models".

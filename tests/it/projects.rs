@@ -239,6 +239,22 @@ on-run-end:
     }
     at("schemas main,marts,raw");
     at("2 of 2 OK hook: shop.on-run-end.1");
+    let rr: serde_json::Value = serde_json::from_str(&p.read("target/run_results.json")).unwrap();
+    let ids: Vec<&str> = rr["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["unique_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.first(), Some(&"operation.shop.shop-on-run-start-0"));
+    assert_eq!(
+        ids[ids.len() - 2..],
+        [
+            "operation.shop.shop-on-run-end-0",
+            "operation.shop.shop-on-run-end-1"
+        ]
+    );
+    assert_eq!(rr["results"][0]["compiled_code"], "select 0.5 as rate");
 
     // A failing on-run-start skips every node and fails the run; on-run-end does not run.
     p.write(
@@ -261,10 +277,16 @@ on-run-end:
         out.stderr
     );
     let rr: serde_json::Value = serde_json::from_str(&p.read("target/run_results.json")).unwrap();
+    assert_eq!(
+        rr["results"][0]["unique_id"],
+        "operation.shop.shop-on-run-start-0"
+    );
+    assert_eq!(rr["results"][0]["status"], "error");
     let statuses: Vec<&str> = rr["results"]
         .as_array()
         .unwrap()
         .iter()
+        .skip(1)
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["skipped"; 4]);
