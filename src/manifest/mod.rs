@@ -230,6 +230,9 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     let props = properties::load(project)?;
     crate::cli::printer::timing("properties", t);
     let mut diags = Diagnostics::new();
+    if let Some(w) = packages_warning(project) {
+        diags.push(w);
+    }
     let target = project.target.as_ref();
     let target_json = target.map(|t| t.jinja_value()).unwrap_or_else(|| serde_json::json!({"name": "default", "schema": "main", "database": "warehouse", "type": "datafusion", "threads": 1}));
     let target_schema = target
@@ -869,6 +872,27 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             .map(|t| t.adapter_type.clone())
             .unwrap_or_else(|| "datafusion".into()),
         target_path: project.target_path.clone(),
+    })
+}
+
+/// Packages are not loaded yet: say so when the project lists some, rather than failing later
+/// on an undefined `dbt_utils`.
+fn packages_warning(project: &Project) -> Option<Diagnostic> {
+    ["packages.yml", "dependencies.yml"].iter().find_map(|f| {
+        let text: Arc<str> = std::fs::read_to_string(project.root.join(f)).ok()?.into();
+        let doc = crate::project::yaml::parse(f, &text).ok()?;
+        let listed = doc.get("packages")?.as_array().filter(|p| !p.is_empty())?;
+        Some(
+            Diagnostic::warning(
+                "packages",
+                format!(
+                    "{f} lists {} package(s); rsdbt does not install or load packages yet, so their macros and models are not available",
+                    listed.len()
+                ),
+            )
+            .at(Location::find(f, text.clone(), "packages"))
+            .hint("copy the macros the project needs into its macro paths"),
+        )
     })
 }
 

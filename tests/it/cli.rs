@@ -131,3 +131,20 @@ fn profiles_dir_from_the_environment_and_threads_flag() {
         "{stdout}"
     );
 }
+
+#[test]
+fn listed_packages_are_reported_as_not_loaded() {
+    let p = Project::fixture("ok_shop");
+    p.write(
+        "packages.yml",
+        "packages:\n  - package: dbt-labs/dbt_utils\n    version: 1.3.0\n",
+    );
+    let out = p.rsdbt(&["parse"]).expect(0);
+    assert!(
+        out.stderr.contains(
+            "packages.yml lists 1 package(s); rsdbt does not install or load packages yet"
+        ),
+        "{}",
+        out.stderr
+    );
+}
