@@ -217,3 +217,61 @@ fn sql_error_keeps_the_previous_table() {
         out.stdout
     );
 }
+
+/// A run killed (SIGKILL) while it writes a table's data files leaves the previous version of
+/// the table: the new files were never committed to the Delta log.
+#[test]
+fn killed_run_leaves_the_previous_table() {
+    let p = Project::fixture("err_sql_runtime");
+    p.write(
+        "models/big.sql",
+        "{{ config(materialized='table') }}\nselect value as id, value * 2 as twice from generate_series(1, {{ var('rows', 10) }})\n",
+    );
+    p.rsdbt(&["run", "-s", "big", "--vars", "{rows: 10}"])
+        .expect(0);
+    let dir = p.path().join("warehouse/main/big");
+    let data_files = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "parquet")
+            })
+            .count()
+    };
+    let before = data_files();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rsdbt"))
+        .args(["run", "-s", "big", "--vars", "{rows: 400000000}"])
+        .current_dir(p.path())
+        .env("HOME", p.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once a new data file is complete on disk, i.e. in the middle of the write.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while data_files() == before {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before the kill; make the table bigger");
+        }
+        assert!(std::time::Instant::now() < deadline, "no data file written");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+    assert!(data_files() > before);
+    assert_eq!(
+        p.query("select count(*) as n, max(id) as top from {{ ref('big') }}"),
+        vec![serde_json::json!({"n": 10, "top": 10})]
+    );
+    // The next run starts from that state as usual.
+    p.rsdbt(&["run", "-s", "big", "--vars", "{rows: 20}"])
+        .expect(0);
+    assert_eq!(
+        p.query("select count(*) as n from {{ ref('big') }}"),
+        vec![serde_json::json!({"n": 20})]
+    );
+}
