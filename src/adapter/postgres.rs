@@ -683,6 +683,12 @@ impl Adapter for PostgresAdapter {
         let body = sql.trim().trim_end_matches(';');
         self.with_client(async |c| {
             let stmt = c.prepare(body).await.map_err(pg_err)?;
+            // A statement without a result set (DDL, DML; `run_query` and `statement` blocks
+            // run those too) is executed as is, and yields an empty table.
+            if stmt.columns().is_empty() {
+                c.execute(&stmt, &[]).await.map_err(pg_err)?;
+                return Ok(QueryResult::default());
+            }
             let columns: Vec<String> = stmt
                 .columns()
                 .iter()

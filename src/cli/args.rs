@@ -160,6 +160,14 @@ pub enum Command {
     },
     /// Re-run the nodes that failed or were skipped in the last run, with its flags
     Retry,
+    /// Call a macro (it runs its own statements with run_query / statement)
+    RunOperation {
+        /// The macro's name
+        r#macro: String,
+        /// The macro's keyword arguments, as a YAML or JSON dict
+        #[arg(long)]
+        args: Option<String>,
+    },
     /// Check the project, the profile and the connection
     Debug,
     /// Delete the clean-targets folders (target path by default)

@@ -386,6 +386,12 @@ fn introspection_in_jinja_on_postgres() {
     p.rsdbt(&["build"]).expect(0);
     let rows = p.query("select * from {{ ref('wide') }}");
     assert_eq!(rows, [crate::projects::introspection_row("postgres")]);
+    // run-operation: the macro's statement runs in the database.
+    p.rsdbt(&["run-operation", "make_audit_table"]).expect(0);
+    assert_eq!(
+        p.query("select x from {{ target.schema }}.audit_log"),
+        [serde_json::json!({"x": 1})]
+    );
 }
 
 /// dbt's classic example project, in shape: the same marts on PostgreSQL as on the embedded

@@ -394,3 +394,43 @@ fn jaffle_shop_shaped_project() {
     );
     assert_eq!(jaffle_marts(&p), jaffle_expected());
 }
+
+#[test]
+fn run_operation_calls_a_macro_with_args() {
+    let p = Project::fixture("introspect_shop");
+    p.rsdbt(&["seed"]).expect(0);
+    let out = p
+        .rsdbt(&[
+            "run-operation",
+            "count_rows",
+            "--args",
+            "{model_name: colors}",
+        ])
+        .expect(0);
+    assert!(out.stdout.contains("rows in colors: 3"), "{}", out.stdout);
+    let rr: serde_json::Value = serde_json::from_str(&p.read("target/run_results.json")).unwrap();
+    assert_eq!(
+        rr["results"][0]["unique_id"],
+        "operation.introspect_shop.count_rows"
+    );
+    assert_eq!(rr["results"][0]["status"], "success");
+    let out = p
+        .rsdbt(&[
+            "run-operation",
+            "count_rows",
+            "--args",
+            "{model_name: colors, minimum: 5}",
+        ])
+        .expect(1);
+    assert!(
+        out.stderr.contains("colors has only 3 rows"),
+        "{}",
+        out.stderr
+    );
+    let out = p.rsdbt(&["run-operation", "nope"]).expect(1);
+    assert!(
+        out.stderr.contains("no macro named 'nope'"),
+        "{}",
+        out.stderr
+    );
+}
