@@ -22,6 +22,8 @@ pub struct Applied {
 #[derive(Debug, Clone, Default)]
 pub struct QueryResult {
     pub columns: Vec<String>,
+    /// Each column's type as the warehouse names it (`bigint`, `varchar`, `text`...).
+    pub types: Vec<String>,
     pub rows: Vec<Vec<serde_json::Value>>,
 }
 
@@ -109,6 +111,7 @@ impl crate::jinja::introspect::Warehouse for Introspector {
         result
             .map(|r| crate::jinja::introspect::TableData {
                 columns: r.columns,
+                types: r.types,
                 rows: r.rows,
             })
             .map_err(|e| e.0)

@@ -694,6 +694,27 @@ impl Adapter for PostgresAdapter {
                 .iter()
                 .map(|col| col.name().to_string())
                 .collect();
+            // information_schema's names, as dbt-postgres reports them.
+            let types: Vec<String> = stmt
+                .columns()
+                .iter()
+                .map(|col| {
+                    match col.type_().name() {
+                        "int8" => "bigint",
+                        "int4" => "integer",
+                        "int2" => "smallint",
+                        "float8" => "double precision",
+                        "float4" => "real",
+                        "bool" => "boolean",
+                        "varchar" => "character varying",
+                        "bpchar" => "character",
+                        "timestamp" => "timestamp without time zone",
+                        "timestamptz" => "timestamp with time zone",
+                        other => other,
+                    }
+                    .to_string()
+                })
+                .collect();
             // row_to_json writes the float 342.0 as 342; keep floats floats, as DataFusion does.
             let float: Vec<bool> = stmt
                 .columns()
@@ -726,7 +747,11 @@ impl Adapter for PostgresAdapter {
                         .collect()
                 })
                 .collect();
-            Ok(QueryResult { columns, rows })
+            Ok(QueryResult {
+                columns,
+                types,
+                rows,
+            })
         })
         .await
     }

@@ -24,6 +24,8 @@ pub trait Warehouse: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct TableData {
     pub columns: Vec<String>,
+    /// Column types as the warehouse names them.
+    pub types: Vec<String>,
     pub rows: Vec<Vec<Json>>,
 }
 
@@ -298,10 +300,11 @@ impl Object for AdapterObject {
                     table
                         .columns
                         .iter()
-                        .map(|c| {
-                            Value::from(minijinja::value::Serde(
-                                serde_json::json!({"name": c, "column": c, "quoted": quote(c)}),
-                            ))
+                        .zip(&table.types)
+                        .map(|(c, t)| {
+                            Value::from(minijinja::value::Serde(serde_json::json!({
+                                "name": c, "column": c, "quoted": quote(c), "data_type": t, "dtype": t,
+                            })))
                         })
                         .collect::<Vec<_>>(),
                 ))

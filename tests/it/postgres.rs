@@ -385,7 +385,13 @@ fn introspection_in_jinja_on_postgres() {
     };
     p.rsdbt(&["build"]).expect(0);
     let rows = p.query("select * from {{ ref('wide') }}");
-    assert_eq!(rows, [crate::projects::introspection_row("postgres")]);
+    assert_eq!(
+        rows,
+        [crate::projects::introspection_row(
+            "postgres",
+            "bigint,text"
+        )]
+    );
     // run-operation: the macro's statement runs in the database.
     p.rsdbt(&["run-operation", "make_audit_table"]).expect(0);
     assert_eq!(

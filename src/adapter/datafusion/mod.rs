@@ -210,6 +210,12 @@ impl Adapter for DataFusionAdapter {
             .iter()
             .map(|f| f.name().clone())
             .collect();
+        let types = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| sql_type_name(f.data_type()))
+            .collect();
         let batches = df.collect().await.map_err(err)?;
         let mut buf = Vec::new();
         {
@@ -233,7 +239,11 @@ impl Adapter for DataFusionAdapter {
                     .collect()
             })
             .collect();
-        Ok(QueryResult { columns, rows })
+        Ok(QueryResult {
+            columns,
+            types,
+            rows,
+        })
     }
 
     async fn relation_type(&self, relation: &Relation) -> Option<&'static str> {
@@ -268,5 +278,25 @@ impl Adapter for DataFusionAdapter {
             self.root.display(),
             datafusion::DATAFUSION_VERSION
         ))
+    }
+}
+
+/// An Arrow type by its SQL name in DataFusion (what `adapter.get_columns_in_relation` reports).
+fn sql_type_name(t: &datafusion::arrow::datatypes::DataType) -> String {
+    use datafusion::arrow::datatypes::DataType as T;
+    match t {
+        T::Int8 | T::UInt8 => "tinyint".into(),
+        T::Int16 | T::UInt16 => "smallint".into(),
+        T::Int32 | T::UInt32 => "integer".into(),
+        T::Int64 | T::UInt64 => "bigint".into(),
+        T::Float16 | T::Float32 => "real".into(),
+        T::Float64 => "double".into(),
+        T::Utf8 | T::LargeUtf8 | T::Utf8View => "varchar".into(),
+        T::Boolean => "boolean".into(),
+        T::Date32 | T::Date64 => "date".into(),
+        T::Timestamp(_, None) => "timestamp".into(),
+        T::Timestamp(_, Some(_)) => "timestamp with time zone".into(),
+        T::Decimal128(p, s) | T::Decimal256(p, s) => format!("decimal({p},{s})"),
+        other => other.to_string(),
     }
 }
