@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::SinkExt;
 use serde_json::Value as Json;
 use tokio::sync::{Mutex, Semaphore};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 
@@ -87,14 +88,13 @@ impl PostgresAdapter {
         if let Some(k) = text(t, "keepalives_idle").and_then(|s| s.parse().ok()) {
             config.keepalives_idle(Duration::from_secs(k));
         }
-        match text(t, "sslmode").as_deref() {
-            None | Some("disable") | Some("allow") | Some("prefer") => {}
-            Some(mode) => {
-                return Err(AdapterError(format!(
-                    "sslmode '{mode}' needs TLS, which this rsdbt build does not include; use sslmode: disable or prefer"
-                )));
-            }
-        }
+        let sslmode = text(t, "sslmode").unwrap_or_else(|| "prefer".into());
+        let tls = tls::connector(&sslmode, text(t, "sslrootcert").as_deref())?;
+        config.ssl_mode(match sslmode.as_str() {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            _ => SslMode::Require,
+        });
         let mut setup = Vec::new();
         if let Some(role) = text(t, "role") {
             setup.push(format!("set role {}", quote(&role)));
@@ -112,13 +112,21 @@ impl PostgresAdapter {
             let mut attempt = 0;
             let client = loop {
                 attempt += 1;
-                match config.connect(NoTls).await {
-                    Ok((client, connection)) => {
-                        tokio::spawn(async move {
-                            let _ = connection.await;
-                        });
-                        break client;
-                    }
+                let connected = match &tls {
+                    None => config.connect(NoTls).await.map(|(client, connection)| {
+                        tokio::spawn(connection);
+                        client
+                    }),
+                    Some(tls) => config
+                        .connect(tls.clone())
+                        .await
+                        .map(|(client, connection)| {
+                            tokio::spawn(connection);
+                            client
+                        }),
+                };
+                match connected {
+                    Ok(client) => break client,
                     Err(e) if attempt < retries => {
                         let _ = e;
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -790,5 +798,115 @@ impl Adapter for PostgresAdapter {
             self.summary,
             version.split(',').next().unwrap_or(&version)
         ))
+    }
+}
+
+/// TLS as libpq's `sslmode` means it: `prefer` / `require` encrypt without checking the server's
+/// certificate; `verify-ca` / `verify-full` check it against `sslrootcert` (both also check the
+/// host name, so `verify-ca` is as strict as `verify-full`).
+mod tls {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use tokio_postgres_rustls::MakeRustlsConnect;
+
+    use crate::adapter::AdapterError;
+
+    /// The connector for `sslmode`, or none for `disable`.
+    pub fn connector(
+        sslmode: &str,
+        rootcert: Option<&str>,
+    ) -> Result<Option<MakeRustlsConnect>, AdapterError> {
+        let fail = |msg: String| AdapterError(msg);
+        // Both ring and aws-lc-rs are in the tree, so name the provider instead of relying on
+        // a process default.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| fail(format!("TLS setup failed: {e}")))?;
+        let config = match sslmode {
+            "disable" => return Ok(None),
+            "allow" | "prefer" | "require" => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+                .with_no_client_auth(),
+            "verify-ca" | "verify-full" => {
+                let path = rootcert.ok_or_else(|| {
+                    fail(format!(
+                        "sslmode '{sslmode}' needs `sslrootcert`: the CA certificate (PEM) that signed the server's certificate"
+                    ))
+                })?;
+                let mut roots = rustls::RootCertStore::empty();
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| fail(format!("cannot read sslrootcert {path}: {e}")))?;
+                for cert in certs {
+                    let cert = cert.map_err(|e| fail(format!("sslrootcert {path}: {e}")))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| fail(format!("sslrootcert {path}: {e}")))?;
+                }
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+            other => {
+                return Err(fail(format!(
+                    "unknown sslmode '{other}' (disable, allow, prefer, require, verify-ca, verify-full)"
+                )));
+            }
+        };
+        Ok(Some(MakeRustlsConnect::new(config)))
+    }
+
+    /// Accepts the server's certificate unseen (libpq's `require`) but still checks that the
+    /// handshake is signed by it.
+    #[derive(Debug)]
+    struct EncryptOnly(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for EncryptOnly {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
     }
 }

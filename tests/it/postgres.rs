@@ -449,3 +449,43 @@ fn unit_tests_and_sources_on_postgres() {
         ]
     );
 }
+
+/// sslmode as libpq: `require` encrypts without checking the certificate, `verify-full` checks
+/// it against `sslrootcert`, `disable` does not encrypt. The test server's certificate is
+/// self-signed (scripts/pg.sh).
+#[test]
+fn tls_connections() {
+    let Some((host, port, user)) = pg() else {
+        return;
+    };
+    let rootcert = std::env::var("RSDBT_TEST_PG_SSLROOTCERT")
+        .expect("scripts/pg.sh exports RSDBT_TEST_PG_SSLROOTCERT");
+    let p = Project::fixture("err_sql_runtime");
+    let use_ssl = |extra: &str| {
+        p.write(
+            "profiles.yml",
+            &format!(
+                "fixture:\n  target: pg\n  outputs:\n    pg:\n      type: postgres\n      host: {host}\n      port: {port}\n      user: {user}\n      dbname: postgres\n      schema: tls\n{extra}"
+            ),
+        );
+    };
+    let ssl_in_use =
+        || p.query("select ssl from pg_stat_ssl where pid = pg_backend_pid()")[0]["ssl"].clone();
+    use_ssl("      sslmode: require\n");
+    assert_eq!(ssl_in_use(), true);
+    use_ssl(&format!(
+        "      sslmode: verify-full\n      sslrootcert: {rootcert}\n"
+    ));
+    assert_eq!(ssl_in_use(), true);
+    use_ssl("      sslmode: disable\n");
+    assert_eq!(ssl_in_use(), false);
+    use_ssl("      sslmode: verify-full\n");
+    let out = p.rsdbt(&["debug"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("sslmode 'verify-full' needs `sslrootcert`"),
+        "{}",
+        out.stderr
+    );
+}
