@@ -94,7 +94,9 @@ impl Adapter for AnyAdapter {
 
 /// The adapter as Jinja's [`Warehouse`](crate::jinja::introspect::Warehouse): renders are
 /// synchronous, so each call runs the query to completion on the runtime from its own thread
-/// (the rendering thread may be the one driving the runtime).
+/// (the rendering thread may be the one driving the runtime). A node compiles before it takes a
+/// pooled connection, so while one renders at most `threads - 1` connections are taken and the
+/// query always gets one.
 #[cfg(feature = "datafusion")]
 pub struct Introspector {
     pub adapter: std::sync::Arc<AnyAdapter>,
