@@ -127,3 +127,49 @@ impl crate::jinja::introspect::Warehouse for Introspector {
             .map_err(|_| "internal error: the query thread panicked".to_string())
     }
 }
+
+/// An [`Introspector`] whose adapter opens on the first question, so a command that rarely
+/// needs the warehouse (`compile`) connects only for models that query it.
+#[cfg(feature = "datafusion")]
+pub struct LazyIntrospector {
+    open: Box<dyn Fn() -> Result<AnyAdapter, String> + Send + Sync>,
+    runtime: tokio::runtime::Handle,
+    opened: std::sync::OnceLock<Result<Introspector, String>>,
+}
+
+#[cfg(feature = "datafusion")]
+impl LazyIntrospector {
+    pub fn new(
+        open: Box<dyn Fn() -> Result<AnyAdapter, String> + Send + Sync>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        Self {
+            open,
+            runtime,
+            opened: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> Result<&Introspector, String> {
+        self.opened
+            .get_or_init(|| {
+                (self.open)().map(|a| Introspector {
+                    adapter: std::sync::Arc::new(a),
+                    runtime: self.runtime.clone(),
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+#[cfg(feature = "datafusion")]
+impl crate::jinja::introspect::Warehouse for LazyIntrospector {
+    fn query(&self, sql: &str) -> Result<crate::jinja::introspect::TableData, String> {
+        self.get()?.query(sql)
+    }
+
+    fn relation_type(&self, relation: &crate::jinja::Relation) -> Result<Option<String>, String> {
+        self.get()?.relation_type(relation)
+    }
+}

@@ -186,6 +186,17 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
         }
         Command::Compile { selection, inline } => {
             let l = load(&cli.global, &invocation)?;
+            // dbt's compile runs introspective queries (run_query...); connect only if asked.
+            #[cfg(feature = "datafusion")]
+            {
+                let (target, root) = (l.project.target().clone(), l.project.root.clone());
+                l.manifest.jinja.set_warehouse(std::sync::Arc::new(
+                    crate::adapter::LazyIntrospector::new(
+                        Box::new(move || open_target(&target, &root).map_err(|d| d.render(false))),
+                        runtime().handle().clone(),
+                    ),
+                ));
+            }
             let compiler = crate::compile::Compiler::new(&l.manifest);
             if let Some(sql) = inline {
                 printer.raw(&compiler.compile_inline(sql)?);
@@ -462,15 +473,22 @@ fn clean(project: &Project, printer: &Printer) -> Result<i32, Diagnostics> {
 
 #[cfg(feature = "datafusion")]
 fn open_adapter(project: &Project) -> Result<crate::adapter::AnyAdapter, Diagnostics> {
+    open_target(project.target(), &project.root)
+}
+
+#[cfg(feature = "datafusion")]
+fn open_target(
+    t: &crate::project::profile::Target,
+    root: &std::path::Path,
+) -> Result<crate::adapter::AnyAdapter, Diagnostics> {
     use crate::adapter::AnyAdapter;
-    let t = project.target();
     match t.adapter_type.as_str() {
         #[cfg(feature = "postgres")]
         "postgres" => runtime()
             .block_on(crate::adapter::postgres::PostgresAdapter::connect(t))
             .map(AnyAdapter::Postgres)
             .map_err(|e| Diagnostic::error("connection", e.0).hint("check the target's host, port, user, password and dbname in profiles.yml (`rsdbt debug` tests the connection)").into()),
-        "datafusion" => crate::adapter::datafusion::DataFusionAdapter::open(&t.warehouse_path(&project.root), &t.database, &t.schema)
+        "datafusion" => crate::adapter::datafusion::DataFusionAdapter::open(&t.warehouse_path(root), &t.database, &t.schema)
             .map(AnyAdapter::DataFusion)
             .map_err(|e| Diagnostic::error("adapter", e.0).hint("check the `path` of the target in profiles.yml").into()),
         other => Err(Diagnostic::error("profile", format!("target '{}' has type '{other}', which this build of rsdbt cannot run", t.name))

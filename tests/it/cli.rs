@@ -148,3 +148,20 @@ fn listed_packages_are_reported_as_not_loaded() {
         out.stderr
     );
 }
+
+#[test]
+fn compile_connects_only_when_a_model_queries_the_warehouse() {
+    let p = Project::fixture("ok_shop");
+    p.write(
+        "profiles.yml",
+        "fixture:\n  target: pg\n  outputs:\n    pg:\n      type: postgres\n      host: 127.0.0.1\n      port: 1\n      user: nobody\n      dbname: none\n      schema: s\n      connect_timeout: 2\n",
+    );
+    p.rsdbt(&["compile"]).expect(0);
+    p.write(
+        "models/probe.sql",
+        "select {{ run_query('select 1').rows[0][0] if execute else 0 }} as one",
+    );
+    let out = p.rsdbt(&["compile", "-s", "probe"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("connection refused"), "{}", out.stderr);
+}

@@ -345,6 +345,10 @@ fn introspection_in_jinja() {
     p.rsdbt(&["build"]).expect(0);
     let rows = p.query("select * from {{ ref('wide') }}");
     assert_eq!(rows, [introspection_row("datafusion", "bigint,varchar")]);
+    // `compile` answers the macros' queries too.
+    p.rsdbt(&["compile", "-s", "wide"]).expect(0);
+    let sql = p.read("target/compiled/introspect_shop/models/wide.sql");
+    assert!(sql.contains("'red' as \"c_red\""), "{sql}");
 }
 
 /// What the jaffle_shop-shaped fixture's marts hold, on every target: the customers, and
