@@ -236,18 +236,38 @@ impl Object for AdapterObject {
             "type" => Ok(Value::from(target_type(state))),
             // dbt searches `<adapter>__name`, then `default__name` (and the plain name).
             "dispatch" => {
-                let (name, _namespace, kwargs): (String, Option<String>, Kwargs) =
+                let (name, namespace, kwargs): (String, Option<String>, Kwargs) =
                     minijinja::value::from_args(args)?;
-                let _: Option<Value> = kwargs.get("macro_namespace")?;
+                let namespace = match namespace {
+                    Some(ns) => Some(ns),
+                    None => kwargs.get::<Option<String>>("macro_namespace")?,
+                };
                 let kind = target_type(state);
                 let candidates = [
                     format!("{kind}__{name}"),
                     format!("default__{name}"),
                     name.clone(),
                 ];
+                // A package's own implementations first (`dispatch('x', 'dbt_utils')`), then
+                // any macro of that name (the project's, which can override).
+                let package = namespace
+                    .filter(|ns| ns != "dbt")
+                    .and_then(|ns| state.lookup(&ns))
+                    .filter(|v| !v.is_undefined());
+                let in_package = |c: &String| {
+                    package
+                        .as_ref()
+                        .and_then(|p| p.get_attr(c).ok())
+                        .filter(|v| !v.is_undefined())
+                };
                 candidates
                     .iter()
-                    .find_map(|c| state.lookup(c).filter(|v| !v.is_undefined()))
+                    .find_map(in_package)
+                    .or_else(|| {
+                        candidates
+                            .iter()
+                            .find_map(|c| state.lookup(c).filter(|v| !v.is_undefined()))
+                    })
                     .ok_or_else(|| {
                         Error::new(
                             ErrorKind::InvalidOperation,

@@ -200,6 +200,8 @@ pub struct JinjaInputs<'a> {
     pub run_started_at: chrono::DateTime<chrono::Utc>,
     /// (path, source) of each macro file.
     pub macro_files: Vec<(&'a str, Arc<str>)>,
+    /// (package, path, source) of each installed package's macro file.
+    pub package_macro_files: Vec<(&'a str, &'a str, Arc<str>)>,
 }
 
 impl Jinja {
@@ -237,7 +239,28 @@ impl Jinja {
             );
             macro_sql.insert(format!("macro.dbt.{name}"), sql);
         }
-        // Project macros come second: one of the same name replaces the built-in, as in dbt.
+        // Then packages' macros: callable by name and as `<package>.<macro>`.
+        let mut package_macros: BTreeMap<&str, BTreeMap<String, (String, String)>> =
+            BTreeMap::new();
+        for (package, path, source) in &inputs.package_macro_files {
+            let text = rewrite_test_blocks(source);
+            if let Err(e) = env.add_template_owned(path.to_string(), text.clone()) {
+                diags.push(jinja_diagnostic(&e, path, source.clone()));
+                continue;
+            }
+            for (name, sql) in macro_blocks(&text) {
+                let unique_id = format!("macro.{package}.{name}");
+                macro_sql.insert(unique_id.clone(), sql);
+                let entry = (path.to_string(), unique_id);
+                package_macros
+                    .entry(package)
+                    .or_default()
+                    .insert(name.clone(), entry.clone());
+                macros.insert(name, entry);
+            }
+        }
+        // Project macros come last: one of the same name replaces the built-in or a package's,
+        // as in dbt.
         for (path, source) in &inputs.macro_files {
             let text = rewrite_test_blocks(source);
             if let Err(e) = env.add_template_owned(path.to_string(), text.clone()) {
@@ -262,6 +285,23 @@ impl Jinja {
         }
         // `dbt.dateadd(...)`: packages call dbt's macros through the `dbt` namespace.
         env.add_global("dbt", Value::from_object(objects::Namespace(namespace)));
+        for (package, own) in package_macros {
+            let members = own
+                .into_iter()
+                .map(|(name, (template, unique_id))| {
+                    let proxy = Value::from_object(objects::MacroProxy {
+                        template,
+                        name: name.clone(),
+                        unique_id,
+                    });
+                    (name, proxy)
+                })
+                .collect();
+            env.add_global(
+                package.to_string(),
+                Value::from_object(objects::Namespace(members)),
+            );
+        }
         if diags.is_empty() {
             Ok(Jinja {
                 env,

@@ -230,7 +230,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     let props = properties::load(project)?;
     crate::cli::printer::timing("properties", t);
     let mut diags = Diagnostics::new();
-    if let Some(w) = packages_warning(project) {
+    for w in packages_warnings(project) {
         diags.push(w);
     }
     let target = project.target.as_ref();
@@ -262,6 +262,15 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         invocation_id: &invocation.invocation_id,
         run_started_at: invocation.started_at,
         macro_files,
+        package_macro_files: project
+            .packages
+            .iter()
+            .flat_map(|p| {
+                p.macro_files
+                    .iter()
+                    .map(|f| (p.name.as_str(), f.path.as_str(), f.contents.clone()))
+            })
+            .collect(),
     }) {
         Ok(j) => j,
         Err(ds) => {
@@ -875,25 +884,42 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     })
 }
 
-/// Packages are not loaded yet: say so when the project lists some, rather than failing later
-/// on an undefined `dbt_utils`.
-fn packages_warning(project: &Project) -> Option<Diagnostic> {
-    ["packages.yml", "dependencies.yml"].iter().find_map(|f| {
-        let text: Arc<str> = std::fs::read_to_string(project.root.join(f)).ok()?.into();
-        let doc = crate::project::yaml::parse(f, &text).ok()?;
-        let listed = doc.get("packages")?.as_array().filter(|p| !p.is_empty())?;
-        Some(
+/// rsdbt loads the macros of packages already in `dbt_packages/`, but installs nothing and
+/// loads no package models yet: say so rather than failing later on an undefined name.
+fn packages_warnings(project: &Project) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = project
+        .packages
+        .iter()
+        .filter(|p| p.model_count > 0)
+        .map(|p| {
             Diagnostic::warning(
                 "packages",
                 format!(
-                    "{f} lists {} package(s); rsdbt does not install or load packages yet, so their macros and models are not available",
-                    listed.len()
+                    "package '{}' has {} model(s); rsdbt loads only the macros of packages for now",
+                    p.name, p.model_count
                 ),
             )
-            .at(Location::find(f, text.clone(), "packages"))
-            .hint("copy the macros the project needs into its macro paths"),
-        )
-    })
+        })
+        .collect();
+    if project.packages.is_empty() {
+        out.extend(["packages.yml", "dependencies.yml"].iter().find_map(|f| {
+            let text: Arc<str> = std::fs::read_to_string(project.root.join(f)).ok()?.into();
+            let doc = crate::project::yaml::parse(f, &text).ok()?;
+            let listed = doc.get("packages")?.as_array().filter(|p| !p.is_empty())?;
+            Some(
+                Diagnostic::warning(
+                    "packages",
+                    format!(
+                        "{f} lists {} package(s), but none is installed; rsdbt cannot install packages yet",
+                        listed.len()
+                    ),
+                )
+                .at(Location::find(f, text.clone(), "packages"))
+                .hint("put each package's folder under dbt_packages/ (dbt deps does this); rsdbt loads their macros"),
+            )
+        }));
+    }
+    out
 }
 
 fn print_warnings(diags: &Diagnostics) {

@@ -108,7 +108,19 @@ pub struct Project {
     /// The whole project file, rendered.
     pub raw: Json,
     pub files: Vec<SourceFile>,
+    /// Installed packages (`dbt_packages/`), whose macros join the project.
+    pub packages: Vec<Package>,
     pub target: Option<Target>,
+}
+
+/// An installed package: rsdbt loads its macros (and generic tests written as macros).
+#[derive(Debug, Clone)]
+pub struct Package {
+    pub name: String,
+    /// Macro files, with paths relative to the root project.
+    pub macro_files: Vec<SourceFile>,
+    /// Model files the package has (not loaded yet: a warning says so).
+    pub model_count: usize,
 }
 
 impl Project {
@@ -262,6 +274,12 @@ pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
     files.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
     files.dedup_by(|a, b| a.kind == b.kind && a.path == b.path);
 
+    let packages_dir = yaml::str_of(&doc, "packages-install-path")
+        .unwrap_or("dbt_packages")
+        .trim_end_matches('/')
+        .to_string();
+    let packages = load_packages(&root, &packages_dir, &mut diags);
+
     let vars = vars_raw;
     let target = if settings.need_profile {
         let dirs = profile::search_dirs(settings.profiles_dir.as_deref(), &root);
@@ -306,9 +324,75 @@ pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
         on_run_end: hooks("on-run-end"),
         raw: doc.clone(),
         files,
+        packages,
         target,
     };
     diags.into_result(project)
+}
+
+/// The packages installed under `<root>/<dir>/`: each folder with a project file.
+fn load_packages(root: &Path, dir: &str, diags: &mut Diagnostics) -> Vec<Package> {
+    let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+        return vec![];
+    };
+    let mut folders: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    folders.sort();
+    let mut packages = Vec::new();
+    for folder in folders {
+        let rel = format!("{dir}/{folder}");
+        let Some(file) = PROJECT_FILES
+            .iter()
+            .find(|f| root.join(&rel).join(f).is_file())
+        else {
+            continue;
+        };
+        let path = format!("{rel}/{file}");
+        let text: Arc<str> = match read(&root.join(&path)) {
+            Ok(t) => t.into(),
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
+        let doc = match yaml::parse(&path, &text) {
+            Ok(d) => d,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
+        let name = yaml::str_of(&doc, "name").unwrap_or(&folder).to_string();
+        let dirs = |key: &str, default: &str| {
+            yaml::strings_of(&doc, key).unwrap_or_else(|| vec![default.to_string()])
+        };
+        let mut macro_files = Vec::new();
+        for d in dirs("macro-paths", "macros") {
+            let d = format!("{rel}/{}", d.trim_end_matches('/'));
+            collect_files(
+                root,
+                &d,
+                &[(FileKind::Macro, &["sql", "jinja"])],
+                &mut macro_files,
+                diags,
+            );
+        }
+        let mut models = Vec::new();
+        for d in dirs("model-paths", "models") {
+            let d = format!("{rel}/{}", d.trim_end_matches('/'));
+            collect_files(root, &d, &[(FileKind::Model, &["sql"])], &mut models, diags);
+        }
+        packages.push(Package {
+            name,
+            macro_files,
+            model_count: models.len(),
+        });
+    }
+    packages
 }
 
 fn display_dir(p: &Path) -> String {

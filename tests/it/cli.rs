@@ -142,7 +142,7 @@ fn listed_packages_are_reported_as_not_loaded() {
     let out = p.rsdbt(&["parse"]).expect(0);
     assert!(
         out.stderr.contains(
-            "packages.yml lists 1 package(s); rsdbt does not install or load packages yet"
+            "packages.yml lists 1 package(s), but none is installed; rsdbt cannot install packages yet"
         ),
         "{}",
         out.stderr

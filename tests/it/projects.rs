@@ -439,3 +439,40 @@ fn run_operation_calls_a_macro_with_args() {
         out.stderr
     );
 }
+
+/// Packages in dbt_packages/: their macros are callable by name and as `<package>.<macro>`,
+/// `adapter.dispatch` finds their implementations, and their generic tests run; their models
+/// are not loaded yet (a warning says so).
+#[test]
+fn installed_package_macros_and_tests() {
+    let p = Project::fixture("pkg_shop");
+    let out = p.rsdbt(&["build"]).expect(0);
+    assert!(
+        out.stdout
+            .contains("PASS toolkit_is_positive_payments_amount"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("package 'reports' has 1 model(s); rsdbt loads only the macros of packages"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        p.query("select * from {{ ref('payments') }} order by id"),
+        vec![
+            json!({"id": 1, "amount": 12.5, "amount_again": 12.5}),
+            json!({"id": 2, "amount": 0.99, "amount_again": 0.99}),
+        ]
+    );
+    let m: serde_json::Value = serde_json::from_str(&p.read("target/manifest.json")).unwrap();
+    let macros = &m["nodes"]["model.pkg_shop.payments"]["depends_on"]["macros"];
+    assert!(
+        macros
+            .as_array()
+            .unwrap()
+            .contains(&json!("macro.toolkit.cents_to_dollars")),
+        "{macros}"
+    );
+}
