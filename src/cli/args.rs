@@ -160,6 +160,8 @@ pub enum Command {
     },
     /// Re-run the nodes that failed or were skipped in the last run, with its flags
     Retry,
+    /// Install the packages of packages.yml (local ones; others must already be in dbt_packages/)
+    Deps,
     /// Call a macro (it runs its own statements with run_query / statement)
     RunOperation {
         /// The macro's name

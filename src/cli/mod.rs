@@ -2,6 +2,7 @@
 //! it needs. Exit codes as dbt: 0 success, 1 a node failed, 2 the run could not start.
 
 pub mod args;
+mod deps;
 mod init;
 pub mod printer;
 
@@ -378,6 +379,10 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
         ),
         Command::Debug => debug(&cli, printer),
         Command::Retry => retry(&cli, printer, &invocation),
+        Command::Deps => {
+            let project = project::load(&settings(&cli.global, false)?)?;
+            deps::run(&project, printer)
+        }
         Command::RunOperation { r#macro, args } => {
             run_operation(&cli, printer, &invocation, r#macro, args.as_deref())
         }

@@ -110,6 +110,8 @@ pub struct Project {
     pub files: Vec<SourceFile>,
     /// Installed packages (`dbt_packages/`), whose macros join the project.
     pub packages: Vec<Package>,
+    /// Where packages are installed (`packages-install-path`, default `dbt_packages`).
+    pub packages_path: String,
     pub target: Option<Target>,
 }
 
@@ -279,6 +281,7 @@ pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
         .trim_end_matches('/')
         .to_string();
     let packages = load_packages(&root, &packages_dir, &mut diags);
+    let packages_path = packages_dir;
 
     let vars = vars_raw;
     let target = if settings.need_profile {
@@ -325,6 +328,7 @@ pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
         raw: doc.clone(),
         files,
         packages,
+        packages_path,
         target,
     };
     diags.into_result(project)

@@ -446,6 +446,14 @@ fn run_operation_calls_a_macro_with_args() {
 #[test]
 fn installed_package_macros_and_tests() {
     let p = Project::fixture("pkg_shop");
+    // `deps` links the local package into dbt_packages/, next to the one already there.
+    let out = p.rsdbt(&["deps"]).expect(0);
+    assert!(
+        out.stdout
+            .contains("Installed from vendor/toolkit: toolkit"),
+        "{}",
+        out.stdout
+    );
     let out = p.rsdbt(&["build"]).expect(0);
     assert!(
         out.stdout
@@ -475,4 +483,25 @@ fn installed_package_macros_and_tests() {
             .contains(&json!("macro.toolkit.cents_to_dollars")),
         "{macros}"
     );
+}
+
+#[test]
+fn deps_reports_packages_it_cannot_download() {
+    let p = Project::fixture("pkg_shop");
+    p.write(
+        "packages.yml",
+        "packages:\n  - local: vendor/toolkit\n  - package: dbt-labs/dbt_utils\n    version: 1.3.0\n",
+    );
+    let out = p.rsdbt(&["deps"]).expect(1);
+    assert!(
+        out.stderr.contains(
+            "cannot install hub package dbt-labs/dbt_utils: rsdbt does not download packages"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("packages.yml:3"), "{}", out.stderr);
+    // Once the folder is there (put by `dbt deps`, say), it counts as installed.
+    std::fs::create_dir_all(p.path().join("dbt_packages/dbt_utils")).unwrap();
+    p.rsdbt(&["deps"]).expect(0);
 }
