@@ -17,7 +17,7 @@ use crate::config::{self, Config, ConfigExt};
 use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::jinja::{self, Jinja, JinjaInputs, NodeInfo, Phase, RefCall, Relation};
 use crate::project::properties::{self, ColumnDef, SourceTable};
-use crate::project::{FileKind, Project, SourceFile};
+use crate::project::{FileKind, Package, Project, SourceFile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -292,14 +292,32 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     let mut snapshot_patches = props.patches.remove("snapshots").unwrap_or_default();
     // (resource type, file, node name): one per model and seed file, one per snapshot block,
     // one per YAML snapshot.
-    let mut candidates: Vec<(ResourceType, SourceFile, String)> = model_files
+    // The fourth element is the package a file comes from (none: the root project).
+    let mut candidates: Vec<(ResourceType, SourceFile, String, Option<&Package>)> = model_files
         .iter()
-        .map(|f| (ResourceType::Model, (*f).clone(), f.stem().to_string()))
+        .map(|f| {
+            (
+                ResourceType::Model,
+                (*f).clone(),
+                f.stem().to_string(),
+                None,
+            )
+        })
         .collect();
+    for pkg in &project.packages {
+        candidates.extend(pkg.model_files.iter().map(|f| {
+            (
+                ResourceType::Model,
+                f.clone(),
+                f.stem().to_string(),
+                Some(pkg),
+            )
+        }));
+    }
     candidates.extend(
         project
             .files_of(FileKind::Seed)
-            .map(|f| (ResourceType::Seed, f.clone(), f.stem().to_string())),
+            .map(|f| (ResourceType::Seed, f.clone(), f.stem().to_string(), None)),
     );
     for file in project.files_of(FileKind::Snapshot) {
         for (name, text) in snapshot_blocks(&file.contents) {
@@ -310,6 +328,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                     ..file.clone()
                 },
                 name,
+                None,
             ));
         }
     }
@@ -329,12 +348,14 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                 contents,
             },
             name.clone(),
+            None,
         ));
     }
 
-    for (rtype, file, name) in candidates {
+    for (rtype, file, name, package) in candidates {
         let file = &file;
-        let mut fqn = vec![project.name.clone()];
+        let owner = package.map_or(&project.name, |p| &p.name);
+        let mut fqn = vec![owner.clone()];
         fqn.extend(file.folders());
         if rtype == ResourceType::Snapshot && file.path.ends_with(".sql") {
             fqn.push(file.stem().to_string());
@@ -354,12 +375,22 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             _ => "view",
         };
         cfg.insert("materialized".into(), materialized.into());
-        let tree_cfg = config::from_tree(project.config_trees.get(tree_key), &fqn);
+        // A package's own folder configs, then the root project's (which win).
+        let mut tree_cfg = match package {
+            Some(p) => config::from_tree(p.models_tree.as_ref(), &fqn),
+            None => Config::new(),
+        };
+        config::merge(
+            &mut tree_cfg,
+            &config::from_tree(project.config_trees.get(tree_key), &fqn),
+        );
         config::merge(&mut cfg, &tree_cfg);
         let mut unrendered = tree_cfg.clone();
-        let patch = match rtype {
-            ResourceType::Seed => seed_patches.remove(&name),
-            ResourceType::Snapshot => snapshot_patches.remove(&name),
+        let patch = match (rtype, package) {
+            // A package's property files are not read yet.
+            (_, Some(_)) => None,
+            (ResourceType::Seed, _) => seed_patches.remove(&name),
+            (ResourceType::Snapshot, _) => snapshot_patches.remove(&name),
             _ => model_patches.remove(&name),
         };
         let patch_path = patch
@@ -386,14 +417,23 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             None => Default::default(),
         };
         let rt = rtype.as_str();
-        let unique_id = format!("{rt}.{}.{name}", project.name);
+        let unique_id = format!("{rt}.{owner}.{name}");
+        // As in dbt, a package file's path is relative to the package's folder.
+        let original_file_path = match package {
+            Some(p) => file
+                .path
+                .strip_prefix(&format!("{}/", p.dir))
+                .unwrap_or(&file.path)
+                .to_string(),
+            None => file.path.clone(),
+        };
         let mut node = Node {
             unique_id: unique_id.clone(),
             resource_type: rtype,
             name: name.clone(),
-            package: project.name.clone(),
+            package: owner.clone(),
             fqn,
-            original_file_path: file.path.clone(),
+            original_file_path,
             path: file.rel_path().to_string(),
             raw_code: file.contents.clone(),
             checksum: checksum(file, project),
@@ -740,6 +780,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         for r in &node.refs {
             if let Some(pkg) = &r.package
                 && pkg != &project.name
+                && !project.packages.iter().any(|p| &p.name == pkg)
             {
                 errs.push(
                     Diagnostic::error(
@@ -887,20 +928,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
 /// rsdbt loads the macros of packages already in `dbt_packages/`, but installs nothing and
 /// loads no package models yet: say so rather than failing later on an undefined name.
 fn packages_warnings(project: &Project) -> Vec<Diagnostic> {
-    let mut out: Vec<Diagnostic> = project
-        .packages
-        .iter()
-        .filter(|p| p.model_count > 0)
-        .map(|p| {
-            Diagnostic::warning(
-                "packages",
-                format!(
-                    "package '{}' has {} model(s); rsdbt loads only the macros of packages for now",
-                    p.name, p.model_count
-                ),
-            )
-        })
-        .collect();
+    let mut out = Vec::new();
     if project.packages.is_empty() {
         out.extend(["packages.yml", "dependencies.yml"].iter().find_map(|f| {
             let text: Arc<str> = std::fs::read_to_string(project.root.join(f)).ok()?.into();

@@ -115,14 +115,19 @@ pub struct Project {
     pub target: Option<Target>,
 }
 
-/// An installed package: rsdbt loads its macros (and generic tests written as macros).
+/// An installed package: rsdbt loads its macros (and generic tests written as macros) and its
+/// models.
 #[derive(Debug, Clone)]
 pub struct Package {
     pub name: String,
+    /// The package's folder, relative to the root project (`dbt_packages/<folder>`).
+    pub dir: String,
     /// Macro files, with paths relative to the root project.
     pub macro_files: Vec<SourceFile>,
-    /// Model files the package has (not loaded yet: a warning says so).
-    pub model_count: usize,
+    /// Model files, with paths relative to the root project.
+    pub model_files: Vec<SourceFile>,
+    /// The package's own `models:` config tree (the root project's overrides it).
+    pub models_tree: Option<Json>,
 }
 
 impl Project {
@@ -392,8 +397,10 @@ fn load_packages(root: &Path, dir: &str, diags: &mut Diagnostics) -> Vec<Package
         }
         packages.push(Package {
             name,
+            models_tree: doc.get("models").cloned(),
+            dir: rel,
             macro_files,
-            model_count: models.len(),
+            model_files: models,
         });
     }
     packages

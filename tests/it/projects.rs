@@ -461,11 +461,11 @@ fn installed_package_macros_and_tests() {
         "{}",
         out.stdout
     );
-    assert!(
-        out.stderr
-            .contains("package 'reports' has 1 model(s); rsdbt loads only the macros of packages"),
-        "{}",
-        out.stderr
+    // The package's model is built like the project's; the root project's folder config
+    // beats the package's own.
+    assert_eq!(
+        p.query("select y from {{ ref('summary') }}"),
+        vec![json!({"y": 2})]
     );
     assert_eq!(
         p.query("select * from {{ ref('payments') }} order by id"),
@@ -475,6 +475,16 @@ fn installed_package_macros_and_tests() {
         ]
     );
     let m: serde_json::Value = serde_json::from_str(&p.read("target/manifest.json")).unwrap();
+    let r = &m["nodes"]["model.reports.r"];
+    assert_eq!(r["package_name"], "reports");
+    assert_eq!(r["original_file_path"], "models/r.sql");
+    assert_eq!(r["fqn"], json!(["reports", "r"]));
+    assert_eq!(r["config"]["materialized"], "table");
+    assert_eq!(r["config"]["tags"], json!(["from_package"]));
+    assert_eq!(
+        m["nodes"]["model.pkg_shop.summary"]["depends_on"]["nodes"],
+        json!(["model.reports.r"])
+    );
     let macros = &m["nodes"]["model.pkg_shop.payments"]["depends_on"]["macros"];
     assert!(
         macros
