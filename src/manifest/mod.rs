@@ -290,6 +290,12 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     let mut seed_patches = props.patches.remove("seeds").unwrap_or_default();
 
     let mut snapshot_patches = props.patches.remove("snapshots").unwrap_or_default();
+    // Each package's own model properties (its sources and other entries are not read yet).
+    let mut package_patches: BTreeMap<&str, BTreeMap<String, properties::Patch>> = BTreeMap::new();
+    for pkg in &project.packages {
+        let mut pp = properties::load_files(pkg.property_files.iter())?;
+        package_patches.insert(&pkg.name, pp.patches.remove("models").unwrap_or_default());
+    }
     // (resource type, file, node name): one per model and seed file, one per snapshot block,
     // one per YAML snapshot.
     // The fourth element is the package a file comes from (none: the root project).
@@ -387,15 +393,16 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         config::merge(&mut cfg, &tree_cfg);
         let mut unrendered = tree_cfg.clone();
         let patch = match (rtype, package) {
-            // A package's property files are not read yet.
-            (_, Some(_)) => None,
+            (_, Some(pkg)) => package_patches
+                .get_mut(pkg.name.as_str())
+                .and_then(|m| m.remove(&name)),
             (ResourceType::Seed, _) => seed_patches.remove(&name),
             (ResourceType::Snapshot, _) => snapshot_patches.remove(&name),
             _ => model_patches.remove(&name),
         };
         let patch_path = patch
             .as_ref()
-            .map(|p| format!("{}://{}", project.name, p.file));
+            .map(|p| format!("{owner}://{}", package_relative(package, &p.file)));
         if let Some(p) = &patch {
             config::merge(&mut cfg, &p.config);
             config::merge(&mut unrendered, &p.config);
@@ -418,15 +425,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         };
         let rt = rtype.as_str();
         let unique_id = format!("{rt}.{owner}.{name}");
-        // As in dbt, a package file's path is relative to the package's folder.
-        let original_file_path = match package {
-            Some(p) => file
-                .path
-                .strip_prefix(&format!("{}/", p.dir))
-                .unwrap_or(&file.path)
-                .to_string(),
-            None => file.path.clone(),
-        };
+        let original_file_path = package_relative(package, &file.path).to_string();
         let mut node = Node {
             unique_id: unique_id.clone(),
             resource_type: rtype,
@@ -547,22 +546,30 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         );
     }
 
-    // Data tests: generic ones from yml, singular ones from the test paths.
-    let files_by_path: BTreeMap<&str, &SourceFile> = project
+    // Data tests: generic ones from yml, singular ones from the test paths. Property files by
+    // the patch path that names them (`<package>://<path in the package>`).
+    let mut files_by_path: BTreeMap<String, (&SourceFile, &str)> = project
         .files_of(FileKind::Properties)
-        .map(|f| (f.path.as_str(), f))
+        .map(|f| {
+            (
+                format!("{}://{}", project.name, f.path),
+                (f, f.path.as_str()),
+            )
+        })
         .collect();
+    for pkg in &project.packages {
+        for f in &pkg.property_files {
+            let rel = package_relative(Some(pkg), &f.path);
+            files_by_path.insert(format!("{}://{rel}", pkg.name), (f, rel));
+        }
+    }
     let mut targets = Vec::new();
     // The yml test definitions move into test nodes; the model keeps its column docs.
     for n in nodes.values_mut().chain(disabled.values_mut()) {
         let Some(patch_path) = &n.patch_path else {
             continue;
         };
-        let yml_path = patch_path
-            .split_once("://")
-            .map(|(_, p)| p)
-            .unwrap_or(patch_path);
-        let Some(yml) = files_by_path.get(yml_path) else {
+        let Some(&(yml, yml_path)) = files_by_path.get(patch_path) else {
             continue;
         };
         let mut tests = vec![(None, std::mem::take(&mut n.tests), vec![])];
@@ -586,7 +593,8 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             expr: format!("ref('{}')", n.name),
             dependency: Ok(n.name.clone()),
             unique_id: n.unique_id.clone(),
-            yml_path: &yml.path,
+            package: n.package.clone(),
+            yml_path,
             yml_source: yml.contents.clone(),
             key_name: n.name.clone(),
             tests,
@@ -606,6 +614,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             expr: format!("source('{}', '{}')", d.source_name, d.name),
             dependency: Err((d.source_name.clone(), d.name.clone())),
             unique_id: s.unique_id.clone(),
+            package: project.name.clone(),
             yml_path: &d.file,
             yml_source: d.source.clone(),
             key_name: d.source_name.clone(),
@@ -923,6 +932,14 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             .unwrap_or_else(|| "datafusion".into()),
         target_path: project.target_path.clone(),
     })
+}
+
+/// A file's path inside its package (dbt's `original_file_path`), or as is for the project's.
+fn package_relative<'a>(package: Option<&Package>, path: &'a str) -> &'a str {
+    package
+        .and_then(|p| path.strip_prefix(p.dir.as_str()))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(path)
 }
 
 /// rsdbt loads the macros of packages already in `dbt_packages/`, but installs nothing and

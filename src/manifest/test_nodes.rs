@@ -67,6 +67,8 @@ pub struct Target<'a> {
     /// The same as a dependency: a model/seed name, or a source and table.
     pub dependency: Result<String, (String, String)>,
     pub unique_id: String,
+    /// The package of the tested node: the tests belong to it.
+    pub package: String,
     /// The yml file (path and text), for fqn, paths and diagnostics.
     pub yml_path: &'a str,
     pub yml_source: Arc<str>,
@@ -201,10 +203,10 @@ fn one_generic(
         kwargs: args,
     };
     let hash = test_names::unique_id_hash(&full_name, &generic.metadata());
-    let unique_id = format!("test.{}.{full_name}.{hash}", project.name);
+    let unique_id = format!("test.{}.{full_name}.{hash}", t.package);
 
     // fqn: the yml's folders below its resource root, then the test name.
-    let mut fqn = vec![project.name.clone()];
+    let mut fqn = vec![t.package.clone()];
     let parts: Vec<&str> = t.yml_path.split('/').collect();
     fqn.extend(
         parts[1..parts.len().saturating_sub(1)]
@@ -235,7 +237,7 @@ fn one_generic(
         unique_id,
         resource_type: ResourceType::Test,
         name: full_name.clone(),
-        package: project.name.clone(),
+        package: t.package.clone(),
         fqn,
         original_file_path: t.yml_path.to_string(),
         path: format!("{short_name}.sql"),

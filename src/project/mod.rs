@@ -126,6 +126,8 @@ pub struct Package {
     pub macro_files: Vec<SourceFile>,
     /// Model files, with paths relative to the root project.
     pub model_files: Vec<SourceFile>,
+    /// Properties (yml) files under the model paths: descriptions and data tests of its models.
+    pub property_files: Vec<SourceFile>,
     /// The package's own `models:` config tree (the root project's overrides it).
     pub models_tree: Option<Json>,
 }
@@ -390,17 +392,24 @@ fn load_packages(root: &Path, dir: &str, diags: &mut Diagnostics) -> Vec<Package
                 diags,
             );
         }
-        let mut models = Vec::new();
+        let mut found = Vec::new();
         for d in dirs("model-paths", "models") {
             let d = format!("{rel}/{}", d.trim_end_matches('/'));
-            collect_files(root, &d, &[(FileKind::Model, &["sql"])], &mut models, diags);
+            let rules: [(FileKind, &[&str]); 2] = [
+                (FileKind::Model, &["sql"]),
+                (FileKind::Properties, &["yml", "yaml"]),
+            ];
+            collect_files(root, &d, &rules, &mut found, diags);
         }
+        let (models, property_files): (Vec<SourceFile>, Vec<SourceFile>) =
+            found.into_iter().partition(|f| f.kind == FileKind::Model);
         packages.push(Package {
             name,
             models_tree: doc.get("models").cloned(),
             dir: rel,
             macro_files,
             model_files: models,
+            property_files,
         });
     }
     packages

@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 
 use crate::config::Config;
 use crate::diag::{Diagnostic, Diagnostics, Location};
-use crate::project::{FileKind, Project, yaml};
+use crate::project::{FileKind, Project, SourceFile, yaml};
 
 /// A column as described in yml.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -183,9 +183,20 @@ fn unit_test(item: &Json, path: &str, source: &Arc<str>) -> Result<UnitTestDef, 
 
 /// Reads every properties and docs file of the project.
 pub fn load(project: &Project) -> Result<Properties, Diagnostics> {
+    let mut props = load_files(project.files_of(FileKind::Properties))?;
+    for file in project.files_of(FileKind::Docs) {
+        read_docs_blocks(&file.contents, &mut props.docs);
+    }
+    Ok(props)
+}
+
+/// Reads properties files (`models:`, `seeds:`, `sources:`, `unit_tests:` ...).
+pub fn load_files<'a>(
+    files: impl Iterator<Item = &'a SourceFile>,
+) -> Result<Properties, Diagnostics> {
     let mut props = Properties::default();
     let mut diags = Diagnostics::new();
-    for file in project.files_of(FileKind::Properties) {
+    for file in files {
         let doc = match yaml::parse(&file.path, &file.contents) {
             Ok(d) => d,
             Err(d) => {
@@ -275,9 +286,6 @@ pub fn load(project: &Project) -> Result<Properties, Diagnostics> {
                 }
             }
         }
-    }
-    for file in project.files_of(FileKind::Docs) {
-        read_docs_blocks(&file.contents, &mut props.docs);
     }
     diags.into_result(props)
 }

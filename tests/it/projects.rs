@@ -481,6 +481,25 @@ fn installed_package_macros_and_tests() {
     assert_eq!(r["fqn"], json!(["reports", "r"]));
     assert_eq!(r["config"]["materialized"], "table");
     assert_eq!(r["config"]["tags"], json!(["from_package"]));
+    // Its property file documents it and tests it; the tests belong to the package.
+    assert_eq!(r["description"], "A one-row report from the package.");
+    assert_eq!(r["patch_path"], "reports://models/schema.yml");
+    let t = m["nodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|n| n["name"] == "not_null_r_x")
+        .expect("the package's not_null test");
+    assert!(
+        t["unique_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("test.reports.not_null_r_x."),
+        "{t}"
+    );
+    assert_eq!(t["package_name"], "reports");
+    assert_eq!(t["fqn"], json!(["reports", "not_null_r_x"]));
+    assert!(out.stdout.contains("PASS unique_r_x"), "{}", out.stdout);
     assert_eq!(
         m["nodes"]["model.pkg_shop.summary"]["depends_on"]["nodes"],
         json!(["model.reports.r"])
