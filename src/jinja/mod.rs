@@ -169,6 +169,8 @@ struct Shared {
     /// Project vars (may hold per-package sub-maps) and `--vars`.
     project_vars: serde_json::Map<String, Json>,
     cli_vars: serde_json::Map<String, Json>,
+    /// Each installed package's own `vars:` (defaults for its nodes).
+    package_vars: BTreeMap<String, serde_json::Map<String, Json>>,
     warehouse: std::sync::OnceLock<WarehouseSlot>,
 }
 
@@ -202,6 +204,8 @@ pub struct JinjaInputs<'a> {
     pub macro_files: Vec<(&'a str, Arc<str>)>,
     /// (package, path, source) of each installed package's macro file.
     pub package_macro_files: Vec<(&'a str, &'a str, Arc<str>)>,
+    /// Each installed package's own `vars:`.
+    pub package_vars: BTreeMap<String, serde_json::Map<String, Json>>,
 }
 
 impl Jinja {
@@ -212,6 +216,7 @@ impl Jinja {
             project_name: inputs.project_name.to_string(),
             project_vars: inputs.project_vars,
             cli_vars: inputs.cli_vars,
+            package_vars: inputs.package_vars,
             warehouse: std::sync::OnceLock::new(),
         });
         env.add_global(
@@ -805,6 +810,8 @@ fn var(state: &State, name: &str, default: Option<Value>) -> Result<Value, Error
     }
 }
 
+/// dbt's order: `--vars`, the root project's vars for the package, its global vars, then the
+/// package's own defaults.
 fn lookup_var(shared: &Shared, package: &str, name: &str) -> Option<Json> {
     if let Some(v) = shared.cli_vars.get(name) {
         return Some(v.clone());
@@ -816,6 +823,7 @@ fn lookup_var(shared: &Shared, package: &str, name: &str) -> Option<Json> {
         .project_vars
         .get(name)
         .filter(|_| name != shared.project_name)
+        .or_else(|| shared.package_vars.get(package).and_then(|p| p.get(name)))
         .cloned()
 }
 

@@ -271,6 +271,11 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                     .map(|f| (p.name.as_str(), f.path.as_str(), f.contents.clone()))
             })
             .collect(),
+        package_vars: project
+            .packages
+            .iter()
+            .map(|p| (p.name.clone(), p.vars.clone()))
+            .collect(),
     }) {
         Ok(j) => j,
         Err(ds) => {

@@ -130,6 +130,8 @@ pub struct Package {
     pub property_files: Vec<SourceFile>,
     /// The package's own `models:` config tree (the root project's overrides it).
     pub models_tree: Option<Json>,
+    /// The package's own `vars:` (defaults the root project's vars override).
+    pub vars: serde_json::Map<String, Json>,
 }
 
 impl Project {
@@ -406,6 +408,11 @@ fn load_packages(root: &Path, dir: &str, diags: &mut Diagnostics) -> Vec<Package
         packages.push(Package {
             name,
             models_tree: doc.get("models").cloned(),
+            vars: doc
+                .get("vars")
+                .and_then(Json::as_object)
+                .cloned()
+                .unwrap_or_default(),
             dir: rel,
             macro_files,
             model_files: models,

@@ -467,6 +467,11 @@ fn installed_package_macros_and_tests() {
         p.query("select y from {{ ref('summary') }}"),
         vec![json!({"y": 2})]
     );
+    // Its vars: the root project's for the package beat the package's own defaults.
+    assert_eq!(
+        p.query("select shift, label from {{ ref('reports', 'r') }}"),
+        vec![json!({"shift": 100, "label": "from the package"})]
+    );
     assert_eq!(
         p.query("select * from {{ ref('payments') }} order by id"),
         vec![
