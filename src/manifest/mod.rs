@@ -295,11 +295,16 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     let mut seed_patches = props.patches.remove("seeds").unwrap_or_default();
 
     let mut snapshot_patches = props.patches.remove("snapshots").unwrap_or_default();
-    // Each package's own model properties (its sources and other entries are not read yet).
+    // Each package's own model properties and sources (paths inside the package).
     let mut package_patches: BTreeMap<&str, BTreeMap<String, properties::Patch>> = BTreeMap::new();
+    let mut package_sources: Vec<(&Package, SourceTable)> = Vec::new();
     for pkg in &project.packages {
         let mut pp = properties::load_files(pkg.property_files.iter())?;
         package_patches.insert(&pkg.name, pp.patches.remove("models").unwrap_or_default());
+        package_sources.extend(pp.sources.into_iter().map(|mut t| {
+            t.file = package_relative(Some(pkg), &t.file).to_string();
+            (pkg, t)
+        }));
     }
     // (resource type, file, node name): one per model and seed file, one per snapshot block,
     // one per YAML snapshot.
@@ -513,9 +518,14 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     crate::cli::printer::timing("relation names", t);
     // Sources.
     let mut sources = BTreeMap::new();
-    for t in &props.sources {
-        let unique_id = format!("source.{}.{}.{}", project.name, t.source_name, t.name);
-        let mut fqn = vec![project.name.clone()];
+    let all_sources = props
+        .sources
+        .iter()
+        .map(|t| (&project.name, t))
+        .chain(package_sources.iter().map(|(p, t)| (&p.name, t)));
+    for (owner, t) in all_sources {
+        let unique_id = format!("source.{owner}.{}.{}", t.source_name, t.name);
+        let mut fqn = vec![owner.clone()];
         let folders: Vec<String> = t.file.split('/').skip(1).map(str::to_string).collect();
         fqn.extend(folders[..folders.len().saturating_sub(1)].iter().cloned());
         fqn.push(t.source_name.clone());
@@ -544,7 +554,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             Source {
                 unique_id,
                 fqn,
-                package: project.name.clone(),
+                package: owner.clone(),
                 def: t.clone(),
                 relation,
             },
@@ -619,7 +629,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             expr: format!("source('{}', '{}')", d.source_name, d.name),
             dependency: Err((d.source_name.clone(), d.name.clone())),
             unique_id: s.unique_id.clone(),
-            package: project.name.clone(),
+            package: s.package.clone(),
             yml_path: &d.file,
             yml_source: d.source.clone(),
             key_name: d.source_name.clone(),

@@ -505,6 +505,17 @@ fn installed_package_macros_and_tests() {
     assert_eq!(t["package_name"], "reports");
     assert_eq!(t["fqn"], json!(["reports", "not_null_r_x"]));
     assert!(out.stdout.contains("PASS unique_r_x"), "{}", out.stdout);
+    // So do its sources, and their tests.
+    let s = &m["sources"]["source.reports.raw.payments_raw"];
+    assert_eq!(s["package_name"], "reports");
+    assert_eq!(s["original_file_path"], "models/schema.yml");
+    let out = p.rsdbt(&["test", "-s", "source:raw"]).expect(0);
+    assert!(
+        out.stdout
+            .contains("PASS source_not_null_raw_payments_raw_id"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(
         m["nodes"]["model.pkg_shop.summary"]["depends_on"]["nodes"],
         json!(["model.reports.r"])
