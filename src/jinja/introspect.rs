@@ -248,21 +248,21 @@ impl Object for AdapterObject {
                     format!("default__{name}"),
                     name.clone(),
                 ];
-                // A package's own implementations first (`dispatch('x', 'dbt_utils')`), then
-                // any macro of that name (the project's, which can override).
-                let package = namespace
-                    .filter(|ns| ns != "dbt")
-                    .and_then(|ns| state.lookup(&ns))
-                    .filter(|v| !v.is_undefined());
-                let in_package = |c: &String| {
-                    package
-                        .as_ref()
-                        .and_then(|p| p.get_attr(c).ok())
-                        .filter(|v| !v.is_undefined())
+                // The packages of the project's `dispatch:` search order for that namespace
+                // (default: the namespace alone), then any macro of that name.
+                let order: Vec<String> = match namespace.filter(|ns| ns != "dbt") {
+                    Some(ns) => RenderCtx::from_state(state)
+                        .and_then(|c| c.shared.dispatch.get(&ns).cloned())
+                        .unwrap_or_else(|| vec![ns]),
+                    None => vec![],
                 };
-                candidates
-                    .iter()
-                    .find_map(in_package)
+                let in_order = order.iter().find_map(|package| {
+                    let ns = state.lookup(package).filter(|v| !v.is_undefined())?;
+                    candidates
+                        .iter()
+                        .find_map(|c| ns.get_attr(c).ok().filter(|v| !v.is_undefined()))
+                });
+                in_order
                     .or_else(|| {
                         candidates
                             .iter()

@@ -171,6 +171,8 @@ struct Shared {
     cli_vars: serde_json::Map<String, Json>,
     /// Each installed package's own `vars:` (defaults for its nodes).
     package_vars: BTreeMap<String, serde_json::Map<String, Json>>,
+    /// The project's `dispatch:` config: macro namespace → packages to search, in order.
+    pub(crate) dispatch: BTreeMap<String, Vec<String>>,
     warehouse: std::sync::OnceLock<WarehouseSlot>,
 }
 
@@ -206,6 +208,8 @@ pub struct JinjaInputs<'a> {
     pub package_macro_files: Vec<(&'a str, &'a str, Arc<str>)>,
     /// Each installed package's own `vars:`.
     pub package_vars: BTreeMap<String, serde_json::Map<String, Json>>,
+    /// The project's `dispatch:` config: macro namespace → search order.
+    pub dispatch: BTreeMap<String, Vec<String>>,
 }
 
 impl Jinja {
@@ -217,6 +221,7 @@ impl Jinja {
             project_vars: inputs.project_vars,
             cli_vars: inputs.cli_vars,
             package_vars: inputs.package_vars,
+            dispatch: inputs.dispatch,
             warehouse: std::sync::OnceLock::new(),
         });
         env.add_global(
@@ -275,7 +280,12 @@ impl Jinja {
             for (name, sql) in macro_blocks(&text) {
                 let unique_id = format!("macro.{}.{}", inputs.project_name, name);
                 macro_sql.insert(unique_id.clone(), sql);
-                macros.insert(name, (path.to_string(), unique_id));
+                let entry = (path.to_string(), unique_id);
+                package_macros
+                    .entry(inputs.project_name)
+                    .or_default()
+                    .insert(name.clone(), entry.clone());
+                macros.insert(name, entry);
             }
         }
         let mut namespace = BTreeMap::new();
@@ -290,7 +300,16 @@ impl Jinja {
         }
         // `dbt.dateadd(...)`: packages call dbt's macros through the `dbt` namespace.
         env.add_global("dbt", Value::from_object(objects::Namespace(namespace)));
+        // `<package>.<macro>` for each package, and the project's own name for its macros.
         for (package, own) in package_macros {
+            // Never shadow a context name (`dbt`, `target`, `this`...) with a package's.
+            if [
+                "dbt", "target", "this", "model", "config", "adapter", "api", "modules",
+            ]
+            .contains(&package)
+            {
+                continue;
+            }
             let members = own
                 .into_iter()
                 .map(|(name, (template, unique_id))| {

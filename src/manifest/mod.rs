@@ -276,6 +276,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             .iter()
             .map(|p| (p.name.clone(), p.vars.clone()))
             .collect(),
+        dispatch: dispatch_config(&project.raw),
     }) {
         Ok(j) => j,
         Err(ds) => {
@@ -947,6 +948,25 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             .unwrap_or_else(|| "datafusion".into()),
         target_path: project.target_path.clone(),
     })
+}
+
+/// The project's `dispatch:` list: `{macro_namespace: dbt_utils, search_order: [me, dbt_utils]}`.
+fn dispatch_config(doc: &Json) -> BTreeMap<String, Vec<String>> {
+    doc.get("dispatch")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| {
+            let ns = d.get("macro_namespace")?.as_str()?.to_string();
+            let order = d
+                .get("search_order")?
+                .as_array()?
+                .iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect();
+            Some((ns, order))
+        })
+        .collect()
 }
 
 /// A file's path inside its package (dbt's `original_file_path`), or as is for the project's.

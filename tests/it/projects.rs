@@ -520,6 +520,30 @@ fn installed_package_macros_and_tests() {
         m["nodes"]["model.pkg_shop.summary"]["depends_on"]["nodes"],
         json!(["model.reports.r"])
     );
+    // A project macro of the same name does not replace the package's dispatched one ...
+    p.write(
+        "macros/override.sql",
+        "{% macro default__cents_to_dollars(column) %}(cast({{ column }} as double) / 100 + 1000){% endmacro %}",
+    );
+    let amounts = |p: &Project| {
+        p.rsdbt(&["run", "-s", "payments"]).expect(0);
+        p.query("select amount from {{ ref('payments') }} order by id")
+    };
+    assert_eq!(
+        amounts(&p),
+        vec![json!({"amount": 12.5}), json!({"amount": 0.99})]
+    );
+    // ... unless the project's `dispatch:` search order puts the project first.
+    let base = p.read("dbt_project.yml");
+    p.write(
+        "dbt_project.yml",
+        &(base
+            + "dispatch:\n  - macro_namespace: toolkit\n    search_order: [pkg_shop, toolkit]\n"),
+    );
+    assert_eq!(
+        amounts(&p),
+        vec![json!({"amount": 1012.5}), json!({"amount": 1000.99})]
+    );
     let macros = &m["nodes"]["model.pkg_shop.payments"]["depends_on"]["macros"];
     assert!(
         macros
