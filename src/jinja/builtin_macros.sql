@@ -114,3 +114,17 @@ string_agg({{ measure }}, {{ delimiter_text }}{{ ' ' ~ order_by_clause if order_
 {% macro any_value(expression) %}min({{ expression }}){% endmacro %}
 
 {% macro bool_or(expression) %}bool_or({{ expression }}){% endmacro %}
+
+{% macro length(expression) %}length({{ expression }}){% endmacro %}
+
+{% macro position(substring_text, string_text) %}strpos({{ string_text }}, {{ substring_text }}){% endmacro %}
+
+{% macro replace(field, old_chars, new_chars) %}replace({{ field }}, {{ old_chars }}, {{ new_chars }}){% endmacro %}
+
+{% macro right(string_text, length_expression) %}right({{ string_text }}, {{ length_expression }}){% endmacro %}
+
+{% macro cast(field, type) %}cast({{ field }} as {{ type }}){% endmacro %}
+
+{% macro last_day(date, datepart) -%}
+cast(date_trunc('{{ datepart }}', {{ date }}) + interval '1 {{ datepart }}' - interval '1 day' as date)
+{%- endmacro %}
