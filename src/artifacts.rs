@@ -302,7 +302,7 @@ pub fn write_manifest(
                 json!({
                     "name": mac.name, "resource_type": "macro", "package_name": mac.package,
                     "path": mac.original_file_path, "original_file_path": mac.original_file_path,
-                    "unique_id": mac.unique_id, "macro_sql": m.jinja.macro_sql(&mac.unique_id), "depends_on": {"macros": []},
+                    "unique_id": mac.unique_id, "macro_sql": m.jinja.macro_sql(&mac.unique_id), "depends_on": {"macros": m.jinja.macro_deps(&mac.unique_id)},
                     "description": "", "meta": {}, "docs": {"show": true, "node_color": null},
                     "patch_path": null, "arguments": [], "created_at": created_at,
                     "supported_languages": null,

@@ -234,11 +234,23 @@ impl State {
             .any(|k| n.unrendered_config.get(*k) != o.unrendered_config.get(*k))
     }
 
+    /// Whether a macro the node calls, or one those call in turn, is new or changed.
     fn macros_changed(&self, m: &Manifest, n: &Node, o: &OldNode) -> bool {
-        n.depends_on_macros.iter().any(|id| {
-            !o.macros.contains(id)
-                || self.macros.get(id).map(String::as_str) != Some(m.jinja.macro_sql(id))
-        })
+        if n.depends_on_macros.iter().any(|id| !o.macros.contains(id)) {
+            return true;
+        }
+        let mut seen: std::collections::BTreeSet<String> = Default::default();
+        let mut todo: Vec<String> = n.depends_on_macros.clone();
+        while let Some(id) = todo.pop() {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            if self.macros.get(&id).map(String::as_str) != Some(m.jinja.macro_sql(&id)) {
+                return true;
+            }
+            todo.extend(m.jinja.macro_deps(&id));
+        }
+        false
     }
 }
 

@@ -352,6 +352,44 @@ impl Jinja {
     }
 
     /// The text of a macro (for `state:modified.macros`).
+    /// The macros a macro calls by name (`name(` or `<package>.name(` in its text), as dbt's
+    /// static `depends_on.macros` of a macro.
+    pub fn macro_deps(&self, unique_id: &str) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        let text = self.macro_sql(unique_id);
+        // Only Jinja code calls macros; `cast(` in the SQL text is SQL.
+        let mut code = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find('{') {
+            let after = &rest[start..];
+            let close = if after.starts_with("{{") {
+                "}}"
+            } else if after.starts_with("{%") {
+                "%}"
+            } else {
+                rest = &rest[start + 1..];
+                continue;
+            };
+            let body = &after[2..];
+            let end = body.find(close).unwrap_or(body.len());
+            code.push(&body[..end]);
+            rest = &body[end..];
+        }
+        for (first, second) in code.iter().flat_map(|c| called_names(c)) {
+            let id = match second {
+                Some(name) => {
+                    let candidate = format!("macro.{first}.{name}");
+                    self.macro_sql.contains_key(&candidate).then_some(candidate)
+                }
+                None => self.macros.get(first).map(|(_, id)| id.clone()),
+            };
+            if let Some(id) = id.filter(|id| id != unique_id) {
+                out.insert(id);
+            }
+        }
+        out.into_iter().collect()
+    }
+
     pub fn macro_sql(&self, unique_id: &str) -> &str {
         self.macro_sql
             .get(unique_id)
@@ -929,9 +967,54 @@ fn source_fn(state: &State, source: &str, table: &str) -> Result<Value, Error> {
     }
 }
 
+/// Names followed by `(` in `text`: `name(` gives `(name, None)`, `pkg.name(` gives
+/// `(pkg, Some(name))`.
+fn called_names(text: &str) -> Vec<(&str, Option<&str>)> {
+    let is_start = |c: u8| c.is_ascii_alphabetic() || c == b'_';
+    let is_part = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let b = text.as_bytes();
+    let ident_end = |mut i: usize| {
+        while i < b.len() && is_part(b[i]) {
+            i += 1;
+        }
+        i
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let preceded = i > 0 && (is_part(b[i - 1]) || b[i - 1] == b'.');
+        if !is_start(b[i]) || preceded {
+            i += 1;
+            continue;
+        }
+        let end = ident_end(i);
+        let first = &text[i..end];
+        let (second, mut j) = if end + 1 < b.len() && b[end] == b'.' && is_start(b[end + 1]) {
+            let e2 = ident_end(end + 1);
+            (Some(&text[end + 1..e2]), e2)
+        } else {
+            (None, end)
+        };
+        while j < b.len() && b[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        if j < b.len() && b[j] == b'(' {
+            out.push((first, second));
+        }
+        i = end.max(i + 1);
+    }
+    out
+}
+
 /// A test's `model`: the relation, narrowed by the test's `where` config when it has one.
 fn get_where_subquery(state: &State, relation: Value) -> Result<Value, Error> {
     let ctx = ctx_of(state)?;
+    // A macro in dbt, and in dbt's `depends_on.macros` of every generic test.
+    ctx.capture
+        .lock()
+        .unwrap()
+        .macros
+        .insert("macro.dbt.get_where_subquery".into());
     let Some(filter) = ctx
         .node
         .config

@@ -371,11 +371,15 @@ impl Object for MacroProxy {
                 "macro called outside a node render",
             )
         })?;
-        ctx.capture
-            .lock()
-            .unwrap()
-            .macros
-            .insert(self.unique_id.clone());
+        // As dbt, a node depends on the macros its own code calls; what those call is the
+        // macros' own `depends_on` (see `Jinja::macro_deps`).
+        if ctx.returns.lock().unwrap().is_empty() {
+            ctx.capture
+                .lock()
+                .unwrap()
+                .macros
+                .insert(self.unique_id.clone());
+        }
         if let Some(v) = ctx
             .overrides
             .as_ref()

@@ -545,13 +545,14 @@ fn installed_package_macros_and_tests() {
         amounts(&p),
         vec![json!({"amount": 1012.5}), json!({"amount": 1000.99})]
     );
-    let macros = &m["nodes"]["model.pkg_shop.payments"]["depends_on"]["macros"];
-    assert!(
-        macros
-            .as_array()
-            .unwrap()
-            .contains(&json!("macro.toolkit.cents_to_dollars")),
-        "{macros}"
+    // As dbt: a node depends on the macros it calls; those record what they call.
+    assert_eq!(
+        m["nodes"]["model.pkg_shop.payments"]["depends_on"]["macros"],
+        json!(["macro.toolkit.cents_to_dollars"])
+    );
+    assert_eq!(
+        m["macros"]["macro.toolkit.default__cents_to_dollars"]["depends_on"]["macros"],
+        json!(["macro.dbt.type_float"])
     );
 }
 

@@ -122,6 +122,20 @@ fn state_modified_and_defer_build_only_what_changed_against_prod() {
         "{% macro to_dollars(column) %}({{ column }} / 100.00){% endmacro %}\n",
     );
     assert_eq!(names(&p, &["-s", "state:modified.macros"]), ["stg_orders"]);
+
+    // So does a change in a macro that macro calls.
+    p.write(
+        "macros/money.sql",
+        "{% macro to_dollars(column) %}{{ scale(column) }}{% endmacro %}\n{% macro scale(column) %}({{ column }} / 100.0){% endmacro %}\n",
+    );
+    p.rsdbt(&["parse"]).expect(0);
+    copy_state(&p);
+    assert!(names(&p, &["-s", "state:modified"]).is_empty());
+    p.write(
+        "macros/money.sql",
+        "{% macro to_dollars(column) %}{{ scale(column) }}{% endmacro %}\n{% macro scale(column) %}({{ column }} / 100.00){% endmacro %}\n",
+    );
+    assert_eq!(names(&p, &["-s", "state:modified.macros"]), ["stg_orders"]);
 }
 
 #[test]
