@@ -540,7 +540,7 @@ async fn run_node<A: Adapter>(
         ResourceType::Seed => {
             let mut ops = vec![Operation::LoadSeed {
                 relation: node.relation.clone(),
-                seed: seed_spec(node, project_root),
+                seed: seed_spec(node, &project_root.join(env.manifest.file_path(node))),
             }];
             ops.extend(grants_and_docs(node));
             ops
@@ -1106,7 +1106,7 @@ async fn snapshot_op<A: Adapter>(adapter: &A, node: &Node, sql: &str) -> Result<
     })
 }
 
-fn seed_spec(node: &Node, project_root: &std::path::Path) -> SeedSpec {
+fn seed_spec(node: &Node, path: &std::path::Path) -> SeedSpec {
     let delimiter = node
         .config
         .str_or("delimiter", ",")
@@ -1124,7 +1124,7 @@ fn seed_spec(node: &Node, project_root: &std::path::Path) -> SeedSpec {
         })
         .unwrap_or_default();
     SeedSpec {
-        path: project_root.join(&node.original_file_path),
+        path: path.to_path_buf(),
         display_path: node.original_file_path.clone(),
         delimiter,
         column_types,

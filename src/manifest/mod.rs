@@ -155,9 +155,20 @@ pub struct Manifest {
     pub adapter_type: String,
     /// The project's target path as written (for `compiled_path`).
     pub target_path: String,
+    /// Each installed package's folder, relative to the project (its files' paths are
+    /// relative to it).
+    pub package_dirs: BTreeMap<String, String>,
 }
 
 impl Manifest {
+    /// Where a node's file is, relative to the project (package files live in their folder).
+    pub fn file_path(&self, node: &Node) -> std::path::PathBuf {
+        match self.package_dirs.get(&node.package) {
+            Some(dir) => std::path::Path::new(dir).join(&node.original_file_path),
+            None => std::path::PathBuf::from(&node.original_file_path),
+        }
+    }
+
     /// unique_id of a node by its name (models and seeds in the root project).
     pub fn find_by_name(&self, name: &str) -> Option<&Node> {
         self.nodes.values().find(|n| {
@@ -336,6 +347,16 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             .files_of(FileKind::Seed)
             .map(|f| (ResourceType::Seed, f.clone(), f.stem().to_string(), None)),
     );
+    for pkg in &project.packages {
+        candidates.extend(pkg.seed_files.iter().map(|f| {
+            (
+                ResourceType::Seed,
+                f.clone(),
+                f.stem().to_string(),
+                Some(pkg),
+            )
+        }));
+    }
     for file in project.files_of(FileKind::Snapshot) {
         for (name, text) in snapshot_blocks(&file.contents) {
             candidates.push((
@@ -394,7 +415,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         cfg.insert("materialized".into(), materialized.into());
         // A package's own folder configs, then the root project's (which win).
         let mut tree_cfg = match package {
-            Some(p) => config::from_tree(p.models_tree.as_ref(), &fqn),
+            Some(p) => config::from_tree(p.config_trees.get(tree_key), &fqn),
             None => Config::new(),
         };
         config::merge(
@@ -947,6 +968,11 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             .map(|t| t.adapter_type.clone())
             .unwrap_or_else(|| "datafusion".into()),
         target_path: project.target_path.clone(),
+        package_dirs: project
+            .packages
+            .iter()
+            .map(|p| (p.name.clone(), p.dir.clone()))
+            .collect(),
     })
 }
 

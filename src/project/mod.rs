@@ -128,8 +128,10 @@ pub struct Package {
     pub model_files: Vec<SourceFile>,
     /// Properties (yml) files under the model paths: descriptions and data tests of its models.
     pub property_files: Vec<SourceFile>,
-    /// The package's own `models:` config tree (the root project's overrides it).
-    pub models_tree: Option<Json>,
+    /// The package's own config trees (`models:`, `seeds:`); the root project's override them.
+    pub config_trees: BTreeMap<String, Json>,
+    /// Seed files, with paths relative to the root project.
+    pub seed_files: Vec<SourceFile>,
     /// The package's own `vars:` (defaults the root project's vars override).
     pub vars: serde_json::Map<String, Json>,
 }
@@ -405,9 +407,24 @@ fn load_packages(root: &Path, dir: &str, diags: &mut Diagnostics) -> Vec<Package
         }
         let (models, property_files): (Vec<SourceFile>, Vec<SourceFile>) =
             found.into_iter().partition(|f| f.kind == FileKind::Model);
+        let mut seed_files = Vec::new();
+        for d in dirs("seed-paths", "seeds") {
+            let d = format!("{rel}/{}", d.trim_end_matches('/'));
+            collect_files(
+                root,
+                &d,
+                &[(FileKind::Seed, &["csv"])],
+                &mut seed_files,
+                diags,
+            );
+        }
         packages.push(Package {
             name,
-            models_tree: doc.get("models").cloned(),
+            config_trees: ["models", "seeds"]
+                .iter()
+                .filter_map(|k| doc.get(*k).map(|t| (k.to_string(), t.clone())))
+                .collect(),
+            seed_files,
             vars: doc
                 .get("vars")
                 .and_then(Json::as_object)

@@ -506,6 +506,15 @@ fn installed_package_macros_and_tests() {
     assert_eq!(t["package_name"], "reports");
     assert_eq!(t["fqn"], json!(["reports", "not_null_r_x"]));
     assert!(out.stdout.contains("PASS unique_r_x"), "{}", out.stdout);
+    // Its seeds load from the package's folder.
+    assert_eq!(
+        m["nodes"]["seed.reports.report_codes"]["original_file_path"],
+        "seeds/report_codes.csv"
+    );
+    assert_eq!(
+        p.query("select label from {{ ref('report_codes') }} order by code"),
+        vec![json!({"label": "alpha"}), json!({"label": "beta"})]
+    );
     // So do its sources, and their tests.
     let s = &m["sources"]["source.reports.raw.payments_raw"];
     assert_eq!(s["package_name"], "reports");
