@@ -99,8 +99,15 @@ cast((({{ year }}{{ second_date }}) - {{ year }}{{ first_date }})) * {{ n }} + d
 {%- elif datepart in ('day', 'hour', 'minute', 'second') -%}
 {%- set seconds = {'day': 86400, 'hour': 3600, 'minute': 60, 'second': 1}[datepart] -%}
 cast((date_part('epoch', date_trunc('{{ datepart }}', cast({{ second_date }} as timestamp))) - date_part('epoch', date_trunc('{{ datepart }}', cast({{ first_date }} as timestamp)))) / {{ seconds }} as bigint)
+{%- elif datepart == 'week' -%}
+{#- Week boundaries (weeks start on Sunday) crossed, as dbt-postgres counts them. -#}
+({{ datediff(first_date, second_date, 'day') }} / 7 + case
+    when date_part('dow', cast({{ first_date }} as timestamp)) <= date_part('dow', cast({{ second_date }} as timestamp))
+    then case when {{ first_date }} <= {{ second_date }} then 0 else -1 end
+    else case when {{ first_date }} <= {{ second_date }} then 1 else 0 end
+end)
 {%- else -%}
-{{ exceptions.raise_compiler_error("datediff: unsupported datepart '" ~ datepart ~ "' (year, quarter, month, day, hour, minute, second)") }}
+{{ exceptions.raise_compiler_error("datediff: unsupported datepart '" ~ datepart ~ "' (year, quarter, month, week, day, hour, minute, second)") }}
 {%- endif -%}
 {%- endmacro %}
 
