@@ -112,10 +112,14 @@ end)
 {%- endmacro %}
 
 {% macro listagg(measure, delimiter_text="','", order_by_clause=none, limit_num=none) -%}
-{%- if limit_num -%}
-{{ exceptions.raise_compiler_error("listagg: limit_num is not supported") }}
+{%- set order = ' ' ~ order_by_clause if order_by_clause else '' -%}
+{%- if limit_num and target.type == 'postgres' -%}
+array_to_string((array_agg({{ measure }}{{ order }}))[1:{{ limit_num }}], {{ delimiter_text }})
+{%- elif limit_num -%}
+array_to_string(array_slice(array_agg({{ measure }}{{ order }}), 1, {{ limit_num }}), {{ delimiter_text }})
+{%- else -%}
+string_agg({{ measure }}, {{ delimiter_text }}{{ order }})
 {%- endif -%}
-string_agg({{ measure }}, {{ delimiter_text }}{{ ' ' ~ order_by_clause if order_by_clause }})
 {%- endmacro %}
 
 {% macro any_value(expression) %}min({{ expression }}){% endmacro %}

@@ -304,7 +304,7 @@ pub fn cross_db_row() -> serde_json::Value {
         "s": "abc", "f": 1.5, "b": 2, "c": "abc", "h": "9dd4e461268c8034f5c8564e155c67a6",
         "sc": 12, "sp": "b", "dt": "2024-03-01T00:00:00", "da": "2024-03-18T10:20:00",
         "dm": "2024-01-31T00:00:00", "dd_day": 1, "dd_hour": 1, "dd_month": 3, "dd_quarter": 1,
-        "dd_year": 1, "bool_text": "true", "escaped": "it's", "lit": "lit", "agg": "y|x",
+        "dd_year": 1, "bool_text": "true", "escaped": "it's", "lit": "lit", "agg": "y|x", "agg_two": "a|b",
         "any_v": 7, "any_big": true, "has_now": true, "len": 4, "dd_week": 1, "dd_weeks": 2, "pos": 3, "replaced": "a+b",
         "right_two": "cd", "casted": 7, "month_end": "2024-02-29",
     })
