@@ -22,6 +22,9 @@ pub use objects::{Relation, quote};
 
 /// Template name of the built-in macros (dbt's global project).
 const BUILTIN_MACROS: &str = "dbt/builtin_macros.sql";
+/// dbt's cross-database macros: a template of their own, because calling a macro renders its
+/// whole file, and the generic tests (one call per test node) should not pay for these.
+const CROSS_DB_MACROS: &str = "dbt/cross_db_macros.sql";
 
 /// A `ref()` call as written: `ref('m')`, `ref('pkg', 'm')`, `ref('m', v=2)`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -240,14 +243,19 @@ impl Jinja {
         let mut diags = Vec::new();
         let mut macros = BTreeMap::new();
         let mut macro_sql = BTreeMap::new();
-        env.add_template(BUILTIN_MACROS, include_str!("builtin_macros.sql"))
-            .expect("built-in macros compile");
-        for (name, sql) in macro_blocks(include_str!("builtin_macros.sql")) {
-            macros.insert(
-                name.clone(),
-                (BUILTIN_MACROS.to_string(), format!("macro.dbt.{name}")),
-            );
-            macro_sql.insert(format!("macro.dbt.{name}"), sql);
+        for (template, text) in [
+            (BUILTIN_MACROS, include_str!("builtin_macros.sql")),
+            (CROSS_DB_MACROS, include_str!("cross_db_macros.sql")),
+        ] {
+            env.add_template(template, text)
+                .expect("built-in macros compile");
+            for (name, sql) in macro_blocks(text) {
+                macros.insert(
+                    name.clone(),
+                    (template.to_string(), format!("macro.dbt.{name}")),
+                );
+                macro_sql.insert(format!("macro.dbt.{name}"), sql);
+            }
         }
         // Then packages' macros: callable by name and as `<package>.<macro>`.
         let mut package_macros: BTreeMap<&str, BTreeMap<String, (String, String)>> =
@@ -343,7 +351,7 @@ impl Jinja {
     pub fn has_project_macro(&self, name: &str) -> bool {
         self.macros
             .get(name)
-            .is_some_and(|(template, _)| template != BUILTIN_MACROS)
+            .is_some_and(|(template, _)| template != BUILTIN_MACROS && template != CROSS_DB_MACROS)
     }
 
     /// The unique id of the macro a call to `name` runs (a project macro wins over a built-in).
