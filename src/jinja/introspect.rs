@@ -322,9 +322,10 @@ impl Object for AdapterObject {
                         .iter()
                         .zip(&table.types)
                         .map(|(c, t)| {
-                            Value::from(minijinja::value::Serde(serde_json::json!({
-                                "name": c, "column": c, "quoted": quote(c), "data_type": t, "dtype": t,
-                            })))
+                            Value::from_object(WarehouseColumn {
+                                name: c.clone(),
+                                data_type: t.clone(),
+                            })
                         })
                         .collect::<Vec<_>>(),
                 ))
@@ -370,5 +371,50 @@ impl Object for RelationApi {
         let mut rel = Relation::new(&get("database")?, &get("schema")?, &get("identifier")?);
         rel.kind = kwargs.get::<Option<String>>("type")?;
         Ok(Value::from_object(rel))
+    }
+}
+
+/// dbt's `Column`: `.name` / `.column`, `.quoted`, `.data_type` / `.dtype`, and the type tests
+/// packages use (`is_string()`, `is_number()`, `is_integer()`, `is_float()`, `is_numeric()`).
+#[derive(Debug)]
+struct WarehouseColumn {
+    name: String,
+    data_type: String,
+}
+
+impl Object for WarehouseColumn {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(match key.as_str()? {
+            "name" | "column" => Value::from(self.name.clone()),
+            "quoted" => Value::from(quote(&self.name)),
+            "data_type" | "dtype" => Value::from(self.data_type.clone()),
+            _ => return None,
+        })
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        let t = self.data_type.to_lowercase();
+        let any = |words: &[&str]| words.iter().any(|w| t.contains(w));
+        let integer = any(&["int", "serial"]);
+        let float = any(&["float", "double", "real"]);
+        let numeric = any(&["numeric", "decimal"]);
+        Ok(Value::from(match method {
+            "is_string" => any(&["char", "text", "string"]),
+            "is_integer" => integer,
+            "is_float" => float,
+            "is_numeric" => numeric,
+            "is_number" => integer || float || numeric,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::UnknownMethod,
+                    format!("column has no method '{method}'"),
+                ));
+            }
+        }))
     }
 }

@@ -337,7 +337,7 @@ pub fn introspection_row(adapter_type: &str, colors_types: &str) -> serde_json::
     json!({
         "c_red": "red", "c_green": "green", "c_blue": "blue", "colors_type": "table",
         "missing": "none", "colors_columns": "id,name", "n_colors": 3, "created": "s.t",
-        "adapter_type": adapter_type, "colors_types": colors_types,
+        "adapter_type": adapter_type, "colors_types": colors_types, "colors_kinds": "id:n,name:s",
     })
 }
 
