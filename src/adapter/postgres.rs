@@ -169,6 +169,49 @@ impl PostgresAdapter {
         Ok(())
     }
 
+    /// Builds a table or view (`kind`) of `sql` under a temporary name and swaps it in, in one
+    /// transaction, so readers see the old relation or the new one, never none.
+    async fn replace(
+        &self,
+        relation: &Relation,
+        kind: &str,
+        sql: &str,
+    ) -> Result<Applied, AdapterError> {
+        let create = format!(
+            "create {kind} {} as (\n{}\n)",
+            tmp_name(relation),
+            sql.trim().trim_end_matches(';')
+        );
+        self.with_client(async |c| {
+            let tx = c.transaction().await.map_err(pg_err)?;
+            tx.batch_execute(&create_tmp_sql(relation, &create))
+                .await
+                .map_err(pg_err)?;
+            tx.batch_execute(&swap_in_sql(relation, kind))
+                .await
+                .map_err(pg_err)?;
+            let rows = if kind == "table" {
+                let count = format!("select count(*) from {}", pg_name(relation));
+                let n: i64 = tx.query_one(&count, &[]).await.map_err(pg_err)?.get(0);
+                Some(n as u64)
+            } else {
+                None
+            };
+            tx.commit().await.map_err(pg_err)?;
+            Ok(match rows {
+                Some(n) => Applied {
+                    code: "SELECT".into(),
+                    rows_affected: Some(n),
+                },
+                None => Applied {
+                    code: "CREATE VIEW".into(),
+                    rows_affected: None,
+                },
+            })
+        })
+        .await
+    }
+
     /// Runs `f` with a pooled connection.
     async fn with_client<T>(
         &self,
@@ -264,6 +307,11 @@ fn literal(s: &str) -> String {
 }
 
 /// The relation without its database part: PostgreSQL only allows the current database.
+fn pg_name(rel: &Relation) -> String {
+    format!("{}.{}", quote(&rel.schema), quote(&rel.identifier))
+}
+
+/// Where a relation is built before it is swapped in.
 fn tmp_name(rel: &Relation) -> String {
     format!(
         "{}.{}",
@@ -342,7 +390,7 @@ async fn incremental(
 ) -> Result<Applied, AdapterError> {
     use crate::materialize::{SchemaChange, Strategy};
     let rel = &spec.relation;
-    let target = format!("{}.{}", quote(&rel.schema), quote(&rel.identifier));
+    let target = pg_name(rel);
     let tmp = quote(&format!("{}__dbt_tmp", rel.identifier));
     let tx = c.transaction().await.map_err(pg_err)?;
     tx.batch_execute(&format!(
@@ -511,61 +559,9 @@ impl Adapter for PostgresAdapter {
         }
         match op {
             Operation::CreateTableAs { relation, sql } => {
-                let create = format!(
-                    "create table {} as (\n{}\n)",
-                    tmp_name(relation),
-                    sql.trim().trim_end_matches(';')
-                );
-                self.with_client(async |c| {
-                    let tx = c.transaction().await.map_err(pg_err)?;
-                    tx.batch_execute(&create_tmp_sql(relation, &create))
-                        .await
-                        .map_err(pg_err)?;
-                    tx.batch_execute(&swap_in_sql(relation, "table"))
-                        .await
-                        .map_err(pg_err)?;
-                    let rows: i64 = tx
-                        .query_one(
-                            &format!(
-                                "select count(*) from {}.{}",
-                                quote(&relation.schema),
-                                quote(&relation.identifier)
-                            ),
-                            &[],
-                        )
-                        .await
-                        .map_err(pg_err)?
-                        .get(0);
-                    tx.commit().await.map_err(pg_err)?;
-                    Ok(Applied {
-                        code: "SELECT".into(),
-                        rows_affected: Some(rows as u64),
-                    })
-                })
-                .await
+                self.replace(relation, "table", sql).await
             }
-            Operation::CreateView { relation, sql } => {
-                let create = format!(
-                    "create view {} as (\n{}\n)",
-                    tmp_name(relation),
-                    sql.trim().trim_end_matches(';')
-                );
-                self.with_client(async |c| {
-                    let tx = c.transaction().await.map_err(pg_err)?;
-                    tx.batch_execute(&create_tmp_sql(relation, &create))
-                        .await
-                        .map_err(pg_err)?;
-                    tx.batch_execute(&swap_in_sql(relation, "view"))
-                        .await
-                        .map_err(pg_err)?;
-                    tx.commit().await.map_err(pg_err)?;
-                    Ok(Applied {
-                        code: "CREATE VIEW".into(),
-                        rows_affected: None,
-                    })
-                })
-                .await
-            }
+            Operation::CreateView { relation, sql } => self.replace(relation, "view", sql).await,
             Operation::LoadSeed { relation, seed } => {
                 let cols = seed_columns(seed)?;
                 let defs: Vec<String> = cols
@@ -628,11 +624,7 @@ impl Adapter for PostgresAdapter {
                 self.with_client(async |c| incremental(c, spec).await).await
             }
             Operation::Grant { relation, grants } => {
-                let name = format!(
-                    "{}.{}",
-                    quote(&relation.schema),
-                    quote(&relation.identifier)
-                );
+                let name = pg_name(relation);
                 let sql: String = grants
                     .iter()
                     .map(|(privilege, who)| {
@@ -652,11 +644,7 @@ impl Adapter for PostgresAdapter {
                 relation_comment,
                 columns,
             } => {
-                let name = format!(
-                    "{}.{}",
-                    quote(&relation.schema),
-                    quote(&relation.identifier)
-                );
+                let name = pg_name(relation);
                 self.with_client(async |c| {
                     let tx = c.transaction().await.map_err(pg_err)?;
                     let mut sql = String::new();

@@ -11,7 +11,7 @@ use minijinja::{Error, ErrorKind, State};
 use serde_json::Value as Json;
 
 use crate::jinja::RenderCtx;
-use crate::jinja::objects::{Relation, quote};
+use crate::jinja::objects::{Relation, no_method, quote};
 
 /// What a render may ask of the warehouse; blocking calls.
 pub trait Warehouse: Send + Sync {
@@ -135,10 +135,7 @@ impl Object for Column {
                     .map(|r| cell(&r[self.1]))
                     .collect::<Vec<_>>(),
             )),
-            _ => Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!("column has no method '{method}'"),
-            )),
+            _ => Err(no_method("column", method)),
         }
     }
 }
@@ -330,10 +327,7 @@ impl Object for AdapterObject {
                         .collect::<Vec<_>>(),
                 ))
             }
-            _ => Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!("adapter has no method '{method}'"),
-            )),
+            _ => Err(no_method("adapter", method)),
         }
     }
 }
@@ -359,10 +353,7 @@ impl Object for RelationApi {
         args: &[Value],
     ) -> Result<Value, Error> {
         if method != "create" {
-            return Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!("api.Relation has no method '{method}'"),
-            ));
+            return Err(no_method("api.Relation", method));
         }
         let (kwargs,): (Kwargs,) = minijinja::value::from_args(args)?;
         let get = |k: &str| -> Result<String, Error> {
@@ -410,10 +401,7 @@ impl Object for WarehouseColumn {
             "is_numeric" => numeric,
             "is_number" => integer || float || numeric,
             _ => {
-                return Err(Error::new(
-                    ErrorKind::UnknownMethod,
-                    format!("column has no method '{method}'"),
-                ));
+                return Err(no_method("column", method));
             }
         }))
     }

@@ -50,6 +50,14 @@ impl Relation {
     }
 }
 
+/// The error for an unknown method of a context object, e.g. `relation has no method 'x'`.
+pub(crate) fn no_method(object: &str, method: &str) -> Error {
+    Error::new(
+        ErrorKind::UnknownMethod,
+        format!("{object} has no method '{method}'"),
+    )
+}
+
 /// Quotes an identifier with double quotes, escaping embedded quotes.
 pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
@@ -105,10 +113,7 @@ impl Object for Relation {
                 Ok(Value::from_safe_string(parts.join(".")))
             }
             "incorporate" => Ok(Value::from_dyn_object(self.clone())),
-            _ => Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!("relation has no method '{method}'"),
-            )),
+            _ => Err(no_method("relation", method)),
         }
     }
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -179,10 +184,7 @@ impl Object for ConfigObject {
                 }
             }
             "set" => Ok(Value::from("")),
-            _ => Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!("config has no method '{method}'"),
-            )),
+            _ => Err(no_method("config", method)),
         }
     }
 }
@@ -240,10 +242,7 @@ impl Object for Exceptions {
                 }
                 Ok(Value::from(""))
             }
-            _ => Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!("exceptions has no method '{method}'"),
-            )),
+            _ => Err(no_method("exceptions", method)),
         }
     }
 }
@@ -287,10 +286,7 @@ impl Object for DateTime {
             }
             "date" => Ok(Value::from(self.0.date().to_string())),
             "timestamp" => Ok(Value::from(self.0.and_utc().timestamp() as f64)),
-            _ => Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!("datetime has no method '{method}'"),
-            )),
+            _ => Err(no_method("datetime", method)),
         }
     }
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -336,10 +332,7 @@ impl Object for DateTimeModule {
             ))),
             "utcnow" => Ok(Value::from_object(DateTime(now, false))),
             "today" => Ok(Value::from(chrono::Local::now().date_naive().to_string())),
-            _ => Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!("datetime has no method '{method}'"),
-            )),
+            _ => Err(no_method("datetime", method)),
         }
     }
 }

@@ -80,6 +80,12 @@ impl Project {
         std::fs::write(p, text).unwrap();
     }
 
+    /// Adds `text` at the end of a file of the project (a project file key, a yml entry).
+    pub fn append(&self, rel: &str, text: &str) {
+        let old = self.read(rel);
+        self.write(rel, &(old + text));
+    }
+
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
     }

@@ -269,14 +269,9 @@ fn project_hooks_run_in_postgres() {
     let Some(p) = Project::fixture_pg("inc_shop") else {
         return;
     };
-    let base = p.read("project.yml");
-    p.write(
-        "project.yml",
-        &(base
-            + r#"on-run-start: "create schema if not exists {{ target.schema }}; create table if not exists {{ target.schema }}.audit (event text)"
+    p.append("project.yml", r#"on-run-start: "create schema if not exists {{ target.schema }}; create table if not exists {{ target.schema }}.audit (event text)"
 on-run-end: "insert into {{ target.schema }}.audit select '{{ invocation_id | length > 0 }} {{ results | length }} {{ schemas | join(',') }}'"
-"#),
-    );
+"#);
     p.rsdbt(&["seed"]).expect(0);
     p.rsdbt(&["run", "-s", "ev_merge"]).expect(0);
     let rows: Vec<String> = p
@@ -337,17 +332,12 @@ fn grants_and_persist_docs() {
     let Some(p) = Project::fixture_pg("inc_shop") else {
         return;
     };
-    let base = p.read("project.yml");
-    p.write(
-        "project.yml",
-        &(base
-            + r#"on-run-start: "do $$ begin create role reporter; exception when duplicate_object then null; end $$"
+    p.append("project.yml", r#"on-run-start: "do $$ begin create role reporter; exception when duplicate_object then null; end $$"
 models:
   inc_shop:
     +grants: {select: [reporter]}
     +persist_docs: {relation: true, columns: true}
-"#),
-    );
+"#);
     p.write(
         "models/docs.yml",
         "models:\n  - name: ev_merge\n    description: Latest status per event.\n    columns:\n      - name: status\n        description: Where the event is.\n      - name: not_a_column\n        description: Documented but absent.\n",
@@ -432,12 +422,7 @@ fn unit_tests_and_sources_on_postgres() {
         assert!(o.contains(passing), "{passing}: {o}");
     }
     // The source table (made by a hook here) feeds the models.
-    let base = p.read("project.yml");
-    p.write(
-        "project.yml",
-        &(base
-            + "on-run-start: \"create schema if not exists main; create table if not exists main.events as select * from (values (1, '2024-01-01 09:00:00', 'click'), (2, '2024-01-01 10:00:00', 'heartbeat'), (3, '2024-01-02 09:00:00', 'view')) t(id, event_at, kind)\"\n"),
-    );
+    p.append("project.yml", "on-run-start: \"create schema if not exists main; create table if not exists main.events as select * from (values (1, '2024-01-01 09:00:00', 'click'), (2, '2024-01-01 10:00:00', 'heartbeat'), (3, '2024-01-02 09:00:00', 'view')) t(id, event_at, kind)\"\n");
     p.rsdbt(&["run"]).expect(0);
     let rows =
         p.query("select cast(day as varchar) as day, events from {{ ref('daily') }} order by day");

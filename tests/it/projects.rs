@@ -545,11 +545,9 @@ fn installed_package_macros_and_tests() {
         vec![json!({"amount": 12.5}), json!({"amount": 0.99})]
     );
     // ... unless the project's `dispatch:` search order puts the project first.
-    let base = p.read("dbt_project.yml");
-    p.write(
+    p.append(
         "dbt_project.yml",
-        &(base
-            + "dispatch:\n  - macro_namespace: toolkit\n    search_order: [pkg_shop, toolkit]\n"),
+        "dispatch:\n  - macro_namespace: toolkit\n    search_order: [pkg_shop, toolkit]\n",
     );
     assert_eq!(
         amounts(&p),
