@@ -69,7 +69,11 @@ pub async fn run<A: Adapter>(
         let sql = main_sql.trim().trim_end_matches(';').to_string();
         let op = match kind {
             "view" => Operation::CreateView { relation, sql },
-            _ => Operation::CreateTableAs { relation, sql },
+            _ => Operation::CreateTableAs {
+                relation,
+                sql,
+                format: Default::default(),
+            },
         };
         adapter.apply(&op).await?;
         main = format!("select * from {}", node.relation.render());

@@ -538,9 +538,21 @@ async fn run_node<A: Adapter>(
             return finish_test(res, t0, exec_start, outcome, &where_, None, &compiled_at);
         }
         ResourceType::Seed => {
+            let format = match crate::materialize::TableFormat::of(&node.config) {
+                Ok(f) => f,
+                Err(msg) => {
+                    return finish(
+                        res,
+                        t0,
+                        compile_start,
+                        Err(format!("Compilation Error in {where_}: {msg}")),
+                    );
+                }
+            };
             let mut ops = vec![Operation::LoadSeed {
                 relation: node.relation.clone(),
                 seed: seed_spec(node, &project_root.join(env.manifest.file_path(node))),
+                format,
             }];
             ops.extend(grants_and_docs(node));
             ops
@@ -927,6 +939,7 @@ async fn run_microbatch<A: Adapter>(
                 Operation::CreateTableAs {
                     relation: node.relation.clone(),
                     sql,
+                    format: crate::materialize::TableFormat::of(cfg)?,
                 }
             };
             let applied = adapter.apply(&op).await.map_err(|e| e.0)?;
@@ -1103,6 +1116,7 @@ async fn snapshot_op<A: Adapter>(adapter: &A, node: &Node, sql: &str) -> Result<
     Ok(Operation::CreateTableAs {
         relation: node.relation.clone(),
         sql,
+        format: crate::materialize::TableFormat::of(&node.config)?,
     })
 }
 

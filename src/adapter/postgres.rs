@@ -558,11 +558,12 @@ impl Adapter for PostgresAdapter {
             _ => {}
         }
         match op {
-            Operation::CreateTableAs { relation, sql } => {
+            // One kind of table here: `table_format` is the embedded target's.
+            Operation::CreateTableAs { relation, sql, .. } => {
                 self.replace(relation, "table", sql).await
             }
             Operation::CreateView { relation, sql } => self.replace(relation, "view", sql).await,
-            Operation::LoadSeed { relation, seed } => {
+            Operation::LoadSeed { relation, seed, .. } => {
                 let cols = seed_columns(seed)?;
                 let defs: Vec<String> = cols
                     .iter()

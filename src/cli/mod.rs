@@ -593,6 +593,47 @@ struct RunOptions<'a> {
 /// Runs `ids` and writes the artifacts; `what` and the flags go into run_results.json (for
 /// `retry`).
 #[cfg(feature = "datafusion")]
+/// A model whose materialization its table format cannot build fails the whole command before
+/// anything runs, not halfway through a build.
+fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostics> {
+    if l.project.target().adapter_type != "datafusion" {
+        return Ok(());
+    }
+    let mut diags = Diagnostics::new();
+    for node in ids.iter().filter_map(|id| l.manifest.nodes.get(id)) {
+        if !matches!(
+            node.resource_type,
+            ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+        ) {
+            continue;
+        }
+        if let Err(msg) = crate::materialize::check_format(node.materialized(), &node.config) {
+            let needle = [
+                "incremental_strategy",
+                "table_format",
+                "file_format",
+                "on_schema_change",
+            ]
+            .into_iter()
+            .find(|k| node.raw_code.contains(k))
+            .unwrap_or("");
+            diags.push(
+                Diagnostic::error(
+                    "config",
+                    format!("{} '{}': {msg}", node.resource_type.as_str(), node.name),
+                )
+                .at(crate::diag::Location::find(
+                    &node.original_file_path,
+                    node.raw_code.clone(),
+                    needle,
+                )),
+            );
+        }
+    }
+    diags.into_result(())
+}
+
+#[cfg(feature = "datafusion")]
 fn run_nodes(
     global: &Global,
     printer: &Printer,
@@ -608,6 +649,7 @@ fn run_nodes(
     } = *run;
     let full_refresh = flags.full_refresh;
     use crate::adapter::Adapter;
+    check_formats(l, ids)?;
     write_manifest(l, &BTreeMap::new())?;
     let adapter = open_introspected(l)?;
     let rt = runtime();

@@ -9,11 +9,19 @@ use crate::jinja::Relation;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operation {
     /// Replace `relation` with a table holding the rows of `sql`; atomic.
-    CreateTableAs { relation: Relation, sql: String },
+    CreateTableAs {
+        relation: Relation,
+        sql: String,
+        format: TableFormat,
+    },
     /// Replace `relation` with a view over `sql`; atomic.
     CreateView { relation: Relation, sql: String },
     /// Load a CSV file into a table; atomic.
-    LoadSeed { relation: Relation, seed: SeedSpec },
+    LoadSeed {
+        relation: Relation,
+        seed: SeedSpec,
+        format: TableFormat,
+    },
     /// Apply the rows of an incremental model's SQL to its existing table; one commit.
     Incremental(Box<IncrementalSpec>),
     /// Run a statement (hooks).
@@ -111,6 +119,83 @@ pub fn after_build(
     ops
 }
 
+/// How the embedded target stores a table (`table_format`, or dbt-spark's `file_format`).
+/// Other targets have one kind of table and ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TableFormat {
+    #[default]
+    Delta,
+    Iceberg,
+}
+
+impl TableFormat {
+    pub fn of(cfg: &crate::config::Config) -> Result<Self, String> {
+        let value = cfg
+            .get("table_format")
+            .or_else(|| cfg.get("file_format"))
+            .and_then(|v| v.as_str());
+        match value.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("delta") => Ok(TableFormat::Delta),
+            Some("iceberg") => Ok(TableFormat::Iceberg),
+            Some(other) => Err(format!(
+                "unknown table_format '{other}' (supported: delta, iceberg)"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableFormat::Delta => "delta",
+            TableFormat::Iceberg => "iceberg",
+        }
+    }
+}
+
+/// Whether the embedded target can build a node of this materialization and config in its
+/// table format — checked for every selected node before anything runs. iceberg-rust 0.10
+/// only appends to a table (no row-level delete, overwrite or schema evolution), so an
+/// Iceberg incremental model may only append.
+pub fn check_format(materialized: &str, cfg: &crate::config::Config) -> Result<(), String> {
+    let format = TableFormat::of(cfg)?;
+    if format != TableFormat::Iceberg || materialized != "incremental" {
+        return Ok(());
+    }
+    let spec = incremental_spec(&Request {
+        materialized,
+        relation: Relation::new("", "", ""),
+        sql: String::new(),
+        pre_hooks: vec![],
+        post_hooks: vec![],
+        incremental: true,
+        config: cfg,
+        grants_and_docs: vec![],
+    })?;
+    if spec.strategy != Strategy::Append {
+        let implied = if cfg.get("incremental_strategy").is_none() {
+            " (the default with a unique_key)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "incremental_strategy '{}'{implied} is not supported by table_format 'iceberg', which can only append; \
+             the formats that support it: delta (the embedded default) and PostgreSQL tables. \
+             Use incremental_strategy 'append', or table_format 'delta'",
+            spec.strategy.as_str()
+        ));
+    }
+    if matches!(
+        spec.on_schema_change,
+        SchemaChange::AppendNewColumns | SchemaChange::SyncAllColumns
+    ) {
+        return Err(format!(
+            "on_schema_change '{}' is not supported by table_format 'iceberg' (it cannot change a table's columns in place); \
+             the formats that support it: delta and PostgreSQL tables. Use 'ignore' or 'fail', or rebuild with --full-refresh",
+            crate::config::ConfigExt::str_or(cfg, "on_schema_change", "")
+        ));
+    }
+    Ok(())
+}
+
 /// dbt's incremental strategies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -156,6 +241,7 @@ pub struct IncrementalSpec {
     pub merge_exclude_columns: Vec<String>,
     pub on_schema_change: SchemaChange,
     pub partition_by: Vec<String>,
+    pub format: TableFormat,
     /// Microbatch: the rows this batch replaces (`event_time` within the batch's window).
     pub replace_where: Option<String>,
 }
@@ -273,16 +359,19 @@ fn incremental_spec(req: &Request) -> Result<IncrementalSpec, String> {
         merge_exclude_columns: list(cfg, "merge_exclude_columns"),
         on_schema_change,
         partition_by: list(cfg, "partition_by"),
+        format: TableFormat::of(cfg)?,
         replace_where: None,
     })
 }
 
 /// The operations that build the node, or a message for a materialization that cannot run.
 pub fn plan(req: Request<'_>) -> Result<Vec<Operation>, String> {
+    let format = TableFormat::of(req.config)?;
     let build = match req.materialized {
         "table" => Operation::CreateTableAs {
             relation: req.relation,
             sql: req.sql,
+            format,
         },
         "incremental" if req.incremental => {
             Operation::Incremental(Box::new(incremental_spec(&req)?))
@@ -293,6 +382,7 @@ pub fn plan(req: Request<'_>) -> Result<Vec<Operation>, String> {
             Operation::CreateTableAs {
                 relation: req.relation,
                 sql: req.sql,
+                format,
             }
         }
         "view" => Operation::CreateView {

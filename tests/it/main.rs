@@ -6,6 +6,7 @@ mod data_tests;
 mod errors;
 mod example;
 mod harness;
+mod iceberg;
 mod incremental;
 mod postgres;
 mod projects;

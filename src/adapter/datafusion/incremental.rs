@@ -28,6 +28,9 @@ pub(super) async fn apply(
     spec: &IncrementalSpec,
 ) -> Result<Applied, AdapterError> {
     let ctx = &a.ctx;
+    if spec.format == crate::materialize::TableFormat::Iceberg {
+        return iceberg_append(a, spec).await;
+    }
     // The increment is collected: it is small by design, and its row count decides whether
     // anything is written at all.
     let df = ctx.sql(&spec.sql).await.map_err(err)?;
@@ -232,6 +235,42 @@ pub(super) async fn apply(
             })
         }
     }
+}
+
+/// An incremental run on Iceberg: append only (checked before the run, see
+/// [`crate::materialize::check_format`]); `on_schema_change: fail` still fails.
+async fn iceberg_append(
+    a: &DataFusionAdapter,
+    spec: &IncrementalSpec,
+) -> Result<Applied, AdapterError> {
+    let df = a.ctx.sql(&spec.sql).await.map_err(err)?;
+    if spec.on_schema_change == SchemaChange::Fail {
+        let target = a
+            .ctx
+            .sql(&format!("select * from {} limit 0", spec.relation.render()))
+            .await
+            .map_err(err)?;
+        let names = |s: &datafusion::common::DFSchema| -> Vec<String> {
+            let mut v: Vec<String> = s.fields().iter().map(|f| f.name().clone()).collect();
+            v.sort();
+            v
+        };
+        if names(df.schema()) != names(target.schema()) {
+            return Err(AdapterError(format!(
+                "The source and target schemas on this incremental model are out of sync: the model has columns {:?}, the table {:?}. Run with --full-refresh",
+                names(df.schema()),
+                names(target.schema())
+            )));
+        }
+    }
+    let rows = a
+        .lake
+        .append(&spec.relation.schema, &spec.relation.identifier, df)
+        .await?;
+    Ok(Applied {
+        code: "INSERT".into(),
+        rows_affected: Some(rows),
+    })
 }
 
 /// Rows reshaped from `from` to the `to` column layout: missing columns become typed NULLs.

@@ -1,5 +1,7 @@
-//! The embedded engine: DataFusion over a warehouse folder of Delta tables and persisted views.
+//! The embedded engine: DataFusion over a warehouse folder of Delta and Iceberg tables and
+//! persisted views.
 
+mod iceberg;
 mod incremental;
 mod seed;
 mod warehouse;
@@ -15,12 +17,14 @@ use deltalake::protocol::SaveMode;
 
 use crate::adapter::{Adapter, AdapterError, Applied, QueryResult};
 use crate::jinja::Relation;
-use crate::materialize::Operation;
+use crate::materialize::{Operation, TableFormat};
+use iceberg::Lake;
 use warehouse::{WarehouseCatalog, is_delta_table, view_file};
 
 pub struct DataFusionAdapter {
     ctx: SessionContext,
     root: PathBuf,
+    lake: Arc<Lake>,
 }
 
 fn err(e: impl std::fmt::Display) -> AdapterError {
@@ -56,20 +60,51 @@ impl DataFusionAdapter {
             .build();
         let ctx = SessionContext::new_with_state(state);
         let cell = Arc::new(OnceLock::new());
+        let lake = Arc::new(Lake::new(root.clone()));
         ctx.register_catalog(
             database,
-            Arc::new(WarehouseCatalog::new(root.clone(), cell.clone())),
+            Arc::new(WarehouseCatalog::new(
+                root.clone(),
+                cell.clone(),
+                lake.clone(),
+            )),
         );
         let _ = cell.set(ctx.state());
-        Ok(Self { ctx, root })
+        Ok(Self { ctx, root, lake })
     }
 
     fn schema_dir(&self, rel: &Relation) -> PathBuf {
         self.root.join(&rel.schema)
     }
 
-    /// Writes `df`'s rows as the new version of the Delta table of `rel` (one commit).
+    /// Writes `df`'s rows as the new version of the table of `rel` in `format`; what stood
+    /// under that name before (a view, a table in the other format) goes once it is written.
     async fn write_table(
+        &self,
+        rel: &Relation,
+        df: datafusion::dataframe::DataFrame,
+        format: TableFormat,
+    ) -> Result<u64, AdapterError> {
+        match format {
+            TableFormat::Delta => {
+                let rows = self.write_delta(rel, df).await?;
+                self.lake.remove(&rel.schema, &rel.identifier).await?;
+                Ok(rows)
+            }
+            TableFormat::Iceberg => {
+                let rows = self.lake.replace(&rel.schema, &rel.identifier, df).await?;
+                let dir = self.schema_dir(rel);
+                let _ = std::fs::remove_file(view_file(&dir, &rel.identifier));
+                if is_delta_table(&dir.join(&rel.identifier)) {
+                    std::fs::remove_dir_all(dir.join(&rel.identifier)).map_err(err)?;
+                }
+                Ok(rows)
+            }
+        }
+    }
+
+    /// Writes `df`'s rows as the new version of the Delta table of `rel` (one commit).
+    async fn write_delta(
         &self,
         rel: &Relation,
         df: datafusion::dataframe::DataFrame,
@@ -148,7 +183,7 @@ impl DataFusionAdapter {
         if is_delta_table(&table_dir) {
             std::fs::remove_dir_all(&table_dir).map_err(err)?;
         }
-        Ok(())
+        self.lake.remove(&rel.schema, &rel.identifier).await
     }
 }
 
@@ -159,9 +194,13 @@ impl Adapter for DataFusionAdapter {
 
     async fn apply(&self, op: &Operation) -> Result<Applied, AdapterError> {
         match op {
-            Operation::CreateTableAs { relation, sql } => {
+            Operation::CreateTableAs {
+                relation,
+                sql,
+                format,
+            } => {
                 let df = self.ctx.sql(sql).await.map_err(err)?;
-                let rows = self.write_table(relation, df).await?;
+                let rows = self.write_table(relation, df, *format).await?;
                 Ok(Applied {
                     code: "CREATE TABLE".into(),
                     rows_affected: Some(rows),
@@ -174,9 +213,13 @@ impl Adapter for DataFusionAdapter {
                     rows_affected: None,
                 })
             }
-            Operation::LoadSeed { relation, seed } => {
+            Operation::LoadSeed {
+                relation,
+                seed,
+                format,
+            } => {
                 let df = seed::read(&self.ctx, seed)?;
-                let rows = self.write_table(relation, df).await?;
+                let rows = self.write_table(relation, df, *format).await?;
                 Ok(Applied {
                     code: "INSERT".into(),
                     rows_affected: Some(rows),
@@ -248,7 +291,9 @@ impl Adapter for DataFusionAdapter {
 
     async fn relation_type(&self, relation: &Relation) -> Option<&'static str> {
         let dir = self.schema_dir(relation);
-        if is_delta_table(&dir.join(&relation.identifier)) {
+        if is_delta_table(&dir.join(&relation.identifier))
+            || iceberg::table_dir(&dir, &relation.identifier).is_dir()
+        {
             Some("table")
         } else if view_file(&dir, &relation.identifier).is_file() {
             Some("view")
@@ -274,7 +319,7 @@ impl Adapter for DataFusionAdapter {
             .await
             .map_err(err)?;
         Ok(format!(
-            "warehouse {} (Delta tables, DataFusion {})",
+            "warehouse {} (Delta and Iceberg tables, DataFusion {})",
             self.root.display(),
             datafusion::DATAFUSION_VERSION
         ))

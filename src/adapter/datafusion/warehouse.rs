@@ -1,5 +1,6 @@
 //! The warehouse folder as a DataFusion catalog: schemas are folders, tables are Delta tables
-//! (`<schema>/<table>/_delta_log`), views are `<schema>/<view>.view.sql` definitions.
+//! (`<schema>/<table>/_delta_log`) or Iceberg tables (`<schema>/<table>.iceberg/`, see
+//! [`super::iceberg`]), views are `<schema>/<view>.view.sql` definitions.
 //!
 //! Tables resolve lazily at planning time, so every query sees the newest Delta version (no
 //! stale provider after a write) and views written by another process are visible.
@@ -14,6 +15,8 @@ use datafusion::datasource::ViewTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
 
+use super::iceberg::{Lake, table_dir as iceberg_dir};
+
 /// The file that holds a view's SQL.
 pub fn view_file(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.view.sql"))
@@ -27,11 +30,12 @@ pub fn is_delta_table(dir: &Path) -> bool {
 pub struct WarehouseCatalog {
     root: PathBuf,
     state: Arc<OnceLock<SessionState>>,
+    lake: Arc<Lake>,
 }
 
 impl WarehouseCatalog {
-    pub fn new(root: PathBuf, state: Arc<OnceLock<SessionState>>) -> Self {
-        Self { root, state }
+    pub fn new(root: PathBuf, state: Arc<OnceLock<SessionState>>, lake: Arc<Lake>) -> Self {
+        Self { root, state, lake }
     }
 }
 
@@ -58,7 +62,9 @@ impl CatalogProvider for WarehouseCatalog {
         // Unknown schemas still resolve, so that a missing table says "table not found".
         Some(Arc::new(WarehouseSchema {
             dir,
+            name: name.to_string(),
             state: self.state.clone(),
+            lake: self.lake.clone(),
         }))
     }
 
@@ -76,7 +82,9 @@ impl CatalogProvider for WarehouseCatalog {
 #[derive(Debug)]
 pub struct WarehouseSchema {
     dir: PathBuf,
+    name: String,
     state: Arc<OnceLock<SessionState>>,
+    lake: Arc<Lake>,
 }
 
 #[async_trait]
@@ -94,6 +102,8 @@ impl SchemaProvider for WarehouseSchema {
                 names.push(n);
             } else if let Some(v) = n.strip_suffix(".view.sql") {
                 names.push(v.to_string());
+            } else if let Some(t) = n.strip_suffix(".iceberg") {
+                names.push(t.to_string());
             }
         }
         names.sort();
@@ -133,10 +143,25 @@ impl SchemaProvider for WarehouseSchema {
             })?;
             return Ok(Some(Arc::new(ViewTable::new(plan, Some(sql)))));
         }
-        Ok(None)
+        let table = self
+            .lake
+            .load(&self.name, name)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        match table {
+            // Pinned to the version current at planning: one query sees one snapshot.
+            Some(t) => Ok(Some(Arc::new(
+                iceberg_datafusion::IcebergStaticTableProvider::try_new_from_table(t)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            ))),
+            None => Ok(None),
+        }
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        is_delta_table(&self.dir.join(name)) || view_file(&self.dir, name).is_file()
+        is_delta_table(&self.dir.join(name))
+            || view_file(&self.dir, name).is_file()
+            || iceberg_dir(&self.dir, name).is_dir()
     }
 }

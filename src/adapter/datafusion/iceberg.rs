@@ -1,0 +1,307 @@
+//! Iceberg tables in the warehouse folder (`table_format: iceberg`).
+//!
+//! The table pointers live in iceberg-rust's SQL catalog on SQLite, `<warehouse>/iceberg.db`
+//! (catalog name `rsdbt`, one namespace per schema) — the catalog layout pyiceberg's
+//! `SqlCatalog` reads too. Each build of a table gets its own location,
+//! `<warehouse>/<schema>/<table>.iceberg/<build id>/` (`metadata/`, `data/`); the
+//! `<table>.iceberg` folder also tells the synchronous parts of DataFusion's catalog API that
+//! the name is an Iceberg table without opening the catalog.
+//!
+//! iceberg-rust 0.10 can only append to a table. So a build (first run, full refresh, `table`
+//! materialization, snapshot) writes a complete new table under a temporary name and swaps it
+//! in by renaming — the old table stays whole until the new one is committed — and an
+//! incremental run appends one snapshot (nothing for an empty increment).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::{Expr, cast, col, lit};
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
+use iceberg::spec::DataFileFormat;
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use tokio::sync::OnceCell;
+
+use crate::adapter::AdapterError;
+
+/// The catalog file in the warehouse folder.
+pub const CATALOG_FILE: &str = "iceberg.db";
+/// The name rows of the SQL catalog are stored under (pyiceberg: `load_catalog("rsdbt", ...)`).
+pub const CATALOG_NAME: &str = "rsdbt";
+const TMP_SUFFIX: &str = "__rsdbt_tmp";
+const BACKUP_SUFFIX: &str = "__rsdbt_backup";
+
+fn err(e: impl std::fmt::Display) -> AdapterError {
+    AdapterError(format!("Iceberg: {e}"))
+}
+
+/// The folder that holds every build of an Iceberg table.
+pub fn table_dir(schema_dir: &Path, name: &str) -> PathBuf {
+    schema_dir.join(format!("{name}.iceberg"))
+}
+
+#[derive(Debug)]
+pub struct Lake {
+    root: PathBuf,
+    catalog: OnceCell<Arc<SqlCatalog>>,
+}
+
+impl Lake {
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            catalog: OnceCell::new(),
+        }
+    }
+
+    /// The catalog, opened (and created) on first use: a warehouse with no Iceberg table
+    /// never gets a catalog file.
+    async fn catalog(&self) -> Result<&Arc<SqlCatalog>, AdapterError> {
+        self.catalog
+            .get_or_try_init(|| async {
+                let db = self.root.join(CATALOG_FILE);
+                let catalog = SqlCatalogBuilder::default()
+                    .with_storage_factory(Arc::new(iceberg::io::LocalFsStorageFactory))
+                    .uri(format!("sqlite:{}?mode=rwc", db.display()))
+                    .warehouse_location(format!("file://{}", self.root.display()))
+                    .sql_bind_style(SqlBindStyle::QMark)
+                    .load(CATALOG_NAME, HashMap::new())
+                    .await
+                    .map_err(|e| err(format!("cannot open the catalog {}: {e}", db.display())))?;
+                Ok(Arc::new(catalog))
+            })
+            .await
+    }
+
+    fn ident(schema: &str, name: &str) -> TableIdent {
+        TableIdent::new(NamespaceIdent::new(schema.to_string()), name.to_string())
+    }
+
+    /// The current version of table `schema.name`, if it is an Iceberg table.
+    pub async fn load(&self, schema: &str, name: &str) -> Result<Option<Table>, AdapterError> {
+        if !table_dir(&self.root.join(schema), name).is_dir() {
+            return Ok(None);
+        }
+        let catalog = self.catalog().await?;
+        let ident = Self::ident(schema, name);
+        if !catalog.table_exists(&ident).await.map_err(err)? {
+            return Ok(None);
+        }
+        catalog.load_table(&ident).await.map(Some).map_err(err)
+    }
+
+    /// Replaces (or creates) table `schema.name` with the rows of `df`. Returns the row count.
+    pub async fn replace(
+        &self,
+        schema: &str,
+        name: &str,
+        df: DataFrame,
+    ) -> Result<u64, AdapterError> {
+        let catalog = self.catalog().await?;
+        let ns = NamespaceIdent::new(schema.to_string());
+        if !catalog.namespace_exists(&ns).await.map_err(err)? {
+            catalog
+                .create_namespace(&ns, HashMap::new())
+                .await
+                .map_err(err)?;
+        }
+        let tmp = Self::ident(schema, &format!("{name}{TMP_SUFFIX}"));
+        self.purge(&tmp).await?;
+        let df = storable(df)?;
+        let iceberg_schema =
+            iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(df.schema().as_arrow())
+                .map_err(err)?;
+        let location =
+            table_dir(&self.root.join(schema), name).join(uuid::Uuid::new_v4().to_string());
+        let creation = TableCreation::builder()
+            .name(tmp.name().to_string())
+            .location(format!("file://{}", location.display()))
+            .schema(iceberg_schema)
+            .build();
+        let table = catalog.create_table(&ns, creation).await.map_err(err)?;
+        let rows = match append(catalog.as_ref(), &table, df).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = self.purge(&tmp).await;
+                let _ = std::fs::remove_dir_all(&location);
+                return Err(e);
+            }
+        };
+        // The swap: the old table is renamed away only now that the new one is complete, and
+        // renamed back if the new one cannot take its name.
+        let target = Self::ident(schema, name);
+        let backup = Self::ident(schema, &format!("{name}{BACKUP_SUFFIX}"));
+        let existed = catalog.table_exists(&target).await.map_err(err)?;
+        if existed {
+            self.purge(&backup).await?;
+            catalog.rename_table(&target, &backup).await.map_err(err)?;
+        }
+        if let Err(e) = catalog.rename_table(&tmp, &target).await {
+            if existed {
+                let _ = catalog.rename_table(&backup, &target).await;
+            }
+            return Err(err(e));
+        }
+        if existed {
+            self.purge(&backup).await?;
+        }
+        Ok(rows)
+    }
+
+    /// Appends the rows of `df` to table `schema.name` as one snapshot, cast to the table's
+    /// columns (columns the table lacks are dropped, missing ones NULL). Returns the row count.
+    pub async fn append(
+        &self,
+        schema: &str,
+        name: &str,
+        df: DataFrame,
+    ) -> Result<u64, AdapterError> {
+        let catalog = self.catalog().await?;
+        let table = catalog
+            .load_table(&Self::ident(schema, name))
+            .await
+            .map_err(err)?;
+        let target = iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
+            .map_err(err)?;
+        let exprs: Vec<Expr> = target
+            .fields()
+            .iter()
+            .map(|f| {
+                let value = if df.schema().has_column_with_unqualified_name(f.name()) {
+                    col(datafusion::common::Column::new_unqualified(f.name()))
+                } else {
+                    lit(ScalarValue::Null)
+                };
+                Ok(cast(value, f.data_type().clone()).alias(f.name()))
+            })
+            .collect::<Result<_, AdapterError>>()?;
+        let df = df.select(exprs).map_err(err)?;
+        append(catalog.as_ref(), &table, df).await
+    }
+
+    /// Drops table `schema.name` with its files (when a view or a Delta table replaces it).
+    pub async fn remove(&self, schema: &str, name: &str) -> Result<(), AdapterError> {
+        let dir = table_dir(&self.root.join(schema), name);
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        self.purge(&Self::ident(schema, name)).await?;
+        std::fs::remove_dir_all(&dir).map_err(err)
+    }
+
+    /// Removes a table from the catalog and deletes the folder of its build.
+    async fn purge(&self, ident: &TableIdent) -> Result<(), AdapterError> {
+        let catalog = self.catalog().await?;
+        if !catalog.table_exists(ident).await.map_err(err)? {
+            return Ok(());
+        }
+        let table = catalog.load_table(ident).await.map_err(err)?;
+        catalog.drop_table(ident).await.map_err(err)?;
+        if let Some(dir) = table.metadata().location().strip_prefix("file://") {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(())
+    }
+}
+
+/// Writes the rows of `df` (already in the table's column types) as data files and commits
+/// them to `table` as one appended snapshot. An empty input commits nothing.
+async fn append(catalog: &dyn Catalog, table: &Table, df: DataFrame) -> Result<u64, AdapterError> {
+    let schema = table.metadata().current_schema().clone();
+    // The written batches must carry Iceberg's field ids.
+    let arrow_schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).map_err(err)?);
+    let files = RollingFileWriterBuilder::new_with_default_file_size(
+        ParquetWriterBuilder::new(WriterProperties::default(), schema),
+        table.file_io().clone(),
+        DefaultLocationGenerator::new(table.metadata()).map_err(err)?,
+        DefaultFileNameGenerator::new(
+            "rsdbt".into(),
+            Some(uuid::Uuid::new_v4().to_string()),
+            DataFileFormat::Parquet,
+        ),
+    );
+    let mut writer = DataFileWriterBuilder::new(files)
+        .build(None)
+        .await
+        .map_err(err)?;
+    let mut stream = df.execute_stream().await.map_err(err)?;
+    let mut rows = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(err)?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        rows += batch.num_rows() as u64;
+        let batch =
+            RecordBatch::try_new(arrow_schema.clone(), batch.columns().to_vec()).map_err(err)?;
+        writer.write(batch).await.map_err(err)?;
+    }
+    let files = writer.close().await.map_err(err)?;
+    if rows == 0 || files.is_empty() {
+        return Ok(0);
+    }
+    let tx = Transaction::new(table);
+    let tx = tx
+        .fast_append()
+        .add_data_files(files)
+        .apply(tx)
+        .map_err(err)?;
+    tx.commit(catalog).await.map_err(err)?;
+    Ok(rows)
+}
+
+/// `df` with every column cast to a type Iceberg stores (strings as `string`, timestamps in
+/// microseconds, small and unsigned integers widened) and nullable: dbt tables carry no NOT
+/// NULL constraints, and a nullable column accepts what any later append brings.
+fn storable(df: DataFrame) -> Result<DataFrame, AdapterError> {
+    let fields: Vec<Field> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| Field::new(f.name(), storable_type(f.data_type()), true))
+        .collect();
+    let exprs: Vec<Expr> = fields
+        .iter()
+        .map(|f| {
+            cast(
+                col(datafusion::common::Column::new_unqualified(f.name())),
+                f.data_type().clone(),
+            )
+            .alias(f.name())
+        })
+        .collect();
+    df.select(exprs).map_err(err)
+}
+
+fn storable_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 | DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
+        DataType::Float16 => DataType::Float32,
+        DataType::Date64 => DataType::Date32,
+        // Iceberg's timestamptz is UTC; the instants are unchanged.
+        DataType::Timestamp(_, tz) => {
+            DataType::Timestamp(TimeUnit::Microsecond, tz.as_ref().map(|_| "+00:00".into()))
+        }
+        DataType::Dictionary(_, v) => storable_type(v),
+        DataType::Null => DataType::Utf8,
+        other => other.clone(),
+    }
+}
