@@ -102,6 +102,24 @@ fn append_across_runs_and_full_refresh() {
     let log = builds(&p, "ev_log");
     assert_eq!(log, (1, 3), "create, first append, second append");
 
+    // The snapshot (an Iceberg table rebuilt each run) closed row 2's first version and row 1.
+    assert_eq!(
+        p.query("select id, status, dbt_valid_to is null as current from {{ ref('events_history') }} order by id, dbt_valid_from"),
+        vec![
+            json!({"id": 1, "status": "new", "current": false}),
+            json!({"id": 2, "status": "new", "current": false}),
+            json!({"id": 2, "status": "shipped", "current": true}),
+            json!({"id": 3, "status": "new", "current": true}),
+            json!({"id": 4, "status": "new", "current": true})
+        ]
+    );
+    assert_eq!(builds(&p, "events_history").0, 1);
+    assert_eq!(
+        p.query("select name from {{ ref('regions') }} order by region"),
+        vec![json!({"name": "Europe"}), json!({"name": "United States"})]
+    );
+    assert!(p.path().join("warehouse/main/regions.iceberg").is_dir());
+
     // An idle run appends nothing and commits nothing.
     let out = p.rsdbt(&["run", "-s", "ev_log"]).expect(0);
     assert!(out.stdout.contains("[INSERT 0 in"), "{}", out.stdout);
