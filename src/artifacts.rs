@@ -284,7 +284,7 @@ pub fn write_manifest(
                     "source_name": d.source_name, "source_description": d.source_description,
                     "loader": d.loader, "identifier": d.identifier, "quoting": {},
                     "loaded_at_field": d.loaded_at_field, "freshness": d.freshness,
-                    "external": null, "description": d.description, "columns": columns(&d.columns),
+                    "external": d.external, "description": d.description, "columns": columns(&d.columns),
                     "meta": d.meta, "source_meta": d.source_meta, "tags": d.tags,
                     "config": {"enabled": d.config.bool_or("enabled", true), "event_time": null},
                     "patch_path": null, "unrendered_config": {},

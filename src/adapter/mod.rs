@@ -3,6 +3,7 @@
 
 #[cfg(feature = "datafusion")]
 pub mod datafusion;
+pub mod external;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 

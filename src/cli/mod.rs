@@ -1011,7 +1011,28 @@ fn run_operation(
 fn open_introspected(
     l: &Loaded,
 ) -> Result<std::sync::Arc<crate::adapter::AnyAdapter>, Diagnostics> {
-    let adapter = std::sync::Arc::new(open_adapter(&l.project)?);
+    let adapter = open_adapter(&l.project)?;
+    let external = crate::adapter::external::external_sources(&l.manifest, &l.project.root)?;
+    match &adapter {
+        crate::adapter::AnyAdapter::DataFusion(a) => a.register_external(external),
+        _ if !external.is_empty() => {
+            return Err(Diagnostic::error(
+                "source",
+                format!(
+                    "{} reads {} ({}), which only the embedded target can: target '{}' is {}",
+                    external[0].unique_id,
+                    external[0].location,
+                    external[0].format,
+                    l.project.target().name,
+                    l.project.target().adapter_type
+                ),
+            )
+            .hint("run with a target of `type: datafusion`, or load the data into the database and declare the source without `external:`")
+            .into());
+        }
+        _ => {}
+    }
+    let adapter = std::sync::Arc::new(adapter);
     l.manifest
         .jinja
         .set_warehouse(std::sync::Arc::new(crate::adapter::Introspector {

@@ -71,6 +71,9 @@ pub struct SourceTable {
     pub tests: Vec<Json>,
     pub freshness: Json,
     pub loaded_at_field: Option<String>,
+    /// Where the data lives when it is not a table of the target (dbt-external-tables'
+    /// `external:`; the source's own `external:` gives the tables' defaults).
+    pub external: Json,
     pub source: Arc<str>,
     pub file: String,
 }
@@ -412,6 +415,15 @@ fn sources(src: &Json, path: &str, source: &Arc<str>) -> Result<Vec<SourceTable>
             loaded_at_field: yaml::str_of(t, "loaded_at_field")
                 .or_else(|| yaml::str_of(src, "loaded_at_field"))
                 .map(str::to_string),
+            external: match (src.get("external"), t.get("external")) {
+                (Some(Json::Object(defaults)), Some(Json::Object(own))) => {
+                    let mut merged = defaults.clone();
+                    merged.extend(own.clone());
+                    Json::Object(merged)
+                }
+                (own, None) | (None, own) => own.cloned().unwrap_or(Json::Null),
+                (_, Some(own)) => own.clone(),
+            },
             source: source.clone(),
             file: path.to_string(),
             name,

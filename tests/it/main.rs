@@ -12,5 +12,6 @@ mod postgres;
 mod projects;
 mod selection;
 mod snapshots;
+mod sources;
 mod state;
 mod unit_tests;

@@ -1,6 +1,7 @@
 //! The embedded engine: DataFusion over a warehouse folder of Delta and Iceberg tables and
 //! persisted views.
 
+mod external;
 mod iceberg;
 mod incremental;
 mod seed;
@@ -25,6 +26,7 @@ pub struct DataFusionAdapter {
     ctx: SessionContext,
     root: PathBuf,
     lake: Arc<Lake>,
+    externals: warehouse::Externals,
 }
 
 fn err(e: impl std::fmt::Display) -> AdapterError {
@@ -61,16 +63,31 @@ impl DataFusionAdapter {
         let ctx = SessionContext::new_with_state(state);
         let cell = Arc::new(OnceLock::new());
         let lake = Arc::new(Lake::new(root.clone()));
+        let externals = warehouse::Externals::default();
         ctx.register_catalog(
             database,
             Arc::new(WarehouseCatalog::new(
                 root.clone(),
                 cell.clone(),
                 lake.clone(),
+                externals.clone(),
             )),
         );
         let _ = cell.set(ctx.state());
-        Ok(Self { ctx, root, lake })
+        Ok(Self {
+            ctx,
+            root,
+            lake,
+            externals,
+        })
+    }
+
+    /// Makes the project's external sources (files, Delta and Iceberg tables by location)
+    /// readable under the relations `source()` renders.
+    pub fn register_external(&self, sources: Vec<crate::adapter::external::ExternalSource>) {
+        if let Ok(mut e) = self.externals.write() {
+            *e = sources;
+        }
     }
 
     fn schema_dir(&self, rel: &Relation) -> PathBuf {

@@ -16,6 +16,10 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
 
 use super::iceberg::{Lake, table_dir as iceberg_dir};
+use crate::adapter::external::ExternalSource;
+
+/// The external sources of the project, found by schema and identifier before the folder.
+pub type Externals = Arc<std::sync::RwLock<Vec<ExternalSource>>>;
 
 /// The file that holds a view's SQL.
 pub fn view_file(dir: &Path, name: &str) -> PathBuf {
@@ -31,11 +35,22 @@ pub struct WarehouseCatalog {
     root: PathBuf,
     state: Arc<OnceLock<SessionState>>,
     lake: Arc<Lake>,
+    externals: Externals,
 }
 
 impl WarehouseCatalog {
-    pub fn new(root: PathBuf, state: Arc<OnceLock<SessionState>>, lake: Arc<Lake>) -> Self {
-        Self { root, state, lake }
+    pub fn new(
+        root: PathBuf,
+        state: Arc<OnceLock<SessionState>>,
+        lake: Arc<Lake>,
+        externals: Externals,
+    ) -> Self {
+        Self {
+            root,
+            state,
+            lake,
+            externals,
+        }
     }
 }
 
@@ -65,6 +80,7 @@ impl CatalogProvider for WarehouseCatalog {
             name: name.to_string(),
             state: self.state.clone(),
             lake: self.lake.clone(),
+            externals: self.externals.clone(),
         }))
     }
 
@@ -85,6 +101,18 @@ pub struct WarehouseSchema {
     name: String,
     state: Arc<OnceLock<SessionState>>,
     lake: Arc<Lake>,
+    externals: Externals,
+}
+
+impl WarehouseSchema {
+    fn external(&self, name: &str) -> Option<ExternalSource> {
+        self.externals
+            .read()
+            .ok()?
+            .iter()
+            .find(|s| s.schema == self.name && s.identifier == name)
+            .cloned()
+    }
 }
 
 #[async_trait]
@@ -111,6 +139,13 @@ impl SchemaProvider for WarehouseSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(source) = self.external(name) {
+            let state = self
+                .state
+                .get()
+                .ok_or_else(|| DataFusionError::Internal("warehouse session not ready".into()))?;
+            return super::external::provider(state, &source).await.map(Some);
+        }
         let table_dir = self.dir.join(name);
         if is_delta_table(&table_dir) {
             let url = deltalake::ensure_table_uri(table_dir.to_string_lossy())
@@ -160,7 +195,8 @@ impl SchemaProvider for WarehouseSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        is_delta_table(&self.dir.join(name))
+        self.external(name).is_some()
+            || is_delta_table(&self.dir.join(name))
             || view_file(&self.dir, name).is_file()
             || iceberg_dir(&self.dir, name).is_dir()
     }

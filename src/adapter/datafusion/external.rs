@@ -1,0 +1,143 @@
+//! External sources as DataFusion tables: files through a listing table (a file, a folder or a
+//! glob), Delta tables by path (optionally at a version), Iceberg tables by metadata file or
+//! table folder (optionally at a snapshot). Resolved at planning time, like warehouse tables.
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::session_state::SessionState;
+
+use crate::adapter::external::ExternalSource;
+
+fn ext(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+fn plan_err(s: &ExternalSource, msg: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::Plan(format!("{} ({}): {msg}", s.unique_id, s.location))
+}
+
+pub async fn provider(state: &SessionState, s: &ExternalSource) -> Result<Arc<dyn TableProvider>> {
+    match s.format.as_str() {
+        "delta" => delta(state, s).await,
+        "iceberg" => iceberg(s).await,
+        _ => files(state, s).await,
+    }
+}
+
+async fn files(state: &SessionState, s: &ExternalSource) -> Result<Arc<dyn TableProvider>> {
+    let opt = |k: &str| s.options.get(k).map(String::as_str);
+    let (format, extension): (Arc<dyn FileFormat>, &str) = match s.format.as_str() {
+        "parquet" => (Arc::new(ParquetFormat::default()), ".parquet"),
+        "csv" => {
+            let delimiter = opt("delimiter")
+                .and_then(|d| d.bytes().next())
+                .unwrap_or(b',');
+            let header = opt("header").is_none_or(|h| h != "false");
+            (
+                Arc::new(
+                    CsvFormat::default()
+                        .with_delimiter(delimiter)
+                        .with_has_header(header),
+                ),
+                ".csv",
+            )
+        }
+        _ => (Arc::new(JsonFormat::default()), ".json"),
+    };
+    // A single file is read whatever its name; a folder or glob keeps the format's files.
+    let extension = match opt("extension") {
+        Some(e) => e.to_string(),
+        None if std::path::Path::new(&s.location).is_file() => String::new(),
+        None => extension.to_string(),
+    };
+    let url = ListingTableUrl::parse(&s.location).map_err(|e| plan_err(s, e))?;
+    let options = ListingOptions::new(format).with_file_extension(extension);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .infer_schema(state)
+        .await
+        .map_err(|e| plan_err(s, e))?;
+    // An empty listing infers an empty schema: say so rather than read zero columns.
+    if config
+        .file_schema
+        .as_ref()
+        .is_none_or(|f| f.fields().is_empty())
+    {
+        return Err(plan_err(
+            s,
+            "no data files found there; check the location (relative paths start at the project folder)",
+        ));
+    }
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+async fn delta(state: &SessionState, s: &ExternalSource) -> Result<Arc<dyn TableProvider>> {
+    let url = deltalake::ensure_table_uri(&s.location).map_err(ext)?;
+    let table = match s.version {
+        Some(v) => deltalake::open_table_with_version(url, v).await,
+        None => deltalake::open_table(url).await,
+    }
+    .map_err(|e| plan_err(s, e))?;
+    table.update_datafusion_session(state).map_err(ext)?;
+    table.table_provider().await
+}
+
+async fn iceberg(s: &ExternalSource) -> Result<Arc<dyn TableProvider>> {
+    let metadata = if s.location.ends_with(".metadata.json") {
+        s.location.clone()
+    } else {
+        latest_metadata(&s.location).ok_or_else(|| {
+            plan_err(
+                s,
+                "no Iceberg metadata file (metadata/*.metadata.json) under this folder",
+            )
+        })?
+    };
+    let file_io =
+        iceberg::io::FileIOBuilder::new(Arc::new(iceberg::io::LocalFsStorageFactory)).build();
+    let ident =
+        iceberg::TableIdent::from_strs([s.schema.as_str(), s.identifier.as_str()]).map_err(ext)?;
+    let table = iceberg::table::StaticTable::from_metadata_file(&metadata, ident, file_io)
+        .await
+        .map_err(|e| plan_err(s, e))?
+        .into_table();
+    let provider = match s.snapshot_id {
+        Some(id) => {
+            iceberg_datafusion::IcebergStaticTableProvider::try_new_from_table_snapshot(table, id)
+                .await
+        }
+        None => iceberg_datafusion::IcebergStaticTableProvider::try_new_from_table(table).await,
+    }
+    .map_err(|e| plan_err(s, e))?;
+    Ok(Arc::new(provider))
+}
+
+/// The newest metadata file of an Iceberg table folder: the highest version number that
+/// starts its name (`00003-<uuid>.metadata.json`, or `v3.metadata.json`).
+fn latest_metadata(dir: &str) -> Option<String> {
+    let dir = std::path::Path::new(dir.strip_prefix("file://").unwrap_or(dir)).join("metadata");
+    std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".metadata.json")?;
+            let digits: String = stem
+                .trim_start_matches('v')
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            Some((digits.parse::<u64>().ok()?, e.path()))
+        })
+        .max_by_key(|(v, _)| *v)
+        .map(|(_, p)| p.to_string_lossy().into_owned())
+}
