@@ -22,7 +22,8 @@ use serde_json::Value as Json;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::manifest::Manifest;
 
-/// The file formats and table formats a source can be read as.
+/// The file formats and table formats a source can be read as (and `postgres`, for tables
+/// read through a connection of the profile: `external: {connection: app_db}`).
 pub const FORMATS: [&str; 5] = ["parquet", "csv", "json", "delta", "iceberg"];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +42,8 @@ pub struct ExternalSource {
     pub snapshot_id: Option<i64>,
     /// CSV: `delimiter`, `header`; files: `extension`.
     pub options: BTreeMap<String, String>,
+    /// A PostgreSQL table read through this connection of the profile's `connections:`.
+    pub connection: Option<String>,
 }
 
 /// The external sources of the manifest, or diagnostics naming each malformed declaration.
@@ -59,13 +62,30 @@ pub fn external_sources(
                 .at(s.def.location())
                 .hint(hint.to_string())
         };
+        if let Some(connection) = ext.get("connection").and_then(Json::as_str) {
+            out.push(ExternalSource {
+                unique_id: s.unique_id.clone(),
+                schema: s.relation.schema.clone(),
+                identifier: s.relation.identifier.clone(),
+                location: format!(
+                    "PostgreSQL table {}.{} via connection '{connection}'",
+                    s.relation.schema, s.relation.identifier
+                ),
+                format: "postgres".into(),
+                version: None,
+                snapshot_id: None,
+                options: BTreeMap::new(),
+                connection: Some(connection.to_string()),
+            });
+            continue;
+        }
         let Some(location) = ext.get("location").and_then(Json::as_str) else {
             diags.push(err(
                 format!(
                     "source '{}.{}' has `external:` without a `location`",
                     s.def.source_name, s.def.name
                 ),
-                "give the path, glob or URL of the data: `external: {location: data/events/*.parquet, file_format: parquet}`",
+                "give the path, glob or URL of the data (`external: {location: data/events/*.parquet, file_format: parquet}`), or the PostgreSQL connection of the profile it is read through (`external: {connection: app_db}`)",
             ));
             continue;
         };
@@ -121,6 +141,7 @@ pub fn external_sources(
             version: int("version").and_then(|v| u64::try_from(v).ok()),
             snapshot_id: int("snapshot_id"),
             options,
+            connection: None,
         });
     }
     diags.into_result(out)

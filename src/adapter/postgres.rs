@@ -19,6 +19,12 @@ use crate::jinja::{Relation, quote};
 use crate::materialize::{Operation, SeedSpec};
 use crate::project::Target;
 
+impl std::fmt::Debug for PostgresAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary)
+    }
+}
+
 /// A pool of `threads` connections.
 pub struct PostgresAdapter {
     clients: Mutex<Vec<Client>>,
@@ -208,6 +214,51 @@ impl PostgresAdapter {
                     rows_affected: None,
                 },
             })
+        })
+        .await
+    }
+
+    /// Streams the output of `copy` (a `COPY ... TO STDOUT`) into `tx`, chunk by chunk, on a
+    /// pooled connection; a full channel holds the reading back (bounded memory).
+    pub async fn copy_out(
+        &self,
+        copy: &str,
+        tx: tokio::sync::mpsc::Sender<Result<Bytes, String>>,
+    ) -> Result<(), AdapterError> {
+        use futures::StreamExt;
+        self.with_client(async |c| {
+            let stream = c.copy_out(copy).await.map_err(pg_err)?;
+            futures::pin_mut!(stream);
+            let mut reading = true;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(pg_err)?;
+                // Once the reader stops (a LIMIT above was met) the rest is drained unread, so
+                // the connection goes back to the pool usable.
+                if reading && tx.send(Ok(chunk)).await.is_err() {
+                    reading = false;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Rows of a catalog query, every value as text.
+    pub async fn query_text(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Vec<Option<String>>>, AdapterError> {
+        self.with_client(async |c| {
+            let rows = c.query(sql, params).await.map_err(pg_err)?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| r.get::<_, Option<String>>(i))
+                        .collect()
+                })
+                .collect())
         })
         .await
     }

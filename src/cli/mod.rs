@@ -1014,7 +1014,17 @@ fn open_introspected(
     let adapter = open_adapter(&l.project)?;
     let external = crate::adapter::external::external_sources(&l.manifest, &l.project.root)?;
     match &adapter {
-        crate::adapter::AnyAdapter::DataFusion(a) => a.register_external(external),
+        crate::adapter::AnyAdapter::DataFusion(a) => {
+            let connections = l
+                .project
+                .target()
+                .fields
+                .get("connections")
+                .and_then(serde_json::Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            a.register_external(external, connections)
+        }
         _ if !external.is_empty() => {
             return Err(Diagnostic::error(
                 "source",

@@ -164,3 +164,29 @@ impl Project {
         Some(p)
     }
 }
+
+/// Runs `sql` (several statements) on the tests' PostgreSQL, as the app database would be
+/// loaded; returns the rows of the last statement as text.
+pub fn pg_exec(sql: &str) -> Vec<Vec<Option<String>>> {
+    let (host, port, user) = pg().expect("pg_exec without a server");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(
+            &format!("host={host} port={port} user={user} dbname=postgres"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let mut last = Vec::new();
+        for m in client.simple_query(sql).await.unwrap() {
+            if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                last.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
+            }
+        }
+        last
+    })
+}

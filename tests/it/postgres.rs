@@ -474,3 +474,117 @@ fn tls_connections() {
         out.stderr
     );
 }
+
+/// PostgreSQL tables as sources of the embedded engine: faithful types, one model joining them
+/// with a Delta table and an Iceberg table, and the SQL PostgreSQL received shows the pushdown.
+#[test]
+fn postgres_sources_on_the_embedded_engine() {
+    let Some((host, port, user)) = pg() else {
+        return;
+    };
+    let p = Project::fixture("lake_shop");
+    let app: String = format!(
+        "app_{}",
+        p.path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_lowercase()
+    );
+    crate::harness::pg_exec(&format!(
+        "create extension if not exists pg_stat_statements;
+         create schema {app};
+         create table {app}.customers (id int primary key, name text, balance numeric(12,2),
+           signed_up timestamptz, born date, tags text[], scores int[], profile jsonb, uid uuid,
+           active bool, country text);
+         insert into {app}.customers values
+           (1, 'Ada', 10.50, '2024-01-01 10:00:00+02', '1815-12-10', '{{math,poetry}}', '{{1,2}}', '{{\"tier\": \"gold\"}}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', true, 'UK'),
+           (2, 'Grace', null, null, null, null, null, null, null, false, 'US'),
+           (3, '', 0.05, '2024-03-01 00:00:00+00', '1969-12-28', '{{}}', '{{3}}', '[]', null, true, 'FI');
+         create table {app}.orders (order_id bigint, customer_id int, amount float8);
+         insert into {app}.orders select g, 1 + g % 3, g * 1.5 from generate_series(1, 30) g;"
+    ));
+    p.write(
+        "profiles.yml",
+        &format!(
+            "fixture:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: warehouse\n      schema: main\n      connections:\n        app_db: {{type: postgres, host: {host}, port: {port}, user: {user}, dbname: postgres, sslmode: disable}}\n"
+        ),
+    );
+    p.write(
+        "models/app.yml",
+        &format!(
+            "version: 2\nsources:\n  - name: app\n    schema: {app}\n    external: {{connection: app_db}}\n    tables:\n      - name: customers\n      - name: orders\n"
+        ),
+    );
+    // Silver: an Iceberg table from a CSV folder; gold joins PostgreSQL, Delta and Iceberg.
+    p.write(
+        "models/regions_ice.sql",
+        "{{ config(materialized='table', table_format='iceberg') }}\nselect country, region from {{ source('files', 'regions') }}\n",
+    );
+    p.write(
+        "models/gold_by_region.sql",
+        "{{ config(materialized='table') }}\nselect r.region, count(distinct c.id) as customers, sum(o.amount) as amount\nfrom {{ source('app', 'customers') }} c\njoin {{ source('app', 'orders') }} o on o.customer_id = c.id\njoin {{ ref('regions_ice') }} r on r.country = c.country\njoin {{ ref('customer_orders') }} co on co.name = c.name\ngroup by r.region\n",
+    );
+    p.write(
+        "models/active_customers.sql",
+        "select id, name, balance, signed_up, born, tags, scores, profile, uid from {{ source('app', 'customers') }} where active = true and id >= 1\n",
+    );
+    crate::harness::pg_exec("select pg_stat_statements_reset()");
+    p.rsdbt(&["build"]).expect(0);
+    // customer_orders is a Delta table of the CSV customers (Ada and Grace match by name).
+    assert_eq!(
+        p.query(
+            "select region, customers, amount from {{ ref('gold_by_region') }} order by region"
+        ),
+        vec![
+            json!({"region": "AMER", "customers": 1, "amount": 217.5}),
+            json!({"region": "EMEA", "customers": 1, "amount": 247.5}),
+        ]
+    );
+    assert_eq!(
+        p.query("select id, name, cast(balance as varchar) as balance, cast(signed_up as varchar) as signed_up, cast(born as varchar) as born, tags, scores, profile, uid from {{ ref('active_customers') }} order by id"),
+        vec![
+            json!({"id": 1, "name": "Ada", "balance": "10.50", "signed_up": "2024-01-01T08:00:00Z", "born": "1815-12-10", "tags": ["math", "poetry"], "scores": [1, 2], "profile": "{\"tier\": \"gold\"}", "uid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}),
+            json!({"id": 3, "name": "", "balance": "0.05", "signed_up": "2024-03-01T00:00:00Z", "born": "1969-12-28", "tags": [], "scores": [3], "profile": "[]", "uid": null}),
+        ]
+    );
+    // Only the columns used, and the filters, reached PostgreSQL; a LIMIT too.
+    p.rsdbt(&[
+        "show",
+        "--inline",
+        "select amount from {{ source('app', 'orders') }}",
+        "--limit",
+        "3",
+    ])
+    .expect(0);
+    let seen = crate::harness::pg_exec(&format!(
+        "select query from pg_stat_statements where query ilike 'copy (select %{app}%' order by query"
+    ));
+    let seen: Vec<String> = seen.into_iter().filter_map(|r| r[0].clone()).collect();
+    let text = seen.join("\n");
+    assert!(
+        seen.iter().any(
+            |q| q.contains(&format!("from \"{app}\".\"customers\" where"))
+                && q.contains("\"active\"")
+                && q.contains("\"id\" >=")
+                && !q.contains("\"country\"")
+        ),
+        "a filtered scan without the unused column: {text}"
+    );
+    assert!(
+        seen.iter().any(|q| q.starts_with(&format!(
+            "copy (select \"amount\" from \"{app}\".\"orders\" limit"
+        ))),
+        "{text}"
+    );
+    // The gold table's build read only the two columns of orders it needs.
+    assert!(
+        seen.iter().any(|q| q.starts_with(&format!(
+            "copy (select \"customer_id\", \"amount\" from \"{app}\".\"orders\")"
+        ))),
+        "{text}"
+    );
+}

@@ -25,8 +25,29 @@ fn plan_err(s: &ExternalSource, msg: impl std::fmt::Display) -> DataFusionError 
     DataFusionError::Plan(format!("{} ({}): {msg}", s.unique_id, s.location))
 }
 
-pub async fn provider(state: &SessionState, s: &ExternalSource) -> Result<Arc<dyn TableProvider>> {
+pub async fn provider(
+    state: &SessionState,
+    s: &ExternalSource,
+    registry: &super::warehouse::ExternalRegistry,
+) -> Result<Arc<dyn TableProvider>> {
+    #[cfg(not(feature = "postgres"))]
+    let _ = registry;
     match s.format.as_str() {
+        #[cfg(feature = "postgres")]
+        "postgres" => {
+            let name = s.connection.as_deref().unwrap_or_default();
+            let pg = registry
+                .connections
+                .get(name)
+                .await
+                .map_err(|e| plan_err(s, e))?;
+            let table = super::pg_source::PostgresTable::open(pg, &s.schema, &s.identifier)
+                .await
+                .map_err(|e| plan_err(s, e))?;
+            Ok(Arc::new(table))
+        }
+        #[cfg(not(feature = "postgres"))]
+        "postgres" => Err(plan_err(s, "this build of rsdbt has no PostgreSQL support")),
         "delta" => delta(state, s).await,
         "iceberg" => iceberg(s).await,
         _ => files(state, s).await,

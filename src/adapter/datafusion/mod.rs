@@ -4,6 +4,8 @@
 mod external;
 mod iceberg;
 mod incremental;
+#[cfg(feature = "postgres")]
+mod pg_source;
 mod seed;
 mod warehouse;
 
@@ -84,10 +86,19 @@ impl DataFusionAdapter {
 
     /// Makes the project's external sources (files, Delta and Iceberg tables by location)
     /// readable under the relations `source()` renders.
-    pub fn register_external(&self, sources: Vec<crate::adapter::external::ExternalSource>) {
-        if let Ok(mut e) = self.externals.write() {
+    /// `connections`: the target's `connections:` (name → PostgreSQL settings).
+    pub fn register_external(
+        &self,
+        sources: Vec<crate::adapter::external::ExternalSource>,
+        connections: serde_json::Map<String, serde_json::Value>,
+    ) {
+        if let Ok(mut e) = self.externals.sources.write() {
             *e = sources;
         }
+        #[cfg(feature = "postgres")]
+        self.externals.connections.set(connections);
+        #[cfg(not(feature = "postgres"))]
+        let _ = connections;
     }
 
     fn schema_dir(&self, rel: &Relation) -> PathBuf {
@@ -130,9 +141,12 @@ impl DataFusionAdapter {
         std::fs::create_dir_all(&dir).map_err(err)?;
         let url = deltalake::ensure_table_uri(dir.to_string_lossy()).map_err(err)?;
         let table = DeltaTable::try_from_url(url.clone()).await.map_err(err)?;
+        // Optimized here: the writer wraps the plan in its own node, which DataFusion's
+        // projection pushdown does not see through, so the inputs would be read whole.
+        let plan = self.ctx.state().optimize(df.logical_plan()).map_err(err)?;
         let streamed = table
             .write(Vec::new())
-            .with_input_plan(df.logical_plan().clone())
+            .with_input_plan(plan)
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite)
             .with_session_state(Arc::new(self.ctx.state()))

@@ -18,8 +18,16 @@ use datafusion::execution::session_state::SessionState;
 use super::iceberg::{Lake, table_dir as iceberg_dir};
 use crate::adapter::external::ExternalSource;
 
-/// The external sources of the project, found by schema and identifier before the folder.
-pub type Externals = Arc<std::sync::RwLock<Vec<ExternalSource>>>;
+/// The external sources of the project, found by schema and identifier before the folder, and
+/// the connections PostgreSQL sources are read through.
+#[derive(Debug, Default)]
+pub struct ExternalRegistry {
+    pub sources: std::sync::RwLock<Vec<ExternalSource>>,
+    #[cfg(feature = "postgres")]
+    pub connections: super::pg_source::Connections,
+}
+
+pub type Externals = Arc<ExternalRegistry>;
 
 /// The file that holds a view's SQL.
 pub fn view_file(dir: &Path, name: &str) -> PathBuf {
@@ -107,6 +115,7 @@ pub struct WarehouseSchema {
 impl WarehouseSchema {
     fn external(&self, name: &str) -> Option<ExternalSource> {
         self.externals
+            .sources
             .read()
             .ok()?
             .iter()
@@ -144,7 +153,9 @@ impl SchemaProvider for WarehouseSchema {
                 .state
                 .get()
                 .ok_or_else(|| DataFusionError::Internal("warehouse session not ready".into()))?;
-            return super::external::provider(state, &source).await.map(Some);
+            return super::external::provider(state, &source, &self.externals)
+                .await
+                .map(Some);
         }
         let table_dir = self.dir.join(name);
         if is_delta_table(&table_dir) {
