@@ -4,6 +4,8 @@
 //! transaction, as dbt-postgres does, so a failing model leaves the old relation and readers
 //! never see it missing. Seeds stream through `COPY ... FROM STDIN`.
 
+mod publish;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -239,6 +241,64 @@ impl PostgresAdapter {
                 }
             }
             Ok(())
+        })
+        .await
+    }
+
+    /// Replaces table `relation` with the rows of `batches` (Arrow), sent with a binary COPY
+    /// into a new table that is swapped in, all in one transaction: a failure anywhere leaves
+    /// the old table. Returns the number of rows.
+    pub async fn publish(
+        &self,
+        relation: &Relation,
+        schema: datafusion::arrow::datatypes::SchemaRef,
+        mut batches: datafusion::execution::SendableRecordBatchStream,
+    ) -> Result<u64, AdapterError> {
+        use futures::StreamExt;
+        self.ensure_schema(&relation.schema).await?;
+        let columns = publish::columns(&schema);
+        let defs: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{} {}", quote(&c.name), c.sql_type))
+            .collect();
+        let create = format!("create table {} ({})", tmp_name(relation), defs.join(", "));
+        let types: Vec<Type> = columns.iter().map(|c| c.pg_type.clone()).collect();
+        self.with_client(async |c| {
+            let tx = c.transaction().await.map_err(pg_err)?;
+            tx.batch_execute(&create_tmp_sql(relation, &create))
+                .await
+                .map_err(pg_err)?;
+            let sink = tx
+                .copy_in(&format!(
+                    "copy {} from stdin with (format binary)",
+                    tmp_name(relation)
+                ))
+                .await
+                .map_err(pg_err)?;
+            let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
+            futures::pin_mut!(writer);
+            let mut rows = 0u64;
+            while let Some(batch) = batches.next().await {
+                let batch = publish::canonical(&batch.map_err(err)?, &columns)?;
+                let cells: Vec<publish::Cell> = (0..batch.num_columns())
+                    .map(|i| publish::Cell::new(batch.column(i), columns[i].kind))
+                    .collect();
+                for row in 0..batch.num_rows() {
+                    let values: Vec<publish::At> = cells.iter().map(|c| c.at(row)).collect();
+                    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+                        .iter()
+                        .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                        .collect();
+                    writer.as_mut().write(&refs).await.map_err(pg_err)?;
+                }
+                rows += batch.num_rows() as u64;
+            }
+            writer.finish().await.map_err(pg_err)?;
+            tx.batch_execute(&swap_in_sql(relation, "table"))
+                .await
+                .map_err(pg_err)?;
+            tx.commit().await.map_err(pg_err)?;
+            Ok(rows)
         })
         .await
     }
@@ -675,6 +735,11 @@ impl Adapter for PostgresAdapter {
             Operation::Incremental(spec) => {
                 self.with_client(async |c| incremental(c, spec).await).await
             }
+            // The model is already a PostgreSQL table here.
+            Operation::Publish { .. } => Ok(Applied {
+                code: "SKIP".into(),
+                rows_affected: None,
+            }),
             Operation::Grant { relation, grants } => {
                 let name = pg_name(relation);
                 let sql: String = grants

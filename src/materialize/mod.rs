@@ -26,6 +26,14 @@ pub enum Operation {
     Incremental(Box<IncrementalSpec>),
     /// Run a statement (hooks).
     RunSql { sql: String },
+    /// Copy the rows of the freshly built `relation` into a PostgreSQL table through a
+    /// connection of the profile, replacing it atomically (config `publish:`).
+    Publish {
+        relation: Relation,
+        connection: String,
+        schema: String,
+        table: String,
+    },
     /// dbt's `grants`: privilege → grantees, granted on the freshly built relation.
     Grant {
         relation: Relation,
@@ -194,6 +202,27 @@ pub fn check_format(materialized: &str, cfg: &crate::config::Config) -> Result<(
         ));
     }
     Ok(())
+}
+
+/// The `publish:` config of a model (`{connection: app_db, schema: marts, table: orders}`;
+/// schema and table default to the model's).
+pub fn publish_op(
+    relation: &Relation,
+    cfg: &crate::config::Config,
+) -> Result<Option<Operation>, String> {
+    let Some(p) = cfg.get("publish").filter(|p| !p.is_null()) else {
+        return Ok(None);
+    };
+    let field = |k: &str| p.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let connection = field("connection").ok_or(
+        "`publish` needs a `connection` (a name under the target's `connections:` in profiles.yml)",
+    )?;
+    Ok(Some(Operation::Publish {
+        relation: relation.clone(),
+        connection,
+        schema: field("schema").unwrap_or_else(|| relation.schema.clone()),
+        table: field("table").unwrap_or_else(|| relation.identifier.clone()),
+    }))
 }
 
 /// dbt's incremental strategies.
@@ -367,6 +396,7 @@ fn incremental_spec(req: &Request) -> Result<IncrementalSpec, String> {
 /// The operations that build the node, or a message for a materialization that cannot run.
 pub fn plan(req: Request<'_>) -> Result<Vec<Operation>, String> {
     let format = TableFormat::of(req.config)?;
+    let publish = publish_op(&req.relation, req.config)?;
     let build = match req.materialized {
         "table" => Operation::CreateTableAs {
             relation: req.relation,
@@ -402,6 +432,7 @@ pub fn plan(req: Request<'_>) -> Result<Vec<Operation>, String> {
         .map(|sql| Operation::RunSql { sql })
         .collect();
     ops.push(build);
+    ops.extend(publish);
     ops.extend(req.grants_and_docs);
     ops.extend(
         req.post_hooks

@@ -526,14 +526,49 @@ fn postgres_sources_on_the_embedded_engine() {
     );
     p.write(
         "models/gold_by_region.sql",
-        "{{ config(materialized='table') }}\nselect r.region, count(distinct c.id) as customers, sum(o.amount) as amount\nfrom {{ source('app', 'customers') }} c\njoin {{ source('app', 'orders') }} o on o.customer_id = c.id\njoin {{ ref('regions_ice') }} r on r.country = c.country\njoin {{ ref('customer_orders') }} co on co.name = c.name\ngroup by r.region\n",
+        "{{ config(materialized='table', publish={'connection': 'app_db', 'schema': var('marts'), 'table': 'by_region'}) }}\nselect r.region, count(distinct c.id) as customers, sum(o.amount) as amount, sum(c.balance) as balance, max(c.signed_up) as last_signup, min(c.born) as born, bool_or(c.active) as active\nfrom {{ source('app', 'customers') }} c\njoin {{ source('app', 'orders') }} o on o.customer_id = c.id\njoin {{ ref('regions_ice') }} r on r.country = c.country\njoin {{ ref('customer_orders') }} co on co.name = c.name\ngroup by r.region\n",
     );
     p.write(
         "models/active_customers.sql",
         "select id, name, balance, signed_up, born, tags, scores, profile, uid from {{ source('app', 'customers') }} where active = true and id >= 1\n",
     );
     crate::harness::pg_exec("select pg_stat_statements_reset()");
+    p.write(
+        "project.yml",
+        &format!("name: lake_shop\nprofile: fixture\nvars:\n  marts: {app}_marts\n"),
+    );
     p.rsdbt(&["build"]).expect(0);
+    // The gold table, published to PostgreSQL with types that hold its values exactly.
+    let published = |p: &Project| {
+        let _ = p;
+        crate::harness::pg_exec(&format!(
+            "select region, customers, amount, balance, last_signup at time zone 'UTC', born, active from {app}_marts.by_region order by region"
+        ))
+    };
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        published(&p),
+        vec![
+            vec![s("AMER"), s("1"), s("217.5"), None, None, None, s("f")],
+            vec![
+                s("EMEA"),
+                s("1"),
+                s("247.5"),
+                s("105.00"),
+                s("2024-01-01 08:00:00"),
+                s("1815-12-10"),
+                s("t")
+            ],
+        ]
+    );
+    assert_eq!(
+        crate::harness::pg_exec(&format!(
+            "select string_agg(column_name || ' ' || data_type, ', ' order by ordinal_position) from information_schema.columns where table_schema = '{app}_marts' and table_name = 'by_region'"
+        )),
+        vec![vec![s(
+            "region text, customers bigint, amount double precision, balance numeric, last_signup timestamp with time zone, born date, active boolean"
+        )]]
+    );
     // customer_orders is a Delta table of the CSV customers (Ada and Grace match by name).
     assert_eq!(
         p.query(
@@ -587,4 +622,17 @@ fn postgres_sources_on_the_embedded_engine() {
         ))),
         "{text}"
     );
+    // A publish that PostgreSQL rejects halfway (a NUL byte in text) leaves its table as it was.
+    let before = published(&p);
+    p.write(
+        "models/gold_by_region.sql",
+        "{{ config(materialized='table', publish={'connection': 'app_db', 'schema': var('marts'), 'table': 'by_region'}) }}\nselect case when g = 3 then 'x' || chr(0) else 'ok' end as region from generate_series(1, 5) t(g)\n",
+    );
+    let out = p.rsdbt(&["run", "-s", "gold_by_region"]).expect(1);
+    assert!(
+        out.stdout.contains(&format!("publishing to {app}_marts.by_region on connection 'app_db' failed (the table there is unchanged)")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(published(&p), before);
 }

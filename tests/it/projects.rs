@@ -584,3 +584,24 @@ fn deps_reports_packages_it_cannot_download() {
     std::fs::create_dir_all(p.path().join("dbt_packages/dbt_utils")).unwrap();
     p.rsdbt(&["deps"]).expect(0);
 }
+
+/// A table model whose columns change (one dropped, one renamed) rebuilds in place; readers
+/// see the new columns only.
+#[test]
+fn a_table_whose_columns_change_rebuilds() {
+    let p = Project::fixture("lake_shop");
+    p.rsdbt(&["run"]).expect(0);
+    p.write(
+        "models/customer_orders.sql",
+        "{{ config(materialized='table') }}\nselect name as customer from {{ source('files', 'customers') }}\n",
+    );
+    p.rsdbt(&["run"]).expect(0);
+    assert_eq!(
+        p.query("select * from {{ ref('customer_orders') }} order by customer"),
+        vec![
+            serde_json::json!({"customer": "Ada"}),
+            serde_json::json!({"customer": "Grace"}),
+            serde_json::json!({"customer": "Linus"})
+        ]
+    );
+}

@@ -137,8 +137,56 @@ impl DataFusionAdapter {
         rel: &Relation,
         df: datafusion::dataframe::DataFrame,
     ) -> Result<u64, AdapterError> {
-        let dir = self.schema_dir(rel).join(&rel.identifier);
-        std::fs::create_dir_all(&dir).map_err(err)?;
+        let schema_dir = self.schema_dir(rel);
+        let dir = schema_dir.join(&rel.identifier);
+        let table = match self.write_delta_at(&dir, &df).await {
+            Ok(t) => t,
+            // deltalake 0.32 cannot overwrite a table with a schema that lacks some of its
+            // columns. Then the new table is written beside it and the folders are swapped: the
+            // old table stays whole until the new one is complete (its history goes with it).
+            Err(e) if e.0.contains("No field named") && is_delta_table(&dir) => {
+                let tmp = schema_dir.join(format!(".{}.rsdbt_tmp", rel.identifier));
+                let old = schema_dir.join(format!(".{}.rsdbt_old", rel.identifier));
+                let _ = std::fs::remove_dir_all(&tmp);
+                let _ = std::fs::remove_dir_all(&old);
+                if let Err(e) = self.write_delta_at(&tmp, &df).await {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    return Err(e);
+                }
+                std::fs::rename(&dir, &old).map_err(err)?;
+                if let Err(e) = std::fs::rename(&tmp, &dir) {
+                    let _ = std::fs::rename(&old, &dir);
+                    return Err(err(e));
+                }
+                let _ = std::fs::remove_dir_all(&old);
+                let url = deltalake::ensure_table_uri(dir.to_string_lossy()).map_err(err)?;
+                deltalake::open_table(url).await.map_err(err)?
+            }
+            Err(e) => return Err(e),
+        };
+        // A view of the same name is replaced by the table only once the table is committed.
+        let _ = std::fs::remove_file(view_file(&schema_dir, &rel.identifier));
+        let rows = table
+            .history(Some(1))
+            .await
+            .ok()
+            .and_then(|mut h| h.next())
+            .and_then(|c| {
+                c.info
+                    .get("operationMetrics")
+                    .and_then(|m| m.get("num_added_rows"))
+                    .and_then(|n| n.as_u64())
+            });
+        Ok(rows.unwrap_or(0))
+    }
+
+    /// Writes `df`'s rows as the new version of the Delta table in `dir` (one commit).
+    async fn write_delta_at(
+        &self,
+        dir: &std::path::Path,
+        df: &datafusion::dataframe::DataFrame,
+    ) -> Result<DeltaTable, AdapterError> {
+        std::fs::create_dir_all(dir).map_err(err)?;
         let url = deltalake::ensure_table_uri(dir.to_string_lossy()).map_err(err)?;
         let table = DeltaTable::try_from_url(url.clone()).await.map_err(err)?;
         // Optimized here: the writer wraps the plan in its own node, which DataFusion's
@@ -158,7 +206,7 @@ impl DataFusionAdapter {
             // are collected and written under the plan's schema.
             Err(e) if e.to_string().contains("Unexpected Arrow schema") => {
                 let schema = Arc::new(df.schema().as_arrow().clone());
-                let batches = df.collect().await.map_err(err)?;
+                let batches = df.clone().collect().await.map_err(err)?;
                 let batches = batches
                     .into_iter()
                     .map(|b| {
@@ -181,20 +229,55 @@ impl DataFusionAdapter {
             }
             Err(e) => return Err(err(e)),
         };
-        // A view of the same name is replaced by the table only once the table is committed.
-        let _ = std::fs::remove_file(view_file(&self.schema_dir(rel), &rel.identifier));
-        let rows = table
-            .history(Some(1))
-            .await
-            .ok()
-            .and_then(|mut h| h.next())
-            .and_then(|c| {
-                c.info
-                    .get("operationMetrics")
-                    .and_then(|m| m.get("num_added_rows"))
-                    .and_then(|n| n.as_u64())
-            });
-        Ok(rows.unwrap_or(0))
+        Ok(table)
+    }
+
+    /// Copies the rows of `rel` into table `schema.table` of PostgreSQL connection
+    /// `connection` (binary COPY into a new table swapped in by one transaction).
+    async fn publish(
+        &self,
+        rel: &Relation,
+        connection: &str,
+        schema: &str,
+        table: &str,
+    ) -> Result<Applied, AdapterError> {
+        #[cfg(feature = "postgres")]
+        {
+            let pg = self
+                .externals
+                .connections
+                .get(connection)
+                .await
+                .map_err(|e| AdapterError(format!("cannot publish: {e}")))?;
+            let df = self
+                .ctx
+                .sql(&format!("select * from {}", rel.render()))
+                .await
+                .map_err(err)?;
+            let arrow_schema = Arc::new(df.schema().as_arrow().clone());
+            let stream = df.execute_stream().await.map_err(err)?;
+            let target = Relation::new("", schema, table);
+            let rows = pg
+                .publish(&target, arrow_schema, stream)
+                .await
+                .map_err(|e| {
+                    AdapterError(format!(
+                        "publishing to {schema}.{table} on connection '{connection}' failed (the table there is unchanged): {}",
+                        e.0
+                    ))
+                })?;
+            Ok(Applied {
+                code: "PUBLISH".into(),
+                rows_affected: Some(rows),
+            })
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = (rel, schema, table);
+            Err(AdapterError(format!(
+                "cannot publish to connection '{connection}': this build of rsdbt has no PostgreSQL support"
+            )))
+        }
     }
 
     async fn create_view(&self, rel: &Relation, sql: &str) -> Result<(), AdapterError> {
@@ -262,6 +345,12 @@ impl Adapter for DataFusionAdapter {
                 code: "SKIP".into(),
                 rows_affected: None,
             }),
+            Operation::Publish {
+                relation,
+                connection,
+                schema,
+                table,
+            } => self.publish(relation, connection, schema, table).await,
             Operation::RunSql { sql } => {
                 let df = self.ctx.sql(sql).await.map_err(err)?;
                 df.collect().await.map_err(err)?;

@@ -135,6 +135,9 @@ impl SchemaProvider for WarehouseSchema {
         for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let p = e.path();
             let n = e.file_name().to_string_lossy().to_string();
+            if n.starts_with('.') {
+                continue;
+            }
             if p.is_dir() && is_delta_table(&p) {
                 names.push(n);
             } else if let Some(v) = n.strip_suffix(".view.sql") {
