@@ -34,5 +34,19 @@ else
   echo "NOTICE: PostgreSQL could not be started; its tests will be skipped" >&2
 fi
 
+# pyiceberg, to check that other Iceberg readers read the tables rsdbt writes: a venv kept next
+# to the target dir (installed once, from PyPI).
+venv="${RSDBT_PYICEBERG_VENV:-$HOME/.cache/rsdbt/pyiceberg}"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import pyiceberg, pyarrow' 2>/dev/null; then
+  python3 -m venv "$venv" && "$venv/bin/pip" install -q "pyiceberg[sql-sqlite,pyarrow]==0.12.0" \
+    || { rm -rf "$venv"; echo "NOTICE: pyiceberg could not be installed" >&2; }
+fi
+if [ -x "$venv/bin/python" ]; then
+  export RSDBT_TEST_PYICEBERG="$venv/bin/python"
+elif [ "${CI:-}" = true ]; then
+  echo "CI needs pyiceberg for the Iceberg reader test" >&2
+  exit 1
+fi
+
 step "cargo test"
 cargo test --locked

@@ -196,3 +196,75 @@ fn strategies_iceberg_cannot_do_fail_before_anything_runs() {
         "nothing ran: {text}"
     );
 }
+
+/// Another Iceberg reader (pyiceberg, through the same SQLite catalog) sees the tables rsdbt
+/// wrote, with their schema and rows. scripts/test.sh installs pyiceberg; outside CI the test
+/// is skipped with a notice when it is missing.
+#[test]
+fn pyiceberg_reads_the_tables() {
+    let python = match std::env::var("RSDBT_TEST_PYICEBERG") {
+        Ok(p) if !p.is_empty() => p,
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI must provide pyiceberg: run the tests through scripts/test.sh")
+        }
+        _ => {
+            eprintln!(
+                "NOTICE: skipping the pyiceberg test: run scripts/test.sh, which installs it"
+            );
+            return;
+        }
+    };
+    let p = Project::fixture("ice_shop");
+    p.rsdbt(&["build"]).expect(0);
+    let wh = p.path().join("warehouse");
+    let script = format!(
+        r#"
+import json
+from pyiceberg.catalog.sql import SqlCatalog
+cat = SqlCatalog("rsdbt", uri="sqlite:///{db}", warehouse="file://{wh}")
+out = {{}}
+for name in ["main.ev_log", "main.daily"]:
+    t = cat.load_table(name)
+    rows = t.scan().to_arrow().to_pylist()
+    out[name] = {{
+        "schema": [f"{{f.name}}:{{f.field_type}}:{{'optional' if f.optional else 'required'}}" for f in t.schema().fields],
+        "rows": sorted(json.dumps(r, default=str, sort_keys=True) for r in rows),
+    }}
+print(json.dumps(out))
+"#,
+        db = wh.join("iceberg.db").display(),
+        wh = wh.display()
+    );
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["main.daily"]["schema"],
+        json!(["day:date:optional", "events:long:optional"])
+    );
+    assert_eq!(
+        v["main.daily"]["rows"],
+        json!([
+            "{\"day\": \"2024-01-01\", \"events\": 2}",
+            "{\"day\": \"2024-01-02\", \"events\": 1}"
+        ])
+    );
+    assert_eq!(
+        v["main.ev_log"]["schema"],
+        json!([
+            "id:long:optional",
+            "status:string:optional",
+            "day:date:optional",
+            "updated_at:timestamp:optional"
+        ])
+    );
+    assert_eq!(v["main.ev_log"]["rows"].as_array().unwrap().len(), 3);
+}

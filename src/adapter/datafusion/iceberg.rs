@@ -123,9 +123,16 @@ impl Lake {
         let tmp = Self::ident(schema, &format!("{name}{TMP_SUFFIX}"));
         self.purge(&tmp).await?;
         let df = storable(df)?;
+        // Every column optional (see `storable`), whatever the plan says of its nulls.
+        let nullable = datafusion::arrow::datatypes::Schema::new(
+            df.schema()
+                .fields()
+                .iter()
+                .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        );
         let iceberg_schema =
-            iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(df.schema().as_arrow())
-                .map_err(err)?;
+            iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&nullable).map_err(err)?;
         let location =
             table_dir(&self.root.join(schema), name).join(uuid::Uuid::new_v4().to_string());
         let creation = TableCreation::builder()
@@ -269,18 +276,14 @@ async fn append(catalog: &dyn Catalog, table: &Table, df: DataFrame) -> Result<u
 /// microseconds, small and unsigned integers widened) and nullable: dbt tables carry no NOT
 /// NULL constraints, and a nullable column accepts what any later append brings.
 fn storable(df: DataFrame) -> Result<DataFrame, AdapterError> {
-    let fields: Vec<Field> = df
+    let exprs: Vec<Expr> = df
         .schema()
         .fields()
-        .iter()
-        .map(|f| Field::new(f.name(), storable_type(f.data_type()), true))
-        .collect();
-    let exprs: Vec<Expr> = fields
         .iter()
         .map(|f| {
             cast(
                 col(datafusion::common::Column::new_unqualified(f.name())),
-                f.data_type().clone(),
+                storable_type(f.data_type()),
             )
             .alias(f.name())
         })
