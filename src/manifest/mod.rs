@@ -483,6 +483,27 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             test: None,
             unit_test: None,
         };
+        // Folder configs of the project file are Jinja too (`+enabled: "{{ target.name ==
+        // 'prod' }}"`), rendered for each node as dbt does; hooks render when they run.
+        for (key, value) in &tree_cfg {
+            let Json::String(text) = value else { continue };
+            if !(text.contains("{{") || text.contains("{%"))
+                || matches!(
+                    key.as_str(),
+                    "pre-hook" | "post-hook" | "pre_hook" | "post_hook"
+                )
+                || node.config.get(key) != Some(value)
+            {
+                continue;
+            }
+            match jinja.render_str(node.info(), text, Phase::Parse) {
+                Ok((rendered, _)) => {
+                    node.config
+                        .insert(key.clone(), Json::String(rendered.trim().to_string()));
+                }
+                Err(d) => diags.push(d),
+            }
+        }
         if matches!(rtype, ResourceType::Model | ResourceType::Snapshot) {
             match jinja.render_node(node.info(), Phase::Parse) {
                 Ok((_, capture)) => node.apply_parse(capture),

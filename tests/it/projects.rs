@@ -605,3 +605,37 @@ fn a_table_whose_columns_change_rebuilds() {
         ]
     );
 }
+
+/// Folder configs in the project file are rendered per node with `target`, as dbt does.
+#[test]
+fn folder_configs_render_jinja_with_the_target() {
+    let p = Project::fixture("lake_shop");
+    p.write(
+        "project.yml",
+        "name: lake_shop\nprofile: fixture\nmodels:\n  lake_shop:\n    +alias: \"{{ 'co_' ~ target.name }}\"\n    +enabled: \"{{ target.name in ['dev', 'prod'] }}\"\n",
+    );
+    let out = p
+        .rsdbt(&[
+            "ls",
+            "--resource-type",
+            "model",
+            "--output",
+            "json",
+            "--output-keys",
+            "name config",
+        ])
+        .expect(0);
+    let line: serde_json::Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(line["config"]["alias"], "co_dev", "{}", out.stdout);
+    let profile = p
+        .read("profiles.yml")
+        .replace("target: dev", "target: other")
+        .replace("    dev:", "    other:");
+    p.write("profiles.yml", &profile);
+    let out = p.rsdbt(&["ls", "--resource-type", "model"]).expect(0);
+    assert!(
+        !out.stdout.contains("customer_orders"),
+        "disabled on this target: {}",
+        out.stdout
+    );
+}
