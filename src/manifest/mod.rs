@@ -567,6 +567,10 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         .map(|t| (&project.name, t))
         .chain(package_sources.iter().map(|(p, t)| (&p.name, t)));
     for (owner, t) in all_sources {
+        // dbt leaves disabled sources out of the graph (`config: {enabled: false}`).
+        if !t.config.bool_or("enabled", true) {
+            continue;
+        }
         let unique_id = format!("source.{owner}.{}.{}", t.source_name, t.name);
         let mut fqn = vec![owner.clone()];
         let folders: Vec<String> = t.file.split('/').skip(1).map(str::to_string).collect();

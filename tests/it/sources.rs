@@ -108,6 +108,13 @@ fn bad_external_declarations_are_diagnostics() {
         out.stderr
     );
     assert!(out.stderr.contains("models/bad.yml"), "{}", out.stderr);
+    // A disabled source is left out, declaration and all.
+    p.write(
+        "models/bad.yml",
+        "version: 2\nsources:\n  - name: broken\n    config: {enabled: false}\n    tables:\n      - name: blob\n        external: {location: data/blob.bin}\n",
+    );
+    let out = p.rsdbt(&["run"]).expect(0);
+    assert!(out.stdout.contains(", 3 sources,"), "{}", out.stdout);
     // A location with no data names the source and the path.
     p.write(
         "models/bad.yml",
