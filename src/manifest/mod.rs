@@ -567,8 +567,36 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         .map(|t| (&project.name, t))
         .chain(package_sources.iter().map(|(p, t)| (&p.name, t)));
     for (owner, t) in all_sources {
-        // dbt leaves disabled sources out of the graph (`config: {enabled: false}`).
-        if !t.config.bool_or("enabled", true) {
+        // dbt leaves disabled sources out of the graph (`config: {enabled: false}`, which may
+        // depend on the target: `enabled: "{{ target.name == 'prod' }}"`).
+        let enabled = match t.config.get("enabled") {
+            Some(Json::String(text)) if text.contains("{{") => {
+                let info = crate::jinja::NodeInfo {
+                    unique_id: format!("source.{owner}.{}.{}", t.source_name, t.name),
+                    name: t.name.clone(),
+                    resource_type: "source".into(),
+                    package: owner.clone(),
+                    template: t.file.clone(),
+                    source: t.source.clone(),
+                    config: t.config.clone(),
+                    this: Relation::new(&database, &t.source_name, &t.identifier),
+                };
+                match jinja.render_str(info, text, Phase::Parse) {
+                    Ok((out, _)) => {
+                        matches!(
+                            out.trim().to_ascii_lowercase().as_str(),
+                            "true" | "yes" | "1"
+                        )
+                    }
+                    Err(d) => {
+                        diags.push(d);
+                        continue;
+                    }
+                }
+            }
+            _ => t.config.bool_or("enabled", true),
+        };
+        if !enabled {
             continue;
         }
         let unique_id = format!("source.{owner}.{}.{}", t.source_name, t.name);

@@ -1,0 +1,2 @@
+select report_id, pin_id, reason, reported_at, resolved
+from {{ source('app', 'reports') }}
