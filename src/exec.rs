@@ -1120,7 +1120,7 @@ async fn snapshot_op<A: Adapter>(adapter: &A, node: &Node, sql: &str) -> Result<
     })
 }
 
-fn seed_spec(node: &Node, path: &std::path::Path) -> SeedSpec {
+pub(crate) fn seed_spec(node: &Node, path: &std::path::Path) -> SeedSpec {
     let delimiter = node
         .config
         .str_or("delimiter", ",")

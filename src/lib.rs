@@ -11,6 +11,7 @@
 
 pub mod adapter;
 pub mod artifacts;
+pub mod check;
 pub mod cli;
 pub mod compile;
 pub mod config;

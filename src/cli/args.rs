@@ -112,6 +112,9 @@ pub enum Command {
     Run {
         #[command(flatten)]
         selection: Selection,
+        /// Plan every selected model against its inputs' columns before running anything
+        #[arg(long = "static-analysis", value_enum, default_value_t = crate::check::Mode::On)]
+        static_analysis: crate::check::Mode,
         /// Rebuild incremental models from scratch
         #[arg(long)]
         full_refresh: bool,
@@ -136,6 +139,9 @@ pub enum Command {
     Build {
         #[command(flatten)]
         selection: Selection,
+        /// Plan every selected model against its inputs' columns before running anything
+        #[arg(long = "static-analysis", value_enum, default_value_t = crate::check::Mode::On)]
+        static_analysis: crate::check::Mode,
         #[arg(long)]
         full_refresh: bool,
         /// Microbatch models: process batches from this time (e.g. 2024-01-01)

@@ -300,6 +300,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
         }
         Command::Run {
             selection,
+            static_analysis,
             full_refresh,
             event_time_start,
             event_time_end,
@@ -307,6 +308,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             let flags = Flags {
                 full_refresh: *full_refresh,
                 event_time: event_times(event_time_start, event_time_end)?,
+                static_analysis: *static_analysis,
             };
             execute(
                 &cli,
@@ -338,6 +340,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
         ),
         Command::Build {
             selection,
+            static_analysis,
             full_refresh,
             event_time_start,
             event_time_end,
@@ -345,6 +348,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             let flags = Flags {
                 full_refresh: *full_refresh,
                 event_time: event_times(event_time_start, event_time_end)?,
+                static_analysis: *static_analysis,
             };
             let types = [
                 ResourceType::Seed,
@@ -550,6 +554,9 @@ fn execute(
 struct Flags {
     full_refresh: bool,
     event_time: (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
+    /// Run and build plan their models first; other commands build no models
+    /// (`Flags::default()`: on, with nothing to check).
+    static_analysis: crate::check::Mode,
 }
 
 /// `--event-time-start` / `--event-time-end`, parsed.
@@ -633,6 +640,75 @@ fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostics> {
     diags.into_result(())
 }
 
+/// Plans the selected models before anything runs (see [`crate::check`]); the embedded
+/// target only, for now.
+#[cfg(feature = "datafusion")]
+fn static_analysis(
+    l: &Loaded,
+    ids: &[String],
+    flags: Flags,
+    adapter: &crate::adapter::AnyAdapter,
+    printer: &Printer,
+) -> Result<(), Diagnostics> {
+    use crate::adapter::Adapter;
+    let crate::adapter::AnyAdapter::DataFusion(df) = adapter else {
+        return Ok(());
+    };
+    if flags.static_analysis == crate::check::Mode::Off
+        || !ids
+            .iter()
+            .any(|id| l.manifest.nodes[id].resource_type == ResourceType::Model)
+    {
+        return Ok(());
+    }
+    let rt = runtime();
+    let exists = |rel: &crate::jinja::Relation| rt.block_on(df.relation_type(rel)).is_some();
+    // Unselected ancestors not built yet are planned too: their schemas stand in for tables.
+    let selected: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+    let mut helpers = std::collections::BTreeSet::new();
+    let mut stack: Vec<&String> = ids.iter().collect();
+    while let Some(id) = stack.pop() {
+        for up in &l.manifest.nodes[id].depends_on_nodes {
+            if let Some(n) = l.manifest.nodes.get(up)
+                && !selected.contains(up)
+                && !helpers.contains(up)
+                && (n.is_ephemeral() || !exists(&n.relation))
+            {
+                helpers.insert(up.clone());
+                stack.push(up);
+            }
+        }
+    }
+    let order = l.dag.sort(selected.iter().chain(helpers.iter()).cloned());
+    let built: std::collections::BTreeSet<&str> = order
+        .iter()
+        .map(|id| &l.manifest.nodes[id])
+        .filter(|n| n.materialized() == "incremental" && exists(&n.relation))
+        .map(|n| n.unique_id.as_str())
+        .collect();
+    let analyzer = df.analyzer();
+    let scope = crate::check::Scope {
+        order: &order,
+        selected: &selected,
+        project_root: &l.project.root,
+        full_refresh: flags.full_refresh,
+        mode: flags.static_analysis,
+    };
+    let report = rt.block_on(crate::check::analyze(
+        &analyzer,
+        &l.manifest,
+        &scope,
+        |id| built.contains(id),
+    ));
+    for n in &report.notices {
+        printer.info(&format!("Static analysis: {n}"));
+    }
+    if !report.diagnostics.is_empty() {
+        return Err(report.diagnostics);
+    }
+    Ok(())
+}
+
 #[cfg(feature = "datafusion")]
 fn run_nodes(
     global: &Global,
@@ -653,6 +729,7 @@ fn run_nodes(
     write_manifest(l, &BTreeMap::new())?;
     let adapter = open_introspected(l)?;
     let rt = runtime();
+    static_analysis(l, ids, flags, &adapter, printer)?;
     let threads = l.project.target().threads;
     printer.info(&format!("Running with rsdbt={}", env!("CARGO_PKG_VERSION")));
     printer.info(&found_line(&l.manifest));

@@ -14,4 +14,5 @@ mod selection;
 mod snapshots;
 mod sources;
 mod state;
+mod static_analysis;
 mod unit_tests;

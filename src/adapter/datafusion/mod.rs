@@ -29,6 +29,87 @@ pub struct DataFusionAdapter {
     root: PathBuf,
     lake: Arc<Lake>,
     externals: warehouse::Externals,
+    database: String,
+    schema: String,
+}
+
+/// Plans SQL against the warehouse and assumed schemas, without running anything.
+pub struct Analyzer {
+    ctx: SessionContext,
+    planned: warehouse::Planned,
+}
+
+impl Analyzer {
+    /// The output schema of `sql`, or the planner's error.
+    pub async fn plan(&self, sql: &str) -> Result<datafusion::arrow::datatypes::SchemaRef, String> {
+        self.ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map(|p| Arc::new(p.schema().as_arrow().clone()))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The columns a seed file will load as.
+    pub fn seed_schema(
+        &self,
+        seed: &crate::materialize::SeedSpec,
+    ) -> Result<datafusion::arrow::datatypes::SchemaRef, String> {
+        seed::read(&self.ctx, seed)
+            .map(|df| Arc::new(df.schema().as_arrow().clone()))
+            .map_err(|e| e.0)
+    }
+
+    /// From now on `relation` reads as an empty table of `schema`.
+    pub fn assume(&self, relation: &Relation, schema: datafusion::arrow::datatypes::SchemaRef) {
+        if let Ok(mut p) = self.planned.write() {
+            p.insert(
+                (relation.schema.clone(), relation.identifier.clone()),
+                schema,
+            );
+        }
+    }
+}
+
+/// A DataFusion session over the warehouse folder `root` as catalog `database`.
+fn session(
+    root: &Path,
+    database: &str,
+    schema: &str,
+    lake: Arc<Lake>,
+    externals: warehouse::Externals,
+    planned: warehouse::Planned,
+) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(database, schema)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true)
+        // delta-rs: a hash-join dynamic filter panics on dictionary keys without these.
+        .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
+        .set_usize(
+            "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
+            0,
+        );
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        // Writing a Delta table from a logical plan needs deltalake's planner.
+        .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    let cell = Arc::new(OnceLock::new());
+    ctx.register_catalog(
+        database,
+        Arc::new(WarehouseCatalog::new(
+            root.to_path_buf(),
+            cell.clone(),
+            lake,
+            externals,
+            planned,
+        )),
+    );
+    let _ = cell.set(ctx.state());
+    ctx
 }
 
 fn err(e: impl std::fmt::Display) -> AdapterError {
@@ -46,42 +127,41 @@ impl DataFusionAdapter {
             ))
         })?;
         let root = std::fs::canonicalize(root).map_err(err)?;
-        let config = SessionConfig::new()
-            .with_default_catalog_and_schema(database, schema)
-            .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true)
-            // delta-rs: a hash-join dynamic filter panics on dictionary keys without these.
-            .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
-            .set_usize(
-                "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
-                0,
-            );
-        let state = SessionStateBuilder::new()
-            .with_default_features()
-            .with_config(config)
-            // Writing a Delta table from a logical plan needs deltalake's planner.
-            .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
-            .build();
-        let ctx = SessionContext::new_with_state(state);
-        let cell = Arc::new(OnceLock::new());
         let lake = Arc::new(Lake::new(root.clone()));
         let externals = warehouse::Externals::default();
-        ctx.register_catalog(
+        let ctx = session(
+            &root,
             database,
-            Arc::new(WarehouseCatalog::new(
-                root.clone(),
-                cell.clone(),
-                lake.clone(),
-                externals.clone(),
-            )),
+            schema,
+            lake.clone(),
+            externals.clone(),
+            Default::default(),
         );
-        let _ = cell.set(ctx.state());
         Ok(Self {
             ctx,
             root,
             lake,
             externals,
+            database: database.to_string(),
+            schema: schema.to_string(),
         })
+    }
+
+    /// A session for static analysis: it sees the warehouse as it is, except for the
+    /// relations [`Analyzer::assume`] gives a schema (the models this run will rebuild).
+    pub fn analyzer(&self) -> Analyzer {
+        let planned = warehouse::Planned::default();
+        Analyzer {
+            ctx: session(
+                &self.root,
+                &self.database,
+                &self.schema,
+                self.lake.clone(),
+                self.externals.clone(),
+                planned.clone(),
+            ),
+            planned,
+        }
     }
 
     /// Makes the project's external sources (files, Delta and Iceberg tables by location)

@@ -29,6 +29,13 @@ pub struct ExternalRegistry {
 
 pub type Externals = Arc<ExternalRegistry>;
 
+/// Static analysis: (schema, name) → the columns a relation will have once this run builds it.
+pub type Planned = Arc<
+    std::sync::RwLock<
+        std::collections::HashMap<(String, String), datafusion::arrow::datatypes::SchemaRef>,
+    >,
+>;
+
 /// The file that holds a view's SQL.
 pub fn view_file(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.view.sql"))
@@ -44,6 +51,7 @@ pub struct WarehouseCatalog {
     state: Arc<OnceLock<SessionState>>,
     lake: Arc<Lake>,
     externals: Externals,
+    planned: Planned,
 }
 
 impl WarehouseCatalog {
@@ -52,12 +60,14 @@ impl WarehouseCatalog {
         state: Arc<OnceLock<SessionState>>,
         lake: Arc<Lake>,
         externals: Externals,
+        planned: Planned,
     ) -> Self {
         Self {
             root,
             state,
             lake,
             externals,
+            planned,
         }
     }
 }
@@ -89,6 +99,7 @@ impl CatalogProvider for WarehouseCatalog {
             state: self.state.clone(),
             lake: self.lake.clone(),
             externals: self.externals.clone(),
+            planned: self.planned.clone(),
         }))
     }
 
@@ -110,6 +121,7 @@ pub struct WarehouseSchema {
     state: Arc<OnceLock<SessionState>>,
     lake: Arc<Lake>,
     externals: Externals,
+    planned: Planned,
 }
 
 impl WarehouseSchema {
@@ -151,6 +163,16 @@ impl SchemaProvider for WarehouseSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let assumed = self
+            .planned
+            .read()
+            .ok()
+            .and_then(|p| p.get(&(self.name.clone(), name.to_string())).cloned());
+        if let Some(schema) = assumed {
+            return Ok(Some(Arc::new(
+                datafusion::datasource::empty::EmptyTable::new(schema),
+            )));
+        }
         if let Some(source) = self.external(name) {
             let state = self
                 .state

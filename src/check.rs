@@ -1,0 +1,272 @@
+//! Static analysis: before a run executes anything, every selected model's compiled SQL is
+//! planned with DataFusion against the schemas of its inputs — the warehouse's tables where
+//! this run does not rebuild them, otherwise the schemas planned for the upstream models and
+//! read from the seed files. Unknown columns and tables, ambiguous names and type errors become
+//! diagnostics on the model's file. SQL the planner cannot judge (a dialect feature it lacks, an
+//! input it cannot see) is skipped with a notice, never reported as the user's mistake, unless
+//! the mode is `strict`.
+
+#![cfg_attr(not(feature = "datafusion"), allow(dead_code, unused_imports))]
+
+use std::collections::BTreeSet;
+
+#[cfg(feature = "datafusion")]
+use crate::adapter::datafusion::Analyzer;
+use crate::compile::Compiler;
+use crate::diag::{Diagnostic, Diagnostics, Location};
+use crate::manifest::{Manifest, Node, ResourceType};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Mode {
+    Off,
+    #[default]
+    On,
+    Strict,
+}
+
+/// What the analysis found: errors (and, in strict mode, unresolvable models) as diagnostics,
+/// and notices for the models it could not judge.
+#[derive(Default)]
+pub struct Report {
+    pub diagnostics: Diagnostics,
+    pub notices: Vec<String>,
+    pub checked: usize,
+}
+
+#[cfg(feature = "datafusion")]
+/// Plans `order` (DAG order): the selected nodes, and the unselected ancestors that are not in
+/// the warehouse yet (their planned schemas stand in for their tables); only the selected ones
+/// are reported on. `built`: whether an incremental model's table exists (it then compiles
+/// with `is_incremental()` true).
+pub async fn analyze(
+    analyzer: &Analyzer,
+    manifest: &Manifest,
+    scope: &Scope<'_>,
+    built: impl Fn(&str) -> bool,
+) -> Report {
+    let Scope {
+        order,
+        selected,
+        project_root,
+        full_refresh,
+        mode,
+    } = *scope;
+    let mut report = Report::default();
+    if mode == Mode::Off {
+        return report;
+    }
+    let compiler = Compiler::new(manifest);
+    // Nodes whose output schema is unknown: their children cannot be judged either.
+    let mut unknown: BTreeSet<&str> = BTreeSet::new();
+    for id in order {
+        let Some(node) = manifest.nodes.get(id) else {
+            continue;
+        };
+        let reported = selected.contains(id);
+        match node.resource_type {
+            ResourceType::Seed => {
+                let path = project_root.join(manifest.file_path(node));
+                match analyzer.seed_schema(&crate::exec::seed_spec(node, &path)) {
+                    Ok(schema) => analyzer.assume(&node.relation, schema),
+                    // The seed's own load reports a bad file, with its line.
+                    Err(_) => {
+                        unknown.insert(&node.unique_id);
+                    }
+                }
+            }
+            ResourceType::Model if !node.is_ephemeral() => {
+                if let Some(up) = node
+                    .depends_on_nodes
+                    .iter()
+                    .find(|u| unknown.contains(u.as_str()))
+                {
+                    if reported {
+                        report.notices.push(format!(
+                            "{}: not checked, as its input {up} could not be",
+                            node.name
+                        ));
+                    }
+                    unknown.insert(&node.unique_id);
+                    continue;
+                }
+                let incremental = node.materialized() == "incremental"
+                    && !full_refresh
+                    && !node
+                        .config
+                        .get("full_refresh")
+                        .and_then(serde_json::Value::as_bool)
+                        .unwrap_or(false)
+                    && built(id);
+                let compiled = match compiler.compile_with(id, incremental) {
+                    Ok(c) => c,
+                    // Compilation errors are reported when the node runs, as before.
+                    Err(_) => {
+                        unknown.insert(&node.unique_id);
+                        continue;
+                    }
+                };
+                match analyzer.plan(&compiled.sql).await {
+                    Ok(schema) => {
+                        report.checked += usize::from(reported);
+                        analyzer.assume(&node.relation, schema);
+                    }
+                    Err(_) if !reported => {
+                        unknown.insert(&node.unique_id);
+                    }
+                    Err(msg) => {
+                        unknown.insert(&node.unique_id);
+                        match classify(&msg) {
+                            Kind::Mistake => report.diagnostics.push(diagnostic(node, &msg)),
+                            Kind::Unjudged if mode == Mode::Strict => report.diagnostics.push(
+                                diagnostic(node, &msg).hint(
+                                    "--static-analysis strict: the planner could not judge this SQL; use --static-analysis on to skip such models",
+                                ),
+                            ),
+                            Kind::Unjudged => report.notices.push(format!(
+                                "{}: not checked ({})",
+                                node.name,
+                                first_line(&msg)
+                            )),
+                        }
+                    }
+                }
+            }
+            // Snapshots add their own columns; tests and ephemeral models build nothing.
+            ResourceType::Snapshot => {
+                unknown.insert(&node.unique_id);
+            }
+            _ => {}
+        }
+    }
+    report
+}
+
+/// What to analyze, and how.
+pub struct Scope<'a> {
+    pub order: &'a [String],
+    pub selected: &'a BTreeSet<String>,
+    pub project_root: &'a std::path::Path,
+    pub full_refresh: bool,
+    pub mode: Mode,
+}
+
+enum Kind {
+    /// A mistake in the model: an unknown column or table, an ambiguous name, a type error.
+    Mistake,
+    /// The planner cannot judge it (unsupported syntax or function).
+    Unjudged,
+}
+
+fn classify(msg: &str) -> Kind {
+    const MISTAKES: [&str; 11] = [
+        "failed to match any signature",
+        "coercion failed",
+        "not supported for",
+        "No field named",
+        "not found",
+        "Ambiguous reference",
+        "ambiguous",
+        "Cannot coerce",
+        "There isn't a common type",
+        "Cannot infer common",
+        "does not exist",
+    ];
+    if MISTAKES.iter().any(|m| msg.contains(m)) && !msg.contains("Invalid function") {
+        Kind::Mistake
+    } else {
+        Kind::Unjudged
+    }
+}
+
+fn first_line(msg: &str) -> &str {
+    msg.lines().next().unwrap_or(msg)
+}
+
+/// The planner's message on the model's file, pointing at the name it complains about.
+fn diagnostic(node: &Node, msg: &str) -> Diagnostic {
+    let name = offending_name(msg);
+    let location = match &name {
+        Some(n) => Location::find(&node.original_file_path, node.raw_code.clone(), n),
+        None => Location::file(&node.original_file_path, node.raw_code.clone()),
+    };
+    let mut hint = String::new();
+    if let (Some(n), Some(valid)) = (&name, msg.split("Valid fields are ").nth(1)) {
+        let candidates: Vec<String> = valid
+            .trim_end_matches('.')
+            .split(", ")
+            .map(|f| {
+                f.rsplit('.')
+                    .next()
+                    .unwrap_or(f)
+                    .trim_matches('"')
+                    .to_string()
+            })
+            .collect();
+        // A near spelling, or a column whose name contains it (`amount` → `order_amount`).
+        let best = crate::diag::closest(n, candidates.iter().map(String::as_str)).or_else(|| {
+            candidates
+                .iter()
+                .map(String::as_str)
+                .find(|c| c.contains(n.as_str()) || n.contains(c))
+        });
+        if let Some(best) = best {
+            hint = format!("did you mean `{best}`? ");
+        }
+    }
+    hint.push_str(
+        "(found by planning the compiled SQL before running anything; --static-analysis off skips this)",
+    );
+    Diagnostic::error(
+        "static-analysis",
+        format!("model '{}': {}", node.name, first_line(msg)),
+    )
+    .at(location)
+    .hint(hint)
+}
+
+/// `foo` from `No field named foo.` / `No field named t.foo.` / `table 'a.b.foo' not found`.
+fn offending_name(msg: &str) -> Option<String> {
+    if let Some(rest) = msg.split("No field named ").nth(1) {
+        let word: String = rest
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect::<String>()
+            .trim_end_matches('.')
+            .to_string();
+        return Some(word.rsplit('.').next()?.trim_matches('"').to_string());
+    }
+    if let Some(rest) = msg.split("table '").nth(1) {
+        let table = rest.split('\'').next()?;
+        return Some(table.rsplit('.').next()?.to_string());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_in_planner_messages() {
+        assert_eq!(
+            offending_name("Schema error: No field named amout. Valid fields are o.amount, o.id."),
+            Some("amout".into())
+        );
+        assert_eq!(
+            offending_name("Schema error: No field named o.amout. Valid fields are o.amount."),
+            Some("amout".into())
+        );
+        assert_eq!(
+            offending_name("Error during planning: table 'warehouse.main.ordrs' not found"),
+            Some("ordrs".into())
+        );
+        assert!(matches!(
+            classify("SQL error: ParserError(\"Expected ...\")"),
+            Kind::Unjudged
+        ));
+        assert!(matches!(
+            classify("Schema error: No field named x."),
+            Kind::Mistake
+        ));
+    }
+}

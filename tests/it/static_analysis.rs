@@ -1,0 +1,114 @@
+//! Static analysis before a run: wrong column names, missing tables and type errors in the
+//! selected models are diagnostics on the model's file before any table is written; a correct
+//! project reports none, even on an empty warehouse (upstream schemas are planned).
+
+use crate::harness::Project;
+
+fn tables(p: &Project) -> usize {
+    std::fs::read_dir(p.path().join("warehouse/main"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_correct_project_reports_nothing_and_builds() {
+    let p = Project::fixture("check_shop");
+    // Nothing is built yet: the models are planned against the seeds' columns.
+    let out = p.rsdbt(&["build"]).expect(0);
+    assert!(!out.stdout.contains("Static analysis"), "{}", out.stdout);
+    assert!(!out.stderr.contains("static-analysis"), "{}", out.stderr);
+}
+
+#[test]
+fn mistakes_are_reported_before_anything_runs() {
+    let cases = [
+        // A renamed column used under its old name, with the right one suggested.
+        (
+            "select c.name, sum(o.amount) as total from {{ ref('stg_orders') }} o join {{ ref('customers') }} c on c.customer_id = o.customer_id group by c.name",
+            "No field named o.amount",
+            Some("did you mean `order_amount`?"),
+        ),
+        // A table that does not exist.
+        (
+            "select * from main.customer_list",
+            "table 'warehouse.main.customer_list' not found",
+            None,
+        ),
+        // A type error: arithmetic on text.
+        (
+            "select name, name * 2 as doubled from {{ ref('customers') }}",
+            "Cannot coerce arithmetic expression",
+            None,
+        ),
+        // An aggregate over text.
+        (
+            "select sum(name) as total from {{ ref('customers') }}",
+            "model 'customer_totals':",
+            None,
+        ),
+    ];
+    for (sql, message, hint) in cases {
+        let p = Project::fixture("check_shop");
+        p.write(
+            "models/customer_totals.sql",
+            &format!("{{{{ config(materialized='table') }}}}\n{sql}\n"),
+        );
+        let out = p.rsdbt(&["build"]).expect(2);
+        assert!(
+            out.stderr.contains("error[static-analysis]"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(message), "{message}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("models/customer_totals.sql"),
+            "{}",
+            out.stderr
+        );
+        if let Some(h) = hint {
+            assert!(out.stderr.contains(h), "{}", out.stderr);
+        }
+        assert_eq!(tables(&p), 0, "nothing was written: {}", out.stdout);
+        // Off: the run starts, and the model fails at run time instead.
+        let out = p.rsdbt(&["build", "--static-analysis", "off"]).expect(1);
+        assert!(
+            out.stdout
+                .contains("ERROR creating sql table model main.customer_totals"),
+            "{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn sql_the_planner_cannot_judge_is_a_notice_or_strict_error() {
+    let p = Project::fixture("check_shop");
+    // A PostgreSQL-only function: DataFusion cannot plan it; `on` only says so.
+    p.write(
+        "models/pg_only.sql",
+        "select to_tsvector('english', name) as doc from {{ ref('customers') }}\n",
+    );
+    let out = p
+        .rsdbt(&[
+            "build",
+            "-s",
+            "customers",
+            "pg_only",
+            "--static-analysis",
+            "on",
+        ])
+        .expect(1);
+    assert!(
+        out.stdout.contains("Static analysis: pg_only: not checked"),
+        "{}",
+        out.stdout
+    );
+    let out = p
+        .rsdbt(&["build", "-s", "pg_only", "--static-analysis", "strict"])
+        .expect(2);
+    assert!(
+        out.stderr.contains("--static-analysis strict"),
+        "{}",
+        out.stderr
+    );
+}
