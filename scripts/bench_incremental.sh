@@ -27,7 +27,7 @@ cat > "$WORK/models/source_events.sql" <<'SQL'
 {{ config(materialized='table') }}
 select value as id, value % 1000 as customer_id, (value * 7) % 10000 / 100.0 as amount,
        ' event ' || cast(value as varchar) as label,
-       timestamp '2024-01-01 00:00:00' + value * interval '1 second' as updated_at
+       to_timestamp(1704067200 + value) as updated_at
 from generate_series(1, {{ var('rows') }})
 SQL
 cat > "$WORK/models/events_silver.sql" <<'SQL'

@@ -13,14 +13,16 @@ ROWS="${ROWS:-1000000}"
 cargo build --release --locked -q
 BIN="$CARGO_TARGET_DIR/release/rsdbt"
 WORK="$(mktemp -d)" PGDIR="$(mktemp -d)"
-trap 'scripts/pg.sh stop "$PGDIR"; rm -rf "$WORK"' EXIT
+ROOT="$(pwd)"
+trap '"$ROOT/scripts/pg.sh" stop "$PGDIR"; rm -rf "$WORK"' EXIT
 PORT="${PORT:-55498}"
 eval "$(scripts/pg.sh start "$PGDIR" "$PORT")"
 PSQL="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/psql"
 q() { "$PSQL" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAt "$@"; }
 q -c "create table big as select g as id, 'customer ' || g as name, (g % 10000) / 100.0 as amount,
   timestamptz '2024-01-01' + g * interval '1 second' as created_at, date '2024-01-01' + g % 365 as day,
-  g % 2 = 0 as active from generate_series(1, $ROWS) g; vacuum analyze big;"
+  g % 2 = 0 as active from generate_series(1, $ROWS) g;"
+q -c "vacuum analyze big"
 mkdir -p "$WORK/models"
 cat > "$WORK/project.yml" <<'YML'
 name: bench

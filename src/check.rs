@@ -158,7 +158,8 @@ enum Kind {
 }
 
 fn classify(msg: &str) -> Kind {
-    const MISTAKES: [&str; 11] = [
+    const MISTAKES: [&str; 12] = [
+        "Cannot get result type",
         "failed to match any signature",
         "coercion failed",
         "not supported for",
