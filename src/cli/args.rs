@@ -112,6 +112,9 @@ pub enum Command {
     Run {
         #[command(flatten)]
         selection: Selection,
+        /// After the first pass, re-run what each save changes (and its descendants)
+        #[arg(long)]
+        watch: bool,
         /// Plan every selected model against its inputs' columns before running anything
         #[arg(long = "static-analysis", value_enum, default_value_t = crate::check::Mode::On)]
         static_analysis: crate::check::Mode,
@@ -134,11 +137,17 @@ pub enum Command {
     Test {
         #[command(flatten)]
         selection: Selection,
+        /// After the first pass, re-run what each save changes (and its descendants)
+        #[arg(long)]
+        watch: bool,
     },
     /// Seeds, models and tests in DAG order; a model's tests run right after it
     Build {
         #[command(flatten)]
         selection: Selection,
+        /// After the first pass, re-run what each save changes (and its descendants)
+        #[arg(long)]
+        watch: bool,
         /// Plan every selected model against its inputs' columns before running anything
         #[arg(long = "static-analysis", value_enum, default_value_t = crate::check::Mode::On)]
         static_analysis: crate::check::Mode,

@@ -5,6 +5,8 @@ pub mod args;
 mod deps;
 mod init;
 pub mod printer;
+#[cfg(feature = "datafusion")]
+mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -300,6 +302,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
         }
         Command::Run {
             selection,
+            watch,
             static_analysis,
             full_refresh,
             event_time_start,
@@ -310,7 +313,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 event_time: event_times(event_time_start, event_time_end)?,
                 static_analysis: *static_analysis,
             };
-            execute(
+            execute_or_watch(
                 &cli,
                 printer,
                 &invocation,
@@ -318,6 +321,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 &[ResourceType::Model],
                 "run",
                 flags,
+                *watch,
             )
         }
         Command::Snapshot { selection } => execute(
@@ -329,7 +333,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             "snapshot",
             Flags::default(),
         ),
-        Command::Test { selection } => execute(
+        Command::Test { selection, watch } => execute_or_watch(
             &cli,
             printer,
             &invocation,
@@ -337,9 +341,11 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             &[ResourceType::Test, ResourceType::UnitTest],
             "test",
             Flags::default(),
+            *watch,
         ),
         Command::Build {
             selection,
+            watch,
             static_analysis,
             full_refresh,
             event_time_start,
@@ -357,7 +363,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 ResourceType::Test,
                 ResourceType::UnitTest,
             ];
-            execute(
+            execute_or_watch(
                 &cli,
                 printer,
                 &invocation,
@@ -365,6 +371,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 &types,
                 "build",
                 flags,
+                *watch,
             )
         }
         Command::Show {
@@ -516,6 +523,49 @@ fn runtime() -> &'static tokio::runtime::Runtime {
             .build()
             .expect("tokio runtime")
     })
+}
+
+/// [`execute`], once or (`--watch`) again after every save.
+#[cfg(feature = "datafusion")]
+#[allow(clippy::too_many_arguments)]
+fn execute_or_watch(
+    cli: &Cli,
+    printer: &Printer,
+    invocation: &Invocation,
+    selection: &Selection,
+    types: &[ResourceType],
+    what: &str,
+    flags: Flags,
+    watch: bool,
+) -> Result<i32, Diagnostics> {
+    if !watch {
+        return execute(cli, printer, invocation, selection, types, what, flags);
+    }
+    let l = load(&cli.global, invocation)?;
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or(p.to_path_buf());
+    let root = canonical(&l.project.root);
+    let target_dir = l.project.target_dir();
+    let _ = std::fs::create_dir_all(&target_dir);
+    let target_dir = canonical(&target_dir);
+    drop(l);
+    watch::watch(printer, selection, &root, &target_dir, &|sel| {
+        execute(cli, printer, &Invocation::new(), sel, types, what, flags)
+    })
+}
+
+#[cfg(not(feature = "datafusion"))]
+#[allow(clippy::too_many_arguments)]
+fn execute_or_watch(
+    cli: &Cli,
+    printer: &Printer,
+    invocation: &Invocation,
+    selection: &Selection,
+    types: &[ResourceType],
+    what: &str,
+    flags: Flags,
+    _watch: bool,
+) -> Result<i32, Diagnostics> {
+    execute(cli, printer, invocation, selection, types, what, flags)
 }
 
 #[cfg(feature = "datafusion")]

@@ -16,3 +16,4 @@ mod sources;
 mod state;
 mod static_analysis;
 mod unit_tests;
+mod watch;

@@ -1,0 +1,160 @@
+//! `--watch`: after a first pass, every save in the project re-runs the selected nodes that
+//! changed and their descendants. Changes are found as `state:modified+` against the manifest
+//! of the previous successful parse (bodies, configs, macros, seed files), so a pass costs a
+//! parse and the nodes that need it. A broken file prints its diagnostic and the loop waits
+//! for the next save. Ctrl-C ends the process; a table is only ever replaced by one commit, so
+//! stopping mid-build leaves the previous version.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+
+use super::args::Selection;
+use super::printer::Printer;
+use crate::diag::{Diagnostic, Diagnostics};
+
+/// Quiet time after the last event before a pass starts (editors write a file in steps).
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Runs `pass` once with `selection`, then again with the changed part of it after each save.
+pub(super) fn watch(
+    printer: &Printer,
+    selection: &Selection,
+    root: &Path,
+    target_dir: &Path,
+    pass: &dyn Fn(&Selection) -> Result<i32, Diagnostics>,
+) -> Result<i32, Diagnostics> {
+    if selection.defer || selection.state.is_some() {
+        return Err(Diagnostic::error(
+            "watch",
+            "--watch compares each save with the previous pass, so it cannot take --state or --defer",
+        )
+        .hint("run without --watch to defer to another environment's artifacts")
+        .into());
+    }
+    report(printer, pass(selection));
+    let (tx, rx) = mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    })
+    .map_err(|e| Diagnostic::error("watch", format!("cannot watch the project: {e}")))?;
+    watcher
+        .watch(root, RecursiveMode::Recursive)
+        .map_err(|e| Diagnostic::error("watch", format!("cannot watch {}: {e}", root.display())))?;
+    let state_dir = target_dir.join("watch-state");
+    loop {
+        printer.info("Watching for changes (Ctrl-C to stop)");
+        let saved_at = wait_for_change(&rx, root, &state_dir, target_dir)?;
+        // The manifest of the last good parse is the state to compare with.
+        let manifest = target_dir.join("manifest.json");
+        std::fs::create_dir_all(&state_dir).map_err(io)?;
+        if manifest.is_file() {
+            std::fs::copy(&manifest, state_dir.join("manifest.json")).map_err(io)?;
+        }
+        let changed = Selection {
+            select: changed_part(&selection.select),
+            state: Some(state_dir.clone()),
+            ..selection.clone()
+        };
+        let outcome = pass(&changed);
+        let ok = outcome.is_ok();
+        report(printer, outcome);
+        if ok {
+            printer.info(&format!(
+                "Rebuilt {:.2} s after the save",
+                saved_at.elapsed().as_secs_f64()
+            ));
+        }
+    }
+}
+
+fn io(e: std::io::Error) -> Diagnostics {
+    Diagnostic::error("io", e.to_string()).into()
+}
+
+fn report(printer: &Printer, outcome: Result<i32, Diagnostics>) {
+    if let Err(d) = outcome {
+        printer.diagnostics(&d);
+        printer.info("Fix the file and save it again.");
+    }
+}
+
+/// `user ∩ state:modified+`, distributed over the union terms of the user's selection.
+fn changed_part(select: &[String]) -> Vec<String> {
+    let terms: Vec<&str> = select.iter().flat_map(|s| s.split_whitespace()).collect();
+    if terms.is_empty() {
+        return vec!["state:modified+".into()];
+    }
+    terms
+        .into_iter()
+        .map(|t| format!("{t},state:modified+"))
+        .collect()
+}
+
+/// Blocks until a project file changes, then waits for the writes to settle; returns when the
+/// first change was seen.
+fn wait_for_change(
+    rx: &mpsc::Receiver<notify::Result<notify::Event>>,
+    root: &Path,
+    state_dir: &Path,
+    target: &Path,
+) -> Result<Instant, Diagnostics> {
+    let relevant = |e: &notify::Event| {
+        !matches!(e.kind, notify::EventKind::Access(_))
+            && e.paths.iter().any(|p| {
+                let rel = p.strip_prefix(root).unwrap_or(p);
+                // Project files only: a log or a database file written next to them is not a save.
+                let project_file = p.extension().is_some_and(|x| {
+                    matches!(
+                        x.to_string_lossy().as_ref(),
+                        "sql" | "yml" | "yaml" | "csv" | "md" | "tsv" | "py"
+                    )
+                });
+                project_file
+                    && !p.starts_with(state_dir)
+                    && !p.starts_with(target)
+                    && !rel.components().any(|c| {
+                        let c = c.as_os_str().to_string_lossy();
+                        c.starts_with('.') || c == "warehouse" || c == "target" || c == "logs"
+                    })
+            })
+    };
+    let first = loop {
+        match rx.recv() {
+            Ok(Ok(e)) if relevant(&e) => break Instant::now(),
+            Ok(_) => continue,
+            Err(_) => {
+                return Err(Diagnostic::error("watch", "the file watcher stopped").into());
+            }
+        }
+    };
+    loop {
+        match rx.recv_timeout(DEBOUNCE) {
+            Ok(_) => continue,
+            Err(mpsc::RecvTimeoutError::Timeout) => return Ok(first),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Diagnostic::error("watch", "the file watcher stopped").into());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_part_intersects_each_union_term() {
+        assert_eq!(changed_part(&[]), vec!["state:modified+"]);
+        assert_eq!(
+            changed_part(&["gold+ tag:x".into(), "orders".into()]),
+            vec![
+                "gold+,state:modified+",
+                "tag:x,state:modified+",
+                "orders,state:modified+"
+            ]
+        );
+    }
+}

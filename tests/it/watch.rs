@@ -1,0 +1,167 @@
+//! `run --watch` end to end: a save rebuilds the model and its children, a broken save prints
+//! its diagnostic and the loop waits, a fix rebuilds, SIGINT ends the process.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::Project;
+
+/// Lines of the watching process, stdout and stderr together.
+struct Watching {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watching {
+    fn start(p: &Project, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rsdbt"))
+            .args(args)
+            .current_dir(p.path())
+            .env("NO_COLOR", "1")
+            .env("HOME", p.path())
+            .env_remove("DBT_PROFILES_DIR")
+            .env_remove("RSDBT_PROFILES_DIR")
+            .env_remove("RSDBT_WAREHOUSE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Watching {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `text`; returns the lines seen since the last wait.
+    fn wait_for(&mut self, text: &str) -> String {
+        let start = self.seen.len();
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    let hit = line.contains(text);
+                    self.seen.push(line);
+                    if hit {
+                        return self.seen[start..].join("\n");
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {text:?} within 60 s; output:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+fn totals(p: &Project) -> Vec<serde_json::Value> {
+    p.query("select name, total from {{ ref('customer_totals') }} order by name")
+}
+
+#[test]
+fn run_watch_rebuilds_on_save_and_survives_a_broken_file() {
+    let p = Project::fixture("check_shop");
+    p.rsdbt(&["seed"]).expect(0);
+    let mut w = Watching::start(&p, &["run", "--watch"]);
+    w.wait_for("Watching for changes");
+    assert_eq!(
+        totals(&p),
+        vec![
+            json!({"name": "Ada", "total": 12.5}),
+            json!({"name": "Grace", "total": 7.25})
+        ]
+    );
+    // Files that are not the project's (a log) start no pass.
+    p.write("notes.log", "not a model\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        w.lines.try_iter().all(|l| !l.contains("Running with")),
+        "a log file started a pass"
+    );
+    // A save: the model and its child are rebuilt.
+    p.write(
+        "models/stg_orders.sql",
+        "select order_id, customer_id, amount * 2 as order_amount, ordered_at from {{ ref('orders') }}\n",
+    );
+    let pass = w.wait_for("Rebuilt");
+    assert!(
+        pass.contains("OK created sql view model main.stg_orders"),
+        "{pass}"
+    );
+    assert!(
+        pass.contains("OK created sql table model main.customer_totals"),
+        "{pass}"
+    );
+    w.wait_for("Watching for changes");
+    assert_eq!(
+        totals(&p),
+        vec![
+            json!({"name": "Ada", "total": 25.0}),
+            json!({"name": "Grace", "total": 14.5})
+        ]
+    );
+    // A broken save: the diagnostic, nothing rebuilt, and the loop goes on.
+    p.write(
+        "models/stg_orders.sql",
+        "select order_id, customer_idd, amount as order_amount from {{ ref('orders') }}\n",
+    );
+    let pass = w.wait_for("Watching for changes");
+    assert!(pass.contains("No field named customer_idd"), "{pass}");
+    assert!(pass.contains("did you mean `customer_id`?"), "{pass}");
+    assert!(pass.contains("Fix the file and save it again."), "{pass}");
+    assert!(!pass.contains("OK created"), "{pass}");
+    // Only what changed runs: a save of the child alone does not rebuild its parent.
+    p.write(
+        "models/stg_orders.sql",
+        "select order_id, customer_id, amount as order_amount, ordered_at from {{ ref('orders') }}\n",
+    );
+    w.wait_for("Rebuilt");
+    w.wait_for("Watching for changes");
+    p.write(
+        "models/customer_totals.sql",
+        "{{ config(materialized='table') }}\nselect c.name, sum(o.order_amount) + 1 as total\nfrom {{ ref('stg_orders') }} o\njoin {{ ref('customers') }} c on c.customer_id = o.customer_id\ngroup by c.name\n",
+    );
+    let pass = w.wait_for("Rebuilt");
+    assert!(!pass.contains("main.stg_orders"), "{pass}");
+    assert!(
+        pass.contains("OK created sql table model main.customer_totals"),
+        "{pass}"
+    );
+    w.wait_for("Watching for changes");
+    assert_eq!(
+        totals(&p),
+        vec![
+            json!({"name": "Ada", "total": 13.5}),
+            json!({"name": "Grace", "total": 8.25})
+        ]
+    );
+    // Ctrl-C ends it.
+    Command::new("kill")
+        .args(["-INT", &w.child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = w.child.wait().unwrap();
+    assert!(!status.success());
+}
