@@ -191,7 +191,14 @@ fn diagnostic(node: &Node, msg: &str) -> Diagnostic {
         None => Location::file(&node.original_file_path, node.raw_code.clone()),
     };
     let mut hint = String::new();
-    if let (Some(n), Some(valid)) = (&name, msg.split("Valid fields are ").nth(1)) {
+    // DataFusion's own suggestion, when it makes one.
+    if let Some(s) = msg
+        .split("Did you mean '")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+    {
+        hint = format!("did you mean `{}`? ", s.rsplit('.').next().unwrap_or(s));
+    } else if let (Some(n), Some(valid)) = (&name, msg.split("Valid fields are ").nth(1)) {
         let candidates: Vec<String> = valid
             .trim_end_matches('.')
             .split(", ")

@@ -85,6 +85,9 @@ pub enum Command {
         /// Compile this SQL (with Jinja) instead of project nodes, and print it
         #[arg(long)]
         inline: Option<String>,
+        /// Plan every selected model against its inputs' columns (embedded target)
+        #[arg(long = "static-analysis", value_enum, default_value_t = crate::check::Mode::On)]
+        static_analysis: crate::check::Mode,
     },
     /// List nodes
     #[command(alias = "list")]

@@ -187,7 +187,11 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             exit_without_teardown(l);
             Ok(0)
         }
-        Command::Compile { selection, inline } => {
+        Command::Compile {
+            selection,
+            inline,
+            static_analysis,
+        } => {
             let l = load(&cli.global, &invocation)?;
             // dbt's compile runs introspective queries (run_query...); connect only if asked.
             #[cfg(feature = "datafusion")]
@@ -232,6 +236,19 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             if !diags.is_empty() {
                 return Err(diags);
             }
+            #[cfg(feature = "datafusion")]
+            if *static_analysis != crate::check::Mode::Off
+                && l.project.target().adapter_type == "datafusion"
+            {
+                let adapter = open_introspected(&l)?;
+                let flags = Flags {
+                    static_analysis: *static_analysis,
+                    ..Default::default()
+                };
+                self::static_analysis(&l, &ids, flags, &adapter, printer)?;
+            }
+            #[cfg(not(feature = "datafusion"))]
+            let _ = static_analysis;
             printer.info(&found_line(&l.manifest));
             if ids.len() == 1 {
                 printer.raw(&compiled[&ids[0]]);

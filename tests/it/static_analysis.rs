@@ -112,3 +112,24 @@ fn sql_the_planner_cannot_judge_is_a_notice_or_strict_error() {
         out.stderr
     );
 }
+
+#[test]
+fn compile_checks_too() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "models/customer_totals.sql",
+        "select c.nme from {{ ref('customers') }} c\n",
+    );
+    let out = p.rsdbt(&["compile"]).expect(2);
+    assert!(
+        out.stderr.contains("No field named c.nme") && out.stderr.contains("did you mean `name`?"),
+        "{}",
+        out.stderr
+    );
+    // The compiled SQL is still written, and `off` compiles without planning.
+    assert!(
+        p.read("target/compiled/check_shop/models/customer_totals.sql")
+            .contains("c.nme")
+    );
+    p.rsdbt(&["compile", "--static-analysis", "off"]).expect(0);
+}
