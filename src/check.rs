@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 #[cfg(feature = "datafusion")]
 use crate::adapter::datafusion::Analyzer;
 use crate::compile::Compiler;
+use crate::config::ConfigExt;
 use crate::diag::{Diagnostic, Diagnostics, Location};
 use crate::manifest::{Manifest, Node, ResourceType};
 
@@ -50,6 +51,7 @@ pub async fn analyze(
         project_root,
         full_refresh,
         mode,
+        run_start_hooks,
     } = *scope;
     let mut report = Report::default();
     if mode == Mode::Off {
@@ -115,7 +117,13 @@ pub async fn analyze(
                     }
                     Err(msg) => {
                         unknown.insert(&node.unique_id);
-                        match classify(&msg) {
+                        // A hook may create the table before the model runs.
+                        let hooks = run_start_hooks || !node.config.strings("pre-hook").is_empty();
+                        let kind = match classify(&msg) {
+                            Kind::Mistake if hooks && msg.contains("not found") => Kind::Unjudged,
+                            k => k,
+                        };
+                        match kind {
                             Kind::Mistake => report.diagnostics.push(diagnostic(node, &msg)),
                             Kind::Unjudged if mode == Mode::Strict => report.diagnostics.push(
                                 diagnostic(node, &msg).hint(
@@ -148,6 +156,8 @@ pub struct Scope<'a> {
     pub project_root: &'a std::path::Path,
     pub full_refresh: bool,
     pub mode: Mode,
+    /// The project has `on-run-start` hooks, which may create tables models read.
+    pub run_start_hooks: bool,
 }
 
 enum Kind {

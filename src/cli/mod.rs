@@ -760,6 +760,7 @@ fn static_analysis(
         project_root: &l.project.root,
         full_refresh: flags.full_refresh,
         mode: flags.static_analysis,
+        run_start_hooks: !l.project.on_run_start.is_empty(),
     };
     let report = rt.block_on(crate::check::analyze(
         &analyzer,
@@ -796,7 +797,11 @@ fn run_nodes(
     write_manifest(l, &BTreeMap::new())?;
     let adapter = open_introspected(l)?;
     let rt = runtime();
-    static_analysis(l, ids, flags, &adapter, printer)?;
+    // With --defer, refs resolve to another environment's relations: planning against this
+    // one would report tables that are not missing.
+    if !selection.defer {
+        static_analysis(l, ids, flags, &adapter, printer)?;
+    }
     let threads = l.project.target().threads;
     printer.info(&format!("Running with rsdbt={}", env!("CARGO_PKG_VERSION")));
     printer.info(&found_line(&l.manifest));
