@@ -117,6 +117,11 @@ pub struct RunEnv<'a> {
     pub full_refresh: bool,
     /// `--event-time-start` / `--event-time-end` for microbatch models.
     pub event_time: (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
+    /// Models' fingerprints at their last successful build ([`crate::reuse`]), updated as
+    /// models build.
+    pub fingerprints: &'a std::sync::Mutex<BTreeMap<String, String>>,
+    /// `--skip-unchanged`: a model whose fingerprint is unchanged is reused, not rebuilt.
+    pub skip_unchanged: bool,
 }
 
 /// Runs `ids` (already filtered to executable nodes) in topological order.
@@ -513,6 +518,7 @@ async fn run_node<A: Adapter>(
             .display(),
         compiled_rel_path(node)
     );
+    let mut fingerprint: Option<String> = None;
     let ops = match node.resource_type {
         ResourceType::UnitTest => {
             let sql = match crate::unit_test::compile(compiler.manifest(), node) {
@@ -662,6 +668,23 @@ async fn run_node<A: Adapter>(
                     }
                 }
             }
+            if node.resource_type == ResourceType::Model {
+                fingerprint =
+                    crate::reuse::fingerprint(adapter, env.manifest, node, &compiled.sql).await;
+                let unchanged = fingerprint.is_some()
+                    && env.fingerprints.lock().unwrap().get(&node.unique_id)
+                        == fingerprint.as_ref();
+                if env.skip_unchanged
+                    && unchanged
+                    && adapter.relation_type(&node.relation).await.is_some()
+                {
+                    res.adapter_response =
+                        json!({"_message": "REUSED", "code": "REUSED", "rows_affected": null});
+                    return finish(res, t0, compile_start, Ok("REUSED".into()));
+                }
+                // Until it builds again, nothing is known to be current.
+                env.fingerprints.lock().unwrap().remove(&node.unique_id);
+            }
             let mut hooks = [Vec::new(), Vec::new()];
             for (i, key) in ["pre-hook", "post-hook"].iter().enumerate() {
                 for h in node.config.strings(key) {
@@ -730,6 +753,12 @@ async fn run_node<A: Adapter>(
     if let Some(a) = &last {
         res.adapter_response =
             json!({"_message": a.code, "code": a.code, "rows_affected": a.rows_affected});
+    }
+    if let Some(f) = fingerprint {
+        env.fingerprints
+            .lock()
+            .unwrap()
+            .insert(node.unique_id.clone(), f);
     }
     let msg = match &last {
         Some(a) => match a.rows_affected {

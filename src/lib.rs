@@ -23,4 +23,5 @@ pub mod jinja;
 pub mod manifest;
 pub mod materialize;
 pub mod project;
+pub mod reuse;
 pub mod unit_test;

@@ -51,6 +51,14 @@ pub trait Adapter: Send + Sync + 'static {
         &self,
         relation: &crate::jinja::Relation,
     ) -> impl Future<Output = Option<&'static str>> + Send;
+    /// An identifier of the table's current contents (a Delta version, an Iceberg metadata
+    /// file) that changes with every write; `None` when the warehouse cannot say.
+    fn data_version(
+        &self,
+        _relation: &crate::jinja::Relation,
+    ) -> impl Future<Output = Option<String>> + Send {
+        async { None }
+    }
     /// Checks that the warehouse is reachable and usable (for `debug`).
     fn check(&self) -> impl Future<Output = Result<String, AdapterError>> + Send;
 }
@@ -87,6 +95,9 @@ impl Adapter for AnyAdapter {
     }
     async fn relation_type(&self, relation: &crate::jinja::Relation) -> Option<&'static str> {
         each!(self, a => a.relation_type(relation).await)
+    }
+    async fn data_version(&self, relation: &crate::jinja::Relation) -> Option<String> {
+        each!(self, a => a.data_version(relation).await)
     }
     async fn check(&self) -> Result<String, AdapterError> {
         each!(self, a => a.check().await)

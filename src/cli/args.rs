@@ -121,6 +121,10 @@ pub enum Command {
         /// Plan every selected model against its inputs' columns before running anything
         #[arg(long = "static-analysis", value_enum, default_value_t = crate::check::Mode::On)]
         static_analysis: crate::check::Mode,
+        /// Reuse models whose compiled SQL, config and input data are unchanged since their
+        /// last build (env RSDBT_SKIP_UNCHANGED=true for a project-wide default)
+        #[arg(long, env = "RSDBT_SKIP_UNCHANGED")]
+        skip_unchanged: bool,
         /// Rebuild incremental models from scratch
         #[arg(long)]
         full_refresh: bool,
@@ -154,6 +158,10 @@ pub enum Command {
         /// Plan every selected model against its inputs' columns before running anything
         #[arg(long = "static-analysis", value_enum, default_value_t = crate::check::Mode::On)]
         static_analysis: crate::check::Mode,
+        /// Reuse models whose compiled SQL, config and input data are unchanged since their
+        /// last build (env RSDBT_SKIP_UNCHANGED=true for a project-wide default)
+        #[arg(long, env = "RSDBT_SKIP_UNCHANGED")]
+        skip_unchanged: bool,
         #[arg(long)]
         full_refresh: bool,
         /// Microbatch models: process batches from this time (e.g. 2024-01-01)

@@ -321,6 +321,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             selection,
             watch,
             static_analysis,
+            skip_unchanged,
             full_refresh,
             event_time_start,
             event_time_end,
@@ -329,6 +330,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 full_refresh: *full_refresh,
                 event_time: event_times(event_time_start, event_time_end)?,
                 static_analysis: *static_analysis,
+                skip_unchanged: *skip_unchanged,
             };
             execute_or_watch(
                 &cli,
@@ -364,6 +366,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             selection,
             watch,
             static_analysis,
+            skip_unchanged,
             full_refresh,
             event_time_start,
             event_time_end,
@@ -372,6 +375,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 full_refresh: *full_refresh,
                 event_time: event_times(event_time_start, event_time_end)?,
                 static_analysis: *static_analysis,
+                skip_unchanged: *skip_unchanged,
             };
             let types = [
                 ResourceType::Seed,
@@ -624,6 +628,8 @@ struct Flags {
     /// Run and build plan their models first; other commands build no models
     /// (`Flags::default()`: on, with nothing to check).
     static_analysis: crate::check::Mode,
+    /// `--skip-unchanged`: reuse models whose SQL, config and inputs did not change.
+    skip_unchanged: bool,
 }
 
 /// `--event-time-start` / `--event-time-end`, parsed.
@@ -835,6 +841,7 @@ fn run_nodes(
     ));
     printer.info("");
     let target_dir = l.project.target_dir();
+    let fingerprints = std::sync::Mutex::new(crate::reuse::load(&target_dir));
     let env = crate::exec::RunEnv {
         manifest: &l.manifest,
         dag: &l.dag,
@@ -846,6 +853,9 @@ fn run_nodes(
         deferred: &deferred,
         full_refresh,
         event_time: flags.event_time,
+        fingerprints: &fingerprints,
+        // A full refresh rebuilds, whatever changed.
+        skip_unchanged: flags.skip_unchanged && !full_refresh,
     };
     // dbt: a failing on-run-start skips every node; a failing on-run-end fails the run.
     let mut hook_failed = false;
@@ -870,6 +880,9 @@ fn run_nodes(
             r
         }
     };
+    if let Ok(f) = fingerprints.lock() {
+        crate::reuse::save(&target_dir, &f);
+    }
     let mut end_results = Vec::new();
     if !hook_failed {
         let extra = crate::exec::run_end_context(&l.manifest, &results);

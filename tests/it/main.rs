@@ -10,6 +10,7 @@ mod iceberg;
 mod incremental;
 mod postgres;
 mod projects;
+mod reuse;
 mod selection;
 mod snapshots;
 mod sources;

@@ -502,6 +502,40 @@ impl Adapter for DataFusionAdapter {
         }
     }
 
+    async fn data_version(&self, relation: &Relation) -> Option<String> {
+        let dir = self.schema_dir(relation);
+        let table = dir.join(&relation.identifier);
+        if is_delta_table(&table) {
+            // The newest commit file names the version; a rebuilt (swapped) table restarts at
+            // 0, so the log's creation time is part of it.
+            let log = table.join("_delta_log");
+            let newest = std::fs::read_dir(&log)
+                .ok()?
+                .flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".json")?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .max()?;
+            let born = std::fs::metadata(log.join(format!("{:020}.json", 0)))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            return Some(format!("delta:{born}:{newest}"));
+        }
+        let t = self
+            .lake
+            .load(&relation.schema, &relation.identifier)
+            .await
+            .ok()??;
+        t.metadata_location().map(|m| format!("iceberg:{m}"))
+    }
+
     async fn check(&self) -> Result<String, AdapterError> {
         let probe = self.root.join(".rsdbt-write-check");
         std::fs::write(&probe, b"ok").map_err(|e| {
