@@ -15,7 +15,7 @@ cd "$WORK"
 "$BIN" build > /dev/null
 "$BIN" run --watch > "$LOG" 2>&1 &
 PID=$!
-trap 'kill -INT $PID 2>/dev/null; rm -rf "$WORK" "$LOG"' EXIT
+trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK" "$LOG"' EXIT
 wait_line() { # count of lines matching $1 reaches $2
   for _ in $(seq 1 300); do
     [ "$(grep -c "$1" "$LOG" || true)" -ge "$2" ] && return 0
@@ -33,7 +33,7 @@ for model in models/silver/slv_geo.sql models/gold/gld_top_posters.sql; do
     wait_line "Watching for changes" $((n + 1))
   done
 done
-kill -INT $PID; wait $PID 2>/dev/null || true
+kill $PID; wait $PID 2>/dev/null || true
 grep -o "Rebuilt [0-9.]* s" "$LOG" | awk '{print $2}' > times
 printf 'save of a silver model (+ its gold children): %s s (median of 5)\n' "$(head -5 times | sort -n | sed -n 3p)"
 printf 'save of a gold model:                         %s s (median of 5)\n' "$(tail -5 times | sort -n | sed -n 3p)"
