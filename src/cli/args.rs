@@ -40,6 +40,9 @@ pub struct Global {
     /// Disable colors (NO_COLOR is honoured too)
     #[arg(long = "no-use-colors", global = true)]
     pub no_use_colors: bool,
+    /// Render every node again instead of reusing unchanged parse results
+    #[arg(long = "no-partial-parse", global = true)]
+    pub no_partial_parse: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -62,6 +62,7 @@ fn settings(cli: &Global, need_profile: bool) -> Result<Settings, Diagnostics> {
         threads: cli.threads,
         vars,
         need_profile,
+        partial_parse: !cli.no_partial_parse,
     })
 }
 

@@ -27,7 +27,7 @@ const BUILTIN_MACROS: &str = "dbt/builtin_macros.sql";
 const CROSS_DB_MACROS: &str = "dbt/cross_db_macros.sql";
 
 /// A `ref()` call as written: `ref('m')`, `ref('pkg', 'm')`, `ref('m', v=2)`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct RefCall {
     pub name: String,
     pub package: Option<String>,
@@ -53,7 +53,7 @@ pub enum Phase {
 }
 
 /// What a render recorded.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Capture {
     pub refs: Vec<RefCall>,
     pub sources: Vec<(String, String)>,

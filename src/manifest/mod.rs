@@ -5,6 +5,7 @@
 //! `generate_schema_name` / `generate_alias_name` (project overrides honoured); resolves every
 //! ref and source, reporting unknown names with the closest existing one.
 
+mod partial;
 mod test_names;
 pub mod test_nodes;
 
@@ -297,6 +298,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     };
 
     crate::cli::printer::timing("jinja env", t);
+    let cache = partial::Cache::open(project);
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     let mut disabled = BTreeMap::new();
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
@@ -505,11 +507,20 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             }
         }
         if matches!(rtype, ResourceType::Model | ResourceType::Snapshot) {
-            match jinja.render_node(node.info(), Phase::Parse) {
-                Ok((_, capture)) => node.apply_parse(capture),
-                Err(d) => {
-                    diags.push(d);
-                    continue;
+            let info = node.info();
+            let key = partial::Cache::key(&info);
+            if let Some(capture) = cache.get(&node.unique_id, &key) {
+                node.apply_parse(capture);
+            } else {
+                match jinja.render_node(info, Phase::Parse) {
+                    Ok((_, capture)) => {
+                        cache.put(&node.unique_id, key, &capture);
+                        node.apply_parse(capture);
+                    }
+                    Err(d) => {
+                        diags.push(d);
+                        continue;
+                    }
                 }
             }
         }
@@ -1007,6 +1018,13 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         return Err(diags);
     }
     print_warnings(&diags);
+    if std::env::var_os("RSDBT_TIMINGS").is_some() {
+        eprintln!(
+            "partial parse: {} renders reused",
+            cache.reused.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    cache.save();
     Ok(Manifest {
         project_name: project.name.clone(),
         nodes,

@@ -28,6 +28,8 @@ pub struct Settings {
     pub vars: serde_json::Map<String, Json>,
     /// Whether a profile is needed (false for `parse`/`ls` when no profile exists is still an error in dbt; kept true).
     pub need_profile: bool,
+    /// Reuse the parse renders of unchanged nodes (`--no-partial-parse` turns it off).
+    pub partial_parse: bool,
 }
 
 /// Which kind of resource a file holds.
@@ -101,6 +103,8 @@ pub struct Project {
     pub vars: serde_json::Map<String, Json>,
     /// `--vars` from the command line.
     pub cli_vars: serde_json::Map<String, Json>,
+    /// See [`Settings::partial_parse`].
+    pub partial_parse: bool,
     /// The `models:` / `seeds:` / `sources:` / `tests:` config trees.
     pub config_trees: BTreeMap<String, Json>,
     pub on_run_start: Vec<String>,
@@ -333,6 +337,7 @@ pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
         clean_targets,
         vars,
         cli_vars: settings.vars.clone(),
+        partial_parse: settings.partial_parse,
         config_trees,
         on_run_start: hooks("on-run-start"),
         on_run_end: hooks("on-run-end"),

@@ -8,6 +8,7 @@ mod example;
 mod harness;
 mod iceberg;
 mod incremental;
+mod partial_parse;
 mod postgres;
 mod projects;
 mod reuse;

@@ -114,11 +114,12 @@ impl Lake {
     ) -> Result<u64, AdapterError> {
         let catalog = self.catalog().await?;
         let ns = NamespaceIdent::new(schema.to_string());
-        if !catalog.namespace_exists(&ns).await.map_err(err)? {
-            catalog
-                .create_namespace(&ns, HashMap::new())
-                .await
-                .map_err(err)?;
+        if !catalog.namespace_exists(&ns).await.map_err(err)?
+            && let Err(e) = catalog.create_namespace(&ns, HashMap::new()).await
+            // Another build of this run created it at the same moment.
+            && e.kind() != iceberg::ErrorKind::NamespaceAlreadyExists
+        {
+            return Err(err(e));
         }
         let tmp = Self::ident(schema, &format!("{name}{TMP_SUFFIX}"));
         self.purge(&tmp).await?;

@@ -1,0 +1,154 @@
+//! Partial parsing: the parse render of each model and snapshot (its refs, sources, `config()`
+//! calls, macros used) is cached in `<target-path>/partial_parse.json` and reused while
+//! nothing it could depend on changed. A node's key hashes its file, the configs it inherits
+//! and where it builds; a shared base hashes everything else a render can see — macro and
+//! property files, the project file, packages, vars, the target — and the environment
+//! variables the render read are compared by value. Any difference renders the node again.
+//! `--no-partial-parse` turns it off.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use sha2::Digest;
+
+use crate::jinja::{Capture, NodeInfo};
+use crate::project::{FileKind, Project};
+
+const FILE: &str = "partial_parse.json";
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Stored {
+    base: String,
+    entries: BTreeMap<String, Entry>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+struct Entry {
+    key: String,
+    /// Environment variables the render read, with their values then.
+    env: BTreeMap<String, Option<String>>,
+    capture: Capture,
+}
+
+pub struct Cache {
+    path: Option<PathBuf>,
+    base: String,
+    old: BTreeMap<String, Entry>,
+    new: Mutex<BTreeMap<String, Entry>>,
+    pub reused: std::sync::atomic::AtomicUsize,
+}
+
+impl Cache {
+    pub fn open(project: &Project) -> Self {
+        let mut h = sha2::Sha256::new();
+        h.update(env!("CARGO_PKG_VERSION"));
+        for f in project.files.iter().filter(|f| {
+            !matches!(
+                f.kind,
+                FileKind::Model | FileKind::Snapshot | FileKind::Seed
+            )
+        }) {
+            h.update(f.path.as_bytes());
+            h.update(f.contents.as_bytes());
+        }
+        h.update(project.project_file.contents.as_bytes());
+        for p in &project.packages {
+            h.update(p.name.as_bytes());
+            for f in p.macro_files.iter().chain(&p.property_files) {
+                h.update(f.path.as_bytes());
+                h.update(f.contents.as_bytes());
+            }
+            h.update(serde_json::to_string(&p.config_trees).unwrap_or_default());
+            h.update(serde_json::to_string(&p.vars).unwrap_or_default());
+        }
+        h.update(serde_json::to_string(&project.vars).unwrap_or_default());
+        h.update(serde_json::to_string(&project.cli_vars).unwrap_or_default());
+        if let Some(t) = &project.target {
+            h.update(serde_json::to_string(&t.jinja_value()).unwrap_or_default());
+        }
+        let base = format!("{:x}", h.finalize());
+        let path = project
+            .partial_parse
+            .then(|| project.target_dir().join(FILE));
+        let old = path
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| serde_json::from_str::<Stored>(&t).ok())
+            .filter(|s| s.base == base)
+            .map(|s| s.entries)
+            .unwrap_or_default();
+        Cache {
+            path,
+            base,
+            old,
+            new: Mutex::new(BTreeMap::new()),
+            reused: Default::default(),
+        }
+    }
+
+    pub fn key(info: &NodeInfo) -> String {
+        let mut h = sha2::Sha256::new();
+        h.update(info.unique_id.as_bytes());
+        h.update(info.template.as_bytes());
+        h.update(info.source.as_bytes());
+        h.update(serde_json::to_string(&info.config).unwrap_or_default());
+        h.update(info.this.render().as_bytes());
+        format!("{:x}", h.finalize())
+    }
+
+    /// The cached render of `id`, if its key and the environment it read are unchanged.
+    pub fn get(&self, id: &str, key: &str) -> Option<Capture> {
+        let e = self.old.get(id)?;
+        if e.key != key
+            || e.env
+                .iter()
+                .any(|(name, value)| &std::env::var(name).ok() != value)
+        {
+            return None;
+        }
+        self.new.lock().ok()?.insert(id.to_string(), e.clone());
+        self.reused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(e.capture.clone())
+    }
+
+    pub fn put(&self, id: &str, key: String, capture: &Capture) {
+        let env = capture
+            .env_vars
+            .iter()
+            .map(|n| (n.clone(), std::env::var(n).ok()))
+            .collect();
+        if let Ok(mut m) = self.new.lock() {
+            m.insert(
+                id.to_string(),
+                Entry {
+                    key,
+                    env,
+                    capture: capture.clone(),
+                },
+            );
+        }
+    }
+
+    /// Writes the renders of this parse (only the nodes that parsed).
+    pub fn save(self) {
+        let Some(path) = self.path else { return };
+        let Ok(entries) = self.new.into_inner() else {
+            return;
+        };
+        let stored = Stored {
+            base: self.base,
+            entries,
+        };
+        if let Ok(text) = serde_json::to_string(&stored) {
+            let tmp = path.with_extension("json.tmp");
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if std::fs::write(&tmp, text).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+    }
+}

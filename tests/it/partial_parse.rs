@@ -1,0 +1,91 @@
+//! Partial parsing: a second parse of an unchanged project reuses every parse render; a change
+//! to a model, a macro, vars or an environment variable a model reads renders again exactly
+//! what it must, and the manifest is the same as a full parse's.
+
+use std::process::Command;
+
+use crate::harness::Project;
+
+/// Runs `rsdbt parse` with RSDBT_TIMINGS (which reports reused renders) and `env`.
+fn parse(p: &Project, args: &[&str], env: &[(&str, &str)]) -> usize {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rsdbt"));
+    cmd.arg("parse")
+        .args(args)
+        .current_dir(p.path())
+        .env("NO_COLOR", "1")
+        .env("HOME", p.path())
+        .env("RSDBT_TIMINGS", "1")
+        .env_remove("DBT_PROFILES_DIR")
+        .env_remove("RSDBT_PROFILES_DIR")
+        .env_remove("RSDBT_WAREHOUSE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("partial parse: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no partial parse line: {stderr}"))
+}
+
+fn nodes(p: &Project) -> serde_json::Value {
+    let m: serde_json::Value = serde_json::from_str(&p.read("target/rsdbt/manifest.json")).unwrap();
+    let mut nodes = m["nodes"].clone();
+    // When the parse ran; everything else must be equal.
+    for n in nodes.as_object_mut().unwrap().values_mut() {
+        n.as_object_mut().unwrap().remove("created_at");
+    }
+    nodes
+}
+
+#[test]
+fn unchanged_nodes_reuse_their_parse() {
+    let p = Project::example();
+    // Models (the lake target's too, before they are disabled) and the snapshot render at
+    // parse: 14 + 1.
+    let all = 15;
+    p.write(
+        "models/gold/gld_env.sql",
+        "{{ config(materialized='view', tags=[env_var('RSDBT_TEST_TAG', 'none')]) }}\nselect 1 as x\n",
+    );
+    assert_eq!(parse(&p, &[], &[]), 0);
+    let full = nodes(&p);
+    assert_eq!(parse(&p, &[], &[]), all + 1);
+    assert_eq!(nodes(&p), full, "the cached parse gives the same nodes");
+    // One model changes: only it renders again.
+    p.append("models/gold/gld_top_posters.sql", "\n-- a comment\n");
+    assert_eq!(parse(&p, &[], &[]), all);
+    // An environment variable a model reads: that model renders again, with its new value.
+    assert_eq!(parse(&p, &[], &[("RSDBT_TEST_TAG", "nightly")]), all);
+    let n = nodes(&p);
+    assert_eq!(
+        n["model.pinboard.gld_env"]["tags"],
+        serde_json::json!(["gold", "nightly"])
+    );
+    // Vars, macros and --no-partial-parse: everything renders again.
+    assert_eq!(
+        parse(
+            &p,
+            &["--vars", "{min_year: 2019}"],
+            &[("RSDBT_TEST_TAG", "nightly")]
+        ),
+        0
+    );
+    p.append(
+        "macros/cleaning.sql",
+        "\n{% macro unused() %}1{% endmacro %}\n",
+    );
+    assert_eq!(parse(&p, &[], &[("RSDBT_TEST_TAG", "nightly")]), 0);
+    assert_eq!(
+        parse(
+            &p,
+            &["--no-partial-parse"],
+            &[("RSDBT_TEST_TAG", "nightly")]
+        ),
+        0
+    );
+}
