@@ -508,13 +508,15 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         }
         if matches!(rtype, ResourceType::Model | ResourceType::Snapshot) {
             let info = node.info();
-            let key = partial::Cache::key(&info);
-            if let Some(capture) = cache.get(&node.unique_id, &key) {
+            let key = cache.enabled().then(|| partial::Cache::key(&info));
+            if let Some(capture) = key.as_ref().and_then(|k| cache.get(&node.unique_id, k)) {
                 node.apply_parse(capture);
             } else {
                 match jinja.render_node(info, Phase::Parse) {
                     Ok((_, capture)) => {
-                        cache.put(&node.unique_id, key, &capture);
+                        if let Some(key) = key {
+                            cache.put(&node.unique_id, key, &capture);
+                        }
                         node.apply_parse(capture);
                     }
                     Err(d) => {

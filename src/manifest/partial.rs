@@ -131,12 +131,22 @@ impl Cache {
         }
     }
 
-    /// Writes the renders of this parse (only the nodes that parsed).
+    pub fn enabled(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// Writes the renders of this parse (only the nodes that parsed), unless the file already
+    /// holds exactly them.
     pub fn save(self) {
         let Some(path) = self.path else { return };
         let Ok(entries) = self.new.into_inner() else {
             return;
         };
+        let unchanged = entries.len() == self.old.len()
+            && self.reused.load(std::sync::atomic::Ordering::Relaxed) == entries.len();
+        if unchanged {
+            return;
+        }
         let stored = Stored {
             base: self.base,
             entries,
