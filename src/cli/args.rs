@@ -91,6 +91,9 @@ pub enum Command {
         /// Plan every selected model against its inputs' columns (embedded target)
         #[arg(long = "static-analysis", value_enum, default_value_t = crate::check::Mode::On)]
         static_analysis: crate::check::Mode,
+        /// After the first pass, compile again what each save changes
+        #[arg(long)]
+        watch: bool,
     },
     /// List nodes
     #[command(alias = "list")]

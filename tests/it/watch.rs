@@ -165,3 +165,22 @@ fn run_watch_rebuilds_on_save_and_survives_a_broken_file() {
     let status = w.child.wait().unwrap();
     assert!(!status.success());
 }
+
+#[test]
+fn compile_watch_compiles_again_on_save() {
+    let p = Project::fixture("check_shop");
+    let mut w = Watching::start(&p, &["compile", "--watch", "--static-analysis", "off"]);
+    w.wait_for("Watching for changes");
+    p.write(
+        "models/stg_orders.sql",
+        "select order_id, customer_id, amount * 3 as order_amount, ordered_at from {{ ref('orders') }}\n",
+    );
+    w.wait_for("Rebuilt");
+    assert!(
+        p.read("target/compiled/check_shop/models/stg_orders.sql")
+            .contains("amount * 3"),
+        "the compiled SQL follows the save"
+    );
+    w.child.kill().unwrap();
+    let _ = w.child.wait();
+}
