@@ -443,7 +443,7 @@ fn compile(
     {
         let adapter = open_introspected(&l)?;
         let flags = Flags {
-            static_analysis: static_analysis,
+            static_analysis,
             ..Default::default()
         };
         self::static_analysis(&l, &ids, flags, &adapter, printer)?;
