@@ -451,3 +451,63 @@ pub fn write_json(target_dir: &Path, name: &str, value: &Json) -> std::io::Resul
     let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     write_atomic(&target_dir.join(name), &bytes)
 }
+
+/// One relation of `catalog.json`, as the warehouse describes it.
+pub struct CatalogEntry {
+    pub unique_id: String,
+    pub database: String,
+    pub schema: String,
+    pub name: String,
+    /// `BASE TABLE` or `VIEW`.
+    pub kind: &'static str,
+    /// Column name and the warehouse's type name, in table order.
+    pub columns: Vec<(String, String)>,
+    pub row_count: Option<u64>,
+}
+
+/// dbt's `catalog.json` (v1): every built relation with its columns and types, and the row
+/// count where the engine gives it.
+pub fn catalog_json(m: &Manifest, nodes: &[CatalogEntry], sources: &[CatalogEntry]) -> Json {
+    let entry = |e: &CatalogEntry| {
+        let columns: serde_json::Map<String, Json> = e
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ty))| {
+                (
+                    name.clone(),
+                    json!({"type": ty, "index": i + 1, "name": name, "comment": null}),
+                )
+            })
+            .collect();
+        let mut stats = serde_json::Map::new();
+        stats.insert(
+            "has_stats".into(),
+            json!({"id": "has_stats", "label": "Has Stats?", "value": e.row_count.is_some(),
+                   "include": false, "description": "Indicates whether there are statistics for this table"}),
+        );
+        if let Some(n) = e.row_count {
+            stats.insert(
+                "row_count".into(),
+                json!({"id": "row_count", "label": "Row Count", "value": n, "include": true,
+                       "description": "Number of rows in the table"}),
+            );
+        }
+        (
+            e.unique_id.clone(),
+            json!({
+                "metadata": {"type": e.kind, "schema": e.schema, "name": e.name,
+                             "database": e.database, "comment": null, "owner": null},
+                "columns": columns,
+                "stats": stats,
+                "unique_id": e.unique_id,
+            }),
+        )
+    };
+    json!({
+        "metadata": metadata(m, "catalog/v1"),
+        "nodes": nodes.iter().map(entry).collect::<serde_json::Map<_, _>>(),
+        "sources": sources.iter().map(entry).collect::<serde_json::Map<_, _>>(),
+        "errors": null,
+    })
+}

@@ -194,6 +194,11 @@ pub enum Command {
     Retry,
     /// Install the packages of packages.yml (local ones; others must already be in dbt_packages/)
     Deps,
+    /// Project documentation: `docs generate` writes target/catalog.json
+    Docs {
+        #[command(subcommand)]
+        action: DocsAction,
+    },
     /// Call a macro (it runs its own statements with run_query / statement)
     RunOperation {
         /// The macro's name
@@ -219,6 +224,20 @@ pub enum LsOutput {
     Name,
     Path,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocsAction {
+    /// Write catalog.json (every built relation's columns, types and row count) next to the
+    /// manifest
+    Generate {
+        /// Do not compile the models first (the manifest keeps no compiled SQL)
+        #[arg(long)]
+        no_compile: bool,
+        /// Write a catalog with no relations (no warehouse queries)
+        #[arg(long)]
+        empty_catalog: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

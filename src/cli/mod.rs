@@ -374,6 +374,13 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             *output,
         ),
         Command::Debug => debug(&cli, printer),
+        Command::Docs {
+            action:
+                args::DocsAction::Generate {
+                    no_compile,
+                    empty_catalog,
+                },
+        } => docs_generate(&cli, printer, &invocation, *no_compile, *empty_catalog),
         Command::Retry => retry(&cli, printer, &invocation),
         Command::Deps => {
             let project = project::load(&settings(&cli.global, false)?)?;
@@ -383,6 +390,101 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             run_operation(&cli, printer, &invocation, r#macro, args.as_deref())
         }
     }
+}
+
+/// `rsdbt docs generate`: the manifest (with compiled SQL) and `catalog.json`, which describes
+/// every relation the project has built, as the warehouse sees it.
+#[cfg(feature = "datafusion")]
+fn docs_generate(
+    cli: &Cli,
+    printer: &Printer,
+    invocation: &Invocation,
+    no_compile: bool,
+    empty_catalog: bool,
+) -> Result<i32, Diagnostics> {
+    use crate::adapter::Adapter;
+    let l = load(&cli.global, invocation)?;
+    let adapter = open_introspected(&l)?;
+    let mut compiled = BTreeMap::new();
+    if !no_compile {
+        let compiler = crate::compile::Compiler::new(&l.manifest);
+        for node in l.manifest.nodes.values() {
+            if node.resource_type == ResourceType::Model
+                && let Ok(c) = compiler.compile(&node.unique_id)
+            {
+                compiled.insert(node.unique_id.clone(), c.sql.clone());
+            }
+        }
+    }
+    write_manifest(&l, &compiled)?;
+    let rt = runtime();
+    let describe = |unique_id: &str, rel: &crate::jinja::Relation| {
+        if empty_catalog {
+            return None;
+        }
+        let kind = rt.block_on(adapter.relation_type(rel))?;
+        let shape = rt
+            .block_on(adapter.query(&format!("select * from {} limit 0", rel.render()), Some(0)))
+            .ok()?;
+        let row_count = (kind == "table")
+            .then(|| {
+                rt.block_on(
+                    adapter.query(&format!("select count(*) as n from {}", rel.render()), None),
+                )
+                .ok()
+                .and_then(|r| r.rows.first()?.first()?.as_u64())
+            })
+            .flatten();
+        Some(crate::artifacts::CatalogEntry {
+            unique_id: unique_id.to_string(),
+            database: rel.database.clone(),
+            schema: rel.schema.clone(),
+            name: rel.identifier.clone(),
+            kind: if kind == "view" { "VIEW" } else { "BASE TABLE" },
+            columns: shape.columns.into_iter().zip(shape.types).collect(),
+            row_count,
+        })
+    };
+    let nodes: Vec<_> = l
+        .manifest
+        .nodes
+        .values()
+        .filter(|n| {
+            matches!(
+                n.resource_type,
+                ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+            ) && !n.is_ephemeral()
+        })
+        .filter_map(|n| describe(&n.unique_id, &n.relation))
+        .collect();
+    let sources: Vec<_> = l
+        .manifest
+        .sources
+        .values()
+        .filter_map(|s| describe(&s.unique_id, &s.relation))
+        .collect();
+    let catalog = crate::artifacts::catalog_json(&l.manifest, &nodes, &sources);
+    let target_dir = l.project.target_dir();
+    crate::artifacts::write_json(&target_dir, "catalog.json", &catalog)
+        .map_err(|e| Diagnostic::error("io", format!("cannot write catalog.json: {e}")))?;
+    printer.info(&format!(
+        "Catalog written to {}/catalog.json ({} nodes, {} sources)",
+        l.project.target_path,
+        nodes.len(),
+        sources.len()
+    ));
+    Ok(0)
+}
+
+#[cfg(not(feature = "datafusion"))]
+fn docs_generate(
+    _: &Cli,
+    _: &Printer,
+    _: &Invocation,
+    _: bool,
+    _: bool,
+) -> Result<i32, Diagnostics> {
+    Err(no_engine())
 }
 
 /// `rsdbt compile` (one pass; `watching`: part of a `--watch` loop, memory is freed).

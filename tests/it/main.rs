@@ -3,6 +3,7 @@
 
 mod cli;
 mod data_tests;
+mod docs;
 mod errors;
 mod example;
 mod harness;
