@@ -8,7 +8,7 @@
 
 #![cfg_attr(not(feature = "datafusion"), allow(dead_code, unused_imports))]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[cfg(feature = "datafusion")]
 use crate::adapter::datafusion::Analyzer;
@@ -32,6 +32,10 @@ pub struct Report {
     pub diagnostics: Diagnostics,
     pub notices: Vec<String>,
     pub checked: usize,
+    /// Selected models planned: their columns and where each comes from (table as the plan
+    /// names it, column).
+    #[cfg(feature = "datafusion")]
+    pub lineage: BTreeMap<String, Vec<(String, BTreeSet<crate::lineage::Origin>)>>,
 }
 
 #[cfg(feature = "datafusion")]
@@ -107,9 +111,18 @@ pub async fn analyze(
                         continue;
                     }
                 };
-                match analyzer.plan(&compiled.sql).await {
-                    Ok(schema) => {
+                match analyzer.plan_with_lineage(&compiled.sql).await {
+                    Ok((schema, lineage)) => {
                         report.checked += usize::from(reported);
+                        if reported {
+                            let cols = schema
+                                .fields()
+                                .iter()
+                                .map(|f| f.name().clone())
+                                .zip(lineage)
+                                .collect();
+                            report.lineage.insert(node.unique_id.clone(), cols);
+                        }
                         analyzer.assume(&node.relation, schema);
                     }
                     Err(_) if !reported => {

@@ -20,6 +20,8 @@ pub mod diag;
 pub mod exec;
 pub mod graph;
 pub mod jinja;
+#[cfg(feature = "datafusion")]
+pub mod lineage;
 pub mod manifest;
 pub mod materialize;
 pub mod project;

@@ -933,10 +933,72 @@ fn static_analysis(
     for n in &report.notices {
         printer.info(&format!("Static analysis: {n}"));
     }
+    write_lineage(l, &report.lineage);
     if !report.diagnostics.is_empty() {
         return Err(report.diagnostics);
     }
     Ok(())
+}
+
+/// `target/lineage.json`: for each model planned, each column's origins as node ids and
+/// columns (tables the project does not know keep their name).
+#[cfg(feature = "datafusion")]
+fn write_lineage(
+    l: &Loaded,
+    lineage: &BTreeMap<String, Vec<(String, std::collections::BTreeSet<crate::lineage::Origin>)>>,
+) {
+    let key = |schema: &str, name: &str| (schema.to_lowercase(), name.to_lowercase());
+    let mut owners = std::collections::HashMap::new();
+    for n in l.manifest.nodes.values().filter(|n| {
+        matches!(
+            n.resource_type,
+            ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+        )
+    }) {
+        owners.insert(
+            key(&n.relation.schema, &n.relation.identifier),
+            n.unique_id.clone(),
+        );
+    }
+    for s in l.manifest.sources.values() {
+        owners.insert(
+            key(&s.relation.schema, &s.relation.identifier),
+            s.unique_id.clone(),
+        );
+    }
+    // Models not planned this time keep their earlier entries (a run of a selection).
+    let path = l.project.target_dir().join("lineage.json");
+    let mut models: serde_json::Map<String, serde_json::Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("models").and_then(|m| m.as_object()).cloned())
+        .unwrap_or_default();
+    models.retain(|id, _| l.manifest.nodes.contains_key(id));
+    models.extend(lineage.iter().map(|(id, cols)| {
+        let columns: serde_json::Map<String, serde_json::Value> = cols
+            .iter()
+            .map(|(col, origins)| {
+                let from: Vec<serde_json::Value> = origins
+                    .iter()
+                    .map(|(table, column)| {
+                        let parts: Vec<&str> = table.rsplitn(3, '.').collect();
+                        let owner = match parts.as_slice() {
+                            [name, schema, ..] => owners.get(&key(schema, name)),
+                            _ => None,
+                        };
+                        json!({"node": owner, "relation": table, "column": column})
+                    })
+                    .collect();
+                (col.clone(), json!(from))
+            })
+            .collect();
+        (id.clone(), json!({"columns": columns}))
+    }));
+    let doc = json!({
+        "metadata": {"rsdbt_version": env!("CARGO_PKG_VERSION"), "generated_at": l.manifest.generated_at.to_rfc3339()},
+        "models": models,
+    });
+    let _ = crate::artifacts::write_json(&l.project.target_dir(), "lineage.json", &doc);
 }
 
 #[cfg(feature = "datafusion")]

@@ -133,3 +133,60 @@ fn compile_checks_too() {
     );
     p.rsdbt(&["compile", "--static-analysis", "off"]).expect(0);
 }
+
+/// Column lineage from the analysis plans, through a rename, a join with an aggregate, and a
+/// `select *` with a CASE, checked against the expected origins.
+#[test]
+fn column_lineage_is_written() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "models/tiers.sql",
+        "select *, case when total > 10 then 'big' else 'small' end as tier, upper(name) as shout from {{ ref('customer_totals') }}\n",
+    );
+    p.rsdbt(&["build"]).expect(0);
+    let l: serde_json::Value = serde_json::from_str(&p.read("target/lineage.json")).unwrap();
+    let from = |model: &str, col: &str| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> =
+            l["models"][format!("model.check_shop.{model}")]["columns"][col]
+                .as_array()
+                .unwrap_or_else(|| panic!("{model}.{col}: {l}"))
+                .iter()
+                .map(|o| {
+                    (
+                        o["node"].as_str().unwrap_or("?").to_string(),
+                        o["column"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+        v.sort();
+        v
+    };
+    let o = |node: &str, col: &str| (node.to_string(), col.to_string());
+    // A rename.
+    assert_eq!(
+        from("stg_orders", "order_amount"),
+        vec![o("seed.check_shop.orders", "amount")]
+    );
+    // A join and an aggregate.
+    assert_eq!(
+        from("customer_totals", "total"),
+        vec![o("model.check_shop.stg_orders", "order_amount")]
+    );
+    assert_eq!(
+        from("customer_totals", "name"),
+        vec![o("seed.check_shop.customers", "name")]
+    );
+    // select * and CASE.
+    assert_eq!(
+        from("tiers", "name"),
+        vec![o("model.check_shop.customer_totals", "name")]
+    );
+    assert_eq!(
+        from("tiers", "tier"),
+        vec![o("model.check_shop.customer_totals", "total")]
+    );
+    assert_eq!(
+        from("tiers", "shout"),
+        vec![o("model.check_shop.customer_totals", "name")]
+    );
+}

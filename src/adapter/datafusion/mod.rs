@@ -40,14 +40,26 @@ pub struct Analyzer {
 }
 
 impl Analyzer {
-    /// The output schema of `sql`, or the planner's error.
-    pub async fn plan(&self, sql: &str) -> Result<datafusion::arrow::datatypes::SchemaRef, String> {
-        self.ctx
+    /// The output schema of `sql` and where each of its columns comes from
+    /// ([`crate::lineage`]), or the planner's error.
+    pub async fn plan_with_lineage(
+        &self,
+        sql: &str,
+    ) -> Result<
+        (
+            datafusion::arrow::datatypes::SchemaRef,
+            Vec<std::collections::BTreeSet<crate::lineage::Origin>>,
+        ),
+        String,
+    > {
+        let plan = self
+            .ctx
             .state()
             .create_logical_plan(sql)
             .await
-            .map(|p| Arc::new(p.schema().as_arrow().clone()))
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let lineage = crate::lineage::columns(&plan);
+        Ok((Arc::new(plan.schema().as_arrow().clone()), lineage))
     }
 
     /// The columns a seed file will load as.
