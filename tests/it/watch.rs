@@ -57,18 +57,24 @@ impl Watching {
 
     /// Waits for a line containing `text`; returns the lines seen since the last wait.
     fn wait_for(&mut self, text: &str) -> String {
+        self.wait_for_all(&[text])
+    }
+
+    /// Waits until each of `texts` has been seen since the last wait, in any order (stdout and
+    /// stderr arrive on two pipes, so their relative order is not fixed).
+    fn wait_for_all(&mut self, texts: &[&str]) -> String {
         let start = self.seen.len();
         loop {
             match self.lines.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) => {
-                    let hit = line.contains(text);
                     self.seen.push(line);
-                    if hit {
-                        return self.seen[start..].join("\n");
+                    let so_far = self.seen[start..].join("\n");
+                    if texts.iter().all(|t| so_far.contains(t)) {
+                        return so_far;
                     }
                 }
                 Err(_) => panic!(
-                    "no line with {text:?} within 60 s; output:\n{}",
+                    "no lines with {texts:?} within 60 s; output:\n{}",
                     self.seen.join("\n")
                 ),
             }
@@ -127,7 +133,12 @@ fn run_watch_rebuilds_on_save_and_survives_a_broken_file() {
         "models/stg_orders.sql",
         "select order_id, customer_idd, amount as order_amount from {{ ref('orders') }}\n",
     );
-    let pass = w.wait_for("Watching for changes");
+    let pass = w.wait_for_all(&[
+        "No field named customer_idd",
+        "did you mean `customer_id`?",
+        "Fix the file and save it again.",
+        "Watching for changes",
+    ]);
     assert!(pass.contains("No field named customer_idd"), "{pass}");
     assert!(pass.contains("did you mean `customer_id`?"), "{pass}");
     assert!(pass.contains("Fix the file and save it again."), "{pass}");
