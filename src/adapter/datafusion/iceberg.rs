@@ -59,6 +59,7 @@ pub fn table_dir(schema_dir: &Path, name: &str) -> PathBuf {
 pub struct Lake {
     root: PathBuf,
     catalog: OnceCell<Arc<SqlCatalog>>,
+    namespaces: tokio::sync::Mutex<()>,
 }
 
 impl Lake {
@@ -66,6 +67,7 @@ impl Lake {
         Self {
             root,
             catalog: OnceCell::new(),
+            namespaces: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -114,12 +116,16 @@ impl Lake {
     ) -> Result<u64, AdapterError> {
         let catalog = self.catalog().await?;
         let ns = NamespaceIdent::new(schema.to_string());
-        if !catalog.namespace_exists(&ns).await.map_err(err)?
-            && let Err(e) = catalog.create_namespace(&ns, HashMap::new()).await
-            // Another build of this run created it at the same moment.
-            && e.kind() != iceberg::ErrorKind::NamespaceAlreadyExists
-        {
-            return Err(err(e));
+        if !catalog.namespace_exists(&ns).await.map_err(err)? {
+            // Builds of one run create a schema's namespace one at a time; another process
+            // may still win the race, which is fine as long as the namespace exists after.
+            let _one_at_a_time = self.namespaces.lock().await;
+            if !catalog.namespace_exists(&ns).await.map_err(err)?
+                && let Err(e) = catalog.create_namespace(&ns, HashMap::new()).await
+                && !catalog.namespace_exists(&ns).await.unwrap_or(false)
+            {
+                return Err(err(e));
+            }
         }
         let tmp = Self::ident(schema, &format!("{name}{TMP_SUFFIX}"));
         self.purge(&tmp).await?;
