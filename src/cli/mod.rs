@@ -196,14 +196,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
         } => {
             #[cfg(feature = "datafusion")]
             if *watch && inline.is_none() {
-                let l = load(&cli.global, &invocation)?;
-                let canonical =
-                    |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or(p.to_path_buf());
-                let root = canonical(&l.project.root);
-                let target_dir = l.project.target_dir();
-                let _ = std::fs::create_dir_all(&target_dir);
-                let target_dir = canonical(&target_dir);
-                drop(l);
+                let (root, target_dir) = watched_folders(&cli, &invocation)?;
                 return watch::watch(printer, selection, &root, &target_dir, &|sel| {
                     compile(
                         &cli,
@@ -713,16 +706,21 @@ fn execute_or_watch(
     if !watch {
         return execute(cli, printer, invocation, selection, types, what, flags);
     }
-    let l = load(&cli.global, invocation)?;
-    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or(p.to_path_buf());
-    let root = canonical(&l.project.root);
-    let target_dir = l.project.target_dir();
-    let _ = std::fs::create_dir_all(&target_dir);
-    let target_dir = canonical(&target_dir);
-    drop(l);
+    let (root, target_dir) = watched_folders(cli, invocation)?;
     watch::watch(printer, selection, &root, &target_dir, &|sel| {
         execute(cli, printer, &Invocation::new(), sel, types, what, flags)
     })
+}
+
+/// The project folder a `--watch` loop watches and its target folder (whose writes it
+/// ignores), both canonical as file events name them.
+#[cfg(feature = "datafusion")]
+fn watched_folders(cli: &Cli, invocation: &Invocation) -> Result<(PathBuf, PathBuf), Diagnostics> {
+    let l = load(&cli.global, invocation)?;
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or(p.to_path_buf());
+    let target_dir = l.project.target_dir();
+    let _ = std::fs::create_dir_all(&target_dir);
+    Ok((canonical(&l.project.root), canonical(&target_dir)))
 }
 
 #[cfg(not(feature = "datafusion"))]
