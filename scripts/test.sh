@@ -48,5 +48,23 @@ elif [ "${CI:-}" = true ]; then
   exit 1
 fi
 
+# The docs page's browser test: Debian's Chromium and playwright-core (npm) to drive it,
+# installed once; playwright's own browser download is never used.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+    || echo "NOTICE: Chromium could not be installed" >&2
+fi
+e2e="${RSDBT_E2E_DIR:-$HOME/.cache/rsdbt/e2e}"
+if [ ! -d "$e2e/node_modules/playwright-core" ] && command -v npm >/dev/null 2>&1; then
+  mkdir -p "$e2e" && npm install --prefix "$e2e" --no-audit --no-fund --silent playwright-core@1.65.1 \
+    || echo "NOTICE: playwright-core could not be installed" >&2
+fi
+if [ -d "$e2e/node_modules/playwright-core" ] && command -v chromium >/dev/null 2>&1; then
+  export RSDBT_TEST_PLAYWRIGHT="$e2e/node_modules"
+elif [ "${CI:-}" = true ]; then
+  echo "CI needs Chromium and playwright-core for the docs page test" >&2
+  exit 1
+fi
+
 step "cargo test"
 cargo test --locked

@@ -332,7 +332,7 @@ pub fn write_manifest(
         sources: BTreeMap<&'a str, Json>,
         macros: BTreeMap<&'a str, Json>,
         docs: BTreeMap<String, Json>,
-        exposures: &'a serde_json::Map<String, Json>,
+        exposures: BTreeMap<&'a str, Json>,
         metrics: &'a serde_json::Map<String, Json>,
         groups: &'a serde_json::Map<String, Json>,
         selectors: &'a serde_json::Map<String, Json>,
@@ -350,7 +350,11 @@ pub fn write_manifest(
         sources,
         macros,
         docs,
-        exposures: &empty,
+        exposures: m
+            .exposures
+            .values()
+            .map(|e| (e.unique_id.as_str(), exposure_json(m, e)))
+            .collect(),
         metrics: &empty,
         groups: &empty,
         selectors: &empty,
@@ -463,6 +467,8 @@ pub struct CatalogEntry {
     /// Column name and the warehouse's type name, in table order.
     pub columns: Vec<(String, String)>,
     pub row_count: Option<u64>,
+    /// Size of the data files, where the format says (Delta).
+    pub bytes: Option<u64>,
 }
 
 /// dbt's `catalog.json` (v1): every built relation with its columns and types, and the row
@@ -486,6 +492,13 @@ pub fn catalog_json(m: &Manifest, nodes: &[CatalogEntry], sources: &[CatalogEntr
             json!({"id": "has_stats", "label": "Has Stats?", "value": e.row_count.is_some(),
                    "include": false, "description": "Indicates whether there are statistics for this table"}),
         );
+        if let Some(b) = e.bytes {
+            stats.insert(
+                "bytes".into(),
+                json!({"id": "bytes", "label": "Approximate Size", "value": b, "include": true,
+                       "description": "Size of the table's current data files"}),
+            );
+        }
         if let Some(n) = e.row_count {
             stats.insert(
                 "row_count".into(),
@@ -509,5 +522,48 @@ pub fn catalog_json(m: &Manifest, nodes: &[CatalogEntry], sources: &[CatalogEntr
         "nodes": nodes.iter().map(entry).collect::<serde_json::Map<_, _>>(),
         "sources": sources.iter().map(entry).collect::<serde_json::Map<_, _>>(),
         "errors": null,
+    })
+}
+
+/// An exposure as dbt's manifest (v12) writes it.
+fn exposure_json(m: &Manifest, e: &crate::manifest::Exposure) -> Json {
+    let raw = &e.def.raw;
+    let get = |k: &str| raw.get(k).cloned().unwrap_or(Json::Null);
+    let refs: Vec<Json> = e
+        .depends_on_nodes
+        .iter()
+        .filter(|id| !id.starts_with("source."))
+        .filter_map(|id| m.nodes.get(id))
+        .map(|n| json!({"name": n.name, "package": null, "version": null}))
+        .collect();
+    let sources: Vec<Json> = e
+        .depends_on_nodes
+        .iter()
+        .filter_map(|id| m.sources.get(id))
+        .map(|s| json!([s.def.source_name, s.def.name]))
+        .collect();
+    json!({
+        "name": e.def.name,
+        "resource_type": "exposure",
+        "package_name": e.package,
+        "path": e.def.file.split_once('/').map(|(_, p)| p).unwrap_or(&e.def.file),
+        "original_file_path": e.def.file,
+        "unique_id": e.unique_id,
+        "fqn": e.fqn,
+        "type": get("type"),
+        "owner": get("owner"),
+        "description": e.def.description,
+        "label": get("label"),
+        "maturity": get("maturity"),
+        "meta": raw.get("meta").cloned().unwrap_or(json!({})),
+        "tags": e.def.tags,
+        "config": {"enabled": true, "tags": e.def.tags, "meta": raw.get("meta").cloned().unwrap_or(json!({}))},
+        "unrendered_config": {},
+        "url": get("url"),
+        "depends_on": {"macros": [], "nodes": e.depends_on_nodes},
+        "refs": refs,
+        "sources": sources,
+        "metrics": [],
+        "created_at": m.generated_at.timestamp() as f64,
     })
 }

@@ -17,6 +17,7 @@ pub mod compile;
 pub mod config;
 pub mod data_test;
 pub mod diag;
+pub mod docs;
 pub mod exec;
 pub mod graph;
 pub mod jinja;

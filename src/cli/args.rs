@@ -194,7 +194,8 @@ pub enum Command {
     Retry,
     /// Install the packages of packages.yml (local ones; others must already be in dbt_packages/)
     Deps,
-    /// Project documentation: `docs generate` writes target/catalog.json
+    /// Project documentation: `docs generate` writes the catalog, column lineage and the
+    /// docs page into the target folder; `docs serve` serves it
     Docs {
         #[command(subcommand)]
         action: DocsAction,
@@ -228,8 +229,8 @@ pub enum LsOutput {
 
 #[derive(Debug, Subcommand)]
 pub enum DocsAction {
-    /// Write catalog.json (every built relation's columns, types and row count) next to the
-    /// manifest
+    /// Write catalog.json (every built relation's columns, types and row count), lineage.json
+    /// and index.html (the docs page, which also opens from disk) next to the manifest
     Generate {
         /// Do not compile the models first (the manifest keeps no compiled SQL)
         #[arg(long)]
@@ -237,6 +238,19 @@ pub enum DocsAction {
         /// Write a catalog with no relations (no warehouse queries)
         #[arg(long)]
         empty_catalog: bool,
+    },
+    /// Serve the docs page and a JSON API (manifest, catalog, run results, lineage); it is
+    /// regenerated when a project file changes, and open pages update
+    Serve {
+        /// Address to listen on (only this machine by default)
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port to listen on (0: any free port)
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Do not open a browser
+        #[arg(long)]
+        no_browser: bool,
     },
 }
 

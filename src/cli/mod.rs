@@ -237,12 +237,13 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 ResourceType::UnitTest,
                 ResourceType::Analysis,
             ];
-            // Sources are listed too when selected, though they are not nodes that run.
+            // Sources and exposures are listed too when selected, though they do not run.
             let set = selection_set(&l, selection, state.as_ref())?;
             let ids: Vec<String> = set
                 .into_iter()
                 .filter(|id| {
                     l.manifest.sources.contains_key(id)
+                        || l.manifest.exposures.contains_key(id)
                         || l.manifest
                             .nodes
                             .get(id)
@@ -374,6 +375,14 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                     empty_catalog,
                 },
         } => docs_generate(&cli, printer, &invocation, *no_compile, *empty_catalog),
+        Command::Docs {
+            action:
+                args::DocsAction::Serve {
+                    host,
+                    port,
+                    no_browser,
+                },
+        } => docs_serve(&cli, printer, &invocation, host, *port, *no_browser),
         Command::Retry => retry(&cli, printer, &invocation),
         Command::Deps => {
             let project = project::load(&settings(&cli.global, false)?)?;
@@ -436,6 +445,10 @@ fn docs_generate(
             kind: if kind == "view" { "VIEW" } else { "BASE TABLE" },
             columns: shape.columns.into_iter().zip(shape.types).collect(),
             row_count,
+            bytes: match adapter.as_ref() {
+                crate::adapter::AnyAdapter::DataFusion(df) => rt.block_on(df.table_bytes(rel)),
+                _ => None,
+            },
         })
     };
     let nodes: Vec<_> = l
@@ -466,7 +479,124 @@ fn docs_generate(
         nodes.len(),
         sources.len()
     ));
+    // Column lineage for the page: every model planned as static analysis would; a model the
+    // planner cannot judge only lacks lineage.
+    let models: Vec<String> = l
+        .manifest
+        .nodes
+        .values()
+        .filter(|n| n.resource_type == ResourceType::Model)
+        .map(|n| n.unique_id.clone())
+        .collect();
+    let flags = Flags {
+        static_analysis: crate::check::Mode::On,
+        ..Default::default()
+    };
+    if let Err(d) = static_analysis(&l, &models, flags, &adapter, printer) {
+        printer.info(&format!(
+            "Column lineage: {} problem{} found while planning the models (`rsdbt compile` shows them); lineage is partial",
+            d.0.len(),
+            if d.0.len() == 1 { "" } else { "s" }
+        ));
+    }
+    crate::docs::write_site(&target_dir)
+        .map_err(|e| Diagnostic::error("io", format!("cannot write the docs page: {e}")))?;
+    printer.info(&format!(
+        "Docs page written to {}/index.html (open it, or run `rsdbt docs serve`)",
+        l.project.target_path
+    ));
     Ok(0)
+}
+
+/// `rsdbt docs serve`: the page and its API; each save of a project file regenerates the docs
+/// and open pages pick the new generation up.
+#[cfg(feature = "datafusion")]
+fn docs_serve(
+    cli: &Cli,
+    printer: &Printer,
+    invocation: &Invocation,
+    host: &str,
+    port: u16,
+    no_browser: bool,
+) -> Result<i32, Diagnostics> {
+    use crate::docs::server::{self, Site};
+    let (root, target_dir) = watched_folders(cli, invocation)?;
+    if !target_dir.join("manifest.json").is_file() {
+        docs_generate(cli, printer, invocation, false, false)?;
+    } else {
+        crate::docs::write_site(&target_dir)
+            .map_err(|e| Diagnostic::error("io", format!("cannot write the docs page: {e}")))?;
+    }
+    let load = |version| {
+        Site::load(&target_dir, version)
+            .map_err(|e| Diagnostics::from(Diagnostic::error("io", e.to_string())))
+    };
+    let site = std::sync::Arc::new(std::sync::RwLock::new(load(1)?));
+    let rt = runtime();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind((host, port)))
+        .map_err(|e| {
+            Diagnostic::error("docs", format!("cannot listen on {host}:{port}: {e}"))
+                .hint("choose another port with --port (0 picks a free one)")
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Diagnostic::error("docs", e.to_string()))?;
+    rt.spawn(server::serve(listener, site.clone()));
+    let url = format!("http://{addr}/");
+    printer.info(&format!("Serving docs at {url} (Ctrl-C to stop)"));
+    if !no_browser {
+        open_browser(&url);
+    }
+    let saves = watch::Saves::new(&root, &target_dir, &target_dir)?;
+    loop {
+        saves.next()?;
+        match docs_generate(cli, printer, &Invocation::new(), false, false) {
+            Ok(_) => {
+                let next = site.read().expect("site lock").version() + 1;
+                match load(next) {
+                    Ok(s) => {
+                        *site.write().expect("site lock") = s;
+                        printer.info("Docs regenerated; open pages update");
+                    }
+                    Err(d) => printer.diagnostics(&d),
+                }
+            }
+            Err(d) => {
+                printer.diagnostics(&d);
+                printer.info(
+                    "The page keeps the last good generation; fix the file and save it again.",
+                );
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "datafusion"))]
+fn docs_serve(
+    _: &Cli,
+    _: &Printer,
+    _: &Invocation,
+    _: &str,
+    _: u16,
+    _: bool,
+) -> Result<i32, Diagnostics> {
+    Err(no_engine())
+}
+
+/// Best effort, as dbt: a machine with no desktop just has no browser opened.
+#[cfg(feature = "datafusion")]
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let _ = std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
 }
 
 #[cfg(not(feature = "datafusion"))]
@@ -591,6 +721,24 @@ fn ls_line(
                     "name": n.name, "resource_type": n.resource_type.as_str(), "package_name": n.package,
                     "original_file_path": n.original_file_path, "unique_id": n.unique_id, "alias": n.relation.identifier,
                     "config": crate::config::WithDefaults { own: &n.config, defaults: crate::config::defaults(n.resource_type.as_str()) }, "tags": n.tags(), "depends_on": {"macros": n.depends_on_macros, "nodes": n.depends_on_nodes},
+                }),
+                keys,
+            ),
+        });
+    }
+    if let Some(e) = m.exposures.get(id) {
+        if !type_ok("exposure") {
+            return None;
+        }
+        return Some(match output {
+            LsOutput::Selector => format!("exposure:{}.{}", e.package, e.def.name),
+            LsOutput::Name => e.def.name.clone(),
+            LsOutput::Path => e.def.file.clone(),
+            LsOutput::Json => only_keys(
+                json!({
+                    "name": e.def.name, "resource_type": "exposure", "package_name": e.package,
+                    "original_file_path": e.def.file, "unique_id": e.unique_id, "tags": e.def.tags,
+                    "depends_on": {"macros": [], "nodes": e.depends_on_nodes},
                 }),
                 keys,
             ),

@@ -35,18 +35,11 @@ pub(super) fn watch(
         .into());
     }
     report(printer, pass(selection));
-    let (tx, rx) = mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |event| {
-        let _ = tx.send(event);
-    })
-    .map_err(|e| Diagnostic::error("watch", format!("cannot watch the project: {e}")))?;
-    watcher
-        .watch(root, RecursiveMode::Recursive)
-        .map_err(|e| Diagnostic::error("watch", format!("cannot watch {}: {e}", root.display())))?;
     let state_dir = target_dir.join("watch-state");
+    let saves = Saves::new(root, target_dir, &state_dir)?;
     loop {
         printer.info("Watching for changes (Ctrl-C to stop)");
-        let saved_at = wait_for_change(&rx, root, &state_dir, target_dir)?;
+        let saved_at = saves.next()?;
         // The manifest of the last good parse is the state to compare with.
         let manifest = target_dir.join("manifest.json");
         std::fs::create_dir_all(&state_dir).map_err(io)?;
@@ -93,13 +86,49 @@ fn changed_part(select: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Blocks until a project file changes, then waits for the writes to settle; returns when the
-/// first change was seen.
+/// Saves of project files (not of the target folder, the warehouse, logs or hidden files).
+pub(super) struct Saves {
+    rx: mpsc::Receiver<notify::Result<notify::Event>>,
+    // Watching stops when the watcher is dropped.
+    _watcher: notify::RecommendedWatcher,
+    root: std::path::PathBuf,
+    ignored: Vec<std::path::PathBuf>,
+}
+
+impl Saves {
+    /// Watches `root`; `ignored` folders' writes (the target folder...) are not saves.
+    pub(super) fn new(
+        root: &Path,
+        target_dir: &Path,
+        state_dir: &Path,
+    ) -> Result<Saves, Diagnostics> {
+        let (tx, rx) = mpsc::channel();
+        let mut watcher = notify::recommended_watcher(move |event| {
+            let _ = tx.send(event);
+        })
+        .map_err(|e| Diagnostic::error("watch", format!("cannot watch the project: {e}")))?;
+        watcher.watch(root, RecursiveMode::Recursive).map_err(|e| {
+            Diagnostic::error("watch", format!("cannot watch {}: {e}", root.display()))
+        })?;
+        Ok(Saves {
+            rx,
+            _watcher: watcher,
+            root: root.to_path_buf(),
+            ignored: vec![state_dir.to_path_buf(), target_dir.to_path_buf()],
+        })
+    }
+
+    /// Blocks until a project file changes, then waits for the writes to settle; returns when
+    /// the first change was seen.
+    pub(super) fn next(&self) -> Result<Instant, Diagnostics> {
+        wait_for_change(&self.rx, &self.root, &self.ignored)
+    }
+}
+
 fn wait_for_change(
     rx: &mpsc::Receiver<notify::Result<notify::Event>>,
     root: &Path,
-    state_dir: &Path,
-    target: &Path,
+    ignored: &[std::path::PathBuf],
 ) -> Result<Instant, Diagnostics> {
     let relevant = |e: &notify::Event| {
         !matches!(e.kind, notify::EventKind::Access(_))
@@ -113,8 +142,7 @@ fn wait_for_change(
                     )
                 });
                 project_file
-                    && !p.starts_with(state_dir)
-                    && !p.starts_with(target)
+                    && !ignored.iter().any(|i| p.starts_with(i))
                     && !rel.components().any(|c| {
                         let c = c.as_os_str().to_string_lossy();
                         c.starts_with('.') || c == "warehouse" || c == "target" || c == "logs"

@@ -21,13 +21,27 @@ impl Dag {
     pub fn build(m: &Manifest) -> Result<Dag, Diagnostic> {
         let mut graph = DiGraph::new();
         let mut index = BTreeMap::new();
-        for id in m.sources.keys().chain(m.nodes.keys()) {
+        for id in m
+            .sources
+            .keys()
+            .chain(m.nodes.keys())
+            .chain(m.exposures.keys())
+        {
             index.insert(id.clone(), graph.add_node(id.clone()));
         }
-        for n in m.nodes.values() {
-            for p in &n.depends_on_nodes {
+        let parents = m
+            .nodes
+            .values()
+            .map(|n| (&n.unique_id, &n.depends_on_nodes))
+            .chain(
+                m.exposures
+                    .values()
+                    .map(|e| (&e.unique_id, &e.depends_on_nodes)),
+            );
+        for (id, deps) in parents {
+            for p in deps {
                 if let Some(&pi) = index.get(p) {
-                    graph.add_edge(pi, index[&n.unique_id], ());
+                    graph.add_edge(pi, index[id], ());
                 }
             }
         }

@@ -447,8 +447,22 @@ fn matches(ctx: &Ctx, id: &str, atom: &Atom) -> bool {
                 .and_then(|s| s.results.get(id))
                 .is_some_and(|status| status == v);
         }
-        "exposure" => return false,
         _ => {}
+    }
+    if let Some(e) = m.exposures.get(id) {
+        return match atom.method.as_str() {
+            // `exposure:name` or `exposure:package.name`
+            "exposure" => match v.split_once('.') {
+                Some((pkg, name)) => glob(pkg, &e.package) && glob(name, &e.def.name),
+                None => glob(v, &e.def.name),
+            },
+            "fqn" => fqn_matches(&e.fqn, v),
+            "path" => path_matches(&e.def.file, v),
+            "resource_type" => v == "exposure",
+            "package" => glob(v, &e.package),
+            "tag" => e.def.tags.iter().any(|t| glob(v, t)),
+            _ => false,
+        };
     }
     if let Some(node) = m.nodes.get(id) {
         match atom.method.as_str() {

@@ -132,6 +132,16 @@ pub struct Source {
     pub relation: Relation,
 }
 
+/// A dashboard, notebook or application downstream of the project (`exposures:` in yml).
+#[derive(Debug, Clone)]
+pub struct Exposure {
+    pub unique_id: String,
+    pub fqn: Vec<String>,
+    pub package: String,
+    pub def: crate::project::properties::ExposureDef,
+    pub depends_on_nodes: Vec<String>,
+}
+
 /// A project macro.
 #[derive(Debug, Clone)]
 pub struct Macro {
@@ -146,6 +156,7 @@ pub struct Manifest {
     pub project_name: String,
     pub nodes: BTreeMap<String, Node>,
     pub sources: BTreeMap<String, Source>,
+    pub exposures: BTreeMap<String, Exposure>,
     pub macros: BTreeMap<String, Macro>,
     /// Nodes with `enabled: false`: kept so that refs to them give a precise error.
     pub disabled: BTreeMap<String, Node>,
@@ -184,11 +195,20 @@ impl Manifest {
     /// Parents (nodes and sources) of every node, as dbt's `parent_map`.
     pub fn parent_map(&self) -> BTreeMap<&str, Vec<&str>> {
         let mut m: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for n in self.nodes.values() {
-            let mut parents: Vec<&str> = n.depends_on_nodes.iter().map(String::as_str).collect();
+        let all = self
+            .nodes
+            .values()
+            .map(|n| (&n.unique_id, &n.depends_on_nodes))
+            .chain(
+                self.exposures
+                    .values()
+                    .map(|e| (&e.unique_id, &e.depends_on_nodes)),
+            );
+        for (id, deps) in all {
+            let mut parents: Vec<&str> = deps.iter().map(String::as_str).collect();
             parents.sort_unstable();
             parents.dedup();
-            m.insert(&n.unique_id, parents);
+            m.insert(id, parents);
         }
         for s in self.sources.keys() {
             m.insert(s, vec![]);
@@ -199,12 +219,26 @@ impl Manifest {
     /// Children of every node and source, as dbt's `child_map`.
     pub fn child_map(&self) -> BTreeMap<&str, Vec<&str>> {
         let mut m: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for id in self.nodes.keys().chain(self.sources.keys()) {
+        for id in self
+            .nodes
+            .keys()
+            .chain(self.sources.keys())
+            .chain(self.exposures.keys())
+        {
             m.entry(id).or_default();
         }
-        for n in self.nodes.values() {
-            for p in &n.depends_on_nodes {
-                m.entry(p).or_default().push(&n.unique_id);
+        let all = self
+            .nodes
+            .values()
+            .map(|n| (&n.unique_id, &n.depends_on_nodes))
+            .chain(
+                self.exposures
+                    .values()
+                    .map(|e| (&e.unique_id, &e.depends_on_nodes)),
+            );
+        for (id, deps) in all {
+            for p in deps {
+                m.entry(p).or_default().push(id);
             }
         }
         for v in m.values_mut() {
@@ -980,6 +1014,63 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         }
     }
 
+    let mut exposures = BTreeMap::new();
+    for def in std::mem::take(&mut props.exposures) {
+        let mut deps = Vec::new();
+        for dep in &def.depends_on {
+            let resolved = match exposure_dependency(dep) {
+                Some(ExposureDep::Ref(name)) => names.get(&name).cloned().ok_or_else(|| {
+                    did_you_mean(
+                        &name,
+                        names.keys().map(String::as_str),
+                        "check the model's name",
+                    )
+                }),
+                Some(ExposureDep::Source(s, t)) => {
+                    source_keys.get(&(s, t)).cloned().ok_or_else(|| {
+                        "declare the source under `sources:` in a properties .yml file".to_string()
+                    })
+                }
+                // Metrics and semantic models are not part of rsdbt's graph.
+                Some(ExposureDep::Other) => continue,
+                None => Err("write `ref('model')` or `source('source', 'table')`".to_string()),
+            };
+            match resolved {
+                Ok(id) if !deps.contains(&id) => deps.push(id),
+                Ok(_) => {}
+                Err(hint) => diags.push(
+                    Diagnostic::error(
+                        "unknown-ref",
+                        format!(
+                            "exposure '{}' depends on {dep}, which was not found",
+                            def.name
+                        ),
+                    )
+                    .at(def.location())
+                    .hint(hint),
+                ),
+            }
+        }
+        // [project, folders under the resource path, name], as dbt.
+        let mut fqn = vec![project.name.clone()];
+        let parts: Vec<&str> = def.file.split('/').collect();
+        if parts.len() > 2 {
+            fqn.extend(parts[1..parts.len() - 1].iter().map(|s| s.to_string()));
+        }
+        fqn.push(def.name.clone());
+        let unique_id = format!("exposure.{}.{}", project.name, def.name);
+        exposures.insert(
+            unique_id.clone(),
+            Exposure {
+                unique_id,
+                fqn,
+                package: project.name.clone(),
+                def,
+                depends_on_nodes: deps,
+            },
+        );
+    }
+
     crate::cli::printer::timing("refs resolved", t);
     // Patches that describe nothing: dbt warns.
     for (kind, map) in [("models", &model_patches), ("seeds", &seed_patches)] {
@@ -1016,6 +1107,34 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             )
         })
         .collect();
+    // `{{ doc('name') }}` in descriptions is rendered at parse time, as dbt does.
+    for n in nodes.values_mut() {
+        let file = n
+            .patch_path
+            .clone()
+            .unwrap_or_else(|| n.original_file_path.clone());
+        render_docs(&mut n.description, &props.docs, &file, &mut diags);
+        for c in &mut n.columns {
+            render_docs(&mut c.description, &props.docs, &file, &mut diags);
+        }
+    }
+    for e in exposures.values_mut() {
+        let file = e.def.file.clone();
+        render_docs(&mut e.def.description, &props.docs, &file, &mut diags);
+    }
+    for s in sources.values_mut() {
+        let file = s.def.file.clone();
+        render_docs(&mut s.def.description, &props.docs, &file, &mut diags);
+        render_docs(
+            &mut s.def.source_description,
+            &props.docs,
+            &file,
+            &mut diags,
+        );
+        for c in &mut s.def.columns {
+            render_docs(&mut c.description, &props.docs, &file, &mut diags);
+        }
+    }
     if diags.has_errors() {
         return Err(diags);
     }
@@ -1031,6 +1150,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         project_name: project.name.clone(),
         nodes,
         sources,
+        exposures,
         macros,
         disabled,
         docs: props.docs,
@@ -1355,5 +1475,86 @@ impl jinja::Resolve for RelationIndex {
             .get(&(source.into(), table.into()))
             .cloned()
             .ok_or_else(|| format!("source('{source}', '{table}') not found"))
+    }
+}
+
+/// Replaces `{{ doc('name') }}` (or `doc('package', 'name')`) with the `{% docs %}` block of
+/// that name; other Jinja in a description is left as written.
+fn render_docs(
+    text: &mut String,
+    docs: &BTreeMap<String, String>,
+    file: &str,
+    diags: &mut Diagnostics,
+) {
+    if !text.contains("doc(") {
+        return;
+    }
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
+        let inner = rest[start + 2..start + len].trim();
+        out.push_str(&rest[..start]);
+        let call = inner
+            .strip_prefix("doc")
+            .map(str::trim_start)
+            .and_then(|r| r.strip_prefix('('))
+            .and_then(|r| r.strip_suffix(')'));
+        match call {
+            Some(args) => {
+                let name = args
+                    .rsplit(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_matches(|c| c == '\'' || c == '"');
+                match docs.get(name) {
+                    Some(body) => out.push_str(body),
+                    None => {
+                        diags.push(
+                            Diagnostic::error(
+                                "unknown-doc",
+                                format!(
+                                    "a description in {file} uses doc('{name}'), which no {{% docs %}} block defines"
+                                ),
+                            )
+                            .hint("define it in a .md file under the model paths: {% docs NAME %}...{% enddocs %}"),
+                        );
+                        out.push_str(&rest[start..start + len + 2]);
+                    }
+                }
+            }
+            None => out.push_str(&rest[start..start + len + 2]),
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    *text = out;
+}
+
+enum ExposureDep {
+    Ref(String),
+    Source(String, String),
+    Other,
+}
+
+/// `ref('m')`, `ref('pkg', 'm')`, `ref('m', v=2)`, `source('s', 't')`, `metric('x')`.
+fn exposure_dependency(text: &str) -> Option<ExposureDep> {
+    let text = text.trim();
+    let open = text.find('(')?;
+    let (func, rest) = (text[..open].trim(), text[open + 1..].strip_suffix(')')?);
+    let args: Vec<String> = rest
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && !a.contains('='))
+        .map(|a| a.trim_matches(|c| c == '\'' || c == '"').to_string())
+        .collect();
+    match (func, args.as_slice()) {
+        ("ref", [.., name]) => Some(ExposureDep::Ref(name.clone())),
+        ("source", [s, t]) => Some(ExposureDep::Source(s.clone(), t.clone())),
+        ("metric" | "semantic_model", _) => Some(ExposureDep::Other),
+        _ => None,
     }
 }

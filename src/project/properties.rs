@@ -98,6 +98,88 @@ pub struct Properties {
     /// `{% docs name %}` blocks: name → text.
     pub docs: BTreeMap<String, String>,
     pub unit_tests: Vec<UnitTestDef>,
+    pub exposures: Vec<ExposureDef>,
+}
+
+/// One `exposures:` entry: a dashboard, notebook or application that uses the project's nodes.
+#[derive(Debug, Clone)]
+pub struct ExposureDef {
+    pub name: String,
+    /// The entry as written (type, owner, url, maturity, label, meta...), for the manifest.
+    pub raw: Json,
+    /// `ref('x')` / `source('s', 't')` as written.
+    pub depends_on: Vec<String>,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub file: String,
+    pub source: Arc<str>,
+}
+
+impl ExposureDef {
+    pub fn location(&self) -> Location {
+        Location::find(
+            &self.file,
+            self.source.clone(),
+            &format!("name: {}", self.name),
+        )
+    }
+}
+
+/// dbt's exposure types.
+const EXPOSURE_TYPES: [&str; 5] = ["dashboard", "notebook", "analysis", "ml", "application"];
+
+fn exposure(item: &Json, path: &str, source: &Arc<str>) -> Result<ExposureDef, Diagnostic> {
+    let name = entry_name(item, path, source, "exposure")?;
+    let loc = || Location::find(path, source.clone(), &format!("name: {name}"));
+    let kind = yaml::str_of(item, "type").unwrap_or("");
+    if !EXPOSURE_TYPES.contains(&kind) {
+        return Err(Diagnostic::error(
+            "exposure",
+            format!(
+                "exposure '{name}' needs a `type`, one of {}",
+                EXPOSURE_TYPES.join(", ")
+            ),
+        )
+        .at(loc())
+        .hint("e.g. `type: dashboard`"));
+    }
+    if !item
+        .get("owner")
+        .is_some_and(|o| o.get("name").is_some() || o.get("email").is_some())
+    {
+        return Err(Diagnostic::error(
+            "exposure",
+            format!("exposure '{name}' needs an `owner` with a `name` or an `email`"),
+        )
+        .at(loc())
+        .hint("e.g. `owner: {name: Analytics, email: analytics@example.com}`"));
+    }
+    Ok(ExposureDef {
+        depends_on: item
+            .get("depends_on")
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        description: yaml::str_of(item, "description").unwrap_or("").to_string(),
+        tags: item
+            .get("tags")
+            .or_else(|| item.pointer("/config/tags"))
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        raw: item.clone(),
+        file: path.to_string(),
+        source: source.clone(),
+        name,
+    })
 }
 
 /// One input or the expected output of a unit test: rows as `dict` (a list of mappings),
@@ -278,6 +360,17 @@ pub fn load_files<'a>(
         {
             match unit_test(item, &file.path, &file.contents) {
                 Ok(u) => props.unit_tests.push(u),
+                Err(d) => diags.push(d),
+            }
+        }
+        for item in obj
+            .get("exposures")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match exposure(item, &file.path, &file.contents) {
+                Ok(e) => props.exposures.push(e),
                 Err(d) => diags.push(d),
             }
         }

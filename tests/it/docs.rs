@@ -27,6 +27,15 @@ fn catalog_describes_every_built_relation() {
     let rows = p.query("select count(*) as n from {{ ref('gld_top_posters') }}");
     assert_eq!(top["stats"]["row_count"]["value"], rows[0]["n"]);
     assert_eq!(top["stats"]["has_stats"]["value"], true);
+    // The size of the Delta table's current data files: the parquet files its log adds.
+    let bytes = top["stats"]["bytes"]["value"].as_u64().unwrap();
+    let on_disk: u64 = std::fs::read_dir(p.path().join("warehouse/main_gold/gld_top_posters"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(bytes > 0 && bytes <= on_disk, "{bytes} vs {on_disk}");
     // Columns in table order, with the engine's type names.
     let columns = top["columns"].as_object().unwrap();
     let first = columns.values().find(|c| c["index"] == 1).unwrap();
@@ -45,6 +54,11 @@ fn catalog_describes_every_built_relation() {
     assert!(
         c["nodes"]["model.pinboard.brz_pins"]["stats"]
             .get("row_count")
+            .is_none()
+    );
+    assert!(
+        c["nodes"]["model.pinboard.brz_pins"]["stats"]
+            .get("bytes")
             .is_none()
     );
     assert!(c["nodes"].get("model.pinboard.int_pins_enriched").is_none());

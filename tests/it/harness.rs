@@ -1,7 +1,10 @@
 //! Running rsdbt against a throwaway copy of a project.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 pub const DEFAULT_PROFILE: &str = "fixture:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: warehouse\n      schema: main\n      threads: 2\n";
 
@@ -189,4 +192,84 @@ pub fn pg_exec(sql: &str) -> Vec<Vec<Option<String>>> {
         }
         last
     })
+}
+
+/// A long-running rsdbt process (`--watch`, `docs serve`) and its lines, stdout and stderr
+/// together.
+pub struct Running {
+    pub child: std::process::Child,
+    pub lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Running {
+    pub fn start(p: &Project, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rsdbt"))
+            .args(args)
+            .current_dir(p.path())
+            .env("NO_COLOR", "1")
+            .env("HOME", p.path())
+            .env_remove("DBT_PROFILES_DIR")
+            .env_remove("RSDBT_PROFILES_DIR")
+            .env_remove("RSDBT_WAREHOUSE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `text`; returns the lines seen since the last wait.
+    pub fn wait_for(&mut self, text: &str) -> String {
+        self.wait_for_all(&[text])
+    }
+
+    /// Waits until each of `texts` has been seen since the last wait, in any order (stdout and
+    /// stderr arrive on two pipes, so their relative order is not fixed).
+    pub fn wait_for_all(&mut self, texts: &[&str]) -> String {
+        let start = self.seen.len();
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    self.seen.push(line);
+                    let so_far = self.seen[start..].join("\n");
+                    if texts.iter().all(|t| so_far.contains(t)) {
+                        return so_far;
+                    }
+                }
+                Err(_) => panic!(
+                    "no lines with {texts:?} within 60 s; output:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

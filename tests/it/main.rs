@@ -4,6 +4,7 @@
 mod cli;
 mod data_tests;
 mod docs;
+mod docs_site;
 mod errors;
 mod example;
 mod harness;

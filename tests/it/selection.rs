@@ -494,3 +494,84 @@ fn ls_output_keys() {
         r#"{"name":"fct_refunds","resource_type":"model"}"#
     );
 }
+
+#[test]
+fn exposures_are_graph_nodes_for_selection() {
+    let p = Project::example();
+    let ls = |args: &[&str]| -> BTreeSet<String> {
+        let mut all = vec!["ls"];
+        all.extend(args);
+        p.rsdbt(&all)
+            .expect(0)
+            .stdout
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        ls(&["-s", "exposure:content_dashboard"]),
+        BTreeSet::from(["exposure:pinboard.content_dashboard".to_string()])
+    );
+    let upstream = ls(&[
+        "-s",
+        "+exposure:pinboard.content_dashboard",
+        "--resource-type",
+        "model",
+        "--output",
+        "name",
+    ]);
+    let expected: BTreeSet<String> = [
+        "brz_geo",
+        "brz_pins",
+        "brz_users",
+        "slv_geo",
+        "slv_pins",
+        "slv_users",
+        "int_pins_enriched",
+        "gld_category_by_country",
+        "gld_posts_by_year",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(upstream, expected);
+    // gold+ reaches the exposure; the manifest records it with its parents.
+    assert!(ls(&["-s", "gld_posts_by_year+"]).contains("exposure:pinboard.content_dashboard"));
+    p.rsdbt(&["parse"]).expect(0);
+    let m: serde_json::Value = serde_json::from_str(&p.read("target/rsdbt/manifest.json")).unwrap();
+    let e = &m["exposures"]["exposure.pinboard.content_dashboard"];
+    assert_eq!(e["type"], "dashboard");
+    assert_eq!(e["owner"]["name"], "Analytics");
+    assert_eq!(
+        m["parent_map"]["exposure.pinboard.content_dashboard"],
+        serde_json::json!([
+            "model.pinboard.gld_category_by_country",
+            "model.pinboard.gld_posts_by_year"
+        ])
+    );
+
+    // Mistakes name the file.
+    p.write(
+        "models/exposures.yml",
+        "exposures:\n  - name: d\n    type: dashboard\n    owner: {name: A}\n    depends_on: [ref('gld_top_poster')]\n",
+    );
+    let out = p.rsdbt(&["parse"]).expect(2);
+    assert!(
+        out.stderr
+            .contains("exposure 'd' depends on ref('gld_top_poster'), which was not found")
+            && out.stderr.contains("models/exposures.yml")
+            && out.stderr.contains("gld_top_posters"),
+        "{}",
+        out.stderr
+    );
+    p.write(
+        "models/exposures.yml",
+        "exposures:\n  - name: d\n    type: report\n    owner: {name: A}\n",
+    );
+    let out = p.rsdbt(&["parse"]).expect(2);
+    assert!(
+        out.stderr.contains("exposure 'd' needs a `type`"),
+        "{}",
+        out.stderr
+    );
+}

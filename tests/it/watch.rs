@@ -1,86 +1,12 @@
 //! `run --watch` end to end: a save rebuilds the model and its children, a broken save prints
 //! its diagnostic and the loop waits, a fix rebuilds, SIGINT ends the process.
 
-use std::io::BufRead;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::Project;
-
-/// Lines of the watching process, stdout and stderr together.
-struct Watching {
-    child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Watching {
-    fn start(p: &Project, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rsdbt"))
-            .args(args)
-            .current_dir(p.path())
-            .env("NO_COLOR", "1")
-            .env("HOME", p.path())
-            .env_remove("DBT_PROFILES_DIR")
-            .env_remove("RSDBT_PROFILES_DIR")
-            .env_remove("RSDBT_WAREHOUSE")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        for stream in [
-            Box::new(out) as Box<dyn std::io::Read + Send>,
-            Box::new(err),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(stream)
-                    .lines()
-                    .map_while(Result::ok)
-                {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Watching {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a line containing `text`; returns the lines seen since the last wait.
-    fn wait_for(&mut self, text: &str) -> String {
-        self.wait_for_all(&[text])
-    }
-
-    /// Waits until each of `texts` has been seen since the last wait, in any order (stdout and
-    /// stderr arrive on two pipes, so their relative order is not fixed).
-    fn wait_for_all(&mut self, texts: &[&str]) -> String {
-        let start = self.seen.len();
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) => {
-                    self.seen.push(line);
-                    let so_far = self.seen[start..].join("\n");
-                    if texts.iter().all(|t| so_far.contains(t)) {
-                        return so_far;
-                    }
-                }
-                Err(_) => panic!(
-                    "no lines with {texts:?} within 60 s; output:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-}
+use crate::harness::{Project, Running};
 
 fn totals(p: &Project) -> Vec<serde_json::Value> {
     p.query("select name, total from {{ ref('customer_totals') }} order by name")
@@ -90,7 +16,7 @@ fn totals(p: &Project) -> Vec<serde_json::Value> {
 fn run_watch_rebuilds_on_save_and_survives_a_broken_file() {
     let p = Project::fixture("check_shop");
     p.rsdbt(&["seed"]).expect(0);
-    let mut w = Watching::start(&p, &["run", "--watch"]);
+    let mut w = Running::start(&p, &["run", "--watch"]);
     w.wait_for("Watching for changes");
     assert_eq!(
         totals(&p),
@@ -180,7 +106,7 @@ fn run_watch_rebuilds_on_save_and_survives_a_broken_file() {
 #[test]
 fn compile_watch_compiles_again_on_save() {
     let p = Project::fixture("check_shop");
-    let mut w = Watching::start(&p, &["compile", "--watch", "--static-analysis", "off"]);
+    let mut w = Running::start(&p, &["compile", "--watch", "--static-analysis", "off"]);
     w.wait_for("Watching for changes");
     p.write(
         "models/stg_orders.sql",

@@ -129,6 +129,19 @@ fn err(e: impl std::fmt::Display) -> AdapterError {
 }
 
 impl DataFusionAdapter {
+    /// The bytes of a Delta table's current data files (its log's add actions), for the
+    /// catalog; None for views, Iceberg tables and anything unreadable.
+    pub async fn table_bytes(&self, relation: &Relation) -> Option<u64> {
+        let dir = self.schema_dir(relation).join(&relation.identifier);
+        if !is_delta_table(&dir) {
+            return None;
+        }
+        let url = deltalake::ensure_table_uri(dir.to_string_lossy()).ok()?;
+        let table = deltalake::open_table(url).await.ok()?;
+        let files = table.snapshot().ok()?.log_data();
+        Some(files.iter().map(|f| f.size().max(0) as u64).sum())
+    }
+
     /// Opens (creating if needed) the warehouse folder `root` as catalog `database`, with
     /// `schema` as the default schema for unqualified names.
     pub fn open(root: &Path, database: &str, schema: &str) -> Result<Self, AdapterError> {
