@@ -56,6 +56,7 @@ pub async fn analyze(
         full_refresh,
         mode,
         run_start_hooks,
+        types_checked,
     } = *scope;
     let mut report = Report::default();
     if mode == Mode::Off {
@@ -134,6 +135,9 @@ pub async fn analyze(
                         let hooks = run_start_hooks || !node.config.strings("pre-hook").is_empty();
                         let kind = match classify(&msg) {
                             Kind::Mistake if hooks && msg.contains("not found") => Kind::Unjudged,
+                            Kind::Mistake if !types_checked && is_type_error(&msg) => {
+                                Kind::Unjudged
+                            }
                             k => k,
                         };
                         match kind {
@@ -171,6 +175,8 @@ pub struct Scope<'a> {
     pub mode: Mode,
     /// The project has `on-run-start` hooks, which may create tables models read.
     pub run_start_hooks: bool,
+    /// Type errors are mistakes (the SQL runs on DataFusion itself); otherwise notices.
+    pub types_checked: bool,
 }
 
 enum Kind {
@@ -200,6 +206,13 @@ fn classify(msg: &str) -> Kind {
     } else {
         Kind::Unjudged
     }
+}
+
+fn is_type_error(msg: &str) -> bool {
+    !(msg.contains("No field named")
+        || msg.contains("not found")
+        || msg.contains("does not exist")
+        || msg.contains("mbiguous"))
 }
 
 fn first_line(msg: &str) -> &str {

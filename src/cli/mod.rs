@@ -1010,25 +1010,18 @@ fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostics> {
     diags.into_result(())
 }
 
-/// Plans the selected models before anything runs (see [`crate::check`]); the embedded
-/// target only, for now.
+/// Plans the selected models before anything runs (see [`crate::check`]). On PostgreSQL the
+/// tables come from its catalog and the SQL is parsed as PostgreSQL's.
 #[cfg(feature = "datafusion")]
 fn static_analysis(
     l: &Loaded,
     ids: &[String],
     flags: Flags,
-    adapter: &crate::adapter::AnyAdapter,
+    adapter_arc: &std::sync::Arc<crate::adapter::AnyAdapter>,
     printer: &Printer,
 ) -> Result<(), Diagnostics> {
     use crate::adapter::Adapter;
-    let crate::adapter::AnyAdapter::DataFusion(df) = adapter else {
-        if flags.static_analysis != crate::check::Mode::Off {
-            printer.info(
-                "Static analysis: not run on this target (its SQL is its database's dialect, which DataFusion's planner does not judge)",
-            );
-        }
-        return Ok(());
-    };
+    let adapter: &crate::adapter::AnyAdapter = adapter_arc;
     if flags.static_analysis == crate::check::Mode::Off
         || !ids
             .iter()
@@ -1037,7 +1030,7 @@ fn static_analysis(
         return Ok(());
     }
     let rt = runtime();
-    let exists = |rel: &crate::jinja::Relation| rt.block_on(df.relation_type(rel)).is_some();
+    let exists = |rel: &crate::jinja::Relation| rt.block_on(adapter.relation_type(rel)).is_some();
     // Unselected ancestors not built yet are planned too: their schemas stand in for tables.
     let selected: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
     let mut helpers = std::collections::BTreeSet::new();
@@ -1061,7 +1054,18 @@ fn static_analysis(
         .filter(|n| n.materialized() == "incremental" && exists(&n.relation))
         .map(|n| n.unique_id.as_str())
         .collect();
-    let analyzer = df.analyzer();
+    let analyzer = match adapter {
+        crate::adapter::AnyAdapter::DataFusion(df) => df.analyzer(),
+        #[cfg(feature = "postgres")]
+        crate::adapter::AnyAdapter::Postgres(_) => {
+            let target = l.project.target();
+            crate::adapter::datafusion::Analyzer::for_postgres(
+                std::sync::Arc::clone(adapter_arc),
+                &target.database,
+                &target.schema,
+            )
+        }
+    };
     let scope = crate::check::Scope {
         order: &order,
         selected: &selected,
@@ -1069,6 +1073,9 @@ fn static_analysis(
         full_refresh: flags.full_refresh,
         mode: flags.static_analysis,
         run_start_hooks: !l.project.on_run_start.is_empty(),
+        // DataFusion's type rules are not PostgreSQL's (implicit casts): there, a type error
+        // is a notice, never the user's mistake.
+        types_checked: matches!(adapter, crate::adapter::AnyAdapter::DataFusion(_)),
     };
     let report = rt.block_on(crate::check::analyze(
         &analyzer,

@@ -190,3 +190,57 @@ fn column_lineage_is_written() {
         vec![o("model.check_shop.customer_totals", "name")]
     );
 }
+
+/// On the PostgreSQL target the models are planned as PostgreSQL SQL against its catalog:
+/// a wrong column stops the run before anything is created; a function DataFusion does not
+/// know is a notice, and the model runs.
+#[test]
+fn postgres_models_are_checked_against_its_catalog() {
+    let Some(p) = Project::fixture_pg("check_shop") else {
+        return;
+    };
+    p.rsdbt(&["seed"]).expect(0);
+    let schema = p
+        .read("profiles.yml")
+        .split("schema: ")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    p.write(
+        "models/customer_totals.sql",
+        "{{ config(materialized='table') }}\nselect c.name, sum(o.amount) as total from {{ ref('stg_orders') }} o join {{ ref('customers') }} c on c.customer_id = o.customer_id group by c.name\n",
+    );
+    let out = p.rsdbt(&["run"]).expect(2);
+    assert!(
+        out.stderr.contains("No field named o.amount")
+            && out.stderr.contains("did you mean `order_amount`?")
+            && out.stderr.contains("models/customer_totals.sql"),
+        "{}",
+        out.stderr
+    );
+    let exists = |name: &str| {
+        crate::harness::pg_exec(&format!("select to_regclass('{schema}.{name}')::text"))[0][0]
+            .is_some()
+    };
+    assert!(
+        !exists("stg_orders") && !exists("customer_totals"),
+        "nothing ran"
+    );
+
+    // PostgreSQL's own function: not judged, and the model builds.
+    p.write(
+        "models/customer_totals.sql",
+        "{{ config(materialized='table') }}\nselect c.name, pg_typeof(c.name)::text as t, o.order_amount from {{ ref('stg_orders') }} o join {{ ref('customers') }} c on c.customer_id = o.customer_id\n",
+    );
+    let out = p.rsdbt(&["run"]).expect(0);
+    assert!(
+        out.stdout
+            .contains("Static analysis: customer_totals: not checked"),
+        "{}",
+        out.stdout
+    );
+    assert!(exists("customer_totals"));
+}

@@ -37,7 +37,22 @@ pub struct DataFusionAdapter {
 pub struct Analyzer {
     ctx: SessionContext,
     planned: warehouse::Planned,
+    /// Another database's tables (PostgreSQL's, for its target): looked up by (schema,
+    /// table) when the SQL names a table nothing planned yet.
+    lookup: Option<SchemaLookup>,
+    default_schema: String,
 }
+
+/// (schema, table) → the table's columns in another database, if it has the table.
+pub type SchemaLookup = Arc<
+    dyn Fn(
+            String,
+            String,
+        )
+            -> futures::future::BoxFuture<'static, Option<datafusion::arrow::datatypes::SchemaRef>>
+        + Send
+        + Sync,
+>;
 
 impl Analyzer {
     /// The output schema of `sql` and where each of its columns comes from
@@ -52,6 +67,9 @@ impl Analyzer {
         ),
         String,
     > {
+        if let Some(lookup) = &self.lookup {
+            self.look_up_tables(lookup, sql).await;
+        }
         let plan = self
             .ctx
             .state()
@@ -60,6 +78,83 @@ impl Analyzer {
             .map_err(|e| e.to_string())?;
         let lineage = crate::lineage::columns(&plan);
         Ok((Arc::new(plan.schema().as_arrow().clone()), lineage))
+    }
+
+    /// Assumes the schemas of the tables `sql` names that nothing planned yet, from the lookup.
+    async fn look_up_tables(&self, lookup: &SchemaLookup, sql: &str) {
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let Ok(statement) = state.sql_to_statement(sql, &dialect) else {
+            return;
+        };
+        let Ok(tables) = state.resolve_table_references(&statement) else {
+            return;
+        };
+        for t in tables {
+            let schema = t.schema().unwrap_or(&self.default_schema).to_string();
+            let table = t.table().to_string();
+            let known = self
+                .planned
+                .read()
+                .is_ok_and(|p| p.contains_key(&(schema.clone(), table.clone())));
+            if !known && let Some(columns) = lookup(schema.clone(), table.clone()).await {
+                self.assume(
+                    &Relation {
+                        database: String::new(),
+                        schema,
+                        identifier: table,
+                        kind: None,
+                        cte_name: None,
+                    },
+                    columns,
+                );
+            }
+        }
+    }
+
+    /// An analyzer for another database's SQL (PostgreSQL's): its tables come from `lookup`
+    /// and the models planned, never from a warehouse folder.
+    pub fn detached(database: &str, schema: &str, dialect: &str, lookup: SchemaLookup) -> Self {
+        let planned = warehouse::Planned::default();
+        // A folder that is never created: the catalog finds nothing in it.
+        let root = std::env::temp_dir().join(format!("rsdbt-analysis-{}", uuid::Uuid::new_v4()));
+        let ctx = session(
+            &root,
+            database,
+            schema,
+            Arc::new(Lake::new(root.clone())),
+            warehouse::Externals::default(),
+            planned.clone(),
+            dialect,
+        );
+        Analyzer {
+            ctx,
+            planned,
+            lookup: Some(lookup),
+            default_schema: schema.to_string(),
+        }
+    }
+
+    /// An analyzer for the PostgreSQL target's models: PostgreSQL's dialect, its catalog's
+    /// tables.
+    #[cfg(feature = "postgres")]
+    pub fn for_postgres(
+        adapter: Arc<crate::adapter::AnyAdapter>,
+        database: &str,
+        schema: &str,
+    ) -> Self {
+        let lookup: SchemaLookup = Arc::new(move |schema, table| {
+            let adapter = adapter.clone();
+            Box::pin(async move {
+                match adapter.as_ref() {
+                    crate::adapter::AnyAdapter::Postgres(pg) => {
+                        pg_source::table_schema(pg, &schema, &table).await
+                    }
+                    _ => None,
+                }
+            })
+        });
+        Self::detached(database, schema, "postgresql", lookup)
     }
 
     /// The columns a seed file will load as.
@@ -91,8 +186,10 @@ fn session(
     lake: Arc<Lake>,
     externals: warehouse::Externals,
     planned: warehouse::Planned,
+    dialect: &str,
 ) -> SessionContext {
     let config = SessionConfig::new()
+        .set_str("datafusion.sql_parser.dialect", dialect)
         .with_default_catalog_and_schema(database, schema)
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(true)
@@ -161,6 +258,7 @@ impl DataFusionAdapter {
             lake.clone(),
             externals.clone(),
             Default::default(),
+            "generic",
         );
         Ok(Self {
             ctx,
@@ -184,8 +282,11 @@ impl DataFusionAdapter {
                 self.lake.clone(),
                 self.externals.clone(),
                 planned.clone(),
+                "generic",
             ),
             planned,
+            lookup: None,
+            default_schema: self.schema.clone(),
         }
     }
 

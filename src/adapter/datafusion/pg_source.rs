@@ -107,46 +107,62 @@ pub struct PostgresTable {
     schema: SchemaRef,
 }
 
+/// The columns of `schema.table` from PostgreSQL's catalog, as Arrow types.
+async fn columns_of(
+    pg: &PostgresAdapter,
+    schema: &str,
+    table: &str,
+) -> Result<(Vec<PgColumn>, SchemaRef)> {
+    let name = format!("{}.{}", quote(schema), quote(table));
+    let rows = pg
+        .query_text(
+            "select a.attname::text, t.typname::text, a.atttypmod::text, et.typname::text
+             from pg_attribute a
+             join pg_type t on t.oid = a.atttypid
+             left join pg_type et on et.oid = t.typelem and t.typcategory = 'A'
+             where a.attrelid = to_regclass($1) and a.attnum > 0 and not a.attisdropped
+             order by a.attnum",
+            &[&name],
+        )
+        .await
+        .map_err(ext)?;
+    if rows.is_empty() {
+        return Err(DataFusionError::Plan(format!(
+            "PostgreSQL has no table or view {schema}.{table} (or it has no columns)"
+        )));
+    }
+    let columns: Vec<PgColumn> = rows
+        .into_iter()
+        .map(|r| {
+            let col = r[0].clone().unwrap_or_default();
+            let typmod: i32 = r[2].as_deref().and_then(|t| t.parse().ok()).unwrap_or(-1);
+            column(&col, r[1].as_deref().unwrap_or(""), typmod, r[3].as_deref())
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.data_type.clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    Ok((columns, schema))
+}
+
+/// The columns of a PostgreSQL table or view as Arrow types (static analysis of the
+/// PostgreSQL target plans models against them).
+pub async fn table_schema(pg: &PostgresAdapter, schema: &str, table: &str) -> Option<SchemaRef> {
+    columns_of(pg, schema, table).await.ok().map(|(_, s)| s)
+}
+
 impl PostgresTable {
     /// Reads the column types of `schema.table` from the catalog.
     pub async fn open(pg: Arc<PostgresAdapter>, schema: &str, table: &str) -> Result<Self> {
-        let name = format!("{}.{}", quote(schema), quote(table));
-        let rows = pg
-            .query_text(
-                "select a.attname::text, t.typname::text, a.atttypmod::text, et.typname::text
-                 from pg_attribute a
-                 join pg_type t on t.oid = a.atttypid
-                 left join pg_type et on et.oid = t.typelem and t.typcategory = 'A'
-                 where a.attrelid = to_regclass($1) and a.attnum > 0 and not a.attisdropped
-                 order by a.attnum",
-                &[&name],
-            )
-            .await
-            .map_err(ext)?;
-        if rows.is_empty() {
-            return Err(DataFusionError::Plan(format!(
-                "PostgreSQL has no table or view {schema}.{table} (or it has no columns)"
-            )));
-        }
-        let columns: Vec<PgColumn> = rows
-            .into_iter()
-            .map(|r| {
-                let col = r[0].clone().unwrap_or_default();
-                let typmod: i32 = r[2].as_deref().and_then(|t| t.parse().ok()).unwrap_or(-1);
-                column(&col, r[1].as_deref().unwrap_or(""), typmod, r[3].as_deref())
-            })
-            .collect();
-        let schema = Arc::new(Schema::new(
-            columns
-                .iter()
-                .map(|c| Field::new(&c.name, c.data_type.clone(), true))
-                .collect::<Vec<_>>(),
-        ));
+        let (columns, arrow) = columns_of(&pg, schema, table).await?;
         Ok(Self {
             pg,
-            table: name,
+            table: format!("{}.{}", quote(schema), quote(table)),
             columns,
-            schema,
+            schema: arrow,
         })
     }
 
