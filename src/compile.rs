@@ -61,8 +61,19 @@ impl<'m> Compiler<'m> {
             return Ok(c.clone());
         }
         let node = &self.manifest.nodes[unique_id];
+        let resolver: Arc<dyn Resolve> = match node
+            .config
+            .get("time_travel")
+            .and_then(serde_json::Value::as_object)
+        {
+            Some(pins) if !pins.is_empty() => Arc::new(TimeTravel {
+                inner: self.resolver.clone(),
+                pins: pins.clone(),
+            }),
+            _ => self.resolver.clone(),
+        };
         let phase = Phase::Compile {
-            resolver: self.resolver.clone(),
+            resolver,
             incremental,
         };
         let generic = node.test.as_ref().and_then(|t| t.generic.as_ref());
@@ -254,6 +265,40 @@ impl Resolve for BatchResolver {
     }
     fn resolve_source(&self, from: &str, source: &str, table: &str) -> Result<Relation, String> {
         self.inner.resolve_source(from, source, table)
+    }
+}
+
+/// A model's `time_travel` config: `{model: {version: 12}, "source.table": {snapshot_id: N}}`
+/// pins what its `ref()` / `source()` read to a Delta version or an Iceberg snapshot.
+struct TimeTravel {
+    inner: Arc<RelationIndex>,
+    pins: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TimeTravel {
+    fn pin(&self, key: &str, rel: Relation) -> Result<Relation, String> {
+        let Some(pin) = self.pins.get(key) else {
+            return Ok(rel);
+        };
+        let get = |k: &str| pin.get(k).and_then(serde_json::Value::as_i64);
+        match (get("version"), get("snapshot_id")) {
+            (Some(v), None) => rel.pinned('v', v),
+            (None, Some(s)) => rel.pinned('s', s),
+            _ => Err(format!(
+                "time_travel for '{key}' needs `version: N` (Delta) or `snapshot_id: N` (Iceberg), got {pin}"
+            )),
+        }
+    }
+}
+
+impl Resolve for TimeTravel {
+    fn resolve_ref(&self, from: &str, call: &RefCall) -> Result<Relation, String> {
+        let rel = self.inner.resolve_ref(from, call)?;
+        self.pin(&call.name, rel)
+    }
+    fn resolve_source(&self, from: &str, source: &str, table: &str) -> Result<Relation, String> {
+        let rel = self.inner.resolve_source(from, source, table)?;
+        self.pin(&format!("{source}.{table}"), rel)
     }
 }
 

@@ -974,7 +974,32 @@ struct RunOptions<'a> {
 /// anything runs, not halfway through a build.
 fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostics> {
     if l.project.target().adapter_type != "datafusion" {
-        return Ok(());
+        // Time travel reads stored versions of Delta and Iceberg tables.
+        let mut diags = Diagnostics::new();
+        for node in ids.iter().filter_map(|id| l.manifest.nodes.get(id)) {
+            let needle = ["time_travel", ".at_version(", ".at_snapshot("]
+                .into_iter()
+                .find(|k| node.raw_code.contains(k) || node.config.contains_key(*k));
+            if let Some(needle) = needle {
+                diags.push(
+                    Diagnostic::error(
+                        "config",
+                        format!(
+                            "{} '{}' reads a pinned version (time travel), which only the embedded target's Delta and Iceberg tables have",
+                            node.resource_type.as_str(),
+                            node.name
+                        ),
+                    )
+                    .at(crate::diag::Location::find(
+                        &node.original_file_path,
+                        node.raw_code.clone(),
+                        needle,
+                    ))
+                    .hint("run it on a target of type datafusion"),
+                );
+            }
+        }
+        return diags.into_result(());
     }
     let mut diags = Diagnostics::new();
     for node in ids.iter().filter_map(|id| l.manifest.nodes.get(id)) {
@@ -1136,7 +1161,10 @@ fn write_lineage(
                     .map(|(table, column)| {
                         let parts: Vec<&str> = table.rsplitn(3, '.').collect();
                         let owner = match parts.as_slice() {
-                            [name, schema, ..] => owners.get(&key(schema, name)),
+                            // A time-travel read (`name@v12`) is still that node's column.
+                            [name, schema, ..] => {
+                                owners.get(&key(schema, name.split('@').next().unwrap_or(name)))
+                            }
                             _ => None,
                         };
                         json!({"node": owner, "relation": table, "column": column})

@@ -33,6 +33,37 @@ impl Relation {
         }
     }
 
+    /// The relation at a Delta version (`tag` 'v') or an Iceberg snapshot ('s'): the
+    /// warehouse reads `name@v12` / `name@s<id>` as that version of `name`.
+    pub fn pinned(&self, tag: char, n: i64) -> Result<Relation, String> {
+        if self.cte_name.is_some() {
+            return Err(format!(
+                "{} is ephemeral: it has no stored versions to travel to",
+                self.identifier
+            ));
+        }
+        if n < 0 {
+            return Err(format!(
+                "a version or snapshot id is not negative (got {n})"
+            ));
+        }
+        // A pin replaces an earlier one (the `time_travel` config's, say).
+        let base = match self.identifier.rsplit_once('@') {
+            Some((base, pin))
+                if pin.len() > 1
+                    && pin.starts_with(['v', 's'])
+                    && pin[1..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                base
+            }
+            _ => &self.identifier,
+        };
+        Ok(Relation {
+            identifier: format!("{base}@{tag}{n}"),
+            ..self.clone()
+        })
+    }
+
     /// The SQL text of the relation.
     pub fn render(&self) -> String {
         if let Some(cte) = &self.cte_name {
@@ -113,6 +144,15 @@ impl Object for Relation {
                 Ok(Value::from_safe_string(parts.join(".")))
             }
             "incorporate" => Ok(Value::from_dyn_object(self.clone())),
+            // Time travel on the embedded engine: `ref('x').at_version(12)` reads Delta version
+            // 12, `.at_snapshot(id)` an Iceberg snapshot.
+            "at_version" | "at_snapshot" => {
+                let (n,): (i64,) = minijinja::value::from_args(args)?;
+                let tag = if method == "at_version" { 'v' } else { 's' };
+                self.pinned(tag, n)
+                    .map(Value::from_object)
+                    .map_err(|m| Error::new(ErrorKind::InvalidOperation, m))
+            }
             _ => Err(no_method("relation", method)),
         }
     }

@@ -19,5 +19,6 @@ mod snapshots;
 mod sources;
 mod state;
 mod static_analysis;
+mod time_travel;
 mod unit_tests;
 mod watch;

@@ -243,4 +243,16 @@ fn postgres_models_are_checked_against_its_catalog() {
         out.stdout
     );
     assert!(exists("customer_totals"));
+
+    // Time travel needs Delta or Iceberg: refused before anything runs.
+    p.write(
+        "models/customer_totals.sql",
+        "select * from {{ ref('stg_orders').at_version(1) }}\n",
+    );
+    let out = p.rsdbt(&["run"]).expect(2);
+    assert!(
+        out.stderr.contains("reads a pinned version (time travel)"),
+        "{}",
+        out.stderr
+    );
 }

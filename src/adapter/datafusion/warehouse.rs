@@ -173,6 +173,9 @@ impl SchemaProvider for WarehouseSchema {
                 datafusion::datasource::empty::EmptyTable::new(schema),
             )));
         }
+        if let Some((base, pin)) = name.rsplit_once('@') {
+            return self.pinned(base, pin).await.map(Some);
+        }
         if let Some(source) = self.external(name) {
             let state = self
                 .state
@@ -231,9 +234,67 @@ impl SchemaProvider for WarehouseSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
+        let name = name.split('@').next().unwrap_or(name);
         self.external(name).is_some()
             || is_delta_table(&self.dir.join(name))
             || view_file(&self.dir, name).is_file()
             || iceberg_dir(&self.dir, name).is_dir()
+    }
+}
+
+impl WarehouseSchema {
+    /// `name@v12`: Delta version 12 of `name`; `name@s<id>`: Iceberg snapshot `id`.
+    async fn pinned(&self, name: &str, pin: &str) -> Result<Arc<dyn TableProvider>> {
+        let bad = || {
+            DataFusionError::Plan(format!(
+                "cannot read {name}@{pin}: write at_version(N) for a Delta version or at_snapshot(ID) for an Iceberg snapshot"
+            ))
+        };
+        let (tag, n) = pin.split_at(1);
+        let n: i64 = n.parse().ok().filter(|n| *n >= 0).ok_or_else(bad)?;
+        let ext = |e: Box<dyn std::error::Error + Send + Sync>| DataFusionError::External(e);
+        let table_dir = self.dir.join(name);
+        match tag {
+            "v" if is_delta_table(&table_dir) => {
+                let url = deltalake::ensure_table_uri(table_dir.to_string_lossy())
+                    .map_err(|e| ext(Box::new(e)))?;
+                let table = deltalake::open_table_with_version(url, n as u64)
+                    .await
+                    .map_err(|e| {
+                        DataFusionError::Plan(format!("cannot read version {n} of {name}: {e}"))
+                    })?;
+                if let Some(state) = self.state.get() {
+                    table
+                        .update_datafusion_session(state)
+                        .map_err(|e| ext(Box::new(e)))?;
+                }
+                Ok(table.table_provider().await?)
+            }
+            "s" => {
+                let table = self
+                    .lake
+                    .load(&self.name, name)
+                    .await
+                    .map_err(|e| ext(Box::new(e)))?
+                    .ok_or_else(|| {
+                        DataFusionError::Plan(format!(
+                            "cannot read snapshot {n} of {name}: it is not an Iceberg table"
+                        ))
+                    })?;
+                Ok(Arc::new(
+                    iceberg_datafusion::IcebergStaticTableProvider::try_new_from_table_snapshot(
+                        table, n,
+                    )
+                    .await
+                    .map_err(|e| {
+                        DataFusionError::Plan(format!("cannot read snapshot {n} of {name}: {e}"))
+                    })?,
+                ))
+            }
+            "v" => Err(DataFusionError::Plan(format!(
+                "cannot read version {n} of {name}: it is not a Delta table (at_snapshot(ID) reads an Iceberg snapshot)"
+            ))),
+            _ => Err(bad()),
+        }
     }
 }
