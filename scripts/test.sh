@@ -11,6 +11,11 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# What the tests started is stopped on exit, whatever happens.
+cleanup_cmds=()
+cleanup() { for c in "${cleanup_cmds[@]}"; do eval "$c" || true; done; }
+trap cleanup EXIT
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -25,7 +30,7 @@ cargo check --no-default-features --locked
 pg_dir="$(mktemp -d /tmp/rsdbt-pg.XXXXXX)"
 pg_port="${RSDBT_TEST_PG_PORT:-$((50000 + RANDOM % 10000))}"
 if pg_env="$(scripts/pg.sh start "$pg_dir" "$pg_port")" && eval "$pg_env"; then
-  trap 'scripts/pg.sh stop "$pg_dir"' EXIT
+  cleanup_cmds+=("scripts/pg.sh stop '$pg_dir'")
   echo "PostgreSQL for tests on 127.0.0.1:$pg_port"
 elif [ "${CI:-}" = true ]; then
   echo "could not start PostgreSQL for the tests (see $pg_dir)" >&2
@@ -63,6 +68,28 @@ if [ -d "$e2e/node_modules/playwright-core" ] && command -v chromium >/dev/null 
   export RSDBT_TEST_PLAYWRIGHT="$e2e/node_modules"
 elif [ "${CI:-}" = true ]; then
   echo "CI needs Chromium and playwright-core for the docs page test" >&2
+  exit 1
+fi
+
+# A local S3 emulator (moto's server, from PyPI, installed once into a cached venv) for the
+# tests of s3:// sources; boto3 comes with it and puts their data into buckets.
+moto="${RSDBT_MOTO_VENV:-$HOME/.cache/rsdbt/moto}"
+if [ ! -x "$moto/bin/moto_server" ]; then
+  python3 -m venv "$moto" && "$moto/bin/pip" install -q "moto[server]==5.2.*" \
+    || { rm -rf "$moto"; echo "NOTICE: moto could not be installed" >&2; }
+fi
+if [ -x "$moto/bin/moto_server" ]; then
+  s3_port=$((40000 + RANDOM % 10000))
+  "$moto/bin/moto_server" -H 127.0.0.1 -p "$s3_port" > "$(mktemp /tmp/rsdbt-moto.XXXXXX)" 2>&1 &
+  cleanup_cmds+=("kill $!")
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$s3_port/" && break
+    sleep 0.1
+  done
+  export RSDBT_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port" RSDBT_TEST_S3_PYTHON="$moto/bin/python"
+  echo "S3 emulator for tests on $RSDBT_TEST_S3_ENDPOINT"
+elif [ "${CI:-}" = true ]; then
+  echo "CI needs the S3 emulator (moto) for the s3:// tests" >&2
   exit 1
 fi
 

@@ -1576,6 +1576,9 @@ fn open_introspected(
     let external = crate::adapter::external::external_sources(&l.manifest, &l.project.root)?;
     match &adapter {
         crate::adapter::AnyAdapter::DataFusion(a) => {
+            crate::adapter::datafusion::configure_object_storage(
+                l.project.target().fields.get("s3"),
+            );
             let connections = l
                 .project
                 .target()

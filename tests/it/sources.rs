@@ -131,3 +131,93 @@ fn bad_external_declarations_are_diagnostics() {
         out.stdout
     );
 }
+
+/// The S3 emulator scripts/test.sh starts: (endpoint, a python with boto3), or None outside CI.
+fn s3() -> Option<(String, String)> {
+    match (
+        std::env::var("RSDBT_TEST_S3_ENDPOINT"),
+        std::env::var("RSDBT_TEST_S3_PYTHON"),
+    ) {
+        (Ok(e), Ok(p)) => Some((e, p)),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CI needs the S3 emulator (RSDBT_TEST_S3_ENDPOINT); scripts/test.sh starts it")
+        }
+        _ => {
+            eprintln!(
+                "NOTICE: skipping an S3 test: no S3 emulator (run scripts/test.sh, which starts one)"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn delta_parquet_and_csv_sources_on_s3() {
+    let Some((endpoint, python)) = s3() else {
+        return;
+    };
+    let p = Project::fixture("check_shop");
+    p.rsdbt(&["seed"]).expect(0);
+    // The seeds' Delta table, one of its Parquet files and a CSV file, put into a new bucket.
+    let bucket = format!("rsdbt-{}", std::process::id());
+    let upload = r#"
+import boto3, glob, os, sys
+endpoint, bucket, root, csv = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
+                  aws_secret_access_key="test", region_name="us-east-1")
+s3.create_bucket(Bucket=bucket)
+for f in glob.glob(root + "/**/*", recursive=True):
+    if os.path.isfile(f):
+        s3.upload_file(f, bucket, "lake/orders/" + os.path.relpath(f, root))
+s3.upload_file(glob.glob(root + "/*.parquet")[0], bucket, "files/orders.parquet")
+s3.upload_file(csv, bucket, "csv/customers.csv")
+"#;
+    let status = std::process::Command::new(&python)
+        .args(["-c", upload, &endpoint, &bucket])
+        .arg(p.path().join("warehouse/main/orders"))
+        .arg(p.path().join("seeds/customers.csv"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    p.write(
+        "profiles.yml",
+        &format!(
+            "fixture:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: warehouse\n      schema: main\n      threads: 2\n      s3: {{endpoint: \"{endpoint}\", allow_http: true, region: us-east-1, access_key_id: test, secret_access_key: test}}\n"
+        ),
+    );
+    p.write(
+        "models/s3.yml",
+        &format!(
+            "sources:\n  - name: s3\n    tables:\n      - name: orders\n        external: {{location: \"s3://{bucket}/lake/orders\", file_format: delta}}\n      - name: order_files\n        external: {{location: \"s3://{bucket}/files/\", file_format: parquet}}\n      - name: customers\n        external: {{location: \"s3://{bucket}/csv/customers.csv\", file_format: csv}}\n      - name: nothing\n        external: {{location: \"s3://no-such-bucket-{bucket}/x/\", file_format: parquet}}\n"
+        ),
+    );
+    p.write(
+        "models/s3_orders.sql",
+        "{{ config(materialized='table') }}\n\
+         select c.name, d.order_id, d.amount, f.ordered_at\n\
+         from {{ source('s3', 'orders') }} d\n\
+         join {{ source('s3', 'order_files') }} f on f.order_id = d.order_id\n\
+         join {{ source('s3', 'customers') }} c on c.customer_id = d.customer_id\n",
+    );
+    p.rsdbt(&["run", "-s", "s3_orders"]).expect(0);
+    assert_eq!(
+        p.query("select name, order_id, amount from {{ ref('s3_orders') }} order by order_id"),
+        vec![
+            json!({"name": "Ada", "order_id": 1, "amount": 12.5}),
+            json!({"name": "Grace", "order_id": 2, "amount": 7.25}),
+        ]
+    );
+    // A bucket that does not exist: the source, its location and S3's answer, before running.
+    p.write(
+        "models/s3_nothing.sql",
+        "select * from {{ source('s3', 'nothing') }}\n",
+    );
+    let out = p.rsdbt(&["run", "-s", "s3_nothing"]).expect(2);
+    assert!(
+        out.stderr
+            .contains("source.check_shop.s3.nothing (s3://no-such-bucket-")
+            && out.stderr.contains("404"),
+        "{}",
+        out.stderr
+    );
+}

@@ -80,6 +80,7 @@ async fn files(state: &SessionState, s: &ExternalSource) -> Result<Arc<dyn Table
         None if std::path::Path::new(&s.location).is_file() => String::new(),
         None => extension.to_string(),
     };
+    super::s3::register(state, &s.location).map_err(|e| plan_err(s, e))?;
     let url = ListingTableUrl::parse(&s.location).map_err(|e| plan_err(s, e))?;
     let options = ListingOptions::new(format).with_file_extension(extension);
     let config = ListingTableConfig::new(url)
@@ -113,6 +114,12 @@ async fn delta(state: &SessionState, s: &ExternalSource) -> Result<Arc<dyn Table
 }
 
 async fn iceberg(s: &ExternalSource) -> Result<Arc<dyn TableProvider>> {
+    if s.location.contains("://") && !s.location.starts_with("file://") {
+        return Err(plan_err(
+            s,
+            "Iceberg tables are read from local folders only for now (Delta, Parquet, CSV and JSON sources can be on s3://)",
+        ));
+    }
     let metadata = if s.location.ends_with(".metadata.json") {
         s.location.clone()
     } else {

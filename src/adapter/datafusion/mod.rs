@@ -6,6 +6,7 @@ mod iceberg;
 mod incremental;
 #[cfg(feature = "postgres")]
 mod pg_source;
+mod s3;
 mod seed;
 mod warehouse;
 
@@ -22,6 +23,7 @@ use crate::adapter::{Adapter, AdapterError, Applied, QueryResult};
 use crate::jinja::Relation;
 use crate::materialize::{Operation, TableFormat};
 use iceberg::Lake;
+pub use s3::configure as configure_object_storage;
 use warehouse::{WarehouseCatalog, is_delta_table, view_file};
 
 pub struct DataFusionAdapter {

@@ -1,0 +1,136 @@
+//! `s3://` locations — AWS S3 or an S3-compatible store (MinIO, moto...) — for external
+//! sources. Settings come from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`...) and are overridden by the target's
+//! `s3:` block in profiles.yml (`endpoint`, `region`, `access_key_id`, `secret_access_key`,
+//! `session_token`, `allow_http`). DataFusion reads files through the store registered for
+//! the bucket; deltalake through the `s3://` factories registered here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::session_state::SessionState;
+use deltalake::logstore::{
+    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
+};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use url::Url;
+
+/// The profile's `s3:` settings, as object_store's `aws_*` keys.
+static SETTINGS: RwLock<Option<HashMap<String, String>>> = RwLock::new(None);
+
+/// Takes the target's `s3:` block (a JSON object) for the stores built from now on, and makes
+/// `s3://` Delta tables readable.
+pub fn configure(block: Option<&serde_json::Value>) {
+    let mut settings = HashMap::new();
+    if let Some(obj) = block.and_then(serde_json::Value::as_object) {
+        for (k, v) in obj {
+            let key = match k.as_str() {
+                "endpoint" | "endpoint_url" => "aws_endpoint",
+                "region" => "aws_region",
+                "access_key_id" => "aws_access_key_id",
+                "secret_access_key" => "aws_secret_access_key",
+                "session_token" => "aws_session_token",
+                "allow_http" => "aws_allow_http",
+                other => other,
+            };
+            let value = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            settings.insert(key.to_string(), value);
+        }
+    }
+    if let Ok(mut s) = SETTINGS.write() {
+        *s = Some(settings);
+    }
+    let scheme = Url::parse("s3://").expect("a valid URL");
+    deltalake::logstore::object_store_factories().insert(scheme.clone(), Arc::new(S3Factory));
+    deltalake::logstore::logstore_factories().insert(scheme, Arc::new(S3Factory));
+}
+
+/// The store for the bucket of `url`.
+fn store(
+    url: &Url,
+    extra: &HashMap<String, String>,
+) -> std::result::Result<ObjectStoreRef, String> {
+    let bucket = url
+        .host_str()
+        .ok_or_else(|| format!("{url} names no bucket (s3://bucket/path)"))?;
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let settings = SETTINGS
+        .read()
+        .ok()
+        .and_then(|s| s.clone())
+        .unwrap_or_default();
+    for (k, v) in &settings {
+        let key: AmazonS3ConfigKey = k
+            .parse()
+            .map_err(|_| format!("unknown S3 setting `{k}` in the profile's s3: block"))?;
+        builder = builder.with_config(key, v);
+    }
+    // deltalake passes its own options too: only the S3 ones concern the store.
+    for (k, v) in extra {
+        if let Ok(key) = k.parse::<AmazonS3ConfigKey>() {
+            builder = builder.with_config(key, v);
+        }
+    }
+    builder
+        .build()
+        .map(|s| Arc::new(s) as ObjectStoreRef)
+        .map_err(|e| e.to_string())
+}
+
+/// Lets `state` read files under `location` when it is an `s3://` URL.
+pub fn register(state: &SessionState, location: &str) -> Result<()> {
+    if !location.starts_with("s3://") {
+        return Ok(());
+    }
+    let url = Url::parse(location).map_err(|e| DataFusionError::Plan(e.to_string()))?;
+    let root = datafusion::execution::object_store::ObjectStoreUrl::parse(format!(
+        "s3://{}",
+        url.host_str().unwrap_or_default()
+    ))?;
+    if state.runtime_env().object_store(&root).is_ok() {
+        return Ok(());
+    }
+    let store = store(&url, &HashMap::new()).map_err(DataFusionError::Plan)?;
+    state
+        .runtime_env()
+        .register_object_store(root.as_ref(), store);
+    Ok(())
+}
+
+/// deltalake's factories for `s3://`: object_store's S3 client and the default log store
+/// (commits use S3's conditional writes, which current S3 and its emulators have).
+struct S3Factory;
+
+impl ObjectStoreFactory for S3Factory {
+    fn parse_url_opts(
+        &self,
+        url: &Url,
+        config: &StorageConfig,
+    ) -> deltalake::DeltaResult<(ObjectStoreRef, object_store::path::Path)> {
+        let store = store(url, &config.raw).map_err(deltalake::DeltaTableError::Generic)?;
+        let path = object_store::path::Path::from_url_path(url.path())
+            .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
+        Ok((store, path))
+    }
+}
+
+impl LogStoreFactory for S3Factory {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> deltalake::DeltaResult<Arc<dyn LogStore>> {
+        Ok(deltalake::logstore::default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
