@@ -420,11 +420,21 @@ fn docs_generate(
     }
     write_manifest(&l, &compiled)?;
     let rt = runtime();
+    let external: std::collections::BTreeSet<String> =
+        crate::adapter::external::external_sources(&l.manifest, &l.project.root)?
+            .into_iter()
+            .map(|s| s.unique_id)
+            .collect();
     let describe = |unique_id: &str, rel: &crate::jinja::Relation| {
         if empty_catalog {
             return None;
         }
-        let kind = rt.block_on(adapter.relation_type(rel))?;
+        // An external source (files, a lake table by location, PostgreSQL through a
+        // connection) is no relation of the warehouse, but the engine reads it: its columns are
+        // described; counting its rows could mean reading it all, so it has no row count.
+        let kind = rt
+            .block_on(adapter.relation_type(rel))
+            .or_else(|| external.contains(unique_id).then_some("external"))?;
         let shape = rt
             .block_on(adapter.query(&format!("select * from {} limit 0", rel.render()), Some(0)))
             .ok()?;
@@ -442,7 +452,12 @@ fn docs_generate(
             database: rel.database.clone(),
             schema: rel.schema.clone(),
             name: rel.identifier.clone(),
-            kind: if kind == "view" { "VIEW" } else { "BASE TABLE" },
+            kind: match kind {
+                "view" => "VIEW",
+                // dbt-external-tables' sources show as external tables in catalogs.
+                "external" => "EXTERNAL TABLE",
+                _ => "BASE TABLE",
+            },
             columns: shape.columns.into_iter().zip(shape.types).collect(),
             row_count,
             bytes: match adapter.as_ref() {

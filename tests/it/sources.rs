@@ -26,6 +26,20 @@ fn files_of_every_format_join_in_one_model() {
         manifest["sources"]["source.lake_shop.files.orders"]["external"],
         json!({"location": "data/orders.json", "file_format": "json"})
     );
+    // The docs catalog describes them: columns, no row count (that could read everything).
+    p.rsdbt(&["docs", "generate"]).expect(0);
+    let catalog: serde_json::Value = serde_json::from_str(&p.read("target/catalog.json")).unwrap();
+    let orders = &catalog["sources"]["source.lake_shop.files.orders"];
+    assert_eq!(orders["metadata"]["type"], "EXTERNAL TABLE");
+    let mut cols: Vec<&str> = orders["columns"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    cols.sort();
+    assert_eq!(cols, ["amount", "customer_id", "order_id"]);
+    assert!(orders["stats"].get("row_count").is_none());
 }
 
 #[test]
