@@ -166,7 +166,7 @@ fn s3() -> Option<(String, String)> {
 }
 
 #[test]
-fn delta_parquet_and_csv_sources_on_s3() {
+fn delta_parquet_csv_and_iceberg_sources_on_s3() {
     let Some((endpoint, python)) = s3() else {
         return;
     };
@@ -202,7 +202,7 @@ s3.upload_file(csv, bucket, "csv/customers.csv")
     p.write(
         "models/s3.yml",
         &format!(
-            "sources:\n  - name: s3\n    tables:\n      - name: orders\n        external: {{location: \"s3://{bucket}/lake/orders\", file_format: delta}}\n      - name: order_files\n        external: {{location: \"s3://{bucket}/files/\", file_format: parquet}}\n      - name: customers\n        external: {{location: \"s3://{bucket}/csv/customers.csv\", file_format: csv}}\n      - name: nothing\n        external: {{location: \"s3://no-such-bucket-{bucket}/x/\", file_format: parquet}}\n"
+            "sources:\n  - name: s3\n    tables:\n      - name: orders\n        external: {{location: \"s3://{bucket}/lake/orders\", file_format: delta}}\n      - name: order_files\n        external: {{location: \"s3://{bucket}/files/\", file_format: parquet}}\n      - name: customers\n        external: {{location: \"s3://{bucket}/csv/customers.csv\", file_format: csv}}\n      - name: regions\n        external: {{location: \"s3://{bucket}/wh/shop/regions\", file_format: iceberg}}\n      - name: nothing\n        external: {{location: \"s3://no-such-bucket-{bucket}/x/\", file_format: parquet}}\n"
         ),
     );
     p.write(
@@ -219,6 +219,40 @@ s3.upload_file(csv, bucket, "csv/customers.csv")
         vec![
             json!({"name": "Ada", "order_id": 1, "amount": 12.5}),
             json!({"name": "Grace", "order_id": 2, "amount": 7.25}),
+        ]
+    );
+    // An Iceberg table another writer (pyiceberg, through pyarrow's S3 client) made on S3:
+    // the newest metadata file is found by listing the table's folder.
+    let pyiceberg = std::env::var("RSDBT_TEST_PYICEBERG")
+        .expect("scripts/test.sh installs pyiceberg (RSDBT_TEST_PYICEBERG)");
+    let write = r#"
+import sys, tempfile
+import pyarrow as pa
+from pyiceberg.catalog.sql import SqlCatalog
+endpoint, bucket = sys.argv[1:3]
+cat = SqlCatalog("t", **{"uri": f"sqlite:///{tempfile.mkdtemp()}/c.db", "warehouse": f"s3://{bucket}/wh",
+    "s3.endpoint": endpoint, "s3.access-key-id": "test", "s3.secret-access-key": "test",
+    "s3.region": "us-east-1"})
+cat.create_namespace("shop")
+t = cat.create_table("shop.regions", schema=pa.schema([("country", pa.string()), ("region", pa.string())]))
+t.append(pa.table({"country": ["UK"], "region": ["EMEA"]}))
+t.append(pa.table({"country": ["US"], "region": ["AMER"]}))
+"#;
+    let status = std::process::Command::new(&pyiceberg)
+        .args(["-c", write, &endpoint, &bucket])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    p.write(
+        "models/s3_regions.sql",
+        "select * from {{ source('s3', 'regions') }}\n",
+    );
+    p.rsdbt(&["run", "-s", "s3_regions"]).expect(0);
+    assert_eq!(
+        p.query("select country, region from {{ ref('s3_regions') }} order by country"),
+        vec![
+            json!({"country": "UK", "region": "EMEA"}),
+            json!({"country": "US", "region": "AMER"}),
         ]
     );
     // A bucket that does not exist: the source, its location and S3's answer, before running.

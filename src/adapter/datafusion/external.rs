@@ -114,14 +114,24 @@ async fn delta(state: &SessionState, s: &ExternalSource) -> Result<Arc<dyn Table
 }
 
 async fn iceberg(s: &ExternalSource) -> Result<Arc<dyn TableProvider>> {
-    if s.location.contains("://") && !s.location.starts_with("file://") {
+    let on_s3 = s.location.starts_with("s3://");
+    if s.location.contains("://") && !on_s3 && !s.location.starts_with("file://") {
         return Err(plan_err(
             s,
-            "Iceberg tables are read from local folders only for now (Delta, Parquet, CSV and JSON sources can be on s3://)",
+            "Iceberg tables are read from local folders or s3:// only",
         ));
     }
     let metadata = if s.location.ends_with(".metadata.json") {
         s.location.clone()
+    } else if on_s3 {
+        super::s3::latest_metadata(&s.location, newest_metadata)
+            .await
+            .ok_or_else(|| {
+                plan_err(
+                    s,
+                    "no Iceberg metadata file (metadata/*.metadata.json) under this location",
+                )
+            })?
     } else {
         latest_metadata(&s.location).ok_or_else(|| {
             plan_err(
@@ -130,8 +140,11 @@ async fn iceberg(s: &ExternalSource) -> Result<Arc<dyn TableProvider>> {
             )
         })?
     };
-    let file_io =
-        iceberg::io::FileIOBuilder::new(Arc::new(iceberg::io::LocalFsStorageFactory)).build();
+    let file_io = if on_s3 {
+        iceberg::io::FileIOBuilder::new(Arc::new(super::s3::IcebergS3Factory)).build()
+    } else {
+        iceberg::io::FileIOBuilder::new(Arc::new(iceberg::io::LocalFsStorageFactory)).build()
+    };
     let ident =
         iceberg::TableIdent::from_strs([s.schema.as_str(), s.identifier.as_str()]).map_err(ext)?;
     let table = iceberg::table::StaticTable::from_metadata_file(&metadata, ident, file_io)
@@ -153,19 +166,28 @@ async fn iceberg(s: &ExternalSource) -> Result<Arc<dyn TableProvider>> {
 /// starts its name (`00003-<uuid>.metadata.json`, or `v3.metadata.json`).
 fn latest_metadata(dir: &str) -> Option<String> {
     let dir = std::path::Path::new(dir.strip_prefix("file://").unwrap_or(dir)).join("metadata");
-    std::fs::read_dir(&dir)
+    let files = std::fs::read_dir(&dir)
         .ok()?
         .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
+        .map(|e| e.path().to_string_lossy().into_owned())
+        .collect();
+    newest_metadata(files)
+}
+
+/// Of metadata file paths, the one with the highest version number.
+fn newest_metadata(paths: Vec<String>) -> Option<String> {
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let name = p.rsplit('/').next()?;
             let stem = name.strip_suffix(".metadata.json")?;
             let digits: String = stem
                 .trim_start_matches('v')
                 .chars()
                 .take_while(char::is_ascii_digit)
                 .collect();
-            Some((digits.parse::<u64>().ok()?, e.path()))
+            Some((digits.parse::<u64>().ok()?, p.clone()))
         })
         .max_by_key(|(v, _)| *v)
-        .map(|(_, p)| p.to_string_lossy().into_owned())
+        .map(|(_, p)| p)
 }

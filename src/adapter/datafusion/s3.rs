@@ -3,7 +3,8 @@
 //! `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`...) and are overridden by the target's
 //! `s3:` block in profiles.yml (`endpoint`, `region`, `access_key_id`, `secret_access_key`,
 //! `session_token`, `allow_http`). DataFusion reads files through the store registered for
-//! the bucket; deltalake through the `s3://` factories registered here.
+//! the bucket; deltalake through the `s3://` factories registered here; iceberg-rust through
+//! [`IcebergS3`], a read-only storage.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -13,6 +14,7 @@ use datafusion::execution::session_state::SessionState;
 use deltalake::logstore::{
     LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
 };
+use object_store::ObjectStoreExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use url::Url;
 
@@ -133,4 +135,151 @@ impl LogStoreFactory for S3Factory {
             options,
         ))
     }
+}
+
+/// The store and the object path of an `s3://` URL, as iceberg-rust's errors.
+fn locate(path: &str) -> iceberg::Result<(ObjectStoreRef, object_store::path::Path)> {
+    let bad = |e: String| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e);
+    let url = Url::parse(path).map_err(|e| bad(format!("{path}: {e}")))?;
+    let store = store(&url, &HashMap::new()).map_err(bad)?;
+    let key = object_store::path::Path::from_url_path(url.path())
+        .map_err(|e| bad(format!("{path}: {e}")))?;
+    Ok((store, key))
+}
+
+fn io_error(path: &str, e: object_store::Error) -> iceberg::Error {
+    iceberg::Error::new(
+        iceberg::ErrorKind::Unexpected,
+        format!("cannot read {path}: {e}"),
+    )
+}
+
+fn read_only() -> iceberg::Error {
+    iceberg::Error::new(
+        iceberg::ErrorKind::FeatureUnsupported,
+        "rsdbt reads Iceberg tables on s3:// but does not write them",
+    )
+}
+
+/// iceberg-rust's storage for `s3://` paths, read-only: Iceberg sources on S3.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct IcebergS3;
+
+#[async_trait::async_trait]
+#[typetag::serde]
+impl iceberg::io::Storage for IcebergS3 {
+    async fn exists(&self, path: &str) -> iceberg::Result<bool> {
+        let (store, key) = locate(path)?;
+        match store.head(&key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(io_error(path, e)),
+        }
+    }
+
+    async fn metadata(&self, path: &str) -> iceberg::Result<iceberg::io::FileMetadata> {
+        let (store, key) = locate(path)?;
+        let meta = store.head(&key).await.map_err(|e| io_error(path, e))?;
+        Ok(iceberg::io::FileMetadata { size: meta.size })
+    }
+
+    async fn read(&self, path: &str) -> iceberg::Result<bytes::Bytes> {
+        let (store, key) = locate(path)?;
+        let got = store.get(&key).await.map_err(|e| io_error(path, e))?;
+        got.bytes().await.map_err(|e| io_error(path, e))
+    }
+
+    async fn reader(&self, path: &str) -> iceberg::Result<Box<dyn iceberg::io::FileRead>> {
+        let (store, key) = locate(path)?;
+        Ok(Box::new(RangeReader {
+            store,
+            key,
+            path: path.to_string(),
+        }))
+    }
+
+    async fn write(&self, _: &str, _: bytes::Bytes) -> iceberg::Result<()> {
+        Err(read_only())
+    }
+
+    async fn writer(&self, _: &str) -> iceberg::Result<Box<dyn iceberg::io::FileWrite>> {
+        Err(read_only())
+    }
+
+    async fn delete(&self, _: &str) -> iceberg::Result<()> {
+        Err(read_only())
+    }
+
+    async fn delete_prefix(&self, _: &str) -> iceberg::Result<()> {
+        Err(read_only())
+    }
+
+    async fn delete_stream(
+        &self,
+        _: futures::stream::BoxStream<'static, String>,
+    ) -> iceberg::Result<()> {
+        Err(read_only())
+    }
+
+    fn new_input(&self, path: &str) -> iceberg::Result<iceberg::io::InputFile> {
+        Ok(iceberg::io::InputFile::new(
+            Arc::new(self.clone()),
+            path.to_string(),
+        ))
+    }
+
+    fn new_output(&self, _: &str) -> iceberg::Result<iceberg::io::OutputFile> {
+        Err(read_only())
+    }
+}
+
+struct RangeReader {
+    store: ObjectStoreRef,
+    key: object_store::path::Path,
+    path: String,
+}
+
+#[async_trait::async_trait]
+impl iceberg::io::FileRead for RangeReader {
+    async fn read(&self, range: std::ops::Range<u64>) -> iceberg::Result<bytes::Bytes> {
+        self.store
+            .get_range(&self.key, range)
+            .await
+            .map_err(|e| io_error(&self.path, e))
+    }
+}
+
+/// Builds [`IcebergS3`] for iceberg-rust's `FileIO`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct IcebergS3Factory;
+
+#[typetag::serde]
+impl iceberg::io::StorageFactory for IcebergS3Factory {
+    fn build(
+        &self,
+        _: &iceberg::io::StorageConfig,
+    ) -> iceberg::Result<Arc<dyn iceberg::io::Storage>> {
+        Ok(Arc::new(IcebergS3))
+    }
+}
+
+/// The newest `metadata/*.metadata.json` of an Iceberg table folder on S3, by `newest` (the
+/// rule that picks a version from file names).
+pub async fn latest_metadata(
+    location: &str,
+    newest: impl Fn(Vec<String>) -> Option<String>,
+) -> Option<String> {
+    let dir = format!("{}/metadata/", location.trim_end_matches('/'));
+    let (store, key) = locate(&dir).ok()?;
+    let objects: Vec<object_store::ObjectMeta> =
+        futures::TryStreamExt::try_collect(store.list(Some(&key)))
+            .await
+            .ok()?;
+    let bucket = Url::parse(location).ok()?.host_str()?.to_string();
+    newest(
+        objects
+            .into_iter()
+            .map(|o| format!("s3://{bucket}/{}", o.location))
+            .collect(),
+    )
 }
