@@ -832,6 +832,13 @@ fn open_target(
             .block_on(crate::adapter::postgres::PostgresAdapter::connect(t))
             .map(AnyAdapter::Postgres)
             .map_err(|e| Diagnostic::error("connection", e.0).hint("check the target's host, port, user, password and dbname in profiles.yml (`rsdbt debug` tests the connection)").into()),
+        // A URL would otherwise become a local folder named `s3:`.
+        "datafusion" if t.fields.get("path").and_then(serde_json::Value::as_str).is_some_and(|p| p.contains("://")) => Err(Diagnostic::error(
+            "profile",
+            format!("target '{}' puts its warehouse at {}: the warehouse must be a local folder for now", t.name, t.fields["path"]),
+        )
+        .hint("set `path:` to a local folder; data on object storage can be read as sources (`external: {location: \"s3://...\"}`)")
+        .into()),
         "datafusion" => crate::adapter::datafusion::DataFusionAdapter::open(&t.warehouse_path(root), &t.database, &t.schema)
             .map(AnyAdapter::DataFusion)
             .map_err(|e| Diagnostic::error("adapter", e.0).hint("check the `path` of the target in profiles.yml").into()),

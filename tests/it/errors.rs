@@ -278,3 +278,21 @@ fn killed_run_leaves_the_previous_table() {
         vec![serde_json::json!({"n": 20})]
     );
 }
+
+#[test]
+fn a_warehouse_url_is_refused_not_made_a_local_folder() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "profiles.yml",
+        "fixture:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: \"s3://bucket/wh\"\n      schema: main\n",
+    );
+    let out = p.rsdbt(&["seed"]).expect(2);
+    assert!(
+        out.stderr.contains(
+            "puts its warehouse at \"s3://bucket/wh\": the warehouse must be a local folder"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!p.path().join("s3:").exists());
+}
