@@ -217,6 +217,8 @@ pub fn data(a: &Artifacts) -> Value {
                 "config": config,
                 "deps": strings(n.pointer("/depends_on/nodes")),
                 "test_column": s(&n, "column_name"),
+                // For the selector box's test_name: / test_type: methods.
+                "test_name": n.pointer("/test_metadata/name").cloned().unwrap_or(Value::Null),
                 "run": run,
                 "rows": row_count,
                 "bytes": bytes,

@@ -214,6 +214,13 @@ fn docs_page_in_headless_chromium() {
         "+slv_pins",
         "tag:silver,config.materialized:table",
         "@slv_users",
+        "+exposure:content_dashboard",
+        "bronze.brz_*",
+        "test_type:singular",
+        "test_name:unique,tag:silver",
+        // The page's result: is the last run's, as `--state target/rsdbt` gives ls.
+        "result:success",
+        "result:pass+",
     ];
     let mut args = vec![
         "example",
@@ -314,7 +321,11 @@ fn docs_page_in_headless_chromium() {
 
     // The selector box focuses the graph on what `rsdbt ls` selects.
     let ls = |expr: &str| -> BTreeSet<String> {
-        p.rsdbt(&["ls", "--select", expr, "--output", "json"])
+        let mut args = vec!["ls", "--select", expr, "--output", "json"];
+        if expr.contains("result:") {
+            args.extend(["--state", "target/rsdbt"]);
+        }
+        p.rsdbt(&args)
             .expect(0)
             .stdout
             .lines()

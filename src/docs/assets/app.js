@@ -107,6 +107,10 @@
       case 'package': return (n) => matches(n.package, value);
       case 'resource_type': return (n) => n.type === value;
       case 'source': return (n) => n.type === 'source' && (matches(n.name, value) || matches(n.name.split('.')[0], value) || matches(n.package + '.' + n.name, value));
+      case 'test_name': return (n) => n.type === 'test' && n.test_name != null && matches(n.test_name, value);
+      case 'test_type': return (n) => n.type === 'test' && (value === 'data' || (value === 'generic') === (n.test_name != null)) && ['data', 'generic', 'singular'].includes(value);
+      // The last run of this project (run_results.json), as `result:` with --state target/.
+      case 'result': return (n) => n.run != null && n.run.status === value;
       case 'exposure': return (n) => n.type === 'exposure' && (matches(n.name, value) || matches(n.package + '.' + n.name, value));
       case 'config': {
         const keyPath = method.split('.').slice(1);
@@ -118,7 +122,7 @@
           return v != null && matches(String(v), value);
         };
       }
-      default: throw new Error('selector method "' + method + '" is not available on this page (fqn, tag, path, file, package, resource_type, source, exposure, config.*)');
+      default: throw new Error('selector method "' + method + '" is not available on this page (fqn, tag, path, file, package, resource_type, source, exposure, config.*, test_name, test_type, result)');
     }
   }
 
@@ -149,6 +153,9 @@
     if (up) for (const id of walk(base, parents, up)) out.add(id);
     if (down || at) for (const id of walk(base, children, at ? Infinity : down)) out.add(id);
     if (at) for (const id of walk([...out], parents, Infinity)) out.add(id);
+    // dbt's eager indirect selection, per criterion (before intersections): a test comes along
+    // with any node it tests.
+    for (const id of [...out]) for (const c of children.get(id) || []) if (byId.get(c).type === 'test') out.add(c);
     return out;
   }
 
@@ -162,8 +169,6 @@
       }
       for (const x of acc || []) union.add(x);
     }
-    // dbt's eager indirect selection: a test comes along with any node it tests.
-    for (const n of D.nodes) if (n.type === 'test' && !union.has(n.id) && n.deps.some((d) => union.has(d))) union.add(n.id);
     return union;
   }
 
