@@ -238,6 +238,9 @@ pub enum DocsAction {
         /// Write a catalog with no relations (no warehouse queries)
         #[arg(long)]
         empty_catalog: bool,
+        /// Also write static_index.html, as dbt (index.html is already self-contained)
+        #[arg(long = "static")]
+        static_page: bool,
     },
     /// Serve the docs page and a JSON API (manifest, catalog, run results, lineage); it is
     /// regenerated when a project file changes, and open pages update

@@ -373,8 +373,19 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 args::DocsAction::Generate {
                     no_compile,
                     empty_catalog,
+                    static_page,
                 },
-        } => docs_generate(&cli, printer, &invocation, *no_compile, *empty_catalog),
+        } => {
+            let code = docs_generate(&cli, printer, &invocation, *no_compile, *empty_catalog)?;
+            if *static_page {
+                let target = project::load(&settings(&cli.global, false)?)?.target_dir();
+                std::fs::copy(target.join("index.html"), target.join("static_index.html"))
+                    .map_err(|e| {
+                        Diagnostic::error("io", format!("cannot write static_index.html: {e}"))
+                    })?;
+            }
+            Ok(code)
+        }
         Command::Docs {
             action:
                 args::DocsAction::Serve {

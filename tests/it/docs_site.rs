@@ -72,12 +72,17 @@ fn an_unknown_doc_block_is_an_error_naming_the_file() {
 fn docs_serve_reloads_when_a_description_changes() {
     let p = Project::example();
     p.rsdbt(&["build"]).expect(0);
-    let out = p.rsdbt(&["docs", "generate"]).expect(0);
+    let out = p.rsdbt(&["docs", "generate", "--static"]).expect(0);
     assert!(
         out.stdout
             .contains("Docs page written to target/rsdbt/index.html"),
         "{}",
         out.stdout
+    );
+    // dbt's --static file is the same self-contained page.
+    assert_eq!(
+        p.read("target/rsdbt/static_index.html"),
+        p.read("target/rsdbt/index.html")
     );
     // The page opens from disk: data and script are inside it.
     let html = p.read("target/rsdbt/index.html");
