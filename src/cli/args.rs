@@ -252,8 +252,11 @@ pub enum DocsAction {
         #[arg(long, default_value_t = 8080)]
         port: u16,
         /// Do not open a browser
-        #[arg(long)]
+        #[arg(long, overrides_with = "browser")]
         no_browser: bool,
+        /// Open a browser (the default; dbt's flag)
+        #[arg(long, overrides_with = "no_browser")]
+        browser: bool,
     },
 }
 

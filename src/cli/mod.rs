@@ -392,6 +392,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                     host,
                     port,
                     no_browser,
+                    ..
                 },
         } => docs_serve(&cli, printer, &invocation, host, *port, *no_browser),
         Command::Retry => retry(&cli, printer, &invocation),
