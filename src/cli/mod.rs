@@ -559,6 +559,8 @@ fn docs_serve(
             .map_err(|e| Diagnostics::from(Diagnostic::error("io", e.to_string())))
     };
     let site = std::sync::Arc::new(std::sync::RwLock::new(load(1)?));
+    // Watching starts before the address is announced: a save right after it is seen.
+    let saves = watch::Saves::new(&root, &target_dir, &target_dir)?;
     let rt = runtime();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind((host, port)))
@@ -575,7 +577,6 @@ fn docs_serve(
     if !no_browser {
         open_browser(&url);
     }
-    let saves = watch::Saves::new(&root, &target_dir, &target_dir)?;
     loop {
         saves.next()?;
         match docs_generate(cli, printer, &Invocation::new(), false, false) {
