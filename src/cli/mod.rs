@@ -548,11 +548,10 @@ fn docs_serve(
 ) -> Result<i32, Diagnostics> {
     use crate::docs::server::{self, Site};
     let (root, target_dir) = watched_folders(cli, invocation)?;
+    // The page is served from memory, built from the artifacts there (as dbt's serve, which
+    // does not generate); without them, they are generated first.
     if !target_dir.join("manifest.json").is_file() {
         docs_generate(cli, printer, invocation, false, false)?;
-    } else {
-        crate::docs::write_site(&target_dir)
-            .map_err(|e| Diagnostic::error("io", format!("cannot write the docs page: {e}")))?;
     }
     let load = |version| {
         Site::load(&target_dir, version)

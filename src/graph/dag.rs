@@ -29,16 +29,7 @@ impl Dag {
         {
             index.insert(id.clone(), graph.add_node(id.clone()));
         }
-        let parents = m
-            .nodes
-            .values()
-            .map(|n| (&n.unique_id, &n.depends_on_nodes))
-            .chain(
-                m.exposures
-                    .values()
-                    .map(|e| (&e.unique_id, &e.depends_on_nodes)),
-            );
-        for (id, deps) in parents {
+        for (id, deps) in m.dependencies() {
             for p in deps {
                 if let Some(&pi) = index.get(p) {
                     graph.add_edge(pi, index[id], ());

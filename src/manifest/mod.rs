@@ -192,19 +192,22 @@ impl Manifest {
         })
     }
 
-    /// Parents (nodes and sources) of every node, as dbt's `parent_map`.
-    pub fn parent_map(&self) -> BTreeMap<&str, Vec<&str>> {
-        let mut m: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        let all = self
-            .nodes
+    /// Every node and exposure with the ids it depends on: the edges of the graph.
+    pub fn dependencies(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
+        self.nodes
             .values()
             .map(|n| (&n.unique_id, &n.depends_on_nodes))
             .chain(
                 self.exposures
                     .values()
                     .map(|e| (&e.unique_id, &e.depends_on_nodes)),
-            );
-        for (id, deps) in all {
+            )
+    }
+
+    /// Parents (nodes and sources) of every node, as dbt's `parent_map`.
+    pub fn parent_map(&self) -> BTreeMap<&str, Vec<&str>> {
+        let mut m: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (id, deps) in self.dependencies() {
             let mut parents: Vec<&str> = deps.iter().map(String::as_str).collect();
             parents.sort_unstable();
             parents.dedup();
@@ -227,16 +230,7 @@ impl Manifest {
         {
             m.entry(id).or_default();
         }
-        let all = self
-            .nodes
-            .values()
-            .map(|n| (&n.unique_id, &n.depends_on_nodes))
-            .chain(
-                self.exposures
-                    .values()
-                    .map(|e| (&e.unique_id, &e.depends_on_nodes)),
-            );
-        for (id, deps) in all {
+        for (id, deps) in self.dependencies() {
             for p in deps {
                 m.entry(p).or_default().push(id);
             }
