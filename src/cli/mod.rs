@@ -474,6 +474,7 @@ fn docs_generate(
             row_count,
             bytes: match adapter.as_ref() {
                 crate::adapter::AnyAdapter::DataFusion(df) => rt.block_on(df.table_bytes(rel)),
+                #[cfg(feature = "postgres")]
                 _ => None,
             },
         })
@@ -838,20 +839,24 @@ fn open_target(
     root: &std::path::Path,
 ) -> Result<crate::adapter::AnyAdapter, Diagnostics> {
     use crate::adapter::AnyAdapter;
+    if t.adapter_type == "datafusion" {
+        // Before the warehouse opens: it may be on S3.
+        crate::adapter::datafusion::configure_object_storage(t.fields.get("s3"));
+    }
     match t.adapter_type.as_str() {
         #[cfg(feature = "postgres")]
         "postgres" => runtime()
             .block_on(crate::adapter::postgres::PostgresAdapter::connect(t))
             .map(AnyAdapter::Postgres)
             .map_err(|e| Diagnostic::error("connection", e.0).hint("check the target's host, port, user, password and dbname in profiles.yml (`rsdbt debug` tests the connection)").into()),
-        // A URL would otherwise become a local folder named `s3:`.
-        "datafusion" if t.fields.get("path").and_then(serde_json::Value::as_str).is_some_and(|p| p.contains("://")) => Err(Diagnostic::error(
+        // Any other URL would otherwise become a local folder named `gs:`.
+        "datafusion" if t.fields.get("path").and_then(serde_json::Value::as_str).is_some_and(|p| p.contains("://") && !p.starts_with("s3://")) => Err(Diagnostic::error(
             "profile",
-            format!("target '{}' puts its warehouse at {}: the warehouse must be a local folder for now", t.name, t.fields["path"]),
+            format!("target '{}' puts its warehouse at {}: the warehouse must be a local folder or an s3:// location", t.name, t.fields["path"]),
         )
-        .hint("set `path:` to a local folder; data on object storage can be read as sources (`external: {location: \"s3://...\"}`)")
+        .hint("set `path:` to a local folder or to s3://bucket/prefix (S3 or an S3-compatible store, see the target's `s3:` settings)")
         .into()),
-        "datafusion" => crate::adapter::datafusion::DataFusionAdapter::open(&t.warehouse_path(root), &t.database, &t.schema)
+        "datafusion" => crate::adapter::datafusion::DataFusionAdapter::open(&t.warehouse_location(root), t.iceberg_catalog(root), &t.database, &t.schema)
             .map(AnyAdapter::DataFusion)
             .map_err(|e| Diagnostic::error("adapter", e.0).hint("check the `path` of the target in profiles.yml").into()),
         other => Err(Diagnostic::error("profile", format!("target '{}' has type '{other}', which this build of rsdbt cannot run", t.name))
@@ -1610,9 +1615,6 @@ fn open_introspected(
     let external = crate::adapter::external::external_sources(&l.manifest, &l.project.root)?;
     match &adapter {
         crate::adapter::AnyAdapter::DataFusion(a) => {
-            crate::adapter::datafusion::configure_object_storage(
-                l.project.target().fields.get("s3"),
-            );
             let connections = l
                 .project
                 .target()
@@ -1623,6 +1625,7 @@ fn open_introspected(
                 .unwrap_or_default();
             a.register_external(external, connections)
         }
+        #[cfg(feature = "postgres")]
         _ if !external.is_empty() => {
             return Err(Diagnostic::error(
                 "source",
@@ -1638,6 +1641,7 @@ fn open_introspected(
             .hint("run with a target of `type: datafusion`, or load the data into the database and declare the source without `external:`")
             .into());
         }
+        #[cfg(feature = "postgres")]
         _ => {}
     }
     let adapter = std::sync::Arc::new(adapter);

@@ -44,19 +44,25 @@ impl Target {
         Json::Object(m)
     }
 
-    /// The warehouse folder of the embedded target, relative paths taken from the project root.
-    pub fn warehouse_path(&self, project_root: &Path) -> PathBuf {
+    /// Where the embedded target's warehouse is: a URL (`s3://...`) as written, a folder with
+    /// relative paths taken from the project root.
+    pub fn warehouse_location(&self, project_root: &Path) -> String {
         let p = self
             .fields
             .get("path")
             .and_then(Json::as_str)
             .unwrap_or("warehouse");
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            project_root.join(p)
+        if p.contains("://") {
+            return p.to_string();
         }
+        project_root.join(p).to_string_lossy().into_owned()
+    }
+
+    /// The local SQLite file of the Iceberg catalog (`iceberg_catalog:`), relative paths taken
+    /// from the project root.
+    pub fn iceberg_catalog(&self, project_root: &Path) -> Option<PathBuf> {
+        let p = self.fields.get("iceberg_catalog").and_then(Json::as_str)?;
+        Some(project_root.join(p))
     }
 }
 

@@ -280,19 +280,19 @@ fn killed_run_leaves_the_previous_table() {
 }
 
 #[test]
-fn a_warehouse_url_is_refused_not_made_a_local_folder() {
+fn a_warehouse_url_of_an_unsupported_store_is_refused_not_made_a_local_folder() {
     let p = Project::fixture("check_shop");
     p.write(
         "profiles.yml",
-        "fixture:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: \"s3://bucket/wh\"\n      schema: main\n",
+        "fixture:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: \"gs://bucket/wh\"\n      schema: main\n",
     );
     let out = p.rsdbt(&["seed"]).expect(2);
     assert!(
         out.stderr.contains(
-            "puts its warehouse at \"s3://bucket/wh\": the warehouse must be a local folder"
+            "puts its warehouse at \"gs://bucket/wh\": the warehouse must be a local folder or an s3:// location"
         ),
         "{}",
         out.stderr
     );
-    assert!(!p.path().join("s3:").exists());
+    assert!(!p.path().join("gs:").exists());
 }

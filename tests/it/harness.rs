@@ -124,6 +124,25 @@ impl Project {
     }
 }
 
+/// The S3 emulator scripts/test.sh starts: (endpoint, a python with boto3), or None outside CI.
+pub fn s3() -> Option<(String, String)> {
+    match (
+        std::env::var("RSDBT_TEST_S3_ENDPOINT"),
+        std::env::var("RSDBT_TEST_S3_PYTHON"),
+    ) {
+        (Ok(e), Ok(p)) => Some((e, p)),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CI needs the S3 emulator (RSDBT_TEST_S3_ENDPOINT); scripts/test.sh starts it")
+        }
+        _ => {
+            eprintln!(
+                "NOTICE: skipping an S3 test: no S3 emulator (run scripts/test.sh, which starts one)"
+            );
+            None
+        }
+    }
+}
+
 /// The tests' PostgreSQL (started by scripts/test.sh). Outside CI a missing server skips the
 /// test with a notice; in CI it is an error.
 pub fn pg() -> Option<(String, String, String)> {

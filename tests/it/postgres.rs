@@ -689,4 +689,116 @@ fn example_lake_target() {
     // The default target knows nothing of the lake models and needs no server.
     let out = p.rsdbt(&["ls", "-s", "tag:lake"]).expect(0);
     assert!(!out.stdout.contains("slv_reports"), "{}", out.stdout);
+
+    // The same project with its warehouse on S3 (the emulator): every table, view, snapshot
+    // and the Iceberg silver table are written there; only the Iceberg catalog is local.
+    let Some((endpoint, python)) = crate::harness::s3() else {
+        return;
+    };
+    let bucket = format!("rsdbt-wh-{}", std::process::id());
+    let list = r#"
+import boto3, sys
+endpoint, bucket, create = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
+                  aws_secret_access_key="test", region_name="us-east-1")
+if create == "1":
+    s3.create_bucket(Bucket=bucket)
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+    for o in page.get("Contents", []):
+        print(o["Key"])
+"#;
+    let keys = |create: &str| -> Vec<String> {
+        let out = std::process::Command::new(&python)
+            .args(["-c", list, &endpoint, &bucket, create])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(keys("1").is_empty());
+    crate::harness::pg_exec(&sql);
+    std::fs::remove_dir_all(p.path().join("warehouse")).unwrap();
+    let profiles = p.read("profiles.yml");
+    let local = "    lake:\n      type: datafusion\n      path: \"{{ env_var('RSDBT_WAREHOUSE', 'warehouse') }}\"\n";
+    assert!(profiles.contains(local));
+    p.write(
+        "profiles.yml",
+        &profiles.replace(
+            local,
+            &format!(
+                "    lake:\n      type: datafusion\n      path: s3://{bucket}/wh\n      iceberg_catalog: catalog/iceberg.db\n      s3: {{endpoint: \"{endpoint}\", allow_http: true, region: us-east-1, access_key_id: test, secret_access_key: test}}\n"
+            ),
+        ),
+    );
+    let out = p.rsdbt(&["build", "-t", "lake"]).expect(0);
+    assert!(out.stdout.contains("PASS="), "{}", out.stdout);
+    assert_eq!(published(), expected());
+    assert!(!p.path().join("warehouse").exists());
+    assert!(p.path().join("catalog/iceberg.db").is_file());
+    let written = keys("0");
+    for expected_key in [
+        "wh/main_silver/slv_pins/_delta_log/00000000000000000000.json",
+        "wh/main_bronze/brz_pins.view.sql",
+        "wh/snapshots/users_snapshot/_delta_log/00000000000000000000.json",
+        "wh/main_lake/gld_reported_categories/_delta_log/00000000000000000000.json",
+    ] {
+        assert!(
+            written.iter().any(|k| k == expected_key),
+            "{expected_key} in {written:?}"
+        );
+    }
+    assert!(
+        written
+            .iter()
+            .any(|k| k.starts_with("wh/main_lake/slv_reports.iceberg/")
+                && k.ends_with(".metadata.json")),
+        "{written:?}"
+    );
+    // The next run appends the new reports to the Iceberg table on S3 and republishes.
+    crate::harness::pg_exec(
+        "insert into app.reports select g, 1 + (g * 37) % 6000, 'Spam', timestamptz '2024-06-01 00:00:00+00' + g * interval '1 minute', false from generate_series(2001, 2100) g",
+    );
+    let out = p.rsdbt(&["run", "-t", "lake", "-s", "tag:lake"]).expect(0);
+    assert!(out.stdout.contains("[INSERT 100 in"), "{}", out.stdout);
+    assert_eq!(published(), expected());
+    // Another reader: pyiceberg, through the same catalog, reads the table from S3.
+    let pyiceberg = std::env::var("RSDBT_TEST_PYICEBERG")
+        .expect("scripts/test.sh installs pyiceberg (RSDBT_TEST_PYICEBERG)");
+    let read = r#"
+import sys
+from pyiceberg.catalog.sql import SqlCatalog
+db, endpoint = sys.argv[1:3]
+cat = SqlCatalog("rsdbt", **{"uri": f"sqlite:///{db}", "s3.endpoint": endpoint,
+    "s3.access-key-id": "test", "s3.secret-access-key": "test", "s3.region": "us-east-1"})
+t = cat.load_table("main_lake.slv_reports").scan().to_arrow()
+print(t.num_rows, t.column("reason").to_pylist().count("spam"), t.schema.names)
+"#;
+    let out = std::process::Command::new(&pyiceberg)
+        .args(["-c", read])
+        .arg(p.path().join("catalog/iceberg.db"))
+        .arg(&endpoint)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spam = crate::harness::pg_exec(
+        "select count(*) from app.reports where lower(trim(reason)) = 'spam'",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!(
+            "2100 {} ['report_id', 'pin_id', 'reason', 'reported_at', 'resolved']",
+            spam[0][0].as_deref().unwrap()
+        )
+    );
 }

@@ -146,28 +146,9 @@ fn bad_external_declarations_are_diagnostics() {
     );
 }
 
-/// The S3 emulator scripts/test.sh starts: (endpoint, a python with boto3), or None outside CI.
-fn s3() -> Option<(String, String)> {
-    match (
-        std::env::var("RSDBT_TEST_S3_ENDPOINT"),
-        std::env::var("RSDBT_TEST_S3_PYTHON"),
-    ) {
-        (Ok(e), Ok(p)) => Some((e, p)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI needs the S3 emulator (RSDBT_TEST_S3_ENDPOINT); scripts/test.sh starts it")
-        }
-        _ => {
-            eprintln!(
-                "NOTICE: skipping an S3 test: no S3 emulator (run scripts/test.sh, which starts one)"
-            );
-            None
-        }
-    }
-}
-
 #[test]
 fn delta_parquet_csv_and_iceberg_sources_on_s3() {
-    let Some((endpoint, python)) = s3() else {
+    let Some((endpoint, python)) = crate::harness::s3() else {
         return;
     };
     let p = Project::fixture("check_shop");
@@ -267,5 +248,138 @@ t.append(pa.table({"country": ["US"], "region": ["AMER"]}))
             && out.stderr.contains("404"),
         "{}",
         out.stderr
+    );
+}
+
+/// The warehouse itself on S3: rebuilding a table with fewer columns (which deltalake cannot
+/// overwrite, so the new table is copied into place), switching a model between view, Delta
+/// and Iceberg, a failing model keeping its previous table, and the catalog's table list.
+#[test]
+fn a_warehouse_on_s3_rebuilds_switches_and_keeps_tables_on_failure() {
+    let Some((endpoint, python)) = crate::harness::s3() else {
+        return;
+    };
+    let p = Project::fixture("check_shop");
+    let bucket = format!("rsdbt-own-{}", std::process::id());
+    let list = r#"
+import boto3, sys
+endpoint, bucket, create = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
+                  aws_secret_access_key="test", region_name="us-east-1")
+if create == "1":
+    s3.create_bucket(Bucket=bucket)
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+    for o in page.get("Contents", []):
+        print(o["Key"])
+"#;
+    let keys = |create: &str| -> Vec<String> {
+        let out = std::process::Command::new(&python)
+            .args(["-c", list, &endpoint, &bucket, create])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    keys("1");
+    p.write(
+        "profiles.yml",
+        &format!(
+            "fixture:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: s3://{bucket}/lake/\n      iceberg_catalog: ice.db\n      schema: main\n      threads: 2\n      s3: {{endpoint: \"{endpoint}\", allow_http: true, region: us-east-1, access_key_id: test, secret_access_key: test}}\n"
+        ),
+    );
+    // A non-null column (the count) that a later build drops: deltalake cannot overwrite that.
+    p.write(
+        "models/customer_totals.sql",
+        "{{ config(materialized='table') }}\nselect c.name, count(o.order_id) as orders, sum(o.order_amount) as total\nfrom {{ ref('stg_orders') }} o join {{ ref('customers') }} c on c.customer_id = o.customer_id group by c.name\n",
+    );
+    p.rsdbt(&["build"]).expect(0);
+    assert!(!p.path().join("warehouse").exists());
+    let totals = || p.query("select * from {{ ref('customer_totals') }} order by name");
+    assert_eq!(
+        totals(),
+        vec![
+            json!({"name": "Ada", "orders": 1, "total": 12.5}),
+            json!({"name": "Grace", "orders": 1, "total": 7.25})
+        ]
+    );
+    // Columns dropped and renamed: the table is rebuilt beside the old one and copied into
+    // place.
+    p.write(
+        "models/customer_totals.sql",
+        "{{ config(materialized='table') }}\nselect c.name as customer from {{ ref('customers') }} c\n",
+    );
+    p.rsdbt(&["run", "-s", "customer_totals"]).expect(0);
+    let renamed = vec![json!({"customer": "Ada"}), json!({"customer": "Grace"})];
+    let customers = || p.query("select * from {{ ref('customer_totals') }} order by customer");
+    assert_eq!(customers(), renamed);
+    let objects = keys("0");
+    assert!(
+        !objects.iter().any(|k| k.contains("rsdbt_tmp")),
+        "the staging copy is gone: {objects:?}"
+    );
+    // The new table's history starts again (the old log went with the old table).
+    let log: Vec<&String> = objects
+        .iter()
+        .filter(|k| k.starts_with("lake/main/customer_totals/_delta_log/"))
+        .collect();
+    assert_eq!(
+        log,
+        vec!["lake/main/customer_totals/_delta_log/00000000000000000000.json"]
+    );
+    // A model that fails leaves the table it had.
+    p.write(
+        "models/customer_totals.sql",
+        "{{ config(materialized='table') }}\nselect cast(name as int) as name from {{ ref('customers') }}\n",
+    );
+    p.rsdbt(&["run", "-s", "customer_totals"]).expect(1);
+    assert_eq!(customers(), renamed);
+    // Table → Iceberg → view → table: each build removes what stood under the name before.
+    for (materialized, format, kind) in [
+        ("table", "iceberg", ".iceberg/"),
+        ("view", "delta", ".view.sql"),
+        ("table", "delta", "/"),
+    ] {
+        p.write(
+            "models/customer_totals.sql",
+            &format!("{{{{ config(materialized='{materialized}', table_format='{format}') }}}}\nselect c.name, 1 as n from {{{{ ref('customers') }}}} c\n"),
+        );
+        p.rsdbt(&["run", "-s", "customer_totals"]).expect(0);
+        assert_eq!(
+            totals(),
+            vec![
+                json!({"name": "Ada", "n": 1}),
+                json!({"name": "Grace", "n": 1})
+            ]
+        );
+        let objects: Vec<String> = keys("0")
+            .into_iter()
+            .filter(|k| k.starts_with("lake/main/customer_totals"))
+            .collect();
+        assert!(
+            objects
+                .iter()
+                .any(|k| k.contains("/_delta_log/") == (kind == "/"))
+                && objects
+                    .iter()
+                    .all(|k| k.starts_with(&format!("lake/main/customer_totals{kind}"))),
+            "{materialized} {format}: {objects:?}"
+        );
+    }
+    // DataFusion's catalog lists the tables and views on S3.
+    assert_eq!(
+        p.query("select table_name, table_type from information_schema.tables where table_schema = 'main' order by table_name"),
+        vec![
+            json!({"table_name": "customer_totals", "table_type": "BASE TABLE"}),
+            json!({"table_name": "customers", "table_type": "BASE TABLE"}),
+            json!({"table_name": "orders", "table_type": "BASE TABLE"}),
+            json!({"table_name": "stg_orders", "table_type": "VIEW"}),
+        ]
     );
 }

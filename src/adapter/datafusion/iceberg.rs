@@ -2,7 +2,9 @@
 //!
 //! The table pointers live in iceberg-rust's SQL catalog on SQLite, `<warehouse>/iceberg.db`
 //! (catalog name `rsdbt`, one namespace per schema) — the catalog layout pyiceberg's
-//! `SqlCatalog` reads too. Each build of a table gets its own location,
+//! `SqlCatalog` reads too. A warehouse on S3 keeps that file on the local disk (the target's
+//! `iceberg_catalog:`), as pyiceberg's SqlCatalog does with an `s3://` warehouse: SQLite needs
+//! a file system. Each build of a table gets its own location,
 //! `<warehouse>/<schema>/<table>.iceberg/<build id>/` (`metadata/`, `data/`); the
 //! `<table>.iceberg` folder also tells the synchronous parts of DataFusion's catalog API that
 //! the name is an Iceberg table without opening the catalog.
@@ -13,7 +15,7 @@
 //! incremental run appends one snapshot (nothing for an empty increment).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
@@ -37,6 +39,7 @@ use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
 use tokio::sync::OnceCell;
 
+use super::store::Store;
 use crate::adapter::AdapterError;
 
 /// The catalog file in the warehouse folder.
@@ -50,22 +53,30 @@ fn err(e: impl std::fmt::Display) -> AdapterError {
     AdapterError(format!("Iceberg: {e}"))
 }
 
-/// The folder that holds every build of an Iceberg table.
-pub fn table_dir(schema_dir: &Path, name: &str) -> PathBuf {
-    schema_dir.join(format!("{name}.iceberg"))
+/// The name of the folder, in its schema's folder, that holds every build of an Iceberg table.
+pub fn dir_name(name: &str) -> String {
+    format!("{name}.iceberg")
+}
+
+/// The table whose builds folder `dir` is, if it is one.
+pub fn table_of_dir(dir: &str) -> Option<&str> {
+    dir.strip_suffix(".iceberg")
 }
 
 #[derive(Debug)]
 pub struct Lake {
-    root: PathBuf,
+    store: Arc<Store>,
+    /// The SQLite file of the catalog; None: `<warehouse>/iceberg.db` (local warehouses only).
+    catalog_file: Option<PathBuf>,
     catalog: OnceCell<Arc<SqlCatalog>>,
     namespaces: tokio::sync::Mutex<()>,
 }
 
 impl Lake {
-    pub fn new(root: PathBuf) -> Self {
+    pub fn new(store: Arc<Store>, catalog_file: Option<PathBuf>) -> Self {
         Self {
-            root,
+            store,
+            catalog_file,
             catalog: OnceCell::new(),
             namespaces: tokio::sync::Mutex::new(()),
         }
@@ -76,11 +87,30 @@ impl Lake {
     async fn catalog(&self) -> Result<&Arc<SqlCatalog>, AdapterError> {
         self.catalog
             .get_or_try_init(|| async {
-                let db = self.root.join(CATALOG_FILE);
-                let catalog = SqlCatalogBuilder::default()
-                    .with_storage_factory(Arc::new(iceberg::io::LocalFsStorageFactory))
+                let db = match (&self.catalog_file, self.store.as_ref()) {
+                    (Some(file), _) => file.clone(),
+                    (None, Store::Local(root)) => root.join(CATALOG_FILE),
+                    (None, _) => {
+                        return Err(err(format!(
+                            "the warehouse {} is on object storage, so its Iceberg catalog needs a local file: set `iceberg_catalog: <path>.db` in the target in profiles.yml",
+                            self.store.display()
+                        )));
+                    }
+                };
+                let builder = SqlCatalogBuilder::default();
+                let builder = if self.store.is_local() {
+                    builder.with_storage_factory(Arc::new(iceberg::io::LocalFsStorageFactory))
+                } else {
+                    builder.with_storage_factory(Arc::new(super::s3::IcebergS3Factory))
+                };
+                if let Some(dir) = db.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        err(format!("cannot create the catalog's folder {}: {e}", dir.display()))
+                    })?;
+                }
+                let catalog = builder
                     .uri(format!("sqlite:{}?mode=rwc", db.display()))
-                    .warehouse_location(format!("file://{}", self.root.display()))
+                    .warehouse_location(self.store.url(&[]))
                     .sql_bind_style(SqlBindStyle::QMark)
                     .load(CATALOG_NAME, HashMap::new())
                     .await
@@ -96,7 +126,7 @@ impl Lake {
 
     /// The current version of table `schema.name`, if it is an Iceberg table.
     pub async fn load(&self, schema: &str, name: &str) -> Result<Option<Table>, AdapterError> {
-        if !table_dir(&self.root.join(schema), name).is_dir() {
+        if !self.store.is_iceberg(schema, name).await {
             return Ok(None);
         }
         let catalog = self.catalog().await?;
@@ -140,11 +170,11 @@ impl Lake {
         );
         let iceberg_schema =
             iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&nullable).map_err(err)?;
-        let location =
-            table_dir(&self.root.join(schema), name).join(uuid::Uuid::new_v4().to_string());
+        let build = uuid::Uuid::new_v4().to_string();
+        let location = self.store.url(&[schema, &dir_name(name), &build]);
         let creation = TableCreation::builder()
             .name(tmp.name().to_string())
-            .location(format!("file://{}", location.display()))
+            .location(location.clone())
             .schema(iceberg_schema)
             .build();
         let table = catalog.create_table(&ns, creation).await.map_err(err)?;
@@ -152,7 +182,7 @@ impl Lake {
             Ok(rows) => rows,
             Err(e) => {
                 let _ = self.purge(&tmp).await;
-                let _ = std::fs::remove_dir_all(&location);
+                let _ = self.store.delete_url(&location).await;
                 return Err(e);
             }
         };
@@ -210,12 +240,14 @@ impl Lake {
 
     /// Drops table `schema.name` with its files (when a view or a Delta table replaces it).
     pub async fn remove(&self, schema: &str, name: &str) -> Result<(), AdapterError> {
-        let dir = table_dir(&self.root.join(schema), name);
-        if !dir.is_dir() {
+        if !self.store.is_iceberg(schema, name).await {
             return Ok(());
         }
         self.purge(&Self::ident(schema, name)).await?;
-        std::fs::remove_dir_all(&dir).map_err(err)
+        self.store
+            .delete(&[schema, &dir_name(name)])
+            .await
+            .map_err(err)
     }
 
     /// Removes a table from the catalog and deletes the folder of its build.
@@ -226,9 +258,7 @@ impl Lake {
         }
         let table = catalog.load_table(ident).await.map_err(err)?;
         catalog.drop_table(ident).await.map_err(err)?;
-        if let Some(dir) = table.metadata().location().strip_prefix("file://") {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        let _ = self.store.delete_url(table.metadata().location()).await;
         Ok(())
     }
 }

@@ -67,8 +67,10 @@ pub(super) async fn apply(
     if rows == 0 {
         if let Some(window) = &spec.replace_where {
             // An empty batch still replaces its window: the rows it had are gone.
-            let table_dir = a.schema_dir(&spec.relation).join(&spec.relation.identifier);
-            let url = deltalake::ensure_table_uri(table_dir.to_string_lossy()).map_err(err)?;
+            let url = a
+                .store
+                .delta_uri(&spec.relation.schema, &spec.relation.identifier)
+                .map_err(err)?;
             let table = DeltaTable::try_from_url(url).await.map_err(err)?;
             table
                 .delete()
@@ -82,8 +84,10 @@ pub(super) async fn apply(
             rows_affected: Some(0),
         });
     }
-    let table_dir = a.schema_dir(&spec.relation).join(&spec.relation.identifier);
-    let url = deltalake::ensure_table_uri(table_dir.to_string_lossy()).map_err(err)?;
+    let url = a
+        .store
+        .delta_uri(&spec.relation.schema, &spec.relation.identifier)
+        .map_err(err)?;
     if schema_changed && spec.on_schema_change == SchemaChange::SyncAllColumns {
         // The table takes the new column set first (removed columns dropped, new ones NULL).
         let current = ctx

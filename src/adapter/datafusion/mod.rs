@@ -8,9 +8,10 @@ mod incremental;
 mod pg_source;
 mod s3;
 mod seed;
+mod store;
 mod warehouse;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -24,11 +25,12 @@ use crate::jinja::Relation;
 use crate::materialize::{Operation, TableFormat};
 use iceberg::Lake;
 pub use s3::configure as configure_object_storage;
-use warehouse::{WarehouseCatalog, is_delta_table, view_file};
+use store::Store;
+use warehouse::WarehouseCatalog;
 
 pub struct DataFusionAdapter {
     ctx: SessionContext,
-    root: PathBuf,
+    store: Arc<Store>,
     lake: Arc<Lake>,
     externals: warehouse::Externals,
     database: String,
@@ -120,11 +122,12 @@ impl Analyzer {
         let planned = warehouse::Planned::default();
         // A folder that is never created: the catalog finds nothing in it.
         let root = std::env::temp_dir().join(format!("rsdbt-analysis-{}", uuid::Uuid::new_v4()));
+        let store = Arc::new(Store::Local(root));
         let ctx = session(
-            &root,
+            store.clone(),
             database,
             schema,
-            Arc::new(Lake::new(root.clone())),
+            Arc::new(Lake::new(store, None)),
             warehouse::Externals::default(),
             planned.clone(),
             dialect,
@@ -180,9 +183,9 @@ impl Analyzer {
     }
 }
 
-/// A DataFusion session over the warehouse folder `root` as catalog `database`.
+/// A DataFusion session over the warehouse `store` as catalog `database`.
 fn session(
-    root: &Path,
+    store: Arc<Store>,
     database: &str,
     schema: &str,
     lake: Arc<Lake>,
@@ -212,7 +215,7 @@ fn session(
     ctx.register_catalog(
         database,
         Arc::new(WarehouseCatalog::new(
-            root.to_path_buf(),
+            store,
             cell.clone(),
             lake,
             externals,
@@ -231,30 +234,30 @@ impl DataFusionAdapter {
     /// The bytes of a Delta table's current data files (its log's add actions), for the
     /// catalog; None for views, Iceberg tables and anything unreadable.
     pub async fn table_bytes(&self, relation: &Relation) -> Option<u64> {
-        let dir = self.schema_dir(relation).join(&relation.identifier);
-        if !is_delta_table(&dir) {
+        let (schema, name) = (&relation.schema, &relation.identifier);
+        if !self.store.is_delta(schema, name).await {
             return None;
         }
-        let url = deltalake::ensure_table_uri(dir.to_string_lossy()).ok()?;
+        let url = self.store.delta_uri(schema, name).ok()?;
         let table = deltalake::open_table(url).await.ok()?;
         let files = table.snapshot().ok()?.log_data();
         Some(files.iter().map(|f| f.size().max(0) as u64).sum())
     }
 
-    /// Opens (creating if needed) the warehouse folder `root` as catalog `database`, with
-    /// `schema` as the default schema for unqualified names.
-    pub fn open(root: &Path, database: &str, schema: &str) -> Result<Self, AdapterError> {
-        std::fs::create_dir_all(root).map_err(|e| {
-            AdapterError(format!(
-                "cannot create warehouse folder {}: {e}",
-                root.display()
-            ))
-        })?;
-        let root = std::fs::canonicalize(root).map_err(err)?;
-        let lake = Arc::new(Lake::new(root.clone()));
+    /// Opens (creating if needed) the warehouse at `location` (a folder or an `s3://` URL) as
+    /// catalog `database`, with `schema` as the default schema for unqualified names.
+    /// `iceberg_catalog`: the SQLite file of the Iceberg catalog, if not `<warehouse>/iceberg.db`.
+    pub fn open(
+        location: &str,
+        iceberg_catalog: Option<PathBuf>,
+        database: &str,
+        schema: &str,
+    ) -> Result<Self, AdapterError> {
+        let store = Arc::new(Store::open(location).map_err(AdapterError)?);
+        let lake = Arc::new(Lake::new(store.clone(), iceberg_catalog));
         let externals = warehouse::Externals::default();
         let ctx = session(
-            &root,
+            store.clone(),
             database,
             schema,
             lake.clone(),
@@ -264,7 +267,7 @@ impl DataFusionAdapter {
         );
         Ok(Self {
             ctx,
-            root,
+            store,
             lake,
             externals,
             database: database.to_string(),
@@ -278,7 +281,7 @@ impl DataFusionAdapter {
         let planned = warehouse::Planned::default();
         Analyzer {
             ctx: session(
-                &self.root,
+                self.store.clone(),
                 &self.database,
                 &self.schema,
                 self.lake.clone(),
@@ -309,10 +312,6 @@ impl DataFusionAdapter {
         let _ = connections;
     }
 
-    fn schema_dir(&self, rel: &Relation) -> PathBuf {
-        self.root.join(&rel.schema)
-    }
-
     /// Writes `df`'s rows as the new version of the table of `rel` in `format`; what stood
     /// under that name before (a view, a table in the other format) goes once it is written.
     async fn write_table(
@@ -329,10 +328,15 @@ impl DataFusionAdapter {
             }
             TableFormat::Iceberg => {
                 let rows = self.lake.replace(&rel.schema, &rel.identifier, df).await?;
-                let dir = self.schema_dir(rel);
-                let _ = std::fs::remove_file(view_file(&dir, &rel.identifier));
-                if is_delta_table(&dir.join(&rel.identifier)) {
-                    std::fs::remove_dir_all(dir.join(&rel.identifier)).map_err(err)?;
+                self.store
+                    .delete_view(&rel.schema, &rel.identifier)
+                    .await
+                    .map_err(err)?;
+                if self.store.is_delta(&rel.schema, &rel.identifier).await {
+                    self.store
+                        .delete(&[&rel.schema, &rel.identifier])
+                        .await
+                        .map_err(err)?;
                 }
                 Ok(rows)
             }
@@ -345,35 +349,30 @@ impl DataFusionAdapter {
         rel: &Relation,
         df: datafusion::dataframe::DataFrame,
     ) -> Result<u64, AdapterError> {
-        let schema_dir = self.schema_dir(rel);
-        let dir = schema_dir.join(&rel.identifier);
-        let table = match self.write_delta_at(&dir, &df).await {
+        let (schema, name) = (rel.schema.as_str(), rel.identifier.as_str());
+        let table = match self.write_delta_at(schema, name, &df).await {
             Ok(t) => t,
             // deltalake 0.32 cannot overwrite a table with a schema that lacks some of its
-            // columns. Then the new table is written beside it and the folders are swapped: the
-            // old table stays whole until the new one is complete (its history goes with it).
-            Err(e) if e.0.contains("No field named") && is_delta_table(&dir) => {
-                let tmp = schema_dir.join(format!(".{}.rsdbt_tmp", rel.identifier));
-                let old = schema_dir.join(format!(".{}.rsdbt_old", rel.identifier));
-                let _ = std::fs::remove_dir_all(&tmp);
-                let _ = std::fs::remove_dir_all(&old);
-                if let Err(e) = self.write_delta_at(&tmp, &df).await {
-                    let _ = std::fs::remove_dir_all(&tmp);
+            // columns. Then the new table is written beside it and put in its place: the old
+            // table stays whole until the new one is complete (its history goes with it).
+            Err(e) if e.0.contains("No field named") && self.store.is_delta(schema, name).await => {
+                let tmp = format!(".{name}.rsdbt_tmp");
+                self.store.delete(&[schema, &tmp]).await.map_err(err)?;
+                if let Err(e) = self.write_delta_at(schema, &tmp, &df).await {
+                    let _ = self.store.delete(&[schema, &tmp]).await;
                     return Err(e);
                 }
-                std::fs::rename(&dir, &old).map_err(err)?;
-                if let Err(e) = std::fs::rename(&tmp, &dir) {
-                    let _ = std::fs::rename(&old, &dir);
-                    return Err(err(e));
-                }
-                let _ = std::fs::remove_dir_all(&old);
-                let url = deltalake::ensure_table_uri(dir.to_string_lossy()).map_err(err)?;
+                self.store
+                    .replace_dir(schema, &tmp, name)
+                    .await
+                    .map_err(err)?;
+                let url = self.store.delta_uri(schema, name).map_err(err)?;
                 deltalake::open_table(url).await.map_err(err)?
             }
             Err(e) => return Err(e),
         };
         // A view of the same name is replaced by the table only once the table is committed.
-        let _ = std::fs::remove_file(view_file(&schema_dir, &rel.identifier));
+        self.store.delete_view(schema, name).await.map_err(err)?;
         let rows = table
             .history(Some(1))
             .await
@@ -388,14 +387,15 @@ impl DataFusionAdapter {
         Ok(rows.unwrap_or(0))
     }
 
-    /// Writes `df`'s rows as the new version of the Delta table in `dir` (one commit).
+    /// Writes `df`'s rows as the new version of the Delta table `schema.name` (one commit).
     async fn write_delta_at(
         &self,
-        dir: &std::path::Path,
+        schema: &str,
+        name: &str,
         df: &datafusion::dataframe::DataFrame,
     ) -> Result<DeltaTable, AdapterError> {
-        std::fs::create_dir_all(dir).map_err(err)?;
-        let url = deltalake::ensure_table_uri(dir.to_string_lossy()).map_err(err)?;
+        self.store.prepare(&[schema, name]).map_err(err)?;
+        let url = self.store.delta_uri(schema, name).map_err(err)?;
         let table = DeltaTable::try_from_url(url.clone()).await.map_err(err)?;
         // Optimized here: the writer wraps the plan in its own node, which DataFusion's
         // projection pushdown does not see through, so the inputs would be read whole.
@@ -495,17 +495,15 @@ impl DataFusionAdapter {
             .create_logical_plan(sql)
             .await
             .map_err(err)?;
-        let dir = self.schema_dir(rel);
-        std::fs::create_dir_all(&dir).map_err(err)?;
-        let target = view_file(&dir, &rel.identifier);
-        let tmp = dir.join(format!(".{}.view.sql.tmp", rel.identifier));
-        std::fs::write(&tmp, sql).map_err(err)?;
-        std::fs::rename(&tmp, &target).map_err(err)?;
-        let table_dir = dir.join(&rel.identifier);
-        if is_delta_table(&table_dir) {
-            std::fs::remove_dir_all(&table_dir).map_err(err)?;
+        let (schema, name) = (rel.schema.as_str(), rel.identifier.as_str());
+        self.store
+            .write_view(schema, name, sql)
+            .await
+            .map_err(err)?;
+        if self.store.is_delta(schema, name).await {
+            self.store.delete(&[schema, name]).await.map_err(err)?;
         }
-        self.lake.remove(&rel.schema, &rel.identifier).await
+        self.lake.remove(schema, name).await
     }
 }
 
@@ -618,12 +616,10 @@ impl Adapter for DataFusionAdapter {
     }
 
     async fn relation_type(&self, relation: &Relation) -> Option<&'static str> {
-        let dir = self.schema_dir(relation);
-        if is_delta_table(&dir.join(&relation.identifier))
-            || iceberg::table_dir(&dir, &relation.identifier).is_dir()
-        {
+        let (schema, name) = (&relation.schema, &relation.identifier);
+        if self.store.is_delta(schema, name).await || self.store.is_iceberg(schema, name).await {
             Some("table")
-        } else if view_file(&dir, &relation.identifier).is_file() {
+        } else if let Ok(Some(_)) = self.store.read_view(schema, name).await {
             Some("view")
         } else {
             None
@@ -631,30 +627,15 @@ impl Adapter for DataFusionAdapter {
     }
 
     async fn data_version(&self, relation: &Relation) -> Option<String> {
-        let dir = self.schema_dir(relation);
-        let table = dir.join(&relation.identifier);
-        if is_delta_table(&table) {
-            // The newest commit file names the version; a rebuilt (swapped) table restarts at
-            // 0, so the log's creation time is part of it.
-            let log = table.join("_delta_log");
-            let newest = std::fs::read_dir(&log)
-                .ok()?
-                .flatten()
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()?
-                        .strip_suffix(".json")?
-                        .parse::<u64>()
-                        .ok()
-                })
-                .max()?;
-            let born = std::fs::metadata(log.join(format!("{:020}.json", 0)))
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            return Some(format!("delta:{born}:{newest}"));
+        if self
+            .store
+            .is_delta(&relation.schema, &relation.identifier)
+            .await
+        {
+            return self
+                .store
+                .delta_version(&relation.schema, &relation.identifier)
+                .await;
         }
         let t = self
             .lake
@@ -665,14 +646,7 @@ impl Adapter for DataFusionAdapter {
     }
 
     async fn check(&self) -> Result<String, AdapterError> {
-        let probe = self.root.join(".rsdbt-write-check");
-        std::fs::write(&probe, b"ok").map_err(|e| {
-            AdapterError(format!(
-                "warehouse folder {} is not writable: {e}",
-                self.root.display()
-            ))
-        })?;
-        let _ = std::fs::remove_file(probe);
+        self.store.check_writable().await.map_err(AdapterError)?;
         self.ctx
             .sql("select 1")
             .await
@@ -682,7 +656,7 @@ impl Adapter for DataFusionAdapter {
             .map_err(err)?;
         Ok(format!(
             "warehouse {} (Delta and Iceberg tables, DataFusion {})",
-            self.root.display(),
+            self.store.display(),
             datafusion::DATAFUSION_VERSION
         ))
     }

@@ -1,10 +1,10 @@
 //! `s3://` locations — AWS S3 or an S3-compatible store (MinIO, moto...) — for external
-//! sources. Settings come from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! sources and the warehouse itself. Settings come from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 //! `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`...) and are overridden by the target's
 //! `s3:` block in profiles.yml (`endpoint`, `region`, `access_key_id`, `secret_access_key`,
 //! `session_token`, `allow_http`). DataFusion reads files through the store registered for
 //! the bucket; deltalake through the `s3://` factories registered here; iceberg-rust through
-//! [`IcebergS3`], a read-only storage.
+//! [`IcebergS3`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -52,7 +52,7 @@ pub fn configure(block: Option<&serde_json::Value>) {
 }
 
 /// The store for the bucket of `url`.
-fn store(
+pub(super) fn store(
     url: &Url,
     extra: &HashMap<String, String>,
 ) -> std::result::Result<ObjectStoreRef, String> {
@@ -154,14 +154,15 @@ fn io_error(path: &str, e: object_store::Error) -> iceberg::Error {
     )
 }
 
-fn read_only() -> iceberg::Error {
+fn write_error(path: &str, e: object_store::Error) -> iceberg::Error {
     iceberg::Error::new(
-        iceberg::ErrorKind::FeatureUnsupported,
-        "rsdbt reads Iceberg tables on s3:// but does not write them",
+        iceberg::ErrorKind::Unexpected,
+        format!("cannot write {path}: {e}"),
     )
 }
 
-/// iceberg-rust's storage for `s3://` paths, read-only: Iceberg sources on S3.
+/// iceberg-rust's storage for `s3://` paths: Iceberg sources on S3 and the Iceberg tables of
+/// a warehouse on S3.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct IcebergS3;
 
@@ -198,27 +199,52 @@ impl iceberg::io::Storage for IcebergS3 {
         }))
     }
 
-    async fn write(&self, _: &str, _: bytes::Bytes) -> iceberg::Result<()> {
-        Err(read_only())
+    async fn write(&self, path: &str, bs: bytes::Bytes) -> iceberg::Result<()> {
+        let (store, key) = locate(path)?;
+        store
+            .put(&key, bs.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| write_error(path, e))
     }
 
-    async fn writer(&self, _: &str) -> iceberg::Result<Box<dyn iceberg::io::FileWrite>> {
-        Err(read_only())
+    async fn writer(&self, path: &str) -> iceberg::Result<Box<dyn iceberg::io::FileWrite>> {
+        let (store, key) = locate(path)?;
+        Ok(Box::new(Upload {
+            writer: Some(object_store::buffered::BufWriter::new(store, key)),
+            path: path.to_string(),
+        }))
     }
 
-    async fn delete(&self, _: &str) -> iceberg::Result<()> {
-        Err(read_only())
+    async fn delete(&self, path: &str) -> iceberg::Result<()> {
+        let (store, key) = locate(path)?;
+        match store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(write_error(path, e)),
+        }
     }
 
-    async fn delete_prefix(&self, _: &str) -> iceberg::Result<()> {
-        Err(read_only())
+    async fn delete_prefix(&self, path: &str) -> iceberg::Result<()> {
+        use futures::{StreamExt, TryStreamExt};
+        let (store, key) = locate(path)?;
+        let found = store.list(Some(&key)).map_ok(|o| o.location).boxed();
+        store
+            .delete_stream(found)
+            .try_collect::<Vec<_>>()
+            .await
+            .map(|_| ())
+            .map_err(|e| write_error(path, e))
     }
 
     async fn delete_stream(
         &self,
-        _: futures::stream::BoxStream<'static, String>,
+        mut paths: futures::stream::BoxStream<'static, String>,
     ) -> iceberg::Result<()> {
-        Err(read_only())
+        use futures::StreamExt;
+        while let Some(path) = paths.next().await {
+            self.delete(&path).await?;
+        }
+        Ok(())
     }
 
     fn new_input(&self, path: &str) -> iceberg::Result<iceberg::io::InputFile> {
@@ -228,8 +254,45 @@ impl iceberg::io::Storage for IcebergS3 {
         ))
     }
 
-    fn new_output(&self, _: &str) -> iceberg::Result<iceberg::io::OutputFile> {
-        Err(read_only())
+    fn new_output(&self, path: &str) -> iceberg::Result<iceberg::io::OutputFile> {
+        Ok(iceberg::io::OutputFile::new(
+            Arc::new(self.clone()),
+            path.to_string(),
+        ))
+    }
+}
+
+/// A file being written to S3: object_store's buffered writer, which turns into a multipart
+/// upload once the file outgrows one part, and makes the object visible only at close.
+struct Upload {
+    writer: Option<object_store::buffered::BufWriter>,
+    path: String,
+}
+
+#[async_trait::async_trait]
+impl iceberg::io::FileWrite for Upload {
+    async fn write(&mut self, bs: bytes::Bytes) -> iceberg::Result<()> {
+        let w = self.writer.as_mut().ok_or_else(|| {
+            iceberg::Error::new(iceberg::ErrorKind::Unexpected, "write after close")
+        })?;
+        w.put(bs).await.map_err(|e| write_error(&self.path, e))
+    }
+
+    async fn close(&mut self) -> iceberg::Result<()> {
+        let mut w = self
+            .writer
+            .take()
+            .ok_or_else(|| iceberg::Error::new(iceberg::ErrorKind::Unexpected, "closed twice"))?;
+        std::future::poll_fn(|cx| {
+            tokio::io::AsyncWrite::poll_shutdown(std::pin::Pin::new(&mut w), cx)
+        })
+        .await
+        .map_err(|e| {
+            iceberg::Error::new(
+                iceberg::ErrorKind::Unexpected,
+                format!("cannot write {}: {e}", self.path),
+            )
+        })
     }
 }
 

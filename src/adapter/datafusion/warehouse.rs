@@ -1,12 +1,12 @@
-//! The warehouse folder as a DataFusion catalog: schemas are folders, tables are Delta tables
-//! (`<schema>/<table>/_delta_log`) or Iceberg tables (`<schema>/<table>.iceberg/`, see
-//! [`super::iceberg`]), views are `<schema>/<view>.view.sql` definitions.
+//! The warehouse (a folder, or a prefix on S3: [`super::store`]) as a DataFusion catalog:
+//! schemas are folders, tables are Delta tables (`<schema>/<table>/_delta_log`) or Iceberg
+//! tables (`<schema>/<table>.iceberg/`, see [`super::iceberg`]), views are
+//! `<schema>/<view>.view.sql` definitions.
 //!
 //! Tables resolve lazily at planning time, so every query sees the newest Delta version (no
 //! stale provider after a write) and views written by another process are visible.
 
 use std::any::Any;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
@@ -15,7 +15,8 @@ use datafusion::datasource::ViewTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
 
-use super::iceberg::{Lake, table_dir as iceberg_dir};
+use super::iceberg::Lake;
+use super::store::Store;
 use crate::adapter::external::ExternalSource;
 
 /// The external sources of the project, found by schema and identifier before the folder, and
@@ -36,18 +37,13 @@ pub type Planned = Arc<
     >,
 >;
 
-/// The file that holds a view's SQL.
-pub fn view_file(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.view.sql"))
-}
-
-pub fn is_delta_table(dir: &Path) -> bool {
-    dir.join("_delta_log").is_dir()
+fn external(e: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::External(e.to_string().into())
 }
 
 #[derive(Debug)]
 pub struct WarehouseCatalog {
-    root: PathBuf,
+    store: Arc<Store>,
     state: Arc<OnceLock<SessionState>>,
     lake: Arc<Lake>,
     externals: Externals,
@@ -56,14 +52,14 @@ pub struct WarehouseCatalog {
 
 impl WarehouseCatalog {
     pub fn new(
-        root: PathBuf,
+        store: Arc<Store>,
         state: Arc<OnceLock<SessionState>>,
         lake: Arc<Lake>,
         externals: Externals,
         planned: Planned,
     ) -> Self {
         Self {
-            root,
+            store,
             state,
             lake,
             externals,
@@ -78,23 +74,13 @@ impl CatalogProvider for WarehouseCatalog {
     }
 
     fn schema_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.root)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| !n.starts_with('.') && !n.starts_with('_'))
-            .collect();
-        names.sort();
-        names
+        self.store.wait(|| self.store.schemas())
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        let dir = self.root.join(name);
         // Unknown schemas still resolve, so that a missing table says "table not found".
         Some(Arc::new(WarehouseSchema {
-            dir,
+            store: self.store.clone(),
             name: name.to_string(),
             state: self.state.clone(),
             lake: self.lake.clone(),
@@ -108,15 +94,14 @@ impl CatalogProvider for WarehouseCatalog {
         name: &str,
         _schema: Arc<dyn SchemaProvider>,
     ) -> Result<Option<Arc<dyn SchemaProvider>>> {
-        std::fs::create_dir_all(self.root.join(name))
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        self.store.prepare(&[name]).map_err(external)?;
         Ok(None)
     }
 }
 
 #[derive(Debug)]
 pub struct WarehouseSchema {
-    dir: PathBuf,
+    store: Arc<Store>,
     name: String,
     state: Arc<OnceLock<SessionState>>,
     lake: Arc<Lake>,
@@ -143,23 +128,7 @@ impl SchemaProvider for WarehouseSchema {
     }
 
     fn table_names(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            let n = e.file_name().to_string_lossy().to_string();
-            if n.starts_with('.') {
-                continue;
-            }
-            if p.is_dir() && is_delta_table(&p) {
-                names.push(n);
-            } else if let Some(v) = n.strip_suffix(".view.sql") {
-                names.push(v.to_string());
-            } else if let Some(t) = n.strip_suffix(".iceberg") {
-                names.push(t.to_string());
-            }
-        }
-        names.sort();
-        names
+        self.store.wait(|| self.store.tables(&self.name))
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
@@ -185,10 +154,8 @@ impl SchemaProvider for WarehouseSchema {
                 .await
                 .map(Some);
         }
-        let table_dir = self.dir.join(name);
-        if is_delta_table(&table_dir) {
-            let url = deltalake::ensure_table_uri(table_dir.to_string_lossy())
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if self.store.is_delta(&self.name, name).await {
+            let url = self.store.delta_uri(&self.name, name).map_err(external)?;
             let table = deltalake::open_table(url)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -200,20 +167,18 @@ impl SchemaProvider for WarehouseSchema {
             let provider = table.table_provider().await?;
             return Ok(Some(provider));
         }
-        let vf = view_file(&self.dir, name);
-        if vf.is_file() {
-            let sql =
-                std::fs::read_to_string(&vf).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if let Some(sql) = self
+            .store
+            .read_view(&self.name, name)
+            .await
+            .map_err(external)?
+        {
             let state = self
                 .state
                 .get()
                 .ok_or_else(|| DataFusionError::Internal("warehouse session not ready".into()))?;
             let plan = state.create_logical_plan(&sql).await.map_err(|e| {
-                DataFusionError::Plan(format!(
-                    "view {}.{} no longer plans: {e}",
-                    self.dir.file_name().unwrap_or_default().to_string_lossy(),
-                    name
-                ))
+                DataFusionError::Plan(format!("view {}.{} no longer plans: {e}", self.name, name))
             })?;
             return Ok(Some(Arc::new(ViewTable::new(plan, Some(sql)))));
         }
@@ -236,9 +201,11 @@ impl SchemaProvider for WarehouseSchema {
     fn table_exist(&self, name: &str) -> bool {
         let name = name.split('@').next().unwrap_or(name);
         self.external(name).is_some()
-            || is_delta_table(&self.dir.join(name))
-            || view_file(&self.dir, name).is_file()
-            || iceberg_dir(&self.dir, name).is_dir()
+            || self.store.wait(|| async {
+                self.store.is_delta(&self.name, name).await
+                    || self.store.is_iceberg(&self.name, name).await
+                    || matches!(self.store.read_view(&self.name, name).await, Ok(Some(_)))
+            })
     }
 }
 
@@ -253,11 +220,9 @@ impl WarehouseSchema {
         let (tag, n) = pin.split_at(1);
         let n: i64 = n.parse().ok().filter(|n| *n >= 0).ok_or_else(bad)?;
         let ext = |e: Box<dyn std::error::Error + Send + Sync>| DataFusionError::External(e);
-        let table_dir = self.dir.join(name);
         match tag {
-            "v" if is_delta_table(&table_dir) => {
-                let url = deltalake::ensure_table_uri(table_dir.to_string_lossy())
-                    .map_err(|e| ext(Box::new(e)))?;
+            "v" if self.store.is_delta(&self.name, name).await => {
+                let url = self.store.delta_uri(&self.name, name).map_err(external)?;
                 let table = deltalake::open_table_with_version(url, n as u64)
                     .await
                     .map_err(|e| {

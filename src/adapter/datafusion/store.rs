@@ -1,0 +1,465 @@
+//! Where the warehouse lives: a local folder (`path: warehouse`) or a prefix on S3
+//! (`path: s3://bucket/prefix`).
+//!
+//! Everything the adapter does to the warehouse other than reading and writing tables through
+//! deltalake and iceberg-rust goes through here: finding schemas and tables, views as
+//! `<schema>/<view>.view.sql` files, deleting a table's files, a Delta table's version. The
+//! layout is the same in both places, so a warehouse folder copied to S3 is a warehouse there.
+//!
+//! S3 has no rename: what a folder does with one rename takes copies there (see
+//! [`Store::replace_dir`]), and a view is replaced by one PUT, which S3 makes atomic.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use deltalake::logstore::ObjectStoreRef;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as Key;
+
+const VIEW_SUFFIX: &str = ".view.sql";
+const DELTA_LOG: &str = "_delta_log";
+
+#[derive(Debug)]
+pub enum Store {
+    Local(PathBuf),
+    S3 {
+        /// `s3://bucket/prefix`, no trailing slash.
+        url: String,
+        store: ObjectStoreRef,
+        prefix: Key,
+    },
+}
+
+fn io(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+impl Store {
+    /// The warehouse at `location`: an `s3://` URL, or a local folder (created if needed).
+    pub fn open(location: &str) -> Result<Self, String> {
+        if location.starts_with("s3://") {
+            let url = url::Url::parse(location).map_err(|e| io(location, e))?;
+            let store = super::s3::store(&url, &Default::default())?;
+            let prefix = Key::from_url_path(url.path()).map_err(|e| io(location, e))?;
+            return Ok(Store::S3 {
+                url: location.trim_end_matches('/').to_string(),
+                store,
+                prefix,
+            });
+        }
+        std::fs::create_dir_all(location)
+            .map_err(|e| format!("cannot create warehouse folder {location}: {e}"))?;
+        let root = std::fs::canonicalize(location).map_err(|e| io(location, e))?;
+        Ok(Store::Local(root))
+    }
+
+    pub fn display(&self) -> String {
+        match self {
+            Store::Local(root) => root.display().to_string(),
+            Store::S3 { url, .. } => url.clone(),
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self, Store::Local(_))
+    }
+
+    fn path(root: &Path, parts: &[&str]) -> PathBuf {
+        parts.iter().fold(root.to_path_buf(), |p, s| p.join(s))
+    }
+
+    fn key(prefix: &Key, parts: &[&str]) -> Key {
+        parts.iter().fold(prefix.clone(), |k, s| k.join(*s))
+    }
+
+    /// `parts` under the warehouse as a URL (`file://` or `s3://`).
+    pub fn url(&self, parts: &[&str]) -> String {
+        match self {
+            Store::Local(root) => format!("file://{}", Self::path(root, parts).display()),
+            Store::S3 { url, .. } => {
+                let mut u = url.clone();
+                for p in parts {
+                    u.push('/');
+                    u.push_str(p);
+                }
+                u
+            }
+        }
+    }
+
+    /// The location deltalake opens for table `schema.name`.
+    pub fn delta_uri(&self, schema: &str, name: &str) -> Result<url::Url, String> {
+        let location = match self {
+            Store::Local(root) => Self::path(root, &[schema, name])
+                .to_string_lossy()
+                .to_string(),
+            Store::S3 { .. } => self.url(&[schema, name]),
+        };
+        deltalake::ensure_table_uri(&location).map_err(|e| io(&location, e))
+    }
+
+    /// Makes the folder of `parts` (a local folder must exist before deltalake writes there;
+    /// S3 has no folders).
+    pub fn prepare(&self, parts: &[&str]) -> Result<(), String> {
+        match self {
+            Store::Local(root) => {
+                let dir = Self::path(root, parts);
+                std::fs::create_dir_all(&dir).map_err(|e| io(&dir.display().to_string(), e))
+            }
+            Store::S3 { .. } => Ok(()),
+        }
+    }
+
+    /// Whether any file lies under `parts`.
+    async fn any_under(&self, parts: &[&str]) -> bool {
+        match self {
+            Store::Local(root) => Self::path(root, parts).is_dir(),
+            Store::S3 { store, prefix, .. } => {
+                let key = Self::key(prefix, parts);
+                matches!(store.list(Some(&key)).next().await, Some(Ok(_)))
+            }
+        }
+    }
+
+    pub async fn is_delta(&self, schema: &str, name: &str) -> bool {
+        self.any_under(&[schema, name, DELTA_LOG]).await
+    }
+
+    pub async fn is_iceberg(&self, schema: &str, name: &str) -> bool {
+        self.any_under(&[schema, &super::iceberg::dir_name(name)])
+            .await
+    }
+
+    /// The SQL of view `schema.name`, if there is one.
+    pub async fn read_view(&self, schema: &str, name: &str) -> Result<Option<String>, String> {
+        let file = format!("{name}{VIEW_SUFFIX}");
+        match self {
+            Store::Local(root) => {
+                let path = Self::path(root, &[schema, &file]);
+                if !path.is_file() {
+                    return Ok(None);
+                }
+                std::fs::read_to_string(&path)
+                    .map(Some)
+                    .map_err(|e| io(&path.display().to_string(), e))
+            }
+            Store::S3 { store, prefix, .. } => {
+                let key = Self::key(prefix, &[schema, &file]);
+                match store.get(&key).await {
+                    Ok(got) => {
+                        let bytes = got.bytes().await.map_err(|e| io(key.as_ref(), e))?;
+                        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+                    }
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(io(key.as_ref(), e)),
+                }
+            }
+        }
+    }
+
+    /// Writes view `schema.name` whole, in one step: readers see the old SQL or the new.
+    pub async fn write_view(&self, schema: &str, name: &str, sql: &str) -> Result<(), String> {
+        let file = format!("{name}{VIEW_SUFFIX}");
+        match self {
+            Store::Local(root) => {
+                let dir = Self::path(root, &[schema]);
+                std::fs::create_dir_all(&dir).map_err(|e| io(&dir.display().to_string(), e))?;
+                let tmp = dir.join(format!(".{file}.tmp"));
+                std::fs::write(&tmp, sql).map_err(|e| io(&tmp.display().to_string(), e))?;
+                std::fs::rename(&tmp, dir.join(&file))
+                    .map_err(|e| io(&tmp.display().to_string(), e))
+            }
+            Store::S3 { store, prefix, .. } => {
+                let key = Self::key(prefix, &[schema, &file]);
+                store
+                    .put(&key, sql.to_string().into())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| io(key.as_ref(), e))
+            }
+        }
+    }
+
+    pub async fn delete_view(&self, schema: &str, name: &str) -> Result<(), String> {
+        let file = format!("{name}{VIEW_SUFFIX}");
+        match self {
+            Store::Local(root) => {
+                let _ = std::fs::remove_file(Self::path(root, &[schema, &file]));
+                Ok(())
+            }
+            Store::S3 { store, prefix, .. } => {
+                let key = Self::key(prefix, &[schema, &file]);
+                match store.delete(&key).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(io(key.as_ref(), e)),
+                }
+            }
+        }
+    }
+
+    /// Deletes everything under `parts` (nothing there is fine).
+    pub async fn delete(&self, parts: &[&str]) -> Result<(), String> {
+        match self {
+            Store::Local(root) => {
+                let dir = Self::path(root, parts);
+                match std::fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(io(&dir.display().to_string(), e))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Store::S3 { store, prefix, .. } => {
+                delete_prefix(store, &Self::key(prefix, parts)).await
+            }
+        }
+    }
+
+    /// Deletes everything under `location` (a URL [`Store::url`] gave) if it lies in the
+    /// warehouse.
+    pub async fn delete_url(&self, location: &str) -> Result<(), String> {
+        let base = self.url(&[]);
+        let Some(rest) = location.strip_prefix(&base) else {
+            return Ok(());
+        };
+        let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+        if parts.is_empty() {
+            return Ok(());
+        }
+        self.delete(&parts).await
+    }
+
+    /// The schemas: folders (prefixes) of the warehouse whose names do not start with `.`/`_`.
+    pub async fn schemas(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .entries(&[])
+            .await
+            .0
+            .into_iter()
+            .filter(|n| !n.starts_with('.') && !n.starts_with('_'))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The tables and views of `schema`.
+    pub async fn tables(&self, schema: &str) -> Vec<String> {
+        let (dirs, files) = self.entries(&[schema]).await;
+        let mut names = Vec::new();
+        for d in dirs.iter().filter(|d| !d.starts_with('.')) {
+            if let Some(t) = super::iceberg::table_of_dir(d) {
+                names.push(t.to_string());
+            } else if self.is_delta(schema, d).await {
+                names.push(d.clone());
+            }
+        }
+        for f in files.iter().filter(|f| !f.starts_with('.')) {
+            if let Some(v) = f.strip_suffix(VIEW_SUFFIX) {
+                names.push(v.to_string());
+            }
+        }
+        names.sort();
+        names
+    }
+
+    /// The folder and file names directly under `parts`.
+    async fn entries(&self, parts: &[&str]) -> (Vec<String>, Vec<String>) {
+        let (mut dirs, mut files) = (Vec::new(), Vec::new());
+        match self {
+            Store::Local(root) => {
+                for e in std::fs::read_dir(Self::path(root, parts))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    if e.path().is_dir() {
+                        dirs.push(n)
+                    } else {
+                        files.push(n)
+                    }
+                }
+            }
+            Store::S3 { store, prefix, .. } => {
+                let key = Self::key(prefix, parts);
+                let prefix = if key.as_ref().is_empty() {
+                    None
+                } else {
+                    Some(&key)
+                };
+                if let Ok(list) = store.list_with_delimiter(prefix).await {
+                    dirs = list
+                        .common_prefixes
+                        .iter()
+                        .filter_map(|p| p.filename().map(str::to_string))
+                        .collect();
+                    files = list
+                        .objects
+                        .iter()
+                        .filter_map(|o| o.location.filename().map(str::to_string))
+                        .collect();
+                }
+            }
+        }
+        (dirs, files)
+    }
+
+    /// A Delta table's version as text that changes with every commit: the newest commit
+    /// file's number, and the creation time of the log (a rebuilt table restarts at 0).
+    pub async fn delta_version(&self, schema: &str, name: &str) -> Option<String> {
+        let first = format!("{:020}.json", 0);
+        let version = |n: &str| n.strip_suffix(".json")?.parse::<u64>().ok();
+        let (newest, born) = match self {
+            Store::Local(root) => {
+                let log = Self::path(root, &[schema, name, DELTA_LOG]);
+                let newest = std::fs::read_dir(&log)
+                    .ok()?
+                    .flatten()
+                    .filter_map(|e| version(e.file_name().to_str()?))
+                    .max()?;
+                let born = std::fs::metadata(log.join(&first))
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos() as i128)
+                    .unwrap_or(0);
+                (newest, born)
+            }
+            Store::S3 { store, prefix, .. } => {
+                let log = Self::key(prefix, &[schema, name, DELTA_LOG]);
+                let objects: Vec<object_store::ObjectMeta> =
+                    store.list(Some(&log)).try_collect().await.ok()?;
+                let newest = objects
+                    .iter()
+                    .filter_map(|o| version(o.location.filename()?))
+                    .max()?;
+                let born = objects
+                    .iter()
+                    .find(|o| o.location.filename() == Some(first.as_str()))
+                    .and_then(|o| o.last_modified.timestamp_nanos_opt())
+                    .unwrap_or(0) as i128;
+                (newest, born)
+            }
+        };
+        Some(format!("delta:{born}:{newest}"))
+    }
+
+    /// Fails unless a file can be written into the warehouse (and deleted again).
+    pub async fn check_writable(&self) -> Result<(), String> {
+        let fail = |e: String| format!("warehouse {} is not writable: {e}", self.display());
+        match self {
+            Store::Local(root) => {
+                let probe = root.join(".rsdbt-write-check");
+                std::fs::write(&probe, b"ok").map_err(|e| fail(e.to_string()))?;
+                let _ = std::fs::remove_file(probe);
+                Ok(())
+            }
+            Store::S3 { store, prefix, .. } => {
+                let probe = prefix.clone().join(".rsdbt-write-check");
+                store
+                    .put(&probe, "ok".to_string().into())
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                store.delete(&probe).await.map_err(|e| fail(e.to_string()))
+            }
+        }
+    }
+
+    /// Puts the folder `schema/tmp` in the place of `schema/name`, and deletes the old one.
+    /// A local folder is swapped by two renames (the old table stays whole until the new one
+    /// takes its name). On S3 the new files are copied in beside the old ones first; only the
+    /// Delta log is then deleted and copied, so the table is missing for the moment of that
+    /// copy, not for the copy of its data.
+    pub async fn replace_dir(&self, schema: &str, tmp: &str, name: &str) -> Result<(), String> {
+        match self {
+            Store::Local(root) => {
+                let dir = Self::path(root, &[schema, name]);
+                let new = Self::path(root, &[schema, tmp]);
+                let old = Self::path(root, &[schema, &format!("{tmp}.old")]);
+                let _ = std::fs::remove_dir_all(&old);
+                std::fs::rename(&dir, &old).map_err(|e| io(&dir.display().to_string(), e))?;
+                if let Err(e) = std::fs::rename(&new, &dir) {
+                    let _ = std::fs::rename(&old, &dir);
+                    return Err(io(&new.display().to_string(), e));
+                }
+                let _ = std::fs::remove_dir_all(&old);
+                Ok(())
+            }
+            Store::S3 { store, prefix, .. } => {
+                let from = Self::key(prefix, &[schema, tmp]);
+                let to = Self::key(prefix, &[schema, name]);
+                let fail = |k: &Key, e: object_store::Error| io(k.as_ref(), e);
+                let new: Vec<Key> = store
+                    .list(Some(&from))
+                    .map_ok(|o| o.location)
+                    .try_collect()
+                    .await
+                    .map_err(|e| fail(&from, e))?;
+                let old: Vec<Key> = store
+                    .list(Some(&to))
+                    .map_ok(|o| o.location)
+                    .try_collect()
+                    .await
+                    .map_err(|e| fail(&to, e))?;
+                let moved = |k: &Key| -> Key {
+                    let rest: Vec<_> = k.prefix_match(&from).into_iter().flatten().collect();
+                    rest.into_iter().fold(to.clone(), |p, part| p.join(part))
+                };
+                let in_log = |k: &Key| k.prefix_matches(&to.clone().join(DELTA_LOG));
+                let (new_log, new_data): (Vec<&Key>, Vec<&Key>) =
+                    new.iter().partition(|k| in_log(&moved(k)));
+                // Data files have unique names: copying them in leaves the old table whole.
+                for k in &new_data {
+                    store.copy(k, &moved(k)).await.map_err(|e| fail(k, e))?;
+                }
+                for k in old.iter().filter(|k| in_log(k)) {
+                    store.delete(k).await.map_err(|e| fail(k, e))?;
+                }
+                for k in &new_log {
+                    store.copy(k, &moved(k)).await.map_err(|e| fail(k, e))?;
+                }
+                let kept: std::collections::HashSet<Key> = new.iter().map(moved).collect();
+                for k in old.iter().filter(|k| !in_log(k) && !kept.contains(*k)) {
+                    let _ = store.delete(k).await;
+                }
+                delete_prefix(store, &from).await
+            }
+        }
+    }
+
+    /// Runs `f`'s future to its end from synchronous code (DataFusion's catalog API has
+    /// synchronous methods). A local folder's futures never wait; S3's are run by the process's
+    /// runtime from a helper thread, so a runtime thread may call this.
+    pub fn wait<F: Future>(&self, f: impl FnOnce() -> F + Send) -> F::Output
+    where
+        F::Output: Send,
+    {
+        if self.is_local() {
+            return futures::executor::block_on(f());
+        }
+        let handle = tokio::runtime::Handle::try_current();
+        std::thread::scope(|s| {
+            s.spawn(move || match handle {
+                Ok(h) => h.block_on(f()),
+                Err(_) => tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime")
+                    .block_on(f()),
+            })
+            .join()
+            .expect("the warehouse listing thread")
+        })
+    }
+}
+
+async fn delete_prefix(store: &ObjectStoreRef, key: &Key) -> Result<(), String> {
+    let found = store.list(Some(key)).map_ok(|o| o.location).boxed();
+    store
+        .delete_stream(found)
+        .try_collect::<Vec<_>>()
+        .await
+        .map(|_| ())
+        .map_err(|e| io(key.as_ref(), e))
+}
