@@ -134,6 +134,7 @@ pub enum TableFormat {
     #[default]
     Delta,
     Iceberg,
+    Parquet,
 }
 
 impl TableFormat {
@@ -145,8 +146,9 @@ impl TableFormat {
         match value.map(str::to_ascii_lowercase).as_deref() {
             None | Some("delta") => Ok(TableFormat::Delta),
             Some("iceberg") => Ok(TableFormat::Iceberg),
+            Some("parquet") => Ok(TableFormat::Parquet),
             Some(other) => Err(format!(
-                "unknown table_format '{other}' (supported: delta, iceberg)"
+                "unknown table_format '{other}' (supported: delta, iceberg, parquet)"
             )),
         }
     }
@@ -155,19 +157,22 @@ impl TableFormat {
         match self {
             TableFormat::Delta => "delta",
             TableFormat::Iceberg => "iceberg",
+            TableFormat::Parquet => "parquet",
         }
     }
 }
 
 /// Whether the embedded target can build a node of this materialization and config in its
 /// table format — checked for every selected node before anything runs. iceberg-rust 0.10
-/// only appends to a table (no row-level delete, overwrite or schema evolution), so an
-/// Iceberg incremental model may only append.
+/// only appends to a table (no row-level delete, overwrite or schema evolution), and plain
+/// Parquet files have no way to delete rows either, so their incremental models may only
+/// append.
 pub fn check_format(materialized: &str, cfg: &crate::config::Config) -> Result<(), String> {
     let format = TableFormat::of(cfg)?;
-    if format != TableFormat::Iceberg || materialized != "incremental" {
+    if format == TableFormat::Delta || materialized != "incremental" {
         return Ok(());
     }
+    let name = format.as_str();
     let spec = incremental_spec(&Request {
         materialized,
         relation: Relation::new("", "", ""),
@@ -185,7 +190,7 @@ pub fn check_format(materialized: &str, cfg: &crate::config::Config) -> Result<(
             ""
         };
         return Err(format!(
-            "incremental_strategy '{}'{implied} is not supported by table_format 'iceberg', which can only append; \
+            "incremental_strategy '{}'{implied} is not supported by table_format '{name}', which can only append; \
              the formats that support it: delta (the embedded default) and PostgreSQL tables. \
              Use incremental_strategy 'append', or table_format 'delta'",
             spec.strategy.as_str()
@@ -196,7 +201,7 @@ pub fn check_format(materialized: &str, cfg: &crate::config::Config) -> Result<(
         SchemaChange::AppendNewColumns | SchemaChange::SyncAllColumns
     ) {
         return Err(format!(
-            "on_schema_change '{}' is not supported by table_format 'iceberg' (it cannot change a table's columns in place); \
+            "on_schema_change '{}' is not supported by table_format '{name}' (it cannot change a table's columns in place); \
              the formats that support it: delta and PostgreSQL tables. Use 'ignore' or 'fail', or rebuild with --full-refresh",
             crate::config::ConfigExt::str_or(cfg, "on_schema_change", "")
         ));

@@ -10,6 +10,7 @@ mod example;
 mod harness;
 mod iceberg;
 mod incremental;
+mod parquet_tables;
 mod partial_parse;
 mod postgres;
 mod projects;

@@ -340,9 +340,11 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
     );
     p.rsdbt(&["run", "-s", "customer_totals"]).expect(1);
     assert_eq!(customers(), renamed);
-    // Table → Iceberg → view → table: each build removes what stood under the name before.
+    // Delta → Iceberg → Parquet → view → Delta: each build removes what stood under the name
+    // before.
     for (materialized, format, kind) in [
         ("table", "iceberg", ".iceberg/"),
+        ("table", "parquet", ".parquet/"),
         ("view", "delta", ".view.sql"),
         ("table", "delta", "/"),
     ] {

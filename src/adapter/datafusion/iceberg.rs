@@ -21,9 +21,8 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
-use datafusion::logical_expr::{Expr, cast, col, lit};
+use datafusion::logical_expr::{Expr, cast, col};
 use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 use iceberg::spec::DataFileFormat;
 use iceberg::table::Table;
@@ -222,19 +221,7 @@ impl Lake {
             .map_err(err)?;
         let target = iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
             .map_err(err)?;
-        let exprs: Vec<Expr> = target
-            .fields()
-            .iter()
-            .map(|f| {
-                let value = if df.schema().has_column_with_unqualified_name(f.name()) {
-                    col(datafusion::common::Column::new_unqualified(f.name()))
-                } else {
-                    lit(ScalarValue::Null)
-                };
-                Ok(cast(value, f.data_type().clone()).alias(f.name()))
-            })
-            .collect::<Result<_, AdapterError>>()?;
-        let df = df.select(exprs).map_err(err)?;
+        let df = super::conform(df, &target)?;
         append(catalog.as_ref(), &table, df).await
     }
 

@@ -28,8 +28,8 @@ pub(super) async fn apply(
     spec: &IncrementalSpec,
 ) -> Result<Applied, AdapterError> {
     let ctx = &a.ctx;
-    if spec.format == crate::materialize::TableFormat::Iceberg {
-        return iceberg_append(a, spec).await;
+    if spec.format != crate::materialize::TableFormat::Delta {
+        return append_only(a, spec).await;
     }
     // The increment is collected: it is small by design, and its row count decides whether
     // anything is written at all.
@@ -243,7 +243,8 @@ pub(super) async fn apply(
 
 /// An incremental run on Iceberg: append only (checked before the run, see
 /// [`crate::materialize::check_format`]); `on_schema_change: fail` still fails.
-async fn iceberg_append(
+/// An incremental run on a format that can only append (Iceberg, Parquet).
+async fn append_only(
     a: &DataFusionAdapter,
     spec: &IncrementalSpec,
 ) -> Result<Applied, AdapterError> {
@@ -267,10 +268,18 @@ async fn iceberg_append(
             )));
         }
     }
-    let rows = a
-        .lake
-        .append(&spec.relation.schema, &spec.relation.identifier, df)
-        .await?;
+    let (schema, name) = (&spec.relation.schema, &spec.relation.identifier);
+    let rows = if spec.format == crate::materialize::TableFormat::Parquet {
+        let target = a
+            .ctx
+            .sql(&format!("select * from {} limit 0", spec.relation.render()))
+            .await
+            .map_err(err)?;
+        let df = super::conform(df, target.schema().as_arrow())?;
+        super::parquet::append(&a.ctx, &a.store, schema, name, df).await?
+    } else {
+        a.lake.append(schema, name, df).await?
+    };
     Ok(Applied {
         code: "INSERT".into(),
         rows_affected: Some(rows),

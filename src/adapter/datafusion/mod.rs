@@ -4,6 +4,7 @@
 mod external;
 mod iceberg;
 mod incremental;
+mod parquet;
 #[cfg(feature = "postgres")]
 mod pg_source;
 mod s3;
@@ -230,6 +231,28 @@ fn err(e: impl std::fmt::Display) -> AdapterError {
     AdapterError(e.to_string())
 }
 
+/// `df` cast to the columns of `target` (for an append): columns the target lacks are dropped,
+/// missing ones NULL.
+fn conform(
+    df: datafusion::dataframe::DataFrame,
+    target: &datafusion::arrow::datatypes::Schema,
+) -> Result<datafusion::dataframe::DataFrame, AdapterError> {
+    use datafusion::logical_expr::{cast, col, lit};
+    let exprs: Vec<_> = target
+        .fields()
+        .iter()
+        .map(|f| {
+            let value = if df.schema().has_column_with_unqualified_name(f.name()) {
+                col(datafusion::common::Column::new_unqualified(f.name()))
+            } else {
+                lit(datafusion::scalar::ScalarValue::Null)
+            };
+            cast(value, f.data_type().clone()).alias(f.name())
+        })
+        .collect();
+    df.select(exprs).map_err(err)
+}
+
 impl DataFusionAdapter {
     /// The bytes of a Delta table's current data files (its log's add actions), for the
     /// catalog; None for views, Iceberg tables and anything unreadable.
@@ -320,27 +343,42 @@ impl DataFusionAdapter {
         df: datafusion::dataframe::DataFrame,
         format: TableFormat,
     ) -> Result<u64, AdapterError> {
-        match format {
-            TableFormat::Delta => {
-                let rows = self.write_delta(rel, df).await?;
-                self.lake.remove(&rel.schema, &rel.identifier).await?;
-                Ok(rows)
+        let (schema, name) = (rel.schema.as_str(), rel.identifier.as_str());
+        let rows = match format {
+            TableFormat::Delta => self.write_delta(rel, df).await?,
+            TableFormat::Iceberg => self.lake.replace(schema, name, df).await?,
+            TableFormat::Parquet => {
+                parquet::replace(&self.ctx, &self.store, schema, name, df).await?
             }
-            TableFormat::Iceberg => {
-                let rows = self.lake.replace(&rel.schema, &rel.identifier, df).await?;
-                self.store
-                    .delete_view(&rel.schema, &rel.identifier)
-                    .await
-                    .map_err(err)?;
-                if self.store.is_delta(&rel.schema, &rel.identifier).await {
-                    self.store
-                        .delete(&[&rel.schema, &rel.identifier])
-                        .await
-                        .map_err(err)?;
-                }
-                Ok(rows)
-            }
+        };
+        self.remove_others(rel, Some(format)).await?;
+        Ok(rows)
+    }
+
+    /// Removes what stood under `rel`'s name in another form than the one just written
+    /// (`kept`; None: a view).
+    async fn remove_others(
+        &self,
+        rel: &Relation,
+        kept: Option<TableFormat>,
+    ) -> Result<(), AdapterError> {
+        let (schema, name) = (rel.schema.as_str(), rel.identifier.as_str());
+        if kept.is_some() {
+            self.store.delete_view(schema, name).await.map_err(err)?;
         }
+        if kept != Some(TableFormat::Delta) && self.store.is_delta(schema, name).await {
+            self.store.delete(&[schema, name]).await.map_err(err)?;
+        }
+        if kept != Some(TableFormat::Iceberg) {
+            self.lake.remove(schema, name).await?;
+        }
+        if kept != Some(TableFormat::Parquet) {
+            self.store
+                .delete(&[schema, &parquet::dir_name(name)])
+                .await
+                .map_err(err)?;
+        }
+        Ok(())
     }
 
     /// Writes `df`'s rows as the new version of the Delta table of `rel` (one commit).
@@ -371,8 +409,6 @@ impl DataFusionAdapter {
             }
             Err(e) => return Err(e),
         };
-        // A view of the same name is replaced by the table only once the table is committed.
-        self.store.delete_view(schema, name).await.map_err(err)?;
         let rows = table
             .history(Some(1))
             .await
@@ -495,15 +531,11 @@ impl DataFusionAdapter {
             .create_logical_plan(sql)
             .await
             .map_err(err)?;
-        let (schema, name) = (rel.schema.as_str(), rel.identifier.as_str());
         self.store
-            .write_view(schema, name, sql)
+            .write_view(&rel.schema, &rel.identifier, sql)
             .await
             .map_err(err)?;
-        if self.store.is_delta(schema, name).await {
-            self.store.delete(&[schema, name]).await.map_err(err)?;
-        }
-        self.lake.remove(schema, name).await
+        self.remove_others(rel, None).await
     }
 }
 
@@ -617,7 +649,10 @@ impl Adapter for DataFusionAdapter {
 
     async fn relation_type(&self, relation: &Relation) -> Option<&'static str> {
         let (schema, name) = (&relation.schema, &relation.identifier);
-        if self.store.is_delta(schema, name).await || self.store.is_iceberg(schema, name).await {
+        if self.store.is_delta(schema, name).await
+            || self.store.is_iceberg(schema, name).await
+            || self.store.is_parquet(schema, name).await
+        {
             Some("table")
         } else if let Ok(Some(_)) = self.store.read_view(schema, name).await {
             Some("view")
@@ -636,6 +671,11 @@ impl Adapter for DataFusionAdapter {
                 .store
                 .delta_version(&relation.schema, &relation.identifier)
                 .await;
+        }
+        if let Ok(Some(folders)) =
+            parquet::folders(&self.store, &relation.schema, &relation.identifier).await
+        {
+            return Some(format!("parquet:{}", folders.join(",")));
         }
         let t = self
             .lake

@@ -112,7 +112,7 @@ impl Store {
     }
 
     /// Whether any file lies under `parts`.
-    async fn any_under(&self, parts: &[&str]) -> bool {
+    pub async fn any_under(&self, parts: &[&str]) -> bool {
         match self {
             Store::Local(root) => Self::path(root, parts).is_dir(),
             Store::S3 { store, prefix, .. } => {
@@ -131,12 +131,36 @@ impl Store {
             .await
     }
 
+    pub async fn is_parquet(&self, schema: &str, name: &str) -> bool {
+        self.any_under(&[schema, &super::parquet::dir_name(name)])
+            .await
+    }
+
     /// The SQL of view `schema.name`, if there is one.
     pub async fn read_view(&self, schema: &str, name: &str) -> Result<Option<String>, String> {
-        let file = format!("{name}{VIEW_SUFFIX}");
+        self.read_text(&[schema, &format!("{name}{VIEW_SUFFIX}")])
+            .await
+    }
+
+    /// Writes view `schema.name` whole, in one step: readers see the old SQL or the new.
+    pub async fn write_view(&self, schema: &str, name: &str, sql: &str) -> Result<(), String> {
+        self.write_file(
+            &[schema, &format!("{name}{VIEW_SUFFIX}")],
+            sql.as_bytes().to_vec(),
+        )
+        .await
+    }
+
+    pub async fn delete_view(&self, schema: &str, name: &str) -> Result<(), String> {
+        self.delete_file(&[schema, &format!("{name}{VIEW_SUFFIX}")])
+            .await
+    }
+
+    /// The text of the file `parts`, if it exists.
+    pub async fn read_text(&self, parts: &[&str]) -> Result<Option<String>, String> {
         match self {
             Store::Local(root) => {
-                let path = Self::path(root, &[schema, &file]);
+                let path = Self::path(root, parts);
                 if !path.is_file() {
                     return Ok(None);
                 }
@@ -145,7 +169,7 @@ impl Store {
                     .map_err(|e| io(&path.display().to_string(), e))
             }
             Store::S3 { store, prefix, .. } => {
-                let key = Self::key(prefix, &[schema, &file]);
+                let key = Self::key(prefix, parts);
                 match store.get(&key).await {
                     Ok(got) => {
                         let bytes = got.bytes().await.map_err(|e| io(key.as_ref(), e))?;
@@ -158,22 +182,23 @@ impl Store {
         }
     }
 
-    /// Writes view `schema.name` whole, in one step: readers see the old SQL or the new.
-    pub async fn write_view(&self, schema: &str, name: &str, sql: &str) -> Result<(), String> {
-        let file = format!("{name}{VIEW_SUFFIX}");
+    /// Writes the file `parts` whole, in one step: readers see the old content or the new
+    /// (a rename locally; one PUT on S3).
+    pub async fn write_file(&self, parts: &[&str], content: Vec<u8>) -> Result<(), String> {
         match self {
             Store::Local(root) => {
-                let dir = Self::path(root, &[schema]);
-                std::fs::create_dir_all(&dir).map_err(|e| io(&dir.display().to_string(), e))?;
-                let tmp = dir.join(format!(".{file}.tmp"));
-                std::fs::write(&tmp, sql).map_err(|e| io(&tmp.display().to_string(), e))?;
-                std::fs::rename(&tmp, dir.join(&file))
-                    .map_err(|e| io(&tmp.display().to_string(), e))
+                let target = Self::path(root, parts);
+                let dir = target.parent().unwrap_or(root);
+                std::fs::create_dir_all(dir).map_err(|e| io(&dir.display().to_string(), e))?;
+                let name = target.file_name().unwrap_or_default().to_string_lossy();
+                let tmp = dir.join(format!(".{name}.tmp"));
+                std::fs::write(&tmp, content).map_err(|e| io(&tmp.display().to_string(), e))?;
+                std::fs::rename(&tmp, &target).map_err(|e| io(&tmp.display().to_string(), e))
             }
             Store::S3 { store, prefix, .. } => {
-                let key = Self::key(prefix, &[schema, &file]);
+                let key = Self::key(prefix, parts);
                 store
-                    .put(&key, sql.to_string().into())
+                    .put(&key, content.into())
                     .await
                     .map(|_| ())
                     .map_err(|e| io(key.as_ref(), e))
@@ -181,15 +206,15 @@ impl Store {
         }
     }
 
-    pub async fn delete_view(&self, schema: &str, name: &str) -> Result<(), String> {
-        let file = format!("{name}{VIEW_SUFFIX}");
+    /// Deletes the file `parts` (a missing file is fine).
+    pub async fn delete_file(&self, parts: &[&str]) -> Result<(), String> {
         match self {
             Store::Local(root) => {
-                let _ = std::fs::remove_file(Self::path(root, &[schema, &file]));
+                let _ = std::fs::remove_file(Self::path(root, parts));
                 Ok(())
             }
             Store::S3 { store, prefix, .. } => {
-                let key = Self::key(prefix, &[schema, &file]);
+                let key = Self::key(prefix, parts);
                 match store.delete(&key).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                     Err(e) => Err(io(key.as_ref(), e)),
@@ -248,7 +273,9 @@ impl Store {
         let (dirs, files) = self.entries(&[schema]).await;
         let mut names = Vec::new();
         for d in dirs.iter().filter(|d| !d.starts_with('.')) {
-            if let Some(t) = super::iceberg::table_of_dir(d) {
+            if let Some(t) =
+                super::iceberg::table_of_dir(d).or_else(|| super::parquet::table_of_dir(d))
+            {
                 names.push(t.to_string());
             } else if self.is_delta(schema, d).await {
                 names.push(d.clone());

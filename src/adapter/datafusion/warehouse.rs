@@ -182,6 +182,12 @@ impl SchemaProvider for WarehouseSchema {
             })?;
             return Ok(Some(Arc::new(ViewTable::new(plan, Some(sql)))));
         }
+        if let Some(state) = self.state.get()
+            && let Some(table) =
+                super::parquet::provider(state, &self.store, &self.name, name).await?
+        {
+            return Ok(Some(table));
+        }
         let table = self
             .lake
             .load(&self.name, name)
@@ -204,6 +210,7 @@ impl SchemaProvider for WarehouseSchema {
             || self.store.wait(|| async {
                 self.store.is_delta(&self.name, name).await
                     || self.store.is_iceberg(&self.name, name).await
+                    || self.store.is_parquet(&self.name, name).await
                     || matches!(self.store.read_view(&self.name, name).await, Ok(Some(_)))
             })
     }
