@@ -9,6 +9,8 @@
 //!         external: {location: data/events/*.parquet, file_format: parquet}
 //!       - name: orders
 //!         external: {location: lake/orders, file_format: delta, version: 12}
+//!       - name: sessions
+//!         external: {catalog: lakehouse}   # an Iceberg catalog of the profile
 //! ```
 //!
 //! The embedded engine resolves `source('lake', 'events')` to such a table, so one model can
@@ -44,6 +46,9 @@ pub struct ExternalSource {
     pub options: BTreeMap<String, String>,
     /// A PostgreSQL table read through this connection of the profile's `connections:`.
     pub connection: Option<String>,
+    /// An Iceberg table read through this catalog of the profile's `iceberg_catalogs:`, as
+    /// (catalog, namespace); the table is the identifier.
+    pub catalog: Option<(String, String)>,
 }
 
 /// The external sources of the manifest, or diagnostics naming each malformed declaration.
@@ -76,6 +81,35 @@ pub fn external_sources(
                 snapshot_id: None,
                 options: BTreeMap::new(),
                 connection: Some(connection.to_string()),
+                catalog: None,
+            });
+            continue;
+        }
+        let int = |k: &str| {
+            ext.get(k).and_then(|v| {
+                v.as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
+        };
+        if let Some(catalog) = ext.get("catalog").and_then(Json::as_str) {
+            let namespace = ext
+                .get("namespace")
+                .and_then(Json::as_str)
+                .unwrap_or(&s.relation.schema);
+            out.push(ExternalSource {
+                unique_id: s.unique_id.clone(),
+                schema: s.relation.schema.clone(),
+                identifier: s.relation.identifier.clone(),
+                location: format!(
+                    "Iceberg table {namespace}.{} in catalog '{catalog}'",
+                    s.relation.identifier
+                ),
+                format: "iceberg".into(),
+                version: None,
+                snapshot_id: int("snapshot_id"),
+                options: BTreeMap::new(),
+                connection: None,
+                catalog: Some((catalog.to_string(), namespace.to_string())),
             });
             continue;
         }
@@ -85,7 +119,7 @@ pub fn external_sources(
                     "source '{}.{}' has `external:` without a `location`",
                     s.def.source_name, s.def.name
                 ),
-                "give the path, glob or URL of the data (`external: {location: data/events/*.parquet, file_format: parquet}`), or the PostgreSQL connection of the profile it is read through (`external: {connection: app_db}`)",
+                "give the path, glob or URL of the data (`external: {location: data/events/*.parquet, file_format: parquet}`), the PostgreSQL connection of the profile it is read through (`external: {connection: app_db}`), or the Iceberg catalog of the profile (`external: {catalog: lakehouse}`)",
             ));
             continue;
         };
@@ -104,12 +138,6 @@ pub fn external_sources(
                 &format!("set `file_format:` to one of {}", FORMATS.join(", ")),
             ));
             continue;
-        };
-        let int = |k: &str| {
-            ext.get(k).and_then(|v| {
-                v.as_i64()
-                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            })
         };
         let options = ext
             .get("options")
@@ -142,6 +170,7 @@ pub fn external_sources(
             snapshot_id: int("snapshot_id"),
             options,
             connection: None,
+            catalog: None,
         });
     }
     diags.into_result(out)

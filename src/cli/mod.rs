@@ -1615,15 +1615,16 @@ fn open_introspected(
     let external = crate::adapter::external::external_sources(&l.manifest, &l.project.root)?;
     match &adapter {
         crate::adapter::AnyAdapter::DataFusion(a) => {
-            let connections = l
-                .project
-                .target()
-                .fields
-                .get("connections")
-                .and_then(serde_json::Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            a.register_external(external, connections)
+            let map = |key: &str| {
+                l.project
+                    .target()
+                    .fields
+                    .get(key)
+                    .and_then(serde_json::Value::as_object)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            a.register_external(external, map("connections"), map("iceberg_catalogs"))
         }
         #[cfg(feature = "postgres")]
         _ if !external.is_empty() => {

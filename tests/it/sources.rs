@@ -207,11 +207,11 @@ s3.upload_file(csv, bucket, "csv/customers.csv")
     let pyiceberg = std::env::var("RSDBT_TEST_PYICEBERG")
         .expect("scripts/test.sh installs pyiceberg (RSDBT_TEST_PYICEBERG)");
     let write = r#"
-import sys, tempfile
+import sys
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
-endpoint, bucket = sys.argv[1:3]
-cat = SqlCatalog("t", **{"uri": f"sqlite:///{tempfile.mkdtemp()}/c.db", "warehouse": f"s3://{bucket}/wh",
+endpoint, bucket, root = sys.argv[1:4]
+cat = SqlCatalog("t", **{"uri": f"sqlite:///{root}/s3cat.db", "warehouse": f"s3://{bucket}/wh",
     "s3.endpoint": endpoint, "s3.access-key-id": "test", "s3.secret-access-key": "test",
     "s3.region": "us-east-1"})
 cat.create_namespace("shop")
@@ -221,6 +221,7 @@ t.append(pa.table({"country": ["US"], "region": ["AMER"]}))
 "#;
     let status = std::process::Command::new(&pyiceberg)
         .args(["-c", write, &endpoint, &bucket])
+        .arg(p.path())
         .status()
         .unwrap();
     assert!(status.success());
@@ -229,12 +230,29 @@ t.append(pa.table({"country": ["US"], "region": ["AMER"]}))
         "select * from {{ source('s3', 'regions') }}\n",
     );
     p.rsdbt(&["run", "-s", "s3_regions"]).expect(0);
+    let regions = vec![
+        json!({"country": "UK", "region": "EMEA"}),
+        json!({"country": "US", "region": "AMER"}),
+    ];
     assert_eq!(
         p.query("select country, region from {{ ref('s3_regions') }} order by country"),
-        vec![
-            json!({"country": "UK", "region": "EMEA"}),
-            json!({"country": "US", "region": "AMER"}),
-        ]
+        regions
+    );
+    // The same table through pyiceberg's catalog (a local SQLite file, tables on S3).
+    p.append(
+        "profiles.yml",
+        &format!(
+            "      iceberg_catalogs:\n        s3cat: {{uri: \"sqlite:///{}/s3cat.db\", warehouse: \"s3://{bucket}/wh\", catalog_name: t}}\n",
+            p.path().display()
+        ),
+    );
+    p.append(
+        "models/s3.yml",
+        "  - name: shop\n    external: {catalog: s3cat}\n    tables:\n      - name: regions\n",
+    );
+    assert_eq!(
+        p.query("select country, region from {{ source('shop', 'regions') }} order by country"),
+        regions
     );
     // A bucket that does not exist: the source, its location and S3's answer, before running.
     p.write(
@@ -383,5 +401,112 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             json!({"table_name": "orders", "table_type": "BASE TABLE"}),
             json!({"table_name": "stg_orders", "table_type": "VIEW"}),
         ]
+    );
+}
+
+/// Iceberg tables another tool (pyiceberg) keeps in its SQL catalog, read through that catalog:
+/// the catalog says which metadata file is current, so a newer append is seen, and a pinned
+/// snapshot reads the older rows.
+#[test]
+fn iceberg_sources_through_a_catalog() {
+    let python = match std::env::var("RSDBT_TEST_PYICEBERG") {
+        Ok(p) if !p.is_empty() => p,
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI must provide pyiceberg: run the tests through scripts/test.sh")
+        }
+        _ => {
+            eprintln!(
+                "NOTICE: skipping an Iceberg catalog test: run scripts/test.sh, which installs pyiceberg"
+            );
+            return;
+        }
+    };
+    let p = Project::fixture("check_shop");
+    let write = r#"
+import sys, json
+import pyarrow as pa
+from pyiceberg.catalog.sql import SqlCatalog
+root, step = sys.argv[1:3]
+cat = SqlCatalog("lakehouse", uri=f"sqlite:///{root}/catalog.db", warehouse=f"file://{root}/lake")
+if step == "1":
+    cat.create_namespace("crm")
+    t = cat.create_table("crm.accounts", schema=pa.schema([("id", pa.int64()), ("tier", pa.string())]))
+    t.append(pa.table({"id": [1, 2], "tier": ["gold", "free"]}))
+else:
+    t = cat.load_table("crm.accounts")
+    first = t.snapshots()[0].snapshot_id
+    t.append(pa.table({"id": [3], "tier": ["gold"]}))
+    print(first)
+"#;
+    let run = |step: &str| {
+        let out = std::process::Command::new(&python)
+            .args(["-c", write])
+            .arg(p.path())
+            .arg(step)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    run("1");
+    let root = p.path().display();
+    p.write(
+        "profiles.yml",
+        &format!(
+            "fixture:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: warehouse\n      schema: main\n      iceberg_catalogs:\n        lakehouse: {{uri: \"sqlite:///{root}/catalog.db\", warehouse: \"file://{root}/lake\"}}\n        missing: {{uri: \"sqlite:///{root}/nothing.db\", warehouse: \"file://{root}/lake\"}}\n"
+        ),
+    );
+    p.write(
+        "models/crm.yml",
+        "sources:\n  - name: crm\n    external: {catalog: lakehouse}\n    tables:\n      - name: accounts\n  - name: crm_then\n    tables:\n      - name: accounts\n        external: {catalog: lakehouse, namespace: crm, snapshot_id: FIRST}\n  - name: nowhere\n    tables:\n      - name: accounts\n        external: {catalog: missing, namespace: crm}\n",
+    );
+    p.write(
+        "models/gold_accounts.sql",
+        "{{ config(materialized='table') }}\nselect tier, count(*) as n from {{ source('crm', 'accounts') }} group by tier\n",
+    );
+    p.rsdbt(&["run", "-s", "gold_accounts"]).expect(0);
+    let tiers = || p.query("select tier, n from {{ ref('gold_accounts') }} order by tier");
+    assert_eq!(
+        tiers(),
+        vec![
+            json!({"tier": "free", "n": 1}),
+            json!({"tier": "gold", "n": 1})
+        ]
+    );
+    let first = run("2");
+    p.rsdbt(&["run", "-s", "gold_accounts"]).expect(0);
+    assert_eq!(
+        tiers(),
+        vec![
+            json!({"tier": "free", "n": 1}),
+            json!({"tier": "gold", "n": 2})
+        ]
+    );
+    // The first snapshot, pinned: the rows before the append.
+    p.write(
+        "models/crm.yml",
+        &p.read("models/crm.yml").replace("FIRST", &first),
+    );
+    assert_eq!(
+        p.query("select count(*) as n from {{ source('crm_then', 'accounts') }}"),
+        vec![json!({"n": 2})]
+    );
+    // A catalog file that is not there: the source, the catalog and the reason.
+    p.write(
+        "models/nowhere.sql",
+        "select * from {{ source('nowhere', 'accounts') }}\n",
+    );
+    let out = p.rsdbt(&["run", "-s", "nowhere"]).expect(1);
+    assert!(
+        out.stdout.contains(
+            "source.check_shop.nowhere.accounts (Iceberg table crm.accounts in catalog 'missing')"
+        ) && out.stdout.contains("cannot open Iceberg catalog 'missing'")
+            && out.stdout.contains("unable to open database file"),
+        "{}",
+        out.stdout
     );
 }

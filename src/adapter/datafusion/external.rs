@@ -49,6 +49,7 @@ pub async fn provider(
         #[cfg(not(feature = "postgres"))]
         "postgres" => Err(plan_err(s, "this build of rsdbt has no PostgreSQL support")),
         "delta" => delta(state, s).await,
+        "iceberg" if s.catalog.is_some() => from_catalog(s, registry).await,
         "iceberg" => iceberg(s).await,
         _ => files(state, s).await,
     }
@@ -113,6 +114,34 @@ async fn delta(state: &SessionState, s: &ExternalSource) -> Result<Arc<dyn Table
     table.table_provider().await
 }
 
+async fn from_catalog(
+    s: &ExternalSource,
+    registry: &super::warehouse::ExternalRegistry,
+) -> Result<Arc<dyn TableProvider>> {
+    let (catalog, namespace) = s.catalog.as_ref().expect("a catalog source");
+    let table = registry
+        .iceberg_catalogs
+        .table(catalog, namespace, &s.identifier)
+        .await
+        .map_err(|e| plan_err(s, e))?;
+    snapshot_provider(s, table).await
+}
+
+async fn snapshot_provider(
+    s: &ExternalSource,
+    table: iceberg::table::Table,
+) -> Result<Arc<dyn TableProvider>> {
+    let provider = match s.snapshot_id {
+        Some(id) => {
+            iceberg_datafusion::IcebergStaticTableProvider::try_new_from_table_snapshot(table, id)
+                .await
+        }
+        None => iceberg_datafusion::IcebergStaticTableProvider::try_new_from_table(table).await,
+    }
+    .map_err(|e| plan_err(s, e))?;
+    Ok(Arc::new(provider))
+}
+
 async fn iceberg(s: &ExternalSource) -> Result<Arc<dyn TableProvider>> {
     let on_s3 = s.location.starts_with("s3://");
     if s.location.contains("://") && !on_s3 && !s.location.starts_with("file://") {
@@ -151,15 +180,7 @@ async fn iceberg(s: &ExternalSource) -> Result<Arc<dyn TableProvider>> {
         .await
         .map_err(|e| plan_err(s, e))?
         .into_table();
-    let provider = match s.snapshot_id {
-        Some(id) => {
-            iceberg_datafusion::IcebergStaticTableProvider::try_new_from_table_snapshot(table, id)
-                .await
-        }
-        None => iceberg_datafusion::IcebergStaticTableProvider::try_new_from_table(table).await,
-    }
-    .map_err(|e| plan_err(s, e))?;
-    Ok(Arc::new(provider))
+    snapshot_provider(s, table).await
 }
 
 /// The newest metadata file of an Iceberg table folder: the highest version number that

@@ -320,15 +320,18 @@ impl DataFusionAdapter {
 
     /// Makes the project's external sources (files, Delta and Iceberg tables by location)
     /// readable under the relations `source()` renders.
-    /// `connections`: the target's `connections:` (name → PostgreSQL settings).
+    /// `connections`: the target's `connections:` (name → PostgreSQL settings);
+    /// `catalogs`: its `iceberg_catalogs:` (name → SQL catalog settings).
     pub fn register_external(
         &self,
         sources: Vec<crate::adapter::external::ExternalSource>,
         connections: serde_json::Map<String, serde_json::Value>,
+        catalogs: serde_json::Map<String, serde_json::Value>,
     ) {
         if let Ok(mut e) = self.externals.sources.write() {
             *e = sources;
         }
+        self.externals.iceberg_catalogs.set(catalogs);
         #[cfg(feature = "postgres")]
         self.externals.connections.set(connections);
         #[cfg(not(feature = "postgres"))]

@@ -26,6 +26,7 @@ pub struct ExternalRegistry {
     pub sources: std::sync::RwLock<Vec<ExternalSource>>,
     #[cfg(feature = "postgres")]
     pub connections: super::pg_source::Connections,
+    pub iceberg_catalogs: super::iceberg::Catalogs,
 }
 
 pub type Externals = Arc<ExternalRegistry>;
