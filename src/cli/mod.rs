@@ -856,9 +856,14 @@ fn open_target(
         )
         .hint("set `path:` to a local folder or to s3://bucket/prefix (S3 or an S3-compatible store, see the target's `s3:` settings)")
         .into()),
-        "datafusion" => crate::adapter::datafusion::DataFusionAdapter::open(&t.warehouse_location(root), t.iceberg_catalog(root), &t.database, &t.schema)
-            .map(AnyAdapter::DataFusion)
-            .map_err(|e| Diagnostic::error("adapter", e.0).hint("check the `path` of the target in profiles.yml").into()),
+        "datafusion" => {
+            let adapter = crate::adapter::datafusion::DataFusionAdapter::open(&t.warehouse_location(root), t.iceberg_catalog(root), &t.database, &t.schema)
+                .map_err(|e| Diagnostic::error("adapter", e.0).hint("check the `path` of the target in profiles.yml"))?;
+            runtime().block_on(adapter.reachable()).map_err(|e| {
+                Diagnostic::error("connection", e.0).hint("check the bucket in the target's `path`, and the endpoint and credentials (the target's `s3:` block or the AWS_* variables)")
+            })?;
+            Ok(AnyAdapter::DataFusion(adapter))
+        }
         other => Err(Diagnostic::error("profile", format!("target '{}' has type '{other}', which this build of rsdbt cannot run", t.name))
             .hint("use `type: datafusion` (embedded) or `type: postgres`")
             .into()),

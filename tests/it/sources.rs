@@ -392,6 +392,21 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             "{materialized} {format}: {objects:?}"
         );
     }
+    // A bucket that is not there stops the command before anything runs, naming it.
+    let profile = p.read("profiles.yml");
+    p.write(
+        "profiles.yml",
+        &profile.replace(&format!("s3://{bucket}/"), &format!("s3://{bucket}-gone/")),
+    );
+    let out = p.rsdbt(&["run"]).expect(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot reach the warehouse s3://{bucket}-gone/lake"
+        )) && out.stderr.contains("NoSuchBucket"),
+        "{}",
+        out.stderr
+    );
+    p.write("profiles.yml", &profile);
     // DataFusion's catalog lists the tables and views on S3.
     assert_eq!(
         p.query("select table_name, table_type from information_schema.tables where table_schema = 'main' order by table_name"),

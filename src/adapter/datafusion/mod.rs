@@ -298,6 +298,12 @@ impl DataFusionAdapter {
         })
     }
 
+    /// Fails unless the warehouse can be reached (a bucket that is not there, an endpoint
+    /// that does not answer, refused credentials).
+    pub async fn reachable(&self) -> Result<(), AdapterError> {
+        self.store.reachable().await.map_err(AdapterError)
+    }
+
     /// A session for static analysis: it sees the warehouse as it is, except for the
     /// relations [`Analyzer::assume`] gives a schema (the models this run will rebuild).
     pub fn analyzer(&self) -> Analyzer {

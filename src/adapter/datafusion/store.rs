@@ -372,6 +372,19 @@ impl Store {
         Some(format!("delta:{born}:{newest}"))
     }
 
+    /// Fails unless the warehouse can be listed (S3: the bucket exists, the endpoint answers
+    /// and the credentials are accepted).
+    pub async fn reachable(&self) -> Result<(), String> {
+        match self {
+            Store::Local(_) => Ok(()),
+            Store::S3 { store, prefix, url } => store
+                .list_with_delimiter(Some(prefix))
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("cannot reach the warehouse {url}: {e}")),
+        }
+    }
+
     /// Fails unless a file can be written into the warehouse (and deleted again).
     pub async fn check_writable(&self) -> Result<(), String> {
         let fail = |e: String| format!("warehouse {} is not writable: {e}", self.display());
