@@ -143,6 +143,52 @@ pub fn s3() -> Option<(String, String)> {
     }
 }
 
+/// The keys in `bucket` of the S3 emulator, through `python`'s boto3; `create` makes the bucket
+/// first.
+pub fn s3_keys(python: &str, endpoint: &str, bucket: &str, create: bool) -> Vec<String> {
+    let list = r#"
+import boto3, sys
+endpoint, bucket, create = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
+                  aws_secret_access_key="test", region_name="us-east-1")
+if create == "1":
+    s3.create_bucket(Bucket=bucket)
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+    for o in page.get("Contents", []):
+        print(o["Key"])
+"#;
+    let out = Command::new(python)
+        .args(["-c", list, endpoint, bucket, if create { "1" } else { "0" }])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The python with pyiceberg and pyarrow that scripts/test.sh installs, or None outside CI
+/// (with a notice).
+pub fn pyiceberg() -> Option<String> {
+    match std::env::var("RSDBT_TEST_PYICEBERG") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI must provide pyiceberg: run the tests through scripts/test.sh")
+        }
+        _ => {
+            eprintln!(
+                "NOTICE: skipping a pyiceberg/pyarrow check: run scripts/test.sh, which installs it"
+            );
+            None
+        }
+    }
+}
+
 /// The tests' PostgreSQL (started by scripts/test.sh). Outside CI a missing server skips the
 /// test with a notice; in CI it is an error.
 pub fn pg() -> Option<(String, String, String)> {

@@ -202,17 +202,8 @@ fn strategies_iceberg_cannot_do_fail_before_anything_runs() {
 /// is skipped with a notice when it is missing.
 #[test]
 fn pyiceberg_reads_the_tables() {
-    let python = match std::env::var("RSDBT_TEST_PYICEBERG") {
-        Ok(p) if !p.is_empty() => p,
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI must provide pyiceberg: run the tests through scripts/test.sh")
-        }
-        _ => {
-            eprintln!(
-                "NOTICE: skipping the pyiceberg test: run scripts/test.sh, which installs it"
-            );
-            return;
-        }
+    let Some(python) = crate::harness::pyiceberg() else {
+        return;
     };
     let p = Project::fixture("ice_shop");
     p.rsdbt(&["build"]).expect(0);

@@ -696,32 +696,7 @@ fn example_lake_target() {
         return;
     };
     let bucket = format!("rsdbt-wh-{}", std::process::id());
-    let list = r#"
-import boto3, sys
-endpoint, bucket, create = sys.argv[1:4]
-s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
-                  aws_secret_access_key="test", region_name="us-east-1")
-if create == "1":
-    s3.create_bucket(Bucket=bucket)
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-    for o in page.get("Contents", []):
-        print(o["Key"])
-"#;
-    let keys = |create: &str| -> Vec<String> {
-        let out = std::process::Command::new(&python)
-            .args(["-c", list, &endpoint, &bucket, create])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    };
+    let keys = |create: &str| crate::harness::s3_keys(&python, &endpoint, &bucket, create == "1");
     assert!(keys("1").is_empty());
     crate::harness::pg_exec(&sql);
     std::fs::remove_dir_all(p.path().join("warehouse")).unwrap();

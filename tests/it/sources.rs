@@ -279,32 +279,7 @@ fn a_warehouse_on_s3_rebuilds_switches_and_keeps_tables_on_failure() {
     };
     let p = Project::fixture("check_shop");
     let bucket = format!("rsdbt-own-{}", std::process::id());
-    let list = r#"
-import boto3, sys
-endpoint, bucket, create = sys.argv[1:4]
-s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
-                  aws_secret_access_key="test", region_name="us-east-1")
-if create == "1":
-    s3.create_bucket(Bucket=bucket)
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-    for o in page.get("Contents", []):
-        print(o["Key"])
-"#;
-    let keys = |create: &str| -> Vec<String> {
-        let out = std::process::Command::new(&python)
-            .args(["-c", list, &endpoint, &bucket, create])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    };
+    let keys = |create: &str| crate::harness::s3_keys(&python, &endpoint, &bucket, create == "1");
     keys("1");
     p.write(
         "profiles.yml",
@@ -424,17 +399,8 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
 /// snapshot reads the older rows.
 #[test]
 fn iceberg_sources_through_a_catalog() {
-    let python = match std::env::var("RSDBT_TEST_PYICEBERG") {
-        Ok(p) if !p.is_empty() => p,
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI must provide pyiceberg: run the tests through scripts/test.sh")
-        }
-        _ => {
-            eprintln!(
-                "NOTICE: skipping an Iceberg catalog test: run scripts/test.sh, which installs pyiceberg"
-            );
-            return;
-        }
+    let Some(python) = crate::harness::pyiceberg() else {
+        return;
     };
     let p = Project::fixture("check_shop");
     let write = r#"
