@@ -157,8 +157,23 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
     for o in page.get("Contents", []):
         print(o["Key"])
 "#;
+    let create = if create { "1" } else { "0" };
+    run_python(
+        python,
+        list,
+        &[endpoint.as_ref(), bucket.as_ref(), create.as_ref()],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// What `python -c script args...` prints; the test fails with its stderr if it fails.
+pub fn run_python(python: &str, script: &str, args: &[&std::ffi::OsStr]) -> String {
     let out = Command::new(python)
-        .args(["-c", list, endpoint, bucket, if create { "1" } else { "0" }])
+        .arg("-c")
+        .arg(script)
+        .args(args)
         .output()
         .expect("run python");
     assert!(
@@ -166,10 +181,7 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The python with pyiceberg and pyarrow that scripts/test.sh installs, or None outside CI

@@ -226,17 +226,8 @@ print(json.dumps(out))
         db = wh.join("iceberg.db").display(),
         wh = wh.display()
     );
-    let out = std::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = crate::harness::run_python(&python, &script, &[]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         v["main.daily"]["schema"],
         json!(["day:date:optional", "events:long:optional"])

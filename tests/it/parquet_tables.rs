@@ -61,18 +61,10 @@ folders = open(root + "/_current").read().split()
 t = pa.concat_tables([pq.read_table(root + "/" + f) for f in folders])
 print(t.schema.names, sorted(t.column("order_id").to_pylist()), sorted(t.column("order_amount").to_pylist()))
 "#;
-        let out = std::process::Command::new(python)
-            .args(["-c", read])
-            .arg(p.path().join("warehouse/main/pq_orders.parquet"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let table = p.path().join("warehouse/main/pq_orders.parquet");
+        let out = crate::harness::run_python(&python, read, &[table.as_ref()]);
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
+            out.trim(),
             "['order_id', 'order_amount', 'ordered_at'] [1, 2, 3] [1.75, 7.25, 12.5]"
         );
     }

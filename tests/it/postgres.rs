@@ -755,22 +755,13 @@ cat = SqlCatalog("rsdbt", **{"uri": f"sqlite:///{db}", "s3.endpoint": endpoint,
 t = cat.load_table("main_lake.slv_reports").scan().to_arrow()
 print(t.num_rows, t.column("reason").to_pylist().count("spam"), t.schema.names)
 "#;
-    let out = std::process::Command::new(&pyiceberg)
-        .args(["-c", read])
-        .arg(p.path().join("catalog/iceberg.db"))
-        .arg(&endpoint)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let db = p.path().join("catalog/iceberg.db");
+    let out = crate::harness::run_python(&pyiceberg, read, &[db.as_ref(), endpoint.as_ref()]);
     let spam = crate::harness::pg_exec(
         "select count(*) from app.reports where lower(trim(reason)) = 'spam'",
     );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        out.trim(),
         format!(
             "2100 {} ['report_id', 'pin_id', 'reason', 'reported_at', 'resolved']",
             spam[0][0].as_deref().unwrap()

@@ -167,13 +167,20 @@ for f in glob.glob(root + "/**/*", recursive=True):
 s3.upload_file(glob.glob(root + "/*.parquet")[0], bucket, "files/orders.parquet")
 s3.upload_file(csv, bucket, "csv/customers.csv")
 "#;
-    let status = std::process::Command::new(&python)
-        .args(["-c", upload, &endpoint, &bucket])
-        .arg(p.path().join("warehouse/main/orders"))
-        .arg(p.path().join("seeds/customers.csv"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (table, csv) = (
+        p.path().join("warehouse/main/orders"),
+        p.path().join("seeds/customers.csv"),
+    );
+    crate::harness::run_python(
+        &python,
+        upload,
+        &[
+            endpoint.as_ref(),
+            bucket.as_ref(),
+            table.as_ref(),
+            csv.as_ref(),
+        ],
+    );
     p.write(
         "profiles.yml",
         &format!(
@@ -219,12 +226,11 @@ t = cat.create_table("shop.regions", schema=pa.schema([("country", pa.string()),
 t.append(pa.table({"country": ["UK"], "region": ["EMEA"]}))
 t.append(pa.table({"country": ["US"], "region": ["AMER"]}))
 "#;
-    let status = std::process::Command::new(&pyiceberg)
-        .args(["-c", write, &endpoint, &bucket])
-        .arg(p.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::harness::run_python(
+        &pyiceberg,
+        write,
+        &[endpoint.as_ref(), bucket.as_ref(), p.path().as_ref()],
+    );
     p.write(
         "models/s3_regions.sql",
         "select * from {{ source('s3', 'regions') }}\n",
@@ -420,18 +426,9 @@ else:
     print(first)
 "#;
     let run = |step: &str| {
-        let out = std::process::Command::new(&python)
-            .args(["-c", write])
-            .arg(p.path())
-            .arg(step)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        crate::harness::run_python(&python, write, &[p.path().as_ref(), step.as_ref()])
+            .trim()
+            .to_string()
     };
     run("1");
     let root = p.path().display();

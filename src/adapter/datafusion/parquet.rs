@@ -111,14 +111,8 @@ pub async fn replace(
         .map_err(err)?
         .unwrap_or_default();
     let (folder, rows) = write_folder(ctx, store, schema, name, df).await?;
+    commit(store, schema, name, std::slice::from_ref(&folder), &folder).await?;
     let dir = dir_name(name);
-    if let Err(e) = store
-        .write_file(&[schema, &dir, CURRENT], folder.clone().into_bytes())
-        .await
-    {
-        let _ = store.delete(&[schema, &dir, &folder]).await;
-        return Err(err(e));
-    }
     for f in old {
         let _ = store.delete(&[schema, &dir, &f]).await;
     }
@@ -145,14 +139,28 @@ pub async fn append(
         return Ok(0);
     }
     current.push(folder.clone());
+    commit(store, schema, name, &current, &folder).await?;
+    Ok(rows)
+}
+
+/// Makes `folders` the table's current folders in one step; if that fails, the new folder
+/// `written` is deleted and the table stays as it was.
+async fn commit(
+    store: &Store,
+    schema: &str,
+    name: &str,
+    folders: &[String],
+    written: &str,
+) -> std::result::Result<(), AdapterError> {
+    let dir = dir_name(name);
     if let Err(e) = store
-        .write_file(&[schema, &dir, CURRENT], current.join("\n").into_bytes())
+        .write_file(&[schema, &dir, CURRENT], folders.join("\n").into_bytes())
         .await
     {
-        let _ = store.delete(&[schema, &dir, &folder]).await;
+        let _ = store.delete(&[schema, &dir, written]).await;
         return Err(err(e));
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// Table `schema.name` as DataFusion reads it, if it is a Parquet table.
