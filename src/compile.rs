@@ -20,7 +20,7 @@ pub struct Compiled {
     /// `(cte name, sql)` of every ephemeral model inlined, in dependency order.
     pub ctes: Vec<(String, String)>,
     /// `log()` / `print()` output of the render.
-    pub logs: Vec<String>,
+    pub logs: Vec<crate::jinja::Logged>,
 }
 
 /// Compiles nodes on demand, caching results (ephemeral models are compiled once per run).
@@ -185,7 +185,7 @@ impl<'m> Compiler<'m> {
         file: &str,
         sql: &str,
         extra: Vec<(String, minijinja::Value)>,
-    ) -> Result<(String, Vec<String>), Diagnostic> {
+    ) -> Result<(String, Vec<crate::jinja::Logged>), Diagnostic> {
         let (info, phase) = self.operation(name, "operation", file);
         let (out, capture) = self
             .manifest

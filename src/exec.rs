@@ -122,6 +122,10 @@ pub struct RunEnv<'a> {
     pub fingerprints: &'a std::sync::Mutex<BTreeMap<String, String>>,
     /// `--skip-unchanged`: a model whose fingerprint is unchanged is reused, not rebuilt.
     pub skip_unchanged: bool,
+    /// `--fail-fast`: after the first error or failure, nodes not started yet are skipped.
+    pub fail_fast: bool,
+    /// `--warn-error`: a test that would warn fails instead.
+    pub warn_error: bool,
 }
 
 /// Runs `ids` (already filtered to executable nodes) in topological order.
@@ -145,6 +149,8 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
     let mut running = FuturesUnordered::new();
     let mut next_index = 0usize;
     let threads = threads.max(1);
+    // --fail-fast: the node whose failure stops the run.
+    let mut stopped_by: Option<String> = None;
 
     loop {
         // Start every ready node, in DAG order, while there are free threads.
@@ -161,6 +167,17 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
             waiting.remove(&id);
             next_index += 1;
             let node = &manifest.nodes[&id];
+            if let Some(by) = &stopped_by {
+                printer.node_skipped(next_index, total, node);
+                blocked.insert(id.clone());
+                let mut r = skipped(node, by);
+                r.message = Some(format!("skipped by --fail-fast: {by} did not succeed"));
+                results.insert(id.clone(), r);
+                for ups in waiting.values_mut() {
+                    ups.remove(&id);
+                }
+                continue;
+            }
             if let Some(cause) = deps[&id].iter().find(|d| blocked.contains(*d)) {
                 printer.node_skipped(next_index, total, node);
                 blocked.insert(id.clone());
@@ -179,7 +196,7 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
                 (index, res)
             });
         }
-        let Some((index, res)) = running.next().await else {
+        let Some((index, mut res)) = running.next().await else {
             if waiting.is_empty() {
                 break;
             }
@@ -198,6 +215,9 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
             }
             continue;
         };
+        if env.warn_error && res.status == Status::Warn {
+            res.status = Status::Fail;
+        }
         let node = &manifest.nodes[&res.unique_id];
         printer.node_done(&NodeLine {
             index,
@@ -207,6 +227,9 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
         });
         if res.status.blocks() {
             blocked.insert(res.unique_id.clone());
+            if env.fail_fast && stopped_by.is_none() {
+                stopped_by = Some(res.unique_id.clone());
+            }
         }
         for ups in waiting.values_mut() {
             ups.remove(&res.unique_id);
@@ -341,7 +364,7 @@ pub async fn project_hooks<A: Adapter>(
             Err(d) => Err(d.message),
             Ok((sql, logs)) => {
                 for line in &logs {
-                    p.info(line);
+                    p.logged(line);
                 }
                 rendered = Some(sql.clone());
                 Ok(sql)
@@ -606,7 +629,7 @@ async fn run_node<A: Adapter>(
             };
             // `{{ log(msg, info=True) }}` prints when the node runs, as in dbt.
             for line in &compiled.logs {
-                printer.info(line);
+                printer.logged(line);
             }
             let _ = write_compiled(target_dir, node, &compiled.sql);
             res.compiled_code = Some(compiled.sql.clone());

@@ -43,12 +43,132 @@ pub struct Global {
     /// Render every node again instead of reusing unchanged parse results
     #[arg(long = "no-partial-parse", global = true)]
     pub no_partial_parse: bool,
+    /// Only errors on stdout (print() output, ls and show results still appear)
+    #[arg(short = 'q', long, global = true, env = "DBT_QUIET")]
+    pub quiet: bool,
+    /// The lowest level of log lines shown
+    #[arg(long, global = true, value_enum, env = "DBT_LOG_LEVEL")]
+    pub log_level: Option<LogLevel>,
+    /// Hide the output of the print() macro
+    #[arg(long = "no-print", global = true)]
+    pub no_print: bool,
+    /// Treat warnings (tests of severity warn) as errors
+    #[arg(long, global = true, env = "DBT_WARN_ERROR")]
+    pub warn_error: bool,
+    /// dbt's warn-error options, e.g. '{"error": "all"}' (as --warn-error) — rsdbt's only
+    /// warnings are tests', so "all"/"*" is all it distinguishes
+    #[arg(long, global = true, env = "DBT_WARN_ERROR_OPTIONS")]
+    pub warn_error_options: Option<String>,
+    /// Stop at the first failure: nodes not started yet are skipped
+    #[arg(short = 'x', long, global = true, env = "DBT_FAIL_FAST")]
+    pub fail_fast: bool,
+    /// Profile to use instead of the project file's `profile:`
+    #[arg(long, global = true, env = "DBT_PROFILE")]
+    pub profile: Option<String>,
+    /// Folder for artifacts and compiled SQL, instead of the project file's target-path
+    #[arg(long, global = true, env = "DBT_TARGET_PATH")]
+    pub target_path: Option<String>,
+    #[command(flatten)]
+    pub accepted: Accepted,
+}
+
+/// dbt's flags that have nothing to change in rsdbt: accepted so that dbt's command lines and
+/// scripts run unchanged.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Accepted for dbt compatibility (no effect)")]
+pub struct Accepted {
+    /// dbt's debug logging
+    #[arg(short = 'd', long, global = true)]
+    pub debug: bool,
+    #[arg(long, global = true)]
+    pub use_colors: bool,
+    #[arg(long, global = true)]
+    pub print: bool,
+    #[arg(long, global = true)]
+    pub partial_parse: bool,
+    #[arg(long, global = true, value_name = "PATH")]
+    pub log_path: Option<String>,
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level_file: Option<String>,
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format_file: Option<String>,
+    #[arg(long, global = true)]
+    pub use_colors_file: bool,
+    #[arg(long, global = true)]
+    pub no_use_colors_file: bool,
+    #[arg(long, global = true, value_name = "N")]
+    pub printer_width: Option<String>,
+    #[arg(long, global = true)]
+    pub version_check: bool,
+    #[arg(long, global = true)]
+    pub no_version_check: bool,
+    #[arg(long, global = true)]
+    pub send_anonymous_usage_stats: bool,
+    #[arg(long, global = true)]
+    pub no_send_anonymous_usage_stats: bool,
+    #[arg(long, global = true)]
+    pub write_json: bool,
+    #[arg(long, global = true)]
+    pub no_write_json: bool,
+    #[arg(long, global = true)]
+    pub populate_cache: bool,
+    #[arg(long, global = true)]
+    pub no_populate_cache: bool,
+    #[arg(long, global = true)]
+    pub cache_selected_only: bool,
+    #[arg(long, global = true)]
+    pub no_cache_selected_only: bool,
+    #[arg(long, global = true)]
+    pub introspect: bool,
+    #[arg(long, global = true)]
+    pub no_introspect: bool,
+    #[arg(long, global = true)]
+    pub static_parser: bool,
+    #[arg(long, global = true)]
+    pub no_static_parser: bool,
+    #[arg(long, global = true)]
+    pub use_experimental_parser: bool,
+    #[arg(long, global = true)]
+    pub show_all_deprecations: bool,
+    #[arg(long, global = true, value_name = "PATH")]
+    pub record_timing_info: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    None,
+}
+
+impl Global {
+    /// `--warn-error`, or warn-error options that make every warning an error.
+    pub fn warnings_are_errors(&self) -> bool {
+        self.warn_error
+            || self.warn_error_options.as_deref().is_some_and(|o| {
+                let v: serde_json::Value = serde_yaml::from_str(o).unwrap_or_default();
+                ["error", "include"]
+                    .iter()
+                    .any(|k| matches!(v.get(k).and_then(|x| x.as_str()), Some("all" | "*")))
+            })
+    }
+
+    /// The lowest level printed: `--log-level`, or `error` with `--quiet`.
+    pub fn min_level(&self) -> LogLevel {
+        match (self.quiet, self.log_level) {
+            (_, Some(l)) => l,
+            (true, None) => LogLevel::Error,
+            (false, None) => LogLevel::Info,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args, Default)]

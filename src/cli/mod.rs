@@ -35,6 +35,8 @@ pub fn main() -> i32 {
         cli.global.log_format == args::LogFormat::Json,
         cli.global.no_use_colors,
     );
+    printer.min_level = cli.global.min_level();
+    printer.show_print = !cli.global.no_print;
     let invocation = Invocation::new();
     printer.invocation_id = invocation.invocation_id.clone();
     printer.install();
@@ -63,6 +65,8 @@ fn settings(cli: &Global, need_profile: bool) -> Result<Settings, Diagnostics> {
         vars,
         need_profile,
         partial_parse: !cli.no_partial_parse,
+        profile: cli.profile.clone(),
+        target_path: cli.target_path.clone(),
     })
 }
 
@@ -1299,6 +1303,8 @@ fn run_nodes(
         fingerprints: &fingerprints,
         // A full refresh rebuilds, whatever changed.
         skip_unchanged: flags.skip_unchanged && !full_refresh,
+        fail_fast: global.fail_fast,
+        warn_error: global.warnings_are_errors(),
     };
     // dbt: a failing on-run-start skips every node; a failing on-run-end fails the run.
     let mut hook_failed = false;
@@ -1551,7 +1557,7 @@ fn run_operation(
             .render_operation(name, "run-operation", &call, extra)
             .map(|(_, logs)| {
                 for line in logs {
-                    printer.info(&line);
+                    printer.logged(&line);
                 }
             })
             .map_err(|d| d.message)

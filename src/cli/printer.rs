@@ -17,6 +17,10 @@ pub struct Printer {
     pub json: bool,
     pub color: bool,
     pub invocation_id: String,
+    /// Events below this level are not printed (`--quiet`, `--log-level`).
+    pub min_level: super::args::LogLevel,
+    /// `print()` output is shown (`--no-print` hides it).
+    pub show_print: bool,
 }
 
 /// A finished node, for its result line.
@@ -39,6 +43,21 @@ impl Printer {
             json,
             color,
             invocation_id: String::new(),
+            min_level: super::args::LogLevel::Info,
+            show_print: true,
+        }
+    }
+
+    /// A line `log()` or `print()` wrote: `print()`'s bypass `--quiet`, as in dbt.
+    pub fn logged(&self, line: &crate::jinja::Logged) {
+        if !line.printed {
+            self.info(&line.text);
+        } else if self.show_print {
+            if self.json {
+                self.write_event("info", "PrintEvent", &line.text, json!({}));
+            } else {
+                self.raw(&line.text);
+            }
         }
     }
 
@@ -61,6 +80,19 @@ impl Printer {
     }
 
     fn event(&self, level: &str, name: &str, msg: &str, data: serde_json::Value) {
+        use super::args::LogLevel;
+        let rank = match level {
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "warn" => LogLevel::Warn,
+            _ => LogLevel::Error,
+        };
+        if rank >= self.min_level && self.min_level != LogLevel::None {
+            self.write_event(level, name, msg, data);
+        }
+    }
+
+    fn write_event(&self, level: &str, name: &str, msg: &str, data: serde_json::Value) {
         let now = chrono::Utc::now();
         let mut out = std::io::stdout().lock();
         if self.json {
@@ -258,22 +290,39 @@ impl Printer {
         if errors.is_empty() && warns.is_empty() {
             self.info(&self.paint("32", "Completed successfully"));
         } else if errors.is_empty() {
-            self.info(&self.paint(
-                "33",
-                &format!("Completed with {}:", plural(warns.len(), "warning")),
-            ));
-        } else {
-            self.info(&self.paint(
-                "31",
-                &format!(
-                    "Completed with {} and {}:",
-                    plural(errors.len(), "error"),
-                    plural(warns.len(), "warning")
+            self.event(
+                "warn",
+                "Note",
+                &self.paint(
+                    "33",
+                    &format!("Completed with {}:", plural(warns.len(), "warning")),
                 ),
-            ));
+                json!({}),
+            );
+        } else {
+            self.event(
+                "error",
+                "Note",
+                &self.paint(
+                    "31",
+                    &format!(
+                        "Completed with {} and {}:",
+                        plural(errors.len(), "error"),
+                        plural(warns.len(), "warning")
+                    ),
+                ),
+                json!({}),
+            );
         }
         for r in errors.iter().chain(&warns) {
-            self.info("");
+            // With --quiet the problems are still told, as dbt does.
+            let level = if r.status == Status::Warn {
+                "warn"
+            } else {
+                "error"
+            };
+            let say = |msg: &str| self.event(level, "Note", msg, json!({}));
+            say("");
             let node = &nodes[&r.unique_id];
             let msg = r.message.as_deref().unwrap_or("error");
             let what = if node.resource_type == ResourceType::UnitTest {
@@ -283,15 +332,15 @@ impl Printer {
             };
             let name = display_name(node);
             match r.status {
-                Status::Fail => self.info(&format!(
+                Status::Fail => say(&format!(
                     "Failure in {what} {name} ({})\n  {msg}",
                     node.original_file_path
                 )),
-                Status::Warn => self.info(&format!(
+                Status::Warn => say(&format!(
                     "Warning in {what} {name} ({})\n  {msg}",
                     node.original_file_path
                 )),
-                _ => self.info(msg),
+                _ => say(msg),
             }
         }
         self.info("");

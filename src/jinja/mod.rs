@@ -52,6 +52,14 @@ pub enum Phase {
     },
 }
 
+/// A line `log()`, `print()` or `exceptions.warn()` wrote while rendering.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Logged {
+    pub text: String,
+    /// From `print()`: shown even with `--quiet`, hidden by `--no-print` (as dbt).
+    pub printed: bool,
+}
+
 /// What a render recorded.
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Capture {
@@ -62,7 +70,7 @@ pub struct Capture {
     /// Unique ids of the project macros called.
     pub macros: BTreeSet<String>,
     /// `log()` / `print()` / warnings, in order.
-    pub logs: Vec<String>,
+    pub logs: Vec<Logged>,
     /// Ephemeral relations referenced (their CTE names), in order of first use.
     pub ephemerals: Vec<String>,
     pub env_vars: BTreeSet<String>,
@@ -1069,14 +1077,20 @@ fn log(state: &State, msg: Value, info: Option<bool>, kwargs: Kwargs) -> Result<
     if info.unwrap_or(false)
         && let Some(ctx) = RenderCtx::from_state(state)
     {
-        ctx.capture.lock().unwrap().logs.push(msg.to_string());
+        ctx.capture.lock().unwrap().logs.push(Logged {
+            text: msg.to_string(),
+            printed: false,
+        });
     }
     Ok(String::new())
 }
 
 fn print(state: &State, msg: Value) -> String {
     if let Some(ctx) = RenderCtx::from_state(state) {
-        ctx.capture.lock().unwrap().logs.push(msg.to_string());
+        ctx.capture.lock().unwrap().logs.push(Logged {
+            text: msg.to_string(),
+            printed: true,
+        });
     }
     String::new()
 }

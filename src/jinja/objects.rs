@@ -274,11 +274,10 @@ impl Object for Exceptions {
             }
             "warn" => {
                 if let Some(ctx) = RenderCtx::from_state(state) {
-                    ctx.capture
-                        .lock()
-                        .unwrap()
-                        .logs
-                        .push(format!("[WARNING]: {msg}"));
+                    ctx.capture.lock().unwrap().logs.push(super::Logged {
+                        text: format!("[WARNING]: {msg}"),
+                        printed: false,
+                    });
                 }
                 Ok(Value::from(""))
             }

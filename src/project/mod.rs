@@ -30,6 +30,10 @@ pub struct Settings {
     pub need_profile: bool,
     /// Reuse the parse renders of unchanged nodes (`--no-partial-parse` turns it off).
     pub partial_parse: bool,
+    /// `--profile`: the profile to use instead of the project file's `profile:`.
+    pub profile: Option<String>,
+    /// `--target-path` / `DBT_TARGET_PATH`: instead of the project file's `target-path`.
+    pub target_path: Option<String>,
 }
 
 /// Which kind of resource a file holds.
@@ -236,12 +240,17 @@ pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
     let snapshot_paths = paths("snapshot-paths", "snapshots");
     let analysis_paths = paths("analysis-paths", "analyses");
     let docs_paths = yaml::strings_of(&doc, "docs-paths").unwrap_or_default();
-    let target_path = yaml::str_of(&doc, "target-path")
-        .unwrap_or("target")
-        .to_string();
+    let target_path = settings.target_path.clone().unwrap_or_else(|| {
+        yaml::str_of(&doc, "target-path")
+            .unwrap_or("target")
+            .to_string()
+    });
     let clean_targets =
         yaml::strings_of(&doc, "clean-targets").unwrap_or_else(|| vec![target_path.clone()]);
-    let profile_name = yaml::str_of(&doc, "profile").unwrap_or(&name).to_string();
+    let profile_name = settings
+        .profile
+        .clone()
+        .unwrap_or_else(|| yaml::str_of(&doc, "profile").unwrap_or(&name).to_string());
     let mut config_trees = BTreeMap::new();
     for key in [
         "models",

@@ -165,3 +165,177 @@ fn compile_connects_only_when_a_model_queries_the_warehouse() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("connection refused"), "{}", out.stderr);
 }
+
+/// dbt's global flags, before or after the command: `--quiet` leaves only errors (and `ls`
+/// results and `print()` output), `--no-print` hides `print()`, `--target-path` and
+/// `--profile` override the project file, and flags with nothing to change are accepted.
+#[test]
+fn dbt_global_flags() {
+    let p = Project::fixture("check_shop");
+    let quiet = p.rsdbt(&["-q", "ls", "-s", "stg_orders"]).expect(0);
+    assert_eq!(quiet.stdout, "check_shop.stg_orders\n");
+    let quiet = p.rsdbt(&["ls", "--quiet", "-s", "stg_orders"]).expect(0);
+    assert_eq!(quiet.stdout, "check_shop.stg_orders\n");
+    let out = p.rsdbt(&["--quiet", "build"]).expect(0);
+    assert_eq!(out.stdout, "", "nothing but errors: {}", out.stdout);
+    // A failing test still says so with --quiet, without the other lines.
+    p.write(
+        "tests/no_big_orders.sql",
+        "select * from {{ ref('stg_orders') }} where order_amount > 10\n",
+    );
+    let out = p.rsdbt(&["test", "-q"]).expect(1);
+    assert!(
+        out.stdout.contains("FAIL 1 no_big_orders")
+            && out.stdout.contains("Failure in test no_big_orders")
+            && !out.stdout.contains("PASS")
+            && !out.stdout.contains("Running with"),
+        "{}",
+        out.stdout
+    );
+    // print() output survives --quiet (what `dbt -q run-operation` is used for); --no-print
+    // hides it; log() is a log line.
+    p.write(
+        "macros/hello.sql",
+        "{% macro hello() %}{{ print('printed line') }}{{ log('logged line', info=True) }}{% endmacro %}\n",
+    );
+    let out = p.rsdbt(&["-q", "run-operation", "hello"]).expect(0);
+    assert_eq!(out.stdout, "printed line\n");
+    let out = p.rsdbt(&["run-operation", "hello", "--no-print"]).expect(0);
+    assert!(
+        !out.stdout.contains("printed line") && out.stdout.contains("logged line"),
+        "{}",
+        out.stdout
+    );
+    // --target-path: the artifacts go there.
+    p.rsdbt(&["parse", "--target-path", "elsewhere"]).expect(0);
+    assert!(p.path().join("elsewhere/manifest.json").is_file());
+    // --profile: another profile of profiles.yml.
+    p.append(
+        "profiles.yml",
+        "other:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: other_wh\n      schema: other\n",
+    );
+    p.rsdbt(&["seed", "--profile", "other"]).expect(0);
+    assert!(
+        p.path()
+            .join("other_wh/other/customers/_delta_log")
+            .is_dir()
+    );
+    let out = p.rsdbt(&["ls", "--profile", "nope"]).expect(2);
+    assert!(out.stderr.contains("nope"), "{}", out.stderr);
+    // Flags rsdbt has nothing to do with are accepted where dbt accepts them.
+    p.rsdbt(&[
+        "--no-version-check",
+        "--no-send-anonymous-usage-stats",
+        "--use-colors",
+        "-d",
+        "--log-path",
+        "logs",
+        "--log-level-file",
+        "none",
+        "--printer-width",
+        "100",
+        "--partial-parse",
+        "--no-write-json",
+        "--no-populate-cache",
+        "--cache-selected-only",
+        "--no-introspect",
+        "--static-parser",
+        "--show-all-deprecations",
+        "ls",
+        "--print",
+        "--log-level",
+        "warn",
+        "-s",
+        "stg_orders",
+    ])
+    .expect(0);
+}
+
+/// `--fail-fast` skips what had not started once something fails; `--warn-error` (and
+/// warn-error options that say "all") turn a warning test into a failure.
+#[test]
+fn fail_fast_and_warn_error() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "tests/no_big_orders.sql",
+        "{{ config(severity='warn') }}\nselect * from {{ ref('orders') }} where amount > 10\n",
+    );
+    let out = p.rsdbt(&["build"]).expect(0);
+    assert!(
+        out.stdout.contains("WARN 1 no_big_orders"),
+        "{}",
+        out.stdout
+    );
+    for flags in [
+        vec!["--warn-error"],
+        vec!["--warn-error-options", "{\"error\": \"all\"}"],
+    ] {
+        let mut args = vec!["test", "-s", "no_big_orders"];
+        args.extend(flags);
+        let out = p.rsdbt(&args).expect(1);
+        assert!(
+            out.stdout.contains("FAIL 1 no_big_orders"),
+            "{}",
+            out.stdout
+        );
+    }
+    let out = p
+        .rsdbt(&[
+            "test",
+            "-s",
+            "no_big_orders",
+            "--warn-error-options",
+            "{\"error\": [\"Deprecations\"]}",
+        ])
+        .expect(0);
+    assert!(
+        out.stdout.contains("WARN 1 no_big_orders"),
+        "{}",
+        out.stdout
+    );
+    // One thread, so the order is the DAG's: a_broken fails before stg_orders starts, which
+    // does not depend on it.
+    std::fs::remove_file(p.path().join("tests/no_big_orders.sql")).unwrap();
+    p.write(
+        "models/a_broken.sql",
+        "{{ config(materialized='table') }}\nselect cast('x' || name as int) as n from {{ ref('customers') }}\n",
+    );
+    let statuses = |p: &Project| -> Vec<(String, String, String)> {
+        let rr: serde_json::Value =
+            serde_json::from_str(&p.read("target/run_results.json")).unwrap();
+        rr["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["unique_id"].as_str().unwrap().to_string(),
+                    r["status"].as_str().unwrap().to_string(),
+                    r["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    p.rsdbt(&["build", "--threads", "1"]).expect(1);
+    let without = statuses(&p);
+    assert!(
+        without
+            .iter()
+            .any(|(id, s, _)| id == "model.check_shop.stg_orders" && s == "success"),
+        "{without:?}"
+    );
+    p.rsdbt(&["build", "-x", "--threads", "1"]).expect(1);
+    let with = statuses(&p);
+    assert!(
+        with.iter()
+            .any(|(id, s, _)| id == "model.check_shop.a_broken" && s == "error"),
+        "{with:?}"
+    );
+    assert!(
+        with.iter()
+            .any(|(id, s, m)| id == "model.check_shop.stg_orders"
+                && s == "skipped"
+                && m == "skipped by --fail-fast: model.check_shop.a_broken did not succeed"),
+        "{with:?}"
+    );
+}
