@@ -794,19 +794,91 @@ fn ls_line(
     })
 }
 
-/// A JSON object as one line, keeping only `keys` (in that order) when any are given.
+/// A JSON object as one line, keeping only `keys` when any are given, its keys in the order
+/// of dbt's node dictionaries (what `dbt ls --output json` prints).
 fn only_keys(v: serde_json::Value, keys: &[String]) -> String {
-    if keys.is_empty() {
-        return v.to_string();
-    }
-    let parts: Vec<String> = keys
+    const ORDER: [&str; 11] = [
+        "name",
+        "resource_type",
+        "package_name",
+        "original_file_path",
+        "unique_id",
+        "source_name",
+        "alias",
+        "config",
+        "tags",
+        "depends_on",
+        "",
+    ];
+    let serde_json::Value::Object(map) = v else {
+        return python_json(&v);
+    };
+    let rank = |k: &str| ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len());
+    let mut fields: Vec<(&String, &serde_json::Value)> = map
         .iter()
-        .filter_map(|k| {
-            v.get(k)
-                .map(|val| format!("{}:{}", serde_json::Value::String(k.clone()), val))
+        .filter(|(k, _)| keys.is_empty() || keys.contains(k))
+        .collect();
+    fields.sort_by_key(|(k, _)| rank(k));
+    let parts: Vec<String> = fields
+        .iter()
+        .map(|(k, val)| {
+            format!(
+                "{}: {}",
+                python_json(&serde_json::Value::String((*k).clone())),
+                python_json(val)
+            )
         })
         .collect();
-    format!("{{{}}}", parts.join(","))
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// JSON as dbt's `ls --output json` prints it (Python's `json.dumps`): `", "` and `": "`
+/// separators, non-ASCII characters escaped.
+fn python_json(v: &serde_json::Value) -> String {
+    struct Python;
+    impl serde_json::ser::Formatter for Python {
+        fn begin_array_value<W: ?Sized + std::io::Write>(
+            &mut self,
+            w: &mut W,
+            first: bool,
+        ) -> std::io::Result<()> {
+            if first { Ok(()) } else { w.write_all(b", ") }
+        }
+        fn begin_object_key<W: ?Sized + std::io::Write>(
+            &mut self,
+            w: &mut W,
+            first: bool,
+        ) -> std::io::Result<()> {
+            if first { Ok(()) } else { w.write_all(b", ") }
+        }
+        fn begin_object_value<W: ?Sized + std::io::Write>(
+            &mut self,
+            w: &mut W,
+        ) -> std::io::Result<()> {
+            w.write_all(b": ")
+        }
+        fn write_string_fragment<W: ?Sized + std::io::Write>(
+            &mut self,
+            w: &mut W,
+            fragment: &str,
+        ) -> std::io::Result<()> {
+            for c in fragment.chars() {
+                if c.is_ascii() {
+                    w.write_all(&[c as u8])?;
+                } else {
+                    let mut units = [0u16; 2];
+                    for u in c.encode_utf16(&mut units) {
+                        write!(w, "\\u{u:04x}")?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, Python);
+    serde::Serialize::serialize(v, &mut ser).expect("JSON values serialize");
+    String::from_utf8(out).expect("ASCII output")
 }
 
 fn clean(project: &Project, printer: &Printer) -> Result<i32, Diagnostics> {

@@ -390,6 +390,8 @@ fn is_terminal() -> bool {
 /// Prints warnings collected during parsing through the installed printer.
 pub fn warnings(d: &Diagnostics) {
     match GLOBAL.get() {
+        // `--quiet` / `--log-level error`: only errors, as dbt.
+        Some(p) if p.min_level > super::args::LogLevel::Warn => {}
         Some(p) => p.diagnostics(d),
         None => eprintln!("{}", d.render(false)),
     }

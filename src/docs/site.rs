@@ -205,6 +205,8 @@ pub fn data(a: &Artifacts) -> Value {
                 "type": rtype,
                 "package": s(&n, "package_name"),
                 "path": path,
+                // The yml that describes the node: the path: method matches it too.
+                "patch": n.get("patch_path").and_then(Value::as_str).and_then(|p| p.split_once("://")).map(|(_, p)| p),
                 "fqn": strings(n.get("fqn")),
                 "tags": strings(n.get("tags")),
                 "materialized": config.get("materialized").and_then(Value::as_str).unwrap_or(match rtype { "source" => "source", _ => "" }),

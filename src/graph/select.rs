@@ -154,8 +154,14 @@ pub fn parse_atom(raw: &str) -> Result<Atom, Diagnostic> {
     }) {
         return Err(bad(&format!("unexpected character '{c}'"), &c.to_string()));
     }
+    // Without a method, as dbt: a path if it has a slash, a file if it names one, else fqn.
+    let lower = s.to_ascii_lowercase();
     let (method, value) = match s.split_once(':') {
         Some((m, v)) => (m.to_string(), v.to_string()),
+        None if s.contains('/') || s.contains('\\') => ("path".to_string(), s.to_string()),
+        None if [".sql", ".py", ".csv"].iter().any(|e| lower.ends_with(e)) => {
+            ("file".to_string(), s.to_string())
+        }
         None => ("fqn".to_string(), s.to_string()),
     };
     let base = method.split('.').next().unwrap_or("");
@@ -467,7 +473,15 @@ fn matches(ctx: &Ctx, id: &str, atom: &Atom) -> bool {
     if let Some(node) = m.nodes.get(id) {
         match atom.method.as_str() {
             "fqn" => fqn_matches(&node.fqn, v),
-            "path" => path_matches(&node.original_file_path, v),
+            // A node is also at the yml that describes it (its patch), as in dbt.
+            "path" => {
+                path_matches(&node.original_file_path, v)
+                    || node
+                        .patch_path
+                        .as_deref()
+                        .and_then(|p| p.split_once("://"))
+                        .is_some_and(|(_, yml)| path_matches(yml, v))
+            }
             "file" => {
                 let file = node.original_file_path.rsplit('/').next().unwrap_or("");
                 glob(v, file) || glob(v, file.rsplit_once('.').map(|(s, _)| s).unwrap_or(file))
@@ -762,10 +776,24 @@ fn fqn_matches(fqn: &[String], selector: &str) -> bool {
 /// `path:` matches a file, or everything under a folder; globs allowed.
 fn path_matches(file: &str, selector: &str) -> bool {
     let sel = selector.trim_start_matches("./").trim_end_matches('/');
-    if sel.contains('*') || sel.contains('?') {
-        return glob(sel, file);
+    if sel.is_empty() || sel == "." {
+        return true;
     }
-    file == sel || file.starts_with(&format!("{sel}/"))
+    // As dbt (pathlib's glob): wildcards stay within one folder name, `**` spans folders, and
+    // a file is selected by its own path or any folder above it.
+    let pattern: Vec<&str> = sel.split('/').collect();
+    let parts: Vec<&str> = file.split('/').collect();
+    (1..=parts.len()).any(|k| segments_match(&pattern, &parts[..k]))
+}
+
+fn segments_match(pattern: &[&str], parts: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => parts.is_empty(),
+        Some((&"**", rest)) => (0..=parts.len()).any(|i| segments_match(rest, &parts[i..])),
+        Some((p, rest)) => parts
+            .split_first()
+            .is_some_and(|(f, more)| glob(p, f) && segments_match(rest, more)),
+    }
 }
 
 /// Shell-style wildcard match (`*` any run of characters, `?` one character).
@@ -831,5 +859,9 @@ mod tests {
         assert!(path_matches("models/gold/x.sql", "models/gold"));
         assert!(path_matches("models/gold/x.sql", "models/*/x.sql"));
         assert!(!path_matches("models/golden/x.sql", "models/gold"));
+        assert!(!path_matches("models/staging/x.sql", "models/*.sql"));
+        assert!(path_matches("models/staging/x.sql", "models/*"));
+        assert!(path_matches("models/a/b/x.yml", "models/**/*.yml"));
+        assert!(path_matches("models/x.yml", "models/**/*.yml"));
     }
 }

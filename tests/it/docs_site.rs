@@ -223,6 +223,10 @@ fn docs_page_in_headless_chromium() {
         "bronze.brz_*",
         "test_type:singular",
         "test_name:unique,tag:silver",
+        // Paths as dbt: a model at the yml that describes it; `*` within one folder name.
+        "path:models/schema.yml",
+        "models/*/slv_*.sql",
+        "slv_geo.sql",
         // The page's result: is the last run's, as `--state target/rsdbt` gives ls.
         "result:success",
         "result:pass+",

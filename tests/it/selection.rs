@@ -296,6 +296,27 @@ fn selector_conformance_table() {
             set(&[&["raw_customers", "countries"]]),
         ),
         (vec!["-s", "path:seeds/lookups"], set(&[&["countries"]])),
+        // A model is also at the yml that describes it (its patch path).
+        (
+            vec!["-s", "path:models/marts/schema.yml"],
+            set(&[&["fct_revenue", "dim_customers"], &DIM_TESTS, &REV_TESTS]),
+        ),
+        // `*` stays within a folder name, `**` spans folders (pathlib's glob, as dbt).
+        (
+            vec!["-s", "path:models/**/fct_revenue.sql"],
+            set(&[&["fct_revenue"], &REV_TESTS]),
+        ),
+        (
+            vec!["-s", "path:models/*/erp"],
+            set(&[&["stg_orders", "stg_payments"]]),
+        ),
+        // Without a method: a path if it has a slash, a file if it ends in .sql/.csv/.py.
+        (
+            vec!["-s", "models/staging/erp"],
+            set(&[&["stg_orders", "stg_payments"]]),
+        ),
+        (vec!["-s", "stg_orders.sql"], set(&[&["stg_orders"]])),
+        (vec!["-s", "countries.csv"], set(&[&["countries"]])),
         (vec!["-s", "file:fct_refunds.sql"], set(&[&["fct_refunds"]])),
         (vec!["-s", "file:stg_orders"], set(&[&["stg_orders"]])),
         (
@@ -484,14 +505,15 @@ fn ls_output_keys() {
             "--output",
             "json",
             "--output-keys",
-            "name",
             "resource_type",
+            "name",
         ])
         .expect(0)
         .stdout;
+    // As dbt prints it (Python's json.dumps, keys in the node's order).
     assert_eq!(
         out.trim(),
-        r#"{"name":"fct_refunds","resource_type":"model"}"#
+        r#"{"name": "fct_refunds", "resource_type": "model"}"#
     );
 }
 

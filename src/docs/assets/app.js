@@ -89,6 +89,22 @@
     return true;
   }
 
+  // As dbt (pathlib's glob): wildcards stay within a folder name, `**` spans folders, and a
+  // file is selected by its own path or any folder above it.
+  function pathMatches(pattern, file) {
+    const parts = file.split('/');
+    for (let k = 1; k <= parts.length; k++) if (segmentsMatch(pattern, 0, parts.slice(0, k), 0)) return true;
+    return false;
+  }
+  function segmentsMatch(pattern, pi, parts, fi) {
+    if (pi === pattern.length) return fi === parts.length;
+    if (pattern[pi] === '**') {
+      for (let i = fi; i <= parts.length; i++) if (segmentsMatch(pattern, pi + 1, parts, i)) return true;
+      return false;
+    }
+    return fi < parts.length && matches(parts[fi], pattern[pi]) && segmentsMatch(pattern, pi + 1, parts, fi + 1);
+  }
+
   function methodMatch(method, value) {
     const base = method.split('.')[0];
     switch (base) {
@@ -101,7 +117,9 @@
       case 'tag': return (n) => n.tags.some((t) => matches(t, value));
       case 'path': {
         const v = value.replace(/^\.\//, '').replace(/\/+$/, '');
-        return (n) => hasGlob(v) ? globRe(v).test(n.path) : (n.path === v || n.path.startsWith(v + '/'));
+        if (v === '' || v === '.') return () => true;
+        const pattern = v.split('/');
+        return (n) => pathMatches(pattern, n.path) || (n.patch != null && pathMatches(pattern, n.patch));
       }
       case 'file': return (n) => { const f = n.path.split('/').pop(); return matches(f, value) || matches(f.replace(/\.[^.]*$/, ''), value); };
       case 'package': return (n) => matches(n.package, value);
@@ -146,7 +164,8 @@
     let method = 'fqn', value = m[3];
     const colon = value.indexOf(':');
     if (colon > 0) { method = value.slice(0, colon); value = value.slice(colon + 1); }
-    else if (value.includes('/') || /\.(sql|csv|py|yml|yaml)$/.test(value)) method = 'path';
+    else if (value.includes('/') || value.includes('\\')) method = 'path';
+    else if (/\.(sql|csv|py)$/i.test(value)) method = 'file';
     const pred = methodMatch(method, value);
     const base = D.nodes.filter(pred).map((n) => n.id);
     const out = new Set(base);
