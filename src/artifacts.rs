@@ -49,21 +49,39 @@ struct ColumnOut<'a> {
     tags: &'a [String],
 }
 
-fn columns(cols: &[ColumnDef]) -> BTreeMap<&str, ColumnOut<'_>> {
-    cols.iter()
-        .map(|c| {
-            let out = ColumnOut {
-                name: &c.name,
-                description: &c.description,
-                meta: &c.meta,
-                data_type: &c.data_type,
-                constraints: [],
-                quote: None,
-                tags: &c.tags,
-            };
-            (c.name.as_str(), out)
-        })
-        .collect()
+/// A node's `columns`, in the order its yml lists them (as dbt writes them); a column named
+/// twice keeps its first place and its last description.
+struct Columns<'a>(Vec<(&'a str, ColumnOut<'a>)>);
+
+impl Serialize for Columns<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (name, col) in &self.0 {
+            map.serialize_entry(name, col)?;
+        }
+        map.end()
+    }
+}
+
+fn columns(cols: &[ColumnDef]) -> Columns<'_> {
+    let mut out: Vec<(&str, ColumnOut<'_>)> = Vec::with_capacity(cols.len());
+    for c in cols {
+        let col = ColumnOut {
+            name: &c.name,
+            description: &c.description,
+            meta: &c.meta,
+            data_type: &c.data_type,
+            constraints: [],
+            quote: None,
+            tags: &c.tags,
+        };
+        match out.iter_mut().find(|(n, _)| *n == c.name) {
+            Some(slot) => slot.1 = col,
+            None => out.push((c.name.as_str(), col)),
+        }
+    }
+    Columns(out)
 }
 
 #[derive(Serialize)]
@@ -102,7 +120,7 @@ struct NodeOut<'a> {
     config: WithDefaults<'a>,
     tags: Vec<String>,
     description: &'a str,
-    columns: BTreeMap<&'a str, ColumnOut<'a>>,
+    columns: Columns<'a>,
     meta: &'a Json,
     group: Option<&'a str>,
     docs: &'a Json,

@@ -1801,8 +1801,12 @@ fn show(
                         })
                         .collect();
                     printer.raw(
-                        &serde_json::to_string_pretty(&json!({"node": title, "show": rows}))
-                            .unwrap_or_default(),
+                        // dbt names the node, not an inline query.
+                        &serde_json::to_string_pretty(&match inline {
+                            Some(_) => json!({"show": rows}),
+                            None => json!({"node": title, "show": rows}),
+                        })
+                        .unwrap_or_default(),
                     );
                 }
                 ShowOutput::Text => {
@@ -1862,12 +1866,35 @@ fn table_text(r: &crate::adapter::QueryResult) -> String {
                 .unwrap_or(0)
         })
         .collect();
-    let line = |vals: &[String]| {
+    // As dbt's (agate's) tables: numbers and dates to the right, text to the left.
+    let right: Vec<bool> = (0..r.columns.len())
+        .map(|i| {
+            let t = r.types.get(i).map(String::as_str).unwrap_or("");
+            [
+                "int",
+                "real",
+                "double",
+                "decimal",
+                "float",
+                "numeric",
+                "date",
+                "timestamp",
+            ]
+            .iter()
+            .any(|k| t.contains(k))
+        })
+        .collect();
+    let line = |vals: &[String], header: bool| {
         format!(
             "| {} |",
             vals.iter()
                 .zip(&widths)
-                .map(|(v, w)| format!("{v:<w$}"))
+                .zip(&right)
+                .map(|((v, w), r)| if *r && !header {
+                    format!("{v:>w$}")
+                } else {
+                    format!("{v:<w$}")
+                })
                 .collect::<Vec<_>>()
                 .join(" | ")
         )
@@ -1880,8 +1907,8 @@ fn table_text(r: &crate::adapter::QueryResult) -> String {
             .collect::<Vec<_>>()
             .join(" | ")
     );
-    let mut out = vec![line(&r.columns), sep];
-    out.extend(cells.iter().map(|row| line(row)));
+    let mut out = vec![line(&r.columns, true), sep];
+    out.extend(cells.iter().map(|row| line(row, false)));
     out.join("\n")
 }
 

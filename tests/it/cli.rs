@@ -339,3 +339,29 @@ fn fail_fast_and_warn_error() {
         "{with:?}"
     );
 }
+
+/// `show` prints as dbt: numbers and dates right-aligned, text left; an inline query's JSON has
+/// no node name.
+#[test]
+fn show_output_as_dbt() {
+    let p = Project::fixture("check_shop");
+    let out = p
+        .rsdbt(&[
+            "-q",
+            "show",
+            "--inline",
+            "select 7 as number, 'ab' as text, date '2024-01-02' as day_of_year",
+        ])
+        .expect(0);
+    assert_eq!(
+        out.stdout,
+        "| number | text | day_of_year |\n| ------ | ---- | ----------- |\n|      7 | ab   |  2024-01-02 |\n"
+    );
+    let out = p
+        .rsdbt(&["show", "--inline", "select 1 as a", "--output", "json"])
+        .expect(0);
+    assert_eq!(
+        out.stdout,
+        "{\n  \"show\": [\n    {\n      \"a\": 1\n    }\n  ]\n}\n"
+    );
+}

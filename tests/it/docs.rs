@@ -74,3 +74,19 @@ fn catalog_describes_every_built_relation() {
     let c: serde_json::Value = serde_json::from_str(&p.read("target/rsdbt/catalog.json")).unwrap();
     assert_eq!(c["nodes"], json!({}));
 }
+
+/// manifest.json lists a node's columns in the order its yml does, as dbt (tools show them
+/// in that order).
+#[test]
+fn manifest_columns_keep_the_yml_order() {
+    let p = Project::example();
+    p.rsdbt(&["parse"]).expect(0);
+    let text = p.read("target/rsdbt/manifest.json");
+    let node = text
+        .find("\"model.pinboard.slv_pins\":{")
+        .expect("slv_pins in manifest.json");
+    let cols = node + text[node..].find("\"columns\":{").unwrap();
+    let at = |c: &str| cols + text[cols..].find(&format!("\"{c}\":{{\"name\"")).unwrap();
+    let order = ["pin_id", "user_id", "media_type", "follower_count"].map(at);
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+}
