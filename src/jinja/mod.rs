@@ -7,6 +7,7 @@
 //! resolve to real relations through a [`Resolve`] implementation.
 
 pub mod introspect;
+mod mutable;
 pub mod objects;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -269,7 +270,7 @@ impl Jinja {
         let mut package_macros: BTreeMap<&str, BTreeMap<String, (String, String)>> =
             BTreeMap::new();
         for (package, path, source) in &inputs.package_macro_files {
-            let text = rewrite_test_blocks(source);
+            let text = mutable::rewrite(&rewrite_test_blocks(source)).into_owned();
             if let Err(e) = env.add_template_owned(path.to_string(), text.clone()) {
                 diags.push(jinja_diagnostic(&e, path, source.clone()));
                 continue;
@@ -288,7 +289,7 @@ impl Jinja {
         // Project macros come last: one of the same name replaces the built-in or a package's,
         // as in dbt.
         for (path, source) in &inputs.macro_files {
-            let text = rewrite_test_blocks(source);
+            let text = mutable::rewrite(&rewrite_test_blocks(source)).into_owned();
             if let Err(e) = env.add_template_owned(path.to_string(), text.clone()) {
                 diags.push(jinja_diagnostic(&e, path, source.clone()));
                 continue;
@@ -484,7 +485,9 @@ impl Jinja {
         extra: Vec<(String, Value)>,
     ) -> Result<(String, Capture), Diagnostic> {
         let ctx = self.ctx(node, phase);
-        let out = self.env.render_str(text, ctx.context_with(extra));
+        let out = self
+            .env
+            .render_str(&mutable::rewrite(text), ctx.context_with(extra));
         let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
         out.map(|s| (s, capture)).map_err(|e| {
             Diagnostic::error(
@@ -754,6 +757,8 @@ fn base_env() -> Environment<'static> {
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     // dbt's Jinja is Python's: "a,b".split(","), s.upper(), d.items(), l.append(x) ...
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function(mutable::LIST_FN, |v: Value| mutable::list(&v));
+    env.add_function(mutable::DICT_FN, |v: Value| mutable::dict(&v));
     env.add_function("env_var", env_var);
     env.add_function("var", var);
     env.add_function("ref", ref_fn);

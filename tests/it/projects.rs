@@ -639,3 +639,44 @@ fn folder_configs_render_jinja_with_the_target() {
         out.stdout
     );
 }
+
+/// Python's mutable lists and dicts in macros, the way dbt_utils writes them
+/// (`generate_surrogate_key`, `union_relations`): `set x = []` then `x.append(...)` inside a
+/// loop, `d.update({k: []})` then `d[k].append(...)`, `pop`, `setdefault`, `items()`.
+#[test]
+fn macros_mutate_lists_and_dicts_as_in_python() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "macros/keys.sql",
+        "{% macro key_of(cols) -%}\n\
+         {%- set fields = [] -%}\n\
+         {%- for c in cols -%}\n\
+           {%- do fields.append(\"coalesce(cast(\" ~ c ~ \" as varchar), '')\") -%}\n\
+           {%- if not loop.last %}{% do fields.append(\"'-'\") %}{% endif -%}\n\
+         {%- endfor -%}\n\
+         concat({{ fields | join(', ') }})\n\
+         {%- endmacro %}\n\
+         {% macro grouped() -%}\n\
+         {%- set by_kind = {} -%}\n\
+         {%- for kind, col in [('id', 'order_id'), ('id', 'customer_id'), ('money', 'amount')] -%}\n\
+           {%- if kind not in by_kind %}{% do by_kind.update({kind: []}) %}{% endif -%}\n\
+           {%- do by_kind[kind].append(col) -%}\n\
+         {%- endfor -%}\n\
+         {%- do by_kind.setdefault('time', []).append('ordered_at') -%}\n\
+         {%- set dropped = by_kind.pop('money') -%}\n\
+         {%- for kind, cols in by_kind.items() %}{{ kind }}={{ cols | join('+') }};{% endfor %}dropped={{ dropped | length }}\n\
+         {%- endmacro %}\n",
+    );
+    p.write(
+        "models/keyed.sql",
+        "select {{ key_of(['order_id', 'customer_id']) }} as k, '{{ grouped() }}' as g from {{ ref('orders') }}\n",
+    );
+    p.rsdbt(&["build", "-s", "+keyed"]).expect(0);
+    assert_eq!(
+        p.query("select k, g from {{ ref('keyed') }} order by k"),
+        vec![
+            serde_json::json!({"k": "1-10", "g": "id=order_id+customer_id;time=ordered_at;dropped=1"}),
+            serde_json::json!({"k": "2-11", "g": "id=order_id+customer_id;time=ordered_at;dropped=1"}),
+        ]
+    );
+}
