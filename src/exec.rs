@@ -257,13 +257,19 @@ fn dependencies(m: &Manifest, dag: &Dag, ids: &[String]) -> BTreeMap<String, BTr
             (id.clone(), ups)
         })
         .collect();
-    // A unit test needs no upstream table: it runs at once, and its model waits for it.
+    // A unit test runs after its model's inputs are built (their columns fill what fixtures
+    // leave out, as dbt), and before its model, which waits for it.
     for id in ids
         .iter()
         .filter(|id| m.nodes[*id].resource_type == ResourceType::UnitTest)
     {
-        deps.get_mut(id).unwrap().clear();
         let model = &m.nodes[id].depends_on_nodes[0];
+        let inputs = deps.get(model).cloned().unwrap_or_else(|| {
+            let mut ups = BTreeSet::new();
+            collect_selected_ancestors(m, dag, model, &selected, &mut ups);
+            ups
+        });
+        *deps.get_mut(id).unwrap() = inputs;
         if let Some(d) = deps.get_mut(model) {
             d.insert(id.clone());
         }
@@ -544,7 +550,9 @@ async fn run_node<A: Adapter>(
     let mut fingerprint: Option<String> = None;
     let ops = match node.resource_type {
         ResourceType::UnitTest => {
-            let sql = match crate::unit_test::compile(compiler.manifest(), node) {
+            let inputs =
+                crate::unit_test::warehouse_columns(adapter, compiler.manifest(), node).await;
+            let sql = match crate::unit_test::compile(compiler.manifest(), node, &inputs) {
                 Ok(sql) => sql,
                 Err(msg) => {
                     return finish(

@@ -235,6 +235,56 @@ impl Resolve for FixtureResolver {
     }
 }
 
+/// The relation an input stands for in the warehouse (none for an ephemeral model).
+fn input_relation<'m>(m: &'m Manifest, input: &Input, model: &'m Node) -> Option<&'m Relation> {
+    match input {
+        Input::Ref(n) => m
+            .nodes
+            .values()
+            .find(|x| {
+                &x.name == n
+                    && !matches!(x.resource_type, ResourceType::Test | ResourceType::UnitTest)
+            })
+            .filter(|x| !x.is_ephemeral())
+            .map(|x| &x.relation),
+        Input::Source(s, t) => m
+            .sources
+            .values()
+            .find(|x| &x.def.source_name == s && &x.def.name == t)
+            .map(|x| &x.relation),
+        Input::This => Some(&model.relation),
+    }
+}
+
+/// Each input's columns and types as the warehouse has them, by the input as written
+/// (`ref('orders')`): fixtures give only some columns, and dbt fills the others with NULLs and
+/// casts every value to its column's type. Inputs not built yet are left out.
+pub async fn warehouse_columns<A: Adapter>(
+    adapter: &A,
+    m: &Manifest,
+    test: &Node,
+) -> BTreeMap<String, Vec<(String, Option<String>)>> {
+    let mut out = BTreeMap::new();
+    let (Some(def), Some(model)) = (
+        test.unit_test.as_ref(),
+        test.depends_on_nodes.first().and_then(|id| m.nodes.get(id)),
+    ) else {
+        return out;
+    };
+    for g in &def.given {
+        let raw = g.input.as_deref().unwrap_or("");
+        let Some(rel) = parse_input(raw).and_then(|i| input_relation(m, &i, model)) else {
+            continue;
+        };
+        let sql = format!("select * from {} limit 0", rel.render());
+        if let Ok(r) = adapter.query(&sql, Some(0)).await {
+            let cols = r.columns.into_iter().zip(r.types.into_iter().map(Some));
+            out.insert(raw.to_string(), cols.collect());
+        }
+    }
+    out
+}
+
 /// Documented columns (name, data_type) of what an input refers to, for casts and NULL fill.
 fn documented_columns(m: &Manifest, input: &Input, model: &Node) -> Vec<(String, Option<String>)> {
     let node = match input {
@@ -278,7 +328,12 @@ fn documented_columns(m: &Manifest, input: &Input, model: &Node) -> Vec<(String,
 }
 
 /// The SQL a unit test runs: fixture CTEs, then the model compiled against them.
-pub fn compile(m: &Manifest, test: &Node) -> Result<String, String> {
+/// `warehouse`: the inputs' columns as built ([`warehouse_columns`]), after the documented ones.
+pub fn compile(
+    m: &Manifest,
+    test: &Node,
+    warehouse: &BTreeMap<String, Vec<(String, Option<String>)>>,
+) -> Result<String, String> {
     let def = test
         .unit_test
         .as_ref()
@@ -300,8 +355,18 @@ pub fn compile(m: &Manifest, test: &Node) -> Result<String, String> {
         let sql = match read_fixture(g)
             .map_err(|e| format!("unit test '{}', input {raw}: {e}", def.name))?
         {
-            FixtureData::Rows(rows) => rows_sql(&rows, &documented_columns(m, &input, model))
-                .map_err(|e| format!("unit test '{}', input {raw}: {e}", def.name))?,
+            FixtureData::Rows(rows) => {
+                let mut columns = documented_columns(m, &input, model);
+                for (c, t) in warehouse.get(raw).into_iter().flatten() {
+                    match columns.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(c)) {
+                        Some(known) if known.1.is_none() => known.1 = t.clone(),
+                        Some(_) => {}
+                        None => columns.push((c.clone(), t.clone())),
+                    }
+                }
+                rows_sql(&rows, &columns)
+                    .map_err(|e| format!("unit test '{}', input {raw}: {e}", def.name))?
+            }
             FixtureData::Sql(sql) => sql,
         };
         ctes.push((cte_name(&input), sql));
@@ -349,7 +414,12 @@ pub fn compile(m: &Manifest, test: &Node) -> Result<String, String> {
 /// Runs the unit test whose compiled SQL is `sql` and compares with the expected rows.
 pub async fn run<A: Adapter>(adapter: &A, test: &Node, sql: &str) -> Result<Outcome, AdapterError> {
     let def = test.unit_test.as_ref().expect("unit test node");
-    let (columns, expected) = match read_fixture(&def.expect).map_err(AdapterError)? {
+    let fixture = read_fixture(&def.expect).map_err(AdapterError)?;
+    let expected_rows = match &fixture {
+        FixtureData::Rows(rows) => Some(rows.clone()),
+        FixtureData::Sql(_) => None,
+    };
+    let (columns, mut expected) = match fixture {
         FixtureData::Rows(rows) => {
             let values: Vec<Vec<Json>> = rows
                 .rows
@@ -388,6 +458,36 @@ pub async fn run<A: Adapter>(adapter: &A, test: &Node, sql: &str) -> Result<Outc
     } else {
         columns
     };
+    // As dbt: the expected values are cast to the types of the model's columns, so `2024-01-01`
+    // equals a timestamp at midnight and `1` equals `1.0`.
+    if let Some(rows) = expected_rows.filter(|r| !r.rows.is_empty()) {
+        let types: Vec<(String, Option<String>)> = actual
+            .columns
+            .iter()
+            .cloned()
+            .zip(actual.types.iter().cloned().map(Some))
+            .collect();
+        if let Ok(sql) = rows_sql(&rows, &types)
+            && let Ok(cast) = adapter.query(&sql, None).await
+        {
+            expected = cast
+                .rows
+                .into_iter()
+                .map(|r| {
+                    columns
+                        .iter()
+                        .map(|c| {
+                            cast.columns
+                                .iter()
+                                .position(|x| x == c)
+                                .and_then(|i| r.get(i).cloned())
+                                .unwrap_or(Json::Null)
+                        })
+                        .collect()
+                })
+                .collect();
+        }
+    }
     let mut missing: Vec<&Vec<Json>> = Vec::new();
     let mut extra: Vec<&Vec<Json>> = actual.rows.iter().collect();
     for row in &expected {

@@ -88,6 +88,8 @@ fn selection_and_build_order() {
         "seeds/events.csv",
         "id,event_at,kind\n1,2024-01-01 08:00:00,click\n",
     );
+    // The source reads the seed's table, which the DAG does not know: load it first.
+    p.rsdbt(&["seed"]).expect(0);
     let out = p.rsdbt(&["build"]).expect(1);
     let o = &out.stdout;
     assert!(
@@ -132,4 +134,37 @@ fn missing_fixture_and_unknown_model_are_reported_before_running() {
         "{err}"
     );
     assert!(err.contains("did you mean 'stg_events'?"), "{err}");
+}
+
+/// As dbt: a fixture may leave out columns the input has in the warehouse (they are NULL, of
+/// the column's type), every value is cast to its column's type, and expected values are cast
+/// to the model's column types (a date equals a timestamp at midnight).
+#[test]
+fn fixtures_take_their_types_and_missing_columns_from_the_warehouse() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "models/order_times.sql",
+        "select order_id, cast(ordered_at as timestamp) as at, coalesce(amount, 0) as amount,\n\
+         customer_id + 1 as next_customer\nfrom {{ ref('orders') }}\n",
+    );
+    p.write(
+        "models/order_times.yml",
+        "unit_tests:\n  - name: partial_rows\n    model: order_times\n    given:\n      - input: ref('orders')\n        rows:\n          - {order_id: 1, ordered_at: '2024-01-02', customer_id: '41'}\n    expect:\n      rows:\n        - {order_id: 1, at: '2024-01-02', amount: 0, next_customer: 42}\n",
+    );
+    let out = p.rsdbt(&["build", "-s", "+order_times"]).expect(0);
+    assert!(
+        out.stdout.contains("PASS order_times::partial_rows"),
+        "{}",
+        out.stdout
+    );
+    // The unit test ran after its input was built, before its model.
+    let at = |s: &str| {
+        out.stdout
+            .find(s)
+            .unwrap_or_else(|| panic!("{s}: {}", out.stdout))
+    };
+    assert!(
+        at("OK loaded seed file main.orders") < at("START unit_test order_times::partial_rows")
+    );
+    assert!(at("PASS order_times::partial_rows") < at("START sql view model main.order_times"));
 }
