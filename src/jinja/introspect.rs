@@ -231,7 +231,10 @@ impl Object for AdapterObject {
                 Ok(Value::from(quote(&ident)))
             }
             "type" => Ok(Value::from(target_type(state))),
-            // dbt searches `<adapter>__name`, then `default__name` (and the plain name).
+            // dbt searches `<adapter>__name`, its parent adapters', then `default__name` (and
+            // the plain name). The embedded engine's SQL is PostgreSQL's in most things, so
+            // packages' `postgres__` versions come before their `default__` ones (as for
+            // dbt-redshift, whose parent is postgres).
             "dispatch" => {
                 let (name, namespace, kwargs): (String, Option<String>, Kwargs) =
                     minijinja::value::from_args(args)?;
@@ -240,11 +243,11 @@ impl Object for AdapterObject {
                     None => kwargs.get::<Option<String>>("macro_namespace")?,
                 };
                 let kind = target_type(state);
-                let candidates = [
-                    format!("{kind}__{name}"),
-                    format!("default__{name}"),
-                    name.clone(),
-                ];
+                let mut candidates = vec![format!("{kind}__{name}")];
+                if kind == "datafusion" {
+                    candidates.push(format!("postgres__{name}"));
+                }
+                candidates.extend([format!("default__{name}"), name.clone()]);
                 // The packages of the project's `dispatch:` search order for that namespace
                 // (default: the namespace alone), then any macro of that name.
                 let order: Vec<String> = match namespace.filter(|ns| ns != "dbt") {

@@ -680,3 +680,31 @@ fn macros_mutate_lists_and_dicts_as_in_python() {
         ]
     );
 }
+
+/// adapter.dispatch on the embedded target: `datafusion__`, then packages' `postgres__` versions
+/// (its SQL is PostgreSQL's in most things), then `default__`.
+#[test]
+fn dispatch_prefers_postgres_versions_over_default_on_the_embedded_target() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "macros/which.sql",
+        "{% macro which() %}{{ return(adapter.dispatch('which')()) }}{% endmacro %}\n\
+         {% macro default__which() %}{{ return('default') }}{% endmacro %}\n\
+         {% macro postgres__which() %}{{ return('postgres') }}{% endmacro %}\n",
+    );
+    p.write("models/w.sql", "select '{{ which() }}' as w\n");
+    p.rsdbt(&["run", "-s", "w"]).expect(0);
+    assert_eq!(
+        p.query("select w from {{ ref('w') }}"),
+        vec![serde_json::json!({"w": "postgres"})]
+    );
+    p.append(
+        "macros/which.sql",
+        "{% macro datafusion__which() %}{{ return('datafusion') }}{% endmacro %}\n",
+    );
+    p.rsdbt(&["run", "-s", "w"]).expect(0);
+    assert_eq!(
+        p.query("select w from {{ ref('w') }}"),
+        vec![serde_json::json!({"w": "datafusion"})]
+    );
+}
