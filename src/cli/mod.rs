@@ -37,7 +37,8 @@ pub fn main() -> i32 {
     );
     printer.min_level = cli.global.min_level();
     printer.show_print = !cli.global.no_print;
-    let invocation = Invocation::new();
+    let mut invocation = Invocation::new();
+    invocation.flags = dbt_flags(&cli);
     printer.invocation_id = invocation.invocation_id.clone();
     printer.install();
     match run(cli, &printer, invocation) {
@@ -47,6 +48,34 @@ pub fn main() -> i32 {
             2
         }
     }
+}
+
+/// dbt's `flags` as Jinja sees them: `WHICH` (dbt's name of the command), `FULL_REFRESH`,
+/// `WARN_ERROR`, `FAIL_FAST`, `EMPTY`, `STORE_FAILURES`.
+fn dbt_flags(cli: &Cli) -> serde_json::Value {
+    let (which, full_refresh) = match &cli.command {
+        Command::Init { .. } => ("init", false),
+        Command::Clean => ("clean", false),
+        Command::Parse => ("parse", false),
+        Command::Compile { .. } => ("compile", false),
+        Command::Ls { .. } => ("list", false),
+        Command::Seed { full_refresh, .. } => ("seed", *full_refresh),
+        Command::Run { full_refresh, .. } => ("run", *full_refresh),
+        Command::Snapshot { .. } => ("snapshot", false),
+        Command::Test { .. } => ("test", false),
+        Command::Build { full_refresh, .. } => ("build", *full_refresh),
+        Command::Show { .. } => ("show", false),
+        Command::Retry => ("retry", false),
+        Command::Deps => ("deps", false),
+        Command::Docs { .. } => ("generate", false),
+        Command::RunOperation { .. } => ("run-operation", false),
+        Command::Debug => ("debug", false),
+    };
+    json!({
+        "WHICH": which, "FULL_REFRESH": full_refresh, "WARN_ERROR": cli.global.warnings_are_errors(),
+        "FAIL_FAST": cli.global.fail_fast, "EMPTY": false, "STORE_FAILURES": false,
+        "PARTIAL_PARSE": !cli.global.no_partial_parse, "QUIET": cli.global.quiet,
+    })
 }
 
 fn settings(cli: &Global, need_profile: bool) -> Result<Settings, Diagnostics> {

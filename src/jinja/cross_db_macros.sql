@@ -91,3 +91,17 @@ string_agg({{ measure }}, {{ delimiter_text }}{{ order }})
 {% macro last_day(date, datepart) -%}
 cast(date_trunc('{{ datepart }}', {{ date }}) + interval '1 {{ datepart }}' - interval '1 day' as date)
 {%- endmacro %}
+
+{% macro except() %}except{% endmacro %}
+
+{% macro intersect() %}intersect{% endmacro %}
+
+{% macro equals(expr1, expr2) %}(({{ expr1 }} = {{ expr2 }}) or ({{ expr1 }} is null and {{ expr2 }} is null)){% endmacro %}
+
+{% macro array_construct(inputs=[], data_type=none) -%}
+{%- if inputs -%}make_array({{ inputs | join(', ') }}){%- else -%}cast(make_array() as {{ data_type or 'varchar' }}[]){%- endif -%}
+{%- endmacro %}
+
+{% macro array_append(array, new_element) %}array_append({{ array }}, {{ new_element }}){% endmacro %}
+
+{% macro array_concat(array_1, array_2) %}array_concat({{ array_1 }}, {{ array_2 }}){% endmacro %}

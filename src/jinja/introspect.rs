@@ -218,6 +218,26 @@ fn target_type(state: &State) -> String {
         .unwrap_or_default()
 }
 
+/// `rel` with its kind if the warehouse has it, else none (`adapter.get_relation`,
+/// `load_relation`).
+pub fn relation_if_built(state: &State, rel: Relation) -> Result<Value, Error> {
+    let ctx = RenderCtx::from_state(state);
+    let kind = ctx
+        .as_ref()
+        .and_then(|c| c.warehouse())
+        .map(|w| w.relation_type(&rel))
+        .transpose()
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?
+        .flatten();
+    Ok(match kind {
+        Some(kind) => Value::from_object(Relation {
+            kind: Some(kind),
+            ..rel
+        }),
+        None => Value::from(()),
+    })
+}
+
 impl Object for AdapterObject {
     fn call_method(
         self: &Arc<Self>,
@@ -278,7 +298,8 @@ impl Object for AdapterObject {
                         )
                     })
             }
-            "get_relation" => {
+            // `load_relation(relation)`: the relation if the warehouse has it, else none.
+            "get_relation" | "load_relation" => {
                 let (_, kwargs): (&[Value], Kwargs) = minijinja::value::from_args(args)?;
                 let pos = |i: usize, k: &str| -> Result<String, Error> {
                     match args.get(i).filter(|v| !v.is_kwargs()) {
@@ -286,26 +307,20 @@ impl Object for AdapterObject {
                         None => Ok(kwargs.get::<Option<String>>(k)?.unwrap_or_default()),
                     }
                 };
-                let rel = Relation::new(
-                    &pos(0, "database")?,
-                    &pos(1, "schema")?,
-                    &pos(2, "identifier")?,
-                );
-                let ctx = RenderCtx::from_state(state);
-                let kind = ctx
-                    .as_ref()
-                    .and_then(|c| c.warehouse())
-                    .map(|w| w.relation_type(&rel))
-                    .transpose()
-                    .map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?
-                    .flatten();
-                Ok(match kind {
-                    Some(kind) => Value::from_object(Relation {
-                        kind: Some(kind),
-                        ..rel
-                    }),
-                    None => Value::from(()),
-                })
+                let rel = match args
+                    .first()
+                    .and_then(|v| v.downcast_object_ref::<Relation>())
+                {
+                    Some(r) if method == "load_relation" => {
+                        Relation::new(&r.database, &r.schema, &r.identifier)
+                    }
+                    _ => Relation::new(
+                        &pos(0, "database")?,
+                        &pos(1, "schema")?,
+                        &pos(2, "identifier")?,
+                    ),
+                };
+                relation_if_built(state, rel)
             }
             "get_columns_in_relation" => {
                 let (rel,): (Value,) = minijinja::value::from_args(args)?;

@@ -9,6 +9,7 @@
 pub mod introspect;
 mod mutable;
 pub mod objects;
+mod re;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -208,6 +209,8 @@ pub struct Jinja {
 
 /// Inputs to build the environment.
 pub struct JinjaInputs<'a> {
+    /// dbt's `flags` object (`WHICH`, `FULL_REFRESH`...).
+    pub flags: Json,
     pub project_name: &'a str,
     pub target: Json,
     pub project_vars: serde_json::Map<String, Json>,
@@ -245,6 +248,7 @@ impl Jinja {
             Value::from(inputs.invocation_id.to_string()),
         );
         env.add_global("project_name", Value::from(inputs.project_name.to_string()));
+        env.add_global("flags", Value::from(minijinja::value::Serde(&inputs.flags)));
         env.add_global(
             "run_started_at",
             Value::from_object(objects::DateTime(inputs.run_started_at.naive_utc(), true)),
@@ -820,12 +824,23 @@ fn base_env() -> Environment<'static> {
     env.add_filter("as_native", |v: Value| v);
     env.add_global("exceptions", Value::from_object(objects::Exceptions));
     env.add_global("adapter", Value::from_object(introspect::AdapterObject));
+    env.add_function(
+        "load_relation",
+        |state: &minijinja::State, rel: Value| match rel.downcast_object_ref::<Relation>() {
+            Some(r) => introspect::relation_if_built(
+                state,
+                Relation::new(&r.database, &r.schema, &r.identifier),
+            ),
+            None => Ok(Value::from(())),
+        },
+    );
     env.add_global("api", Value::from_object(introspect::Api));
     env.add_function("run_query", introspect::run_query);
     env.add_global("statement", Value::from_object(introspect::Statement));
     env.add_function("load_result", introspect::load_result);
     let mut modules = BTreeMap::new();
     modules.insert("datetime", Value::from_object(objects::DateTimeModule));
+    modules.insert("re", Value::from_object(re::Module));
     env.add_global("modules", Value::from(modules));
     env
 }
@@ -1100,6 +1115,8 @@ fn print(state: &State, msg: Value) -> String {
     String::new()
 }
 
+/// `return(value)` ends the macro, as in dbt: the value goes into the calling macro's slot and
+/// an error unwinds the rest of its body up to [`objects::MacroProxy`], which returns the value.
 fn return_fn(state: &State, value: Value) -> Result<Value, Error> {
     if let Some(ctx) = RenderCtx::from_state(state) {
         let mut slots = ctx.returns.lock().unwrap();
@@ -1107,7 +1124,10 @@ fn return_fn(state: &State, value: Value) -> Result<Value, Error> {
             if slot.is_none() {
                 *slot = Some(value);
             }
-            return Ok(Value::from(""));
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "return() outside a macro call",
+            ));
         }
     }
     Ok(value)

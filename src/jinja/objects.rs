@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use minijinja::value::{Kwargs, Object, ObjectRepr, Rest, Value};
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Rest, Value};
 use minijinja::{Error, ErrorKind, State};
 
 use crate::config::Config;
@@ -100,12 +100,20 @@ impl fmt::Display for Relation {
     }
 }
 
+/// A Relation's keys as a mapping (dbt's relations are dicts: packages test
+/// `obj is mapping and obj.get('metadata', {}).get('type', '').endswith('Relation')`).
+const RELATION_KEYS: &[&str] = &["database", "schema", "identifier", "type", "metadata"];
+
 impl Object for Relation {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
+        ObjectRepr::Map
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(RELATION_KEYS)
     }
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         Some(match key.as_str()? {
+            "metadata" => Value::from_pairs([("type", Value::from("DataFusionRelation"))]),
             "database" => Value::from(self.database.clone()),
             "schema" => Value::from(self.schema.clone()),
             "identifier" | "name" | "table" => Value::from(self.identifier.clone()),
@@ -128,6 +136,10 @@ impl Object for Relation {
     ) -> Result<Value, Error> {
         match method {
             "render" => Ok(Value::from(Relation::render(self))),
+            "get" => {
+                let (key, default): (Value, Option<Value>) = minijinja::value::from_args(args)?;
+                Ok(self.get_value(&key).or(default).unwrap_or(Value::from(())))
+            }
             "include" => {
                 let (_, kwargs): (&[Value], Kwargs) = minijinja::value::from_args(args)?;
                 let keep = |k: &str| kwargs.get::<Option<bool>>(k).map(|v| v.unwrap_or(true));
@@ -431,11 +443,11 @@ impl Object for MacroProxy {
             })?;
             m.call(st, args)
         });
+        // A `return()` unwinds the body with an error once its value is in the slot.
         let returned = ctx.returns.lock().unwrap().pop().flatten();
-        let out = out?;
-        Ok(match returned {
-            Some(v) => v,
-            None => Value::from_safe_string(out.to_string()),
-        })
+        match returned {
+            Some(v) => Ok(v),
+            None => Ok(Value::from_safe_string(out?.to_string())),
+        }
     }
 }

@@ -247,6 +247,8 @@ impl Manifest {
 pub struct Invocation {
     pub invocation_id: String,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// dbt's `flags` in Jinja (`flags.WHICH`, `flags.FULL_REFRESH`...).
+    pub flags: serde_json::Value,
 }
 
 impl Invocation {
@@ -254,6 +256,7 @@ impl Invocation {
         Self {
             invocation_id: uuid::Uuid::new_v4().to_string(),
             started_at: chrono::Utc::now(),
+            flags: serde_json::json!({}),
         }
     }
 }
@@ -295,6 +298,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         .collect();
     let model_files: Vec<&SourceFile> = project.files_of(FileKind::Model).collect();
     let jinja = match Jinja::new(JinjaInputs {
+        flags: invocation.flags.clone(),
         project_name: &project.name,
         target: target_json,
         project_vars: project.vars.clone(),
@@ -326,7 +330,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     };
 
     crate::cli::printer::timing("jinja env", t);
-    let cache = partial::Cache::open(project);
+    let cache = partial::Cache::open(project, &invocation.flags);
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     let mut disabled = BTreeMap::new();
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();

@@ -40,9 +40,11 @@ pub struct Cache {
 }
 
 impl Cache {
-    pub fn open(project: &Project) -> Self {
+    pub fn open(project: &Project, flags: &serde_json::Value) -> Self {
         let mut h = sha2::Sha256::new();
         h.update(env!("CARGO_PKG_VERSION"));
+        // Renders can read `flags` (the command, --full-refresh...).
+        h.update(flags.to_string());
         for f in project.files.iter().filter(|f| {
             !matches!(
                 f.kind,

@@ -708,3 +708,42 @@ fn dispatch_prefers_postgres_versions_over_default_on_the_embedded_target() {
         vec![serde_json::json!({"w": "datafusion"})]
     );
 }
+
+/// What dbt packages lean on: `return()` ends the macro (`{% if not execute %}{{ return('') }}`
+/// guards the introspection after it), `modules.re`, `flags.WHICH`, relations that are
+/// mappings with `metadata.type` (dbt_utils' `_is_relation`), `load_relation`, `dbt.except()`.
+#[test]
+fn package_idioms() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "macros/idioms.sql",
+        "{% macro guarded(rel) %}\n\
+           {%- if not execute %}{{ return('parsing') }}{% endif -%}\n\
+           {%- if not (rel is mapping and rel.get('metadata', {}).get('type', '').endswith('Relation')) -%}\n\
+             {{ exceptions.raise_compiler_error('not a relation: ' ~ rel) }}\n\
+           {%- endif -%}\n\
+           {%- set cols = adapter.get_columns_in_relation(rel) -%}\n\
+           {%- if cols | length == 0 %}{{ exceptions.raise_compiler_error('no columns') }}{% endif -%}\n\
+           {{ return(cols | length) }}\n\
+           {{ exceptions.raise_compiler_error('after return') }}\n\
+         {% endmacro %}\n",
+    );
+    p.write(
+        "models/idioms.sql",
+        "select {{ guarded(ref('orders')) }} as n_cols,\n\
+         '{{ modules.re.sub('[ -]+', '_', 'a - b  c') }}' as slug,\n\
+         '{{ modules.re.sub('(\\\\w+)@(\\\\w+)', '\\\\2 at \\\\1', 'me@home') }}' as swapped,\n\
+         '{{ flags.WHICH }}' as which,\n\
+         {{ (load_relation(ref('orders')) is not none) | lower }} as exists_,\n\
+         {{ (load_relation(api.Relation.create(schema='main', identifier='nope')) is none) | lower }} as missing\n\
+         from (select 1 as x {{ dbt.except() }} select 2 as x) t\n",
+    );
+    p.rsdbt(&["build", "-s", "+idioms"]).expect(0);
+    assert_eq!(
+        p.query("select * from {{ ref('idioms') }}"),
+        vec![serde_json::json!({
+            "n_cols": 4, "slug": "a_b_c", "swapped": "home at me", "which": "build",
+            "exists_": true, "missing": true
+        })]
+    );
+}
