@@ -36,7 +36,7 @@ split_part({{ string_text }}, {{ delimiter_text }}, {{ part_number }})
 {%- if target.type == 'postgres' -%}
 ({{ from_date_or_timestamp }} + (({{ interval }}) * interval '1 {{ datepart }}'))
 {%- else -%}
-({{ from_date_or_timestamp }} + cast(cast(({{ interval }}) as varchar) || ' {{ datepart }}' as interval))
+(cast({{ from_date_or_timestamp }} as timestamp) + cast(cast(({{ interval }}) as varchar) || ' {{ datepart }}' as interval))
 {%- endif -%}
 {%- endmacro %}
 

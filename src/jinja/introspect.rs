@@ -412,6 +412,14 @@ impl Object for WarehouseColumn {
         let integer = any(&["int", "serial"]);
         let float = any(&["float", "double", "real"]);
         let numeric = any(&["numeric", "decimal"]);
+        if method == "string_size" {
+            // dbt: the declared length of a string column, 256 when it has none.
+            let size = t
+                .split_once('(')
+                .and_then(|(_, rest)| rest.trim_end_matches(')').trim().parse::<u64>().ok())
+                .unwrap_or(256);
+            return Ok(Value::from(size));
+        }
         Ok(Value::from(match method {
             "is_string" => any(&["char", "text", "string"]),
             "is_integer" => integer,

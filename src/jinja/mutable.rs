@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use minijinja::value::{Enumerator, Object, ObjectRepr, Value, ValueKind, from_args};
+use minijinja::value::{Enumerator, Object, ObjectRepr, Value, from_args};
 use minijinja::{Error, ErrorKind, State};
 
 /// The function the rewritten templates call for a list literal.
@@ -27,16 +27,19 @@ fn poisoned() -> Error {
     Error::new(ErrorKind::InvalidOperation, "a list or dict was poisoned")
 }
 
-/// `v` as something a mutable container holds: a plain list or dict becomes a mutable copy
-/// (one level), anything else (mutable ones included) stays itself.
+/// `v` as something a mutable container holds: a list or dict literal's value becomes a
+/// mutable copy (one level); anything else — mutable containers, and objects that are
+/// sequences or mappings (relations, columns, tables) — stays itself.
 fn mutable(v: Value) -> Value {
-    if v.downcast_object_ref::<List>().is_some() || v.downcast_object_ref::<Dict>().is_some() {
-        return v;
-    }
-    match v.kind() {
-        ValueKind::Seq => list(&v).unwrap_or(v),
-        ValueKind::Map if !v.is_kwargs() => dict(&v).unwrap_or(v),
-        _ => v,
+    if v.downcast_object_ref::<Vec<Value>>().is_some() {
+        list(&v).unwrap_or(v)
+    } else if v
+        .downcast_object_ref::<std::collections::BTreeMap<Value, Value>>()
+        .is_some()
+    {
+        dict(&v).unwrap_or(v)
+    } else {
+        v
     }
 }
 

@@ -747,3 +747,31 @@ fn package_idioms() {
         })]
     );
 }
+
+/// Macros that hold a relation or a column in a dict keep the object (dbt_utils'
+/// `union_relations` stores columns in `column_superset`), and `dbt.dateadd` takes a date
+/// written as a string.
+#[test]
+fn containers_keep_objects_and_dateadd_takes_string_dates() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "macros/cols.sql",
+        "{% macro typed_cols(rel) %}\n\
+           {%- set by_name = {} -%}\n\
+           {%- for col in adapter.get_columns_in_relation(rel) %}{% do by_name.update({col.column: col}) %}{% endfor -%}\n\
+           {%- for name in by_name.keys() %}{{ by_name[name].quoted }} {{ by_name[name].data_type }} {{ by_name[name].string_size() if by_name[name].is_string() else '' }};{% endfor -%}\n\
+         {% endmacro %}\n",
+    );
+    p.write(
+        "models/cols.sql",
+        "select '{{ typed_cols(ref('customers')) }}' as cols, {{ dbt.dateadd('day', 2, \"'2024-01-30'\") }} as later\n",
+    );
+    p.rsdbt(&["build", "-s", "+cols"]).expect(0);
+    let row = &p.query("select cols, cast(later as varchar) as later from {{ ref('cols') }}")[0];
+    assert_eq!(row["later"], "2024-02-01T00:00:00");
+    let cols = row["cols"].as_str().unwrap();
+    assert!(
+        cols.contains("\"customer_id\" bigint ;") && cols.contains("\"name\" varchar 256;"),
+        "{cols}"
+    );
+}
