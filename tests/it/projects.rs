@@ -733,7 +733,7 @@ fn package_idioms() {
         "select {{ guarded(ref('orders')) }} as n_cols,\n\
          '{{ modules.re.sub('[ -]+', '_', 'a - b  c') }}' as slug,\n\
          '{{ modules.re.sub('(\\\\w+)@(\\\\w+)', '\\\\2 at \\\\1', 'me@home') }}' as swapped,\n\
-         '{{ flags.WHICH }}' as which,\n\
+         '{{ flags.WHICH }}' as which, mod(-7, 3) as m, mod(7.5, 2) as mf,\n\
          {{ (load_relation(ref('orders')) is not none) | lower }} as exists_,\n\
          {{ (load_relation(api.Relation.create(schema='main', identifier='nope')) is none) | lower }} as missing\n\
          from (select 1 as x {{ dbt.except() }} select 2 as x) t\n",
@@ -742,7 +742,7 @@ fn package_idioms() {
     assert_eq!(
         p.query("select * from {{ ref('idioms') }}"),
         vec![serde_json::json!({
-            "n_cols": 4, "slug": "a_b_c", "swapped": "home at me", "which": "build",
+            "n_cols": 4, "slug": "a_b_c", "swapped": "home at me", "which": "build", "m": -1, "mf": 1.5,
             "exists_": true, "missing": true
         })]
     );

@@ -2,6 +2,7 @@
 //! persisted views.
 
 mod external;
+mod functions;
 mod iceberg;
 mod incremental;
 mod parquet;
@@ -212,6 +213,9 @@ fn session(
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .build();
     let ctx = SessionContext::new_with_state(state);
+    for f in functions::all() {
+        ctx.register_udf(f);
+    }
     let cell = Arc::new(OnceLock::new());
     ctx.register_catalog(
         database,
