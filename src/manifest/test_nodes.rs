@@ -280,6 +280,14 @@ fn one_generic(
         node.refs = capture.refs;
         node.sources = capture.sources;
         node.depends_on_macros = capture.macros.into_iter().collect();
+        // `config()` in the test's definition (dbt_utils' `equal_rowcount` sets `fail_calc`):
+        // defaults that the project and the yml entry override, as in dbt.
+        if !capture.config.is_empty() {
+            let mut cfg = capture.config.clone();
+            config::merge(&mut cfg, &node.config);
+            node.config = cfg;
+            config::merge(&mut node.config_call, &capture.config);
+        }
     } else {
         let Some(macro_id) = jinja.macro_id(&format!("test_{}", generic.name)) else {
             return Err(Diagnostic::error("unknown-test", format!("generic test '{}' is not defined", generic.name))

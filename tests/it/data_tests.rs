@@ -265,3 +265,26 @@ fn project_configs_overrides_views_and_sql_fixtures() {
         vec![json!({"order_id": 10})]
     );
 }
+
+/// `config()` inside a generic test's definition sets defaults (dbt_utils' `equal_rowcount`
+/// sets `fail_calc`), which the yml entry overrides.
+#[test]
+fn config_in_a_generic_test_definition() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "macros/same_count.sql",
+        "{% test same_count(model, other) %}\n{{ config(fail_calc = 'sum(diff)') }}\nselect abs((select count(*) from {{ model }}) - (select count(*) from {{ other }})) as diff\n{% endtest %}\n",
+    );
+    p.write(
+        "models/counts.yml",
+        "models:\n  - name: customer_totals\n    data_tests:\n      - same_count:\n          other: ref('customers')\n      - same_count:\n          name: strict_count\n          other: ref('customers')\n          config: {fail_calc: 'count(*)'}\n",
+    );
+    let out = p.rsdbt(&["build"]).expect(1);
+    assert!(
+        out.stdout
+            .contains("PASS same_count_customer_totals_ref_customers_"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("FAIL 1 strict_count"), "{}", out.stdout);
+}
