@@ -78,11 +78,13 @@ impl<'m> Compiler<'m> {
         };
         let generic = node.test.as_ref().and_then(|t| t.generic.as_ref());
         let (body, capture) = match generic {
-            Some(g) => {
-                self.manifest
-                    .jinja
-                    .render_test_call(node.info(), &g.name, &g.kwargs, phase)?
-            }
+            Some(g) => self.manifest.jinja.render_test_call(
+                node.info(),
+                &g.name,
+                g.namespace.as_deref(),
+                &g.kwargs,
+                phase,
+            )?,
             None => self.manifest.jinja.render_node(node.info(), phase)?,
         };
         let mut ctes: Vec<(String, String)> = Vec::new();

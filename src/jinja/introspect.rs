@@ -276,9 +276,12 @@ impl Object for AdapterObject {
                         .unwrap_or_else(|| vec![ns]),
                     None => vec![],
                 };
+                // In the search order only prefixed names count, as in dbt: a package's macro
+                // named like the dispatched one is usually the dispatching macro itself.
+                let prefixed = &candidates[..candidates.len() - 1];
                 let in_order = order.iter().find_map(|package| {
                     let ns = state.lookup(package).filter(|v| !v.is_undefined())?;
-                    candidates
+                    prefixed
                         .iter()
                         .find_map(|c| ns.get_attr(c).ok().filter(|v| !v.is_undefined()))
                 });

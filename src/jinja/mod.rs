@@ -509,10 +509,17 @@ impl Jinja {
         &self,
         node: NodeInfo,
         test_name: &str,
+        namespace: Option<&str>,
         kwargs: &serde_json::Map<String, Json>,
         phase: Phase,
     ) -> Result<(String, Capture), Diagnostic> {
         let macro_name = format!("test_{test_name}");
+        // `dbt_utils.not_empty_string` is the package's test, even when the project defines
+        // one of the same name.
+        let callee = match namespace {
+            Some(ns) if ns != self.shared.project_name => format!("{ns}.{macro_name}"),
+            _ => macro_name.clone(),
+        };
         if !self.macros.contains_key(&macro_name) {
             return Err(Diagnostic::error("unknown-test", format!("generic test '{test_name}' is not defined"))
                 .hint(format!("use a built-in test (unique, not_null, accepted_values, relationships), or define it with {{% test {test_name}(model, column_name) %}} in the macro paths or tests/generic/")));
@@ -563,7 +570,7 @@ impl Jinja {
                 expr.unwrap_or_else(|| format!("__k{i}"))
             ));
         }
-        let text = format!("{{{{ {macro_name}({}) }}}}", call_args.join(", "));
+        let text = format!("{{{{ {callee}({}) }}}}", call_args.join(", "));
         let out = self.env.render_str(&text, Value::from(vars));
         let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
         match out {

@@ -269,7 +269,13 @@ fn one_generic(
     });
     if needs_render {
         let (_, capture) = jinja
-            .render_test_call(node.info(), &generic.name, &generic.kwargs, Phase::Parse)
+            .render_test_call(
+                node.info(),
+                &generic.name,
+                generic.namespace.as_deref(),
+                &generic.kwargs,
+                Phase::Parse,
+            )
             .map_err(|d| {
                 if d.location.is_none() {
                     d.at(here())

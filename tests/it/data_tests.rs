@@ -288,3 +288,46 @@ fn config_in_a_generic_test_definition() {
     );
     assert!(out.stdout.contains("FAIL 1 strict_count"), "{}", out.stdout);
 }
+
+/// `helpers.nonneg` in yml is the package's test even when the project defines a `nonneg` of
+/// its own, and dispatching through the project's search order does not land on that one (only
+/// `<adapter>__` / `default__` names count there, as in dbt).
+#[test]
+fn package_qualified_generic_tests_and_dispatch_search_order() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "dbt_packages/helpers/dbt_project.yml",
+        "name: helpers\nversion: '1.0'\nconfig-version: 2\n",
+    );
+    p.write(
+        "dbt_packages/helpers/macros/nonneg.sql",
+        "{% test nonneg(model, column_name, strict=true) %}{{ return(adapter.dispatch('test_nonneg', 'helpers')(model, column_name, strict)) }}{% endtest %}\n\
+         {% macro default__test_nonneg(model, column_name, strict) %}select * from {{ model }} where {{ column_name }} < {{ 0 if strict else -100 }}{% endmacro %}\n",
+    );
+    p.write(
+        "packages.yml",
+        "packages:\n  - local: dbt_packages/helpers\n",
+    );
+    p.write(
+        "macros/own_tests.sql",
+        "{% test nonneg(model, column_name) %}select 1 as always_fails{% endtest %}\n",
+    );
+    p.write(
+        "project.yml",
+        &format!(
+            "{}dispatch:\n  - macro_namespace: helpers\n    search_order: [check_shop, helpers]\n",
+            p.read("project.yml")
+        ),
+    );
+    p.write(
+        "models/nonneg.yml",
+        "seeds:\n  - name: orders\n    columns:\n      - name: amount\n        data_tests:\n          - helpers.nonneg:\n              strict: false\n",
+    );
+    let out = p.rsdbt(&["build", "-s", "orders"]).expect(0);
+    assert!(
+        out.stdout
+            .contains("PASS helpers_nonneg_orders_amount__False"),
+        "{}",
+        out.stdout
+    );
+}
