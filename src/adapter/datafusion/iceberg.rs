@@ -337,16 +337,11 @@ fn storable_type(t: &DataType) -> DataType {
 /// (`iceberg_catalogs: {lakehouse: {uri: "sqlite:///path/catalog.db", warehouse: ...}}`): SQL
 /// catalogs on SQLite, the kind pyiceberg's `SqlCatalog` writes. Each is opened on first use.
 #[derive(Debug, Default)]
-pub struct Catalogs {
-    settings: std::sync::RwLock<serde_json::Map<String, serde_json::Value>>,
-    open: tokio::sync::Mutex<HashMap<String, Arc<SqlCatalog>>>,
-}
+pub struct Catalogs(super::warehouse::Named<SqlCatalog>);
 
 impl Catalogs {
     pub fn set(&self, settings: serde_json::Map<String, serde_json::Value>) {
-        if let Ok(mut s) = self.settings.write() {
-            *s = settings;
-        }
+        self.0.set(settings)
     }
 
     /// Table `namespace.table` of catalog `name`, as the catalog has it now.
@@ -363,51 +358,37 @@ impl Catalogs {
     }
 
     async fn get(&self, name: &str) -> Result<Arc<SqlCatalog>, String> {
-        let mut open = self.open.lock().await;
-        if let Some(c) = open.get(name) {
-            return Ok(c.clone());
-        }
-        let fields = self
-            .settings
-            .read()
-            .map_err(|_| "internal error: catalogs poisoned".to_string())?
-            .get(name)
-            .and_then(|v| v.as_object())
-            .cloned()
-            .ok_or_else(|| {
-                format!(
-                    "the profile's target has no Iceberg catalog '{name}' under `iceberg_catalogs:`"
-                )
-            })?;
-        let field = |k: &str| fields.get(k).and_then(|v| v.as_str());
-        let uri = field("uri").ok_or_else(|| {
-            format!("Iceberg catalog '{name}' needs a `uri` (sqlite:///path/to/catalog.db)")
-        })?;
-        if !uri.starts_with("sqlite:") {
-            return Err(format!(
-                "Iceberg catalog '{name}': only SQL catalogs on SQLite (uri: sqlite:///path.db) can be read, not {uri}"
-            ));
-        }
-        let warehouse = field("warehouse").ok_or_else(|| {
-            format!("Iceberg catalog '{name}' needs its `warehouse` (the location its tables are under: a folder, file:// or s3://)")
-        })?;
-        let builder = SqlCatalogBuilder::default();
-        let builder = if warehouse.starts_with("s3://") {
-            builder.with_storage_factory(Arc::new(super::s3::IcebergS3Factory))
-        } else {
-            builder.with_storage_factory(Arc::new(iceberg::io::LocalFsStorageFactory))
-        };
-        // `mode=rw`: a wrong path is an error, not a new empty catalog.
-        let sep = if uri.contains('?') { '&' } else { '?' };
-        let catalog = builder
-            .uri(format!("{uri}{sep}mode=rw"))
-            .warehouse_location(warehouse.to_string())
-            .sql_bind_style(SqlBindStyle::QMark)
-            .load(field("catalog_name").unwrap_or(name), HashMap::new())
+        self.0
+            .get(name, ("Iceberg catalog", "iceberg_catalogs"), |fields| async move {
+                let field = |k: &str| fields.get(k).and_then(|v| v.as_str());
+                let uri = field("uri").ok_or_else(|| {
+                    format!("Iceberg catalog '{name}' needs a `uri` (sqlite:///path/to/catalog.db)")
+                })?;
+                if !uri.starts_with("sqlite:") {
+                    return Err(format!(
+                        "Iceberg catalog '{name}': only SQL catalogs on SQLite (uri: sqlite:///path.db) can be read, not {uri}"
+                    ));
+                }
+                let warehouse = field("warehouse").ok_or_else(|| {
+                    format!("Iceberg catalog '{name}' needs its `warehouse` (the location its tables are under: a folder, file:// or s3://)")
+                })?;
+                let builder = SqlCatalogBuilder::default();
+                let builder = if warehouse.starts_with("s3://") {
+                    builder.with_storage_factory(Arc::new(super::s3::IcebergS3Factory))
+                } else {
+                    builder.with_storage_factory(Arc::new(iceberg::io::LocalFsStorageFactory))
+                };
+                // `mode=rw`: a wrong path is an error, not a new empty catalog.
+                let sep = if uri.contains('?') { '&' } else { '?' };
+                let catalog = builder
+                    .uri(format!("{uri}{sep}mode=rw"))
+                    .warehouse_location(warehouse.to_string())
+                    .sql_bind_style(SqlBindStyle::QMark)
+                    .load(field("catalog_name").unwrap_or(name), HashMap::new())
+                    .await
+                    .map_err(|e| format!("cannot open Iceberg catalog '{name}' ({uri}): {e}"))?;
+                Ok(catalog)
+            })
             .await
-            .map_err(|e| format!("cannot open Iceberg catalog '{name}' ({uri}): {e}"))?;
-        let catalog = Arc::new(catalog);
-        open.insert(name.to_string(), catalog.clone());
-        Ok(catalog)
     }
 }

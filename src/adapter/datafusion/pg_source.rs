@@ -33,54 +33,35 @@ use datafusion::sql::unparser::dialect::PostgreSqlDialect;
 use crate::adapter::postgres::PostgresAdapter;
 use crate::jinja::quote;
 
-/// The profile's named PostgreSQL connections, each connected on first use.
+/// The profile's named PostgreSQL connections (`connections:`), each connected on first use.
 #[derive(Debug, Default)]
-pub struct Connections {
-    settings: std::sync::RwLock<serde_json::Map<String, serde_json::Value>>,
-    open: tokio::sync::Mutex<std::collections::HashMap<String, Arc<PostgresAdapter>>>,
-}
+pub struct Connections(super::warehouse::Named<PostgresAdapter>);
 
 impl Connections {
     pub fn set(&self, settings: serde_json::Map<String, serde_json::Value>) {
-        if let Ok(mut s) = self.settings.write() {
-            *s = settings;
-        }
+        self.0.set(settings)
     }
 
     pub async fn get(&self, name: &str) -> std::result::Result<Arc<PostgresAdapter>, String> {
-        let mut open = self.open.lock().await;
-        if let Some(pg) = open.get(name) {
-            return Ok(pg.clone());
-        }
-        let fields = self
-            .settings
-            .read()
-            .map_err(|_| "internal error: connections poisoned".to_string())?
-            .get(name)
-            .and_then(|v| v.as_object())
-            .cloned()
-            .ok_or_else(|| {
-                format!("the profile's target has no connection '{name}' under `connections:`")
-            })?;
-        // Scans of one query may stream at the same time: a few connections each.
-        let threads = fields.get("threads").and_then(|t| t.as_u64()).unwrap_or(4) as usize;
-        let target = crate::project::Target {
-            name: name.to_string(),
-            profile_name: String::new(),
-            adapter_type: "postgres".into(),
-            schema: "public".into(),
-            database: String::new(),
-            threads,
-            fields,
-            profiles_path: Default::default(),
-        };
-        let pg = Arc::new(
-            PostgresAdapter::connect(&target)
-                .await
-                .map_err(|e| format!("connection '{name}': {}", e.0))?,
-        );
-        open.insert(name.to_string(), pg.clone());
-        Ok(pg)
+        self.0
+            .get(name, ("connection", "connections"), |fields| async move {
+                // Scans of one query may stream at the same time: a few connections each.
+                let threads = fields.get("threads").and_then(|t| t.as_u64()).unwrap_or(4) as usize;
+                let target = crate::project::Target {
+                    name: name.to_string(),
+                    profile_name: String::new(),
+                    adapter_type: "postgres".into(),
+                    schema: "public".into(),
+                    database: String::new(),
+                    threads,
+                    fields,
+                    profiles_path: Default::default(),
+                };
+                PostgresAdapter::connect(&target)
+                    .await
+                    .map_err(|e| format!("connection '{name}': {}", e.0))
+            })
+            .await
     }
 }
 

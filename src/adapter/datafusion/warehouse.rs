@@ -31,6 +31,70 @@ pub struct ExternalRegistry {
 
 pub type Externals = Arc<ExternalRegistry>;
 
+/// What the target names in profiles.yml (`connections:`, `iceberg_catalogs:`): each entry's
+/// settings, and what was opened from them — opened on first use, kept for the command.
+pub struct Named<T> {
+    settings: std::sync::RwLock<serde_json::Map<String, serde_json::Value>>,
+    open: tokio::sync::Mutex<std::collections::HashMap<String, Arc<T>>>,
+}
+
+impl<T> Default for Named<T> {
+    fn default() -> Self {
+        Self {
+            settings: Default::default(),
+            open: Default::default(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Named<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self
+            .settings
+            .read()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default();
+        f.debug_struct("Named").field("names", &names).finish()
+    }
+}
+
+impl<T> Named<T> {
+    pub fn set(&self, settings: serde_json::Map<String, serde_json::Value>) {
+        if let Ok(mut s) = self.settings.write() {
+            *s = settings;
+        }
+    }
+
+    /// Entry `name`, opened with `open` from its settings the first time. `what` and `key`
+    /// (what an entry is, the profile key they are under) word the error when there is none.
+    pub async fn get<F, Fut>(
+        &self,
+        name: &str,
+        (what, key): (&str, &str),
+        open: F,
+    ) -> Result<Arc<T>, String>
+    where
+        F: FnOnce(serde_json::Map<String, serde_json::Value>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let mut opened = self.open.lock().await;
+        if let Some(t) = opened.get(name) {
+            return Ok(t.clone());
+        }
+        let fields = self
+            .settings
+            .read()
+            .map_err(|_| format!("internal error: {key} poisoned"))?
+            .get(name)
+            .and_then(|v| v.as_object())
+            .cloned()
+            .ok_or_else(|| format!("the profile's target has no {what} '{name}' under `{key}:`"))?;
+        let t = Arc::new(open(fields).await?);
+        opened.insert(name.to_string(), t.clone());
+        Ok(t)
+    }
+}
+
 /// Static analysis: (schema, name) → the columns a relation will have once this run builds it.
 pub type Planned = Arc<
     std::sync::RwLock<
