@@ -239,8 +239,8 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
         contract: get("contract"),
         access: get("access"),
         constraints: [],
-        version: None,
-        latest_version: None,
+        version: n.version.as_ref().map(|v| v.v.as_str()),
+        latest_version: n.version.as_ref().map(|v| v.latest_version.as_str()),
         deprecation_date: None,
         test_metadata: test.and_then(|t| t.generic.as_ref()).map(|g| g.metadata()),
         column_name: test.and_then(|t| t.column_name.as_deref()),
@@ -288,29 +288,7 @@ pub fn write_manifest(
         .values()
         .map(|n| (n.unique_id.as_str(), [node_out(m, n, None)]))
         .collect();
-    let sources: BTreeMap<&str, Json> = m
-        .sources
-        .values()
-        .map(|s| {
-            let d = &s.def;
-            (
-                s.unique_id.as_str(),
-                json!({
-                    "database": s.relation.database, "schema": s.relation.schema, "name": d.name,
-                    "resource_type": "source", "package_name": s.package, "path": d.file,
-                    "original_file_path": d.file, "unique_id": s.unique_id, "fqn": s.fqn,
-                    "source_name": d.source_name, "source_description": d.source_description,
-                    "loader": d.loader, "identifier": d.identifier, "quoting": {},
-                    "loaded_at_field": d.loaded_at_field, "freshness": d.freshness,
-                    "external": d.external, "description": d.description, "columns": columns(&d.columns),
-                    "meta": d.meta, "source_meta": d.source_meta, "tags": d.tags,
-                    "config": {"enabled": d.config.bool_or("enabled", true), "event_time": null},
-                    "patch_path": null, "unrendered_config": {},
-                    "relation_name": s.relation.render(), "created_at": created_at,
-                }),
-            )
-        })
-        .collect();
+    let sources = sources_out(m);
     let macros: BTreeMap<&str, Json> = m
         .macros
         .values()
@@ -386,6 +364,52 @@ pub fn write_manifest(
     };
     write_with(&target_dir.join("manifest.json"), |w| {
         serde_json::to_writer(w, &out).map_err(std::io::Error::other)
+    })
+}
+
+/// The `sources` map of `manifest.json` (and of Jinja's `graph`).
+fn sources_out(m: &Manifest) -> BTreeMap<&str, Json> {
+    let created_at = m.generated_at.timestamp_micros() as f64 / 1e6;
+    m
+        .sources
+        .values()
+        .map(|s| {
+            let d = &s.def;
+            (
+                s.unique_id.as_str(),
+                json!({
+                    "database": s.relation.database, "schema": s.relation.schema, "name": d.name,
+                    "resource_type": "source", "package_name": s.package, "path": d.file,
+                    "original_file_path": d.file, "unique_id": s.unique_id, "fqn": s.fqn,
+                    "source_name": d.source_name, "source_description": d.source_description,
+                    "loader": d.loader, "identifier": d.identifier, "quoting": {},
+                    "loaded_at_field": d.loaded_at_field, "freshness": d.freshness,
+                    "external": d.external, "description": d.description, "columns": columns(&d.columns),
+                    "meta": d.meta, "source_meta": d.source_meta, "tags": d.tags,
+                    "config": {"enabled": d.config.bool_or("enabled", true), "event_time": null, "freshness": d.config.get("freshness").cloned().unwrap_or_else(|| d.freshness.clone())},
+                    "patch_path": null, "unrendered_config": {},
+                    "relation_name": s.relation.render(), "created_at": created_at,
+                }),
+            )
+        })
+        .collect()
+}
+
+/// dbt's `graph` context variable: the manifest's nodes, sources and exposures as
+/// dictionaries (what packages such as dbt-project-evaluator read).
+pub fn graph_json(m: &Manifest) -> Json {
+    let none = BTreeMap::new();
+    let empty = json!({});
+    json!({
+        "nodes": serde_json::to_value(NodesOut { m, compiled: &none }).unwrap_or_default(),
+        "sources": sources_out(m),
+        "exposures": m
+            .exposures
+            .values()
+            .map(|e| (e.unique_id.as_str(), exposure_json(m, e)))
+            .collect::<BTreeMap<_, _>>(),
+        "metrics": empty, "groups": empty, "semantic_models": empty,
+        "saved_queries": empty, "unit_tests": unit_tests(m),
     })
 }
 

@@ -201,6 +201,11 @@ fn classify(msg: &str) -> Kind {
         "Cannot infer common",
         "does not exist",
     ];
+    // A feature the planner lacks ("Tuple expressions are not supported for Rollup
+    // expressions", "This feature is not implemented: ...") says nothing about the model.
+    if msg.contains("not implemented") || msg.contains("expressions are not supported") {
+        return Kind::Unjudged;
+    }
     if MISTAKES.iter().any(|m| msg.contains(m)) && !msg.contains("Invalid function") {
         Kind::Mistake
     } else {
@@ -306,6 +311,12 @@ mod tests {
         );
         assert!(matches!(
             classify("SQL error: ParserError(\"Expected ...\")"),
+            Kind::Unjudged
+        ));
+        assert!(matches!(
+            classify(
+                "Error during planning: Tuple expressions are not supported for Rollup expressions"
+            ),
             Kind::Unjudged
         ));
         assert!(matches!(

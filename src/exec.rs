@@ -474,7 +474,7 @@ pub fn run_end_context(
             })
         })
         .collect();
-    let v = |x: Json| minijinja::Value::from(minijinja::value::Serde(x));
+    let v = |x: Json| crate::jinja::value_of(&x);
     vec![
         ("results".into(), v(Json::from(list))),
         ("schemas".into(), v(json!(schemas))),
@@ -548,6 +548,9 @@ async fn run_node<A: Adapter>(
         compiled_rel_path(node)
     );
     let mut fingerprint: Option<String> = None;
+    // Post-hooks render after the build, as in dbt: they may query (or insert into) the
+    // relation just built, e.g. dbt-project-evaluator's `{% call statement() %}` inserts.
+    let mut post_hooks: Vec<String> = Vec::new();
     let ops = match node.resource_type {
         ResourceType::UnitTest => {
             let inputs =
@@ -716,29 +719,27 @@ async fn run_node<A: Adapter>(
                 // Until it builds again, nothing is known to be current.
                 env.fingerprints.lock().unwrap().remove(&node.unique_id);
             }
-            let mut hooks = [Vec::new(), Vec::new()];
-            for (i, key) in ["pre-hook", "post-hook"].iter().enumerate() {
-                for h in node.config.strings(key) {
-                    match compiler.render_hook(&node.unique_id, &h) {
-                        Ok(sql) if !sql.trim().is_empty() => hooks[i].push(sql),
-                        Ok(_) => {}
-                        Err(d) => {
-                            let msg = format!(
-                                "Compilation Error in {key} of {where_}\n{}",
-                                d.render(false)
-                            );
-                            return finish(res, t0, compile_start, Err(msg));
-                        }
+            let mut pre_hooks = Vec::new();
+            for h in node.config.strings("pre-hook") {
+                match compiler.render_hook(&node.unique_id, &h) {
+                    Ok(sql) if !sql.trim().is_empty() => pre_hooks.push(sql),
+                    Ok(_) => {}
+                    Err(d) => {
+                        let msg = format!(
+                            "Compilation Error in pre-hook of {where_}\n{}",
+                            d.render(false)
+                        );
+                        return finish(res, t0, compile_start, Err(msg));
                     }
                 }
             }
-            let [pre_hooks, post_hooks] = hooks;
+            post_hooks = node.config.strings("post-hook");
             match materialize::plan(materialize::Request {
                 materialized: node.materialized(),
                 relation: node.relation.clone(),
                 sql: compiled.sql.clone(),
                 pre_hooks,
-                post_hooks,
+                post_hooks: vec![],
                 incremental,
                 config: &node.config,
                 grants_and_docs: grants_and_docs(node),
@@ -779,6 +780,25 @@ async fn run_node<A: Adapter>(
                 }
                 return finish(res, t0, compile_end, Err(msg));
             }
+        }
+    }
+    for h in &post_hooks {
+        let sql = match compiler.render_hook(&node.unique_id, h) {
+            Ok(sql) => sql,
+            Err(d) => {
+                let msg = format!(
+                    "Compilation Error in post-hook of {where_}\n{}",
+                    d.render(false)
+                );
+                return finish(res, t0, compile_end, Err(msg));
+            }
+        };
+        if sql.trim().is_empty() {
+            continue;
+        }
+        if let Err(e) = adapter.apply(&Operation::RunSql { sql }).await {
+            let msg = format!("Database Error in {where_}\n  {}", e.0.trim());
+            return finish(res, t0, compile_end, Err(msg));
         }
     }
     if let Some(a) = &last {

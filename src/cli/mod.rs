@@ -111,6 +111,14 @@ fn load(cli: &Global, invocation: &Invocation) -> Result<Loaded, Diagnostics> {
     let project = project::load(&settings(cli, true)?)?;
     printer::timing("load project", t);
     let manifest = manifest::build(&project, invocation)?;
+    if manifest
+        .jinja
+        .reads_graph(manifest.nodes.values().map(|n| &*n.raw_code))
+    {
+        manifest
+            .jinja
+            .set_graph(&crate::artifacts::graph_json(&manifest));
+    }
     printer::timing("manifest", t);
     let dag = Dag::build(&manifest)?;
     printer::timing("dag", t);
@@ -1652,7 +1660,7 @@ fn run_operation(
         let call = format!("{{{{ {name}({}) }}}}", call_args.join(", "));
         let extra = vec![(
             "__rsdbt_args__".to_string(),
-            minijinja::Value::from(minijinja::value::Serde(serde_json::Value::Object(args))),
+            crate::jinja::value_of(&serde_json::Value::Object(args)),
         )];
         crate::compile::Compiler::new(&l.manifest)
             .render_operation(name, "run-operation", &call, extra)

@@ -10,8 +10,8 @@ use minijinja::value::{Enumerator, Kwargs, Object, Value};
 use minijinja::{Error, ErrorKind, State};
 use serde_json::Value as Json;
 
-use crate::jinja::RenderCtx;
 use crate::jinja::objects::{Relation, no_method, quote};
+use crate::jinja::{RenderCtx, python};
 
 /// What a render may ask of the warehouse; blocking calls.
 pub trait Warehouse: Send + Sync {
@@ -34,7 +34,7 @@ fn invalid(msg: impl Into<String>) -> Error {
 }
 
 fn cell(v: &Json) -> Value {
-    Value::from(minijinja::value::Serde(v.clone()))
+    super::python::from_json(v)
 }
 
 /// An agate-like table: `.rows`, `.columns` (by index or name, each with `.name` and
@@ -57,19 +57,105 @@ impl Object for Table {
             return self.row(i);
         }
         match key.as_str()? {
-            "rows" => Some(Value::from(
-                (0..self.0.rows.len())
-                    .filter_map(|i| self.row(i))
-                    .collect::<Vec<_>>(),
+            "rows" => Some(python::list(
+                (0..self.0.rows.len()).filter_map(|i| self.row(i)).collect(),
             )),
             "columns" => Some(Value::from_object(Columns(self.0.clone()))),
-            "column_names" => Some(Value::from(self.0.columns.clone())),
+            "column_names" => Some(strings(&self.0.columns)),
+            "column_types" => Some(strings(&self.0.types)),
             _ => None,
         }
     }
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         Enumerator::Seq(self.0.rows.len())
     }
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "print_table" => {
+                let (max_rows, kwargs): (Option<usize>, Kwargs) =
+                    minijinja::value::from_args(args)?;
+                let max_rows = match max_rows {
+                    Some(n) => n,
+                    None => kwargs.get::<Option<usize>>("max_rows")?.unwrap_or(20),
+                };
+                let max_columns = kwargs.get::<Option<usize>>("max_columns")?.unwrap_or(6);
+                let _: Option<usize> = kwargs.get("max_column_width")?;
+                let _: Option<Value> = kwargs.get("output")?;
+                let _: Option<usize> = kwargs.get("max_precision")?;
+                kwargs.assert_all_used()?;
+                crate::jinja::emit(state, print_table(&self.0, max_rows, max_columns));
+                Ok(Value::from(()))
+            }
+            "__len__" => Ok(Value::from(self.0.rows.len())),
+            _ => Err(no_method("table", method)),
+        }
+    }
+}
+
+fn strings(items: &[String]) -> Value {
+    python::list(items.iter().map(|s| Value::from(s.as_str())).collect())
+}
+
+/// The table as agate's `print_table` draws it: a Markdown-like grid, numbers right-aligned,
+/// at most `max_rows` rows and `max_columns` columns (`...` where it cut).
+fn print_table(data: &TableData, max_rows: usize, max_columns: usize) -> String {
+    let shown = data.columns.len().min(max_columns);
+    let more_columns = data.columns.len() > shown;
+    let text = |v: &Json| match v {
+        Json::Null => String::new(),
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut grid: Vec<Vec<String>> = vec![data.columns[..shown].to_vec()];
+    for row in data.rows.iter().take(max_rows) {
+        grid.push(row[..shown].iter().map(text).collect());
+    }
+    if data.rows.len() > max_rows {
+        grid.push(vec!["...".to_string(); shown]);
+    }
+    let widths: Vec<usize> = (0..shown)
+        .map(|c| {
+            grid.iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(3)
+        })
+        .collect();
+    let numeric: Vec<bool> = (0..shown)
+        .map(|c| data.rows.iter().all(|r| r[c].is_number() || r[c].is_null()))
+        .collect();
+    let line = |cells: Vec<String>| {
+        let mut l = cells.join(" | ");
+        if more_columns {
+            l.push_str(" | ...");
+        }
+        format!("| {l} |")
+    };
+    let mut out = Vec::new();
+    for (i, row) in grid.iter().enumerate() {
+        out.push(line(
+            row.iter()
+                .enumerate()
+                .map(|(c, v)| {
+                    if i > 0 && numeric[c] {
+                        format!("{v:>w$}", w = widths[c])
+                    } else {
+                        format!("{v:<w$}", w = widths[c])
+                    }
+                })
+                .collect(),
+        ));
+        if i == 0 {
+            out.push(line(widths.iter().map(|w| "-".repeat(*w)).collect()));
+        }
+    }
+    out.join("\n")
 }
 
 #[derive(Debug)]
@@ -90,6 +176,40 @@ impl Object for Row {
     }
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         Enumerator::Seq(self.0.columns.len())
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let row = &self.0.rows[self.1];
+        match method {
+            "keys" => Ok(strings(&self.0.columns)),
+            "values" => Ok(python::list(row.iter().map(cell).collect())),
+            "items" => Ok(python::list(
+                self.0
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| python::list(vec![Value::from(c.as_str()), cell(v)]))
+                    .collect(),
+            )),
+            "dict" => Ok(python::dict(
+                self.0
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| (Value::from(c.as_str()), cell(v))),
+            )),
+            "get" => {
+                let (key, default): (Value, Option<Value>) = minijinja::value::from_args(args)?;
+                Ok(self
+                    .get_value(&key)
+                    .unwrap_or_else(|| default.unwrap_or(Value::from(()))))
+            }
+            _ => Err(no_method("row", method)),
+        }
     }
 }
 
@@ -119,7 +239,11 @@ struct Column(Arc<TableData>, usize);
 
 impl Object for Column {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        (key.as_str()? == "name").then(|| Value::from(self.0.columns[self.1].clone()))
+        match key.as_str()? {
+            "name" => Some(Value::from(self.0.columns[self.1].clone())),
+            "data_type" => Some(Value::from(self.0.types[self.1].clone())),
+            _ => None,
+        }
     }
     fn call_method(
         self: &Arc<Self>,
@@ -128,12 +252,8 @@ impl Object for Column {
         _args: &[Value],
     ) -> Result<Value, Error> {
         match method {
-            "values" => Ok(Value::from(
-                self.0
-                    .rows
-                    .iter()
-                    .map(|r| cell(&r[self.1]))
-                    .collect::<Vec<_>>(),
+            "values" => Ok(python::list(
+                self.0.rows.iter().map(|r| cell(&r[self.1])).collect(),
             )),
             _ => Err(no_method("column", method)),
         }
@@ -177,15 +297,21 @@ fn statement(state: &mut State, name: Option<String>, kwargs: Kwargs) -> Result<
     let data = w.query(&sql).map_err(invalid)?;
     let name = name.unwrap_or_else(|| "statement".to_string());
     let rows = data.rows.len();
-    let data_list: Vec<Value> = data
-        .rows
-        .iter()
-        .map(|r| Value::from(r.iter().map(cell).collect::<Vec<_>>()))
-        .collect();
+    let data_list = python::list(
+        data.rows
+            .iter()
+            .map(|r| python::list(r.iter().map(cell).collect()))
+            .collect(),
+    );
     let mut result = BTreeMap::new();
-    result.insert("response", Value::from(minijinja::value::Serde(serde_json::json!({"code": "SELECT", "rows_affected": rows, "_message": format!("SELECT {rows}")}))));
+    result.insert(
+        "response",
+        python::from_json(
+            &serde_json::json!({"code": "SELECT", "rows_affected": rows, "_message": format!("SELECT {rows}")}),
+        ),
+    );
     if fetch.unwrap_or(false) {
-        result.insert("data", Value::from(data_list));
+        result.insert("data", data_list);
         result.insert("table", Table::value(data));
     } else {
         result.insert("data", Value::from(()));

@@ -7,9 +7,10 @@
 //! resolve to real relations through a [`Resolve`] implementation.
 
 pub mod introspect;
-mod mutable;
 pub mod objects;
+pub(crate) mod python;
 mod re;
+pub(crate) mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -109,8 +110,8 @@ pub struct RenderCtx {
     phase: Phase,
     node: NodeInfo,
     pub(crate) capture: Mutex<Capture>,
-    /// One slot per proxied macro call in flight: `return(x)` fills the innermost.
-    pub(crate) returns: Mutex<Vec<Option<Value>>>,
+    /// Project macro calls in flight (a node depends on the macros its own code calls).
+    pub(crate) macro_depth: std::sync::atomic::AtomicUsize,
     pub(crate) overrides: Option<Arc<Overrides>>,
     /// Results of `statement` blocks, for `load_result`.
     pub(crate) statements: Mutex<BTreeMap<String, Value>>,
@@ -167,6 +168,14 @@ impl RenderCtx {
             Value::from_object(objects::ConfigObject { ctx: self.clone() }),
         );
         ctx.insert("execute".into(), Value::from(!self.phase_is_parse()));
+        let graph = match self.shared.graph.get() {
+            Some(g) if !self.phase_is_parse() => g.clone(),
+            _ => python::from_json(&serde_json::json!({
+                "nodes": {}, "sources": {}, "exposures": {}, "metrics": {}, "groups": {},
+                "semantic_models": {}, "saved_queries": {}, "unit_tests": {}
+            })),
+        };
+        ctx.insert("graph".into(), graph);
         Value::from(ctx)
     }
 
@@ -187,6 +196,10 @@ struct Shared {
     /// The project's `dispatch:` config: macro namespace → packages to search, in order.
     pub(crate) dispatch: BTreeMap<String, Vec<String>>,
     warehouse: std::sync::OnceLock<WarehouseSlot>,
+    /// dbt's `graph` (see `Jinja::set_graph`); empty while parsing.
+    graph: std::sync::OnceLock<Value>,
+    /// Macro files, compiled once: template name → template.
+    pub(crate) templates: BTreeMap<String, template::Kept>,
 }
 
 struct WarehouseSlot(Arc<dyn introspect::Warehouse>);
@@ -231,14 +244,7 @@ impl Jinja {
     /// Builds the environment; template syntax errors come back as diagnostics (all of them).
     pub fn new(inputs: JinjaInputs) -> Result<Jinja, Vec<Diagnostic>> {
         let mut env = base_env();
-        let shared = Arc::new(Shared {
-            project_name: inputs.project_name.to_string(),
-            project_vars: inputs.project_vars,
-            cli_vars: inputs.cli_vars,
-            package_vars: inputs.package_vars,
-            dispatch: inputs.dispatch,
-            warehouse: std::sync::OnceLock::new(),
-        });
+        let mut templates = BTreeMap::new();
         env.add_global(
             "target",
             Value::from(minijinja::value::Serde(&inputs.target)),
@@ -260,8 +266,11 @@ impl Jinja {
             (BUILTIN_MACROS, include_str!("builtin_macros.sql")),
             (CROSS_DB_MACROS, include_str!("cross_db_macros.sql")),
         ] {
-            env.add_template(template, text)
-                .expect("built-in macros compile");
+            templates.insert(
+                template.to_string(),
+                template::Kept::compile(template, Arc::from(text))
+                    .expect("built-in macros compile"),
+            );
             for (name, sql) in macro_blocks(text) {
                 macros.insert(
                     name.clone(),
@@ -274,11 +283,14 @@ impl Jinja {
         let mut package_macros: BTreeMap<&str, BTreeMap<String, (String, String)>> =
             BTreeMap::new();
         for (package, path, source) in &inputs.package_macro_files {
-            let text = mutable::rewrite(&rewrite_test_blocks(source)).into_owned();
-            if let Err(e) = env.add_template_owned(path.to_string(), text.clone()) {
-                diags.push(jinja_diagnostic(&e, path, source.clone()));
-                continue;
-            }
+            let text = rewrite_test_blocks(source);
+            match template::Kept::compile(path, Arc::from(text.as_str())) {
+                Ok(t) => templates.insert(path.to_string(), t),
+                Err(e) => {
+                    diags.push(jinja_diagnostic(&e, path, source.clone()));
+                    continue;
+                }
+            };
             for (name, sql) in macro_blocks(&text) {
                 let unique_id = format!("macro.{package}.{name}");
                 macro_sql.insert(unique_id.clone(), sql);
@@ -293,11 +305,14 @@ impl Jinja {
         // Project macros come last: one of the same name replaces the built-in or a package's,
         // as in dbt.
         for (path, source) in &inputs.macro_files {
-            let text = mutable::rewrite(&rewrite_test_blocks(source)).into_owned();
-            if let Err(e) = env.add_template_owned(path.to_string(), text.clone()) {
-                diags.push(jinja_diagnostic(&e, path, source.clone()));
-                continue;
-            }
+            let text = rewrite_test_blocks(source);
+            match template::Kept::compile(path, Arc::from(text.as_str())) {
+                Ok(t) => templates.insert(path.to_string(), t),
+                Err(e) => {
+                    diags.push(jinja_diagnostic(&e, path, source.clone()));
+                    continue;
+                }
+            };
             for (name, sql) in macro_blocks(&text) {
                 let unique_id = format!("macro.{}.{}", inputs.project_name, name);
                 macro_sql.insert(unique_id.clone(), sql);
@@ -347,6 +362,16 @@ impl Jinja {
                 Value::from_object(objects::Namespace(members)),
             );
         }
+        let shared = Arc::new(Shared {
+            project_name: inputs.project_name.to_string(),
+            project_vars: inputs.project_vars,
+            cli_vars: inputs.cli_vars,
+            package_vars: inputs.package_vars,
+            dispatch: inputs.dispatch,
+            warehouse: std::sync::OnceLock::new(),
+            graph: std::sync::OnceLock::new(),
+            templates,
+        });
         if diags.is_empty() {
             Ok(Jinja {
                 env,
@@ -418,6 +443,18 @@ impl Jinja {
             .unwrap_or("")
     }
 
+    /// Whether any macro file or `extra` text reads `graph` (building it costs a walk over
+    /// the whole manifest, done only for projects that use it).
+    pub fn reads_graph<'a>(&self, mut extra: impl Iterator<Item = &'a str>) -> bool {
+        let mentions = |t: &str| t.contains("graph.") || t.contains("graph[");
+        self.shared.templates.values().any(|t| mentions(t.source())) || extra.any(mentions)
+    }
+
+    /// dbt's `graph` for renders after parsing (the manifest as dictionaries).
+    pub fn set_graph(&self, graph: &Json) {
+        let _ = self.shared.graph.set(python::from_json(graph));
+    }
+
     /// Lets compile-time renders query the warehouse (`run_query`, `adapter.get_relation`...);
     /// set once, when a run has opened its adapter.
     pub fn set_warehouse(&self, warehouse: Arc<dyn introspect::Warehouse>) {
@@ -455,13 +492,11 @@ impl Jinja {
         overrides: Option<Arc<Overrides>>,
     ) -> Result<(String, Capture), Diagnostic> {
         let (name, source) = (node.template.clone(), node.source.clone());
-        let tmpl = self
-            .env
-            .template_from_named_str(&name, &source)
+        let tmpl = template::compile(&name, &source)
             .map_err(|e| jinja_diagnostic(&e, &name, source.clone()))?;
         let mut ctx = self.ctx(node, phase);
         Arc::get_mut(&mut ctx).expect("fresh context").overrides = overrides;
-        let out = tmpl.render(ctx.context_value());
+        let out = template::render(&self.env, &tmpl, ctx.context_value());
         let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
         match out {
             Ok(sql) => Ok((sql, capture)),
@@ -489,9 +524,8 @@ impl Jinja {
         extra: Vec<(String, Value)>,
     ) -> Result<(String, Capture), Diagnostic> {
         let ctx = self.ctx(node, phase);
-        let out = self
-            .env
-            .render_str(&mutable::rewrite(text), ctx.context_with(extra));
+        let out =
+            template::render_str(&self.env, &ctx.node.template, text, ctx.context_with(extra));
         let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
         out.map(|s| (s, capture)).map_err(|e| {
             Diagnostic::error(
@@ -546,10 +580,13 @@ impl Jinja {
                     } else if looks_like_function(trimmed) {
                         Some(trimmed.to_string())
                     } else if s.contains("{{") || s.contains("{%") {
-                        let rendered = self
-                            .env
-                            .render_str(s, ctx.context_value())
-                            .map_err(|e| self.error_diag(&e, &ctx.node.template))?;
+                        let rendered = template::render_str(
+                            &self.env,
+                            &ctx.node.template,
+                            s,
+                            ctx.context_value(),
+                        )
+                        .map_err(|e| self.error_diag(&e, &ctx.node.template))?;
                         vars.insert(format!("__k{i}"), Value::from(rendered));
                         None
                     } else {
@@ -558,10 +595,13 @@ impl Jinja {
                     }
                 }
                 other => {
-                    vars.insert(
-                        format!("__k{i}"),
-                        Value::from(minijinja::value::Serde(other)),
-                    );
+                    // Strings inside lists and mappings are Jinja too, as dbt renders
+                    // arguments deeply (`compare_columns: ["{{ 'a' if ... }}"]`).
+                    let rendered = deep_render(other, &|s: &str| {
+                        template::render_str(&self.env, &ctx.node.template, s, ctx.context_value())
+                            .map_err(|e| self.error_diag(&e, &ctx.node.template))
+                    })?;
+                    vars.insert(format!("__k{i}"), python::from_json(&rendered));
                     None
                 }
             };
@@ -571,7 +611,7 @@ impl Jinja {
             ));
         }
         let text = format!("{{{{ {callee}({}) }}}}", call_args.join(", "));
-        let out = self.env.render_str(&text, Value::from(vars));
+        let out = template::render_str(&self.env, &ctx.node.template, &text, Value::from(vars));
         let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
         match out {
             Ok(sql) => Ok((sql, capture)),
@@ -591,11 +631,10 @@ impl Jinja {
         vars.insert("__rsdbt__".to_string(), Value::from_dyn_object(ctx.clone()));
         let names: Vec<String> = (0..args.len()).map(|i| format!("__arg{i}")).collect();
         for (n, a) in names.iter().zip(args) {
-            vars.insert(n.clone(), Value::from(minijinja::value::Serde(a)));
+            vars.insert(n.clone(), python::from_json(a));
         }
         let text = format!("{{{{ {name}({}) }}}}", names.join(", "));
-        self.env
-            .render_str(&text, Value::from(vars))
+        template::render_str(&self.env, name, &text, Value::from(vars))
             .map_err(|e| self.error_diag(&e, name))
     }
 
@@ -604,7 +643,7 @@ impl Jinja {
             phase,
             node,
             capture: Mutex::new(Capture::default()),
-            returns: Mutex::new(Vec::new()),
+            macro_depth: Default::default(),
             overrides: None,
             statements: Mutex::new(BTreeMap::new()),
             shared: self.shared.clone(),
@@ -614,10 +653,11 @@ impl Jinja {
     fn error_diag(&self, e: &Error, fallback: &str) -> Diagnostic {
         let name = e.name().unwrap_or(fallback).to_string();
         let source: Arc<str> = self
-            .env
-            .get_template(&name)
-            .map(|t| Arc::from(t.source()))
-            .unwrap_or_else(|_| Arc::from(""));
+            .shared
+            .templates
+            .get(&name)
+            .map(|t| t.source().clone())
+            .unwrap_or_else(|| Arc::from(""));
         jinja_diagnostic(e, &name, source)
     }
 }
@@ -766,10 +806,9 @@ fn macro_blocks(source: &str) -> Vec<(String, String)> {
 fn base_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    // dbt's Jinja is Python's: "a,b".split(","), s.upper(), d.items(), l.append(x) ...
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function(mutable::LIST_FN, |v: Value| mutable::list(&v));
-    env.add_function(mutable::DICT_FN, |v: Value| mutable::dict(&v));
+    // dbt's Jinja is Python's: mutable lists and dicts, "a,b".split(","), d.items() ...
+    python::install(&mut env);
+    template::install(&mut env);
     env.add_function("env_var", env_var);
     env.add_function("var", var);
     env.add_function("ref", ref_fn);
@@ -787,37 +826,58 @@ fn base_env() -> Environment<'static> {
     });
     env.add_function("log", log);
     env.add_function("print", print);
-    env.add_function("return", return_fn);
+    env.add_function("return", template::return_value);
     env.add_function("fromjson", |s: &str| -> Result<Value, Error> {
         let v: Json = serde_json::from_str(s)
             .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-        Ok(Value::from(minijinja::value::Serde(v)))
+        Ok(python::from_json(&v))
     });
     env.add_function("tojson", |v: Value| -> Result<String, Error> {
         serde_json::to_string(&v)
             .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
     });
-    env.add_function("set", |v: Value| -> Result<Value, Error> {
+    // dbt's `set()`/`zip()` give `default` where Python raises; the `_strict` ones raise.
+    fn unique(v: &Value) -> Result<Value, Error> {
         let mut seen: Vec<Value> = Vec::new();
         for item in v.try_iter()? {
             if !seen.contains(&item) {
                 seen.push(item);
             }
         }
-        Ok(Value::from(seen))
-    });
-    env.add_function("zip", |lists: Rest<Value>| -> Result<Value, Error> {
+        Ok(python::list(seen))
+    }
+    fn zipped(lists: &[Value]) -> Result<Value, Error> {
         let cols: Vec<Vec<Value>> = lists
             .iter()
             .map(|l| l.try_iter().map(Iterator::collect))
             .collect::<Result<_, _>>()?;
         let n = cols.iter().map(Vec::len).min().unwrap_or(0);
-        Ok(Value::from(
+        Ok(python::list(
             (0..n)
-                .map(|i| Value::from(cols.iter().map(|c| c[i].clone()).collect::<Vec<_>>()))
-                .collect::<Vec<_>>(),
+                .map(|i| {
+                    Value::from(minijinja::value::Tuple::from(
+                        cols.iter().map(|c| c[i].clone()).collect::<Vec<_>>(),
+                    ))
+                })
+                .collect(),
         ))
-    });
+    }
+    env.add_function(
+        "set",
+        |v: Value, default: Option<Value>, kwargs: Kwargs| -> Result<Value, Error> {
+            let default = default.or(kwargs.get::<Option<Value>>("default")?);
+            Ok(unique(&v).unwrap_or_else(|_| default.unwrap_or_default()))
+        },
+    );
+    env.add_function("set_strict", |v: Value| unique(&v));
+    env.add_function(
+        "zip",
+        |lists: Rest<Value>, kwargs: Kwargs| -> Result<Value, Error> {
+            let default: Option<Value> = kwargs.get("default")?;
+            Ok(zipped(&lists).unwrap_or_else(|_| default.unwrap_or_default()))
+        },
+    );
+    env.add_function("zip_strict", |lists: Rest<Value>| zipped(&lists));
     env.add_filter("as_bool", |v: Value| {
         v.is_true() || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
     });
@@ -900,7 +960,7 @@ fn var(state: &State, name: &str, default: Option<Value>) -> Result<Value, Error
             .map(|v| serde_json::to_value(&v).unwrap_or(Json::Null)),
     };
     match found {
-        Some(v) => Ok(Value::from(minijinja::value::Serde(v))),
+        Some(v) => Ok(python::from_json(&v)),
         None => default.ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidOperation,
@@ -1068,7 +1128,7 @@ fn get_where_subquery(state: &State, relation: Value) -> Result<Value, Error> {
         return Ok(relation);
     };
     let filter = if filter.contains("{{") {
-        state.env().render_str(filter, ctx.context_value())?
+        template::render_str(state.env(), &ctx.node.template, filter, ctx.context_value())?
     } else {
         filter.to_string()
     };
@@ -1113,31 +1173,45 @@ fn log(state: &State, msg: Value, info: Option<bool>, kwargs: Kwargs) -> Result<
 }
 
 fn print(state: &State, msg: Value) -> String {
-    if let Some(ctx) = RenderCtx::from_state(state) {
-        ctx.capture.lock().unwrap().logs.push(Logged {
-            text: msg.to_string(),
-            printed: true,
-        });
-    }
+    emit(state, msg.to_string());
     String::new()
 }
 
-/// `return(value)` ends the macro, as in dbt: the value goes into the calling macro's slot and
-/// an error unwinds the rest of its body up to [`objects::MacroProxy`], which returns the value.
-fn return_fn(state: &State, value: Value) -> Result<Value, Error> {
+/// Text a template prints (`print()`, agate's `print_table()`), shown by the command.
+pub(crate) fn emit(state: &State, text: String) {
     if let Some(ctx) = RenderCtx::from_state(state) {
-        let mut slots = ctx.returns.lock().unwrap();
-        if let Some(slot) = slots.last_mut() {
-            if slot.is_none() {
-                *slot = Some(value);
-            }
-            return Err(Error::new(
-                ErrorKind::InvalidOperation,
-                "return() outside a macro call",
-            ));
-        }
+        ctx.capture.lock().unwrap().logs.push(Logged {
+            text,
+            printed: true,
+        });
     }
-    Ok(value)
+}
+
+/// `v` with every string holding Jinja rendered by `render`.
+fn deep_render(
+    v: &Json,
+    render: &dyn Fn(&str) -> Result<String, Diagnostic>,
+) -> Result<Json, Diagnostic> {
+    Ok(match v {
+        Json::String(s) if s.contains("{{") || s.contains("{%") => Json::String(render(s)?),
+        Json::Array(items) => Json::Array(
+            items
+                .iter()
+                .map(|i| deep_render(i, render))
+                .collect::<Result<_, _>>()?,
+        ),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), deep_render(v, render)?)))
+                .collect::<Result<_, Diagnostic>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// A JSON value as Jinja sees it: lists and dicts are Python's, mutable.
+pub fn value_of(v: &Json) -> Value {
+    python::from_json(v)
 }
 
 /// Renders one string from a YAML file (project or profile) with `env_var()` and `var()`.
@@ -1151,8 +1225,7 @@ pub fn render_config_string(
     ENV.with(|env| {
         let mut ctx = BTreeMap::new();
         ctx.insert("__vars__", Value::from(minijinja::value::Serde(vars)));
-        env.render_str(text, Value::from(ctx))
-            .map_err(|e| jinja_message(&e))
+        template::render_str(env, "<config>", text, Value::from(ctx)).map_err(|e| jinja_message(&e))
     })
 }
 

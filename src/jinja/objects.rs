@@ -227,7 +227,7 @@ impl Object for ConfigObject {
                 let type_default =
                     crate::config::defaults(&self.ctx.node().resource_type).get(&key);
                 match cfg.get(&key).or(type_default) {
-                    Some(v) => Ok(Value::from(minijinja::value::Serde(v))),
+                    Some(v) => Ok(crate::jinja::python::from_json(v)),
                     None if method == "require" && !self.ctx.phase_is_parse() => Err(Error::new(
                         ErrorKind::InvalidOperation,
                         format!("required config '{key}' was not set"),
@@ -259,10 +259,12 @@ impl Object for ModelObject {
             "alias" | "identifier" => Value::from(n.this.identifier.clone()),
             "schema" => Value::from(n.this.schema.clone()),
             "database" => Value::from(n.this.database.clone()),
-            "config" => Value::from(minijinja::value::Serde(&n.config)),
-            "tags" => Value::from(minijinja::value::Serde(
+            "config" => {
+                crate::jinja::python::from_json(&serde_json::Value::Object(n.config.clone()))
+            }
+            "tags" => crate::jinja::python::from_json(
                 n.config.get("tags").unwrap_or(&serde_json::Value::Null),
-            )),
+            ),
             _ => return None,
         })
     }
@@ -417,7 +419,8 @@ impl Object for MacroProxy {
         })?;
         // As dbt, a node depends on the macros its own code calls; what those call is the
         // macros' own `depends_on` (see `Jinja::macro_deps`).
-        if ctx.returns.lock().unwrap().is_empty() {
+        use std::sync::atomic::Ordering;
+        if ctx.macro_depth.load(Ordering::Relaxed) == 0 {
             ctx.capture
                 .lock()
                 .unwrap()
@@ -429,25 +432,23 @@ impl Object for MacroProxy {
             .as_ref()
             .and_then(|o| o.macros.get(&self.name))
         {
-            return Ok(Value::from(minijinja::value::Serde(v)));
+            return Ok(crate::jinja::python::from_json(v));
         }
-        let tmpl = state.env().get_template(&self.template)?;
-        let mut captured = tmpl.render_captured(ctx.context_value())?;
-        ctx.returns.lock().unwrap().push(None);
-        let out = captured.with_state_mut(|st| -> Result<Value, Error> {
-            let m = st.lookup(&self.name).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::UnknownFunction,
-                    format!("macro '{}' not found", self.name),
-                )
-            })?;
-            m.call(st, args)
-        });
-        // A `return()` unwinds the body with an error once its value is in the slot.
-        let returned = ctx.returns.lock().unwrap().pop().flatten();
-        match returned {
-            Some(v) => Ok(v),
-            None => Ok(Value::from_safe_string(out?.to_string())),
-        }
+        let kept = ctx.shared.templates.get(&self.template).ok_or_else(|| {
+            Error::new(
+                ErrorKind::UnknownFunction,
+                format!("macro file '{}' not found", self.template),
+            )
+        })?;
+        ctx.macro_depth.fetch_add(1, Ordering::Relaxed);
+        let out = crate::jinja::template::call_in_file(
+            state,
+            kept.template(),
+            ctx.context_value(),
+            &self.name,
+            args,
+        );
+        ctx.macro_depth.fetch_sub(1, Ordering::Relaxed);
+        out
     }
 }

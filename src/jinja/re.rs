@@ -1,11 +1,15 @@
 //! `modules.re`: Python's `re` module for the macros of dbt packages (dbt_utils' `slugify`
-//! uses `re.sub`), on the `regex` crate. Its syntax is Python's for everything but look-around
-//! and back-references, which it refuses with an error naming the pattern.
+//! uses `re.sub`; dbt-project-evaluator searches with look-behinds), on `fancy-regex`: the
+//! `regex` crate's syntax (Python's for nearly everything) plus look-around and
+//! back-references. Arguments are Python's, positional or by keyword (`re.search(p, s,
+//! re.IGNORECASE)`, `re.sub(p, r, s, count=1, flags=re.I)`).
 
 use std::sync::Arc;
 
 use minijinja::value::{Kwargs, Object, Value, from_args};
 use minijinja::{Error, ErrorKind, State};
+
+use super::python;
 
 /// `re.IGNORECASE`, `re.MULTILINE`, `re.DOTALL`, `re.VERBOSE`: Python's values.
 const FLAGS: [(&str, i64); 8] = [
@@ -34,7 +38,7 @@ struct Match {
     span: (usize, usize),
 }
 
-fn compile(pattern: &str, flags: i64, anchor: &str) -> Result<regex::Regex, Error> {
+fn compile(pattern: &str, flags: i64, anchor: &str) -> Result<fancy_regex::Regex, Error> {
     let mut prefix = String::new();
     for (bit, c) in [(2, 'i'), (8, 'm'), (16, 's'), (64, 'x')] {
         if flags & bit != 0 {
@@ -51,12 +55,25 @@ fn compile(pattern: &str, flags: i64, anchor: &str) -> Result<regex::Regex, Erro
         "fullmatch" => format!("{prefix}\\A(?:{pattern})\\z"),
         _ => format!("{prefix}{pattern}"),
     };
-    regex::Regex::new(&full).map_err(|e| {
+    fancy_regex::Regex::new(&full).map_err(|e| {
         Error::new(
             ErrorKind::InvalidOperation,
             format!("modules.re: cannot use the pattern {pattern:?}: {e}"),
         )
     })
+}
+
+/// A failed match (a backtracking limit reached) as a template error.
+fn failed(e: fancy_regex::Error) -> Error {
+    Error::new(ErrorKind::InvalidOperation, format!("modules.re: {e}"))
+}
+
+/// Python's optional `flags` argument: positional at `flags_at` or by keyword.
+fn flags_of(flags: i64, positional: Option<i64>, kwargs: &Kwargs) -> Result<i64, Error> {
+    Ok(kwargs
+        .get::<Option<i64>>("flags")?
+        .or(positional)
+        .unwrap_or(flags))
 }
 
 /// Python's replacement syntax (`\1`, `\g<name>`) in the regex crate's (`${1}`, `${name}`).
@@ -108,21 +125,27 @@ fn replacement(repl: &str) -> String {
 fn call(pattern: &str, flags: i64, method: &str, args: &[Value]) -> Result<Value, Error> {
     match method {
         "sub" => {
-            let (repl, string, count, kwargs): (String, String, Option<usize>, Kwargs) =
-                from_args(args)?;
+            let (repl, string, count, pos_flags, kwargs): (
+                String,
+                String,
+                Option<usize>,
+                Option<i64>,
+                Kwargs,
+            ) = from_args(args)?;
             let count = kwargs.get::<Option<usize>>("count")?.or(count).unwrap_or(0);
-            let flags = kwargs.get::<Option<i64>>("flags")?.unwrap_or(flags);
-            let re = compile(pattern, flags, "")?;
+            let re = compile(pattern, flags_of(flags, pos_flags, &kwargs)?, "")?;
+            kwargs.assert_all_used()?;
             Ok(Value::from(
-                re.replacen(&string, count, replacement(&repl).as_str())
+                re.try_replacen(&string, count, replacement(&repl).as_str())
+                    .map_err(failed)?
                     .into_owned(),
             ))
         }
         "match" | "search" | "fullmatch" => {
-            let (string, kwargs): (String, Kwargs) = from_args(args)?;
-            let flags = kwargs.get::<Option<i64>>("flags")?.unwrap_or(flags);
-            let re = compile(pattern, flags, method)?;
-            Ok(match re.captures(&string) {
+            let (string, pos_flags, kwargs): (String, Option<i64>, Kwargs) = from_args(args)?;
+            let re = compile(pattern, flags_of(flags, pos_flags, &kwargs)?, method)?;
+            kwargs.assert_all_used()?;
+            Ok(match re.captures(&string).map_err(failed)? {
                 Some(c) => {
                     let whole = c.get(0).expect("group 0");
                     Value::from_object(Match {
@@ -137,33 +160,45 @@ fn call(pattern: &str, flags: i64, method: &str, args: &[Value]) -> Result<Value
             })
         }
         "findall" => {
-            let (string, kwargs): (String, Kwargs) = from_args(args)?;
-            let flags = kwargs.get::<Option<i64>>("flags")?.unwrap_or(flags);
-            let re = compile(pattern, flags, "")?;
-            let found: Vec<Value> = re
-                .captures_iter(&string)
-                .map(|c| match c.len() {
-                    1 => Value::from(c[0].to_string()),
-                    2 => Value::from(c.get(1).map_or("", |m| m.as_str()).to_string()),
-                    _ => Value::from(
-                        c.iter()
-                            .skip(1)
-                            .map(|g| Value::from(g.map_or("", |m| m.as_str()).to_string()))
-                            .collect::<Vec<_>>(),
-                    ),
-                })
-                .collect();
-            Ok(Value::from(found))
+            let (string, pos_flags, kwargs): (String, Option<i64>, Kwargs) = from_args(args)?;
+            let re = compile(pattern, flags_of(flags, pos_flags, &kwargs)?, "")?;
+            kwargs.assert_all_used()?;
+            let mut found = Vec::new();
+            for c in re.captures_iter(&string) {
+                let c = c.map_err(failed)?;
+                let text = |i: usize| Value::from(c.get(i).map_or("", |m| m.as_str()));
+                found.push(match c.len() {
+                    1 => text(0),
+                    2 => text(1),
+                    n => python::list((1..n).map(text).collect()),
+                });
+            }
+            Ok(python::list(found))
         }
         "split" => {
-            let (string, kwargs): (String, Kwargs) = from_args(args)?;
-            let flags = kwargs.get::<Option<i64>>("flags")?.unwrap_or(flags);
-            let re = compile(pattern, flags, "")?;
-            Ok(Value::from(
+            let (string, maxsplit, pos_flags, kwargs): (
+                String,
+                Option<usize>,
+                Option<i64>,
+                Kwargs,
+            ) = from_args(args)?;
+            let maxsplit = kwargs
+                .get::<Option<usize>>("maxsplit")?
+                .or(maxsplit)
+                .unwrap_or(0);
+            let re = compile(pattern, flags_of(flags, pos_flags, &kwargs)?, "")?;
+            kwargs.assert_all_used()?;
+            let parts: Vec<Value> = if maxsplit == 0 {
                 re.split(&string)
-                    .map(|s| Value::from(s.to_string()))
-                    .collect::<Vec<_>>(),
-            ))
+                    .map(|p| p.map(Value::from))
+                    .collect::<Result<_, _>>()
+            } else {
+                re.splitn(&string, maxsplit + 1)
+                    .map(|p| p.map(Value::from))
+                    .collect::<Result<_, _>>()
+            }
+            .map_err(failed)?;
+            Ok(python::list(parts))
         }
         _ => Err(Error::from(ErrorKind::UnknownMethod)),
     }
@@ -228,6 +263,24 @@ impl Object for Pattern {
 }
 
 impl Object for Match {
+    // A match is truthy, as Python's (`{% if re.search(...) %}`).
+    fn is_true(self: &Arc<Self>) -> bool {
+        true
+    }
+
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Plain
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let whole = self.groups.first().cloned().flatten().unwrap_or_default();
+        write!(
+            f,
+            "<re.Match object; span=({}, {}), match='{whole}'>",
+            self.span.0, self.span.1
+        )
+    }
+
     fn call_method(
         self: &Arc<Self>,
         _state: &mut State<'_, '_>,
@@ -247,9 +300,7 @@ impl Object for Match {
                 let (i,): (Option<usize>,) = from_args(args)?;
                 Ok(group(i.unwrap_or(0)))
             }
-            "groups" => Ok(Value::from(
-                (1..self.groups.len()).map(group).collect::<Vec<_>>(),
-            )),
+            "groups" => Ok(python::list((1..self.groups.len()).map(group).collect())),
             "start" => Ok(Value::from(self.span.0)),
             "end" => Ok(Value::from(self.span.1)),
             "span" => Ok(Value::from(vec![
@@ -263,10 +314,34 @@ impl Object for Match {
 
 #[cfg(test)]
 mod tests {
-    use super::replacement;
+    use super::{call, replacement};
+    use minijinja::value::Value;
 
     #[test]
     fn python_replacements_become_the_regex_crates() {
         assert_eq!(replacement(r"_\1_\g<name>$"), "_${1}_${name}$$");
+    }
+
+    #[test]
+    fn look_around_back_references_and_positional_flags() {
+        let s = |v: &str| Value::from(v);
+        let found = call(
+            r"(?<!distinct\s)(from)\s+(\w+)",
+            0,
+            "search",
+            &[s("select distinct from_x from T")],
+        )
+        .unwrap();
+        assert!(found.is_true());
+        assert_eq!(
+            found.to_string(),
+            "<re.Match object; span=(23, 29), match='from T'>"
+        );
+        let sub = call(r"(\w)\1", 0, "sub", &[s("-"), s("aabcc")]).unwrap();
+        assert_eq!(sub.as_str(), Some("-b-"));
+        let hit = call("ABC", 0, "search", &[s("xabc"), Value::from(2)]).unwrap();
+        assert!(!hit.is_none());
+        let parts = call(",", 0, "split", &[s("a,b,c"), Value::from(1)]).unwrap();
+        assert_eq!(parts.to_string(), "['a', 'b,c']");
     }
 }

@@ -78,6 +78,30 @@ pub struct Node {
     pub test: Option<test_nodes::TestInfo>,
     /// Set for unit tests.
     pub unit_test: Option<Box<properties::UnitTestDef>>,
+    /// Set for a version of a versioned model.
+    pub version: Option<ModelVersion>,
+}
+
+/// One version of a versioned model (`versions:` in its yml).
+#[derive(Debug, Clone)]
+pub struct ModelVersion {
+    pub v: String,
+    pub latest_version: String,
+}
+
+impl ModelVersion {
+    pub fn is_latest(&self) -> bool {
+        self.v == self.latest_version
+    }
+}
+
+/// The key `ref()` finds a node by: its name (the latest version of a versioned model), or
+/// `<name>.v<version>` for `ref('m', v=1)`.
+pub fn ref_key(name: &str, version: Option<&str>) -> String {
+    match version {
+        Some(v) => format!("{name}.v{v}"),
+        None => name.to_string(),
+    }
 }
 
 impl Node {
@@ -376,6 +400,48 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             )
         }));
     }
+    // Versioned models: the file of each version (`<name>_v<v>` or `defined_in:`) becomes a
+    // node named after the model. (owner, file stem) → (model name, version).
+    let mut versioned: BTreeMap<(String, String), (String, ModelVersion, Json)> = BTreeMap::new();
+    let owned_patches = model_patches
+        .iter()
+        .map(|(n, p)| (project.name.clone(), n, p))
+        .chain(
+            package_patches
+                .iter()
+                .flat_map(|(pkg, m)| m.iter().map(|(n, p)| (pkg.to_string(), n, p))),
+        );
+    for (owner, name, p) in owned_patches {
+        if p.versions.is_empty() {
+            continue;
+        }
+        let vs: Vec<String> = p
+            .versions
+            .iter()
+            .filter_map(|e| e.get("v").map(properties::scalar_text))
+            .collect();
+        let latest = p.latest_version.clone().unwrap_or_else(|| {
+            vs.iter()
+                .max_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
+                    (Ok(x), Ok(y)) => x.total_cmp(&y),
+                    _ => a.cmp(b),
+                })
+                .cloned()
+                .unwrap_or_default()
+        });
+        for (entry, v) in p.versions.iter().zip(&vs) {
+            let stem = entry
+                .get("defined_in")
+                .and_then(Json::as_str)
+                .map_or_else(|| format!("{name}_v{v}"), str::to_string);
+            let mv = ModelVersion {
+                v: v.clone(),
+                latest_version: latest.clone(),
+            };
+            let config = entry.get("config").cloned().unwrap_or(Json::Null);
+            versioned.insert((owner.clone(), stem), (name.clone(), mv, config));
+        }
+    }
     candidates.extend(
         project
             .files_of(FileKind::Seed)
@@ -424,15 +490,26 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         ));
     }
 
+    let mut versioned_names = BTreeSet::new();
     for (rtype, file, name, package) in candidates {
         let file = &file;
         let owner = package.map_or(&project.name, |p| &p.name);
+        let (name, version, version_config) = match versioned
+            .get(&(owner.clone(), name.clone()))
+            .filter(|_| rtype == ResourceType::Model)
+        {
+            Some((model, v, c)) => (model.clone(), Some(v.clone()), c.clone()),
+            None => (name, None, Json::Null),
+        };
         let mut fqn = vec![owner.clone()];
         fqn.extend(file.folders());
         if rtype == ResourceType::Snapshot && file.path.ends_with(".sql") {
             fqn.push(file.stem().to_string());
         }
         fqn.push(name.clone());
+        if let Some(v) = &version {
+            fqn.push(format!("v{}", v.v));
+        }
         let tree_key = match rtype {
             ResourceType::Seed => "seeds",
             ResourceType::Snapshot => "snapshots",
@@ -447,6 +524,10 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             _ => "view",
         };
         cfg.insert("materialized".into(), materialized.into());
+        if let Some(v) = &version {
+            // dbt names a version's relation `<name>_v<v>` unless configured otherwise.
+            cfg.insert("alias".into(), format!("{name}_v{}", v.v).into());
+        }
         // A package's own folder configs, then the root project's (which win).
         let mut tree_cfg = match package {
             Some(p) => config::from_tree(p.config_trees.get(tree_key), &fqn),
@@ -459,6 +540,17 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         config::merge(&mut cfg, &tree_cfg);
         let mut unrendered = tree_cfg.clone();
         let patch = match (rtype, package) {
+            // Every version shares the model's entry; it is removed after the loop.
+            (ResourceType::Model, _) if version.is_some() => {
+                versioned_names.insert((owner.clone(), name.clone()));
+                match package {
+                    Some(pkg) => package_patches
+                        .get(pkg.name.as_str())
+                        .and_then(|m| m.get(&name))
+                        .cloned(),
+                    None => model_patches.get(&name).cloned(),
+                }
+            }
             (_, Some(pkg)) => package_patches
                 .get_mut(pkg.name.as_str())
                 .and_then(|m| m.remove(&name)),
@@ -485,12 +577,20 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             }
             config::merge(&mut cfg, &extra);
         }
+        if let Json::Object(c) = &version_config {
+            config::merge(&mut cfg, c);
+            config::merge(&mut unrendered, c);
+        }
+        let patch_config = patch.as_ref().map(|p| p.config.clone()).unwrap_or_default();
         let (description, columns, tests) = match patch {
             Some(p) => (p.description, p.columns, p.tests),
             None => Default::default(),
         };
         let rt = rtype.as_str();
-        let unique_id = format!("{rt}.{owner}.{name}");
+        let unique_id = match &version {
+            Some(v) => format!("{rt}.{owner}.{name}.v{}", v.v),
+            None => format!("{rt}.{owner}.{name}"),
+        };
         let original_file_path = package_relative(package, &file.path).to_string();
         let mut node = Node {
             unique_id: unique_id.clone(),
@@ -516,12 +616,17 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             tests,
             test: None,
             unit_test: None,
+            version: version.clone(),
         };
-        // Folder configs of the project file are Jinja too (`+enabled: "{{ target.name ==
-        // 'prod' }}"`), rendered for each node as dbt does; hooks render when they run.
-        for (key, value) in &tree_cfg {
-            let Json::String(text) = value else { continue };
-            if !(text.contains("{{") || text.contains("{%"))
+        // Configs of the project file and of yml are Jinja too (`+enabled: "{{ target.name ==
+        // 'prod' }}"`, `column_types: {x: "{{ 'float' if ... }}"}`), rendered for each node as
+        // dbt does; hooks render when they run.
+        let has_jinja = |v: &Json| {
+            let t = v.to_string();
+            t.contains("{{") || t.contains("{%")
+        };
+        for (key, value) in tree_cfg.iter().chain(patch_config.iter()) {
+            if !has_jinja(value)
                 || matches!(
                     key.as_str(),
                     "pre-hook" | "post-hook" | "pre_hook" | "post_hook"
@@ -530,10 +635,18 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             {
                 continue;
             }
-            match jinja.render_str(node.info(), text, Phase::Parse) {
-                Ok((rendered, _)) => {
-                    node.config
-                        .insert(key.clone(), Json::String(rendered.trim().to_string()));
+            let info = node.info();
+            let text = |t: &str| -> Result<String, Diagnostic> {
+                if t.contains("{{") || t.contains("{%") {
+                    let out = jinja.render_str(info.clone(), t, Phase::Parse)?.0;
+                    Ok(out.trim().to_string())
+                } else {
+                    Ok(t.to_string())
+                }
+            };
+            match render_strings(value, &text) {
+                Ok(rendered) => {
+                    node.config.insert(key.clone(), rendered);
                 }
                 Err(d) => diags.push(d),
             }
@@ -573,7 +686,8 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             disabled.insert(unique_id, node);
             continue;
         }
-        if let Some(prev) = by_name.get(&name) {
+        let key = ref_key(&name, version.as_ref().map(|v| v.v.as_str()));
+        if let Some(prev) = by_name.get(&key) {
             let prev = &nodes[prev];
             if prev.resource_type != ResourceType::Seed || rtype != ResourceType::Seed {
                 diags.push(
@@ -587,8 +701,18 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                 continue;
             }
         }
-        by_name.insert(name, unique_id.clone());
+        by_name.insert(key, unique_id.clone());
+        if version.as_ref().is_some_and(ModelVersion::is_latest) {
+            by_name.insert(name, unique_id.clone());
+        }
         nodes.insert(unique_id, node);
+    }
+    for (owner, name) in versioned_names {
+        if owner == project.name {
+            model_patches.remove(&name);
+        } else if let Some(m) = package_patches.get_mut(owner.as_str()) {
+            m.remove(&name);
+        }
     }
     if diags.has_errors() {
         return Err(diags);
@@ -612,33 +736,30 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         .map(|t| (&project.name, t))
         .chain(package_sources.iter().map(|(p, t)| (&p.name, t)));
     for (owner, t) in all_sources {
+        let info = crate::jinja::NodeInfo {
+            unique_id: format!("source.{owner}.{}.{}", t.source_name, t.name),
+            name: t.name.clone(),
+            resource_type: "source".into(),
+            package: owner.clone(),
+            template: t.file.clone(),
+            source: t.source.clone(),
+            config: t.config.clone(),
+            this: Relation::new(&database, &t.source_name, &t.identifier),
+        };
+        let t = match render_source_properties(&jinja, &info, t) {
+            Ok(t) => t,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
         // dbt leaves disabled sources out of the graph (`config: {enabled: false}`, which may
         // depend on the target: `enabled: "{{ target.name == 'prod' }}"`).
         let enabled = match t.config.get("enabled") {
-            Some(Json::String(text)) if text.contains("{{") => {
-                let info = crate::jinja::NodeInfo {
-                    unique_id: format!("source.{owner}.{}.{}", t.source_name, t.name),
-                    name: t.name.clone(),
-                    resource_type: "source".into(),
-                    package: owner.clone(),
-                    template: t.file.clone(),
-                    source: t.source.clone(),
-                    config: t.config.clone(),
-                    this: Relation::new(&database, &t.source_name, &t.identifier),
-                };
-                match jinja.render_str(info, text, Phase::Parse) {
-                    Ok((out, _)) => {
-                        matches!(
-                            out.trim().to_ascii_lowercase().as_str(),
-                            "true" | "yes" | "1"
-                        )
-                    }
-                    Err(d) => {
-                        diags.push(d);
-                        continue;
-                    }
-                }
-            }
+            Some(Json::String(text)) => matches!(
+                text.trim().to_ascii_lowercase().as_str(),
+                "true" | "yes" | "1"
+            ),
             _ => t.config.bool_or("enabled", true),
         };
         if !enabled {
@@ -675,7 +796,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                 unique_id,
                 fqn,
                 package: owner.clone(),
-                def: t.clone(),
+                def: t,
                 relation,
             },
         );
@@ -897,6 +1018,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             tests: vec![],
             test: None,
             unit_test: Some(Box::new(u)),
+            version: None,
         };
         if !node.config.bool_or("enabled", true) {
             disabled.insert(node.unique_id.clone(), node);
@@ -941,7 +1063,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                 );
                 continue;
             }
-            match names.get(&r.name) {
+            match names.get(&ref_key(&r.name, r.version.as_deref())) {
                 Some(dep) => deps.push(dep.clone()),
                 None => {
                     let is_disabled = disabled.values().any(|d: &Node| d.name == r.name);
@@ -1437,14 +1559,16 @@ impl RelationIndex {
                         ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
                     )
                 })
-                .map(|n| {
-                    (
-                        n.name.clone(),
-                        deferred
-                            .get(&n.unique_id)
-                            .cloned()
-                            .unwrap_or_else(|| n.relation.clone()),
-                    )
+                .flat_map(|n| {
+                    let rel = deferred
+                        .get(&n.unique_id)
+                        .cloned()
+                        .unwrap_or_else(|| n.relation.clone());
+                    let v = n.version.as_ref();
+                    let versioned = v.map(|v| (ref_key(&n.name, Some(&v.v)), rel.clone()));
+                    let plain =
+                        (v.is_none_or(ModelVersion::is_latest)).then(|| (n.name.clone(), rel));
+                    versioned.into_iter().chain(plain)
                 })
                 .collect(),
             sources: m
@@ -1464,7 +1588,7 @@ impl RelationIndex {
 impl jinja::Resolve for RelationIndex {
     fn resolve_ref(&self, _from: &str, call: &RefCall) -> Result<Relation, String> {
         self.refs
-            .get(&call.name)
+            .get(&ref_key(&call.name, call.version.as_deref()))
             .cloned()
             .ok_or_else(|| format!("ref('{}') not found", call.name))
     }
@@ -1555,4 +1679,60 @@ fn exposure_dependency(text: &str) -> Option<ExposureDep> {
         ("metric" | "semantic_model", _) => Some(ExposureDep::Other),
         _ => None,
     }
+}
+
+/// `v` with `text` applied to every string in it, however deep.
+fn render_strings(
+    v: &Json,
+    text: &dyn Fn(&str) -> Result<String, Diagnostic>,
+) -> Result<Json, Diagnostic> {
+    Ok(match v {
+        Json::String(s) => Json::String(text(s)?),
+        Json::Array(items) => Json::Array(
+            items
+                .iter()
+                .map(|i| render_strings(i, text))
+                .collect::<Result<_, _>>()?,
+        ),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_strings(v, text)?)))
+                .collect::<Result<_, Diagnostic>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// A source's properties with their Jinja rendered, as dbt does when it parses them:
+/// `schema: "{{ target.schema }}"`, `database`, `identifier`, `loaded_at_field`, `loader`,
+/// config, meta, freshness and `external:` may use `target`, `var()` and `env_var()`.
+/// Descriptions are left to `doc()` at docs time, and tests render when they run.
+fn render_source_properties(
+    jinja: &Jinja,
+    info: &crate::jinja::NodeInfo,
+    t: &SourceTable,
+) -> Result<SourceTable, Diagnostic> {
+    let text = |s: &str| -> Result<String, Diagnostic> {
+        if s.contains("{{") || s.contains("{%") {
+            Ok(jinja.render_str(info.clone(), s, Phase::Parse)?.0)
+        } else {
+            Ok(s.to_string())
+        }
+    };
+    let opt = |o: &Option<String>| o.as_deref().map(&text).transpose();
+    let mut out = t.clone();
+    out.database = opt(&t.database)?;
+    out.schema = opt(&t.schema)?;
+    out.identifier = text(&t.identifier)?;
+    out.loaded_at_field = opt(&t.loaded_at_field)?;
+    out.loader = text(&t.loader)?;
+    out.meta = render_strings(&t.meta, &text)?;
+    out.source_meta = render_strings(&t.source_meta, &text)?;
+    out.freshness = render_strings(&t.freshness, &text)?;
+    out.external = render_strings(&t.external, &text)?;
+    out.config = match render_strings(&Json::Object(t.config.clone()), &text)? {
+        Json::Object(m) => m,
+        _ => unreachable!("an object renders to an object"),
+    };
+    Ok(out)
 }

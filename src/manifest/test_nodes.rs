@@ -257,6 +257,7 @@ fn one_generic(
         tests: vec![],
         test: None,
         unit_test: None,
+        version: None,
     };
     // Like dbt, only render the call when an argument holds Jinja (e.g. `to: ref('x')`); otherwise
     // the tested node is the only dependency. This keeps large projects fast to parse.
@@ -361,5 +362,6 @@ pub fn singular(project: &Project, file: &SourceFile, database: &str) -> Node {
             file_key_name: None,
         }),
         unit_test: None,
+        version: None,
     }
 }

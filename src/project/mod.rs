@@ -410,6 +410,17 @@ fn load_packages(root: &Path, dir: &str, diags: &mut Diagnostics) -> Vec<Package
                 diags,
             );
         }
+        // Generic tests may be defined in `<test-path>/generic/`, as in the root project.
+        for d in dirs("test-paths", "tests") {
+            let d = format!("{rel}/{}/generic", d.trim_end_matches('/'));
+            collect_files(
+                root,
+                &d,
+                &[(FileKind::Macro, &["sql"])],
+                &mut macro_files,
+                diags,
+            );
+        }
         let mut found = Vec::new();
         for d in dirs("model-paths", "models") {
             let d = format!("{rel}/{}", d.trim_end_matches('/'));

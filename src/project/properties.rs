@@ -35,6 +35,9 @@ pub struct Patch {
     pub relation: Option<String>,
     pub meta: Option<Json>,
     pub tags: Vec<String>,
+    /// Model versions (`versions:` entries, each with `v:`), and `latest_version:`.
+    pub versions: Vec<Json>,
+    pub latest_version: Option<String>,
     /// The properties file's text, to locate the entry when reporting a problem.
     pub source: Arc<str>,
     /// `path/to/file.yml`
@@ -448,6 +451,12 @@ fn patch(item: &Json, path: &str, source: &Arc<str>) -> Result<Patch, Diagnostic
         columns: columns(item),
         tests: tests_of(item),
         docs: item.get("docs").cloned(),
+        versions: item
+            .get("versions")
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default(),
+        latest_version: item.get("latest_version").map(scalar_text),
         relation: yaml::str_of(item, "relation").map(str::to_string),
         meta: item.get("meta").cloned(),
         tags: yaml::strings_of(item, "tags").unwrap_or_default(),
@@ -548,5 +557,13 @@ fn read_docs_blocks(text: &str, out: &mut BTreeMap<String, String>) {
         };
         out.insert(name, body_start[..end].trim().to_string());
         rest = &body_start[end..];
+    }
+}
+
+/// A YAML scalar as text (`v: 1` is a number to YAML, a version to dbt).
+pub fn scalar_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }

@@ -95,8 +95,14 @@ impl Project {
 
     /// Runs `rsdbt <args>` in the project folder with a clean environment.
     pub fn rsdbt(&self, args: &[&str]) -> Output {
+        self.rsdbt_env(args, &[])
+    }
+
+    /// [`Self::rsdbt`] with extra environment variables.
+    pub fn rsdbt_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let out = Command::new(env!("CARGO_BIN_EXE_rsdbt"))
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(self.path())
             .env("NO_COLOR", "1")
             .env("HOME", self.path())

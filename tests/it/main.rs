@@ -14,6 +14,7 @@ mod parquet_tables;
 mod partial_parse;
 mod postgres;
 mod projects;
+mod python_jinja;
 mod reuse;
 mod selection;
 mod snapshots;

@@ -574,7 +574,7 @@ fn deps_reports_packages_it_cannot_download() {
     let out = p.rsdbt(&["deps"]).expect(1);
     assert!(
         out.stderr.contains(
-            "cannot install hub package dbt-labs/dbt_utils: rsdbt does not download packages"
+            "cannot install hub package dbt-labs/dbt_utils: rsdbt does not download from the dbt hub"
         ),
         "{}",
         out.stderr
@@ -583,6 +583,128 @@ fn deps_reports_packages_it_cannot_download() {
     // Once the folder is there (put by `dbt deps`, say), it counts as installed.
     std::fs::create_dir_all(p.path().join("dbt_packages/dbt_utils")).unwrap();
     p.rsdbt(&["deps"]).expect(0);
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Hub packages from a DBT_PACKAGE_HUB_URL folder, git packages at a revision and in a
+/// subdirectory, and the packages those packages need, installed under their project names;
+/// package-lock.yml records what was installed.
+#[test]
+fn deps_installs_hub_git_and_transitive_packages() {
+    let p = Project::fixture("pkg_shop");
+    let hub = tempfile::tempdir().unwrap();
+    // A hub package that itself needs another hub package.
+    for (name, needs) in [
+        ("shared_utils", Some("acme/base_macros")),
+        ("base_macros", None),
+    ] {
+        let dir = hub.path().join(name);
+        std::fs::create_dir_all(dir.join("macros")).unwrap();
+        std::fs::write(
+            dir.join("dbt_project.yml"),
+            format!("name: {name}\nversion: '2.1.0'\nconfig-version: 2\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("macros/{name}.sql")),
+            format!("{{% macro {name}_hello() %}}'{name}'{{% endmacro %}}\n"),
+        )
+        .unwrap();
+        if let Some(n) = needs {
+            std::fs::write(
+                dir.join("packages.yml"),
+                format!("packages:\n  - package: {n}\n    version: [\">=1.0.0\"]\n"),
+            )
+            .unwrap();
+        }
+    }
+    // A git repository whose package lives in a subdirectory; the lock pins a commit.
+    let repo = tempfile::tempdir().unwrap();
+    let pkg = repo.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("macros")).unwrap();
+    std::fs::write(
+        pkg.join("dbt_project.yml"),
+        "name: git_pkg\nversion: '1.0.0'\nconfig-version: 2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        pkg.join("macros/m.sql"),
+        "{% macro git_hello() %}'v1'{% endmacro %}\n",
+    )
+    .unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "v1"]);
+    git(repo.path(), &["tag", "1.0.0"]);
+    let v1 = git(repo.path(), &["rev-parse", "HEAD"]);
+    std::fs::write(
+        pkg.join("macros/m.sql"),
+        "{% macro git_hello() %}'v2'{% endmacro %}\n",
+    )
+    .unwrap();
+    git(repo.path(), &["commit", "-q", "-am", "v2"]);
+    p.write(
+        "packages.yml",
+        &format!(
+            "packages:\n  - local: vendor/toolkit\n  - package: acme/shared_utils\n    version: 2.1.0\n  - git: \"{}\"\n    revision: 1.0.0\n    subdirectory: pkg\n",
+            repo.path().display()
+        ),
+    );
+    let hub_url = hub.path().to_string_lossy().into_owned();
+    p.rsdbt_env(&["deps"], &[("DBT_PACKAGE_HUB_URL", &hub_url)])
+        .expect(0);
+    for name in ["toolkit", "shared_utils", "base_macros", "git_pkg"] {
+        assert!(
+            p.path()
+                .join("dbt_packages")
+                .join(name)
+                .join("dbt_project.yml")
+                .is_file(),
+            "{name} not installed"
+        );
+    }
+    let lock = p.read("package-lock.yml");
+    assert!(lock.contains("- local: vendor/toolkit"), "{lock}");
+    assert!(lock.contains("package: acme/shared_utils"), "{lock}");
+    assert!(lock.contains("package: acme/base_macros"), "{lock}");
+    assert!(lock.contains(&format!("revision: {v1}")), "{lock}");
+    assert!(lock.contains("subdirectory: pkg"), "{lock}");
+    p.write(
+        "models/hello.sql",
+        "select {{ shared_utils_hello() }} as a, {{ base_macros_hello() }} as b, {{ git_pkg.git_hello() }} as c\n",
+    );
+    p.rsdbt(&["run", "-s", "hello"]).expect(0);
+    assert_eq!(
+        p.query("select * from {{ ref('hello') }}"),
+        vec![json!({"a": "shared_utils", "b": "base_macros", "c": "v1"})]
+    );
+    // A revision that does not exist names the package and the revision.
+    p.write(
+        "packages.yml",
+        &format!(
+            "packages:\n  - git: \"{}\"\n    revision: 9.9.9\n",
+            repo.path().display()
+        ),
+    );
+    let out = p.rsdbt(&["deps"]).expect(1);
+    assert!(out.stderr.contains("revision 9.9.9"), "{}", out.stderr);
 }
 
 /// A table model whose columns change (one dropped, one renamed) rebuilds in place; readers
@@ -774,4 +896,46 @@ fn containers_keep_objects_and_dateadd_takes_string_dates() {
         cols.contains("\"customer_id\" bigint ;") && cols.contains("\"name\" varchar 256;"),
         "{cols}"
     );
+}
+
+/// Model versions as dbt: each version's file (`<name>_v<v>.sql` or `defined_in:`) is a node
+/// `model.<project>.<name>.v<v>` built as `<name>_v<v>`; `ref('m')` is the latest version
+/// (`latest_version:`, else the highest), `ref('m', v=1)` a given one; `-s m` selects all.
+#[test]
+fn model_versions() {
+    let p = Project::fixture("check_shop");
+    p.write("models/dim_v1.sql", "select 1 as v\n");
+    p.write("models/dim_v2.sql", "select 2 as v\n");
+    p.write("models/dim_next.sql", "select 3 as v\n");
+    p.write(
+        "models/dim.yml",
+        "models:\n  - name: dim\n    latest_version: 2\n    versions:\n      - v: 1\n      - v: 2\n      - v: 3\n        defined_in: dim_next\n        config:\n          alias: dim_preview\n",
+    );
+    p.write(
+        "models/uses.sql",
+        "select (select v from {{ ref('dim') }}) as latest, (select v from {{ ref('dim', v=1) }}) as first, (select v from {{ ref('dim', version=3) }}) as preview\n",
+    );
+    let out = p.rsdbt(&["run", "-s", "dim", "uses"]).expect(0);
+    assert!(out.stdout.contains("PASS=4"), "{}", out.stdout);
+    assert_eq!(
+        p.query("select * from {{ ref('uses') }}"),
+        vec![json!({"latest": 2, "first": 1, "preview": 3})]
+    );
+    let m = manifest(&p);
+    let v1 = &m["nodes"]["model.check_shop.dim.v1"];
+    assert_eq!(v1["alias"], "dim_v1");
+    assert_eq!(v1["version"], "1");
+    assert_eq!(v1["latest_version"], "2");
+    assert_eq!(
+        m["nodes"]["model.check_shop.dim.v3"]["alias"],
+        "dim_preview"
+    );
+    let deps = m["nodes"]["model.check_shop.uses"]["depends_on"]["nodes"].clone();
+    for v in ["v1", "v2", "v3"] {
+        assert!(
+            deps.to_string()
+                .contains(&format!("model.check_shop.dim.{v}")),
+            "{deps}"
+        );
+    }
 }

@@ -213,9 +213,7 @@ fn session(
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .build();
     let ctx = SessionContext::new_with_state(state);
-    for f in functions::all() {
-        ctx.register_udf(f);
-    }
+    functions::register(&ctx);
     let cell = Arc::new(OnceLock::new());
     ctx.register_catalog(
         database,

@@ -1,0 +1,244 @@
+//! Jinja with Python's semantics, wherever a value comes from (a literal, `var()`, `split()`,
+//! a filter, `zip`, a macro's argument or return value, a query's result), the way dbt's
+//! packages write it; Jinja in source properties; the functions projects written for DuckDB
+//! or Snowflake call.
+
+use serde_json::json;
+
+use crate::harness::Project;
+
+#[test]
+fn lists_and_dicts_are_pythons_wherever_they_come_from() {
+    let p = Project::fixture("check_shop");
+    p.append("project.yml", "vars:\n  cols: [a, b]\n  max_depth: '4.0'\n");
+    p.write(
+        "macros/py.sql",
+        "{% macro grow(xs) %}{% do xs.append('z') %}{{ return(xs) }}{% endmacro %}\n\
+         {% macro kw(a) %}{{ a }}|{{ varargs | join(',') }}|{{ kwargs.get('at_least', 'none') }}{% endmacro %}\n\
+         {% macro wrap() %}<{{ caller() }}>{% endmacro %}\n\
+         {% macro deep() %}{% for i in [1, 2] %}{% if i == 2 %}{{ return('found ' ~ i) }}{% endif %}{% endfor %}{% endmacro %}\n",
+    );
+    p.write(
+        "models/py.sql",
+        "{%- set v = var('cols') %}{% do v.append('c') -%}\n\
+         {%- set parts = 'x,y'.split(',') %}{% do parts.insert(0, 'w') -%}\n\
+         {%- set grown = grow(['q']) %}{% do grown.extend(['r']) -%}\n\
+         {%- set pairs = zip([1, 2], [3, 4]) | list %}{% do pairs.reverse() -%}\n\
+         {%- set ordered = [3, 1, 2] | sort %}{% do ordered.append(0) -%}\n\
+         {%- set ns = namespace(n=0) %}{% for i in range(4) %}{% set ns.n = ns.n + i %}{% endfor -%}\n\
+         {%- set d = {'b': 1} %}{% do d.update({'a': 2}) -%}\n\
+         {%- set popped = d.pop('b') %}{% set seven = d.setdefault('c', 7) -%}\n\
+         {%- set nested = {'k': []} %}{% do nested['k'].append(1) %}{% do nested.get('k').append(2) -%}\n\
+         {%- set idx = ['a', 'b', 'c'].index('c') -%}\n\
+         select '{{ v | join('-') }}' as from_var,\n\
+           '{{ parts | join('-') }}' as from_split,\n\
+           '{{ grown | join('-') }}' as from_macro,\n\
+           {{ pairs[0][0] }} as from_zip,\n\
+           '{{ ordered | join('') }}' as from_sort,\n\
+           {{ ns.n }} as ns,\n\
+           {{ var('max_depth') | int }} as depth,\n\
+           {{ 'abc' | int(7) }} as bad_int,\n\
+           {{ '2.5' | float }} as a_float,\n\
+           '{{ kw(1, 2, 3, at_least=0.5) }}' as kw,\n\
+           '{% call wrap() %}in{% endcall %}' as called,\n\
+           '{{ d.keys() | list | join(',') }}:{{ popped }}:{{ seven }}' as dict_ops,\n\
+           '{{ nested.k | join(',') }}' as nested,\n\
+           {{ idx }} as idx,\n\
+           '{{ deep() }}' as returned,\n\
+           '{{ 'a_b_c'.rsplit('_', 1) | join('|') }} {{ 'ab'.zfill(4) }} {{ 'a.b'.partition('.') | join('') }}' as strings\n",
+    );
+    p.rsdbt(&["run", "-s", "py"]).expect(0);
+    assert_eq!(
+        p.query("select * from {{ ref('py') }}"),
+        vec![json!({
+            "from_var": "a-b-c", "from_split": "w-x-y", "from_macro": "q-z-r", "from_zip": 2,
+            "from_sort": "1230", "ns": 6, "depth": 4, "bad_int": 7, "a_float": 2.5,
+            "kw": "1|2,3|0.5", "called": "<in>", "dict_ops": "a,c:1:7", "nested": "1,2",
+            "idx": 2, "returned": "found 2", "strings": "a_b|c 00ab a.b"
+        })]
+    );
+}
+
+/// dbt's generic tests receive yml arguments their signature does not name through `kwargs`
+/// (dbt_utils' `not_null_proportion` reads `kwargs.get('at_least')`).
+#[test]
+fn generic_tests_read_extra_arguments_from_kwargs() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "macros/proportion.sql",
+        "{% test filled_at_least(model, column_name) %}\n\
+         {%- set at_least = kwargs.get('at_least', kwargs.get('arg', 1)) -%}\n\
+         select p from (\n\
+           select sum(case when {{ column_name }} is null then 0 else 1 end) * 1.0 / count(*) as p\n\
+           from {{ model }}\n\
+         ) t where p < {{ at_least }}\n\
+         {% endtest %}\n",
+    );
+    p.write(
+        "models/props.sql",
+        "select 1 as id, 'x' as v union all select 2, null\n",
+    );
+    p.write(
+        "models/props.yml",
+        "models:\n  - name: props\n    columns:\n      - name: v\n        data_tests:\n          - filled_at_least:\n              at_least: 0.5\n          - filled_at_least:\n              name: v_full\n              at_least: 0.9\n",
+    );
+    let out = p.rsdbt(&["build", "-s", "props"]).expect(1);
+    assert!(
+        out.stdout.contains("PASS filled_at_least_props_0_5__v"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("FAIL 1 v_full"), "{}", out.stdout);
+}
+
+/// `run_query` results are agate tables: `columns[...].values()`, `rows`, `column_names`,
+/// rows' `values()`/`keys()`, and `print_table()` — lists that macros then change.
+#[test]
+fn query_results_are_agate_tables() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "macros/agate.sql",
+        "{% macro as_dict(sql) %}\n\
+         {%- set t = run_query(sql) -%}\n\
+         {%- set out = {} -%}\n\
+         {%- for name in t.column_names %}{% do out.update({name: t.columns[name].values()}) %}{% endfor -%}\n\
+         {{ return(out) }}\n\
+         {% endmacro %}\n\
+         {% macro show_orders() %}\n\
+         {%- set t = run_query('select order_id, amount from ' ~ ref('orders') ~ ' order by order_id') -%}\n\
+         {%- do t.print_table() -%}\n\
+         {%- set ids = t.columns[0].values() %}{% do ids.append(99) -%}\n\
+         {%- set first = t.rows[0].values() %}{% do first.append('more') -%}\n\
+         {%- do print('ids=' ~ ids | join(',') ~ ' first=' ~ first | join(',') ~ ' keys=' ~ t.rows[1].keys() | join(',') ~ ' n=' ~ t.rows | length) -%}\n\
+         {%- set d = as_dict('select customer_id from ' ~ ref('orders') ~ ' order by 1') -%}\n\
+         {%- for vals in d.values() %}{% do vals.append(0) %}{% do print('values=' ~ vals | join(',')) %}{% endfor -%}\n\
+         {% endmacro %}\n",
+    );
+    p.rsdbt(&["seed"]).expect(0);
+    let out = p.rsdbt(&["run-operation", "show_orders"]).expect(0);
+    assert!(
+        out.stdout
+            .contains("| order_id | amount |\n| -------- | ------ |\n|        1 |   12.5 |"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("ids=1,2,99 first=1,12.5,more keys=order_id,amount n=2"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("values=10,11,0"), "{}", out.stdout);
+}
+
+/// dbt renders Jinja in source properties: a schema or identifier taken from the target or a
+/// var resolves before any model reads the source.
+#[test]
+fn source_properties_render_jinja() {
+    let p = Project::fixture("check_shop");
+    p.append("project.yml", "vars:\n  orders_table: orders\n");
+    p.write(
+        "models/sources.yml",
+        "sources:\n  - name: raw\n    schema: \"{{ target.schema }}\"\n    meta:\n      owner: \"{{ target.name }}\"\n    tables:\n      - name: orders\n        identifier: \"{{ var('orders_table') }}\"\n",
+    );
+    p.write(
+        "models/from_source.sql",
+        "select count(*) as n from {{ source('raw', 'orders') }}\n",
+    );
+    p.rsdbt(&["seed"]).expect(0);
+    p.rsdbt(&["run", "-s", "from_source"]).expect(0);
+    assert_eq!(
+        p.query("select n from {{ ref('from_source') }}"),
+        vec![json!({"n": 2})]
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&p.read("target/manifest.json")).unwrap();
+    let source = &manifest["sources"]["source.check_shop.raw.orders"];
+    assert_eq!(source["schema"], "main");
+    assert_eq!(source["identifier"], "orders");
+    assert_eq!(source["source_meta"]["owner"], "dev");
+}
+
+/// Functions of DuckDB, Snowflake and Spark that DataFusion lacks under those names.
+#[test]
+fn warehouse_functions_projects_call() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "models/funcs.sql",
+        "{{ config(materialized='table') }}\n\
+         select customer_id,\n\
+           datediff('day', min(ordered_at), max(ordered_at)) as span_days,\n\
+           date_diff('month', date '2024-01-31', date '2024-03-01') as months,\n\
+           datediff(date '2024-01-05', date '2024-01-01') as spark_days,\n\
+           min_by(order_id, amount) as cheapest, max_by(order_id, amount) as dearest,\n\
+           arg_max(amount, order_id) as last_amount,\n\
+           any_value(customer_id) as any_customer,\n\
+           listagg(cast(order_id as varchar), ',' order by order_id) as ids\n\
+         from (select 10 as customer_id, 1 as order_id, 5.0 as amount, date '2024-01-01' as ordered_at\n\
+               union all select 10, 2, 3.0, date '2024-01-09'\n\
+               union all select 10, 3, null, date '2024-01-20') o\n\
+         group by customer_id\n",
+    );
+    p.rsdbt(&["run", "-s", "funcs"]).expect(0);
+    assert_eq!(
+        p.query("select * from {{ ref('funcs') }}"),
+        vec![json!({
+            "customer_id": 10, "span_days": 19, "months": 2, "spark_days": 4, "cheapest": 2,
+            "dearest": 1, "last_amount": null, "any_customer": 10, "ids": "1,2,3"
+        })]
+    );
+    p.write(
+        "models/bad_part.sql",
+        "{{ config(materialized='table') }}\nselect datediff('fortnight', date '2024-01-01', date '2024-01-05') as d\n",
+    );
+    let out = p.rsdbt(&["run", "-s", "bad_part"]).expect(1);
+    assert!(
+        out.stdout.contains("unknown date part 'fortnight'"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// dbt's `graph`, read from a post-hook that inserts into the table just built (as
+/// dbt-project-evaluator does), and Jinja in yml configs (a seed's `column_types`).
+#[test]
+fn graph_in_a_post_hook_and_jinja_in_yml_configs() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "macros/graph.sql",
+        "{% macro insert_nodes(rel) %}{% if execute %}\n\
+         {%- set rows = [] -%}\n\
+         {%- for n in graph.nodes.values() | sort(attribute='unique_id') -%}\n\
+           {%- if n.resource_type in ['model', 'seed'] %}{% do rows.append(\"('\" ~ n.unique_id ~ \"', '\" ~ n.config.materialized ~ \"')\") %}{% endif -%}\n\
+         {%- endfor -%}\n\
+         {%- for s in graph.sources.values() %}{% do rows.append(\"('\" ~ s.unique_id ~ \"', '\" ~ s.loader ~ \"')\") %}{% endfor -%}\n\
+         {% call statement('insert') %}insert into {{ rel }} values {{ rows | join(', ') }}{% endcall %}\n\
+         {%- endif %}{% endmacro %}\n",
+    );
+    p.write(
+        "models/nodes.sql",
+        "{{ config(materialized='table', post_hook=\"{{ insert_nodes(this) }}\") }}\n\
+         select cast(null as varchar) as unique_id, cast(null as varchar) as kind where false\n",
+    );
+    p.write(
+        "models/props.yml",
+        "sources:\n  - name: raw\n    loader: fivetran\n    tables:\n      - name: events\n\
+         seeds:\n  - name: orders\n    config:\n      column_types:\n        amount: \"{{ 'varchar' if target.type == 'datafusion' else 'float' }}\"\n",
+    );
+    p.rsdbt(&["build", "-s", "orders", "nodes"]).expect(0);
+    assert_eq!(
+        p.query("select unique_id, kind from {{ ref('nodes') }} order by unique_id"),
+        vec![
+            json!({"unique_id": "model.check_shop.customer_totals", "kind": "table"}),
+            json!({"unique_id": "model.check_shop.nodes", "kind": "table"}),
+            json!({"unique_id": "model.check_shop.stg_orders", "kind": "view"}),
+            json!({"unique_id": "seed.check_shop.customers", "kind": "seed"}),
+            json!({"unique_id": "seed.check_shop.orders", "kind": "seed"}),
+            json!({"unique_id": "source.check_shop.raw.events", "kind": "fivetran"}),
+        ]
+    );
+    assert_eq!(
+        p.query("select arrow_typeof(amount) as t from {{ ref('orders') }} limit 1"),
+        vec![json!({"t": "Utf8View"})]
+    );
+}
