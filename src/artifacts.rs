@@ -155,6 +155,9 @@ struct NodeOut<'a> {
     file_key_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attached_node: Option<&'a str>,
+    /// Models only, as dbt (null: not a MetricFlow time spine); packages filter on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_spine: Option<Json>,
 }
 
 fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> NodeOut<'a> {
@@ -243,6 +246,8 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
         latest_version: n.version.as_ref().map(|v| v.latest_version.as_str()),
         deprecation_date: None,
         test_metadata: test.and_then(|t| t.generic.as_ref()).map(|g| g.metadata()),
+        time_spine: (n.resource_type == ResourceType::Model)
+            .then(|| n.time_spine.clone().unwrap_or(Json::Null)),
         column_name: test.and_then(|t| t.column_name.as_deref()),
         file_key_name: test.and_then(|t| t.file_key_name.as_deref()),
         attached_node: test.and_then(|t| t.attached_node.as_deref()),

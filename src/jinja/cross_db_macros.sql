@@ -64,7 +64,10 @@ end)
 {%- endmacro %}
 
 {% macro listagg(measure, delimiter_text="','", order_by_clause=none, limit_num=none) -%}
-{%- set order = ' ' ~ order_by_clause if order_by_clause else '' -%}
+{#- Without an order, the embedded engine's parallel aggregation gives any order, each run
+    another; ordering by the values makes it deterministic (and what packages that order
+    their input first, as dbt-project-evaluator, expect). -#}
+{%- set order = ' ' ~ order_by_clause if order_by_clause else (' order by ' ~ measure if target.type != 'postgres' else '') -%}
 {%- if limit_num and target.type == 'postgres' -%}
 array_to_string((array_agg({{ measure }}{{ order }}))[1:{{ limit_num }}], {{ delimiter_text }})
 {%- elif limit_num -%}

@@ -91,6 +91,25 @@ impl Object for Table {
                 crate::jinja::emit(state, print_table(&self.0, max_rows, max_columns));
                 Ok(Value::from(()))
             }
+            "print_csv" => {
+                let text = |v: &Json| match v {
+                    Json::Null => String::new(),
+                    Json::String(s) if s.contains([',', '"', '\n']) => {
+                        format!("\"{}\"", s.replace('"', "\"\""))
+                    }
+                    Json::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let mut lines = vec![self.0.columns.join(",")];
+                lines.extend(
+                    self.0
+                        .rows
+                        .iter()
+                        .map(|r| r.iter().map(text).collect::<Vec<_>>().join(",")),
+                );
+                crate::jinja::emit(state, lines.join("\n"));
+                Ok(Value::from(()))
+            }
             "__len__" => Ok(Value::from(self.0.rows.len())),
             _ => Err(no_method("table", method)),
         }

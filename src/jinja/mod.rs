@@ -946,12 +946,26 @@ fn env_var(state: &State, name: &str, default: Option<Value>) -> Result<Value, E
     }
 }
 
-fn var(state: &State, name: &str, default: Option<Value>) -> Result<Value, Error> {
+fn var(state: &State, name: &str, default: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    let default = match default {
+        Some(d) => Some(d),
+        None => kwargs.get::<Option<Value>>("default")?,
+    };
+    kwargs.assert_all_used()?;
     // Outside a node (profiles/project rendering) the vars come from the context.
     let found = match RenderCtx::from_state(state) {
         Some(ctx) => match ctx.overrides.as_ref().and_then(|o| o.vars.get(name)) {
             Some(v) => Some(v.clone()),
-            None => lookup_var(&ctx.shared, &ctx.node.package, name),
+            None => match lookup_var(&ctx.shared, &ctx.node.package, name) {
+                // A var written as Jinja in a project file (`"{{ 300 if target.type ==
+                // 'bigquery' else 10000 }}"`) is rendered where it is read, with the target.
+                Some(Json::String(text)) if text.contains("{{") || text.contains("{%") => {
+                    let out =
+                        template::render_str(state.env(), "<var>", &text, ctx.context_value())?;
+                    return Ok(Value::from(out));
+                }
+                other => other,
+            },
         },
         None => state
             .lookup("__vars__")

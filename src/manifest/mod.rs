@@ -80,6 +80,8 @@ pub struct Node {
     pub unit_test: Option<Box<properties::UnitTestDef>>,
     /// Set for a version of a versioned model.
     pub version: Option<ModelVersion>,
+    /// A model's `time_spine:` properties.
+    pub time_spine: Option<Json>,
 }
 
 /// One version of a versioned model (`versions:` in its yml).
@@ -370,7 +372,10 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     let mut package_sources: Vec<(&Package, SourceTable)> = Vec::new();
     for pkg in &project.packages {
         let mut pp = properties::load_files(pkg.property_files.iter())?;
-        package_patches.insert(&pkg.name, pp.patches.remove("models").unwrap_or_default());
+        // Model and seed names are unique within a package: one map holds both.
+        let mut own = pp.patches.remove("models").unwrap_or_default();
+        own.extend(pp.patches.remove("seeds").unwrap_or_default());
+        package_patches.insert(&pkg.name, own);
         package_sources.extend(pp.sources.into_iter().map(|mut t| {
             t.file = package_relative(Some(pkg), &t.file).to_string();
             (pkg, t)
@@ -582,6 +587,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             config::merge(&mut unrendered, c);
         }
         let patch_config = patch.as_ref().map(|p| p.config.clone()).unwrap_or_default();
+        let time_spine = patch.as_ref().and_then(|p| p.time_spine.clone());
         let (description, columns, tests) = match patch {
             Some(p) => (p.description, p.columns, p.tests),
             None => Default::default(),
@@ -617,6 +623,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             test: None,
             unit_test: None,
             version: version.clone(),
+            time_spine,
         };
         // Configs of the project file and of yml are Jinja too (`+enabled: "{{ target.name ==
         // 'prod' }}"`, `column_types: {x: "{{ 'float' if ... }}"}`), rendered for each node as
@@ -895,6 +902,34 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         }
     }
     for mut node in test_nodes_list {
+        // Configs written as Jinja in yml or the project file (`enabled: "{{ not
+        // var('x', false) }}"`), rendered as dbt does when it parses the test.
+        for key in [
+            "enabled",
+            "severity",
+            "warn_if",
+            "error_if",
+            "store_failures",
+        ] {
+            let Some(Json::String(text)) = node.config.get(key) else {
+                continue;
+            };
+            if !(text.contains("{{") || text.contains("{%")) {
+                continue;
+            }
+            match jinja.render_str(node.info(), &text.clone(), Phase::Parse) {
+                Ok((out, _)) => {
+                    let out = out.trim();
+                    let value = match out.to_ascii_lowercase().as_str() {
+                        "true" => Json::Bool(true),
+                        "false" => Json::Bool(false),
+                        _ => Json::String(out.to_string()),
+                    };
+                    node.config.insert(key.into(), value);
+                }
+                Err(d) => diags.push(d),
+            }
+        }
         if !node.config.bool_or("enabled", true) {
             disabled.insert(node.unique_id.clone(), node);
             continue;
@@ -1019,6 +1054,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             test: None,
             unit_test: Some(Box::new(u)),
             version: None,
+            time_spine: None,
         };
         if !node.config.bool_or("enabled", true) {
             disabled.insert(node.unique_id.clone(), node);

@@ -258,16 +258,25 @@ fn one_generic(
         test: None,
         unit_test: None,
         version: None,
+        time_spine: None,
     };
     // Like dbt, only render the call when an argument holds Jinja (e.g. `to: ref('x')`); otherwise
     // the tested node is the only dependency. This keeps large projects fast to parse.
-    let needs_render = generic.kwargs.iter().any(|(k, v)| {
-        k != "model"
-            && k != "column_name"
-            && v.as_str().is_some_and(|s| {
-                crate::jinja::looks_like_function(s.trim()) || s.contains("{{") || s.contains("{%")
-            })
-    });
+    // A definition that calls `config()` (dbt-project-evaluator's `is_empty` sets severity)
+    // gives defaults only a render finds.
+    let sets_config = jinja
+        .macro_id(&format!("test_{}", generic.name))
+        .is_some_and(|id| jinja.macro_sql(id).contains("config"));
+    let needs_render = sets_config
+        || generic.kwargs.iter().any(|(k, v)| {
+            k != "model"
+                && k != "column_name"
+                && v.as_str().is_some_and(|s| {
+                    crate::jinja::looks_like_function(s.trim())
+                        || s.contains("{{")
+                        || s.contains("{%")
+                })
+        });
     if needs_render {
         let (_, capture) = jinja
             .render_test_call(
@@ -363,5 +372,6 @@ pub fn singular(project: &Project, file: &SourceFile, database: &str) -> Node {
         }),
         unit_test: None,
         version: None,
+        time_spine: None,
     }
 }

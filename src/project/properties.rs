@@ -38,6 +38,8 @@ pub struct Patch {
     /// Model versions (`versions:` entries, each with `v:`), and `latest_version:`.
     pub versions: Vec<Json>,
     pub latest_version: Option<String>,
+    /// A MetricFlow time spine's settings (`time_spine:`), kept for the manifest and `graph`.
+    pub time_spine: Option<Json>,
     /// The properties file's text, to locate the entry when reporting a problem.
     pub source: Arc<str>,
     /// `path/to/file.yml`
@@ -457,6 +459,7 @@ fn patch(item: &Json, path: &str, source: &Arc<str>) -> Result<Patch, Diagnostic
             .cloned()
             .unwrap_or_default(),
         latest_version: item.get("latest_version").map(scalar_text),
+        time_spine: item.get("time_spine").cloned(),
         relation: yaml::str_of(item, "relation").map(str::to_string),
         meta: item.get("meta").cloned(),
         tags: yaml::strings_of(item, "tags").unwrap_or_default(),

@@ -939,3 +939,50 @@ fn model_versions() {
         );
     }
 }
+
+/// Conventions of package projects (dbt-project-evaluator's): a var written as Jinja is
+/// rendered where it is read; `var(name, default=...)`; `config()` in a generic test's
+/// definition applies even when its arguments hold no Jinja; a test's `enabled` as Jinja; a
+/// header-only seed is an empty table of text columns; a model's `time_spine:` reaches the
+/// manifest.
+#[test]
+fn package_project_conventions() {
+    let p = Project::fixture("check_shop");
+    p.append(
+        "project.yml",
+        "vars:\n  batch: \"{{ 300 if target.type == 'bigquery' else 10000 }}\"\n",
+    );
+    p.write(
+        "macros/small.sql",
+        "{% test is_small(model) %}\n{{ config (severity = 'warn', fail_calc = \"n\") }}\nselect count(*) as n from {{ model }}\n{% endtest %}\n",
+    );
+    p.write("seeds/empty.csv", "a,b");
+    p.write(
+        "models/m.sql",
+        "select {{ var('batch') | int }} as batch, {{ var('missing', default=5) }} as d\n",
+    );
+    p.write(
+        "models/m.yml",
+        "models:\n  - name: m\n    time_spine:\n      standard_granularity_column: batch\n    data_tests:\n      - is_small\n      - is_small:\n          name: never_here\n          config:\n            enabled: \"{{ target.name == 'prod' }}\"\n",
+    );
+    let out = p.rsdbt(&["build", "-s", "m", "empty"]).expect(0);
+    assert!(out.stdout.contains("WARN 1 is_small_m"), "{}", out.stdout);
+    assert!(!out.stdout.contains("never_here"), "{}", out.stdout);
+    assert_eq!(
+        p.query("select * from {{ ref('m') }}"),
+        vec![json!({"batch": 10000, "d": 5})]
+    );
+    assert_eq!(
+        p.query(
+            "select (select count(*) from {{ ref('empty') }}) as n, arrow_typeof(e.a) as t \
+             from (select 1 as one) o left join {{ ref('empty') }} e on true"
+        ),
+        vec![json!({"n": 0, "t": "Utf8View"})]
+    );
+    let m = manifest(&p);
+    assert_eq!(
+        m["nodes"]["model.check_shop.m"]["time_spine"],
+        json!({"standard_granularity_column": "batch"})
+    );
+    assert!(m["disabled"].to_string().contains("never_here"));
+}

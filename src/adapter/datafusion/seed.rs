@@ -40,7 +40,8 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
         .fields()
         .iter()
         .map(|f| {
-            if overridden(f.name()) {
+            // A column with no values at all is text, as dbt's adapters load it.
+            if overridden(f.name()) || f.data_type() == &DataType::Null {
                 Field::new(f.name(), DataType::Utf8, true)
             } else {
                 f.as_ref().clone().with_nullable(true)
@@ -63,6 +64,12 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
                 "{e} (line numbers count data rows after the header)"
             ))
         })?);
+    }
+    // A header-only file is an empty table with the header's columns.
+    if batches.is_empty() {
+        batches.push(datafusion::arrow::record_batch::RecordBatch::new_empty(
+            schema.clone(),
+        ));
     }
     for (col, _) in &seed.column_types {
         if !schema
@@ -89,6 +96,12 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
                 .find(|(c, _)| c.eq_ignore_ascii_case(f.name()))
             {
                 Some((_, ty)) => {
+                    // PostgreSQL's `float` is double precision (DataFusion's is 4 bytes).
+                    let ty = if ty.trim().eq_ignore_ascii_case("float") {
+                        "double"
+                    } else {
+                        ty.as_str()
+                    };
                     format!("cast({} as {ty}) as {}", quote(f.name()), quote(f.name()))
                 }
                 None => quote(f.name()),
