@@ -251,6 +251,33 @@ impl Object for Columns {
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         Enumerator::Seq(self.0.columns.len())
     }
+    // agate's columns are a mapping too: `table.columns.items()` (dbt_utils'
+    // `get_query_results_as_dict`).
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let column = |i: usize| Value::from_object(Column(self.0.clone(), i));
+        let n = self.0.columns.len();
+        match method {
+            "keys" => Ok(strings(&self.0.columns)),
+            "values" => Ok(python::list((0..n).map(column).collect())),
+            "items" => Ok(python::list(
+                (0..n)
+                    .map(|i| python::list(vec![Value::from(self.0.columns[i].as_str()), column(i)]))
+                    .collect(),
+            )),
+            "get" => {
+                let (key, default): (Value, Option<Value>) = minijinja::value::from_args(args)?;
+                Ok(self
+                    .get_value(&key)
+                    .unwrap_or_else(|| default.unwrap_or(Value::from(()))))
+            }
+            _ => Err(no_method("columns", method)),
+        }
+    }
 }
 
 #[derive(Debug)]

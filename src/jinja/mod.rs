@@ -838,13 +838,7 @@ fn base_env() -> Environment<'static> {
     });
     // dbt's `set()`/`zip()` give `default` where Python raises; the `_strict` ones raise.
     fn unique(v: &Value) -> Result<Value, Error> {
-        let mut seen: Vec<Value> = Vec::new();
-        for item in v.try_iter()? {
-            if !seen.contains(&item) {
-                seen.push(item);
-            }
-        }
-        Ok(python::list(seen))
+        Ok(python::set_of(v.try_iter()?.collect()))
     }
     fn zipped(lists: &[Value]) -> Result<Value, Error> {
         let cols: Vec<Vec<Value>> = lists

@@ -275,9 +275,55 @@ impl Object for List {
                 Ok(none())
             }
             "copy" => Ok(list(self.items().clone())),
+            // Python's set methods, for the sorted lists `set()` returns.
+            "add" => {
+                let (x,): (Value,) = from_args(args)?;
+                let mut items = self.items();
+                if !items.contains(&x) {
+                    items.push(adopt(x));
+                    items.sort_by(compare);
+                }
+                Ok(none())
+            }
+            "discard" => {
+                let (x,): (Value,) = from_args(args)?;
+                self.items().retain(|v| *v != x);
+                Ok(none())
+            }
+            "union" | "difference" | "intersection" | "issubset" | "issuperset" => {
+                let (other,): (Value,) = from_args(args)?;
+                let other = items_of(&other)?;
+                let mine = self.items().clone();
+                let has = |xs: &[Value], x: &Value| xs.contains(x);
+                Ok(match method {
+                    "union" => {
+                        let mut all = mine;
+                        all.extend(other.into_iter().filter(|x| !has(&self.items(), x)));
+                        set_of(all)
+                    }
+                    "difference" => set_of(mine.into_iter().filter(|x| !has(&other, x)).collect()),
+                    "intersection" => set_of(mine.into_iter().filter(|x| has(&other, x)).collect()),
+                    "issubset" => Value::from(mine.iter().all(|x| has(&other, x))),
+                    _ => Value::from(other.iter().all(|x| has(&mine, x))),
+                })
+            }
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }
+}
+
+/// Python's `set(xs)` as a list: each value once, sorted, so that two sets with the same
+/// values compare equal (`set(a) != set(b)` in dbt_utils' `equality`) and iterate the same way
+/// every run.
+pub fn set_of(items: Vec<Value>) -> Value {
+    let mut unique: Vec<Value> = Vec::with_capacity(items.len());
+    for item in items {
+        if !unique.contains(&item) {
+            unique.push(item);
+        }
+    }
+    unique.sort_by(compare);
+    list(unique)
 }
 
 impl Dict {

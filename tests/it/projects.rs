@@ -957,6 +957,15 @@ fn package_project_conventions() {
         "{% test is_small(model) %}\n{{ config (severity = 'warn', fail_calc = \"n\") }}\nselect count(*) as n from {{ model }}\n{% endtest %}\n",
     );
     p.write("seeds/empty.csv", "a,b");
+    // Times without seconds, inferred or declared timestamps.
+    p.write(
+        "seeds/times.csv",
+        "t,u\n2021-01-01 00:00,2021-01-01 01:00\n",
+    );
+    p.write(
+        "seeds/times.yml",
+        "seeds:\n  - name: times\n    config:\n      column_types:\n        u: timestamp\n",
+    );
     p.write(
         "models/m.sql",
         "select {{ var('batch') | int }} as batch, {{ var('missing', default=5) }} as d\n",
@@ -965,7 +974,11 @@ fn package_project_conventions() {
         "models/m.yml",
         "models:\n  - name: m\n    time_spine:\n      standard_granularity_column: batch\n    data_tests:\n      - is_small\n      - is_small:\n          name: never_here\n          config:\n            enabled: \"{{ target.name == 'prod' }}\"\n",
     );
-    let out = p.rsdbt(&["build", "-s", "m", "empty"]).expect(0);
+    let out = p.rsdbt(&["build", "-s", "m", "empty", "times"]).expect(0);
+    assert_eq!(
+        p.query("select cast(t as varchar) as t, cast(u as varchar) as u from {{ ref('times') }}"),
+        vec![json!({"t": "2021-01-01T00:00:00", "u": "2021-01-01T01:00:00"})]
+    );
     assert!(out.stdout.contains("WARN 1 is_small_m"), "{}", out.stdout);
     assert!(!out.stdout.contains("never_here"), "{}", out.stdout);
     assert_eq!(

@@ -45,6 +45,7 @@ fn lists_and_dicts_are_pythons_wherever_they_come_from() {
            '{{ nested.k | join(',') }}' as nested,\n\
            {{ idx }} as idx,\n\
            '{{ deep() }}' as returned,\n\
+           {{ (set([3, 1, 3]) == set([1, 3])) | lower }} as same_sets,\n\
            '{{ 'a_b_c'.rsplit('_', 1) | join('|') }} {{ 'ab'.zfill(4) }} {{ 'a.b'.partition('.') | join('') }}' as strings\n",
     );
     p.rsdbt(&["run", "-s", "py"]).expect(0);
@@ -54,7 +55,7 @@ fn lists_and_dicts_are_pythons_wherever_they_come_from() {
             "from_var": "a-b-c", "from_split": "w-x-y", "from_macro": "q-z-r", "from_zip": 2,
             "from_sort": "1230", "ns": 6, "depth": 4, "bad_int": 7, "a_float": 2.5,
             "kw": "1|2,3|0.5", "called": "<in>", "dict_ops": "a,c:1:7", "nested": "1,2",
-            "idx": 2, "returned": "found 2", "strings": "a_b|c 00ab a.b"
+            "idx": 2, "returned": "found 2", "same_sets": true, "strings": "a_b|c 00ab a.b"
         })]
     );
 }
@@ -109,6 +110,7 @@ fn query_results_are_agate_tables() {
          {%- do t.print_table() -%}\n\
          {%- set ids = t.columns[0].values() %}{% do ids.append(99) -%}\n\
          {%- set first = t.rows[0].values() %}{% do first.append('more') -%}\n\
+         {%- for name, col in t.columns.items() %}{% do print('col ' ~ name ~ '=' ~ col.values() | join('|')) %}{% endfor -%}\n\
          {%- do print('ids=' ~ ids | join(',') ~ ' first=' ~ first | join(',') ~ ' keys=' ~ t.rows[1].keys() | join(',') ~ ' n=' ~ t.rows | length) -%}\n\
          {%- set d = as_dict('select customer_id from ' ~ ref('orders') ~ ' order by 1') -%}\n\
          {%- for vals in d.values() %}{% do vals.append(0) %}{% do print('values=' ~ vals | join(',')) %}{% endfor -%}\n\
@@ -129,6 +131,7 @@ fn query_results_are_agate_tables() {
         out.stdout
     );
     assert!(out.stdout.contains("values=10,11,0"), "{}", out.stdout);
+    assert!(out.stdout.contains("col order_id=1|2"), "{}", out.stdout);
 }
 
 /// dbt renders Jinja in source properties: a schema or identifier taken from the target or a
@@ -173,7 +176,8 @@ fn warehouse_functions_projects_call() {
            min_by(order_id, amount) as cheapest, max_by(order_id, amount) as dearest,\n\
            arg_max(amount, order_id) as last_amount,\n\
            any_value(customer_id) as any_customer,\n\
-           listagg(cast(order_id as varchar), ',' order by order_id) as ids\n\
+           listagg(cast(order_id as varchar), ',' order by order_id) as ids,\n\
+           cast(coalesce(max(case when order_id > 9 then ordered_at end), '2099-01-01') as varchar) as open_until\n\
          from (select 10 as customer_id, 1 as order_id, 5.0 as amount, date '2024-01-01' as ordered_at\n\
                union all select 10, 2, 3.0, date '2024-01-09'\n\
                union all select 10, 3, null, date '2024-01-20') o\n\
@@ -184,7 +188,8 @@ fn warehouse_functions_projects_call() {
         p.query("select * from {{ ref('funcs') }}"),
         vec![json!({
             "customer_id": 10, "span_days": 19, "months": 2, "spark_days": 4, "cheapest": 2,
-            "dearest": 1, "last_amount": null, "any_customer": 10, "ids": "1,2,3"
+            "dearest": 1, "last_amount": null, "any_customer": 10, "ids": "1,2,3",
+            "open_until": "2099-01-01"
         })]
     );
     p.write(

@@ -3,7 +3,8 @@
 //! `mod(a, b)`; `datediff(part, start, end)` / `date_diff` (boundaries crossed, DuckDB's
 //! rules), and the two-argument `datediff(end, start)` of Spark and MySQL (days);
 //! `any_value`, `min_by`/`max_by` (`arg_min`/`arg_max`), and `listagg` (DataFusion's
-//! `string_agg`).
+//! `string_agg`); and `coalesce` that takes a string literal beside a date or timestamp as
+//! that type (PostgreSQL's reading of `coalesce(valid_to, '2099-01-01')`).
 
 use std::any::Any;
 use std::sync::Arc;
@@ -46,6 +47,10 @@ pub fn register(ctx: &SessionContext) {
             signature: Signature::any(2, Volatility::Immutable),
         }));
     }
+    let inner = datafusion::functions::core::coalesce();
+    ctx.register_udf(ScalarUDF::new_from_impl(Coalesce {
+        inner: inner.as_ref().clone(),
+    }));
     let string_agg = datafusion::functions_aggregate::string_agg::string_agg_udaf();
     ctx.register_udaf(string_agg.as_ref().clone().with_aliases(["listagg"]));
 }
@@ -76,6 +81,82 @@ impl ScalarUDFImpl for Mod {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let rem = datafusion::arrow::compute::kernels::numeric::rem(&arrays[0], &arrays[1])?;
         Ok(ColumnarValue::Array(rem))
+    }
+}
+
+/// DataFusion's `coalesce`, with one more coercion: text (a literal) beside one date or
+/// timestamp type becomes that type, as PostgreSQL types an unknown literal by its context.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Coalesce {
+    inner: ScalarUDF,
+}
+
+impl ScalarUDFImpl for Coalesce {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(args)
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn simplify(
+        &self,
+        args: Vec<datafusion::logical_expr::Expr>,
+        info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> Result<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+        self.inner.simplify(args, info)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.inner.invoke_with_args(args)
+    }
+
+    fn conditional_arguments<'a>(
+        &self,
+        args: &'a [datafusion::logical_expr::Expr],
+    ) -> Option<(
+        Vec<&'a datafusion::logical_expr::Expr>,
+        Vec<&'a datafusion::logical_expr::Expr>,
+    )> {
+        self.inner.inner().conditional_arguments(args)
+    }
+
+    fn short_circuits(&self) -> bool {
+        self.inner.short_circuits()
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        let temporal: Vec<&DataType> = args.iter().filter(|t| t.is_temporal()).collect();
+        let texty = |t: &DataType| {
+            matches!(
+                t,
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Null
+            )
+        };
+        if let Some(first) = temporal.first()
+            && temporal.iter().all(|t| t == first)
+            && args.iter().all(|t| t == *first || texty(t))
+            && args.iter().any(|t| !t.is_null() && texty(t))
+        {
+            return Ok(vec![(*first).clone(); args.len()]);
+        }
+        self.inner.coerce_types(args)
     }
 }
 

@@ -41,7 +41,12 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
         .iter()
         .map(|f| {
             // A column with no values at all is text, as dbt's adapters load it.
-            if overridden(f.name()) || f.data_type() == &DataType::Null {
+            // Timestamps are read as text and parsed below: arrow infers `2021-01-01 00:00`
+            // as a timestamp but its parser wants the seconds.
+            if overridden(f.name())
+                || f.data_type() == &DataType::Null
+                || matches!(f.data_type(), DataType::Timestamp(..))
+            {
                 Field::new(f.name(), DataType::Utf8, true)
             } else {
                 f.as_ref().clone().with_nullable(true)
@@ -65,6 +70,62 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
             ))
         })?);
     }
+    // Inferred timestamps, and text columns `column_types` makes timestamps (cast in SQL
+    // below, with the same parser).
+    let timestamps: Vec<(usize, DataType)> = inferred
+        .fields()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let declared = seed
+                .column_types
+                .iter()
+                .find(|(c, _)| c.eq_ignore_ascii_case(f.name()))
+                .map(|(_, t)| t.trim().to_ascii_lowercase());
+            match declared {
+                Some(t) if t.starts_with("timestamp") || t.starts_with("datetime") => {
+                    Some((i, DataType::Utf8))
+                }
+                Some(_) => None,
+                None => matches!(f.data_type(), DataType::Timestamp(..))
+                    .then(|| (i, f.data_type().clone())),
+            }
+        })
+        .collect();
+    // Text that is all `YYYY-MM-DD HH:MM` is a timestamp too (arrow only infers times with
+    // seconds; dbt's adapters infer these).
+    let mut timestamps = timestamps;
+    for (i, f) in inferred.fields().iter().enumerate() {
+        if f.data_type() != &DataType::Utf8 || overridden(f.name()) {
+            continue;
+        }
+        let mut seen = false;
+        let all_minutes = batches.iter().all(|b| {
+            use datafusion::arrow::array::AsArray;
+            b.column(i).as_string::<i32>().iter().flatten().all(|v| {
+                seen = true;
+                minutes_only(v)
+            })
+        });
+        if seen && all_minutes {
+            timestamps.push((
+                i,
+                DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Second, None),
+            ));
+        }
+    }
+    if !timestamps.is_empty() {
+        batches = batches
+            .into_iter()
+            .map(|b| parse_timestamps(b, &timestamps))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                fail(format!(
+                    "{e} (line numbers count data rows after the header)"
+                ))
+            })?;
+    }
+    let schema = batches.first().map_or(schema, |b| b.schema());
     // A header-only file is an empty table with the header's columns.
     if batches.is_empty() {
         batches.push(datafusion::arrow::record_batch::RecordBatch::new_empty(
@@ -111,4 +172,49 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
     let exprs: Vec<&str> = select.iter().map(String::as_str).collect();
     df.select_exprs(&exprs)
         .map_err(|e| fail(format!("column_types: {e}")))
+}
+
+/// Text columns inferred as timestamps, parsed: a time without seconds gets `:00`.
+fn parse_timestamps(
+    batch: datafusion::arrow::record_batch::RecordBatch,
+    columns: &[(usize, DataType)],
+) -> Result<datafusion::arrow::record_batch::RecordBatch, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
+    let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    for (i, ty) in columns {
+        let text = arrays[*i].as_string::<i32>();
+        let fixed: StringArray = text
+            .iter()
+            .map(|v| {
+                v.map(|s| {
+                    if minutes_only(s) {
+                        format!("{s}:00")
+                    } else {
+                        s.to_string()
+                    }
+                })
+            })
+            .collect();
+        arrays[*i] = datafusion::arrow::compute::cast(&fixed, ty)?;
+        fields[*i] = Field::new(fields[*i].name(), ty.clone(), true);
+    }
+    datafusion::arrow::record_batch::RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+}
+
+/// `YYYY-MM-DD HH:MM` (or with `T`): a time without seconds.
+fn minutes_only(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 16
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ' || *c == b'T',
+            13 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
 }
