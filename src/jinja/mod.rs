@@ -900,7 +900,11 @@ fn base_env() -> Environment<'static> {
     env.add_global("statement", Value::from_object(introspect::Statement));
     env.add_function("load_result", introspect::load_result);
     let mut modules = BTreeMap::new();
-    modules.insert("datetime", Value::from_object(objects::DateTimeModule));
+    modules.insert(
+        "datetime",
+        Value::from_object(objects::DateTimeModule(false)),
+    );
+    modules.insert("pytz", Value::from_object(objects::PytzModule));
     modules.insert("re", Value::from_object(re::Module));
     env.add_global("modules", Value::from(modules));
     env
@@ -1195,8 +1199,9 @@ pub(crate) fn emit(state: &State, text: String) {
     }
 }
 
-/// `v` with every string holding Jinja rendered by `render`.
-fn deep_render(
+/// `v` with every string holding Jinja rendered by `render`, however deep (dbt renders
+/// test arguments, configs and source properties this way).
+pub fn deep_render(
     v: &Json,
     render: &dyn Fn(&str) -> Result<String, Diagnostic>,
 ) -> Result<Json, Diagnostic> {

@@ -156,6 +156,15 @@ impl Object for Relation {
                 Ok(Value::from_safe_string(parts.join(".")))
             }
             "incorporate" => Ok(Value::from_dyn_object(self.clone())),
+            // dbt's `relation.information_schema('columns')`: the database's catalog view.
+            "information_schema" => {
+                let (view,): (Option<String>,) = minijinja::value::from_args(args)?;
+                let base = format!("{}.information_schema", quote(&self.database));
+                Ok(Value::from_safe_string(match view {
+                    Some(v) => format!("{base}.{v}"),
+                    None => base,
+                }))
+            }
             // Time travel on the embedded engine: `ref('x').at_version(12)` reads Delta version
             // 12, `.at_snapshot(id)` an Iceberg snapshot.
             "at_version" | "at_snapshot" => {
@@ -343,7 +352,13 @@ impl Object for DateTime {
         }
     }
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S%.6f"))?;
+        use chrono::Timelike;
+        // Python's str(): microseconds only when there are some.
+        if self.0.nanosecond() == 0 {
+            write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S"))?;
+        } else {
+            write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S%.6f"))?;
+        }
         if self.1 {
             f.write_str("+00:00")?;
         }
@@ -351,24 +366,57 @@ impl Object for DateTime {
     }
 }
 
-/// `modules.datetime.datetime` / `.date`: constructors `now()`, `utcnow()`, `today()`, and
-/// `datetime(y, m, d, ...)`.
+/// `modules.datetime.datetime` / `.date` (the flag: `date`): constructors `now()`,
+/// `utcnow()`, `today()`, and `datetime(y, m, d, ...)` / `date(y, m, d)`. A `tzinfo=` is
+/// accepted and not applied (the value stays naive).
 #[derive(Debug)]
-pub struct DateTimeModule;
+pub struct DateTimeModule(pub bool);
 
 impl Object for DateTimeModule {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match key.as_str()? {
-            "datetime" | "date" => Some(Value::from_dyn_object(self.clone())),
+            "datetime" => Some(Value::from_object(DateTimeModule(false))),
+            "date" => Some(Value::from_object(DateTimeModule(true))),
             _ => None,
         }
     }
     fn call(self: &Arc<Self>, _state: &mut State, args: &[Value]) -> Result<Value, Error> {
-        let (y, m, d, rest): (i32, u32, u32, Rest<u32>) = minijinja::value::from_args(args)?;
-        let part = |i: usize| rest.get(i).copied().unwrap_or(0);
-        let dt = chrono::NaiveDate::from_ymd_opt(y, m, d)
-            .and_then(|date| date.and_hms_opt(part(0), part(1), part(2)))
+        // Python's signature: year, month, day, hour, minute, second, microsecond, by
+        // position or by name.
+        let (pos, kwargs): (Rest<i64>, Kwargs) = minijinja::value::from_args(args)?;
+        const NAMES: [&str; 7] = [
+            "year",
+            "month",
+            "day",
+            "hour",
+            "minute",
+            "second",
+            "microsecond",
+        ];
+        let mut parts = [0i64; 7];
+        for (i, name) in NAMES.iter().enumerate() {
+            parts[i] = match (pos.get(i).copied(), kwargs.get::<Option<i64>>(name)?) {
+                (Some(v), _) | (None, Some(v)) => v,
+                (None, None) if i < 3 => {
+                    return Err(Error::new(
+                        ErrorKind::MissingArgument,
+                        format!("datetime needs `{name}`"),
+                    ));
+                }
+                (None, None) => 0,
+            };
+        }
+        let _: Option<Value> = kwargs.get("tzinfo")?;
+        kwargs.assert_all_used()?;
+        let u = |i: usize| u32::try_from(parts[i]).unwrap_or(u32::MAX);
+        let date = chrono::NaiveDate::from_ymd_opt(parts[0] as i32, u(1), u(2))
             .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "invalid date"))?;
+        if self.0 {
+            return Ok(Value::from(date.to_string()));
+        }
+        let dt = date
+            .and_hms_micro_opt(u(3), u(4), u(5), u(6))
+            .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "invalid time"))?;
         Ok(Value::from_object(DateTime(dt, false)))
     }
     fn call_method(
@@ -386,6 +434,31 @@ impl Object for DateTimeModule {
             "utcnow" => Ok(Value::from_object(DateTime(now, false))),
             "today" => Ok(Value::from(chrono::Local::now().date_naive().to_string())),
             _ => Err(no_method("datetime", method)),
+        }
+    }
+}
+
+/// `modules.pytz`: `timezone(name)` (an object with `zone`) and `utc`, for packages that
+/// name a time zone (dbt-date); the zone is not applied to values.
+#[derive(Debug)]
+pub struct PytzModule;
+
+impl Object for PytzModule {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        (key.as_str()? == "utc").then(|| Value::from_pairs([("zone", Value::from("UTC"))]))
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "timezone" => {
+                let (name,): (String,) = minijinja::value::from_args(args)?;
+                Ok(Value::from_pairs([("zone", Value::from(name))]))
+            }
+            _ => Err(no_method("pytz", method)),
         }
     }
 }

@@ -651,7 +651,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                     Ok(t.to_string())
                 }
             };
-            match render_strings(value, &text) {
+            match crate::jinja::deep_render(value, &text) {
                 Ok(rendered) => {
                     node.config.insert(key.clone(), rendered);
                 }
@@ -1717,28 +1717,6 @@ fn exposure_dependency(text: &str) -> Option<ExposureDep> {
     }
 }
 
-/// `v` with `text` applied to every string in it, however deep.
-fn render_strings(
-    v: &Json,
-    text: &dyn Fn(&str) -> Result<String, Diagnostic>,
-) -> Result<Json, Diagnostic> {
-    Ok(match v {
-        Json::String(s) => Json::String(text(s)?),
-        Json::Array(items) => Json::Array(
-            items
-                .iter()
-                .map(|i| render_strings(i, text))
-                .collect::<Result<_, _>>()?,
-        ),
-        Json::Object(map) => Json::Object(
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), render_strings(v, text)?)))
-                .collect::<Result<_, Diagnostic>>()?,
-        ),
-        other => other.clone(),
-    })
-}
-
 /// A source's properties with their Jinja rendered, as dbt does when it parses them:
 /// `schema: "{{ target.schema }}"`, `database`, `identifier`, `loaded_at_field`, `loader`,
 /// config, meta, freshness and `external:` may use `target`, `var()` and `env_var()`.
@@ -1762,11 +1740,11 @@ fn render_source_properties(
     out.identifier = text(&t.identifier)?;
     out.loaded_at_field = opt(&t.loaded_at_field)?;
     out.loader = text(&t.loader)?;
-    out.meta = render_strings(&t.meta, &text)?;
-    out.source_meta = render_strings(&t.source_meta, &text)?;
-    out.freshness = render_strings(&t.freshness, &text)?;
-    out.external = render_strings(&t.external, &text)?;
-    out.config = match render_strings(&Json::Object(t.config.clone()), &text)? {
+    out.meta = crate::jinja::deep_render(&t.meta, &text)?;
+    out.source_meta = crate::jinja::deep_render(&t.source_meta, &text)?;
+    out.freshness = crate::jinja::deep_render(&t.freshness, &text)?;
+    out.external = crate::jinja::deep_render(&t.external, &text)?;
+    out.config = match crate::jinja::deep_render(&Json::Object(t.config.clone()), &text)? {
         Json::Object(m) => m,
         _ => unreachable!("an object renders to an object"),
     };

@@ -193,6 +193,36 @@ fn warehouse_functions_projects_call() {
         })]
     );
     p.write(
+        "models/more_funcs.sql",
+        "{{ config(materialized='table') }}\n\
+         select median(x) as med, bool_and(x > 0) as all_pos, bool_or(x > 2) as any_big,\n\
+           quantile_cont(x, 0.5) as q50,\n\
+           string_agg(cast(x as varchar), '-' order by x desc) as down,\n\
+           min(strftime(d, '%Y/%m')) as strf, min(to_char(d, 'YYYY-MM-DD HH24:MI')) as pg_char,\n\
+           min(regexp_extract('order-123-x', '[0-9]+')) as digits,\n\
+           bool_and(regexp_matches('abc', 'b')) as matches,\n\
+           min(regexp_replace('a.b.c', '\\.', '/', 'g')) as replaced,\n\
+           min(cast(dateadd('month', 1, date '2024-01-31') as date)) as next_month,\n\
+           min(date_add(d, 3)) as plus3, min(date_add(d, interval '2 hours')) as plus2h,\n\
+           max(last_day(d)) as month_end, min(epoch(timestamp '1970-01-02 00:00:00')) as secs,\n\
+           min(strptime('2020-01-02 03:04', '%Y-%m-%d %H:%M')) as parsed,\n\
+           min(date_trunc('month', d)) as month_start, min(split_part('a-b', '-', 2)) as part,\n\
+           (select count(*) from generate_series(1, 4)) as series\n\
+         from (values (1, date '2024-02-15'), (2, date '2024-12-01')) t(x, d)\n",
+    );
+    p.rsdbt(&["run", "-s", "more_funcs"]).expect(0);
+    assert_eq!(
+        p.query("select * from {{ ref('more_funcs') }}"),
+        vec![json!({
+            "med": 1.5, "all_pos": true, "any_big": false, "q50": 1.5, "down": "2-1",
+            "strf": "2024/02", "pg_char": "2024-02-15 00:00", "digits": "123", "matches": true,
+            "replaced": "a/b/c", "next_month": "2024-02-29", "plus3": "2024-02-18",
+            "plus2h": "2024-02-15T02:00:00", "month_end": "2024-12-31", "secs": 86400.0,
+            "parsed": "2020-01-02T03:04:00", "month_start": "2024-02-01T00:00:00", "part": "b",
+            "series": 4
+        })]
+    );
+    p.write(
         "models/bad_part.sql",
         "{{ config(materialized='table') }}\nselect datediff('fortnight', date '2024-01-01', date '2024-01-05') as d\n",
     );
@@ -245,5 +275,65 @@ fn graph_in_a_post_hook_and_jinja_in_yml_configs() {
     assert_eq!(
         p.query("select arrow_typeof(amount) as t from {{ ref('orders') }} limit 1"),
         vec![json!({"t": "Utf8View"})]
+    );
+}
+
+/// `rollup` and `cube` over column tuples (DuckDB's and PostgreSQL's `rollup((a, b), c)`),
+/// which DataFusion's planner lacks, run as the grouping sets they mean, in a table write and
+/// under static analysis.
+#[test]
+fn rollup_and_cube_of_tuples() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "models/rolled.sql",
+        "{{ config(materialized='table') }}\n\
+         select customer_id, order_id, sum(amount) as total, grouping(order_id) as g\n\
+         from {{ ref('orders') }} group by rollup((customer_id, order_id))\n",
+    );
+    p.write(
+        "models/cubed.sql",
+        "select customer_id, order_id, count(*) as n from {{ ref('orders') }}\n\
+         group by cube((customer_id, order_id))\n",
+    );
+    let out = p
+        .rsdbt(&["build", "-s", "orders", "rolled", "cubed"])
+        .expect(0);
+    assert!(!out.stdout.contains("not checked"), "{}", out.stdout);
+    assert_eq!(
+        p.query("select * from {{ ref('rolled') }} order by g, order_id"),
+        vec![
+            json!({"customer_id": 10, "order_id": 1, "total": 12.5, "g": 0}),
+            json!({"customer_id": 11, "order_id": 2, "total": 7.25, "g": 0}),
+            json!({"customer_id": null, "order_id": null, "total": 19.75, "g": 1}),
+        ]
+    );
+    assert_eq!(
+        p.query("select count(*) as n from {{ ref('cubed') }}"),
+        vec![json!({"n": 3})]
+    );
+}
+
+/// What dbt-date and dbt-audit-helper lean on: PostgreSQL's `to_char` patterns (`FMDay`,
+/// `WW`), `date_part('isodow', ...)`, `modules.datetime` with keyword arguments and `date`,
+/// `modules.pytz`, and `relation.information_schema('columns')`.
+#[test]
+fn date_helpers_of_date_packages() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "models/dated.sql",
+        "select to_char(date '2024-02-18', 'FMDay, DD Mon YYYY') as pg_day,\n\
+           to_char(date '2024-02-18', 'Day') as padded, to_char(date '2024-02-18', 'WW') as ww,\n\
+           cast(date_part('isodow', date '2024-02-18') as int) as isodow,\n\
+           '{{ modules.datetime.datetime(year=1997, month=9, day=29, hour=6, minute=14, tzinfo=modules.pytz.timezone('UTC')) }}' as dt,\n\
+           '{{ modules.datetime.date(1997, 9, 29) }}' as d,\n\
+           (select count(*) from {{ ref('orders').information_schema('columns') }} where table_name = 'orders') as n_cols\n",
+    );
+    p.rsdbt(&["build", "-s", "orders", "dated"]).expect(0);
+    assert_eq!(
+        p.query("select * from {{ ref('dated') }}"),
+        vec![json!({
+            "pg_day": "Sunday, 18 Feb 2024", "padded": "Sunday   ", "ww": "07", "isodow": 7,
+            "dt": "1997-09-29 06:14:00", "d": "1997-09-29", "n_cols": 4
+        })]
     );
 }

@@ -3,8 +3,12 @@
 //! `mod(a, b)`; `datediff(part, start, end)` / `date_diff` (boundaries crossed, DuckDB's
 //! rules), and the two-argument `datediff(end, start)` of Spark and MySQL (days);
 //! `any_value`, `min_by`/`max_by` (`arg_min`/`arg_max`), and `listagg` (DataFusion's
-//! `string_agg`); and `coalesce` that takes a string literal beside a date or timestamp as
-//! that type (PostgreSQL's reading of `coalesce(valid_to, '2099-01-01')`).
+//! `string_agg`); `coalesce` that takes a string literal beside a date or timestamp as that
+//! type (PostgreSQL's reading of `coalesce(valid_to, '2099-01-01')`); `dateadd(part, n, ts)`,
+//! `date_add(d, n | interval)`, `last_day`, `epoch`, `strftime`/`strptime` (DuckDB's names
+//! for `to_char`/`to_timestamp` with a strftime format), `to_char` with PostgreSQL's patterns
+//! (`'YYYY-MM-DD'`), `regexp_extract`, `regexp_matches` (DuckDB's: a boolean), and `median`
+//! of integers as a double (DuckDB's; DataFusion's truncates).
 
 use std::any::Any;
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::compute::{SortOptions, sort_to_indices};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit, TimestampMicrosecondType};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::FunctionRegistry;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
@@ -50,6 +55,43 @@ pub fn register(ctx: &SessionContext) {
     let inner = datafusion::functions::core::coalesce();
     ctx.register_udf(ScalarUDF::new_from_impl(Coalesce {
         inner: inner.as_ref().clone(),
+    }));
+    for (name, imp) in [
+        ("dateadd", Calendar::DateAdd),
+        ("date_add", Calendar::DateAddValue),
+        ("last_day", Calendar::LastDay),
+        ("epoch", Calendar::Epoch),
+        ("regexp_extract", Calendar::RegexpExtract),
+    ] {
+        ctx.register_udf(ScalarUDF::new_from_impl(Extra {
+            name,
+            imp,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }));
+    }
+    if let Ok(to_char) = ctx.udf("to_char") {
+        ctx.register_udf(to_char.as_ref().clone().with_aliases(["strftime"]));
+        ctx.register_udf(ScalarUDF::new_from_impl(PgToChar {
+            inner: to_char.as_ref().clone(),
+        }));
+    }
+    if let Ok(inner) = ctx.udf("date_part") {
+        let aliases = inner.aliases().to_vec();
+        ctx.register_udf(ScalarUDF::new_from_impl(IsoDatePart {
+            inner: inner.as_ref().clone(),
+            aliases,
+        }));
+    }
+    if let Ok(f) = ctx.udf("to_timestamp") {
+        ctx.register_udf(f.as_ref().clone().with_aliases(["strptime"]));
+    }
+    if let Ok(f) = ctx.udf("regexp_like") {
+        ctx.register_udf(f.as_ref().clone().with_aliases(["regexp_matches"]));
+    }
+    let median = datafusion::functions_aggregate::median::median_udaf();
+    ctx.register_udaf(AggregateUDF::new_from_impl(FloatMedian {
+        inner: median.as_ref().clone(),
+        signature: Signature::user_defined(Volatility::Immutable),
     }));
     let string_agg = datafusion::functions_aggregate::string_agg::string_agg_udaf();
     ctx.register_udaf(string_agg.as_ref().clone().with_aliases(["listagg"]));
@@ -218,6 +260,448 @@ impl ScalarUDFImpl for DateDiff {
             out.push(Some(boundaries(part, start.value(i), end.value(i))?));
         }
         Ok(ColumnarValue::Array(Arc::new(Int64Array::from(out))))
+    }
+}
+
+/// `to_char` that also reads PostgreSQL's patterns (`'YYYY-MM-DD HH24:MI'`, `'FMDay'`): a
+/// format without `%` is PostgreSQL's; one with `%` goes to DataFusion's (strftime's).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgToChar {
+    inner: ScalarUDF,
+}
+
+impl ScalarUDFImpl for PgToChar {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        "to_char"
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(args)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let pattern = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(
+                ScalarValue::Utf8(Some(f)) | ScalarValue::Utf8View(Some(f)),
+            )) if !f.contains('%') => f.clone(),
+            _ => return self.inner.invoke_with_args(args),
+        };
+        let values = args.args[0].to_array(args.number_rows)?;
+        let micros = datafusion::arrow::compute::cast(&values, &MICROS)?;
+        let micros = micros.as_primitive::<TimestampMicrosecondType>();
+        let out: datafusion::arrow::array::StringArray = micros
+            .iter()
+            .map(|v| {
+                v.and_then(DateTime::from_timestamp_micros)
+                    .map(|t| pg_format(&t.naive_utc(), &pattern))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// A timestamp formatted with PostgreSQL's `to_char` patterns: `YYYY`, `MM`, `DD`, `HH24`,
+/// `MI`, `SS`, `Month`/`Mon`/`Day`/`Dy` (in the case written; padded to 9 unless `FM`), `WW`
+/// (week of the year from January 1st), `IW`, `ID`, `D`, `DDD`, `Q`, `AM`/`PM`, `"text"`.
+fn pg_format(t: &NaiveDateTime, fmt: &str) -> String {
+    use chrono::Timelike;
+    let mut out = String::new();
+    let mut rest = fmt;
+    let mut fill = false;
+    let cased = |word: &str, pat: &str| -> String {
+        if pat.chars().all(|c| c.is_ascii_uppercase()) {
+            word.to_uppercase()
+        } else if pat.chars().skip(1).all(|c| c.is_ascii_lowercase()) {
+            word.to_string()
+        } else {
+            word.to_lowercase()
+        }
+    };
+    while let Some(c) = rest.chars().next() {
+        if let Some(r) = rest.strip_prefix("FM") {
+            fill = true;
+            rest = r;
+            continue;
+        }
+        if c == '"' {
+            let end = rest[1..].find('"').map_or(rest.len(), |i| i + 1);
+            out.push_str(&rest[1..end]);
+            rest = rest.get(end + 1..).unwrap_or("");
+            continue;
+        }
+        let upper = rest.to_ascii_uppercase();
+        let token = [
+            "MONTH", "MON", "DAY", "DY", "HH24", "HH12", "YYYY", "DDD", "HH", "MI", "MS", "MM",
+            "DD", "SS", "US", "YY", "WW", "IW", "ID", "AM", "PM", "Q", "D",
+        ]
+        .into_iter()
+        .find(|p| upper.starts_with(p));
+        let Some(token) = token else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+            continue;
+        };
+        let written = &rest[..token.len()];
+        let pad = |s: String| if fill { s } else { format!("{s:<9}") };
+        let piece = match token {
+            "MONTH" => pad(cased(&t.format("%B").to_string(), written)),
+            "MON" => cased(&t.format("%b").to_string(), written),
+            "DAY" => pad(cased(&t.format("%A").to_string(), written)),
+            "DY" => cased(&t.format("%a").to_string(), written),
+            "HH24" => format!("{:02}", t.hour()),
+            "HH12" | "HH" => t.format("%I").to_string(),
+            "YYYY" => format!("{:04}", t.year()),
+            "YY" => format!("{:02}", t.year() % 100),
+            "DDD" => format!("{:03}", t.ordinal()),
+            "MI" => format!("{:02}", t.minute()),
+            "MS" => format!("{:03}", t.nanosecond() / 1_000_000),
+            "US" => format!("{:06}", t.nanosecond() / 1_000),
+            "MM" => format!("{:02}", t.month()),
+            "DD" => format!("{:02}", t.day()),
+            "SS" => format!("{:02}", t.second()),
+            "WW" => format!("{:02}", t.ordinal0() / 7 + 1),
+            "IW" => format!("{:02}", t.iso_week().week()),
+            "ID" => t.weekday().number_from_monday().to_string(),
+            "D" => t.weekday().number_from_sunday().to_string(),
+            "Q" => (t.month0() / 3 + 1).to_string(),
+            _ => t.format("%p").to_string(),
+        };
+        out.push_str(&piece);
+        rest = &rest[token.len()..];
+    }
+    out
+}
+
+/// `date_part` (and `extract`) with PostgreSQL's `isodow`: Monday 1 to Sunday 7 (DataFusion's
+/// counts from 0).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IsoDatePart {
+    inner: ScalarUDF,
+    aliases: Vec<String>,
+}
+
+impl ScalarUDFImpl for IsoDatePart {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.aliases
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(args)
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let iso = matches!(
+            args.args.first(),
+            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(p)) | ScalarValue::Utf8View(Some(p))))
+                if p.eq_ignore_ascii_case("isodow")
+        );
+        let rows = args.number_rows;
+        let out = self.inner.invoke_with_args(args)?;
+        if !iso {
+            return Ok(out);
+        }
+        let values = out.to_array(rows)?;
+        let one = ScalarValue::Int32(Some(1)).cast_to(values.data_type())?;
+        Ok(ColumnarValue::Array(
+            datafusion::arrow::compute::kernels::numeric::add(&values, &one.to_scalar()?)?,
+        ))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
+enum Calendar {
+    /// `dateadd(part, n, ts)` (Snowflake, Redshift): a timestamp.
+    DateAdd,
+    /// `date_add(d, n)` (Spark: days, a date) or `date_add(ts, interval)` (DuckDB).
+    DateAddValue,
+    /// `last_day(d)`: the month's last date.
+    LastDay,
+    /// `epoch(ts)`: seconds since 1970 as a double (DuckDB).
+    Epoch,
+    /// `regexp_extract(s, pattern[, group])`: the first match or '' (DuckDB).
+    RegexpExtract,
+}
+
+/// Small functions of other warehouses, one implementation each (see [`Calendar`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Extra {
+    name: &'static str,
+    imp: Calendar,
+    signature: Signature,
+}
+
+const DAY_MICROS: i64 = 86_400_000_000;
+
+impl ScalarUDFImpl for Extra {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        let wrong = || {
+            DataFusionError::Plan(format!(
+                "{}: unexpected arguments ({})",
+                self.name,
+                args.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        };
+        Ok(match (self.imp, args) {
+            (Calendar::DateAdd, [_, _, _]) => vec![DataType::Utf8, DataType::Int64, MICROS],
+            (Calendar::DateAddValue, [_, DataType::Interval(_)]) => vec![
+                MICROS,
+                DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+            ],
+            (Calendar::DateAddValue, [_, _]) => vec![DataType::Date32, DataType::Int64],
+            (Calendar::LastDay, [_]) => vec![DataType::Date32],
+            (Calendar::Epoch, [_]) => vec![MICROS],
+            (Calendar::RegexpExtract, [_, _]) => vec![DataType::Utf8, DataType::Utf8],
+            (Calendar::RegexpExtract, [_, _, _]) => {
+                vec![DataType::Utf8, DataType::Utf8, DataType::Int64]
+            }
+            _ => return Err(wrong()),
+        })
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(match (self.imp, args.get(1)) {
+            (Calendar::DateAdd, _) => MICROS,
+            (Calendar::DateAddValue, Some(DataType::Interval(_))) => MICROS,
+            (Calendar::DateAddValue | Calendar::LastDay, _) => DataType::Date32,
+            (Calendar::Epoch, _) => DataType::Float64,
+            (Calendar::RegexpExtract, _) => DataType::Utf8,
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{
+            Date32Array, Float64Array, StringArray, TimestampMicrosecondArray,
+        };
+        use datafusion::arrow::datatypes::{Date32Type, Int64Type};
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let n = arrays[0].len();
+        let out: ArrayRef = match self.imp {
+            Calendar::DateAdd => {
+                let (parts, amounts) = (
+                    arrays[0].as_string::<i32>(),
+                    arrays[1].as_primitive::<Int64Type>(),
+                );
+                let ts = arrays[2].as_primitive::<TimestampMicrosecondType>();
+                let mut out = Vec::with_capacity(n);
+                for i in 0..n {
+                    if parts.is_null(i) || amounts.is_null(i) || ts.is_null(i) {
+                        out.push(None);
+                        continue;
+                    }
+                    out.push(Some(add_part(
+                        parts.value(i),
+                        amounts.value(i),
+                        ts.value(i),
+                    )?));
+                }
+                Arc::new(TimestampMicrosecondArray::from(out))
+            }
+            Calendar::DateAddValue if matches!(arrays[1].data_type(), DataType::Interval(_)) => {
+                datafusion::arrow::compute::kernels::numeric::add(&arrays[0], &arrays[1])?
+            }
+            Calendar::DateAddValue => {
+                let (d, k) = (
+                    arrays[0].as_primitive::<Date32Type>(),
+                    arrays[1].as_primitive::<Int64Type>(),
+                );
+                Arc::new(
+                    (0..n)
+                        .map(|i| {
+                            (d.is_valid(i) && k.is_valid(i)).then(|| d.value(i) + k.value(i) as i32)
+                        })
+                        .collect::<Date32Array>(),
+                )
+            }
+            Calendar::LastDay => {
+                let d = arrays[0].as_primitive::<Date32Type>();
+                Arc::new(
+                    (0..n)
+                        .map(|i| {
+                            d.is_valid(i).then(|| {
+                                let us = i64::from(d.value(i)) * DAY_MICROS;
+                                let next = add_part("month", 1, us).unwrap_or(us);
+                                let first = DateTime::from_timestamp_micros(next)
+                                    .map(|t| t.date_naive().with_day(1).unwrap_or_default())
+                                    .unwrap_or_default();
+                                (first
+                                    .and_hms_opt(0, 0, 0)
+                                    .unwrap_or_default()
+                                    .and_utc()
+                                    .timestamp()
+                                    / 86_400
+                                    - 1) as i32
+                            })
+                        })
+                        .collect::<Date32Array>(),
+                )
+            }
+            Calendar::Epoch => {
+                let ts = arrays[0].as_primitive::<TimestampMicrosecondType>();
+                Arc::new(
+                    (0..n)
+                        .map(|i| ts.is_valid(i).then(|| ts.value(i) as f64 / 1e6))
+                        .collect::<Float64Array>(),
+                )
+            }
+            Calendar::RegexpExtract => {
+                let (text, pattern) = (arrays[0].as_string::<i32>(), arrays[1].as_string::<i32>());
+                let group = arrays.get(2).map(|g| g.as_primitive::<Int64Type>());
+                let mut compiled: Option<(String, regex::Regex)> = None;
+                let mut out = Vec::with_capacity(n);
+                for i in 0..n {
+                    if text.is_null(i) || pattern.is_null(i) {
+                        out.push(None);
+                        continue;
+                    }
+                    let p = pattern.value(i);
+                    if compiled.as_ref().is_none_or(|(q, _)| q != p) {
+                        let re = regex::Regex::new(p).map_err(|e| {
+                            DataFusionError::Execution(format!("regexp_extract: {e}"))
+                        })?;
+                        compiled = Some((p.to_string(), re));
+                    }
+                    let re = &compiled.as_ref().expect("compiled above").1;
+                    let g = group.map_or(0, |g| g.value(i)) as usize;
+                    out.push(Some(
+                        re.captures(text.value(i))
+                            .and_then(|c| c.get(g))
+                            .map_or("", |m| m.as_str())
+                            .to_string(),
+                    ));
+                }
+                Arc::new(StringArray::from(out))
+            }
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// `ts` (microseconds) plus `n` of `part`; months and years on the calendar.
+fn add_part(part: &str, n: i64, ts: i64) -> Result<i64> {
+    let months = |k: i64| -> Result<i64> {
+        let at = DateTime::from_timestamp_micros(ts).unwrap_or_default();
+        let moved = if k >= 0 {
+            at.checked_add_months(chrono::Months::new(k as u32))
+        } else {
+            at.checked_sub_months(chrono::Months::new((-k) as u32))
+        };
+        Ok(moved.unwrap_or(at).timestamp_micros())
+    };
+    let micros = |unit: i64| Ok(ts + n * unit);
+    match part.trim().to_ascii_lowercase().as_str() {
+        "year" | "years" | "y" | "yr" | "yrs" | "yy" | "yyyy" => months(12 * n),
+        "quarter" | "quarters" | "q" | "qtr" | "qtrs" => months(3 * n),
+        "month" | "months" | "mon" | "mons" | "mm" => months(n),
+        "week" | "weeks" | "w" | "wk" | "wks" => micros(7 * DAY_MICROS),
+        "day" | "days" | "d" | "dd" => micros(DAY_MICROS),
+        "hour" | "hours" | "h" | "hr" | "hrs" | "hh" => micros(3_600_000_000),
+        "minute" | "minutes" | "m" | "min" | "mins" | "mi" => micros(60_000_000),
+        "second" | "seconds" | "s" | "sec" | "secs" | "ss" => micros(1_000_000),
+        "millisecond" | "milliseconds" | "ms" => micros(1_000),
+        "microsecond" | "microseconds" | "us" => micros(1),
+        other => Err(DataFusionError::Execution(format!(
+            "dateadd: unknown date part '{other}' (use year, quarter, month, week, day, hour, minute, second, millisecond or microsecond)"
+        ))),
+    }
+}
+
+/// DataFusion's `median`, taking integers as doubles: the median of 1 and 2 is 1.5, as in
+/// DuckDB (DataFusion's own answers 1).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct FloatMedian {
+    inner: AggregateUDF,
+    signature: Signature,
+}
+
+impl AggregateUDFImpl for FloatMedian {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        "median"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        Ok(args
+            .iter()
+            .map(|t| {
+                if t.is_integer() || t.is_null() {
+                    DataType::Float64
+                } else {
+                    t.clone()
+                }
+            })
+            .collect())
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(args)
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.inner.accumulator(args)
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        self.inner.state_fields(args)
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        self.inner.groups_accumulator_supported(args)
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn datafusion::logical_expr::GroupsAccumulator>> {
+        self.inner.create_groups_accumulator(args)
     }
 }
 

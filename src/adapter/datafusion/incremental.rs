@@ -33,7 +33,10 @@ pub(super) async fn apply(
     }
     // The increment is collected: it is small by design, and its row count decides whether
     // anything is written at all.
-    let df = ctx.sql(&spec.sql).await.map_err(err)?;
+    let df = ctx
+        .sql(&super::rewrite::for_engine(&spec.sql))
+        .await
+        .map_err(err)?;
     let source_schema: Schema = df.schema().as_arrow().clone();
     let batches = df.collect().await.map_err(err)?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -248,7 +251,11 @@ async fn append_only(
     a: &DataFusionAdapter,
     spec: &IncrementalSpec,
 ) -> Result<Applied, AdapterError> {
-    let df = a.ctx.sql(&spec.sql).await.map_err(err)?;
+    let df = a
+        .ctx
+        .sql(&super::rewrite::for_engine(&spec.sql))
+        .await
+        .map_err(err)?;
     if spec.on_schema_change == SchemaChange::Fail {
         let target = a
             .ctx

@@ -8,6 +8,7 @@ mod incremental;
 mod parquet;
 #[cfg(feature = "postgres")]
 mod pg_source;
+mod rewrite;
 mod s3;
 mod seed;
 mod store;
@@ -79,7 +80,7 @@ impl Analyzer {
         let plan = self
             .ctx
             .state()
-            .create_logical_plan(sql)
+            .create_logical_plan(&rewrite::for_engine(sql))
             .await
             .map_err(|e| e.to_string())?;
         let lineage = crate::lineage::columns(&plan);
@@ -539,7 +540,7 @@ impl DataFusionAdapter {
         // Plan first: a view that does not plan is an error now, not at its first read.
         self.ctx
             .state()
-            .create_logical_plan(sql)
+            .create_logical_plan(&rewrite::for_engine(sql))
             .await
             .map_err(err)?;
         self.store
@@ -562,7 +563,7 @@ impl Adapter for DataFusionAdapter {
                 sql,
                 format,
             } => {
-                let df = self.ctx.sql(sql).await.map_err(err)?;
+                let df = self.ctx.sql(&rewrite::for_engine(sql)).await.map_err(err)?;
                 let rows = self.write_table(relation, df, *format).await?;
                 Ok(Applied {
                     code: "CREATE TABLE".into(),
@@ -612,7 +613,7 @@ impl Adapter for DataFusionAdapter {
     }
 
     async fn query(&self, sql: &str, limit: Option<usize>) -> Result<QueryResult, AdapterError> {
-        let mut df = self.ctx.sql(sql).await.map_err(err)?;
+        let mut df = self.ctx.sql(&rewrite::for_engine(sql)).await.map_err(err)?;
         if let Some(n) = limit {
             df = df.limit(0, Some(n)).map_err(err)?;
         }

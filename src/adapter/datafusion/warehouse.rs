@@ -242,9 +242,15 @@ impl SchemaProvider for WarehouseSchema {
                 .state
                 .get()
                 .ok_or_else(|| DataFusionError::Internal("warehouse session not ready".into()))?;
-            let plan = state.create_logical_plan(&sql).await.map_err(|e| {
-                DataFusionError::Plan(format!("view {}.{} no longer plans: {e}", self.name, name))
-            })?;
+            let plan = state
+                .create_logical_plan(&super::rewrite::for_engine(&sql))
+                .await
+                .map_err(|e| {
+                    DataFusionError::Plan(format!(
+                        "view {}.{} no longer plans: {e}",
+                        self.name, name
+                    ))
+                })?;
             return Ok(Some(Arc::new(ViewTable::new(plan, Some(sql)))));
         }
         if let Some(state) = self.state.get()
