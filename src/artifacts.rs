@@ -44,7 +44,7 @@ struct ColumnOut<'a> {
     description: &'a str,
     meta: &'a Json,
     data_type: &'a Option<String>,
-    constraints: [(); 0],
+    constraints: &'a [Json],
     quote: Option<bool>,
     tags: &'a [String],
 }
@@ -72,7 +72,7 @@ fn columns(cols: &[ColumnDef]) -> Columns<'_> {
             description: &c.description,
             meta: &c.meta,
             data_type: &c.data_type,
-            constraints: [],
+            constraints: &c.constraints,
             quote: None,
             tags: &c.tags,
         };

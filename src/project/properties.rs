@@ -18,6 +18,8 @@ pub struct ColumnDef {
     pub data_type: Option<String>,
     pub meta: Json,
     pub tags: Vec<String>,
+    /// `constraints:` as written (`- type: not_null`), for the manifest and `graph`.
+    pub constraints: Vec<Json>,
     /// `data_tests:` / `tests:` entries, kept as written for the tests stage.
     pub tests: Vec<Json>,
 }
@@ -424,6 +426,11 @@ fn columns(item: &Json) -> Vec<ColumnDef> {
                     .cloned()
                     .unwrap_or(Json::Object(Default::default())),
                 tags: yaml::strings_of(c, "tags").unwrap_or_default(),
+                constraints: c
+                    .get("constraints")
+                    .and_then(Json::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
                 tests: tests_of(c),
             })
         })

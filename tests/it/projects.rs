@@ -972,7 +972,7 @@ fn package_project_conventions() {
     );
     p.write(
         "models/m.yml",
-        "models:\n  - name: m\n    time_spine:\n      standard_granularity_column: batch\n    data_tests:\n      - is_small\n      - is_small:\n          name: never_here\n          config:\n            enabled: \"{{ target.name == 'prod' }}\"\n",
+        "models:\n  - name: m\n    time_spine:\n      standard_granularity_column: batch\n    columns:\n      - name: batch\n        constraints:\n          - type: not_null\n    data_tests:\n      - is_small\n      - is_small:\n          name: never_here\n          config:\n            enabled: \"{{ target.name == 'prod' }}\"\n",
     );
     let out = p.rsdbt(&["build", "-s", "m", "empty", "times"]).expect(0);
     assert_eq!(
@@ -998,4 +998,8 @@ fn package_project_conventions() {
         json!({"standard_granularity_column": "batch"})
     );
     assert!(m["disabled"].to_string().contains("never_here"));
+    assert_eq!(
+        m["nodes"]["model.check_shop.m"]["columns"]["batch"]["constraints"],
+        json!([{"type": "not_null"}])
+    );
 }
