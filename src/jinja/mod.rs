@@ -340,7 +340,8 @@ impl Jinja {
         for (package, own) in package_macros {
             // Never shadow a context name (`dbt`, `target`, `this`...) with a package's.
             if [
-                "dbt", "target", "this", "model", "config", "adapter", "api", "modules",
+                "dbt", "target", "this", "model", "config", "adapter", "api", "modules", "context",
+                "builtins",
             ]
             .contains(&package)
             {
@@ -896,6 +897,24 @@ fn base_env() -> Environment<'static> {
         },
     );
     env.add_global("api", Value::from_object(introspect::Api));
+    // dbt's `builtins` (the original `ref`/`source`/`var`... when a project overrides them)
+    // and `context` (`context.get('name')` finds a macro or variable by name).
+    env.add_global(
+        "builtins",
+        Value::from_object(objects::Namespace(
+            [
+                ("ref", Value::from_function(ref_fn)),
+                ("source", Value::from_function(source_fn)),
+                ("var", Value::from_function(var)),
+                ("env_var", Value::from_function(env_var)),
+                ("return", Value::from_function(template::return_value)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        )),
+    );
+    env.add_global("context", Value::from_object(objects::Context));
     env.add_function("run_query", introspect::run_query);
     env.add_global("statement", Value::from_object(introspect::Statement));
     env.add_function("load_result", introspect::load_result);

@@ -463,6 +463,39 @@ impl Object for PytzModule {
     }
 }
 
+/// dbt's `context`: `context.get(name, default)` and `context.has(name)` look a variable or
+/// macro up by name in the render's own scope (`context[name]` is not supported: an object's
+/// item lookup does not see the render's scope).
+#[derive(Debug)]
+pub struct Context;
+
+impl Object for Context {
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "get" => {
+                let (name, default): (String, Option<Value>) = minijinja::value::from_args(args)?;
+                Ok(state
+                    .lookup(&name)
+                    .filter(|v| !v.is_undefined())
+                    .or(default)
+                    .unwrap_or(Value::from(())))
+            }
+            "__contains__" | "has" => {
+                let (name,): (String,) = minijinja::value::from_args(args)?;
+                Ok(Value::from(
+                    state.lookup(&name).is_some_and(|v| !v.is_undefined()),
+                ))
+            }
+            _ => Err(no_method("context", method)),
+        }
+    }
+}
+
 /// Macros reached through a package name (`dbt.<macro>`).
 #[derive(Debug)]
 pub struct Namespace(pub std::collections::BTreeMap<String, Value>);
