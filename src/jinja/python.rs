@@ -699,6 +699,17 @@ fn float_filter(
 pub fn install(env: &mut Environment<'static>) {
     use minijinja::filters as f;
     env.set_unknown_method_callback(unknown_method);
+    // `{{ true }}` prints `True` and `{{ none }}` prints `None`, as Python's str() (dbt's
+    // compiled SQL says `cast(True as boolean)`); everything else as minijinja prints it.
+    env.set_formatter(|out, state, value| {
+        match value.kind() {
+            ValueKind::Bool if value.is_true() => out.write_str("True")?,
+            ValueKind::Bool => out.write_str("False")?,
+            ValueKind::None => out.write_str("None")?,
+            _ => return minijinja::escape_formatter(out, state, value),
+        }
+        Ok(())
+    });
     env.add_function("list", |v: Option<Value>| -> Result<Value, Error> {
         Ok(list(match v {
             Some(v) => items_of(&v)?,

@@ -47,6 +47,7 @@ fn lists_and_dicts_are_pythons_wherever_they_come_from() {
            '{{ deep() }}' as returned,\n\
            '{{ context.get('grow')(['c']) | join('') }}{{ context.get('nothing', '-') }}' as by_name,\n\
            '{{ builtins.ref('orders').identifier }}' as builtin_ref,\n\
+           '{{ 1 < 2 }} {{ none }} {{ [false] }}' as printed,\n\
            {{ (set([3, 1, 3]) == set([1, 3])) | lower }} as same_sets,\n\
            '{{ 'a_b_c'.rsplit('_', 1) | join('|') }} {{ 'ab'.zfill(4) }} {{ 'a.b'.partition('.') | join('') }}' as strings\n",
     );
@@ -57,7 +58,7 @@ fn lists_and_dicts_are_pythons_wherever_they_come_from() {
             "from_var": "a-b-c", "from_split": "w-x-y", "from_macro": "q-z-r", "from_zip": 2,
             "from_sort": "1230", "ns": 6, "depth": 4, "bad_int": 7, "a_float": 2.5,
             "kw": "1|2,3|0.5", "called": "<in>", "dict_ops": "a,c:1:7", "nested": "1,2",
-            "idx": 2, "returned": "found 2", "by_name": "cz-", "builtin_ref": "orders", "same_sets": true, "strings": "a_b|c 00ab a.b"
+            "idx": 2, "returned": "found 2", "by_name": "cz-", "builtin_ref": "orders", "printed": "True None [False]", "same_sets": true, "strings": "a_b|c 00ab a.b"
         })]
     );
 }
