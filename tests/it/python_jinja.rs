@@ -340,3 +340,36 @@ fn date_helpers_of_date_packages() {
         })]
     );
 }
+
+/// Correlated scalar subqueries over an aggregate whose correlation is not only equalities
+/// (DataFusion decorrelates equalities alone) run, in a table write: per outer row, with
+/// `count(*)` 0 where no inner row matches.
+#[test]
+fn correlated_scalar_subqueries_with_inequalities() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "seeds/all_orders.csv",
+        "order_id,customer_id,amount\n1,10,5.0\n2,10,7.0\n3,11,2.0\n4,10,1.0\n",
+    );
+    p.write(
+        "models/running.sql",
+        "{{ config(materialized='table') }}\n\
+         with o as (select * from {{ ref('all_orders') }})\n\
+         select o.order_id,\n\
+           (select max(o2.amount) from o o2 where o2.customer_id = o.customer_id and o2.order_id <= o.order_id) as max_so_far,\n\
+           (select count(*) from o o3 where o3.order_id < o.order_id) as earlier,\n\
+           (select sum(o4.amount) from o o4 where o4.order_id > o.order_id and o4.customer_id = o.customer_id) as later_total\n\
+         from o\n",
+    );
+    let out = p.rsdbt(&["build", "-s", "all_orders", "running"]).expect(0);
+    assert!(!out.stdout.contains("not checked"), "{}", out.stdout);
+    assert_eq!(
+        p.query("select * from {{ ref('running') }} order by order_id"),
+        vec![
+            json!({"order_id": 1, "max_so_far": 5.0, "earlier": 0, "later_total": 8.0}),
+            json!({"order_id": 2, "max_so_far": 7.0, "earlier": 1, "later_total": 1.0}),
+            json!({"order_id": 3, "max_so_far": 2.0, "earlier": 2, "later_total": null}),
+            json!({"order_id": 4, "max_so_far": 7.0, "earlier": 3, "later_total": null}),
+        ]
+    );
+}

@@ -1,7 +1,9 @@
-//! SQL DataFusion cannot plan, rewritten into SQL it can, before planning: `ROLLUP` and `CUBE`
-//! over column tuples (`rollup((a, b), c)`, which DuckDB and PostgreSQL accept) become the
-//! `GROUPING SETS` they stand for. Only a statement that changed is printed back; everything
-//! else reaches the planner as written.
+//! What DataFusion cannot plan or run, rewritten into what it can: `ROLLUP` and `CUBE` over
+//! column tuples (`rollup((a, b), c)`, which DuckDB and PostgreSQL accept) become the
+//! `GROUPING SETS` they stand for, in the SQL text before planning (only a statement that
+//! changed is printed back); correlated scalar subqueries over an aggregate that DataFusion's
+//! decorrelation leaves in place become joins, by an optimizer rule on the logical plan
+//! ([`DecorrelateScalarAggregates`]).
 
 use std::borrow::Cow;
 use std::ops::ControlFlow;
@@ -77,5 +79,294 @@ mod tests {
         // What the planner has is left as written.
         let plain = "select a, count(*) from t group by rollup(a, b)";
         assert_eq!(for_engine(plain), plain);
+    }
+}
+
+/// A correlated scalar subquery over an aggregate (`(select max(o2.amount) from orders o2
+/// where o2.customer_id = o.customer_id and o2.order_id <= o.order_id)`) that DataFusion's own
+/// decorrelation leaves in place (it only takes equality correlations), rewritten into a join
+/// it can run: number the outer rows, left-join the inner rows on the correlation, aggregate
+/// per outer row, join the result back. `count(*)` counts a marker column so an outer row
+/// without inner rows gets 0, as the subquery would. Shapes it does not know are left alone.
+#[derive(Debug)]
+pub struct DecorrelateScalarAggregates;
+
+mod decorrelate {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+    use datafusion::error::Result;
+    use datafusion::logical_expr::expr::AggregateFunction;
+    use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
+    use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder, lit};
+    use datafusion::optimizer::optimizer::ApplyOrder;
+    use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+    use datafusion::prelude::col;
+
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+    /// Aggregates that ignore NULL inputs (the rows a left join adds for outer rows without
+    /// inner rows), so they give the subquery's answer.
+    const NULL_IGNORING: [&str; 10] = [
+        "min",
+        "max",
+        "sum",
+        "avg",
+        "count",
+        "bool_and",
+        "bool_or",
+        "median",
+        "any_value",
+        "string_agg",
+    ];
+
+    impl OptimizerRule for super::DecorrelateScalarAggregates {
+        fn name(&self) -> &str {
+            "rsdbt_decorrelate_scalar_aggregates"
+        }
+
+        fn apply_order(&self) -> Option<ApplyOrder> {
+            Some(ApplyOrder::BottomUp)
+        }
+
+        fn rewrite(
+            &self,
+            plan: LogicalPlan,
+            _config: &dyn OptimizerConfig,
+        ) -> Result<Transformed<LogicalPlan>> {
+            // Each correlated subquery of the projection in turn; one it cannot rewrite is
+            // left for the planner to report, and the others are still rewritten.
+            let mut plan = plan;
+            let mut changed = false;
+            let mut skipped: Vec<Expr> = Vec::new();
+            while let LogicalPlan::Projection(p) = &plan {
+                let mut found = None;
+                for e in &p.expr {
+                    e.apply(|x| {
+                        if let Expr::ScalarSubquery(sq) = x
+                            && !sq.outer_ref_columns.is_empty()
+                            && !skipped.contains(x)
+                        {
+                            found = Some(x.clone());
+                            return Ok(TreeNodeRecursion::Stop);
+                        }
+                        Ok(TreeNodeRecursion::Continue)
+                    })?;
+                    if found.is_some() {
+                        break;
+                    }
+                }
+                let Some(target) = found else {
+                    break;
+                };
+                let Expr::ScalarSubquery(sq) = &target else {
+                    break;
+                };
+                match rewrite_one(p.input.as_ref(), &p.expr, &target, &sq.subquery) {
+                    Ok(Some(new)) => {
+                        plan = new;
+                        changed = true;
+                    }
+                    _ => skipped.push(target),
+                }
+            }
+            Ok(if changed {
+                Transformed::yes(plan)
+            } else {
+                Transformed::no(plan)
+            })
+        }
+    }
+
+    /// `plan` without the conjuncts that read outer columns, and those conjuncts: they sit in
+    /// one filter, possibly under aliases and projections. Pushed-down copies in a scan's
+    /// filters are dropped too.
+    fn strip(plan: &LogicalPlan) -> Result<Option<(LogicalPlan, Vec<Expr>)>> {
+        match plan {
+            LogicalPlan::Filter(f) if f.predicate.contains_outer() => {
+                let (correlated, local): (Vec<Expr>, Vec<Expr>) =
+                    split_conjunction_owned(f.predicate.clone())
+                        .into_iter()
+                        .partition(Expr::contains_outer);
+                let input = f
+                    .input
+                    .as_ref()
+                    .clone()
+                    .transform(|p| match p {
+                        LogicalPlan::TableScan(mut ts)
+                            if ts.filters.iter().any(Expr::contains_outer) =>
+                        {
+                            ts.filters.retain(|x| !x.contains_outer());
+                            Ok(Transformed::yes(LogicalPlan::TableScan(ts)))
+                        }
+                        other => Ok(Transformed::no(other)),
+                    })?
+                    .data;
+                let mut b = LogicalPlanBuilder::from(input);
+                if let Some(p) = conjunction(local) {
+                    b = b.filter(p)?;
+                }
+                Ok(Some((b.build()?, correlated)))
+            }
+            LogicalPlan::SubqueryAlias(_) | LogicalPlan::Projection(_) => {
+                let [input] = plan.inputs()[..] else {
+                    return Ok(None);
+                };
+                let Some((new_input, correlated)) = strip(input)? else {
+                    return Ok(None);
+                };
+                let rebuilt = plan.with_new_exprs(plan.expressions(), vec![new_input])?;
+                Ok(Some((rebuilt, correlated)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn has_outer(plan: &LogicalPlan) -> bool {
+        let mut outer = false;
+        let _ = plan.apply(|p| {
+            outer |= p.expressions().iter().any(Expr::contains_outer);
+            Ok(if outer {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        });
+        outer
+    }
+
+    fn rewrite_one(
+        input: &LogicalPlan,
+        exprs: &[Expr],
+        target: &Expr,
+        sub: &LogicalPlan,
+    ) -> Result<Option<LogicalPlan>> {
+        // Peel: [Projection of one value] over Aggregate (no grouping) over Filter.
+        let (top, agg) = match sub {
+            LogicalPlan::Projection(pr) if pr.expr.len() == 1 => {
+                (Some(pr.expr[0].clone()), pr.input.as_ref())
+            }
+            other => (None, other),
+        };
+        let LogicalPlan::Aggregate(agg) = agg else {
+            return Ok(None);
+        };
+        if !agg.group_expr.is_empty() || agg.aggr_expr.len() != 1 && top.is_none() {
+            return Ok(None);
+        }
+        // The correlated conjuncts, taken out of the filter that holds them (under aliases and
+        // projections that keep columns); the rest of the inner plan stays as it is.
+        let Some((source, correlated)) = strip(agg.input.as_ref())? else {
+            return Ok(None);
+        };
+        if has_outer(&source) {
+            return Ok(None);
+        }
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let (rid, marker, value) = (
+            format!("__rsdbt_rid_{n}"),
+            format!("__rsdbt_m_{n}"),
+            format!("__rsdbt_v_{n}"),
+        );
+        // Outer rows, numbered.
+        let numbered = LogicalPlanBuilder::from(input.clone())
+            .window(vec![
+                datafusion::functions_window::expr_fn::row_number().alias(rid.clone()),
+            ])?
+            .build()?;
+        // Inner rows, with their own filters and a marker that is never NULL.
+        let inner = LogicalPlanBuilder::from(source);
+        let inner_schema = inner.schema().clone();
+        let mut inner_cols: Vec<Expr> = inner
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        inner_cols.push(lit(true).alias(marker.clone()));
+        let inner = inner.project(inner_cols)?.build()?;
+        let on = correlated
+            .into_iter()
+            .map(|e| {
+                e.transform(|x| match x {
+                    Expr::OuterReferenceColumn(_, c) => Ok(Transformed::yes(Expr::Column(c))),
+                    // Written below the inner plan's aliases: the same column by name above.
+                    Expr::Column(c) => {
+                        let (q, f) = inner_schema.qualified_field_with_unqualified_name(&c.name)?;
+                        Ok(Transformed::yes(Expr::Column(
+                            datafusion::common::Column::new(q.cloned(), f.name()),
+                        )))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+                .map(|t| t.data)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The subquery's aggregates, per outer row; count(*) counts the marker.
+        let mut aggs = Vec::new();
+        for a in &agg.aggr_expr {
+            let name = a.schema_name().to_string();
+            let Expr::AggregateFunction(AggregateFunction { func, params }) = a else {
+                return Ok(None);
+            };
+            if !NULL_IGNORING.contains(&func.name()) {
+                return Ok(None);
+            }
+            let mut params = params.clone();
+            if func.name() == "count" && params.args.iter().all(|x| matches!(x, Expr::Literal(..)))
+            {
+                params.args = vec![col(marker.as_str())];
+            }
+            aggs.push(
+                Expr::AggregateFunction(AggregateFunction {
+                    func: func.clone(),
+                    params,
+                })
+                .alias(name),
+            );
+        }
+        let value_expr = match top {
+            Some(t) => t,
+            None => Expr::Column(agg.schema.columns()[0].clone()),
+        };
+        // One group per outer row: its number makes it unique, and its columns ride along so
+        // the projection above reads them from here. (Joining back on the number would be
+        // wrong: `row_number() over ()` numbers rows again, maybe differently, in each use.)
+        let outer_cols: Vec<Expr> = numbered
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        let mut carried = outer_cols.clone();
+        carried.push(value_expr.alias(value.clone()));
+        let joined = LogicalPlanBuilder::from(numbered)
+            .join_on(inner, JoinType::Left, on)?
+            .aggregate(outer_cols, aggs)?
+            .project(carried)?
+            .build()?;
+        let replacement = col(value.as_str());
+        let new_exprs = exprs
+            .iter()
+            .map(|e| {
+                let name = e.schema_name().to_string();
+                let new = e
+                    .clone()
+                    .transform(|x| {
+                        if &x == target {
+                            Ok(Transformed::yes(replacement.clone()))
+                        } else {
+                            Ok(Transformed::no(x))
+                        }
+                    })?
+                    .data;
+                new.alias_if_changed(name)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(
+            LogicalPlanBuilder::from(joined)
+                .project(new_exprs)?
+                .build()?,
+        ))
     }
 }
