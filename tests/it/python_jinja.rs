@@ -373,3 +373,33 @@ fn correlated_scalar_subqueries_with_inequalities() {
         ]
     );
 }
+
+/// An aggregate over a set operation whose branches DataFusion types with different
+/// nullability (`coalesce(..., false)` beside a plain column): the shape of dbt_utils'
+/// `equality` over dbt-audit-helper's results, which DataFusion's physical planner rejected.
+#[test]
+fn aggregates_over_set_operations_with_mixed_nullability() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "models/matches.sql",
+        "with main as (\n\
+           (select coalesce(x.customer_id = y.customer_id and x.order_id is not null, (x.customer_id is null and y.customer_id is null), false) as perfect_match, 'c' as column_name\n\
+            from {{ ref('orders') }} x full outer join {{ ref('customers') }} y on x.customer_id = y.customer_id)\n\
+           union all\n\
+           (select coalesce(x.order_id = y.customer_id, false) as perfect_match, 'o' as column_name\n\
+            from {{ ref('orders') }} x full outer join {{ ref('customers') }} y on x.customer_id = y.customer_id)\n\
+         )\n\
+         select column_name, perfect_match, count(*) as n from main group by 1, 2\n",
+    );
+    p.rsdbt(&["build", "-s", "+matches"]).expect(0);
+    assert_eq!(
+        p.query(
+            "with a as (select * from {{ ref('matches') }}), b as (select * from {{ ref('matches') }}),\n\
+             a_minus_b as (select * from a except select * from b),\n\
+             b_minus_a as (select * from b except select * from a),\n\
+             unioned as (select 'a' as w, a_minus_b.* from a_minus_b union all select 'b' as w, b_minus_a.* from b_minus_a)\n\
+             select count(*) as failures from unioned"
+        ),
+        vec![json!({"failures": 0})]
+    );
+}

@@ -201,6 +201,13 @@ fn session(
         .with_default_catalog_and_schema(database, schema)
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(true)
+        // DataFusion rejects some aggregates over set operations whose logical and physical
+        // schemas differ only in nullability ("Physical input schema should be the same as
+        // the one converted from logical input schema"); dbt_utils' `equality` writes them.
+        .set_bool(
+            "datafusion.execution.skip_physical_aggregate_schema_check",
+            true,
+        )
         // delta-rs: a hash-join dynamic filter panics on dictionary keys without these.
         .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
         .set_usize(
