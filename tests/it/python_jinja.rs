@@ -318,7 +318,9 @@ fn rollup_and_cube_of_tuples() {
 
 /// What dbt-date and dbt-audit-helper lean on: PostgreSQL's `to_char` patterns (`FMDay`,
 /// `WW`), `date_part('isodow', ...)`, `modules.datetime` with keyword arguments and `date`,
-/// `modules.pytz`, and `relation.information_schema('columns')`.
+/// `modules.pytz`, `relation.information_schema('columns')`, and PostgreSQL's timestamps
+/// without time zone (a zone in a literal ignored; `at time zone` then a cast gives local
+/// time).
 #[test]
 fn date_helpers_of_date_packages() {
     let p = Project::fixture("check_shop");
@@ -329,14 +331,17 @@ fn date_helpers_of_date_packages() {
            cast(date_part('isodow', date '2024-02-18') as int) as isodow,\n\
            '{{ modules.datetime.datetime(year=1997, month=9, day=29, hour=6, minute=14, tzinfo=modules.pytz.timezone('UTC')) }}' as dt,\n\
            '{{ modules.datetime.date(1997, 9, 29) }}' as d,\n\
-           (select count(*) from {{ ref('orders').information_schema('columns') }} where table_name = 'orders') as n_cols\n",
+           (select count(*) from {{ ref('orders').information_schema('columns') }} where table_name = 'orders') as n_cols,\n\
+           cast(cast('2021-06-07 07:35:20 America/Los_Angeles' as timestamp) as varchar) as zoned_literal,\n\
+           cast(cast(cast('2021-06-07 14:35:20' as timestamp) at time zone 'UTC' at time zone 'America/Los_Angeles' as timestamp) as varchar) as converted\n",
     );
     p.rsdbt(&["build", "-s", "orders", "dated"]).expect(0);
     assert_eq!(
         p.query("select * from {{ ref('dated') }}"),
         vec![json!({
             "pg_day": "Sunday, 18 Feb 2024", "padded": "Sunday   ", "ww": "07", "isodow": 7,
-            "dt": "1997-09-29 06:14:00", "d": "1997-09-29", "n_cols": 4
+            "dt": "1997-09-29 06:14:00", "d": "1997-09-29", "n_cols": 4,
+            "zoned_literal": "2021-06-07T07:35:20", "converted": "2021-06-07T07:35:20"
         })]
     );
 }

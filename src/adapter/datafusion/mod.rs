@@ -220,6 +220,7 @@ fn session(
         // Writing a Delta table from a logical plan needs deltalake's planner.
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .with_optimizer_rule(Arc::new(rewrite::DecorrelateScalarAggregates))
+        .with_analyzer_rule(Arc::new(rewrite::PostgresTimestamps))
         .build();
     let ctx = SessionContext::new_with_state(state);
     functions::register(&ctx);

@@ -370,3 +370,114 @@ mod decorrelate {
         ))
     }
 }
+
+/// PostgreSQL's timestamps without time zone, where DataFusion's differ:
+/// - a zone or offset written in a literal cast to `timestamp` is ignored
+///   (`cast('2021-06-07 07:35:20 America/Los_Angeles' as timestamp)` is 07:35:20, where
+///   DataFusion converts to UTC);
+/// - a zoned timestamp cast to `timestamp` gives its wall-clock time in its zone
+///   (`cast(ts at time zone 'UTC' at time zone 'America/Los_Angeles' as timestamp)` is Los
+///   Angeles time, where DataFusion keeps UTC's).
+///
+/// dbt-date's `convert_timezone` and its test timestamps are written this way.
+#[derive(Debug)]
+pub struct PostgresTimestamps;
+
+impl datafusion::optimizer::AnalyzerRule for PostgresTimestamps {
+    fn name(&self) -> &str {
+        "rsdbt_postgres_timestamps"
+    }
+
+    fn analyze(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        _config: &datafusion::config::ConfigOptions,
+    ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::arrow::datatypes::DataType;
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
+        use datafusion::scalar::ScalarValue;
+        plan.transform_up_with_subqueries(|p| {
+            let inputs = p.inputs();
+            let schema = match inputs.as_slice() {
+                [one] => Some(one.schema().clone()),
+                _ => None,
+            };
+            // The rewritten expressions keep their names (a projection's column names).
+            let names = datafusion::logical_expr::expr_rewriter::NamePreserver::new(&p);
+            p.map_expressions(|e| {
+                let saved = names.save(&e);
+                e.transform_up(|e| {
+                    let (inner, to) = match &e {
+                        Expr::Cast(Cast { expr, data_type })
+                        | Expr::TryCast(TryCast { expr, data_type }) => (expr.as_ref(), data_type),
+                        _ => return Ok(Transformed::no(e)),
+                    };
+                    if !matches!(to, DataType::Timestamp(_, None)) {
+                        return Ok(Transformed::no(e));
+                    }
+                    let new_inner = match inner {
+                        Expr::Literal(
+                            ScalarValue::Utf8(Some(text)) | ScalarValue::Utf8View(Some(text)),
+                            meta,
+                        ) => match without_zone(text) {
+                            Some(local) => {
+                                Expr::Literal(ScalarValue::Utf8(Some(local)), meta.clone())
+                            }
+                            None => return Ok(Transformed::no(e)),
+                        },
+                        other => match schema.as_ref().map(|s| other.get_type(s.as_ref())) {
+                            Some(Ok(DataType::Timestamp(_, Some(_)))) => {
+                                datafusion::functions::datetime::to_local_time()
+                                    .call(vec![other.clone()])
+                            }
+                            _ => return Ok(Transformed::no(e)),
+                        },
+                    };
+                    let to = to.clone();
+                    Ok(Transformed::yes(match e {
+                        Expr::TryCast(_) => Expr::TryCast(TryCast::new(Box::new(new_inner), to)),
+                        _ => Expr::Cast(Cast::new(Box::new(new_inner), to)),
+                    }))
+                })?
+                .map_data(|e| Ok(saved.restore(e)))
+            })
+        })
+        .map(|t| t.data)
+    }
+}
+
+/// `2021-06-07 07:35:20.5 America/Los_Angeles` (or `... +05:00`, `...Z`) without its zone.
+fn without_zone(text: &str) -> Option<String> {
+    static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = PATTERN.get_or_init(|| {
+        regex::Regex::new(
+            r"^\s*(\d{4}-\d\d-\d\d[ T]\d\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|[+-]\d\d(?::?\d\d)?|[A-Za-z_]+(?:/[A-Za-z_+-]+)*)\s*$",
+        )
+        .expect("static regex")
+    });
+    re.captures(text).map(|c| c[1].to_string())
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::without_zone;
+
+    #[test]
+    fn zones_in_timestamp_literals_are_dropped() {
+        assert_eq!(
+            without_zone("2021-06-07 07:35:20.000000 America/Los_Angeles").as_deref(),
+            Some("2021-06-07 07:35:20.000000")
+        );
+        assert_eq!(
+            without_zone("2021-06-07T07:35:20+05:00").as_deref(),
+            Some("2021-06-07T07:35:20")
+        );
+        assert_eq!(
+            without_zone("2021-06-07 07:35:20 UTC").as_deref(),
+            Some("2021-06-07 07:35:20")
+        );
+        assert_eq!(without_zone("2021-06-07 07:35:20"), None);
+        assert_eq!(without_zone("2021-06-07"), None);
+    }
+}
