@@ -1003,3 +1003,21 @@ fn package_project_conventions() {
         json!([{"type": "not_null"}])
     );
 }
+
+/// A unit test's `overrides: macros:` may name a package's macro with its package
+/// (`toolkit.cents_to_dollars`), as dbt-audit-helper's unit tests do.
+#[test]
+fn unit_test_overrides_name_package_macros() {
+    let p = Project::fixture("pkg_shop");
+    p.rsdbt(&["deps"]).expect(0);
+    p.write(
+        "models/unit_tests.yml",
+        "unit_tests:\n  - name: dollars_mocked\n    model: payments\n    overrides:\n      macros:\n        toolkit.cents_to_dollars: \"42\"\n    given:\n      - input: ref('payments_raw')\n        rows:\n          - {id: 1, amount_cents: 1250}\n    expect:\n      rows:\n        - {id: 1, amount: 42, amount_again: 42}\n",
+    );
+    let out = p.rsdbt(&["test", "-s", "test_type:unit"]).expect(0);
+    assert!(
+        out.stdout.contains("PASS payments::dollars_mocked"),
+        "{}",
+        out.stdout
+    );
+}
