@@ -447,7 +447,8 @@ impl Jinja {
     /// Whether any macro file or `extra` text reads `graph` (building it costs a walk over
     /// the whole manifest, done only for projects that use it).
     pub fn reads_graph<'a>(&self, mut extra: impl Iterator<Item = &'a str>) -> bool {
-        let mentions = |t: &str| t.contains("graph.") || t.contains("graph[");
+        // Any mention: `{% set g = graph %}` reads it too (a false positive only costs time).
+        let mentions = |t: &str| t.contains("graph");
         self.shared.templates.values().any(|t| mentions(t.source())) || extra.any(mentions)
     }
 
