@@ -157,12 +157,16 @@ impl List {
     /// Item `i`, converting a nested minijinja container in place so that it keeps its
     /// identity (`x[0].append(1)` changes `x`).
     fn item(&self, i: usize) -> Option<Value> {
-        let mut items = self.items();
-        let v = items.get_mut(i)?;
-        let adopted = adopt(v.clone());
-        *v = adopted.clone();
-        Some(adopted)
+        self.items().get_mut(i).map(adopt_in_place)
     }
+}
+
+/// A stored value as ours, replacing it where it is kept so that later reads see the same
+/// (mutable) container.
+fn adopt_in_place(v: &mut Value) -> Value {
+    let adopted = adopt(v.clone());
+    *v = adopted.clone();
+    adopted
 }
 
 impl Object for List {
@@ -336,11 +340,7 @@ impl Dict {
     }
 
     fn lookup(&self, key: &Value) -> Option<Value> {
-        let mut pairs = self.pairs();
-        let v = pairs.get_mut(key)?;
-        let adopted = adopt(v.clone());
-        *v = adopted.clone();
-        Some(adopted)
+        self.pairs().get_mut(key).map(adopt_in_place)
     }
 }
 

@@ -92,15 +92,26 @@ pub fn compile<'s>(name: &'s str, source: &'s str) -> Result<CompiledTemplate<'s
 /// Renders a compiled template with `ctx` as its variables.
 pub fn render(env: &Environment, t: &CompiledTemplate, ctx: Value) -> Result<String, Error> {
     let mut out = String::with_capacity(t.buffer_size_hint);
-    machinery::eval(
+    eval(env, t, ctx, &mut out)?;
+    Ok(out)
+}
+
+/// Runs a template's top level into `out`; the state it leaves (its macros) comes back.
+fn eval<'env, 't>(
+    env: &'env Environment<'env>,
+    t: &'t CompiledTemplate<'env>,
+    ctx: Value,
+    out: &mut String,
+) -> Result<State<'t, 'env>, Error> {
+    let (_, state) = machinery::eval(
         env,
         &t.instructions,
         ctx,
         &t.blocks,
-        &mut machinery::make_string_output(&mut out),
+        &mut machinery::make_string_output(out),
         AutoEscape::None,
     )?;
-    Ok(out)
+    Ok(state)
 }
 
 /// Compiles and renders `source` once.
@@ -213,14 +224,7 @@ pub fn with_state<R>(
     f: impl FnOnce(&mut State) -> Result<R, Error>,
 ) -> Result<R, Error> {
     let mut out = String::new();
-    let (_, mut state) = machinery::eval(
-        env,
-        &t.instructions,
-        ctx,
-        &t.blocks,
-        &mut machinery::make_string_output(&mut out),
-        AutoEscape::None,
-    )?;
+    let mut state = eval(env, t, ctx, &mut out)?;
     f(&mut state)
 }
 
