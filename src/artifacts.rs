@@ -26,7 +26,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn metadata(m: &Manifest, schema: &str) -> Json {
+pub fn metadata(m: &Manifest, schema: &str) -> Json {
     json!({
         "dbt_schema_version": format!("https://schemas.getdbt.com/dbt/{schema}.json"),
         "dbt_version": DBT_COMPAT_VERSION,
@@ -374,30 +374,34 @@ pub fn write_manifest(
 
 /// The `sources` map of `manifest.json` (and of Jinja's `graph`).
 fn sources_out(m: &Manifest) -> BTreeMap<&str, Json> {
-    let created_at = m.generated_at.timestamp_micros() as f64 / 1e6;
-    m
-        .sources
+    m.sources
         .values()
-        .map(|s| {
-            let d = &s.def;
-            (
-                s.unique_id.as_str(),
-                json!({
-                    "database": s.relation.database, "schema": s.relation.schema, "name": d.name,
-                    "resource_type": "source", "package_name": s.package, "path": d.file,
-                    "original_file_path": d.file, "unique_id": s.unique_id, "fqn": s.fqn,
-                    "source_name": d.source_name, "source_description": d.source_description,
-                    "loader": d.loader, "identifier": d.identifier, "quoting": {},
-                    "loaded_at_field": d.loaded_at_field, "freshness": d.freshness,
-                    "external": d.external, "description": d.description, "columns": columns(&d.columns),
-                    "meta": d.meta, "source_meta": d.source_meta, "tags": d.tags,
-                    "config": {"enabled": d.config.bool_or("enabled", true), "event_time": null, "freshness": d.config.get("freshness").cloned().unwrap_or_else(|| d.freshness.clone())},
-                    "patch_path": null, "unrendered_config": {},
-                    "relation_name": s.relation.render(), "created_at": created_at,
-                }),
-            )
-        })
+        .map(|s| (s.unique_id.as_str(), source_json(m, s)))
         .collect()
+}
+
+/// A node as `manifest.json` writes it (without compiled SQL).
+pub fn node_json(m: &Manifest, n: &Node) -> Json {
+    serde_json::to_value(node_out(m, n, None)).unwrap_or_default()
+}
+
+/// A source as `manifest.json` writes it.
+pub fn source_json(m: &Manifest, s: &crate::manifest::Source) -> Json {
+    let created_at = m.generated_at.timestamp_micros() as f64 / 1e6;
+    let d = &s.def;
+    json!({
+        "database": s.relation.database, "schema": s.relation.schema, "name": d.name,
+        "resource_type": "source", "package_name": s.package, "path": d.file,
+        "original_file_path": d.file, "unique_id": s.unique_id, "fqn": s.fqn,
+        "source_name": d.source_name, "source_description": d.source_description,
+        "loader": d.loader, "identifier": d.identifier, "quoting": {},
+        "loaded_at_field": d.loaded_at_field, "freshness": d.freshness,
+        "external": d.external, "description": d.description, "columns": columns(&d.columns),
+        "meta": d.meta, "source_meta": d.source_meta, "tags": d.tags,
+        "config": {"enabled": d.config.bool_or("enabled", true), "event_time": null, "freshness": d.config.get("freshness").cloned().unwrap_or_else(|| d.freshness.clone())},
+        "patch_path": null, "unrendered_config": {},
+        "relation_name": s.relation.render(), "created_at": created_at,
+    })
 }
 
 /// dbt's `graph` context variable: the manifest's nodes, sources and exposures as
@@ -573,7 +577,7 @@ pub fn catalog_json(m: &Manifest, nodes: &[CatalogEntry], sources: &[CatalogEntr
 }
 
 /// An exposure as dbt's manifest (v12) writes it.
-fn exposure_json(m: &Manifest, e: &crate::manifest::Exposure) -> Json {
+pub fn exposure_json(m: &Manifest, e: &crate::manifest::Exposure) -> Json {
     let raw = &e.def.raw;
     let get = |k: &str| raw.get(k).cloned().unwrap_or(Json::Null);
     let refs: Vec<Json> = e

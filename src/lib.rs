@@ -19,6 +19,7 @@ pub mod data_test;
 pub mod diag;
 pub mod docs;
 pub mod exec;
+pub mod freshness;
 pub mod graph;
 pub mod jinja;
 #[cfg(feature = "datafusion")]

@@ -59,6 +59,14 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> impl Future<Output = Option<String>> + Send {
         async { None }
     }
+    /// When the warehouse last changed the relation's data (source freshness without a
+    /// `loaded_at_field`); `None` when it cannot say.
+    fn last_modified(
+        &self,
+        _relation: &crate::jinja::Relation,
+    ) -> impl Future<Output = Option<chrono::DateTime<chrono::Utc>>> + Send {
+        async { None }
+    }
     /// Checks that the warehouse is reachable and usable (for `debug`).
     fn check(&self) -> impl Future<Output = Result<String, AdapterError>> + Send;
 }
@@ -98,6 +106,12 @@ impl Adapter for AnyAdapter {
     }
     async fn data_version(&self, relation: &crate::jinja::Relation) -> Option<String> {
         each!(self, a => a.data_version(relation).await)
+    }
+    async fn last_modified(
+        &self,
+        relation: &crate::jinja::Relation,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        each!(self, a => a.last_modified(relation).await)
     }
     async fn check(&self) -> Result<String, AdapterError> {
         each!(self, a => a.check().await)

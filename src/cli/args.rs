@@ -310,6 +310,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ShowOutput::Text)]
         output: ShowOutput,
     },
+    /// Source commands: `source freshness` checks when each source table was last loaded
+    Source {
+        #[command(subcommand)]
+        action: SourceAction,
+    },
     /// Re-run the nodes that failed or were skipped in the last run, with its flags
     Retry,
     /// Install the packages of packages.yml (local ones; others must already be in dbt_packages/)
@@ -345,6 +350,20 @@ pub enum LsOutput {
     Name,
     Path,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceAction {
+    /// Query each source table with a `freshness:` block for its newest load time and compare
+    /// it with warn_after / error_after; writes sources.json
+    #[command(alias = "snapshot-freshness")]
+    Freshness {
+        #[command(flatten)]
+        selection: Selection,
+        /// Where to write the results (default: sources.json in the target folder)
+        #[arg(short = 'o', long = "output", alias = "output-path")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

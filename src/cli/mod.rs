@@ -4,7 +4,10 @@
 pub mod args;
 mod deps;
 mod init;
+mod ls;
 pub mod printer;
+#[cfg(feature = "datafusion")]
+mod source;
 #[cfg(feature = "datafusion")]
 mod watch;
 
@@ -18,7 +21,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::{Dag, select};
 use crate::manifest::{self, Invocation, Manifest, ResourceType};
 use crate::project::{self, Project, Settings};
-use args::{Cli, Command, Global, LsOutput, Selection, ShowOutput};
+use args::{Cli, Command, Global, Selection, ShowOutput};
 use printer::Printer;
 
 /// Parses the process arguments, runs the command, returns the exit code.
@@ -70,6 +73,7 @@ fn dbt_flags(cli: &Cli) -> serde_json::Value {
         Command::Docs { .. } => ("generate", false),
         Command::RunOperation { .. } => ("run-operation", false),
         Command::Debug => ("debug", false),
+        Command::Source { .. } => ("freshness", false),
     };
     json!({
         "WHICH": which, "FULL_REFRESH": full_refresh, "WARN_ERROR": cli.global.warnings_are_errors(),
@@ -161,10 +165,60 @@ fn write_manifest(l: &Loaded, compiled: &BTreeMap<String, String>) -> Result<(),
     })
 }
 
+/// `run_results.json`'s `args`: the command's own flags over what every command records (the
+/// command line, the folders it resolved, the global flags), as dbt writes them.
+#[cfg(feature = "datafusion")]
+fn run_args(global: &Global, l: &Loaded, own: serde_json::Value) -> serde_json::Value {
+    let program = std::env::args()
+        .next()
+        .map(|p| {
+            std::path::Path::new(&p)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or(p)
+        })
+        .unwrap_or_else(|| "rsdbt".into());
+    let command = std::iter::once(program)
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let absolute = |p: &std::path::Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    let target = l.project.target();
+    let mut args = json!({
+        "invocation_command": command,
+        "project_dir": absolute(&l.project.root),
+        "profiles_dir": target.profiles_path.parent().map(absolute),
+        "profile": target.profile_name, "target": target.name,
+        "target_path": l.project.target_path, "vars": global.vars.as_deref().and_then(|v| project::parse_cli_vars(v).ok()).unwrap_or_default(),
+        "log_format": if global.log_format == args::LogFormat::Json { "json" } else { "default" },
+        "quiet": global.quiet, "print": !global.no_print, "warn_error": global.warnings_are_errors(),
+        "fail_fast": global.fail_fast, "partial_parse": !global.no_partial_parse,
+        "use_colors": !global.no_use_colors, "write_json": true,
+    });
+    if let (Some(all), serde_json::Value::Object(own)) = (args.as_object_mut(), own) {
+        all.extend(own);
+    }
+    args
+}
+
 /// The `--state` artifacts, when given.
-fn load_state(sel: &Selection) -> Result<Option<crate::graph::state::State>, Diagnostics> {
+fn load_state(
+    sel: &Selection,
+    l: &Loaded,
+) -> Result<Option<crate::graph::state::State>, Diagnostics> {
     match &sel.state {
-        Some(dir) => Ok(Some(crate::graph::state::load(dir)?)),
+        Some(dir) => {
+            let mut state = crate::graph::state::load(dir)?;
+            // `source_status:` compares with this project's latest `source freshness`.
+            state.freshness_now =
+                crate::graph::state::read_freshness(&l.project.target_dir().join("sources.json"));
+            Ok(Some(state))
+        }
         None if sel.defer => Err(Diagnostic::error(
             "state",
             "--defer needs --state <folder with an earlier manifest.json>",
@@ -267,37 +321,15 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             resource_type,
             output,
             output_keys,
-        } => {
-            let l = load(&cli.global, &invocation)?;
-            let state = load_state(selection)?;
-            let all = [
-                ResourceType::Model,
-                ResourceType::Seed,
-                ResourceType::Snapshot,
-                ResourceType::Test,
-                ResourceType::UnitTest,
-                ResourceType::Analysis,
-            ];
-            // Sources and exposures are listed too when selected, though they do not run.
-            let set = selection_set(&l, selection, state.as_ref())?;
-            let ids: Vec<String> = set
-                .into_iter()
-                .filter(|id| {
-                    l.manifest.sources.contains_key(id)
-                        || l.manifest.exposures.contains_key(id)
-                        || l.manifest
-                            .nodes
-                            .get(id)
-                            .is_some_and(|n| all.contains(&n.resource_type))
-                })
-                .collect();
-            for id in l.dag.sort(ids) {
-                if let Some(line) = ls_line(&l.manifest, &id, resource_type, *output, output_keys) {
-                    printer.raw(&line);
-                }
-            }
-            Ok(0)
-        }
+        } => ls::run(
+            &cli,
+            printer,
+            &invocation,
+            selection,
+            resource_type,
+            *output,
+            output_keys,
+        ),
         Command::Seed {
             selection,
             full_refresh,
@@ -408,6 +440,12 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             *limit,
             *output,
         ),
+        #[cfg(feature = "datafusion")]
+        Command::Source {
+            action: args::SourceAction::Freshness { selection, output },
+        } => source::freshness(&cli, printer, &invocation, selection, output.as_deref()),
+        #[cfg(not(feature = "datafusion"))]
+        Command::Source { .. } => Err(no_engine()),
         Command::Debug => debug(&cli, printer),
         Command::Docs {
             action:
@@ -706,7 +744,7 @@ fn compile(
         printer.raw(&compiler.compile_inline(sql)?);
         return Ok(0);
     }
-    let state = load_state(selection)?;
+    let state = load_state(selection, &l)?;
     let ids = selected(
         &l,
         selection,
@@ -762,160 +800,6 @@ fn compile(
         exit_without_teardown(l);
     }
     Ok(0)
-}
-
-fn ls_line(
-    m: &Manifest,
-    id: &str,
-    types: &[String],
-    output: LsOutput,
-    keys: &[String],
-) -> Option<String> {
-    let type_ok = |t: &str| {
-        types.is_empty()
-            || types
-                .iter()
-                .any(|x| x == t || x == "all" || (x == "default" && t != "source"))
-    };
-    if let Some(n) = m.nodes.get(id) {
-        if !type_ok(n.resource_type.as_str()) {
-            return None;
-        }
-        return Some(match output {
-            LsOutput::Selector => n.fqn.join("."),
-            LsOutput::Name => n.name.clone(),
-            LsOutput::Path => n.original_file_path.clone(),
-            LsOutput::Json => only_keys(
-                json!({
-                    "name": n.name, "resource_type": n.resource_type.as_str(), "package_name": n.package,
-                    "original_file_path": n.original_file_path, "unique_id": n.unique_id, "alias": n.relation.identifier,
-                    "config": crate::config::WithDefaults { own: &n.config, defaults: crate::config::defaults(n.resource_type.as_str()) }, "tags": n.tags(), "depends_on": {"macros": n.depends_on_macros, "nodes": n.depends_on_nodes},
-                }),
-                keys,
-            ),
-        });
-    }
-    if let Some(e) = m.exposures.get(id) {
-        if !type_ok("exposure") {
-            return None;
-        }
-        return Some(match output {
-            LsOutput::Selector => format!("exposure:{}.{}", e.package, e.def.name),
-            LsOutput::Name => e.def.name.clone(),
-            LsOutput::Path => e.def.file.clone(),
-            LsOutput::Json => only_keys(
-                json!({
-                    "name": e.def.name, "resource_type": "exposure", "package_name": e.package,
-                    "original_file_path": e.def.file, "unique_id": e.unique_id, "tags": e.def.tags,
-                    "depends_on": {"macros": [], "nodes": e.depends_on_nodes},
-                }),
-                keys,
-            ),
-        });
-    }
-    let s = m.sources.get(id)?;
-    if !type_ok("source") {
-        return None;
-    }
-    Some(match output {
-        LsOutput::Selector => format!("source:{}.{}.{}", s.package, s.def.source_name, s.def.name),
-        LsOutput::Name => format!("{}.{}", s.def.source_name, s.def.name),
-        LsOutput::Path => s.def.file.clone(),
-        LsOutput::Json => only_keys(
-            json!({
-                "name": s.def.name, "resource_type": "source", "package_name": s.package, "source_name": s.def.source_name,
-                "original_file_path": s.def.file, "unique_id": s.unique_id, "tags": s.def.tags,
-            }),
-            keys,
-        ),
-    })
-}
-
-/// A JSON object as one line, keeping only `keys` when any are given, its keys in the order
-/// of dbt's node dictionaries (what `dbt ls --output json` prints).
-fn only_keys(v: serde_json::Value, keys: &[String]) -> String {
-    const ORDER: [&str; 11] = [
-        "name",
-        "resource_type",
-        "package_name",
-        "original_file_path",
-        "unique_id",
-        "source_name",
-        "alias",
-        "config",
-        "tags",
-        "depends_on",
-        "",
-    ];
-    let serde_json::Value::Object(map) = v else {
-        return python_json(&v);
-    };
-    let rank = |k: &str| ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len());
-    let mut fields: Vec<(&String, &serde_json::Value)> = map
-        .iter()
-        .filter(|(k, _)| keys.is_empty() || keys.contains(k))
-        .collect();
-    fields.sort_by_key(|(k, _)| rank(k));
-    let parts: Vec<String> = fields
-        .iter()
-        .map(|(k, val)| {
-            format!(
-                "{}: {}",
-                python_json(&serde_json::Value::String((*k).clone())),
-                python_json(val)
-            )
-        })
-        .collect();
-    format!("{{{}}}", parts.join(", "))
-}
-
-/// JSON as dbt's `ls --output json` prints it (Python's `json.dumps`): `", "` and `": "`
-/// separators, non-ASCII characters escaped.
-fn python_json(v: &serde_json::Value) -> String {
-    struct Python;
-    impl serde_json::ser::Formatter for Python {
-        fn begin_array_value<W: ?Sized + std::io::Write>(
-            &mut self,
-            w: &mut W,
-            first: bool,
-        ) -> std::io::Result<()> {
-            if first { Ok(()) } else { w.write_all(b", ") }
-        }
-        fn begin_object_key<W: ?Sized + std::io::Write>(
-            &mut self,
-            w: &mut W,
-            first: bool,
-        ) -> std::io::Result<()> {
-            if first { Ok(()) } else { w.write_all(b", ") }
-        }
-        fn begin_object_value<W: ?Sized + std::io::Write>(
-            &mut self,
-            w: &mut W,
-        ) -> std::io::Result<()> {
-            w.write_all(b": ")
-        }
-        fn write_string_fragment<W: ?Sized + std::io::Write>(
-            &mut self,
-            w: &mut W,
-            fragment: &str,
-        ) -> std::io::Result<()> {
-            for c in fragment.chars() {
-                if c.is_ascii() {
-                    w.write_all(&[c as u8])?;
-                } else {
-                    let mut units = [0u16; 2];
-                    for u in c.encode_utf16(&mut units) {
-                        write!(w, "\\u{u:04x}")?;
-                    }
-                }
-            }
-            Ok(())
-        }
-    }
-    let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, Python);
-    serde::Serialize::serialize(v, &mut ser).expect("JSON values serialize");
-    String::from_utf8(out).expect("ASCII output")
 }
 
 fn clean(project: &Project, printer: &Printer) -> Result<i32, Diagnostics> {
@@ -1054,7 +938,7 @@ fn execute(
     flags: Flags,
 ) -> Result<i32, Diagnostics> {
     let l = load(&cli.global, invocation)?;
-    let state = load_state(selection)?;
+    let state = load_state(selection, &l)?;
     let ids: Vec<String> = selected(&l, selection, state.as_ref(), types)?
         .into_iter()
         .filter(|id| crate::exec::is_executable(&l.manifest.nodes[id]))
@@ -1365,7 +1249,7 @@ fn run_nodes(
         static_analysis(l, ids, flags, &adapter, printer)?;
     }
     let threads = l.project.target().threads;
-    printer.info(&format!("Running with rsdbt={}", env!("CARGO_PKG_VERSION")));
+    printer.running(&l.project.target().adapter_type);
     printer.info(&found_line(&l.manifest));
     printer.info("");
     if ids.is_empty() {
@@ -1461,12 +1345,16 @@ fn run_nodes(
         }
     }
     write_manifest(l, &compiled)?;
-    let args = json!({
-        "which": what, "select": selection.select, "exclude": selection.exclude,
-        "selector": selection.selector, "indirect_selection": format!("{:?}", selection.indirect_selection).to_lowercase(),
-        "state": selection.state, "defer": selection.defer, "favor_state": selection.favor_state,
-        "vars": global.vars, "target": global.target, "threads": threads, "full_refresh": full_refresh,
-    });
+    let args = run_args(
+        global,
+        l,
+        json!({
+            "which": what, "select": selection.select, "exclude": selection.exclude,
+            "selector": selection.selector, "indirect_selection": format!("{:?}", selection.indirect_selection).to_lowercase(),
+            "state": selection.state, "defer": selection.defer, "favor_state": selection.favor_state,
+            "threads": threads, "full_refresh": full_refresh,
+        }),
+    );
     // run_results.json lists the hooks around the nodes, as dbt 1.9 does.
     let recorded = crate::exec::RunResults {
         results: [start_results, results.results.clone(), end_results].concat(),
@@ -1524,7 +1412,11 @@ fn retry(cli: &Cli, printer: &Printer, invocation: &Invocation) -> Result<i32, D
     let s = |k: &str| args.get(k).and_then(|v| v.as_str()).map(str::to_string);
     // The last run's flags, unless given again now.
     let mut global = cli.global.clone();
-    global.vars = global.vars.or_else(|| s("vars"));
+    // dbt (and rsdbt) record vars as a dict; older rsdbt runs as the flag's text.
+    global.vars = global.vars.or_else(|| match args.get("vars") {
+        Some(serde_json::Value::Object(v)) if !v.is_empty() => Some(args["vars"].to_string()),
+        _ => s("vars"),
+    });
     global.target = global.target.or_else(|| s("target"));
     global.threads = global.threads.or_else(|| {
         args.get("threads")
@@ -1570,7 +1462,7 @@ fn retry(cli: &Cli, printer: &Printer, invocation: &Invocation) -> Result<i32, D
         printer.info("Nothing to retry: the last run had no failed or skipped nodes.");
         return Ok(0);
     }
-    let state = load_state(&selection)?;
+    let state = load_state(&selection, &l)?;
     let full_refresh = args
         .get("full_refresh")
         .and_then(|v| v.as_bool())
@@ -1641,7 +1533,7 @@ fn run_operation(
         }
     };
     let _adapter = open_introspected(&l)?;
-    printer.info(&format!("Running with rsdbt={}", env!("CARGO_PKG_VERSION")));
+    printer.running(&l.project.target().adapter_type);
     let unique_id = format!("operation.{}.{name}", l.manifest.project_name);
     let started = std::time::Instant::now();
     let started_at = chrono::Utc::now();
@@ -1699,7 +1591,11 @@ fn run_operation(
             results: vec![result],
             elapsed: secs,
         },
-        json!({"which": "run-operation", "macro": name, "vars": cli.global.vars, "target": cli.global.target}),
+        run_args(
+            &cli.global,
+            &l,
+            json!({"which": "run-operation", "macro": name}),
+        ),
     );
     crate::artifacts::write_json(&l.project.target_dir(), "run_results.json", &rr)
         .map_err(|e| Diagnostic::error("io", format!("cannot write run_results.json: {e}")))?;

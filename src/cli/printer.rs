@@ -156,9 +156,51 @@ impl Printer {
         format!("{left} {} {right}", ".".repeat(n))
     }
 
+    /// The opening lines of a command that runs nodes: the version, then the adapter (dbt's
+    /// `MainReportVersion` and `AdapterRegistered` events).
+    pub fn running(&self, adapter_type: &str) {
+        let v = env!("CARGO_PKG_VERSION");
+        self.event(
+            "info",
+            "MainReportVersion",
+            &format!("Running with rsdbt={v}"),
+            json!({"version": format!("={v}"), "dbt_compat_version": crate::artifacts::DBT_COMPAT_VERSION, "log_version": 3}),
+        );
+        self.event(
+            "info",
+            "AdapterRegistered",
+            &format!("Registered adapter: {adapter_type}={v}"),
+            json!({"adapter_name": adapter_type, "adapter_version": format!("={v}")}),
+        );
+    }
+
+    /// dbt's `node_info` of a log event (what orchestrators such as astronomer-cosmos read).
+    fn node_info(
+        node: &Node,
+        status: &str,
+        started: Option<chrono::DateTime<chrono::Utc>>,
+        finished: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> serde_json::Value {
+        let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false))
+                .unwrap_or_default()
+        };
+        json!({
+            "node_path": node.path, "node_name": node.name, "unique_id": node.unique_id,
+            "resource_type": node.resource_type.as_str(), "materialized": node.materialized(),
+            "node_status": status, "node_started_at": ts(started), "node_finished_at": ts(finished),
+            "meta": node.config.get("meta").cloned().unwrap_or_else(|| json!({})),
+            "node_relation": {
+                "database": node.relation.database, "schema": node.relation.schema,
+                "alias": node.relation.identifier, "relation_name": node.relation.render(),
+            },
+        })
+    }
+
     pub fn node_start(&self, index: usize, total: usize, node: &Node) {
         let left = format!("{index} of {total} START {}", Self::describe(node));
-        let data = json!({"node_info": {"unique_id": node.unique_id, "node_status": "started"}, "index": index, "total": total});
+        let info = Self::node_info(node, "started", Some(chrono::Utc::now()), None);
+        let data = json!({"node_info": info, "index": index, "total": total});
         self.event("info", "NodeStart", &Self::dots(&left, "[RUN]"), data);
     }
 
@@ -172,7 +214,8 @@ impl Printer {
         };
         let left = format!("{index} of {total} SKIP {what}");
         let right = self.paint("33", "[SKIP]");
-        let data = json!({"node_info": {"unique_id": node.unique_id, "node_status": "skipped"}, "index": index, "total": total});
+        let info = Self::node_info(node, "skipped", None, None);
+        let data = json!({"node_info": info, "index": index, "total": total});
         self.event("info", "NodeFinished", &Self::dots(&left, &right), data);
     }
 
@@ -247,12 +290,90 @@ impl Printer {
             }
         };
         let left = format!("{} of {} {verb}", line.index, line.total);
+        let started = r.timing.first().map(|t| t.started_at);
+        let finished = r.timing.last().map(|t| t.completed_at);
         let data = json!({
-            "node_info": {"unique_id": node.unique_id, "node_status": r.status.as_str()},
+            "node_info": Self::node_info(node, r.status.as_str(), started, finished),
             "index": line.index, "total": line.total, "execution_time": r.execution_time,
             "message": r.message, "failures": r.failures,
         });
         self.event(level, "NodeFinished", &Self::dots(&left, &right), data);
+    }
+
+    /// A source's freshness line: `START` before the query (`outcome` None), then its status,
+    /// in dbt's words (`PASS`, `WARN`, `ERROR STALE`, `ERROR` for a runtime error).
+    pub fn freshness_line(
+        &self,
+        index: usize,
+        total: usize,
+        name: &str,
+        unique_id: &str,
+        outcome: Option<&crate::freshness::Outcome>,
+    ) {
+        use crate::freshness::Status as F;
+        let Some(o) = outcome else {
+            let left = format!("{index} of {total} START freshness of {name}");
+            let data = json!({"node_info": {"unique_id": unique_id, "node_status": "started", "resource_type": "source"}, "index": index, "total": total});
+            self.event("info", "LogStartLine", &Self::dots(&left, "[RUN]"), data);
+            return;
+        };
+        let secs = o.execution_time();
+        let (word, color, level) = match o.status {
+            F::Pass => ("PASS", "32", "info"),
+            F::Warn => ("WARN", "33", "warn"),
+            F::Error => ("ERROR STALE", "31", "error"),
+            F::RuntimeError => ("ERROR", "31", "error"),
+        };
+        let left = format!(
+            "{index} of {total} {} freshness of {name}",
+            self.paint(color, word)
+        );
+        let right = self.paint(color, &format!("[{word} in {secs:.2}s]"));
+        let ts = |t: &chrono::DateTime<chrono::Utc>| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        };
+        let data = json!({
+            "node_info": {"unique_id": unique_id, "node_status": o.status.as_str(), "resource_type": "source",
+                          "node_started_at": ts(&o.started_at), "node_finished_at": ts(&o.completed_at)},
+            "index": index, "total": total, "execution_time": secs, "status": o.status.as_str(),
+        });
+        self.event(
+            level,
+            "LogFreshnessResult",
+            &Self::dots(&left, &right),
+            data,
+        );
+        if let Some(e) = &o.error {
+            self.event(
+                level,
+                "Note",
+                &format!("  Runtime Error in source {name}\n  {e}"),
+                json!({}),
+            );
+        }
+    }
+
+    /// The end of `source freshness`: elapsed time and the counts.
+    pub fn freshness_summary(&self, outcomes: &[crate::freshness::Outcome], secs: f64) {
+        use crate::freshness::Status as F;
+        let n = outcomes.len();
+        self.info("");
+        self.info(&format!(
+            "Finished running {n} source{} in {} hours {} minutes and {:.2} seconds ({secs:.2}s).",
+            if n == 1 { "" } else { "s" },
+            (secs / 3600.0) as u64,
+            ((secs % 3600.0) / 60.0) as u64,
+            secs % 60.0
+        ));
+        let count = |s: F| outcomes.iter().filter(|o| o.status == s).count();
+        let (pass, warn) = (count(F::Pass), count(F::Warn));
+        let err = count(F::Error) + count(F::RuntimeError);
+        self.event(
+            "info",
+            "EndOfRunSummary",
+            &format!("Done. PASS={pass} WARN={warn} ERROR={err} SKIP=0 NO-OP=0 TOTAL={n}"),
+            json!({"pass": pass, "warn": warn, "error": err, "skip": 0, "total": n}),
+        );
     }
 
     /// The closing summary: counts, problems repeated with their messages, and the totals line.

@@ -9,7 +9,7 @@
 //!             | [ depth ] "+" criterion ... ;    (* "+x": ancestors, "x+": descendants *)
 //! criterion   = [ method ":" ] value ;           (* the method defaults to fqn *)
 //! method      = "fqn" | "path" | "file" | "tag" | "resource_type" | "source" | "package"
-//!             | "test_type" | "test_name" | "state" | "result" | "exposure"
+//!             | "test_type" | "test_name" | "state" | "result" | "source_status" | "exposure"
 //!             | "config." key { "." key } ;
 //! depth       = digit { digit } ;
 //! value       = text with "*" and "?" wildcards ;
@@ -56,6 +56,7 @@ const METHODS: &[&str] = &[
     "test_name",
     "state",
     "result",
+    "source_status",
     "exposure",
 ];
 
@@ -360,7 +361,7 @@ fn incorporate(
 /// One criterion: the nodes its method matches, its graph operators, then the tests attached
 /// to those nodes (dbt's `expand_selection`).
 fn criterion(ctx: &Ctx, atom: &Atom, raw: &str, mode: Indirect) -> Result<Picked, Diagnostic> {
-    if (atom.method == "state" || atom.method == "result") && ctx.state.is_none() {
+    if matches!(atom.method.as_str(), "state" | "result" | "source_status") && ctx.state.is_none() {
         return Err(Diagnostic::error(
             "selector",
             format!("'{raw}' compares with an earlier run, but no --state was given"),
@@ -447,6 +448,9 @@ fn matches(ctx: &Ctx, id: &str, atom: &Atom) -> bool {
     let v = atom.value.as_str();
     match atom.method.as_str() {
         "state" => return ctx.state.is_some_and(|s| s.matches(m, id, v)),
+        "source_status" => {
+            return v == "fresher" && ctx.state.is_some_and(|s| s.fresher(id));
+        }
         "result" => {
             return ctx
                 .state

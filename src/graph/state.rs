@@ -37,6 +37,44 @@ pub struct State {
     pub macros: BTreeMap<String, String>,
     /// unique_id → status in the older run_results.json (when there is one).
     pub results: BTreeMap<String, String>,
+    /// Source freshness in the older `sources.json` and in this project's current one
+    /// (`source_status:fresher`): unique_id → (status, max_loaded_at).
+    pub freshness_before: Option<BTreeMap<String, (String, String)>>,
+    pub freshness_now: Option<BTreeMap<String, (String, String)>>,
+}
+
+/// The results of a `sources.json`, when the file is there and readable.
+pub fn read_freshness(path: &Path) -> Option<BTreeMap<String, (String, String)>> {
+    let doc: Json = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    Some(
+        doc.get("results")?
+            .as_array()?
+            .iter()
+            .map(|r| (s(r, "unique_id"), (s(r, "status"), s(r, "max_loaded_at"))))
+            .collect(),
+    )
+}
+
+impl State {
+    /// `source_status:fresher`: a source whose freshness query succeeded now and found newer
+    /// data than the earlier `sources.json` did, or that the earlier one did not check.
+    pub fn fresher(&self, unique_id: &str) -> bool {
+        let Some((status, now)) = self.freshness_now.as_ref().and_then(|f| f.get(unique_id)) else {
+            return false;
+        };
+        if status == "runtime error" {
+            return false;
+        }
+        let time = |t: &str| crate::freshness::timestamp(&Json::String(t.to_string()));
+        match self
+            .freshness_before
+            .as_ref()
+            .and_then(|f| f.get(unique_id))
+        {
+            None => true,
+            Some((_, before)) => time(now) > time(before),
+        }
+    }
 }
 
 fn s(v: &Json, key: &str) -> String {
@@ -130,6 +168,7 @@ pub fn load(dir: &Path) -> Result<State, Diagnostic> {
     {
         state.macros.insert(id.clone(), s(m, "macro_sql"));
     }
+    state.freshness_before = read_freshness(&dir.join("sources.json"));
     if let Ok(text) = std::fs::read_to_string(dir.join("run_results.json"))
         && let Ok(rr) = serde_json::from_str::<Json>(&text)
     {

@@ -175,6 +175,19 @@ pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
         .hint("run rsdbt from a project folder, pass --project-dir, or create a project with `rsdbt init <name>`")
         .into());
     };
+    if PROJECT_FILES.iter().all(|f| root.join(f).is_file()) {
+        crate::cli::printer::warnings(
+            &Diagnostic::warning(
+                "project",
+                format!(
+                    "{} holds both project.yml and dbt_project.yml: rsdbt reads project.yml and ignores dbt_project.yml",
+                    display_dir(&root)
+                ),
+            )
+            .hint("keep one project file (dbt reads only dbt_project.yml)")
+            .into(),
+        );
+    }
     let text: Arc<str> = read(&root.join(file_name))?.into();
     let project_file = SourceFile {
         kind: FileKind::Properties,

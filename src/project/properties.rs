@@ -519,14 +519,23 @@ fn sources(src: &Json, path: &str, source: &Arc<str>) -> Result<Vec<SourceTable>
             config,
             columns: columns(t),
             tests: tests_of(t),
-            freshness: t
-                .get("freshness")
-                .or_else(|| src.get("freshness"))
-                .cloned()
-                .unwrap_or(Json::Null),
-            loaded_at_field: yaml::str_of(t, "loaded_at_field")
-                .or_else(|| yaml::str_of(src, "loaded_at_field"))
-                .map(str::to_string),
+            // dbt merges the source's block under the table's, threshold by threshold;
+            // `freshness: null` on the table turns it off.
+            freshness: match (src.get("freshness"), t.get("freshness")) {
+                (Some(Json::Object(base)), Some(Json::Object(own))) => {
+                    let mut merged = base.clone();
+                    merged.extend(own.clone());
+                    Json::Object(merged)
+                }
+                (_, Some(own)) => own.clone(),
+                (base, None) => base.cloned().unwrap_or(Json::Null),
+            },
+            // `loaded_at_field: null` on a table drops the source's.
+            loaded_at_field: match t.get("loaded_at_field") {
+                Some(own) => own.as_str(),
+                None => yaml::str_of(src, "loaded_at_field"),
+            }
+            .map(str::to_string),
             external: match (src.get("external"), t.get("external")) {
                 (Some(Json::Object(defaults)), Some(Json::Object(own))) => {
                     let mut merged = defaults.clone();

@@ -86,7 +86,52 @@ fn json_logs_are_one_object_per_line() {
         finished[0]["data"]["node_info"]["unique_id"],
         "model.fixture.totals"
     );
-    assert_eq!(finished[0]["data"]["node_info"]["node_status"], "success");
+    let info = &finished[0]["data"]["node_info"];
+    assert_eq!(info["node_status"], "success");
+    // The fields orchestrators read (astronomer-cosmos): times, name, path, relation.
+    assert_eq!(info["node_name"], "totals");
+    assert_eq!(info["resource_type"], "model");
+    assert_eq!(info["node_path"], "totals.sql");
+    assert_eq!(info["node_relation"]["alias"], "totals");
+    let time = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(info[k].as_str().unwrap())
+            .unwrap_or_else(|e| panic!("{k}: {e} in {info}"))
+    };
+    assert!(time("node_started_at") <= time("node_finished_at"));
+    let named = |name: &str| {
+        events
+            .iter()
+            .find(|e| e["info"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} event"))
+    };
+    assert!(
+        named("MainReportVersion")["data"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with('=')
+    );
+    assert_eq!(
+        named("AdapterRegistered")["data"]["adapter_name"],
+        "datafusion"
+    );
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["info"]["name"] == "NodeStart")
+            .all(|e| !e["data"]["node_info"]["node_started_at"]
+                .as_str()
+                .unwrap()
+                .is_empty())
+    );
+    // run_results.json records how the run was invoked, as dbt's `args`.
+    let rr: serde_json::Value = serde_json::from_str(&p.read("target/run_results.json")).unwrap();
+    let args = &rr["args"];
+    assert_eq!(args["invocation_command"], "rsdbt run --log-format json");
+    assert_eq!(args["which"], "run");
+    let dir = std::fs::canonicalize(p.path()).unwrap();
+    let same = |k: &str| std::fs::canonicalize(args[k].as_str().unwrap()).unwrap() == dir;
+    assert!(same("project_dir") && same("profiles_dir"), "{args}");
+    assert_eq!(args["log_format"], "json");
     let summary = events
         .iter()
         .find(|e| e["info"]["name"] == "EndOfRunSummary")
@@ -363,5 +408,22 @@ fn show_output_as_dbt() {
     assert_eq!(
         out.stdout,
         "{\n  \"show\": [\n    {\n      \"a\": 1\n    }\n  ]\n}\n"
+    );
+}
+
+#[test]
+fn two_project_files_are_a_warning() {
+    let p = Project::fixture("ok_shop");
+    std::fs::copy(
+        p.path().join("dbt_project.yml"),
+        p.path().join("project.yml"),
+    )
+    .unwrap();
+    let out = p.rsdbt(&["parse"]).expect(0);
+    assert!(
+        out.stderr
+            .contains("holds both project.yml and dbt_project.yml: rsdbt reads project.yml"),
+        "{}",
+        out.stderr
     );
 }

@@ -7,6 +7,7 @@ mod docs;
 mod docs_site;
 mod errors;
 mod example;
+mod freshness;
 mod harness;
 mod iceberg;
 mod incremental;

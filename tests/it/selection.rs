@@ -518,6 +518,93 @@ fn ls_output_keys() {
 }
 
 #[test]
+fn ls_output_keys_takes_any_manifest_key() {
+    // What astronomer-cosmos asks for: keys beyond dbt's default set, for nodes and sources.
+    let p = Project::fixture("ok_shop");
+    p.write(
+        "models/raw.yml",
+        "version: 2\nsources:\n  - name: raw\n    description: landed\n    loaded_at_field: ts\n    freshness: {warn_after: {count: 1, period: hour}}\n    tables:\n      - name: payments\n        meta: {owner: ops}\n",
+    );
+    let keys = [
+        "name",
+        "unique_id",
+        "resource_type",
+        "depends_on",
+        "original_file_path",
+        "tags",
+        "config",
+        "freshness",
+        "fqn",
+        "path",
+        "schema",
+        "description",
+        "meta",
+    ];
+    let mut args = vec![
+        "ls",
+        "-s",
+        "customers",
+        "source:raw",
+        "--output",
+        "json",
+        "--output-keys",
+    ];
+    args.extend(keys);
+    let out = p.rsdbt(&args).expect(0).stdout;
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let source = lines
+        .iter()
+        .find(|l| l["resource_type"] == "source")
+        .expect("the source is listed");
+    assert_eq!(
+        source["fqn"],
+        serde_json::json!(["shop", "raw", "payments"])
+    );
+    assert_eq!(source["meta"], serde_json::json!({"owner": "ops"}));
+    assert_eq!(
+        source["freshness"]["warn_after"],
+        serde_json::json!({"count": 1, "period": "hour"})
+    );
+    assert_eq!(source["config"]["enabled"], true);
+    let model = lines
+        .iter()
+        .find(|l| l["resource_type"] == "model")
+        .expect("the model is listed");
+    assert_eq!(
+        model["fqn"],
+        serde_json::json!(["shop", "marts", "customers"])
+    );
+    assert_eq!(model["schema"], "marts");
+    assert_eq!(model["path"], "marts/customers.sql");
+    assert_eq!(model["config"]["materialized"], "table");
+    // Keys in dbt's order: the manifest entry's.
+    assert!(
+        out.lines().any(|l| l.starts_with(
+            r#"{"schema": "marts", "name": "customers", "resource_type": "model", "path": "marts/customers.sql", "original_file_path""#
+        )),
+        "{out}"
+    );
+    // A key the resource does not have is left out, as dbt does.
+    let out = p
+        .rsdbt(&[
+            "ls",
+            "-s",
+            "customers",
+            "--output",
+            "json",
+            "--output-keys",
+            "name",
+            "no_such_key",
+        ])
+        .expect(0)
+        .stdout;
+    assert_eq!(out.trim(), r#"{"name": "customers"}"#);
+}
+
+#[test]
 fn exposures_are_graph_nodes_for_selection() {
     let p = Project::example();
     let ls = |args: &[&str]| -> BTreeSet<String> {

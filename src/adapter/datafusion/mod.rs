@@ -682,6 +682,36 @@ impl Adapter for DataFusionAdapter {
         }
     }
 
+    async fn last_modified(&self, relation: &Relation) -> Option<chrono::DateTime<chrono::Utc>> {
+        let (schema, name) = (relation.schema.as_str(), relation.identifier.as_str());
+        let external = self.externals.sources.read().ok().and_then(|e| {
+            e.iter()
+                .find(|s| s.schema == schema && s.identifier == name)
+                .map(|s| s.location.clone())
+        });
+        if let Some(location) = external {
+            // Files on a local disk; a remote location cannot be told this way.
+            return (!location.contains("://"))
+                .then(|| store::newest_local_change(std::path::Path::new(&location)))
+                .flatten();
+        }
+        if self.store.is_delta(schema, name).await {
+            self.store
+                .newest_change(&[schema, name, "_delta_log"])
+                .await
+        } else if self.store.is_parquet(schema, name).await {
+            self.store
+                .newest_change(&[schema, &parquet::dir_name(name)])
+                .await
+        } else if self.store.is_iceberg(schema, name).await {
+            self.store
+                .newest_change(&[schema, &iceberg::dir_name(name)])
+                .await
+        } else {
+            None
+        }
+    }
+
     async fn data_version(&self, relation: &Relation) -> Option<String> {
         if self
             .store

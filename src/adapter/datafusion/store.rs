@@ -372,6 +372,20 @@ impl Store {
         Some(format!("delta:{born}:{newest}"))
     }
 
+    /// When anything under `parts` last changed (the newest file's modification time): when
+    /// the table was last written, for source freshness without a `loaded_at_field`.
+    pub async fn newest_change(&self, parts: &[&str]) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self {
+            Store::Local(root) => newest_local_change(&Self::path(root, parts)),
+            Store::S3 { store, prefix, .. } => {
+                let key = Self::key(prefix, parts);
+                let objects: Vec<object_store::ObjectMeta> =
+                    store.list(Some(&key)).try_collect().await.ok()?;
+                objects.iter().map(|o| o.last_modified).max()
+            }
+        }
+    }
+
     /// Fails unless the warehouse can be listed (S3: the bucket exists, the endpoint answers
     /// and the credentials are accepted).
     pub async fn reachable(&self) -> Result<(), String> {
@@ -502,4 +516,24 @@ async fn delete_prefix(store: &ObjectStoreRef, key: &Key) -> Result<(), String> 
         .await
         .map(|_| ())
         .map_err(|e| io(key.as_ref(), e))
+}
+
+/// The newest modification time of a file, or of the files under a folder (recursively), or of
+/// the files a glob's folder holds.
+pub fn newest_local_change(path: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
+    // A glob: the folder before its first wildcard.
+    let text = path.to_string_lossy();
+    let path = match text.find(['*', '?', '[']) {
+        Some(i) => Path::new(&text[..text[..i].rfind('/').unwrap_or(0)]).to_path_buf(),
+        None => path.to_path_buf(),
+    };
+    let meta = std::fs::metadata(&path).ok()?;
+    if meta.is_file() {
+        return meta.modified().ok().map(Into::into);
+    }
+    std::fs::read_dir(&path)
+        .ok()?
+        .flatten()
+        .filter_map(|e| newest_local_change(&e.path()))
+        .max()
 }
