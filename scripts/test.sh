@@ -93,5 +93,18 @@ elif [ "${CI:-}" = true ]; then
   exit 1
 fi
 
+# Prometheus and its Pushgateway (Debian packages) for the metrics tests: a build pushes, and
+# the tests query what Prometheus scraped, including every dashboard panel's query.
+prom_dir="$(mktemp -d /tmp/rsdbt-prom.XXXXXX)"
+if prom_env="$(scripts/prometheus.sh start "$prom_dir")" && eval "$prom_env"; then
+  cleanup_cmds+=("scripts/prometheus.sh stop '$prom_dir'")
+  echo "Prometheus for tests on $RSDBT_TEST_PROMETHEUS, Pushgateway on $RSDBT_TEST_PUSHGATEWAY"
+elif [ "${CI:-}" = true ]; then
+  echo "CI needs Prometheus and the Pushgateway for the metrics tests (see $prom_dir)" >&2
+  exit 1
+else
+  echo "NOTICE: Prometheus could not be started; the metrics tests against it will be skipped" >&2
+fi
+
 step "cargo test"
 cargo test --locked

@@ -26,6 +26,7 @@ pub mod jinja;
 pub mod lineage;
 pub mod manifest;
 pub mod materialize;
+pub mod metrics;
 pub mod project;
 pub mod reuse;
 pub mod unit_test;

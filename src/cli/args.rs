@@ -68,6 +68,13 @@ pub struct Global {
     /// Folder for artifacts and compiled SQL, instead of the project file's target-path
     #[arg(long, global = true, env = "DBT_TARGET_PATH")]
     pub target_path: Option<String>,
+    /// Write the command's Prometheus metrics to this file (text format, for node_exporter's
+    /// textfile collector)
+    #[arg(long, global = true, env = "RSDBT_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Push the command's Prometheus metrics to this Pushgateway (e.g. http://localhost:9091)
+    #[arg(long, global = true, env = "RSDBT_METRICS_PUSH", value_name = "URL")]
+    pub metrics_push: Option<String>,
     #[command(flatten)]
     pub accepted: Accepted,
 }

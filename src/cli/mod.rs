@@ -5,6 +5,8 @@ pub mod args;
 mod deps;
 mod init;
 mod ls;
+#[cfg(feature = "datafusion")]
+mod metrics;
 pub mod printer;
 #[cfg(feature = "datafusion")]
 mod source;
@@ -1363,6 +1365,7 @@ fn run_nodes(
     let rr = crate::artifacts::run_results_json(&l.manifest, &recorded, args);
     crate::artifacts::write_json(&target_dir, "run_results.json", &rr)
         .map_err(|e| Diagnostic::error("io", format!("cannot write run_results.json: {e}")))?;
+    metrics::report(global, printer, l, &rr);
     // dbt's wording: "3 seeds, 4 view models, 6 table models".
     let mut counts: BTreeMap<(u8, String), usize> = BTreeMap::new();
     for id in ids {
@@ -1599,6 +1602,7 @@ fn run_operation(
     );
     crate::artifacts::write_json(&l.project.target_dir(), "run_results.json", &rr)
         .map_err(|e| Diagnostic::error("io", format!("cannot write run_results.json: {e}")))?;
+    metrics::report(&cli.global, printer, &l, &rr);
     match outcome {
         Ok(()) => Ok(0),
         Err(msg) => {

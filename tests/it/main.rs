@@ -11,6 +11,7 @@ mod freshness;
 mod harness;
 mod iceberg;
 mod incremental;
+mod metrics;
 mod parquet_tables;
 mod partial_parse;
 mod postgres;

@@ -1,0 +1,63 @@
+//! `--metrics-file` / `--metrics-push`: the command's artifact as Prometheus metrics. A failed
+//! push is a warning: monitoring must not fail a run that succeeded.
+
+use super::args::Global;
+use super::printer::Printer;
+use crate::diag::Diagnostic;
+use crate::metrics::{Origin, exposition, push_url};
+
+pub(super) fn report(
+    global: &Global,
+    printer: &Printer,
+    l: &super::Loaded,
+    artifact: &serde_json::Value,
+) {
+    if global.metrics_file.is_none() && global.metrics_push.is_none() {
+        return;
+    }
+    let target = l.project.target();
+    let origin = Origin {
+        project: &l.manifest.project_name,
+        target: &target.name,
+    };
+    let text = exposition(artifact, &origin);
+    let warn = |msg: String, hint: &str| {
+        printer.diagnostics(&Diagnostic::warning("metrics", msg).hint(hint).into());
+    };
+    if let Some(path) = &global.metrics_file
+        && let Err(e) = crate::artifacts::write_atomic(path, text.as_bytes())
+    {
+        warn(
+            format!("cannot write metrics to {}: {e}", path.display()),
+            "check that the folder of --metrics-file exists and is writable",
+        );
+    }
+    if let Some(gateway) = &global.metrics_push {
+        let url = push_url(gateway, &origin, artifact);
+        let sent = super::runtime().block_on(async {
+            let response = reqwest::Client::new()
+                .put(&url)
+                .header("Content-Type", "text/plain; version=0.0.4")
+                .body(text)
+                .timeout(std::time::Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{status}: {}",
+                    response.text().await.unwrap_or_default().trim()
+                ))
+            }
+        });
+        if let Err(e) = sent {
+            warn(
+                format!("cannot push metrics to {url}: {e}"),
+                "check --metrics-push (the Pushgateway's base URL, e.g. http://localhost:9091)",
+            );
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Prometheus metrics of a command, made from the artifact it wrote (`run_results.json`, or
+//! `sources.json` for `source freshness`), so a file for node_exporter's textfile collector,
+//! a push to a Pushgateway and `docs serve`'s `/metrics` all say the same thing. dbt has no
+//! metrics; the names follow Prometheus' conventions (`rsdbt_` prefix, base units, one series
+//! per node: cardinality grows with the project, never with time).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::Value as Json;
+
+type Labels = Vec<(String, String)>;
+type Gauges = Family<Labels, Gauge<f64, AtomicU64>>;
+
+/// Who ran: labels on every series, and the Pushgateway's grouping key.
+pub struct Origin<'a> {
+    pub project: &'a str,
+    pub target: &'a str,
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn time(v: &Json) -> Option<f64> {
+    let t = chrono::DateTime::parse_from_rfc3339(v.as_str()?).ok()?;
+    Some(t.timestamp_micros() as f64 / 1e6)
+}
+
+/// A gauge family registered under `name`, filled by the caller.
+fn family(reg: &mut Registry, name: &str, help: &str) -> Gauges {
+    let g = Gauges::default();
+    reg.register(name, help, g.clone());
+    g
+}
+
+fn is_freshness(artifact: &Json) -> bool {
+    artifact["metadata"]["dbt_schema_version"]
+        .as_str()
+        .is_some_and(|v| v.contains("/sources/"))
+}
+
+/// The command that wrote the artifact (dbt's `which`).
+fn command(artifact: &Json) -> String {
+    if is_freshness(artifact) {
+        "freshness".into()
+    } else {
+        artifact["args"]["which"].as_str().unwrap_or("run").into()
+    }
+}
+
+/// The text exposition of an artifact.
+pub fn exposition(artifact: &Json, origin: &Origin) -> String {
+    let mut reg = Registry::with_prefix_and_labels(
+        "rsdbt",
+        [
+            ("project".into(), origin.project.to_string().into()),
+            ("target".into(), origin.target.to_string().into()),
+        ]
+        .into_iter(),
+    );
+    let results = artifact["results"].as_array().cloned().unwrap_or_default();
+    let is_freshness = is_freshness(artifact);
+    let command = command(artifact);
+    let command = command.as_str();
+    let elapsed = artifact["elapsed_time"].as_f64().unwrap_or(0.0);
+    let started = results
+        .iter()
+        .flat_map(|r| r["timing"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| time(&t["started_at"]))
+        .reduce(f64::min)
+        .or_else(|| time(&artifact["metadata"]["generated_at"]).map(|g| g - elapsed))
+        .unwrap_or(0.0);
+    let cmd = [("command", command)];
+    family(
+        &mut reg,
+        "run_start_timestamp_seconds",
+        "When the last run started (Unix time)",
+    )
+    .get_or_create(&labels(&cmd))
+    .set(started);
+    family(
+        &mut reg,
+        "run_end_timestamp_seconds",
+        "When the last run ended (Unix time)",
+    )
+    .get_or_create(&labels(&cmd))
+    .set(started + elapsed);
+    family(
+        &mut reg,
+        "run_duration_seconds",
+        "Wall time of the last run",
+    )
+    .get_or_create(&labels(&cmd))
+    .set(elapsed);
+    let failed = |s: &str| matches!(s, "error" | "fail" | "runtime error" | "partial success");
+    let statuses: Vec<&str> = results
+        .iter()
+        .map(|r| r["status"].as_str().unwrap_or("unknown"))
+        .collect();
+    family(
+        &mut reg,
+        "run_success",
+        "1 when the last run had no error or failure, else 0",
+    )
+    .get_or_create(&labels(&cmd))
+    .set(if statuses.iter().any(|s| failed(s)) {
+        0.0
+    } else {
+        1.0
+    });
+    let counts = family(&mut reg, "run_nodes", "Nodes of the last run by status");
+    for s in &statuses {
+        counts
+            .get_or_create(&labels(&[("command", command), ("status", s)]))
+            .inc_by(1.0);
+    }
+    if is_freshness {
+        let age = family(
+            &mut reg,
+            "source_age_seconds",
+            "Age of each source's newest load at the last freshness check",
+        );
+        for r in &results {
+            let (id, status) = (
+                r["unique_id"].as_str().unwrap_or(""),
+                r["status"].as_str().unwrap_or(""),
+            );
+            if let Some(a) = r["max_loaded_at_time_ago_in_s"].as_f64() {
+                age.get_or_create(&labels(&[("node", id), ("status", status)]))
+                    .set(a);
+            }
+        }
+        return text(&reg);
+    }
+    let duration = family(
+        &mut reg,
+        "node_duration_seconds",
+        "Execution time of each node in the last run",
+    );
+    let rows = family(
+        &mut reg,
+        "node_rows_affected",
+        "Rows each model, seed or snapshot wrote in the last run",
+    );
+    let failures = family(
+        &mut reg,
+        "test_failures",
+        "Failing rows of each data test (and unit test) in the last run",
+    );
+    for r in &results {
+        let id = r["unique_id"].as_str().unwrap_or("");
+        let kind = id.split('.').next().unwrap_or("");
+        let status = r["status"].as_str().unwrap_or("");
+        if kind == "operation" {
+            continue;
+        }
+        duration
+            .get_or_create(&labels(&[
+                ("node", id),
+                ("resource_type", kind),
+                ("status", status),
+            ]))
+            .set(r["execution_time"].as_f64().unwrap_or(0.0));
+        if let Some(n) = r["adapter_response"]["rows_affected"].as_f64() {
+            rows.get_or_create(&labels(&[("node", id), ("resource_type", kind)]))
+                .set(n);
+        }
+        if matches!(kind, "test" | "unit_test")
+            && let Some(n) = r["failures"].as_f64()
+        {
+            failures
+                .get_or_create(&labels(&[("node", id), ("status", status)]))
+                .set(n);
+        }
+    }
+    text(&reg)
+}
+
+fn text(reg: &Registry) -> String {
+    let mut out = String::new();
+    encode(&mut out, reg).expect("writing to a String cannot fail");
+    out
+}
+
+/// The Pushgateway URL of this origin's and command's group: pushing replaces the group's
+/// previous metrics, so a node that no longer runs leaves no stale series behind, and a
+/// `test` does not wipe what the last `build` reported.
+pub fn push_url(gateway: &str, origin: &Origin, artifact: &Json) -> String {
+    let seg = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    format!(
+        "{}/metrics/job/rsdbt/project/{}/target/{}/command/{}",
+        gateway.trim_end_matches('/'),
+        seg(origin.project),
+        seg(origin.target),
+        seg(&command(artifact))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn run_results_become_gauges() {
+        let rr = json!({
+            "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/run-results/v6.json", "generated_at": "2024-01-01T00:00:10Z"},
+            "args": {"which": "build"},
+            "elapsed_time": 4.5,
+            "results": [
+                {"unique_id": "model.p.orders", "status": "success", "execution_time": 1.25,
+                 "adapter_response": {"rows_affected": 42},
+                 "timing": [{"name": "execute", "started_at": "2024-01-01T00:00:05Z", "completed_at": "2024-01-01T00:00:06Z"}]},
+                {"unique_id": "test.p.not_null_orders_id.abc", "status": "fail", "execution_time": 0.5,
+                 "failures": 3, "adapter_response": {}, "timing": []},
+            ],
+        });
+        let text = exposition(
+            &rr,
+            &Origin {
+                project: "p",
+                target: "dev",
+            },
+        );
+        for line in [
+            r#"rsdbt_node_duration_seconds{project="p",target="dev",node="model.p.orders",resource_type="model",status="success"} 1.25"#,
+            r#"rsdbt_node_rows_affected{project="p",target="dev",node="model.p.orders",resource_type="model"} 42.0"#,
+            r#"rsdbt_test_failures{project="p",target="dev",node="test.p.not_null_orders_id.abc",status="fail"} 3.0"#,
+            r#"rsdbt_run_success{project="p",target="dev",command="build"} 0.0"#,
+            r#"rsdbt_run_start_timestamp_seconds{project="p",target="dev",command="build"} 1704067205.0"#,
+            r#"rsdbt_run_nodes{project="p",target="dev",command="build",status="fail"} 1.0"#,
+            "# TYPE rsdbt_node_duration_seconds gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn push_url_escapes_the_grouping_key() {
+        assert_eq!(
+            push_url(
+                "http://gw:9091/",
+                &Origin {
+                    project: "shop",
+                    target: "prod eu"
+                },
+                &json!({"args": {"which": "build"}})
+            ),
+            "http://gw:9091/metrics/job/rsdbt/project/shop/target/prod%20eu/command/build"
+        );
+    }
+}
