@@ -93,6 +93,21 @@ elif [ "${CI:-}" = true ]; then
   exit 1
 fi
 
+# Apache Airflow 3 and astronomer-cosmos (PyPI, installed once into a cached venv) for the
+# orchestration tests: the DAGs under examples/airflow render and run with rsdbt as dbt.
+airflow_venv="${RSDBT_AIRFLOW_VENV:-$HOME/.cache/rsdbt/airflow}"
+if [ ! -x "$airflow_venv/bin/airflow" ] || ! "$airflow_venv/bin/python" -c 'import cosmos' 2>/dev/null; then
+  python3 -m venv "$airflow_venv" \
+    && "$airflow_venv/bin/pip" install -q "apache-airflow==3.3.2" "astronomer-cosmos==1.15.1" \
+    || { rm -rf "$airflow_venv"; echo "NOTICE: Airflow could not be installed" >&2; }
+fi
+if [ -x "$airflow_venv/bin/airflow" ]; then
+  export RSDBT_TEST_AIRFLOW="$airflow_venv/bin"
+elif [ "${CI:-}" = true ]; then
+  echo "CI needs Airflow and astronomer-cosmos for the orchestration tests" >&2
+  exit 1
+fi
+
 # Prometheus and its Pushgateway (Debian packages) for the metrics tests: a build pushes, and
 # the tests query what Prometheus scraped, including every dashboard panel's query.
 prom_dir="$(mktemp -d /tmp/rsdbt-prom.XXXXXX)"

@@ -1,6 +1,7 @@
 //! Integration tests: one binary so the heavy crates link once. Each test copies a fixture
 //! project into a temp folder and runs the real `rsdbt` binary on it.
 
+mod airflow;
 mod cli;
 mod data_tests;
 mod docs;
