@@ -29,4 +29,6 @@ pub mod materialize;
 pub mod metrics;
 pub mod project;
 pub mod reuse;
+#[cfg(feature = "datafusion")]
+pub mod traces;
 pub mod unit_test;

@@ -33,13 +33,6 @@ fn time(v: &Json) -> Option<f64> {
     Some(t.timestamp_micros() as f64 / 1e6)
 }
 
-/// A gauge family registered under `name`, filled by the caller.
-fn family(reg: &mut Registry, name: &str, help: &str) -> Gauges {
-    let g = Gauges::default();
-    reg.register(name, help, g.clone());
-    g
-}
-
 fn is_freshness(artifact: &Json) -> bool {
     artifact["metadata"]["dbt_schema_version"]
         .as_str()
@@ -47,7 +40,7 @@ fn is_freshness(artifact: &Json) -> bool {
 }
 
 /// The command that wrote the artifact (dbt's `which`).
-fn command(artifact: &Json) -> String {
+pub fn command(artifact: &Json) -> String {
     if is_freshness(artifact) {
         "freshness".into()
     } else {
@@ -55,8 +48,130 @@ fn command(artifact: &Json) -> String {
     }
 }
 
-/// The text exposition of an artifact.
-pub fn exposition(artifact: &Json, origin: &Origin) -> String {
+/// The metric families, registered once, filled from each artifact.
+struct Families {
+    start: Gauges,
+    end: Gauges,
+    duration: Gauges,
+    success: Gauges,
+    nodes: Gauges,
+    source_age: Gauges,
+    node_duration: Gauges,
+    rows: Gauges,
+    failures: Gauges,
+}
+
+impl Families {
+    fn register(reg: &mut Registry) -> Families {
+        let mut family = |name: &str, help: &str| {
+            let g = Gauges::default();
+            reg.register(name, help, g.clone());
+            g
+        };
+        Families {
+            start: family(
+                "run_start_timestamp_seconds",
+                "When the last run started (Unix time)",
+            ),
+            end: family(
+                "run_end_timestamp_seconds",
+                "When the last run ended (Unix time)",
+            ),
+            duration: family("run_duration_seconds", "Wall time of the last run"),
+            success: family(
+                "run_success",
+                "1 when the last run had no error or failure, else 0",
+            ),
+            nodes: family("run_nodes", "Nodes of the last run by status"),
+            source_age: family(
+                "source_age_seconds",
+                "Age of each source's newest load at the last freshness check",
+            ),
+            node_duration: family(
+                "node_duration_seconds",
+                "Execution time of each node in the last run",
+            ),
+            rows: family(
+                "node_rows_affected",
+                "Rows each model, seed or snapshot wrote in the last run",
+            ),
+            failures: family(
+                "test_failures",
+                "Failing rows of each data test (and unit test) in the last run",
+            ),
+        }
+    }
+
+    fn fill(&self, artifact: &Json) {
+        let results = artifact["results"].as_array().cloned().unwrap_or_default();
+        let command = command(artifact);
+        let command = command.as_str();
+        let elapsed = artifact["elapsed_time"].as_f64().unwrap_or(0.0);
+        let started = results
+            .iter()
+            .flat_map(|r| r["timing"].as_array().cloned().unwrap_or_default())
+            .filter_map(|t| time(&t["started_at"]))
+            .reduce(f64::min)
+            .or_else(|| time(&artifact["metadata"]["generated_at"]).map(|g| g - elapsed))
+            .unwrap_or(0.0);
+        let cmd = labels(&[("command", command)]);
+        self.start.get_or_create(&cmd).set(started);
+        self.end.get_or_create(&cmd).set(started + elapsed);
+        self.duration.get_or_create(&cmd).set(elapsed);
+        let failed = |s: &str| matches!(s, "error" | "fail" | "runtime error" | "partial success");
+        let statuses: Vec<&str> = results
+            .iter()
+            .map(|r| r["status"].as_str().unwrap_or("unknown"))
+            .collect();
+        let ok = !statuses.iter().any(|s| failed(s));
+        self.success
+            .get_or_create(&cmd)
+            .set(if ok { 1.0 } else { 0.0 });
+        for s in &statuses {
+            self.nodes
+                .get_or_create(&labels(&[("command", command), ("status", s)]))
+                .inc_by(1.0);
+        }
+        for r in &results {
+            let id = r["unique_id"].as_str().unwrap_or("");
+            let kind = id.split('.').next().unwrap_or("");
+            let status = r["status"].as_str().unwrap_or("");
+            if is_freshness(artifact) {
+                if let Some(a) = r["max_loaded_at_time_ago_in_s"].as_f64() {
+                    self.source_age
+                        .get_or_create(&labels(&[("node", id), ("status", status)]))
+                        .set(a);
+                }
+                continue;
+            }
+            if kind == "operation" {
+                continue;
+            }
+            self.node_duration
+                .get_or_create(&labels(&[
+                    ("node", id),
+                    ("resource_type", kind),
+                    ("status", status),
+                ]))
+                .set(r["execution_time"].as_f64().unwrap_or(0.0));
+            if let Some(n) = r["adapter_response"]["rows_affected"].as_f64() {
+                self.rows
+                    .get_or_create(&labels(&[("node", id), ("resource_type", kind)]))
+                    .set(n);
+            }
+            if matches!(kind, "test" | "unit_test")
+                && let Some(n) = r["failures"].as_f64()
+            {
+                self.failures
+                    .get_or_create(&labels(&[("node", id), ("status", status)]))
+                    .set(n);
+            }
+        }
+    }
+}
+
+/// The text exposition of one or more artifacts (each command's last report).
+pub fn exposition(artifacts: &[&Json], origin: &Origin) -> String {
     let mut reg = Registry::with_prefix_and_labels(
         "rsdbt",
         [
@@ -65,122 +180,25 @@ pub fn exposition(artifact: &Json, origin: &Origin) -> String {
         ]
         .into_iter(),
     );
-    let results = artifact["results"].as_array().cloned().unwrap_or_default();
-    let is_freshness = is_freshness(artifact);
-    let command = command(artifact);
-    let command = command.as_str();
-    let elapsed = artifact["elapsed_time"].as_f64().unwrap_or(0.0);
-    let started = results
-        .iter()
-        .flat_map(|r| r["timing"].as_array().cloned().unwrap_or_default())
-        .filter_map(|t| time(&t["started_at"]))
-        .reduce(f64::min)
-        .or_else(|| time(&artifact["metadata"]["generated_at"]).map(|g| g - elapsed))
-        .unwrap_or(0.0);
-    let cmd = [("command", command)];
-    family(
-        &mut reg,
-        "run_start_timestamp_seconds",
-        "When the last run started (Unix time)",
-    )
-    .get_or_create(&labels(&cmd))
-    .set(started);
-    family(
-        &mut reg,
-        "run_end_timestamp_seconds",
-        "When the last run ended (Unix time)",
-    )
-    .get_or_create(&labels(&cmd))
-    .set(started + elapsed);
-    family(
-        &mut reg,
-        "run_duration_seconds",
-        "Wall time of the last run",
-    )
-    .get_or_create(&labels(&cmd))
-    .set(elapsed);
-    let failed = |s: &str| matches!(s, "error" | "fail" | "runtime error" | "partial success");
-    let statuses: Vec<&str> = results
-        .iter()
-        .map(|r| r["status"].as_str().unwrap_or("unknown"))
-        .collect();
-    family(
-        &mut reg,
-        "run_success",
-        "1 when the last run had no error or failure, else 0",
-    )
-    .get_or_create(&labels(&cmd))
-    .set(if statuses.iter().any(|s| failed(s)) {
-        0.0
-    } else {
-        1.0
-    });
-    let counts = family(&mut reg, "run_nodes", "Nodes of the last run by status");
-    for s in &statuses {
-        counts
-            .get_or_create(&labels(&[("command", command), ("status", s)]))
-            .inc_by(1.0);
-    }
-    if is_freshness {
-        let age = family(
-            &mut reg,
-            "source_age_seconds",
-            "Age of each source's newest load at the last freshness check",
-        );
-        for r in &results {
-            let (id, status) = (
-                r["unique_id"].as_str().unwrap_or(""),
-                r["status"].as_str().unwrap_or(""),
-            );
-            if let Some(a) = r["max_loaded_at_time_ago_in_s"].as_f64() {
-                age.get_or_create(&labels(&[("node", id), ("status", status)]))
-                    .set(a);
-            }
-        }
-        return text(&reg);
-    }
-    let duration = family(
-        &mut reg,
-        "node_duration_seconds",
-        "Execution time of each node in the last run",
-    );
-    let rows = family(
-        &mut reg,
-        "node_rows_affected",
-        "Rows each model, seed or snapshot wrote in the last run",
-    );
-    let failures = family(
-        &mut reg,
-        "test_failures",
-        "Failing rows of each data test (and unit test) in the last run",
-    );
-    for r in &results {
-        let id = r["unique_id"].as_str().unwrap_or("");
-        let kind = id.split('.').next().unwrap_or("");
-        let status = r["status"].as_str().unwrap_or("");
-        if kind == "operation" {
-            continue;
-        }
-        duration
-            .get_or_create(&labels(&[
-                ("node", id),
-                ("resource_type", kind),
-                ("status", status),
-            ]))
-            .set(r["execution_time"].as_f64().unwrap_or(0.0));
-        if let Some(n) = r["adapter_response"]["rows_affected"].as_f64() {
-            rows.get_or_create(&labels(&[("node", id), ("resource_type", kind)]))
-                .set(n);
-        }
-        if matches!(kind, "test" | "unit_test")
-            && let Some(n) = r["failures"].as_f64()
-        {
-            failures
-                .get_or_create(&labels(&[("node", id), ("status", status)]))
-                .set(n);
-        }
+    let families = Families::register(&mut reg);
+    for a in artifacts {
+        families.fill(a);
     }
     text(&reg)
+}
+
+/// What a long-running command (`docs serve`, `--watch`) answers on `/metrics`: the latest
+/// `run_results.json` and `sources.json` in the target folder, read at each scrape (another
+/// process, an Airflow task say, may have written them).
+pub fn from_target_dir(target_dir: &std::path::Path, origin: &Origin) -> String {
+    let read = |name: &str| -> Option<Json> {
+        serde_json::from_str(&std::fs::read_to_string(target_dir.join(name)).ok()?).ok()
+    };
+    let artifacts: Vec<Json> = ["run_results.json", "sources.json"]
+        .into_iter()
+        .filter_map(read)
+        .collect();
+    exposition(&artifacts.iter().collect::<Vec<_>>(), origin)
 }
 
 fn text(reg: &Registry) -> String {
@@ -232,7 +250,7 @@ mod tests {
             ],
         });
         let text = exposition(
-            &rr,
+            &[&rr],
             &Origin {
                 project: "p",
                 target: "dev",

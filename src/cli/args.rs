@@ -75,6 +75,10 @@ pub struct Global {
     /// Push the command's Prometheus metrics to this Pushgateway (e.g. http://localhost:9091)
     #[arg(long, global = true, env = "RSDBT_METRICS_PUSH", value_name = "URL")]
     pub metrics_push: Option<String>,
+    /// With --watch: serve the latest run's Prometheus metrics at http://ADDR/metrics
+    /// (`docs serve` always serves /metrics next to the page)
+    #[arg(long, global = true, env = "RSDBT_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     #[command(flatten)]
     pub accepted: Accepted,
 }

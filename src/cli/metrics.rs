@@ -1,5 +1,6 @@
-//! `--metrics-file` / `--metrics-push`: the command's artifact as Prometheus metrics. A failed
-//! push is a warning: monitoring must not fail a run that succeeded.
+//! What a command reports besides its artifact: Prometheus metrics (`--metrics-file`,
+//! `--metrics-push`) and OpenTelemetry traces (the `OTEL_*` variables). A failed export is a
+//! warning: monitoring must not fail a run that succeeded.
 
 use super::args::Global;
 use super::printer::Printer;
@@ -12,15 +13,29 @@ pub(super) fn report(
     l: &super::Loaded,
     artifact: &serde_json::Value,
 ) {
+    let target = l.project.target();
+    if crate::traces::enabled()
+        && let Err(e) = crate::traces::export(
+            artifact,
+            &l.manifest.project_name,
+            &target.name,
+            super::runtime().handle().clone(),
+        )
+    {
+        printer.diagnostics(
+            &Diagnostic::warning("traces", format!("cannot export traces: {e}"))
+                .hint("check OTEL_EXPORTER_OTLP_ENDPOINT (an OTLP/HTTP endpoint, e.g. http://localhost:4318)")
+                .into(),
+        );
+    }
     if global.metrics_file.is_none() && global.metrics_push.is_none() {
         return;
     }
-    let target = l.project.target();
     let origin = Origin {
         project: &l.manifest.project_name,
         target: &target.name,
     };
-    let text = exposition(artifact, &origin);
+    let text = exposition(&[artifact], &origin);
     let warn = |msg: String, hint: &str| {
         printer.diagnostics(&Diagnostic::warning("metrics", msg).hint(hint).into());
     };

@@ -629,7 +629,7 @@ fn docs_serve(
     no_browser: bool,
 ) -> Result<i32, Diagnostics> {
     use crate::docs::server::{self, Site};
-    let (root, target_dir) = watched_folders(cli, invocation)?;
+    let (root, target_dir, metrics) = watched(cli, invocation)?;
     // The page is served from memory, built from the artifacts there (as dbt's serve, which
     // does not generate); without them, they are generated first.
     if !target_dir.join("manifest.json").is_file() {
@@ -652,7 +652,11 @@ fn docs_serve(
     let addr = listener
         .local_addr()
         .map_err(|e| Diagnostic::error("docs", e.to_string()))?;
-    rt.spawn(server::serve(listener, site.clone()));
+    rt.spawn(server::serve(
+        listener,
+        site.clone(),
+        std::sync::Arc::new(metrics),
+    ));
     let url = format!("http://{addr}/");
     printer.info(&format!("Serving docs at {url} (Ctrl-C to stop)"));
     if !no_browser {
@@ -897,7 +901,10 @@ fn execute_or_watch(
     if !watch {
         return execute(cli, printer, invocation, selection, types, what, flags);
     }
-    let (root, target_dir) = watched_folders(cli, invocation)?;
+    let (root, target_dir, metrics) = watched(cli, invocation)?;
+    if let Some(addr) = &cli.global.metrics_listen {
+        serve_metrics(printer, addr, metrics)?;
+    }
     watch::watch(printer, selection, &root, &target_dir, &|sel| {
         execute(cli, printer, &Invocation::new(), sel, types, what, flags)
     })
@@ -907,11 +914,50 @@ fn execute_or_watch(
 /// ignores), both canonical as file events name them.
 #[cfg(feature = "datafusion")]
 fn watched_folders(cli: &Cli, invocation: &Invocation) -> Result<(PathBuf, PathBuf), Diagnostics> {
+    let (root, target_dir, _) = watched(cli, invocation)?;
+    Ok((root, target_dir))
+}
+
+/// [`watched_folders`], and where a long-running command's `/metrics` reads.
+#[cfg(feature = "datafusion")]
+fn watched(
+    cli: &Cli,
+    invocation: &Invocation,
+) -> Result<(PathBuf, PathBuf, crate::docs::server::MetricsSource), Diagnostics> {
     let l = load(&cli.global, invocation)?;
     let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or(p.to_path_buf());
-    let target_dir = l.project.target_dir();
+    let target_dir = canonical(&l.project.target_dir());
     let _ = std::fs::create_dir_all(&target_dir);
-    Ok((canonical(&l.project.root), canonical(&target_dir)))
+    let metrics = crate::docs::server::MetricsSource {
+        target_dir: target_dir.clone(),
+        project: l.manifest.project_name.clone(),
+        target: l.project.target().name.clone(),
+    };
+    Ok((canonical(&l.project.root), target_dir, metrics))
+}
+
+/// `--metrics-listen` with `--watch`: `/metrics` on that address for as long as the loop runs.
+#[cfg(feature = "datafusion")]
+fn serve_metrics(
+    printer: &Printer,
+    addr: &str,
+    source: crate::docs::server::MetricsSource,
+) -> Result<(), Diagnostics> {
+    let listener = runtime()
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|e| {
+            Diagnostic::error("metrics", format!("cannot listen on {addr}: {e}"))
+                .hint("choose another address with --metrics-listen (port 0 picks a free one)")
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Diagnostic::error("metrics", e.to_string()))?;
+    runtime().spawn(crate::docs::server::serve_metrics(
+        listener,
+        std::sync::Arc::new(source),
+    ));
+    printer.info(&format!("Serving metrics at http://{local}/metrics"));
+    Ok(())
 }
 
 #[cfg(not(feature = "datafusion"))]

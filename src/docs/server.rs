@@ -135,9 +135,56 @@ async fn not_found() -> Response {
     with_headers((StatusCode::NOT_FOUND, "not found\n").into_response())
 }
 
-/// Serves until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, site: Shared) -> std::io::Result<()> {
-    axum::serve(listener, router(site)).await
+/// Where `/metrics` reads: the target folder's latest artifacts, labelled with the project and
+/// target that wrote them.
+pub struct MetricsSource {
+    pub target_dir: std::path::PathBuf,
+    pub project: String,
+    pub target: String,
+}
+
+/// `/metrics`: Prometheus' text exposition of the latest run, read at each scrape.
+pub fn metrics_router(source: Arc<MetricsSource>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let s = source.clone();
+            async move {
+                let origin = crate::metrics::Origin {
+                    project: &s.project,
+                    target: &s.target,
+                };
+                let body = crate::metrics::from_target_dir(&s.target_dir, &origin);
+                with_headers(
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        body,
+                    )
+                        .into_response(),
+                )
+            }
+        }),
+    )
+}
+
+/// Serves the docs (and `/metrics`) until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    site: Shared,
+    metrics: Arc<MetricsSource>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(site).merge(metrics_router(metrics))).await
+}
+
+/// Serves only `/metrics` (for `--watch`) until the process ends.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<MetricsSource>,
+) -> std::io::Result<()> {
+    axum::serve(listener, metrics_router(metrics)).await
 }
 
 #[cfg(test)]
@@ -196,7 +243,12 @@ mod tests {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        rt.spawn(serve(listener, site.clone()));
+        let metrics = Arc::new(MetricsSource {
+            target_dir: dir.path().to_path_buf(),
+            project: "shop".into(),
+            target: "dev".into(),
+        });
+        rt.spawn(serve(listener, site.clone(), metrics));
 
         let (status, html) = get(addr, "/");
         assert_eq!(status, 200);
@@ -239,6 +291,24 @@ mod tests {
                 "{path}"
             );
         }
+
+        // /metrics reads the latest run at each scrape, whoever wrote it.
+        let (status, body) = get(addr, "/metrics");
+        assert_eq!(status, 200);
+        assert_eq!(body.trim(), "# EOF", "no run yet: no series");
+        std::fs::write(
+            dir.path().join("run_results.json"),
+            json!({"args": {"which": "run"}, "elapsed_time": 1.5, "results": [
+                {"unique_id": "model.shop.orders", "status": "success", "execution_time": 0.25,
+                 "adapter_response": {"rows_affected": 3}, "timing": []}]})
+            .to_string(),
+        )
+        .unwrap();
+        let body = get(addr, "/metrics").1;
+        assert!(
+            body.contains(r#"rsdbt_node_duration_seconds{project="shop",target="dev",node="model.shop.orders",resource_type="model",status="success"} 0.25"#),
+            "{body}"
+        );
 
         // A new generation is what the page polls for.
         *site.write().unwrap() = Site::load(dir.path(), 8).unwrap();

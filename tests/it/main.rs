@@ -25,5 +25,6 @@ mod sources;
 mod state;
 mod static_analysis;
 mod time_travel;
+mod traces;
 mod unit_tests;
 mod watch;

@@ -213,3 +213,51 @@ fn pushed_metrics_answer_the_dashboard_and_the_alerts() {
         .is_empty()
     );
 }
+
+#[test]
+fn watch_serves_metrics_of_each_pass() {
+    let p = Project::fixture("check_shop");
+    p.rsdbt(&["seed"]).expect(0);
+    let mut w =
+        crate::harness::Running::start(&p, &["run", "--watch", "--metrics-listen", "127.0.0.1:0"]);
+    let line = w.wait_for("Serving metrics at ");
+    let url = line
+        .split("Serving metrics at ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    w.wait_for("Watching for changes");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let scrape = || rt.block_on(async { reqwest::get(&url).await.unwrap().text().await.unwrap() });
+    let body = scrape();
+    assert!(
+        body.lines().any(|l| l.starts_with(r#"rsdbt_node_duration_seconds{project="check_shop",target="dev",node="model.check_shop.stg_orders""#)),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"rsdbt_run_success{project="check_shop",target="dev",command="run"} 1.0"#)
+    );
+    // A save whose model fails at run time: the next pass's failure is what /metrics says.
+    p.write(
+        "models/stg_orders.sql",
+        "{{ config(materialized='table') }}\nselect order_id, customer_id, amount as order_amount, ordered_at, cast('x' || order_id as int) as bad from {{ ref('orders') }}\n",
+    );
+    w.wait_for("Watching for changes");
+    let mut body = scrape();
+    for _ in 0..50 {
+        if body.contains(r#"command="run"} 0.0"#) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        body = scrape();
+    }
+    assert!(
+        body.contains(r#"rsdbt_run_success{project="check_shop",target="dev",command="run"} 0.0"#),
+        "{body}"
+    );
+    w.child.kill().unwrap();
+}
