@@ -804,6 +804,15 @@ async fn run_node<A: Adapter>(
     if let Some(a) = &last {
         res.adapter_response =
             json!({"_message": a.code, "code": a.code, "rows_affected": a.rows_affected});
+        // For the metrics: what a table build wrote (an empty increment wrote nothing).
+        let bytes = match a.rows_affected {
+            Some(0) => Some(0),
+            _ if a.code.contains("VIEW") || node.is_ephemeral() => None,
+            _ => adapter.written_bytes(&node.relation).await,
+        };
+        if let Some(b) = bytes {
+            res.adapter_response["bytes_written"] = json!(b);
+        }
     }
     if let Some(f) = fingerprint {
         env.fingerprints

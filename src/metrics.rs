@@ -58,6 +58,7 @@ struct Families {
     source_age: Gauges,
     node_duration: Gauges,
     rows: Gauges,
+    bytes: Gauges,
     failures: Gauges,
 }
 
@@ -94,6 +95,10 @@ impl Families {
             rows: family(
                 "node_rows_affected",
                 "Rows each model, seed or snapshot wrote in the last run",
+            ),
+            bytes: family(
+                "node_bytes_written",
+                "Bytes of data files each model, seed or snapshot wrote in the last run",
             ),
             failures: family(
                 "test_failures",
@@ -156,6 +161,11 @@ impl Families {
                 .set(r["execution_time"].as_f64().unwrap_or(0.0));
             if let Some(n) = r["adapter_response"]["rows_affected"].as_f64() {
                 self.rows
+                    .get_or_create(&labels(&[("node", id), ("resource_type", kind)]))
+                    .set(n);
+            }
+            if let Some(n) = r["adapter_response"]["bytes_written"].as_f64() {
+                self.bytes
                     .get_or_create(&labels(&[("node", id), ("resource_type", kind)]))
                     .set(n);
             }

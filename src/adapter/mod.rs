@@ -59,6 +59,14 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> impl Future<Output = Option<String>> + Send {
         async { None }
     }
+    /// The bytes of data files the relation's latest write added (a Delta table's newest
+    /// commit, a Parquet table's newest folder); `None` when the warehouse cannot say.
+    fn written_bytes(
+        &self,
+        _relation: &crate::jinja::Relation,
+    ) -> impl Future<Output = Option<u64>> + Send {
+        async { None }
+    }
     /// When the warehouse last changed the relation's data (source freshness without a
     /// `loaded_at_field`); `None` when it cannot say.
     fn last_modified(
@@ -106,6 +114,9 @@ impl Adapter for AnyAdapter {
     }
     async fn data_version(&self, relation: &crate::jinja::Relation) -> Option<String> {
         each!(self, a => a.data_version(relation).await)
+    }
+    async fn written_bytes(&self, relation: &crate::jinja::Relation) -> Option<u64> {
+        each!(self, a => a.written_bytes(relation).await)
     }
     async fn last_modified(
         &self,

@@ -100,6 +100,22 @@ fn a_metrics_file_describes_the_run() {
         value(r#"rsdbt_run_success{project="pinboard",target="dev",command="build"}"#),
         1.0
     );
+    // Bytes: the data files the table's build wrote (its only version so far).
+    let parquet_bytes: u64 =
+        std::fs::read_dir(p.path().join("warehouse/main_gold/gld_top_posters"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+    assert!(parquet_bytes > 0);
+    assert_eq!(
+        value(
+            r#"rsdbt_node_bytes_written{project="pinboard",target="dev",node="model.pinboard.gld_top_posters",resource_type="model"}"#
+        ),
+        parquet_bytes as f64
+    );
+    assert!(!text.contains(r#"rsdbt_node_bytes_written{project="pinboard",target="dev",node="model.pinboard.brz_pins""#), "views write no data");
     assert!(text.contains("# TYPE rsdbt_test_failures gauge"));
     assert!(
         text.lines()
@@ -183,11 +199,15 @@ fn pushed_metrics_answer_the_dashboard_and_the_alerts() {
                 .unwrap()
                 .replace("$project", ".*")
                 .replace("$target", ".*");
-            assert!(
-                !query(&prom, &expr).is_empty(),
-                "panel '{}' has no series: {expr}",
-                panel["title"]
-            );
+            // Scrapes are every second; a series may land a scrape after the others.
+            let answered = (0..50).any(|_| {
+                let found = !query(&prom, &expr).is_empty();
+                if !found {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                found
+            });
+            assert!(answered, "panel '{}' has no series: {expr}", panel["title"]);
         }
     }
 

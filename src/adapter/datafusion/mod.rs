@@ -682,6 +682,17 @@ impl Adapter for DataFusionAdapter {
         }
     }
 
+    async fn written_bytes(&self, relation: &Relation) -> Option<u64> {
+        let (schema, name) = (relation.schema.as_str(), relation.identifier.as_str());
+        if self.store.is_delta(schema, name).await {
+            return self.store.delta_commit_bytes(schema, name).await;
+        }
+        let newest = parquet::folders(&self.store, schema, name).await.ok()??;
+        self.store
+            .size_under(&[schema, &parquet::dir_name(name), newest.last()?])
+            .await
+    }
+
     async fn last_modified(&self, relation: &Relation) -> Option<chrono::DateTime<chrono::Utc>> {
         let (schema, name) = (relation.schema.as_str(), relation.identifier.as_str());
         let external = self.externals.sources.read().ok().and_then(|e| {

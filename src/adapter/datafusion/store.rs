@@ -372,6 +372,65 @@ impl Store {
         Some(format!("delta:{born}:{newest}"))
     }
 
+    /// The bytes of the data files a Delta table's newest commit added (its `add` actions).
+    pub async fn delta_commit_bytes(&self, schema: &str, name: &str) -> Option<u64> {
+        let version = |n: &str| n.strip_suffix(".json")?.parse::<u64>().ok();
+        let newest = match self {
+            Store::Local(root) => std::fs::read_dir(Self::path(root, &[schema, name, DELTA_LOG]))
+                .ok()?
+                .flatten()
+                .filter_map(|e| version(e.file_name().to_str()?))
+                .max()?,
+            Store::S3 { store, prefix, .. } => {
+                let log = Self::key(prefix, &[schema, name, DELTA_LOG]);
+                let objects: Vec<object_store::ObjectMeta> =
+                    store.list(Some(&log)).try_collect().await.ok()?;
+                objects
+                    .iter()
+                    .filter_map(|o| version(o.location.filename()?))
+                    .max()?
+            }
+        };
+        let commit = self
+            .read_text(&[schema, name, DELTA_LOG, &format!("{newest:020}.json")])
+            .await
+            .ok()??;
+        Some(
+            commit
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|action| action.get("add")?.get("size")?.as_u64())
+                .sum(),
+        )
+    }
+
+    /// The total size of the files under `parts`.
+    pub async fn size_under(&self, parts: &[&str]) -> Option<u64> {
+        match self {
+            Store::Local(root) => {
+                fn walk(p: &Path) -> u64 {
+                    match std::fs::metadata(p) {
+                        Ok(m) if m.is_file() => m.len(),
+                        Ok(_) => std::fs::read_dir(p)
+                            .into_iter()
+                            .flatten()
+                            .flatten()
+                            .map(|e| walk(&e.path()))
+                            .sum(),
+                        Err(_) => 0,
+                    }
+                }
+                Some(walk(&Self::path(root, parts)))
+            }
+            Store::S3 { store, prefix, .. } => {
+                let key = Self::key(prefix, parts);
+                let objects: Vec<object_store::ObjectMeta> =
+                    store.list(Some(&key)).try_collect().await.ok()?;
+                Some(objects.iter().map(|o| o.size).sum())
+            }
+        }
+    }
+
     /// When anything under `parts` last changed (the newest file's modification time): when
     /// the table was last written, for source freshness without a `loaded_at_field`.
     pub async fn newest_change(&self, parts: &[&str]) -> Option<chrono::DateTime<chrono::Utc>> {
