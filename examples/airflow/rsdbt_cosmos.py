@@ -50,8 +50,6 @@ def rsdbt_dag(dag_id: str, load_method: LoadMode, **project) -> DbtDag:
             dbt_executable_path=RSDBT,
             invocation_mode=InvocationMode.SUBPROCESS,
         ),
-        # No packages in the example: skip cosmos' `deps` before each task.
-        operator_args={"install_deps": False},
         schedule=None,
         start_date=datetime(2024, 1, 1),
         catchup=False,

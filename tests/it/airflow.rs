@@ -138,7 +138,8 @@ impl Airflow {
     }
 }
 
-/// The example with its project file under dbt's name (cosmos looks for dbt_project.yml).
+/// The example with its project file under dbt's name (cosmos looks for dbt_project.yml), and
+/// a package a gold model calls, so cosmos' `deps` (in each task's temporary copy) has work.
 fn example_for_cosmos() -> Project {
     let p = Project::example();
     std::fs::rename(
@@ -146,6 +147,25 @@ fn example_for_cosmos() -> Project {
         p.path().join("dbt_project.yml"),
     )
     .unwrap();
+    p.write("packages.yml", "packages:\n  - local: pkgs/helpers\n");
+    p.write(
+        "pkgs/helpers/dbt_project.yml",
+        "name: helpers\nversion: \"1.0.0\"\nconfig-version: 2\n",
+    );
+    p.write(
+        "pkgs/helpers/macros/column.sql",
+        "{% macro column(name) %}{{ name }}{% endmacro %}\n",
+    );
+    let model = p.read("models/gold/gld_top_posters.sql");
+    p.write(
+        "models/gold/gld_top_posters.sql",
+        &model.replacen(
+            "    user_name,",
+            "    {{ helpers.column('user_name') }} as user_name,",
+            1,
+        ),
+    );
+    assert_ne!(p.read("models/gold/gld_top_posters.sql"), model);
     p
 }
 
@@ -169,6 +189,7 @@ fn cosmos_renders_and_runs_the_example_with_rsdbt() {
         return;
     };
     let p = example_for_cosmos();
+    p.rsdbt(&["deps"]).expect(0);
     p.rsdbt(&["parse"]).expect(0);
     let af = Airflow::new(bin, &p);
     let graphs = af.graphs();
