@@ -15,6 +15,9 @@ from datetime import datetime
 from airflow import DAG
 from airflow.providers.standard.operators.bash import BashOperator
 
+# rsdbt runs one at a time per warehouse (a run lock): tasks Airflow starts in parallel wait
+# for each other instead of failing.
+os.environ.setdefault("RSDBT_WAIT_FOR_LOCK", "true")
 PROJECT = os.environ.get("RSDBT_PROJECT_DIR", "/opt/rsdbt/project")
 RSDBT = os.environ.get("RSDBT_BIN") or shutil.which("rsdbt") or "/usr/local/bin/rsdbt"
 # rsdbt exits 1 when a node fails and 2 when the run cannot start: both fail the task.

@@ -20,6 +20,9 @@ from pathlib import Path
 from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
+# rsdbt runs one at a time per warehouse (a run lock): tasks Airflow starts in parallel wait
+# for each other instead of failing.
+os.environ.setdefault("RSDBT_WAIT_FOR_LOCK", "true")
 PROJECT = Path(os.environ.get("RSDBT_PROJECT_DIR", "/opt/rsdbt/project"))
 RSDBT = os.environ.get("RSDBT_BIN") or shutil.which("rsdbt") or "/usr/local/bin/rsdbt"
 # rsdbt's own project file is project.yml; the manifest may live under another target-path.

@@ -33,6 +33,49 @@ pub struct QueryResult {
 #[error("{0}")]
 pub struct AdapterError(pub String);
 
+/// Who holds a target's run lock: what a second run is told.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub host: String,
+    pub command: String,
+    pub started_at: String,
+}
+
+impl Holder {
+    /// This process.
+    pub fn this_process() -> Holder {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "unknown host".into());
+        Holder {
+            pid: std::process::id(),
+            host,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "pid {} on {}, `{}`, started {}",
+            self.pid, self.host, self.command, self.started_at
+        )
+    }
+}
+
+/// The outcome of asking for a target's run lock.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Locked {
+    /// This run holds it.
+    Taken,
+    /// This run holds it; the run described had held it and died without releasing it.
+    TakenOver(String),
+    /// Another live run holds it.
+    HeldBy(String),
+}
+
 /// The engine-facing interface: small on purpose.
 pub trait Adapter: Send + Sync + 'static {
     /// The adapter type as in profiles.yml.
@@ -74,6 +117,18 @@ pub trait Adapter: Send + Sync + 'static {
         _relation: &crate::jinja::Relation,
     ) -> impl Future<Output = Option<chrono::DateTime<chrono::Utc>>> + Send {
         async { None }
+    }
+    /// Takes the target's run lock for this process, so two runs never write the same
+    /// warehouse at once (released by [`Adapter::unlock`], or by the system when the process
+    /// dies). A target without a lock always grants it.
+    fn try_lock(
+        &self,
+        _holder: &Holder,
+    ) -> impl Future<Output = Result<Locked, AdapterError>> + Send {
+        async { Ok(Locked::Taken) }
+    }
+    fn unlock(&self) -> impl Future<Output = ()> + Send {
+        async {}
     }
     /// Checks that the warehouse is reachable and usable (for `debug`).
     fn check(&self) -> impl Future<Output = Result<String, AdapterError>> + Send;
@@ -123,6 +178,12 @@ impl Adapter for AnyAdapter {
         relation: &crate::jinja::Relation,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
         each!(self, a => a.last_modified(relation).await)
+    }
+    async fn try_lock(&self, holder: &Holder) -> Result<Locked, AdapterError> {
+        each!(self, a => a.try_lock(holder).await)
+    }
+    async fn unlock(&self) {
+        each!(self, a => a.unlock().await)
     }
     async fn check(&self) -> Result<String, AdapterError> {
         each!(self, a => a.check().await)

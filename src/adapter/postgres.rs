@@ -35,7 +35,28 @@ pub struct PostgresAdapter {
     /// Schemas known to exist: each is created once, one at a time (concurrent
     /// `create schema if not exists` race in PostgreSQL).
     schemas: Mutex<std::collections::BTreeSet<String>>,
+    /// The run lock: an advisory lock held for the run on a session of its own (the pool's
+    /// sessions are shared by the nodes). Boxed: it is rarely touched.
+    lock: Box<LockSession>,
 }
+
+struct LockSession {
+    /// How to open the lock's connection.
+    config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    /// One run at a time per database and target schema.
+    key: String,
+    session: Mutex<Option<Client>>,
+}
+
+/// The run lock's key pair is (hashtext('rsdbt'), hashtext(<database>.<schema>)).
+const LOCK_SQL: &str = "select pg_try_advisory_lock(hashtext('rsdbt'), hashtext($1))";
+/// Who holds the lock: the application name its session set, its backend, since when.
+const LOCK_HOLDER_SQL: &str = "select a.application_name, a.pid, coalesce(a.client_addr::text, 'local socket'), a.backend_start::text \
+     from pg_locks l join pg_stat_activity a on a.pid = l.pid \
+     where l.locktype = 'advisory' and l.granted and l.objsubid = 2 \
+       and l.classid::text::bigint = (hashtext('rsdbt')::bigint & 4294967295) \
+       and l.objid::text::bigint = (hashtext($1)::bigint & 4294967295)";
 
 fn err(e: impl std::fmt::Display) -> AdapterError {
     AdapterError(e.to_string())
@@ -158,6 +179,12 @@ impl PostgresAdapter {
             permits: Semaphore::new(n),
             summary: format!("PostgreSQL {where_}"),
             schemas: Mutex::new(Default::default()),
+            lock: Box::new(LockSession {
+                config,
+                tls,
+                key: format!("{dbname}.{}", t.schema),
+                session: Mutex::new(None),
+            }),
         })
     }
 
@@ -324,6 +351,25 @@ impl PostgresAdapter {
     }
 
     /// Runs `f` with a pooled connection.
+    /// A connection outside the pool.
+    async fn open_session(&self) -> Result<Client, AdapterError> {
+        let (config, tls) = (&self.lock.config, &self.lock.tls);
+        let opened = match tls {
+            None => config.connect(NoTls).await.map(|(client, connection)| {
+                tokio::spawn(connection);
+                client
+            }),
+            Some(tls) => config
+                .connect(tls.clone())
+                .await
+                .map(|(client, connection)| {
+                    tokio::spawn(connection);
+                    client
+                }),
+        };
+        opened.map_err(|e| AdapterError(connect_reason(&e)))
+    }
+
     async fn with_client<T>(
         &self,
         f: impl AsyncFnOnce(&mut Client) -> Result<T, AdapterError>,
@@ -867,6 +913,63 @@ impl Adapter for PostgresAdapter {
             })
         })
         .await
+    }
+
+    async fn try_lock(
+        &self,
+        holder: &crate::adapter::Holder,
+    ) -> Result<crate::adapter::Locked, AdapterError> {
+        use crate::adapter::Locked;
+        let mut session = self.lock.session.lock().await;
+        if session.is_none() {
+            *session = Some(self.open_session().await?);
+        }
+        let c = session.as_ref().expect("opened above");
+        // What a second run is told: PostgreSQL keeps 63 bytes of an application name.
+        let mut name = format!(
+            "rsdbt pid {} on {}: {}",
+            holder.pid, holder.host, holder.command
+        );
+        while name.len() > 63 {
+            name.pop();
+        }
+        c.execute("select set_config('application_name', $1, false)", &[&name])
+            .await
+            .map_err(pg_err)?;
+        let got: bool = c
+            .query_one(LOCK_SQL, &[&self.lock.key])
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        if got {
+            return Ok(Locked::Taken);
+        }
+        let who = c
+            .query_opt(LOCK_HOLDER_SQL, &[&self.lock.key])
+            .await
+            .map_err(pg_err)?
+            .map(|r| {
+                format!(
+                    "session '{}' (backend pid {}, from {}, connected {})",
+                    r.get::<_, String>(0),
+                    r.get::<_, i32>(1),
+                    r.get::<_, String>(2),
+                    r.get::<_, String>(3)
+                )
+            })
+            .unwrap_or_else(|| "another session".into());
+        Ok(Locked::HeldBy(who))
+    }
+
+    async fn unlock(&self) {
+        if let Some(c) = self.lock.session.lock().await.take() {
+            let _ = c
+                .execute(
+                    "select pg_advisory_unlock(hashtext('rsdbt'), hashtext($1))",
+                    &[&self.lock.key],
+                )
+                .await;
+        }
     }
 
     async fn relation_type(&self, relation: &Relation) -> Option<&'static str> {

@@ -79,6 +79,9 @@ pub struct Global {
     /// (`docs serve` always serves /metrics next to the page)
     #[arg(long, global = true, env = "RSDBT_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// When another run holds the target's lock, wait for it instead of stopping
+    #[arg(long, global = true, env = "RSDBT_WAIT_FOR_LOCK")]
+    pub wait_for_lock: bool,
     #[command(flatten)]
     pub accepted: Accepted,
 }

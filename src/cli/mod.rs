@@ -4,6 +4,8 @@
 pub mod args;
 mod deps;
 mod init;
+#[cfg(feature = "datafusion")]
+mod lock;
 mod ls;
 #[cfg(feature = "datafusion")]
 mod metrics;
@@ -1290,6 +1292,12 @@ fn run_nodes(
     check_formats(l, ids)?;
     write_manifest(l, &BTreeMap::new())?;
     let adapter = open_introspected(l)?;
+    let _lock = lock::acquire(
+        &adapter,
+        &l.project.target().name,
+        global.wait_for_lock,
+        printer,
+    )?;
     let rt = runtime();
     // With --defer, refs resolve to another environment's relations: planning against this
     // one would report tables that are not missing.
@@ -1581,7 +1589,13 @@ fn run_operation(
             }
         }
     };
-    let _adapter = open_introspected(&l)?;
+    let adapter = open_introspected(&l)?;
+    let _lock = lock::acquire(
+        &adapter,
+        &l.project.target().name,
+        cli.global.wait_for_lock,
+        printer,
+    )?;
     printer.running(&l.project.target().adapter_type);
     let unique_id = format!("operation.{}.{name}", l.manifest.project_name);
     let started = std::time::Instant::now();

@@ -12,6 +12,7 @@ mod freshness;
 mod harness;
 mod iceberg;
 mod incremental;
+mod locks;
 mod metrics;
 mod parquet_tables;
 mod partial_parse;

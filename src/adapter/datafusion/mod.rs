@@ -38,6 +38,8 @@ pub struct DataFusionAdapter {
     externals: warehouse::Externals,
     database: String,
     schema: String,
+    /// The run lock's file while this process holds it (local warehouses).
+    run_lock: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 /// Plans SQL against the warehouse and assumed schemas, without running anything.
@@ -307,6 +309,7 @@ impl DataFusionAdapter {
             externals,
             database: database.to_string(),
             schema: schema.to_string(),
+            run_lock: Default::default(),
         })
     }
 
@@ -679,6 +682,27 @@ impl Adapter for DataFusionAdapter {
             Some("view")
         } else {
             None
+        }
+    }
+
+    async fn try_lock(
+        &self,
+        holder: &crate::adapter::Holder,
+    ) -> Result<crate::adapter::Locked, AdapterError> {
+        // An S3 warehouse is not locked (yet): object stores have no file locks.
+        let Some(root) = self.store.local_root() else {
+            return Ok(crate::adapter::Locked::Taken);
+        };
+        let (file, outcome) = store::lock_local(root, holder).map_err(AdapterError)?;
+        if let (Some(f), Ok(mut slot)) = (file, self.run_lock.lock()) {
+            *slot = Some(f);
+        }
+        Ok(outcome)
+    }
+
+    async fn unlock(&self) {
+        if let Some(f) = self.run_lock.lock().ok().and_then(|mut s| s.take()) {
+            store::unlock_local(f);
         }
     }
 

@@ -111,6 +111,14 @@ impl Store {
         }
     }
 
+    /// The folder of a local warehouse (`None` on S3).
+    pub fn local_root(&self) -> Option<&Path> {
+        match self {
+            Store::Local(root) => Some(root),
+            Store::S3 { .. } => None,
+        }
+    }
+
     /// Whether any file lies under `parts`.
     pub async fn any_under(&self, parts: &[&str]) -> bool {
         match self {
@@ -595,4 +603,58 @@ pub fn newest_local_change(path: &Path) -> Option<chrono::DateTime<chrono::Utc>>
         .flatten()
         .filter_map(|e| newest_local_change(&e.path()))
         .max()
+}
+
+/// The run lock of a local warehouse: `.rsdbt.lock` in its folder, locked with the system's
+/// advisory file lock (released by the kernel when the process dies, so a killed run's lock
+/// never blocks the next one) and holding the holder's description while it is held.
+pub fn lock_local(
+    root: &Path,
+    holder: &crate::adapter::Holder,
+) -> Result<(Option<std::fs::File>, crate::adapter::Locked), String> {
+    use crate::adapter::Locked;
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(root).map_err(|e| io(&root.display().to_string(), e))?;
+    let path = root.join(".rsdbt.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io(&path.display().to_string(), e))?;
+    let mut previous = String::new();
+    let describe = |text: &str| match serde_json::from_str::<crate::adapter::Holder>(text) {
+        Ok(h) => h.describe(),
+        Err(_) => format!("an unknown process ({})", path.display()),
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.read_to_string(&mut previous);
+            let outcome = if previous.trim().is_empty() {
+                Locked::Taken
+            } else {
+                Locked::TakenOver(describe(&previous))
+            };
+            let text = serde_json::to_string(holder).unwrap_or_default();
+            file.set_len(0)
+                .and_then(|_| file.rewind())
+                .and_then(|_| file.write_all(text.as_bytes()))
+                .and_then(|_| file.sync_data())
+                .map_err(|e| io(&path.display().to_string(), e))?;
+            Ok((Some(file), outcome))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let _ = file.read_to_string(&mut previous);
+            Ok((None, Locked::HeldBy(describe(&previous))))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&path.display().to_string(), e)),
+    }
+}
+
+/// Releases a lock taken by [`lock_local`]: its description is cleared first, so the next run
+/// knows this one finished.
+pub fn unlock_local(file: std::fs::File) {
+    let _ = file.set_len(0);
+    let _ = file.unlock();
 }
