@@ -385,12 +385,13 @@ pub fn write_compiled(
     if std::fs::read(&path).is_ok_and(|old| old == sql.as_bytes()) {
         return Ok(rel);
     }
-    match std::fs::write(&path, sql) {
+    let sql = crate::secrets::scrub(sql);
+    match std::fs::write(&path, sql.as_bytes()) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            std::fs::write(&path, sql)?;
+            std::fs::write(&path, sql.as_bytes())?;
         }
         other => other?,
     }

@@ -29,6 +29,7 @@ pub mod materialize;
 pub mod metrics;
 pub mod project;
 pub mod reuse;
+pub mod secrets;
 #[cfg(feature = "datafusion")]
 pub mod traces;
 pub mod unit_test;

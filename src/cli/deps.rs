@@ -48,12 +48,25 @@ pub fn run(project: &Project, printer: &Printer) -> Result<i32, Diagnostics> {
             .and_then(Json::as_array)
             .cloned()
             .unwrap_or_default();
-        for entry in &entries {
+        for raw in &entries {
             let at = |needle: &str| Location::find(&shown, text.clone(), needle);
+            // `{{ env_var('DBT_ENV_SECRET_GIT_TOKEN') }}` in a git URL is rendered to clone,
+            // and kept unrendered in the lock file, as dbt does.
+            let entry =
+                &crate::project::render_yaml_strings(raw.clone(), &project.vars, &|_| false, true)
+                    .map_err(|msg| Diagnostic::error("deps", format!("{shown}: {msg}")))?;
             let step = install(entry, &dir, &install_dir, hub.as_deref(), &installed);
             match step {
-                Ok(Some(done)) => {
+                Ok(Some(mut done)) => {
                     printer.info(&done.message);
+                    for key in ["git", "local", "package"] {
+                        if let (Some(Json::String(r)), Some(slot)) =
+                            (raw.get(key), done.lock.get_mut(key))
+                            && r.contains("{{")
+                        {
+                            *slot = Json::String(r.clone());
+                        }
+                    }
                     if installed.insert(done.name.clone()) {
                         lock.push(done.lock);
                         queue.push_back(install_dir.join(&done.name));

@@ -37,6 +37,7 @@ pub fn main() -> i32 {
         );
         std::process::exit(2);
     }));
+    crate::secrets::register_env();
     let cli = Cli::parse();
     let mut printer = Printer::new(
         cli.global.log_format == args::LogFormat::Json,

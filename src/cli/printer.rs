@@ -93,6 +93,7 @@ impl Printer {
     }
 
     fn write_event(&self, level: &str, name: &str, msg: &str, data: serde_json::Value) {
+        let msg = &*crate::secrets::scrub(msg);
         let now = chrono::Utc::now();
         let mut out = std::io::stdout().lock();
         if self.json {
@@ -100,7 +101,7 @@ impl Printer {
                 "info": {"name": name, "level": level, "msg": msg, "ts": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), "invocation_id": self.invocation_id},
                 "data": data,
             });
-            let _ = writeln!(out, "{line}");
+            let _ = writeln!(out, "{}", crate::secrets::scrub(&line.to_string()));
         } else {
             let ts = chrono::Local::now().format("%H:%M:%S");
             for l in msg.lines() {
@@ -115,7 +116,7 @@ impl Printer {
     /// Plain output (ls, show, compile --inline): never timestamped.
     pub fn raw(&self, text: &str) {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}");
+        let _ = writeln!(out, "{}", crate::secrets::scrub(text));
     }
 
     /// Diagnostics go to stderr.
@@ -130,10 +131,10 @@ impl Printer {
                     "info": {"name": "Diagnostic", "level": if diag.severity == crate::diag::Severity::Error { "error" } else { "warn" }, "msg": diag.message, "invocation_id": self.invocation_id},
                     "data": {"code": diag.code, "location": loc, "hint": diag.hint},
                 });
-                eprintln!("{line}");
+                eprintln!("{}", crate::secrets::scrub(&line.to_string()));
             }
         } else {
-            eprintln!("{}", d.render(self.color));
+            eprintln!("{}", crate::secrets::scrub(&d.render(self.color)));
         }
     }
 

@@ -940,6 +940,16 @@ fn ctx_of(state: &State) -> Result<Arc<RenderCtx>, Error> {
 }
 
 fn env_var(state: &State, name: &str, default: Option<Value>) -> Result<Value, Error> {
+    if crate::secrets::is_secret_var(name)
+        && !state.lookup("__secrets_ok__").is_some_and(|v| v.is_true())
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "Secret env vars are allowed only in profiles.yml or packages.yml: env_var('{name}') (dbt's rule: a secret must never reach compiled SQL or artifacts)"
+            ),
+        ));
+    }
     if let Some(ctx) = RenderCtx::from_state(state) {
         ctx.capture
             .lock()
@@ -1247,10 +1257,12 @@ pub fn value_of(v: &Json) -> Value {
     python::from_json(v)
 }
 
-/// Renders one string from a YAML file (project or profile) with `env_var()` and `var()`.
+/// Renders one string from a YAML file (project, profile, packages) with `env_var()` and
+/// `var()`; `secrets`: the file may read `DBT_ENV_SECRET_*` variables (profiles, packages).
 pub fn render_config_string(
     text: &str,
     vars: &serde_json::Map<String, Json>,
+    secrets: bool,
 ) -> Result<String, String> {
     thread_local! {
         static ENV: Environment<'static> = base_env();
@@ -1258,6 +1270,7 @@ pub fn render_config_string(
     ENV.with(|env| {
         let mut ctx = BTreeMap::new();
         ctx.insert("__vars__", Value::from(minijinja::value::Serde(vars)));
+        ctx.insert("__secrets_ok__", Value::from(secrets));
         template::render_str(env, "<config>", text, Value::from(ctx)).map_err(|e| jinja_message(&e))
     })
 }
@@ -1280,12 +1293,15 @@ mod tests {
     #[test]
     fn config_strings_render_env_var_with_default() {
         let vars = serde_json::Map::new();
-        let out =
-            render_config_string("{{ env_var('RSDBT_SURELY_UNSET_VAR', 'fallback') }}", &vars)
-                .unwrap();
+        let out = render_config_string(
+            "{{ env_var('RSDBT_SURELY_UNSET_VAR', 'fallback') }}",
+            &vars,
+            false,
+        )
+        .unwrap();
         assert_eq!(out, "fallback");
-        let err =
-            render_config_string("{{ env_var('RSDBT_SURELY_UNSET_VAR') }}", &vars).unwrap_err();
+        let err = render_config_string("{{ env_var('RSDBT_SURELY_UNSET_VAR') }}", &vars, false)
+            .unwrap_err();
         assert!(
             err.contains("Env var required but not provided: 'RSDBT_SURELY_UNSET_VAR'"),
             "{err}"

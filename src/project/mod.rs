@@ -203,20 +203,25 @@ pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
         .cloned()
         .unwrap_or_default();
     // Hooks and config trees keep their Jinja for the node's own render.
-    let doc = render_yaml_strings(doc, &merged_vars(&vars_raw, &settings.vars), &|key| {
-        matches!(
-            key,
-            "models"
-                | "seeds"
-                | "snapshots"
-                | "tests"
-                | "data_tests"
-                | "sources"
-                | "on-run-start"
-                | "on-run-end"
-                | "vars"
-        )
-    })
+    let doc = render_yaml_strings(
+        doc,
+        &merged_vars(&vars_raw, &settings.vars),
+        &|key| {
+            matches!(
+                key,
+                "models"
+                    | "seeds"
+                    | "snapshots"
+                    | "tests"
+                    | "data_tests"
+                    | "sources"
+                    | "on-run-start"
+                    | "on-run-end"
+                    | "vars"
+            )
+        },
+        false,
+    )
     .map_err(|msg| {
         Diagnostic::error("project", format!("{file_name}: {msg}")).at(project_file.location())
     })?;
@@ -583,39 +588,46 @@ pub fn render_yaml_strings(
     doc: Json,
     vars: &serde_json::Map<String, Json>,
     skip: &dyn Fn(&str) -> bool,
+    secrets: bool,
 ) -> Result<Json, String> {
-    fn walk(v: Json, vars: &serde_json::Map<String, Json>) -> Result<Json, String> {
-        Ok(match v {
-            Json::String(s) if s.contains("{{") || s.contains("{%") => {
-                Json::String(crate::jinja::render_config_string(&s, vars)?)
-            }
-            Json::Array(items) => Json::Array(
-                items
-                    .into_iter()
-                    .map(|i| walk(i, vars))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Json::Object(map) => {
-                let mut out = serde_json::Map::new();
-                for (k, v) in map {
-                    out.insert(k, walk(v, vars)?);
-                }
-                Json::Object(out)
-            }
-            other => other,
-        })
-    }
+    let walk = |v: Json| walk_yaml_strings(v, vars, secrets);
     match doc {
         Json::Object(map) => {
             let mut out = serde_json::Map::new();
             for (k, v) in map {
-                let v = if skip(&k) { v } else { walk(v, vars)? };
+                let v = if skip(&k) { v } else { walk(v)? };
                 out.insert(k, v);
             }
             Ok(Json::Object(out))
         }
-        other => walk(other, vars),
+        other => walk(other),
     }
+}
+
+fn walk_yaml_strings(
+    v: Json,
+    vars: &serde_json::Map<String, Json>,
+    secrets: bool,
+) -> Result<Json, String> {
+    Ok(match v {
+        Json::String(s) if s.contains("{{") || s.contains("{%") => {
+            Json::String(crate::jinja::render_config_string(&s, vars, secrets)?)
+        }
+        Json::Array(items) => Json::Array(
+            items
+                .into_iter()
+                .map(|i| walk_yaml_strings(i, vars, secrets))
+                .collect::<Result<_, _>>()?,
+        ),
+        Json::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                out.insert(k, walk_yaml_strings(v, vars, secrets)?);
+            }
+            Json::Object(out)
+        }
+        other => other,
+    })
 }
 
 /// Parses `--vars` text (YAML or JSON mapping).

@@ -30,10 +30,23 @@ pub struct Target {
 impl Target {
     /// `target` as Jinja sees it: every field except secrets, plus name/type/profile_name.
     pub fn jinja_value(&self) -> Json {
-        let mut m = self.fields.clone();
-        for secret in ["password", "pass", "private_key", "token"] {
-            m.remove(secret);
+        let m = self.fields.clone();
+        // Credentials stay out of Jinja, at any depth (`connections:` hold passwords too).
+        fn strip(v: &mut Json) {
+            match v {
+                Json::Object(m) => {
+                    m.retain(|k, _| !crate::secrets::CREDENTIAL_KEYS.contains(&k.as_str()));
+                    m.values_mut().for_each(strip);
+                }
+                Json::Array(items) => items.iter_mut().for_each(strip),
+                _ => {}
+            }
         }
+        let mut all = Json::Object(m);
+        strip(&mut all);
+        let Json::Object(mut m) = all else {
+            unreachable!("an object stays an object")
+        };
         m.insert("name".into(), self.name.clone().into());
         m.insert("target_name".into(), self.name.clone().into());
         m.insert("type".into(), self.adapter_type.clone().into());
@@ -121,10 +134,11 @@ pub fn load(
         .map_err(|e| Diagnostic::error("profile", format!("cannot read {display}: {e}")))?
         .into();
     let doc = yaml::parse(&display, &text)?;
-    let doc = render_yaml_strings(doc, vars, &|_| false).map_err(|msg| {
+    let doc = render_yaml_strings(doc, vars, &|_| false, true).map_err(|msg| {
         Diagnostic::error("profile", format!("{display}: {msg}"))
             .at(Location::file(&display, text.clone()))
     })?;
+    crate::secrets::register_credentials(&doc);
     let profiles = doc.as_object().cloned().unwrap_or_default();
     let Some(profile) = profiles.get(profile_name) else {
         let names: Vec<&str> = profiles

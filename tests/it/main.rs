@@ -20,6 +20,7 @@ mod postgres;
 mod projects;
 mod python_jinja;
 mod reuse;
+mod secrets;
 mod selection;
 mod snapshots;
 mod sources;
