@@ -1101,6 +1101,29 @@ fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostics> {
         ) {
             continue;
         }
+        if let Some(types) = node
+            .config
+            .get("column_types")
+            .filter(|t| !t.is_object() && !t.is_null())
+        {
+            let from = node
+                .patch_path
+                .as_deref()
+                .map(|p| p.split_once("://").map_or(p, |(_, path)| path))
+                .unwrap_or("the project file");
+            diags.push(
+                Diagnostic::error(
+                    "config",
+                    format!(
+                        "{} '{}': column_types must map column names to types, not {types} (set in {from})",
+                        node.resource_type.as_str(),
+                        node.name
+                    ),
+                )
+                .hint("write `column_types: {id: bigint, name: varchar}`"),
+            );
+            continue;
+        }
         if let Err(msg) = crate::materialize::check_format(node.materialized(), &node.config) {
             let needle = [
                 "incremental_strategy",

@@ -292,6 +292,20 @@ impl Jinja {
                 }
             };
             for (name, sql) in macro_blocks(&text) {
+                if let Some((first, _)) = package_macros.get(*package).and_then(|m| m.get(&name)) {
+                    diags.push(
+                        Diagnostic::error(
+                            "duplicate",
+                            format!(
+                                "two macros named '{name}' in package '{}': {first} and {path}",
+                                *package
+                            ),
+                        )
+                        .at(crate::diag::Location::find(path, source.clone(), &name))
+                        .hint("rename or delete one of them (dbt refuses this too)"),
+                    );
+                    continue;
+                }
                 let unique_id = format!("macro.{package}.{name}");
                 macro_sql.insert(unique_id.clone(), sql);
                 let entry = (path.to_string(), unique_id);
@@ -314,6 +328,23 @@ impl Jinja {
                 }
             };
             for (name, sql) in macro_blocks(&text) {
+                if let Some((first, _)) = package_macros
+                    .get(inputs.project_name)
+                    .and_then(|m| m.get(&name))
+                {
+                    diags.push(
+                        Diagnostic::error(
+                            "duplicate",
+                            format!(
+                                "two macros named '{name}' in package '{}': {first} and {path}",
+                                inputs.project_name
+                            ),
+                        )
+                        .at(crate::diag::Location::find(path, source.clone(), &name))
+                        .hint("rename or delete one of them (dbt refuses this too)"),
+                    );
+                    continue;
+                }
                 let unique_id = format!("macro.{}.{}", inputs.project_name, name);
                 macro_sql.insert(unique_id.clone(), sql);
                 let entry = (path.to_string(), unique_id);

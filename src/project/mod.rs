@@ -535,6 +535,23 @@ fn collect_files(
                 .filter(|(_, exts)| exts.contains(&ext))
                 .map(|(k, _)| *k)
                 .collect();
+            if ext == "py" && rules.iter().any(|(k, _)| *k == FileKind::Model) {
+                let rel = p
+                    .strip_prefix(root)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .into_owned();
+                diags.push(
+                    Diagnostic::error(
+                        "project",
+                        format!(
+                            "{rel} is a Python model, which rsdbt cannot run (it runs SQL models)"
+                        ),
+                    )
+                    .hint("rewrite the model in SQL, or move the file out of the model paths"),
+                );
+                continue;
+            }
             if kinds.is_empty() {
                 continue;
             }

@@ -309,23 +309,30 @@ pub fn load_files<'a>(
             );
             continue;
         };
+        // Every list key must hold a list; anything else is a mistake to point at.
+        let list = |kind: &str, diags: &mut Diagnostics| -> &[Json] {
+            match obj.get(kind) {
+                None | Some(Json::Null) => &[],
+                Some(Json::Array(items)) => items,
+                Some(_) => {
+                    diags.push(
+                        Diagnostic::error(
+                            "yaml",
+                            format!("`{kind}:` in {} must be a list of entries", file.path),
+                        )
+                        .at(Location::find(
+                            &file.path,
+                            file.contents.clone(),
+                            &format!("{kind}:"),
+                        ))
+                        .hint(format!("write `{kind}:` followed by `  - name: ...` items")),
+                    );
+                    &[]
+                }
+            }
+        };
         for kind in ["models", "seeds", "snapshots", "analyses"] {
-            let Some(list) = obj.get(kind) else { continue };
-            let Some(items) = list.as_array() else {
-                diags.push(
-                    Diagnostic::error(
-                        "yaml",
-                        format!("`{kind}:` in {} must be a list of entries", file.path),
-                    )
-                    .at(Location::find(
-                        &file.path,
-                        file.contents.clone(),
-                        &format!("{kind}:"),
-                    ))
-                    .hint(format!("write `{kind}:` followed by `  - name: ...` items")),
-                );
-                continue;
-            };
+            let items = list(kind, &mut diags);
             let kind: &'static str = match kind {
                 "models" => "models",
                 "seeds" => "seeds",
@@ -359,34 +366,22 @@ pub fn load_files<'a>(
                 }
             }
         }
-        for item in obj
-            .get("unit_tests")
-            .and_then(Json::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for item in list("unit_tests", &mut diags) {
             match unit_test(item, &file.path, &file.contents) {
                 Ok(u) => props.unit_tests.push(u),
                 Err(d) => diags.push(d),
             }
         }
-        for item in obj
-            .get("exposures")
-            .and_then(Json::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for item in list("exposures", &mut diags) {
             match exposure(item, &file.path, &file.contents) {
                 Ok(e) => props.exposures.push(e),
                 Err(d) => diags.push(d),
             }
         }
-        if let Some(list) = obj.get("sources") {
-            for src in list.as_array().into_iter().flatten() {
-                match sources(src, &file.path, &file.contents) {
-                    Ok(tables) => props.sources.extend(tables),
-                    Err(d) => diags.push(d),
-                }
+        for src in list("sources", &mut diags) {
+            match sources(src, &file.path, &file.contents) {
+                Ok(tables) => props.sources.extend(tables),
+                Err(d) => diags.push(d),
             }
         }
     }

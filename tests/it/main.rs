@@ -3,6 +3,7 @@
 
 mod airflow;
 mod cli;
+mod corpus;
 mod data_tests;
 mod docs;
 mod docs_site;

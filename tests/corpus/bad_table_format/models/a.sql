@@ -1,0 +1,2 @@
+{{ config(materialized='table', table_format='orc') }}
+select 1 as id

@@ -1,0 +1,1 @@
+{% macro m() %}2{% endmacro %}

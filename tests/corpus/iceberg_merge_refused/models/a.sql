@@ -1,0 +1,2 @@
+{{ config(materialized='incremental', table_format='iceberg', unique_key='id') }}
+select 1 as id

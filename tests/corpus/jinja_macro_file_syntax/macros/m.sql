@@ -1,0 +1,3 @@
+{% macro m() %}
+{{ 1 + }}
+{% endmacro %}

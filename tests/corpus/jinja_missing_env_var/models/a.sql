@@ -1,0 +1,1 @@
+select '{{ env_var('RSDBT_CORPUS_UNSET') }}' as d

@@ -1,0 +1,1 @@
+select {{ var('start_date') }} as d

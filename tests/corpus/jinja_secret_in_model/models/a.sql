@@ -1,0 +1,1 @@
+select '{{ env_var('DBT_ENV_SECRET_X', 'x') }}' as d

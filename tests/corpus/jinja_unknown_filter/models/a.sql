@@ -1,0 +1,1 @@
+select {{ 1 | no_such_filter }} as id

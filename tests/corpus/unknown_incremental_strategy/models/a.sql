@@ -1,0 +1,2 @@
+{{ config(materialized='incremental', incremental_strategy='upsert') }}
+select 1 as id
