@@ -108,6 +108,20 @@ elif [ "${CI:-}" = true ]; then
   exit 1
 fi
 
+# delta-rs' Python package, the independent reader of the crash trials (tests/it/crash.rs):
+# a cached venv, installed once from PyPI.
+deltalake_venv="${RSDBT_DELTALAKE_VENV:-$HOME/.cache/rsdbt/deltalake}"
+if [ ! -x "$deltalake_venv/bin/python" ] || ! "$deltalake_venv/bin/python" -c 'import deltalake, pyarrow' 2>/dev/null; then
+  python3 -m venv "$deltalake_venv" && "$deltalake_venv/bin/pip" install -q "deltalake==1.2.*" "pyarrow" \
+    || { rm -rf "$deltalake_venv"; echo "NOTICE: deltalake could not be installed" >&2; }
+fi
+if [ -x "$deltalake_venv/bin/python" ]; then
+  export RSDBT_TEST_DELTALAKE="$deltalake_venv/bin/python"
+elif [ "${CI:-}" = true ]; then
+  echo "CI needs the deltalake package for the crash trials" >&2
+  exit 1
+fi
+
 # Apache Airflow 3 and astronomer-cosmos (PyPI, installed once into a cached venv) for the
 # orchestration tests: the DAGs under examples/airflow render and run with rsdbt as dbt.
 airflow_venv="${RSDBT_AIRFLOW_VENV:-$HOME/.cache/rsdbt/airflow}"

@@ -4,6 +4,7 @@
 mod airflow;
 mod cli;
 mod corpus;
+mod crash;
 mod data_tests;
 mod docs;
 mod docs_site;
