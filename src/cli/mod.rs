@@ -863,7 +863,11 @@ fn open_target(
         .hint("set `path:` to a local folder or to s3://bucket/prefix (S3 or an S3-compatible store, see the target's `s3:` settings)")
         .into()),
         "datafusion" => {
-            let adapter = crate::adapter::datafusion::DataFusionAdapter::open(&t.warehouse_location(root), t.iceberg_catalog(root), &t.database, &t.schema)
+            let memory_limit = t.memory_limit().map_err(|msg| {
+                Diagnostic::error("profile", format!("target '{}': {msg}", t.name))
+                    .hint("memory_limit takes a size such as 4GB, or a number of bytes")
+            })?;
+            let adapter = crate::adapter::datafusion::DataFusionAdapter::open(&t.warehouse_location(root), t.iceberg_catalog(root), &t.database, &t.schema, memory_limit)
                 .map_err(|e| Diagnostic::error("adapter", e.0).hint("check the `path` of the target in profiles.yml"))?;
             runtime().block_on(adapter.reachable()).map_err(|e| {
                 Diagnostic::error("connection", e.0).hint("check the bucket in the target's `path`, and the endpoint and credentials (the target's `s3:` block or the AWS_* variables)")

@@ -71,6 +71,25 @@ impl Target {
         project_root.join(p).to_string_lossy().into_owned()
     }
 
+    /// The embedded engine's memory limit in bytes (`memory_limit:`, e.g. `4GB`, `512MiB` or a
+    /// number of bytes); half of the machine's memory when unset. A query that needs more spills
+    /// to disk where it can and otherwise fails with a message saying so.
+    pub fn memory_limit(&self) -> Result<usize, String> {
+        match self.fields.get("memory_limit") {
+            None | Some(Json::Null) => Ok(default_memory_limit()),
+            Some(Json::Number(n)) => n
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| format!("memory_limit {n} is not a number of bytes")),
+            Some(Json::String(s)) => parse_bytes(s).ok_or_else(|| {
+                format!("memory_limit '{s}' is not a size (write e.g. 4GB, 512MB or 2GiB)")
+            }),
+            Some(other) => Err(format!(
+                "memory_limit {other} is not a size (write e.g. 4GB)"
+            )),
+        }
+    }
+
     /// The local SQLite file of the Iceberg catalog (`iceberg_catalog:`), relative paths taken
     /// from the project root.
     pub fn iceberg_catalog(&self, project_root: &Path) -> Option<PathBuf> {
@@ -244,4 +263,51 @@ fn json_usize(v: &Json) -> Option<usize> {
     v.as_u64()
         .map(|n| n as usize)
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// Half of the machine's memory (Linux: MemTotal), or 4 GB when it cannot be read.
+fn default_memory_limit() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        })
+        .map(|kb| kb * 1024 / 2)
+        .unwrap_or(4 << 30)
+}
+
+/// `4GB`, `512 MB`, `2GiB`, `1024` (bytes).
+fn parse_bytes(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" | "t" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((num * factor) as usize)
+}
+
+#[cfg(test)]
+mod memory_tests {
+    #[test]
+    fn sizes_parse_as_people_write_them() {
+        assert_eq!(super::parse_bytes("4GB"), Some(4_000_000_000));
+        assert_eq!(super::parse_bytes("512 MiB"), Some(512 << 20));
+        assert_eq!(super::parse_bytes("1024"), Some(1024));
+        assert_eq!(super::parse_bytes("lots"), None);
+        assert!(super::default_memory_limit() > 0);
+    }
 }

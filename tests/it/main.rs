@@ -15,6 +15,7 @@ mod harness;
 mod iceberg;
 mod incremental;
 mod locks;
+mod memory;
 mod metrics;
 mod parquet_tables;
 mod partial_parse;

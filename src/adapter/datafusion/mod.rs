@@ -136,6 +136,7 @@ impl Analyzer {
             warehouse::Externals::default(),
             planned.clone(),
             dialect,
+            None,
         );
         Analyzer {
             ctx,
@@ -189,6 +190,7 @@ impl Analyzer {
 }
 
 /// A DataFusion session over the warehouse `store` as catalog `database`.
+#[allow(clippy::too_many_arguments)]
 fn session(
     store: Arc<Store>,
     database: &str,
@@ -197,6 +199,7 @@ fn session(
     externals: warehouse::Externals,
     planned: warehouse::Planned,
     dialect: &str,
+    memory_limit: Option<usize>,
 ) -> SessionContext {
     let config = SessionConfig::new()
         .set_str("datafusion.sql_parser.dialect", dialect)
@@ -216,9 +219,18 @@ fn session(
             "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
             0,
         );
+    let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
+    if let Some(limit) = memory_limit {
+        // Spillable operators (sorts, aggregates, joins' probe sides) share the pool fairly and
+        // spill to the OS temp folder; what cannot spill fails with "Resources exhausted".
+        runtime = runtime.with_memory_pool(Arc::new(
+            datafusion::execution::memory_pool::FairSpillPool::new(limit),
+        ));
+    }
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
+        .with_runtime_env(Arc::new(runtime.build().expect("runtime environment")))
         // Writing a Delta table from a logical plan needs deltalake's planner.
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .with_optimizer_rule(Arc::new(rewrite::DecorrelateScalarAggregates))
@@ -241,8 +253,19 @@ fn session(
     ctx
 }
 
+/// The memory limit of the process's engine, for the message of a query that exceeds it.
+static MEMORY_LIMIT: OnceLock<usize> = OnceLock::new();
+
 fn err(e: impl std::fmt::Display) -> AdapterError {
-    AdapterError(e.to_string())
+    let msg = e.to_string();
+    if msg.contains("Resources exhausted") {
+        let limit = MEMORY_LIMIT.get().copied().unwrap_or(0);
+        return AdapterError(format!(
+            "the query needs more memory than the target's memory_limit ({} MB) allows, even spilling to disk: {msg}\n  raise `memory_limit` in profiles.yml, or make the model read less at once (an incremental model, a narrower select)",
+            limit / 1_000_000
+        ));
+    }
+    AdapterError(msg)
 }
 
 /// `df` cast to the columns of `target` (for an append): columns the target lacks are dropped,
@@ -289,7 +312,9 @@ impl DataFusionAdapter {
         iceberg_catalog: Option<PathBuf>,
         database: &str,
         schema: &str,
+        memory_limit: usize,
     ) -> Result<Self, AdapterError> {
+        let _ = MEMORY_LIMIT.set(memory_limit);
         let store = Arc::new(Store::open(location).map_err(AdapterError)?);
         let lake = Arc::new(Lake::new(store.clone(), iceberg_catalog));
         let externals = warehouse::Externals::default();
@@ -301,6 +326,7 @@ impl DataFusionAdapter {
             externals.clone(),
             Default::default(),
             "generic",
+            Some(memory_limit),
         );
         Ok(Self {
             ctx,
@@ -332,6 +358,7 @@ impl DataFusionAdapter {
                 self.externals.clone(),
                 planned.clone(),
                 "generic",
+                None,
             ),
             planned,
             lookup: None,
@@ -431,7 +458,10 @@ impl DataFusionAdapter {
                 let url = self.store.delta_uri(schema, name).map_err(err)?;
                 deltalake::open_table(url).await.map_err(err)?
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                self.store.remove_if_empty(&[schema, name]);
+                return Err(e);
+            }
         };
         let rows = table
             .history(Some(1))

@@ -119,6 +119,15 @@ impl Store {
         }
     }
 
+    /// Removes the folder of `parts` when it is empty (a first write that failed before its
+    /// commit leaves one); S3 has no folders.
+    pub fn remove_if_empty(&self, parts: &[&str]) {
+        if let Store::Local(root) = self {
+            // remove_dir refuses a folder that holds anything: only an empty one goes.
+            let _ = std::fs::remove_dir(Self::path(root, parts));
+        }
+    }
+
     /// Whether any file lies under `parts`.
     pub async fn any_under(&self, parts: &[&str]) -> bool {
         match self {
