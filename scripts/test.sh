@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# One persistent target dir outside the clone, shared by dev sessions and CI, so the
-# DataFusion/Delta stack is not rebuilt from zero (see CONTRIBUTING.md).
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rsdbt/target}"
+# The target dir is cargo's (the clone's target/, which `cargo run -- build` of the README's
+# first command also uses, so the stack compiles once) unless CARGO_TARGET_DIR says otherwise:
+# .ci/run points it at a persistent folder outside the clone (see CONTRIBUTING.md).
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
