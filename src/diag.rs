@@ -21,11 +21,15 @@ impl Location {
     /// A location from a 1-based line and column.
     pub fn at_line_col(path: &str, source: Arc<str>, line: usize, col: usize) -> Self {
         let offset = offset_of(&source, line, col);
-        let len = source[offset..]
+        let mut len = source[offset..]
             .find('\n')
             .unwrap_or(source.len() - offset)
             .clamp(1, 80)
             .min(source.len().saturating_sub(offset));
+        // The span ends on a character, not inside one.
+        while len > 0 && !source.is_char_boundary(offset + len) {
+            len -= 1;
+        }
         Self {
             path: path.into(),
             source,
@@ -75,7 +79,13 @@ fn offset_of(source: &str, line: usize, col: usize) -> usize {
     let mut offset = 0;
     for (i, l) in source.split_inclusive('\n').enumerate() {
         if i + 1 == line {
-            return (offset + col.saturating_sub(1)).min(offset + l.trim_end_matches('\n').len());
+            // Columns count characters (as YAML and Jinja parsers report them), not bytes.
+            let text = l.trim_end_matches('\n');
+            let within = text
+                .char_indices()
+                .nth(col.saturating_sub(1))
+                .map_or(text.len(), |(i, _)| i);
+            return offset + within;
         }
         offset += l.len();
     }
@@ -294,5 +304,19 @@ pub fn did_you_mean<'a>(
     match closest(name, candidates) {
         Some(c) => format!("did you mean '{c}'?"),
         None => fallback.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_count_characters_and_spans_end_on_one() {
+        // Found by the property tests: a YAML error after multi-byte characters.
+        let source: Arc<str> = "\"é日本*".into();
+        let l = Location::at_line_col("x.yml", source.clone(), 1, 3);
+        assert_eq!(&source[l.offset..l.offset + l.len], "日本*");
+        let _ = Diagnostics::from(Diagnostic::error("yaml", "bad").at(l)).render(false);
     }
 }

@@ -28,6 +28,8 @@ pub mod manifest;
 pub mod materialize;
 pub mod metrics;
 pub mod project;
+#[cfg(test)]
+mod proptests;
 pub mod reuse;
 pub mod secrets;
 #[cfg(feature = "datafusion")]

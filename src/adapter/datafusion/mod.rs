@@ -28,6 +28,8 @@ use crate::jinja::Relation;
 use crate::materialize::{Operation, TableFormat};
 use iceberg::Lake;
 pub use s3::configure as configure_object_storage;
+#[cfg(test)]
+pub(crate) use seed::read as read_seed;
 use store::Store;
 use warehouse::WarehouseCatalog;
 
