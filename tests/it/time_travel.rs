@@ -123,3 +123,35 @@ fn refs_read_pinned_iceberg_snapshots() {
         vec![json!({"then_n": first, "now_n": first + 1})]
     );
 }
+
+#[test]
+fn rebuilt_tables_get_checkpoints_and_keep_their_history() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "models/orders_t.sql",
+        "{{ config(materialized='table') }}\nselect * from {{ ref('orders') }}\n",
+    );
+    p.rsdbt(&["seed"]).expect(0);
+    for n in 0..11 {
+        p.append(
+            "seeds/orders.csv",
+            &format!("{},10,1.00,2024-02-01\n", 100 + n),
+        );
+        p.rsdbt(&["build", "-s", "orders", "orders_t"]).expect(0);
+    }
+    // Version 10 got a checkpoint: opening the table replays it, not eleven commit files.
+    let log = p.path().join("warehouse/main/orders_t/_delta_log");
+    assert!(log.join("_last_checkpoint").exists());
+    assert!(log.join("00000000000000000010.checkpoint.parquet").exists());
+    // The newest rows, and an old version still readable (time travel keeps working).
+    p.write(
+        "models/orders_then.sql",
+        "select (select count(*) from {{ ref('orders_t') }}) as now_n,\n\
+                (select count(*) from {{ ref('orders_t').at_version(2) }}) as then_n\n",
+    );
+    p.rsdbt(&["run", "-s", "orders_then"]).expect(0);
+    assert_eq!(
+        p.query("select now_n, then_n from {{ ref('orders_then') }}"),
+        vec![json!({"now_n": 13, "then_n": 5})]
+    );
+}

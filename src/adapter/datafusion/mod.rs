@@ -601,59 +601,18 @@ impl Adapter for DataFusionAdapter {
     }
 
     async fn apply(&self, op: &Operation) -> Result<Applied, AdapterError> {
-        match op {
-            Operation::CreateTableAs {
-                relation,
-                sql,
-                format,
-            } => {
-                let df = self.ctx.sql(&rewrite::for_engine(sql)).await.map_err(err)?;
-                let rows = self.write_table(relation, df, *format).await?;
-                Ok(Applied {
-                    code: "CREATE TABLE".into(),
-                    rows_affected: Some(rows),
-                })
+        let applied = self.apply_op(op).await?;
+        let built = match op {
+            Operation::CreateTableAs { relation, .. } | Operation::LoadSeed { relation, .. } => {
+                Some(relation)
             }
-            Operation::CreateView { relation, sql } => {
-                self.create_view(relation, sql).await?;
-                Ok(Applied {
-                    code: "CREATE VIEW".into(),
-                    rows_affected: None,
-                })
-            }
-            Operation::LoadSeed {
-                relation,
-                seed,
-                format,
-            } => {
-                let df = seed::read(&self.ctx, seed)?;
-                let rows = self.write_table(relation, df, *format).await?;
-                Ok(Applied {
-                    code: "INSERT".into(),
-                    rows_affected: Some(rows),
-                })
-            }
-            Operation::Incremental(spec) => incremental::apply(self, spec).await,
-            // The embedded engine has no users to grant to, and Delta tables no comments.
-            Operation::Grant { .. } | Operation::Comment { .. } => Ok(Applied {
-                code: "SKIP".into(),
-                rows_affected: None,
-            }),
-            Operation::Publish {
-                relation,
-                connection,
-                schema,
-                table,
-            } => self.publish(relation, connection, schema, table).await,
-            Operation::RunSql { sql } => {
-                let df = self.ctx.sql(sql).await.map_err(err)?;
-                df.collect().await.map_err(err)?;
-                Ok(Applied {
-                    code: "OK".into(),
-                    rows_affected: None,
-                })
-            }
+            Operation::Incremental(spec) => Some(&spec.relation),
+            _ => None,
+        };
+        if let Some(rel) = built {
+            self.checkpoint_now_and_then(rel).await;
         }
+        Ok(applied)
     }
 
     async fn query(&self, sql: &str, limit: Option<usize>) -> Result<QueryResult, AdapterError> {
@@ -837,5 +796,83 @@ fn sql_type_name(t: &datafusion::arrow::datatypes::DataType) -> String {
         T::Timestamp(_, Some(_)) => "timestamp with time zone".into(),
         T::Decimal128(p, s) | T::Decimal256(p, s) => format!("decimal({p},{s})"),
         other => other.to_string(),
+    }
+}
+
+impl DataFusionAdapter {
+    /// Every tenth commit of a Delta table gets a checkpoint, so opening it replays a checkpoint
+    /// and at most nine commits, not its whole history (delta-rs' own interval is 100: a model
+    /// rebuilt a hundred times, as `--watch` does in an afternoon, read a hundred commit files
+    /// at every open, and each build got slower). A failed checkpoint costs only speed.
+    async fn checkpoint_now_and_then(&self, rel: &Relation) {
+        let (schema, name) = (rel.schema.as_str(), rel.identifier.as_str());
+        let Some(version) = self.store.delta_newest_version(schema, name).await else {
+            return;
+        };
+        if version == 0 || version % 10 != 0 {
+            return;
+        }
+        let Ok(url) = self.store.delta_uri(schema, name) else {
+            return;
+        };
+        if let Ok(table) = deltalake::open_table(url).await {
+            let _ = deltalake::checkpoints::create_checkpoint(&table, None).await;
+        }
+    }
+
+    async fn apply_op(&self, op: &Operation) -> Result<Applied, AdapterError> {
+        match op {
+            Operation::CreateTableAs {
+                relation,
+                sql,
+                format,
+            } => {
+                let df = self.ctx.sql(&rewrite::for_engine(sql)).await.map_err(err)?;
+                let rows = self.write_table(relation, df, *format).await?;
+                Ok(Applied {
+                    code: "CREATE TABLE".into(),
+                    rows_affected: Some(rows),
+                })
+            }
+            Operation::CreateView { relation, sql } => {
+                self.create_view(relation, sql).await?;
+                Ok(Applied {
+                    code: "CREATE VIEW".into(),
+                    rows_affected: None,
+                })
+            }
+            Operation::LoadSeed {
+                relation,
+                seed,
+                format,
+            } => {
+                let df = seed::read(&self.ctx, seed)?;
+                let rows = self.write_table(relation, df, *format).await?;
+                Ok(Applied {
+                    code: "INSERT".into(),
+                    rows_affected: Some(rows),
+                })
+            }
+            Operation::Incremental(spec) => incremental::apply(self, spec).await,
+            // The embedded engine has no users to grant to, and Delta tables no comments.
+            Operation::Grant { .. } | Operation::Comment { .. } => Ok(Applied {
+                code: "SKIP".into(),
+                rows_affected: None,
+            }),
+            Operation::Publish {
+                relation,
+                connection,
+                schema,
+                table,
+            } => self.publish(relation, connection, schema, table).await,
+            Operation::RunSql { sql } => {
+                let df = self.ctx.sql(sql).await.map_err(err)?;
+                df.collect().await.map_err(err)?;
+                Ok(Applied {
+                    code: "OK".into(),
+                    rows_affected: None,
+                })
+            }
+        }
     }
 }

@@ -389,15 +389,15 @@ impl Store {
         Some(format!("delta:{born}:{newest}"))
     }
 
-    /// The bytes of the data files a Delta table's newest commit added (its `add` actions).
-    pub async fn delta_commit_bytes(&self, schema: &str, name: &str) -> Option<u64> {
+    /// The number of a Delta table's newest commit.
+    pub async fn delta_newest_version(&self, schema: &str, name: &str) -> Option<u64> {
         let version = |n: &str| n.strip_suffix(".json")?.parse::<u64>().ok();
-        let newest = match self {
+        match self {
             Store::Local(root) => std::fs::read_dir(Self::path(root, &[schema, name, DELTA_LOG]))
                 .ok()?
                 .flatten()
                 .filter_map(|e| version(e.file_name().to_str()?))
-                .max()?,
+                .max(),
             Store::S3 { store, prefix, .. } => {
                 let log = Self::key(prefix, &[schema, name, DELTA_LOG]);
                 let objects: Vec<object_store::ObjectMeta> =
@@ -405,9 +405,14 @@ impl Store {
                 objects
                     .iter()
                     .filter_map(|o| version(o.location.filename()?))
-                    .max()?
+                    .max()
             }
-        };
+        }
+    }
+
+    /// The bytes of the data files a Delta table's newest commit added (its `add` actions).
+    pub async fn delta_commit_bytes(&self, schema: &str, name: &str) -> Option<u64> {
+        let newest = self.delta_newest_version(schema, name).await?;
         let commit = self
             .read_text(&[schema, name, DELTA_LOG, &format!("{newest:020}.json")])
             .await
