@@ -1119,10 +1119,15 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                         Diagnostic::error(
                             "unknown-ref",
                             format!(
-                                "{} '{}' depends on '{}', which was not found",
+                                "{} '{}' depends on '{}', which {}",
                                 node.resource_type.as_str(),
                                 node.name,
-                                r.name
+                                r.name,
+                                if is_disabled {
+                                    "is disabled"
+                                } else {
+                                    "was not found"
+                                }
                             ),
                         )
                         .at(locate_call(node, "ref", &r.name))
@@ -1675,7 +1680,9 @@ fn render_docs(
                             Diagnostic::error(
                                 "unknown-doc",
                                 format!(
-                                    "a description in {file} uses doc('{name}'), which no {{% docs %}} block defines"
+                                    "a description in {} uses doc('{name}'), which no {{% docs %}} block defines",
+                                    // dbt's patch paths (`project://path`) shown as the file's path.
+                                    file.split_once("://").map_or(file, |(_, path)| path)
                                 ),
                             )
                             .hint("define it in a .md file under the model paths: {% docs NAME %}...{% enddocs %}"),
