@@ -158,3 +158,64 @@ fn postgres_runs_lock_with_an_advisory_lock() {
     ));
     assert_eq!(got[0][0].as_deref(), Some("t"));
 }
+
+#[test]
+fn a_warehouse_on_s3_locks_with_a_conditional_write() {
+    let Some((endpoint, python)) = crate::harness::s3() else {
+        return;
+    };
+    let p = Project::fixture("check_shop");
+    let bucket = format!("rsdbt-lock-{}", std::process::id());
+    let keys = |create: bool| crate::harness::s3_keys(&python, &endpoint, &bucket, create);
+    keys(true);
+    p.write(
+        "profiles.yml",
+        &format!(
+            "fixture:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: s3://{bucket}/lake/\n      schema: main\n      threads: 2\n      s3: {{endpoint: \"{endpoint}\", allow_http: true, region: us-east-1, access_key_id: test, secret_access_key: test}}\n"
+        ),
+    );
+    p.rsdbt(&["seed"]).expect(0);
+    assert!(
+        !keys(false).iter().any(|k| k.ends_with(".rsdbt.lock")),
+        "a finished run removes its lock"
+    );
+    // Another run's lock, as it writes it: refused while its heartbeat is fresh.
+    let put = |heartbeat_age: i64| {
+        let script = r#"
+import boto3, json, sys, time
+endpoint, bucket, age = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
+                  aws_secret_access_key="test", region_name="us-east-1")
+body = {"pid": 4242, "host": "elsewhere", "command": "rsdbt build --full-refresh",
+        "started_at": "2026-01-01T00:00:00Z", "heartbeat": int(time.time()) - age}
+s3.put_object(Bucket=bucket, Key="lake/.rsdbt.lock", Body=json.dumps(body).encode())
+"#;
+        crate::harness::run_python(
+            &python,
+            script,
+            &[
+                endpoint.as_ref(),
+                bucket.as_ref(),
+                heartbeat_age.to_string().as_ref(),
+            ],
+        );
+    };
+    put(0);
+    let out = p.rsdbt(&["seed"]).expect(2);
+    assert!(
+        out.stderr
+            .contains("another rsdbt run is writing to target 'dev': pid 4242 on elsewhere"),
+        "{}",
+        out.stderr
+    );
+    // A lock whose heartbeat stopped an hour ago belonged to a run that died: taken over.
+    put(3600);
+    let out = p.rsdbt(&["seed"]).expect(0);
+    assert!(
+        out.stdout
+            .contains("The last run on target 'dev' (pid 4242 on elsewhere"),
+        "{}",
+        out.stdout
+    );
+    assert!(!keys(false).iter().any(|k| k.ends_with(".rsdbt.lock")));
+}

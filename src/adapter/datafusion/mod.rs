@@ -42,6 +42,8 @@ pub struct DataFusionAdapter {
     schema: String,
     /// The run lock's file while this process holds it (local warehouses).
     run_lock: std::sync::Mutex<Option<std::fs::File>>,
+    /// The heartbeat task of the run lock on S3 while this process holds it.
+    s3_heartbeat: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 /// Plans SQL against the warehouse and assumed schemas, without running anything.
@@ -338,6 +340,7 @@ impl DataFusionAdapter {
             database: database.to_string(),
             schema: schema.to_string(),
             run_lock: Default::default(),
+            s3_heartbeat: Default::default(),
         })
     }
 
@@ -680,9 +683,27 @@ impl Adapter for DataFusionAdapter {
         &self,
         holder: &crate::adapter::Holder,
     ) -> Result<crate::adapter::Locked, AdapterError> {
-        // An S3 warehouse is not locked (yet): object stores have no file locks.
         let Some(root) = self.store.local_root() else {
-            return Ok(crate::adapter::Locked::Taken);
+            let (outcome, version) = store::lock_s3(&self.store, holder)
+                .await
+                .map_err(AdapterError)?;
+            if let Some(mut ours) = version {
+                // The heartbeat that keeps the lock ours while the run lasts.
+                let (store, holder) = (self.store.clone(), holder.clone());
+                let beat = tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(store::S3_LOCK_HEARTBEAT).await;
+                        match store::heartbeat_s3(&store, &holder, ours.clone()).await {
+                            Some(v) => ours = v,
+                            None => break,
+                        }
+                    }
+                });
+                if let Ok(mut slot) = self.s3_heartbeat.lock() {
+                    *slot = Some(beat.abort_handle());
+                }
+            }
+            return Ok(outcome);
         };
         let (file, outcome) = store::lock_local(root, holder).map_err(AdapterError)?;
         if let (Some(f), Ok(mut slot)) = (file, self.run_lock.lock()) {
@@ -694,6 +715,10 @@ impl Adapter for DataFusionAdapter {
     async fn unlock(&self) {
         if let Some(f) = self.run_lock.lock().ok().and_then(|mut s| s.take()) {
             store::unlock_local(f);
+        }
+        if let Some(beat) = self.s3_heartbeat.lock().ok().and_then(|mut s| s.take()) {
+            beat.abort();
+            store::unlock_s3(&self.store).await;
         }
     }
 

@@ -672,3 +672,107 @@ pub fn unlock_local(file: std::fs::File) {
     let _ = file.set_len(0);
     let _ = file.unlock();
 }
+
+/// How long a run's lock object on S3 stays valid without a heartbeat: a run refreshes it every
+/// `S3_LOCK_HEARTBEAT`; one not refreshed for `S3_LOCK_STALE` belonged to a run that died.
+pub const S3_LOCK_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+pub const S3_LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The run lock of a warehouse on S3: the object `.rsdbt.lock` under its prefix, created only
+/// if absent (S3's conditional write), holding the holder and a heartbeat time. A stale one is
+/// replaced by a conditional update on its ETag, so of two runs taking over only one wins.
+pub async fn lock_s3(
+    store: &Store,
+    holder: &crate::adapter::Holder,
+) -> Result<(crate::adapter::Locked, Option<object_store::UpdateVersion>), String> {
+    use crate::adapter::Locked;
+    use object_store::{PutMode, PutOptions, PutPayload};
+    let Store::S3 { store, prefix, .. } = store else {
+        return Ok((Locked::Taken, None));
+    };
+    let key = Store::key(prefix, &[".rsdbt.lock"]);
+    let body = |h: &crate::adapter::Holder| {
+        let mut v = serde_json::to_value(h).unwrap_or_default();
+        v["heartbeat"] = serde_json::json!(chrono::Utc::now().timestamp());
+        PutPayload::from(v.to_string().into_bytes())
+    };
+    let put = |mode: PutMode| PutOptions {
+        mode,
+        ..Default::default()
+    };
+    let version = |r: object_store::PutResult| object_store::UpdateVersion {
+        e_tag: r.e_tag,
+        version: r.version,
+    };
+    match store
+        .put_opts(&key, body(holder), put(PutMode::Create))
+        .await
+    {
+        Ok(r) => return Ok((Locked::Taken, Some(version(r)))),
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) => {}
+        Err(e) => return Err(io(key.as_ref(), e)),
+    }
+    let got = store.get(&key).await.map_err(|e| io(key.as_ref(), e))?;
+    let current = object_store::UpdateVersion {
+        e_tag: got.meta.e_tag.clone(),
+        version: got.meta.version.clone(),
+    };
+    let text = got.bytes().await.map_err(|e| io(key.as_ref(), e))?;
+    let doc: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+    let other = serde_json::from_value::<crate::adapter::Holder>(doc.clone())
+        .map(|h| h.describe())
+        .unwrap_or_else(|_| format!("an unknown process (s3 object {key})"));
+    let beat = doc["heartbeat"].as_i64().unwrap_or(0);
+    let age = chrono::Utc::now().timestamp() - beat;
+    if age < S3_LOCK_STALE.as_secs() as i64 {
+        return Ok((Locked::HeldBy(other), None));
+    }
+    match store
+        .put_opts(&key, body(holder), put(PutMode::Update(current)))
+        .await
+    {
+        Ok(r) => Ok((Locked::TakenOver(other), Some(version(r)))),
+        // Another run took it over first.
+        Err(
+            object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. },
+        ) => Ok((Locked::HeldBy(other), None)),
+        Err(e) => Err(io(key.as_ref(), e)),
+    }
+}
+
+/// Refreshes the S3 lock's heartbeat (a conditional update, so a lock taken over is not
+/// overwritten); returns the new version, or `None` when the lock is no longer ours.
+pub async fn heartbeat_s3(
+    store: &Store,
+    holder: &crate::adapter::Holder,
+    ours: object_store::UpdateVersion,
+) -> Option<object_store::UpdateVersion> {
+    use object_store::{PutMode, PutOptions, PutPayload};
+    let Store::S3 { store, prefix, .. } = store else {
+        return None;
+    };
+    let key = Store::key(prefix, &[".rsdbt.lock"]);
+    let mut v = serde_json::to_value(holder).ok()?;
+    v["heartbeat"] = serde_json::json!(chrono::Utc::now().timestamp());
+    let opts = PutOptions {
+        mode: PutMode::Update(ours),
+        ..Default::default()
+    };
+    let r = store
+        .put_opts(&key, PutPayload::from(v.to_string().into_bytes()), opts)
+        .await
+        .ok()?;
+    Some(object_store::UpdateVersion {
+        e_tag: r.e_tag,
+        version: r.version,
+    })
+}
+
+/// Deletes the S3 lock object.
+pub async fn unlock_s3(store: &Store) {
+    if let Store::S3 { store, prefix, .. } = store {
+        let _ = store.delete(&Store::key(prefix, &[".rsdbt.lock"])).await;
+    }
+}
