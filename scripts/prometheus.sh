@@ -15,7 +15,9 @@ start)
     rm -f /usr/sbin/policy-rc.d
   fi
   mkdir -p "$dir/data"
-  gw_port=$((30000 + RANDOM % 5000)) prom_port=$((35000 + RANDOM % 5000))
+  # Ports the system says are free (a random one may be some connection's ephemeral port).
+  free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  gw_port="$(free_port)" prom_port="$(free_port)"
   cp "$root/examples/prometheus/alerts.yml" "$dir/alerts.yml"
   cat > "$dir/prometheus.yml" <<YML
 global:

@@ -43,7 +43,8 @@ cargo check --no-default-features --locked
 # A throwaway PostgreSQL for the postgres target's tests (they skip outside CI without one,
 # and fail in CI).
 pg_dir="$(mktemp -d /tmp/rsdbt-pg.XXXXXX)"
-pg_port="${RSDBT_TEST_PG_PORT:-$((50000 + RANDOM % 10000))}"
+# A port the system says is free (a random one may be some connection's ephemeral port).
+pg_port="${RSDBT_TEST_PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 if pg_env="$(scripts/pg.sh start "$pg_dir" "$pg_port")" && eval "$pg_env"; then
   cleanup_cmds+=("scripts/pg.sh stop '$pg_dir'")
   echo "PostgreSQL for tests on 127.0.0.1:$pg_port"
@@ -94,12 +95,21 @@ if [ ! -x "$moto/bin/moto_server" ]; then
     || { rm -rf "$moto"; echo "NOTICE: moto could not be installed" >&2; }
 fi
 if [ -x "$moto/bin/moto_server" ]; then
-  s3_port=$((40000 + RANDOM % 10000))
-  "$moto/bin/moto_server" -H 127.0.0.1 -p "$s3_port" > "$(mktemp /tmp/rsdbt-moto.XXXXXX)" 2>&1 &
-  cleanup_cmds+=("kill $!")
-  for _ in $(seq 1 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$s3_port/" && break
-    sleep 0.1
+  # A port the system says is free (a random one may be some connection's ephemeral port),
+  # and another try if the server still could not bind it.
+  for _attempt in 1 2 3 4 5; do
+    s3_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    "$moto/bin/moto_server" -H 127.0.0.1 -p "$s3_port" > "$(mktemp /tmp/rsdbt-moto.XXXXXX)" 2>&1 &
+    moto_pid=$!
+    for _ in $(seq 1 100); do
+      curl -s -o /dev/null "http://127.0.0.1:$s3_port/" && break
+      kill -0 "$moto_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$moto_pid" 2>/dev/null; then
+      cleanup_cmds+=("kill $moto_pid")
+      break
+    fi
   done
   export RSDBT_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port" RSDBT_TEST_S3_PYTHON="$moto/bin/python"
   echo "S3 emulator for tests on $RSDBT_TEST_S3_ENDPOINT"
