@@ -141,20 +141,7 @@ impl PostgresAdapter {
             let mut attempt = 0;
             let client = loop {
                 attempt += 1;
-                let connected = match &tls {
-                    None => config.connect(NoTls).await.map(|(client, connection)| {
-                        tokio::spawn(connection);
-                        client
-                    }),
-                    Some(tls) => config
-                        .connect(tls.clone())
-                        .await
-                        .map(|(client, connection)| {
-                            tokio::spawn(connection);
-                            client
-                        }),
-                };
-                match connected {
+                match open_client(&config, tls.as_ref()).await {
                     Ok(client) => break client,
                     Err(e) if attempt < retries => {
                         let _ = e;
@@ -350,26 +337,14 @@ impl PostgresAdapter {
         .await
     }
 
-    /// Runs `f` with a pooled connection.
     /// A connection outside the pool.
     async fn open_session(&self) -> Result<Client, AdapterError> {
-        let (config, tls) = (&self.lock.config, &self.lock.tls);
-        let opened = match tls {
-            None => config.connect(NoTls).await.map(|(client, connection)| {
-                tokio::spawn(connection);
-                client
-            }),
-            Some(tls) => config
-                .connect(tls.clone())
-                .await
-                .map(|(client, connection)| {
-                    tokio::spawn(connection);
-                    client
-                }),
-        };
-        opened.map_err(|e| AdapterError(connect_reason(&e)))
+        open_client(&self.lock.config, self.lock.tls.as_ref())
+            .await
+            .map_err(|e| AdapterError(connect_reason(&e)))
     }
 
+    /// Runs `f` with a pooled connection.
     async fn with_client<T>(
         &self,
         f: impl AsyncFnOnce(&mut Client) -> Result<T, AdapterError>,
@@ -384,6 +359,26 @@ impl PostgresAdapter {
         let out = f(&mut client).await;
         self.clients.lock().await.push(client);
         out
+    }
+}
+
+/// One connection, its connection task spawned on the runtime.
+async fn open_client(
+    config: &tokio_postgres::Config,
+    tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
+) -> Result<Client, tokio_postgres::Error> {
+    match tls {
+        None => config.connect(NoTls).await.map(|(client, connection)| {
+            tokio::spawn(connection);
+            client
+        }),
+        Some(tls) => config
+            .connect(tls.clone())
+            .await
+            .map(|(client, connection)| {
+                tokio::spawn(connection);
+                client
+            }),
     }
 }
 

@@ -68,6 +68,31 @@ fn leftovers(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
+/// The next pseudo-random kill moment below `max_ms`, reproducible from the seed.
+fn next_delay(state: &mut u64, max_ms: u64) -> Duration {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    Duration::from_millis((*state >> 33) % max_ms)
+}
+
+/// Starts `rsdbt build` in `p` and kills it with SIGKILL after `delay`; whether it was still
+/// running.
+fn build_killed_after(p: &Project, delay: Duration) -> bool {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rsdbt"))
+        .arg("build")
+        .current_dir(p.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    child.wait().unwrap();
+    running
+}
+
 #[test]
 fn killed_builds_leave_whole_tables() {
     let Some(python) = reader() else {
@@ -93,23 +118,10 @@ fn killed_builds_leave_whole_tables() {
         reference.rsdbt(&["build"]).expect(0);
         let after = tables(&python, &reference);
 
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis((state >> 33) % 900);
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rsdbt"))
-            .arg("build")
-            .current_dir(p.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
+        let delay = next_delay(&mut state, 900);
+        if build_killed_after(&p, delay) {
             killed_mid_run += 1;
         }
-        let _ = child.kill();
-        child.wait().unwrap();
 
         let mid = tables(&python, &p);
         for (table, seen) in &mid {
@@ -197,27 +209,10 @@ fn killed_builds_on_postgres_leave_whole_tables() {
         reference.append("seeds/events.csv", &new_events(n));
         reference.rsdbt(&["build"]).expect(0);
         let after = pg_tables(&ref_schema);
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis((state >> 33) % 250);
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rsdbt"))
-            .arg("build")
-            .current_dir(p.path())
-            .env(
-                "RSDBT_TEST_PG_PASSWORD",
-                std::env::var("RSDBT_TEST_PG_PASSWORD").unwrap_or_default(),
-            )
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
+        let delay = next_delay(&mut state, 250);
+        if build_killed_after(&p, delay) {
             killed_mid_run += 1;
         }
-        let _ = child.kill();
-        child.wait().unwrap();
         for (table, seen) in pg_tables(&schema) {
             if let (Some(b), Some(a)) = (before.get(&table), after.get(&table)) {
                 assert!(
