@@ -23,7 +23,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, crate::secrets::scrub_bytes(bytes))?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    remove_dead_temps(path);
+    Ok(())
 }
 
 pub fn metadata(m: &Manifest, schema: &str) -> Json {
@@ -457,7 +459,30 @@ fn write_with(
     f(&mut w)?;
     std::io::Write::flush(&mut w)?;
     drop(w);
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    remove_dead_temps(path);
+    Ok(())
+}
+
+/// Removes the temp files a killed process left beside `path` (`<name>.tmp<pid>` of a pid that
+/// no longer runs); a live process's temp file is left alone.
+fn remove_dead_temps(path: &Path) {
+    let (Some(dir), Some(stem)) = (path.parent(), path.file_stem().and_then(|s| s.to_str())) else {
+        return;
+    };
+    let prefix = format!("{stem}.tmp");
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// A stable 128-bit digest of the project name (dbt uses md5 for `project_id`).
