@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Crash trials in bulk: builds of an incremental project killed with SIGKILL at random moments,
-# each checked by an independent reader (delta-rs' Python package). The test suite runs 10;
-# this runs TRIALS (default 100) and prints the figures.
+# each checked by an independent reader — delta-rs' Python package for a local warehouse and one
+# on S3 (moto), PostgreSQL's own reads for the postgres target. The test suite runs 10 / 5 / 5;
+# this runs TRIALS (default 100) of each and prints the figures.
 #   scripts/crash_trials.sh [TRIALS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,5 +12,10 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import deltalake' 2>/
   python3 -m venv "$venv" && "$venv/bin/pip" install -q "deltalake==1.2.*" pyarrow
 fi
 export RSDBT_TEST_DELTALAKE="$venv/bin/python" RSDBT_CRASH_TRIALS="${1:-100}"
-cargo test --locked --test it crash::killed_builds -- --nocapture 2>&1 \
-  | grep -E "crash trials:|panicked|trial [0-9]+|test result"
+work="$(mktemp -d)"
+trap 'scripts/moto.sh stop "$work/moto"; scripts/pg.sh stop "$work/pg" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+eval "$(scripts/moto.sh start "$work/moto")"
+pg_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+eval "$(scripts/pg.sh start "$work/pg" "$pg_port")"
+cargo test --locked --test it crash::killed_builds -- --nocapture --test-threads 1 2>&1 \
+  | grep -E "crash trials|panicked|trial [0-9]+|test result"

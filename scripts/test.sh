@@ -87,35 +87,17 @@ elif [ "${CI:-}" = true ]; then
   exit 1
 fi
 
-# A local S3 emulator (moto's server, from PyPI, installed once into a cached venv) for the
-# tests of s3:// sources; boto3 comes with it and puts their data into buckets.
-moto="${RSDBT_MOTO_VENV:-$HOME/.cache/rsdbt/moto}"
-if [ ! -x "$moto/bin/moto_server" ]; then
-  python3 -m venv "$moto" && "$moto/bin/pip" install -q "moto[server]==5.2.*" \
-    || { rm -rf "$moto"; echo "NOTICE: moto could not be installed" >&2; }
-fi
-if [ -x "$moto/bin/moto_server" ]; then
-  # A port the system says is free (a random one may be some connection's ephemeral port),
-  # and another try if the server still could not bind it.
-  for _attempt in 1 2 3 4 5; do
-    s3_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-    "$moto/bin/moto_server" -H 127.0.0.1 -p "$s3_port" > "$(mktemp /tmp/rsdbt-moto.XXXXXX)" 2>&1 &
-    moto_pid=$!
-    for _ in $(seq 1 100); do
-      curl -s -o /dev/null "http://127.0.0.1:$s3_port/" && break
-      kill -0 "$moto_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$moto_pid" 2>/dev/null; then
-      cleanup_cmds+=("kill $moto_pid")
-      break
-    fi
-  done
-  export RSDBT_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port" RSDBT_TEST_S3_PYTHON="$moto/bin/python"
+# A local S3 emulator (moto's server, from PyPI, in a cached venv) for the tests of s3://
+# warehouses and sources; boto3 comes with it and puts their data into buckets.
+moto_dir="$(mktemp -d /tmp/rsdbt-moto.XXXXXX)"
+if moto_env="$(scripts/moto.sh start "$moto_dir")" && eval "$moto_env"; then
+  cleanup_cmds+=("scripts/moto.sh stop '$moto_dir'")
   echo "S3 emulator for tests on $RSDBT_TEST_S3_ENDPOINT"
 elif [ "${CI:-}" = true ]; then
   echo "CI needs the S3 emulator (moto) for the s3:// tests" >&2
   exit 1
+else
+  echo "NOTICE: the S3 emulator could not be started; its tests will be skipped" >&2
 fi
 
 # delta-rs' Python package, the independent reader of the crash trials (tests/it/crash.rs):

@@ -185,7 +185,11 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
         fqn: &n.fqn,
         alias: &n.relation.identifier,
         checksum: Checksum {
-            name: "sha256",
+            name: if crate::manifest::checksum_is_path(n) {
+                "path"
+            } else {
+                "sha256"
+            },
             checksum: &n.checksum,
         },
         config: WithDefaults {

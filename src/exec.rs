@@ -703,8 +703,14 @@ async fn run_node<A: Adapter>(
                 }
             }
             if node.resource_type == ResourceType::Model {
-                fingerprint =
-                    crate::reuse::fingerprint(adapter, env.manifest, node, &compiled.sql).await;
+                fingerprint = crate::reuse::fingerprint(
+                    adapter,
+                    env.manifest,
+                    node,
+                    &compiled.sql,
+                    project_root,
+                )
+                .await;
                 let unchanged = fingerprint.is_some()
                     && env.fingerprints.lock().unwrap().get(&node.unique_id)
                         == fingerprint.as_ref();

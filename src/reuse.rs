@@ -3,7 +3,7 @@
 //!
 //! A model's fingerprint hashes its compiled SQL, its config and the data version of every
 //! table it reads — through views and ephemeral models down to tables: a Delta version, an
-//! Iceberg metadata file, a seed file's checksum. Anything the warehouse cannot version (a
+//! Iceberg metadata file, a seed file's checksum (a large seed's size and modification time). Anything the warehouse cannot version (a
 //! source read from files or PostgreSQL, a PostgreSQL target) or SQL whose result depends on
 //! the moment (`now()`, `random()`...) has no fingerprint: it is always rebuilt. Fingerprints
 //! are kept in `<target>/fingerprints.json`, written after every run.
@@ -54,6 +54,7 @@ pub async fn fingerprint<A: Adapter>(
     manifest: &Manifest,
     node: &Node,
     sql: &str,
+    root: &Path,
 ) -> Option<String> {
     let lower = sql.to_ascii_lowercase();
     if VOLATILE.iter().any(|f| lower.contains(f)) {
@@ -78,6 +79,16 @@ pub async fn fingerprint<A: Adapter>(
         match up.resource_type {
             ResourceType::Seed => {
                 h.update(up.checksum.as_bytes());
+                if crate::manifest::checksum_is_path(up) {
+                    // A large seed's checksum is its path: its file's size and time stand in.
+                    let m = std::fs::metadata(root.join(manifest.file_path(up))).ok()?;
+                    let time = m
+                        .modified()
+                        .ok()?
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .ok()?;
+                    h.update(format!("{}:{}", m.len(), time.as_nanos()).as_bytes());
+                }
                 h.update(serde_json::to_string(&up.config).ok()?.as_bytes());
             }
             ResourceType::Model if matches!(up.materialized(), "view" | "ephemeral") => {

@@ -40,6 +40,10 @@ pub struct Holder {
     pub host: String,
     pub command: String,
     pub started_at: String,
+    /// The holder's process namespace (`/proc/self/ns/pid`): with the host, it says whether
+    /// `pid` can be looked up from here (containers share host names less often than pids).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pid_namespace: String,
 }
 
 impl Holder {
@@ -54,7 +58,19 @@ impl Holder {
             host,
             command: std::env::args().collect::<Vec<_>>().join(" "),
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            pid_namespace: pid_namespace(),
         }
+    }
+
+    /// Whether the holder was a process of this machine (and process namespace) that no
+    /// longer runs: its lock can be taken over at once, without waiting for it to go stale.
+    pub fn died_here(&self) -> bool {
+        let here = Holder::this_process();
+        !self.pid_namespace.is_empty()
+            && self.pid_namespace == here.pid_namespace
+            && self.host == here.host
+            && self.pid != here.pid
+            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 
     pub fn describe(&self) -> String {
@@ -63,6 +79,12 @@ impl Holder {
             self.pid, self.host, self.command, self.started_at
         )
     }
+}
+
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The outcome of asking for a target's run lock.

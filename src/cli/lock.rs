@@ -29,10 +29,15 @@ pub(super) fn acquire<'a>(
         let outcome = super::runtime()
             .block_on(adapter.try_lock(&me))
             .map_err(|e| {
-                Diagnostic::error(
+                let d = Diagnostic::error(
                     "lock",
                     format!("cannot take the run lock of target '{target}': {}", e.0),
-                )
+                );
+                if e.0.contains("Permission denied") || e.0.contains("Access Denied") {
+                    d.hint("the warehouse must be writable by the user running rsdbt")
+                } else {
+                    d
+                }
             })?;
         match outcome {
             Locked::Taken => return Ok(RunLock { adapter }),

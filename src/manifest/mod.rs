@@ -598,6 +598,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             None => format!("{rt}.{owner}.{name}"),
         };
         let original_file_path = package_relative(package, &file.path).to_string();
+        let checksum = checksum(file, project, &original_file_path);
         let mut node = Node {
             unique_id: unique_id.clone(),
             resource_type: rtype,
@@ -607,7 +608,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             original_file_path,
             path: file.rel_path().to_string(),
             raw_code: file.contents.clone(),
-            checksum: checksum(file, project),
+            checksum,
             config: cfg,
             config_call: Config::new(),
             unrendered_config: unrendered,
@@ -892,7 +893,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         .filter(|f| !is_generic_def(f) && !f.rel_path().starts_with("fixtures/"))
     {
         let mut node = test_nodes::singular(project, file, &database);
-        node.checksum = checksum(file, project);
+        node.checksum = checksum(file, project, &file.path);
         match jinja.render_node(node.info(), Phase::Parse) {
             Ok((_, capture)) => {
                 node.apply_parse(capture);
@@ -1566,18 +1567,38 @@ fn locate_call(node: &Node, func: &str, name: &str) -> Location {
     Location::file(&node.original_file_path, src.clone())
 }
 
-fn checksum(file: &SourceFile, project: &Project) -> String {
+/// Seeds above this size are checksummed by their path, as dbt does: hashing a large file on
+/// every parse would cost seconds, and reading it whole its size in memory.
+pub const MAX_HASHED_SEED: u64 = 1024 * 1024;
+
+fn checksum(file: &SourceFile, project: &Project, original_file_path: &str) -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     if file.kind == FileKind::Seed {
-        match std::fs::read(project.root.join(&file.path)) {
-            Ok(bytes) => h.update(&bytes),
+        let path = project.root.join(&file.path);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() > MAX_HASHED_SEED => return seed_path_checksum(original_file_path),
+            Ok(_) => match std::fs::read(&path) {
+                Ok(bytes) => h.update(&bytes),
+                Err(_) => h.update(file.path.as_bytes()),
+            },
             Err(_) => h.update(file.path.as_bytes()),
         }
     } else {
         h.update(file.contents.as_bytes());
     }
     format!("{:x}", h.finalize())
+}
+
+/// The checksum of a large seed: its path (dbt's `{"name": "path"}` checksum).
+fn seed_path_checksum(path: &str) -> String {
+    path.replace('\\', "/")
+}
+
+/// Whether `node`'s checksum is its path rather than a hash of its file (a large seed): a
+/// seed's path has an extension, a hex digest no dot.
+pub fn checksum_is_path(node: &Node) -> bool {
+    node.resource_type == ResourceType::Seed && node.checksum.contains('.')
 }
 
 /// An owned snapshot of relations, usable from other threads during compile.

@@ -491,9 +491,20 @@ fn display_dir(p: &Path) -> String {
 
 fn read(path: &Path) -> Result<String, Diagnostic> {
     std::fs::read_to_string(path).map_err(|e| {
-        Diagnostic::error("io", format!("cannot read {}: {e}", path.display()))
-            .hint("check that the file exists and is UTF-8 text")
+        Diagnostic::error("io", format!("cannot read {}: {e}", path.display())).hint(read_hint(
+            &e,
+            "check that the file exists and is UTF-8 text",
+        ))
     })
+}
+
+/// What to do about a file that cannot be read: `otherwise` unless the cause is its rights.
+fn read_hint(e: &std::io::Error, otherwise: &str) -> String {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        "the user running rsdbt must be able to read it (check the file's and its folders' permissions)".into()
+    } else {
+        otherwise.into()
+    }
 }
 
 /// Recursively collects the files under `root/dir` that a rule claims (by extension; for
@@ -568,8 +579,9 @@ fn collect_files(
                     Ok(s) => s.into(),
                     Err(e) => {
                         diags.push(
-                            Diagnostic::error("io", format!("cannot read {rel}: {e}"))
-                                .hint("files under resource paths must be UTF-8 text"),
+                            Diagnostic::error("io", format!("cannot read {rel}: {e}")).hint(
+                                read_hint(&e, "files under resource paths must be UTF-8 text"),
+                            ),
                         );
                         continue;
                     }

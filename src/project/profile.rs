@@ -150,7 +150,14 @@ pub fn load(
     };
     let display = path.display().to_string();
     let text: Arc<str> = std::fs::read_to_string(&path)
-        .map_err(|e| Diagnostic::error("profile", format!("cannot read {display}: {e}")))?
+        .map_err(|e| {
+            let d = Diagnostic::error("profile", format!("cannot read {display}: {e}"));
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                d.hint("the user running rsdbt must be able to read it")
+            } else {
+                d
+            }
+        })?
         .into();
     let doc = yaml::parse(&display, &text)?;
     let doc = render_yaml_strings(doc, vars, &|_| false, true).map_err(|msg| {

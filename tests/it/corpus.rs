@@ -1,7 +1,8 @@
 //! The broken-project corpus: `tests/corpus/<case>/` is a project (a default project file and
 //! profile are added when it has none) and `case.json` says the command, the exit code, and
 //! what the message must name. Every case: that exit code, no internal error, the message
-//! (snapshotted), and — when the run is refused — no table written.
+//! (snapshotted), and — when the run is refused — no table written. A case with `chmod`
+//! (path → octal mode) runs as an unprivileged user, whom those modes stop (root they do not).
 
 use std::path::Path;
 
@@ -74,7 +75,23 @@ fn broken_projects_fail_clearly() {
             .iter()
             .map(|a| a.as_str().unwrap())
             .collect();
-        let out = p.rsdbt(&args);
+        // Permission cases: what `unprivileged` lists is opened to the user the run is made
+        // as; then `chmod` takes rights away.
+        let out = if let Some(modes) = case["chmod"].as_object() {
+            p.open_to_all();
+            for (file, mode) in modes {
+                let mode = u32::from_str_radix(mode.as_str().unwrap(), 8).unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(
+                    p.path().join(file),
+                    std::fs::Permissions::from_mode(mode),
+                )
+                .unwrap();
+            }
+            p.rsdbt_unprivileged(&args)
+        } else {
+            p.rsdbt(&args)
+        };
         let both = format!("{}\n{}", out.stderr, out.stdout);
         let expected = case["exit"].as_i64().unwrap() as i32;
         let mut problems = Vec::new();
@@ -93,7 +110,7 @@ fn broken_projects_fail_clearly() {
         if expected == 2 {
             let tables: Vec<String> = walk(&p.path().join("warehouse"))
                 .into_iter()
-                .filter(|f| !f.ends_with(".rsdbt.lock"))
+                .filter(|f| !f.ends_with(".rsdbt.lock") && !f.ends_with(".keep"))
                 .collect();
             if !tables.is_empty() && name != "warehouse_not_a_folder" {
                 problems.push(format!("a refused run wrote {tables:?}"));

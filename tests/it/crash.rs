@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Project, run_python};
+use crate::harness::Project;
 
 /// The reader's Python (scripts/test.sh installs `deltalake` into a cached venv); outside CI
 /// a missing reader skips the trials with a notice.
@@ -31,15 +31,27 @@ fn reader() -> Option<String> {
     }
 }
 
-/// Every Delta table of the project's warehouse, as the independent reader sees it.
-fn tables(python: &str, p: &Project) -> BTreeMap<String, Value> {
+/// Every Delta table under `root` (a folder or an s3:// prefix on `endpoint`), as the
+/// independent reader sees it.
+fn delta_tables(python: &str, root: &str, endpoint: &str) -> BTreeMap<String, Value> {
     let script = crate::harness::repo_root().join("tests/crash/read_tables.py");
-    let out = run_python(
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(root)
+        .env("S3_ENDPOINT", endpoint)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn local_tables(python: &str, p: &Project) -> BTreeMap<String, Value> {
+    delta_tables(
         python,
-        &std::fs::read_to_string(script).unwrap(),
-        &[p.path().join("warehouse").as_os_str()],
-    );
-    serde_json::from_str(out.lines().last().unwrap()).unwrap()
+        &p.path().join("warehouse").display().to_string(),
+        "",
+    )
 }
 
 /// Rows the seed gains in trial `n`: new events, and a later update of an earlier id.
@@ -93,45 +105,43 @@ fn build_killed_after(p: &Project, delay: Duration) -> bool {
     running
 }
 
-#[test]
-fn killed_builds_leave_whole_tables() {
-    let Some(python) = reader() else {
-        return;
-    };
-    let trials: usize = std::env::var("RSDBT_CRASH_TRIALS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10);
-    let p = Project::fixture("inc_shop");
-    p.rsdbt(&["build"]).expect(0);
-    // The same history without kills: what each build should leave (incremental models keep
-    // their past, so the reference is built step by step too, not from scratch).
-    let reference = Project::fixture("inc_shop");
-    reference.rsdbt(&["build"]).expect(0);
-    // A pseudo-random kill moment per trial, reproducible from the trial's number.
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+/// How a set of trials reads and checks one warehouse.
+struct Trials<'a> {
+    /// Each table's rows, as an independent reader sees them.
+    tables: &'a dyn Fn(&Project) -> BTreeMap<String, Value>,
+    /// What a finished run must not have left behind.
+    leftovers: &'a dyn Fn(&Project) -> Vec<String>,
+    /// Kill moments are drawn below this many milliseconds.
+    max_delay_ms: u64,
+    /// The seed of the kill moments (reproducible).
+    seed: u64,
+}
+
+/// `n` trials on `p`: add rows, kill a build at a random moment, check every table holds its
+/// old or its new rows (those `reference` gets from the same history without kills), then the
+/// next build finishes with the new rows and no leftovers. Returns how many kills hit a run.
+fn run_trials(p: &Project, reference: &Project, n: usize, how: Trials) -> usize {
+    let reference_tables = |q: &Project| (how.tables)(q);
+    let mut state = how.seed;
     let mut killed_mid_run = 0;
-    for n in 0..trials {
-        let before = tables(&python, &p);
+    for n in 0..n {
+        let before = (how.tables)(p);
         p.append("seeds/events.csv", &new_events(n));
         reference.append("seeds/events.csv", &new_events(n));
         reference.rsdbt(&["build"]).expect(0);
-        let after = tables(&python, &reference);
+        let after = reference_tables(reference);
 
-        let delay = next_delay(&mut state, 900);
-        if build_killed_after(&p, delay) {
+        let delay = next_delay(&mut state, how.max_delay_ms);
+        if build_killed_after(p, delay) {
             killed_mid_run += 1;
         }
-
-        let mid = tables(&python, &p);
-        for (table, seen) in &mid {
+        for (table, seen) in &(how.tables)(p) {
             assert!(
                 seen.get("error").is_none(),
                 "trial {n} ({delay:?}): {table} unreadable: {seen}"
             );
-            let ok = [before.get(table), after.get(table)].contains(&Some(seen));
             assert!(
-                ok,
+                [before.get(table), after.get(table)].contains(&Some(seen)),
                 "trial {n} (killed after {delay:?}): {table} holds neither its old nor its new rows: {seen}\nold: {:?}\nnew: {:?}",
                 before.get(table),
                 after.get(table)
@@ -144,19 +154,107 @@ fn killed_builds_leave_whole_tables() {
             "trial {n}: the run after the kill failed\n{}\n{}",
             out.stdout, out.stderr
         );
-        assert_eq!(
-            tables(&python, &p),
-            after,
-            "trial {n}: rows after the next run"
-        );
-        let left: Vec<String> = [
-            leftovers(&p.path().join("warehouse")),
-            leftovers(&p.path().join("target")),
-        ]
-        .concat();
+        assert_eq!((how.tables)(p), after, "trial {n}: rows after the next run");
+        let left = (how.leftovers)(p);
         assert!(left.is_empty(), "trial {n}: left behind {left:?}");
     }
+    killed_mid_run
+}
+
+fn trial_count(default: usize) -> usize {
+    std::env::var("RSDBT_CRASH_TRIALS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn killed_builds_leave_whole_tables() {
+    let Some(python) = reader() else {
+        return;
+    };
+    let trials = trial_count(10);
+    let p = Project::fixture("inc_shop");
+    p.rsdbt(&["build"]).expect(0);
+    // The same history without kills: what each build should leave (incremental models keep
+    // their past, so the reference is built step by step too, not from scratch).
+    let reference = Project::fixture("inc_shop");
+    reference.rsdbt(&["build"]).expect(0);
+    let killed_mid_run = run_trials(
+        &p,
+        &reference,
+        trials,
+        Trials {
+            tables: &|q| local_tables(&python, q),
+            leftovers: &|q| {
+                [
+                    leftovers(&q.path().join("warehouse")),
+                    leftovers(&q.path().join("target")),
+                ]
+                .concat()
+            },
+            max_delay_ms: 900,
+            seed: 0x9E37_79B9_7F4A_7C15,
+        },
+    );
     eprintln!("crash trials: {trials} trials, {killed_mid_run} killed mid-run, 0 failures");
+}
+
+/// The same trials with the warehouse on S3 (the emulator): a table is its Delta log's
+/// conditional commit there too, and a killed run's lock object is taken over at once by the
+/// next run on the same machine.
+#[test]
+fn killed_builds_on_s3_leave_whole_tables() {
+    let Some(python) = reader() else {
+        return;
+    };
+    let Some((endpoint, s3_python)) = crate::harness::s3() else {
+        return;
+    };
+    let trials = trial_count(5);
+    let bucket = format!("rsdbt-crash-{}", std::process::id());
+    crate::harness::s3_keys(&s3_python, &endpoint, &bucket, true);
+    let p = Project::fixture("inc_shop");
+    p.write(
+        "profiles.yml",
+        &format!(
+            "fixture:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: s3://{bucket}/lake/\n      schema: main\n      threads: 2\n      s3: {{endpoint: \"{endpoint}\", allow_http: true, region: us-east-1, access_key_id: test, secret_access_key: test}}\n"
+        ),
+    );
+    p.rsdbt(&["build"]).expect(0);
+    let reference = Project::fixture("inc_shop");
+    reference.rsdbt(&["build"]).expect(0);
+    let root = format!("s3://{bucket}/lake");
+    let killed_mid_run = run_trials(
+        &p,
+        &reference,
+        trials,
+        Trials {
+            tables: &|q| {
+                if q.path() == p.path() {
+                    delta_tables(&python, &root, &endpoint)
+                } else {
+                    local_tables(&python, q)
+                }
+            },
+            leftovers: &|q| {
+                let mut left: Vec<String> =
+                    crate::harness::s3_keys(&s3_python, &endpoint, &bucket, false)
+                        .into_iter()
+                        .filter(|k| {
+                            k.contains("rsdbt_tmp")
+                                || k.contains(".tmp")
+                                || k.ends_with(".rsdbt.lock")
+                        })
+                        .collect();
+                left.extend(leftovers(&q.path().join("target")));
+                left
+            },
+            max_delay_ms: 2500,
+            seed: 0x1234_5678_9ABC_DEF1,
+        },
+    );
+    eprintln!("crash trials on S3: {trials} trials, {killed_mid_run} killed mid-run, 0 failures");
 }
 
 /// Every table of `schema` as PostgreSQL itself reads it: row count and a digest of its rows.
@@ -194,48 +292,31 @@ fn killed_builds_on_postgres_leave_whole_tables() {
     for q in [&p, &reference] {
         std::fs::remove_file(q.path().join("models/ev_by_day.sql")).unwrap();
     }
-    let (schema, ref_schema) = (schema_of(&p), schema_of(&reference));
-    let trials: usize = std::env::var("RSDBT_CRASH_TRIALS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(5);
+    let trials = trial_count(5);
     p.rsdbt(&["build"]).expect(0);
     reference.rsdbt(&["build"]).expect(0);
-    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut killed_mid_run = 0;
-    for n in 0..trials {
-        let before = pg_tables(&schema);
-        p.append("seeds/events.csv", &new_events(n));
-        reference.append("seeds/events.csv", &new_events(n));
-        reference.rsdbt(&["build"]).expect(0);
-        let after = pg_tables(&ref_schema);
-        let delay = next_delay(&mut state, 250);
-        if build_killed_after(&p, delay) {
-            killed_mid_run += 1;
-        }
-        for (table, seen) in pg_tables(&schema) {
-            if let (Some(b), Some(a)) = (before.get(&table), after.get(&table)) {
-                assert!(
-                    seen == *b || seen == *a,
-                    "trial {n} (killed after {delay:?}): {table} holds neither its old nor its new rows"
-                );
-            }
-        }
-        let out = p.rsdbt(&["build"]);
-        assert_eq!(
-            out.code, 0,
-            "trial {n}: the run after the kill failed\n{}\n{}",
-            out.stdout, out.stderr
-        );
-        let now = pg_tables(&schema);
-        assert_eq!(now, after, "trial {n}: rows after the next run");
-        assert!(
-            now.keys()
-                .all(|t| !t.contains("dbt_tmp") && !t.contains("dbt_backup")),
-            "trial {n}: temporary relations left: {:?}",
-            now.keys()
-        );
-    }
+    let rows = |q: &Project| -> BTreeMap<String, Value> {
+        pg_tables(&schema_of(q))
+            .into_iter()
+            .map(|(t, digest)| (t, Value::String(digest)))
+            .collect()
+    };
+    let killed_mid_run = run_trials(
+        &p,
+        &reference,
+        trials,
+        Trials {
+            tables: &rows,
+            leftovers: &|q| {
+                rows(q)
+                    .into_keys()
+                    .filter(|t| t.contains("dbt_tmp") || t.contains("dbt_backup"))
+                    .collect()
+            },
+            max_delay_ms: 250,
+            seed: 0x2545_F491_4F6C_DD1D,
+        },
+    );
     eprintln!(
         "crash trials on PostgreSQL: {trials} trials, {killed_mid_run} killed mid-run, 0 failures"
     );

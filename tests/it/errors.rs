@@ -296,3 +296,103 @@ fn a_warehouse_url_of_an_unsupported_store_is_refused_not_made_a_local_folder() 
     );
     assert!(!p.path().join("gs:").exists());
 }
+
+/// A tmpfs mounted over a folder for the life of the value (root only).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (mount's syntax: `3m`) at `dir`, or None (with a notice) where
+    /// this user or machine cannot mount one.
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!(
+                "NOTICE: skipping the full-disk test: cannot mount a tmpfs here (needs root)"
+            );
+        }
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Rows of text that compress badly, so that `n` of them take about 40·n bytes on disk too.
+fn incompressible_rows(n: usize) -> String {
+    let mut state: u64 = 0x243F_6A88_85A3_08D3;
+    let mut csv = String::from("id,payload\n");
+    for i in 0..n {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let a = state;
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        csv.push_str(&format!("{i},{a:016x}{state:016x}\n"));
+    }
+    csv
+}
+
+/// A full disk (the warehouse on a 3 MiB tmpfs): the seed that does not fit fails with the
+/// system's reason and the file's name, exit 1; its table keeps its previous rows, the files
+/// of the failed write are removed, and once the data fits again the next run succeeds.
+#[test]
+fn a_full_disk_fails_the_node_and_keeps_the_table() {
+    let p = Project::fixture("ok_shop");
+    let Some(_disk) = Tmpfs::mount(&p.path().join("warehouse"), "3m") else {
+        return;
+    };
+    std::fs::remove_dir_all(p.path().join("models")).unwrap();
+    p.write("seeds/payloads.csv", &incompressible_rows(100));
+    p.rsdbt(&["seed", "-s", "payloads"]).expect(0);
+    let used = || {
+        fn size(d: &std::path::Path) -> u64 {
+            std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        size(&p.path().join("warehouse"))
+    };
+    let before = used();
+
+    p.write("seeds/payloads.csv", &incompressible_rows(200_000));
+    let out = p.rsdbt(&["seed", "-s", "payloads"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("seeds/payloads.csv: ")
+            && out.stdout.contains("No space left on device")
+            && out.stdout.contains("keeps its previous version"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("panicked"), "{}", out.stdout);
+    let count =
+        |p: &Project| p.query("select count(*) as n from {{ ref('payloads') }}")[0]["n"].clone();
+    assert_eq!(count(&p), serde_json::json!(100));
+    let after = used();
+    assert!(
+        after < before + 64 * 1024,
+        "the failed write's files are gone: {before} bytes before, {after} after"
+    );
+
+    p.write("seeds/payloads.csv", &incompressible_rows(20_000));
+    p.rsdbt(&["seed", "-s", "payloads"]).expect(0);
+    assert_eq!(count(&p), serde_json::json!(20_000));
+}

@@ -43,6 +43,11 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -100,7 +105,34 @@ impl Project {
 
     /// [`Self::rsdbt`] with extra environment variables.
     pub fn rsdbt_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_rsdbt"))
+        self.run(Command::new(env!("CARGO_BIN_EXE_rsdbt")), args, env)
+    }
+
+    /// Opens the project folder to the user of [`Self::rsdbt_unprivileged`].
+    pub fn open_to_all(&self) {
+        let status = Command::new("chmod")
+            .args(["-R", "a+rwX"])
+            .arg(self.path())
+            .status()
+            .expect("chmod");
+        assert!(status.success());
+    }
+
+    /// [`Self::rsdbt`] as an unprivileged user (`nobody`, through util-linux's `setpriv`) when
+    /// the tests run as root, whom file permissions do not stop; as the current user otherwise.
+    pub fn rsdbt_unprivileged(&self, args: &[&str]) -> Output {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc_geteuid() } != 0 {
+            return self.rsdbt(args);
+        }
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_rsdbt"));
+        self.run(cmd, args, &[])
+    }
+
+    fn run(&self, mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = cmd
             .args(args)
             .envs(env.iter().copied())
             .current_dir(self.path())

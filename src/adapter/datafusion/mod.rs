@@ -604,13 +604,29 @@ impl Adapter for DataFusionAdapter {
     }
 
     async fn apply(&self, op: &Operation) -> Result<Applied, AdapterError> {
-        let applied = self.apply_op(op).await?;
         let built = match op {
             Operation::CreateTableAs { relation, .. } | Operation::LoadSeed { relation, .. } => {
                 Some(relation)
             }
             Operation::Incremental(spec) => Some(&spec.relation),
             _ => None,
+        };
+        let started = std::time::SystemTime::now();
+        let applied = match self.apply_op(op).await {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(rel) = built {
+                    self.sweep_failed_write(rel, started).await;
+                    if e.0.contains("No space left on device") {
+                        return Err(AdapterError(format!(
+                            "{}\n  The disk of the warehouse is full: {} keeps its previous version. Free some space and run again.",
+                            e.0,
+                            rel.render()
+                        )));
+                    }
+                }
+                return Err(e);
+            }
         };
         if let Some(rel) = built {
             self.checkpoint_now_and_then(rel).await;
@@ -845,6 +861,43 @@ impl DataFusionAdapter {
         }
     }
 
+    /// Removes the data files a failed write of `rel`'s Delta table left (not committed, so
+    /// never read, but they take room: after a full disk, the next run would find none).
+    async fn sweep_failed_write(&self, rel: &Relation, since: std::time::SystemTime) {
+        let (schema, name) = (rel.schema.as_str(), rel.identifier.as_str());
+        let referenced: std::collections::HashSet<String> =
+            if self.store.is_delta(schema, name).await {
+                let Ok(url) = self.store.delta_uri(schema, name) else {
+                    return;
+                };
+                // A table that cannot be read now is left alone: its files may be committed.
+                let Ok(table) = deltalake::open_table(url).await else {
+                    return;
+                };
+                let Ok(snapshot) = table.snapshot() else {
+                    return;
+                };
+                snapshot
+                    .log_data()
+                    .iter()
+                    .map(|f| {
+                        let path = f.path();
+                        path.rsplit('/').next().unwrap_or(&path).to_string()
+                    })
+                    .collect()
+            } else if self.store.local_root().is_some()
+                && self.store.any_under(&[schema, name]).await
+                && !self.store.is_iceberg(schema, name).await
+            {
+                // A first write that failed: nothing of this folder is committed.
+                Default::default()
+            } else {
+                return;
+            };
+        self.store
+            .sweep_unreferenced(&[schema, name], since, &referenced);
+    }
+
     async fn apply_op(&self, op: &Operation) -> Result<Applied, AdapterError> {
         match op {
             Operation::CreateTableAs {
@@ -872,7 +925,11 @@ impl DataFusionAdapter {
                 format,
             } => {
                 let df = seed::read(&self.ctx, seed)?;
-                let rows = self.write_table(relation, df, *format).await?;
+                // The file is read as the table is written: its errors surface here.
+                let rows = self
+                    .write_table(relation, df, *format)
+                    .await
+                    .map_err(|e| AdapterError(format!("{}: {}", seed.display_path, e.0)))?;
                 Ok(Applied {
                     code: "INSERT".into(),
                     rows_affected: Some(rows),

@@ -1,28 +1,44 @@
-//! Seeds: CSV files read with arrow-csv (types inferred over the whole file, empty strings as
-//! NULL, `column_types` overrides applied with SQL casts), ready to be written as Delta.
+//! Seeds: CSV files typed by arrow-csv's inference over the whole file (empty strings as NULL,
+//! `column_types` overrides applied with SQL casts), read as a DataFusion scan so that a large
+//! seed streams into its table in batches instead of sitting in memory whole.
 
 use std::fs::File;
-use std::io::{BufReader, Seek};
+use std::io::BufReader;
 use std::sync::Arc;
 
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::csv::ReaderBuilder;
 use datafusion::arrow::csv::reader::Format;
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::dataframe::DataFrame;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::logical_expr::{Expr, cast, ident};
 use datafusion::prelude::SessionContext;
 
 use crate::adapter::AdapterError;
 use crate::jinja::quote;
 use crate::materialize::SeedSpec;
 
+/// How one column of the file becomes a column of the table.
+enum Column {
+    /// As read, with the inferred type.
+    Kept,
+    /// Read as text and cast in SQL to the `column_types` type (times without seconds fixed).
+    Declared { ty: String, time: bool },
+    /// Read as text and parsed as this timestamp type (times without seconds fixed).
+    Timestamp(DataType),
+}
+
 pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterError> {
     let fail = |msg: String| AdapterError(format!("{}: {msg}", seed.display_path));
-    let mut file = File::open(&seed.path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let null = regex::Regex::new("^$").expect("static regex");
+    let file = File::open(&seed.path).map_err(|e| fail(format!("cannot open: {e}")))?;
     let format = Format::default()
         .with_header(true)
         .with_delimiter(seed.delimiter)
-        .with_null_regex(null.clone());
+        .with_null_regex(empty());
     let (inferred, _) = format
         .infer_schema(BufReader::new(&file), None)
         .map_err(|e| {
@@ -30,110 +46,13 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
                 "{e} (check the header and that every row has the same number of fields)"
             ))
         })?;
-    // Overridden columns are read as text and cast in SQL, so any SQL type name works.
-    let overridden = |name: &str| {
-        seed.column_types
-            .iter()
-            .any(|(c, _)| c.eq_ignore_ascii_case(name))
-    };
-    let fields: Vec<Field> = inferred
-        .fields()
-        .iter()
-        .map(|f| {
-            // A column with no values at all is text, as dbt's adapters load it.
-            // Timestamps are read as text and parsed below: arrow infers `2021-01-01 00:00`
-            // as a timestamp but its parser wants the seconds.
-            if overridden(f.name())
-                || f.data_type() == &DataType::Null
-                || matches!(f.data_type(), DataType::Timestamp(..))
-            {
-                Field::new(f.name(), DataType::Utf8, true)
-            } else {
-                f.as_ref().clone().with_nullable(true)
-            }
-        })
-        .collect();
-    let schema = Arc::new(Schema::new(fields));
-    file.rewind().map_err(|e| fail(e.to_string()))?;
-    let reader = ReaderBuilder::new(schema.clone())
-        .with_header(true)
-        .with_delimiter(seed.delimiter)
-        .with_null_regex(null)
-        .build(BufReader::new(file))
-        .map_err(|e| fail(e.to_string()))?;
-    let mut batches = Vec::new();
-    for b in reader {
-        // arrow counts lines from the first data row; say so in the message.
-        batches.push(b.map_err(|e| {
-            fail(format!(
-                "{e} (line numbers count data rows after the header)"
-            ))
-        })?);
-    }
-    // Inferred timestamps, and text columns `column_types` makes timestamps (cast in SQL
-    // below, with the same parser).
-    let timestamps: Vec<(usize, DataType)> = inferred
-        .fields()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| {
-            let declared = seed
-                .column_types
-                .iter()
-                .find(|(c, _)| c.eq_ignore_ascii_case(f.name()))
-                .map(|(_, t)| t.trim().to_ascii_lowercase());
-            match declared {
-                Some(t) if t.starts_with("timestamp") || t.starts_with("datetime") => {
-                    Some((i, DataType::Utf8))
-                }
-                Some(_) => None,
-                None => matches!(f.data_type(), DataType::Timestamp(..))
-                    .then(|| (i, f.data_type().clone())),
-            }
-        })
-        .collect();
-    // Text that is all `YYYY-MM-DD HH:MM` is a timestamp too (arrow only infers times with
-    // seconds; dbt's adapters infer these).
-    let mut timestamps = timestamps;
-    for (i, f) in inferred.fields().iter().enumerate() {
-        if f.data_type() != &DataType::Utf8 || overridden(f.name()) {
-            continue;
-        }
-        let mut seen = false;
-        let all_minutes = batches.iter().all(|b| {
-            use datafusion::arrow::array::AsArray;
-            b.column(i).as_string::<i32>().iter().flatten().all(|v| {
-                seen = true;
-                minutes_only(v)
-            })
-        });
-        if seen && all_minutes {
-            timestamps.push((
-                i,
-                DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Second, None),
-            ));
-        }
-    }
-    if !timestamps.is_empty() {
-        batches = batches
-            .into_iter()
-            .map(|b| parse_timestamps(b, &timestamps))
-            .collect::<Result<_, _>>()
-            .map_err(|e| {
-                fail(format!(
-                    "{e} (line numbers count data rows after the header)"
-                ))
-            })?;
-    }
-    let schema = batches.first().map_or(schema, |b| b.schema());
-    // A header-only file is an empty table with the header's columns.
-    if batches.is_empty() {
-        batches.push(datafusion::arrow::record_batch::RecordBatch::new_empty(
-            schema.clone(),
+    if inferred.fields().is_empty() {
+        return Err(fail(
+            "the file is empty: a seed needs a header row naming its columns".into(),
         ));
     }
     for (col, _) in &seed.column_types {
-        if !schema
+        if !inferred
             .fields()
             .iter()
             .any(|f| f.name().eq_ignore_ascii_case(col))
@@ -143,68 +62,172 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
             )));
         }
     }
-    let df = ctx.read_batches(batches).map_err(|e| fail(e.to_string()))?;
-    if seed.column_types.is_empty() {
-        return Ok(df);
-    }
-    let select: Vec<String> = schema
+    let declared = |name: &str| {
+        seed.column_types
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(name))
+            .map(|(_, t)| t.clone())
+    };
+    // Text that is all `YYYY-MM-DD HH:MM` is a timestamp too (arrow only infers times with
+    // seconds; dbt's adapters infer these).
+    let text: Vec<usize> = inferred
         .fields()
         .iter()
-        .map(|f| {
-            match seed
-                .column_types
-                .iter()
-                .find(|(c, _)| c.eq_ignore_ascii_case(f.name()))
-            {
-                Some((_, ty)) => {
-                    // PostgreSQL's `float` is double precision (DataFusion's is 4 bytes).
-                    let ty = if ty.trim().eq_ignore_ascii_case("float") {
-                        "double"
-                    } else {
-                        ty.as_str()
-                    };
-                    format!("cast({} as {ty}) as {}", quote(f.name()), quote(f.name()))
-                }
-                None => quote(f.name()),
+        .enumerate()
+        .filter(|(_, f)| f.data_type() == &DataType::Utf8 && declared(f.name()).is_none())
+        .map(|(i, _)| i)
+        .collect();
+    let minutes = minutes_columns(seed, &inferred, &text).map_err(fail)?;
+    let columns: Vec<Column> = inferred
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match declared(f.name()) {
+            Some(ty) => {
+                let lower = ty.trim().to_ascii_lowercase();
+                // PostgreSQL's `float` is double precision (DataFusion's is 4 bytes).
+                let ty = if lower == "float" {
+                    "double".into()
+                } else {
+                    ty
+                };
+                let time = lower.starts_with("timestamp") || lower.starts_with("datetime");
+                Column::Declared { ty, time }
             }
+            None if matches!(f.data_type(), DataType::Timestamp(..)) => {
+                Column::Timestamp(f.data_type().clone())
+            }
+            None if minutes.contains(&i) => {
+                Column::Timestamp(DataType::Timestamp(TimeUnit::Second, None))
+            }
+            None => Column::Kept,
         })
         .collect();
-    let exprs: Vec<&str> = select.iter().map(String::as_str).collect();
-    df.select_exprs(&exprs)
+    // A column with no values at all is text, as dbt's adapters load it; the columns parsed
+    // or cast below are read as text.
+    let fields: Vec<Field> = inferred
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(f, c)| match c {
+            Column::Kept if f.data_type() != &DataType::Null => {
+                f.as_ref().clone().with_nullable(true)
+            }
+            _ => Field::new(f.name(), DataType::Utf8, true),
+        })
+        .collect();
+    let df = scan(ctx, seed, Arc::new(Schema::new(fields))).map_err(|e| fail(e.to_string()))?;
+    if columns.iter().all(|c| matches!(c, Column::Kept)) {
+        return Ok(df);
+    }
+    let mut exprs = Vec::new();
+    for (f, c) in inferred.fields().iter().zip(&columns) {
+        let name = f.name();
+        let with_seconds = format!(
+            "case when length({q}) = 16 then {q} || ':00' else {q} end",
+            q = quote(name)
+        );
+        let e: Expr = match c {
+            Column::Kept => ident(name),
+            Column::Declared { ty, time } => {
+                let from = if *time { with_seconds } else { quote(name) };
+                df.parse_sql_expr(&format!("cast({from} as {ty})"))
+                    .map_err(|e| fail(format!("column_types: {e}")))?
+            }
+            Column::Timestamp(ty) => cast(
+                df.parse_sql_expr(&with_seconds)
+                    .map_err(|e| fail(e.to_string()))?,
+                ty.clone(),
+            ),
+        };
+        exprs.push(e.alias(name));
+    }
+    df.select(exprs)
         .map_err(|e| fail(format!("column_types: {e}")))
 }
 
-/// Text columns inferred as timestamps, parsed: a time without seconds gets `:00`.
-fn parse_timestamps(
-    batch: datafusion::arrow::record_batch::RecordBatch,
-    columns: &[(usize, DataType)],
-) -> Result<datafusion::arrow::record_batch::RecordBatch, datafusion::arrow::error::ArrowError> {
-    use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
-    let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    for (i, ty) in columns {
-        let text = arrays[*i].as_string::<i32>();
-        let fixed: StringArray = text
-            .iter()
-            .map(|v| {
-                v.map(|s| {
-                    if minutes_only(s) {
-                        format!("{s}:00")
-                    } else {
-                        s.to_string()
-                    }
-                })
-            })
-            .collect();
-        arrays[*i] = datafusion::arrow::compute::cast(&fixed, ty)?;
-        fields[*i] = Field::new(fields[*i].name(), ty.clone(), true);
+/// The null pattern of seeds: an empty field.
+fn empty() -> regex::Regex {
+    regex::Regex::new("^$").expect("static regex")
+}
+
+/// The seed file as a DataFusion scan with `schema` (one partition: quoted fields may hold
+/// line breaks, so the file cannot be split by line).
+fn scan(
+    ctx: &SessionContext,
+    seed: &SeedSpec,
+    schema: Arc<Schema>,
+) -> datafusion::error::Result<DataFrame> {
+    let path = std::path::absolute(&seed.path)?;
+    let url = url::Url::from_file_path(&path).map_err(|()| {
+        datafusion::error::DataFusionError::Plan(format!("not a file path: {}", path.display()))
+    })?;
+    // No glob: a seed's name may hold `*` or `[`.
+    let url = ListingTableUrl::try_new(url, None)?;
+    let format = CsvFormat::default()
+        .with_has_header(true)
+        .with_delimiter(seed.delimiter)
+        .with_null_regex(Some("^$".into()))
+        .with_newlines_in_values(true);
+    // Any name: the URL is the one file.
+    let options = ListingOptions::new(Arc::new(format)).with_file_extension("");
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    ctx.read_table(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// Of the text columns `candidates`, those whose every value (and at least one) is a time
+/// without seconds. The file is read until every candidate has shown another value, which for
+/// ordinary text is its first row.
+fn minutes_columns(
+    seed: &SeedSpec,
+    inferred: &Schema,
+    candidates: &[usize],
+) -> Result<Vec<usize>, String> {
+    if candidates.is_empty() {
+        return Ok(Vec::new());
     }
-    datafusion::arrow::record_batch::RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+    let text = Schema::new(
+        inferred
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    );
+    let file = File::open(&seed.path).map_err(|e| format!("cannot open: {e}"))?;
+    let reader = ReaderBuilder::new(Arc::new(text))
+        .with_header(true)
+        .with_delimiter(seed.delimiter)
+        .with_null_regex(empty())
+        .with_projection(candidates.to_vec())
+        .build(BufReader::new(file))
+        .map_err(|e| e.to_string())?;
+    // (position in the projection, column, a value seen)
+    let mut live: Vec<(usize, usize, bool)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(j, &i)| (j, i, false))
+        .collect();
+    for batch in reader {
+        let batch =
+            batch.map_err(|e| format!("{e} (line numbers count data rows after the header)"))?;
+        live.retain_mut(|(j, _, seen)| {
+            batch
+                .column(*j)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .all(|v| {
+                    *seen = true;
+                    minutes_only(v)
+                })
+        });
+        if live.is_empty() {
+            break;
+        }
+    }
+    Ok(live.into_iter().filter(|l| l.2).map(|l| l.1).collect())
 }
 
 /// `YYYY-MM-DD HH:MM` (or with `T`): a time without seconds.

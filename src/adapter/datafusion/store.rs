@@ -128,6 +128,47 @@ impl Store {
         }
     }
 
+    /// Deletes the files under the table folder `parts` (not its log) changed since `since`
+    /// whose names `referenced` lacks, then the folders left empty: what a write that failed
+    /// before its commit (a full disk, an error mid-way) left behind. Only while this run holds
+    /// the warehouse's lock, so such files can only be its own; files of older versions are
+    /// older than `since`, so time travel keeps them. A local warehouse only: S3 runs out of
+    /// money, not room, and its clock is not ours.
+    pub fn sweep_unreferenced(
+        &self,
+        parts: &[&str],
+        since: std::time::SystemTime,
+        referenced: &std::collections::HashSet<String>,
+    ) {
+        fn walk(
+            dir: &Path,
+            since: std::time::SystemTime,
+            referenced: &std::collections::HashSet<String>,
+        ) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    if name != "_delta_log" {
+                        walk(&path, since, referenced);
+                        let _ = std::fs::remove_dir(&path);
+                    }
+                } else if !referenced.contains(&name)
+                    && e.metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t >= since)
+                {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        if let Store::Local(root) = self {
+            let dir = Self::path(root, parts);
+            walk(&dir, since, referenced);
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+
     /// Whether any file lies under `parts`.
     pub async fn any_under(&self, parts: &[&str]) -> bool {
         match self {
@@ -721,12 +762,14 @@ pub async fn lock_s3(
     };
     let text = got.bytes().await.map_err(|e| io(key.as_ref(), e))?;
     let doc: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
-    let other = serde_json::from_value::<crate::adapter::Holder>(doc.clone())
+    let other = serde_json::from_value::<crate::adapter::Holder>(doc.clone()).ok();
+    let died_here = other.as_ref().is_some_and(|h| h.died_here());
+    let other = other
         .map(|h| h.describe())
-        .unwrap_or_else(|_| format!("an unknown process (s3 object {key})"));
+        .unwrap_or_else(|| format!("an unknown process (s3 object {key})"));
     let beat = doc["heartbeat"].as_i64().unwrap_or(0);
     let age = chrono::Utc::now().timestamp() - beat;
-    if age < S3_LOCK_STALE.as_secs() as i64 {
+    if age < S3_LOCK_STALE.as_secs() as i64 && !died_here {
         return Ok((Locked::HeldBy(other), None));
     }
     match store
