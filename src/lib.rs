@@ -32,6 +32,7 @@ pub mod project;
 mod proptests;
 pub mod reuse;
 pub mod secrets;
+pub mod timings;
 #[cfg(feature = "datafusion")]
 pub mod traces;
 pub mod unit_test;

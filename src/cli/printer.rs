@@ -519,24 +519,11 @@ pub fn warnings(d: &Diagnostics) {
     }
 }
 
-/// With `RSDBT_TIMINGS=1`, prints how long a phase took (to stderr), for profiling.
+/// With `RSDBT_TIMINGS=1`, records how long a phase took and prints (to stderr) what the
+/// stages recorded since, this phase last.
 pub fn timing(label: &str, since: std::time::Instant) {
-    static ON: OnceLock<bool> = OnceLock::new();
-    if *ON.get_or_init(|| std::env::var_os("RSDBT_TIMINGS").is_some()) {
-        // Resident memory from /proc (Linux); 0 elsewhere.
-        let rss_kb = std::fs::read_to_string("/proc/self/statm")
-            .ok()
-            .and_then(|s| {
-                s.split_whitespace()
-                    .nth(1)
-                    .and_then(|p| p.parse::<u64>().ok())
-            })
-            .map(|pages| pages * 4)
-            .unwrap_or(0);
-        eprintln!(
-            "[timing] {label}: {:.1} ms, rss {} MB",
-            since.elapsed().as_secs_f64() * 1000.0,
-            rss_kb / 1024
-        );
+    crate::timings::phase(label, since);
+    for line in crate::timings::take() {
+        eprintln!("{line}");
     }
 }

@@ -5,15 +5,17 @@
 //! for the next save. Ctrl-C ends the process; a table is only ever replaced by one commit, so
 //! stopping mid-build leaves the previous version.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
-use super::args::Selection;
+use super::args::{Cli, Selection};
 use super::printer::Printer;
+use super::{load, runtime};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::manifest::Invocation;
 
 /// Quiet time after the last event before a pass starts (editors write a file in steps).
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -167,6 +169,56 @@ fn wait_for_change(
             }
         }
     }
+}
+
+/// The project folder a `--watch` loop watches and its target folder (whose writes it
+/// ignores), both canonical as file events name them.
+pub(super) fn watched_folders(
+    cli: &Cli,
+    invocation: &Invocation,
+) -> Result<(PathBuf, PathBuf), Diagnostics> {
+    let (root, target_dir, _) = watched(cli, invocation)?;
+    Ok((root, target_dir))
+}
+
+/// [`watched_folders`], and where a long-running command's `/metrics` reads.
+pub(super) fn watched(
+    cli: &Cli,
+    invocation: &Invocation,
+) -> Result<(PathBuf, PathBuf, crate::docs::server::MetricsSource), Diagnostics> {
+    let l = load(&cli.global, invocation)?;
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or(p.to_path_buf());
+    let target_dir = canonical(&l.project.target_dir());
+    let _ = std::fs::create_dir_all(&target_dir);
+    let metrics = crate::docs::server::MetricsSource {
+        target_dir: target_dir.clone(),
+        project: l.manifest.project_name.clone(),
+        target: l.project.target().name.clone(),
+    };
+    Ok((canonical(&l.project.root), target_dir, metrics))
+}
+
+/// `--metrics-listen` with `--watch`: `/metrics` on that address for as long as the loop runs.
+pub(super) fn serve_metrics(
+    printer: &Printer,
+    addr: &str,
+    source: crate::docs::server::MetricsSource,
+) -> Result<(), Diagnostics> {
+    let listener = runtime()
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|e| {
+            Diagnostic::error("metrics", format!("cannot listen on {addr}: {e}"))
+                .hint("choose another address with --metrics-listen (port 0 picks a free one)")
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Diagnostic::error("metrics", e.to_string()))?;
+    runtime().spawn(crate::docs::server::serve_metrics(
+        listener,
+        std::sync::Arc::new(source),
+    ));
+    printer.info(&format!("Serving metrics at http://{local}/metrics"));
+    Ok(())
 }
 
 #[cfg(test)]

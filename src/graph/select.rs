@@ -199,8 +199,13 @@ struct Ctx<'a> {
 }
 
 /// Evaluates a selection: `--selector` (or the default selector) or `--select` minus
-/// `--exclude`. With nothing given, every node is selected.
-pub fn eval(m: &Manifest, dag: &Dag, req: &Request) -> Result<BTreeSet<String>, Diagnostic> {
+/// `--exclude`. With nothing given, every node is selected. Also returns the warnings for
+/// criteria that matched nothing.
+pub fn eval(
+    m: &Manifest,
+    dag: &Dag,
+    req: &Request,
+) -> Result<(BTreeSet<String>, crate::diag::Diagnostics), Diagnostic> {
     let ctx = Ctx {
         m,
         dag,
@@ -240,18 +245,14 @@ pub fn eval(m: &Manifest, dag: &Dag, req: &Request) -> Result<BTreeSet<String>, 
             difference(&ctx, selected, excluded, req.indirect).direct
         }
     };
-    let empty = ctx.empty.take();
-    if !empty.is_empty() {
-        let mut d = crate::diag::Diagnostics::new();
-        for c in empty {
-            d.push(Diagnostic::warning(
-                "selector",
-                format!("The selection criterion '{c}' does not match any enabled nodes"),
-            ));
-        }
-        crate::cli::printer::warnings(&d);
+    let mut warnings = crate::diag::Diagnostics::new();
+    for c in ctx.empty.take() {
+        warnings.push(Diagnostic::warning(
+            "selector",
+            format!("The selection criterion '{c}' does not match any enabled nodes"),
+        ));
     }
-    Ok(result)
+    Ok((result, warnings))
 }
 
 fn difference(ctx: &Ctx, selected: Picked, excluded: Picked, mode: Indirect) -> Picked {

@@ -196,6 +196,8 @@ pub struct Manifest {
     /// Each installed package's folder, relative to the project (its files' paths are
     /// relative to it).
     pub package_dirs: BTreeMap<String, String>,
+    /// What parsing found worth a warning; the CLI shows it.
+    pub warnings: Diagnostics,
 }
 
 impl Manifest {
@@ -297,7 +299,7 @@ impl Default for Invocation {
 pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Diagnostics> {
     let t = std::time::Instant::now();
     let props = properties::load(project)?;
-    crate::cli::printer::timing("properties", t);
+    crate::timings::phase("properties", t);
     let mut diags = Diagnostics::new();
     for w in packages_warnings(project) {
         diags.push(w);
@@ -355,7 +357,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         }
     };
 
-    crate::cli::printer::timing("jinja env", t);
+    crate::timings::phase("jinja env", t);
     let cache = partial::Cache::open(project, &invocation.flags);
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     let mut disabled = BTreeMap::new();
@@ -726,7 +728,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         return Err(diags);
     }
 
-    crate::cli::printer::timing("parse renders", t);
+    crate::timings::phase("parse renders", t);
     // Relation names: after every config is final.
     for node in nodes.values_mut() {
         match name_relation(&jinja, node, &target_schema, &database) {
@@ -735,7 +737,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         }
     }
 
-    crate::cli::printer::timing("relation names", t);
+    crate::timings::phase("relation names", t);
     // Sources.
     let mut sources = BTreeMap::new();
     let all_sources = props
@@ -1233,7 +1235,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         );
     }
 
-    crate::cli::printer::timing("refs resolved", t);
+    crate::timings::phase("refs resolved", t);
     // Patches that describe nothing: dbt warns.
     for (kind, map) in [("models", &model_patches), ("seeds", &seed_patches)] {
         for (name, p) in map {
@@ -1300,13 +1302,10 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     if diags.has_errors() {
         return Err(diags);
     }
-    print_warnings(&diags);
-    if std::env::var_os("RSDBT_TIMINGS").is_some() {
-        eprintln!(
-            "partial parse: {} renders reused",
-            cache.reused.load(std::sync::atomic::Ordering::Relaxed)
-        );
-    }
+    crate::timings::note(format!(
+        "partial parse: {} renders reused",
+        cache.reused.load(std::sync::atomic::Ordering::Relaxed)
+    ));
     cache.save();
     Ok(Manifest {
         project_name: project.name.clone(),
@@ -1328,6 +1327,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             .iter()
             .map(|p| (p.name.clone(), p.dir.clone()))
             .collect(),
+        warnings: diags,
     })
 }
 
@@ -1381,12 +1381,6 @@ fn packages_warnings(project: &Project) -> Vec<Diagnostic> {
         }));
     }
     out
-}
-
-fn print_warnings(diags: &Diagnostics) {
-    if !diags.is_empty() {
-        crate::cli::printer::warnings(diags);
-    }
 }
 
 /// The relation a node builds: `generate_schema_name` / `generate_alias_name` (the project's

@@ -121,6 +121,8 @@ pub struct Project {
     /// Where packages are installed (`packages-install-path`, default `dbt_packages`).
     pub packages_path: String,
     pub target: Option<Target>,
+    /// What loading found worth a warning; the CLI shows it.
+    pub warnings: Diagnostics,
 }
 
 /// An installed package: rsdbt loads its macros (and generic tests written as macros) and its
@@ -175,17 +177,17 @@ pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
         .hint("run rsdbt from a project folder, pass --project-dir, or create a project with `rsdbt init <name>`")
         .into());
     };
+    let mut warnings = Diagnostics::new();
     if PROJECT_FILES.iter().all(|f| root.join(f).is_file()) {
-        crate::cli::printer::warnings(
-            &Diagnostic::warning(
+        warnings.push(
+            Diagnostic::warning(
                 "project",
                 format!(
                     "{} holds both project.yml and dbt_project.yml: rsdbt reads project.yml and ignores dbt_project.yml",
                     display_dir(&root)
                 ),
             )
-            .hint("keep one project file (dbt reads only dbt_project.yml)")
-            .into(),
+            .hint("keep one project file (dbt reads only dbt_project.yml)"),
         );
     }
     let text: Arc<str> = read(&root.join(file_name))?.into();
@@ -373,6 +375,7 @@ pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
         packages,
         packages_path,
         target,
+        warnings,
     };
     diags.into_result(project)
 }

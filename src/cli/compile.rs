@@ -1,0 +1,88 @@
+//! `rsdbt compile`.
+
+use super::*;
+
+/// `rsdbt compile` (one pass; `watching`: part of a `--watch` loop, memory is freed).
+pub(super) fn compile(
+    cli: &Cli,
+    printer: &Printer,
+    invocation: &Invocation,
+    selection: &Selection,
+    inline: Option<&str>,
+    static_analysis: crate::check::Mode,
+    watching: bool,
+) -> Result<i32, Diagnostics> {
+    let l = load(&cli.global, invocation)?;
+    // dbt's compile runs introspective queries (run_query...); connect only if asked.
+    #[cfg(feature = "datafusion")]
+    {
+        let (target, root) = (l.project.target().clone(), l.project.root.clone());
+        l.manifest
+            .jinja
+            .set_warehouse(std::sync::Arc::new(crate::adapter::LazyIntrospector::new(
+                Box::new(move || open_target(&target, &root).map_err(|d| d.render(false))),
+                runtime().handle().clone(),
+            )));
+    }
+    let compiler = crate::compile::Compiler::new(&l.manifest);
+    if let Some(sql) = inline {
+        printer.raw(&compiler.compile_inline(sql)?);
+        return Ok(0);
+    }
+    let state = load_state(selection, &l)?;
+    let ids = selected(
+        &l,
+        selection,
+        state.as_ref(),
+        &[ResourceType::Model, ResourceType::Test],
+    )?;
+    let t = std::time::Instant::now();
+    let mut compiled = BTreeMap::new();
+    let mut diags = Diagnostics::new();
+    for id in &ids {
+        let node = &l.manifest.nodes[id];
+        match compiler.compile(id) {
+            Ok(c) => {
+                let _ = crate::compile::write_compiled(&l.project.target_dir(), node, &c.sql);
+                compiled.insert(id.clone(), c.sql.clone());
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    printer::timing("compile renders + writes", t);
+    write_manifest(&l, &compiled)?;
+    printer::timing("manifest.json", t);
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    #[cfg(feature = "datafusion")]
+    if static_analysis != crate::check::Mode::Off && l.project.target().adapter_type == "datafusion"
+    {
+        let adapter = open_introspected(&l)?;
+        let flags = Flags {
+            static_analysis,
+            ..Default::default()
+        };
+        self::static_analysis(&l, &ids, flags, &adapter, printer)?;
+    }
+    #[cfg(not(feature = "datafusion"))]
+    let _ = static_analysis;
+    printer.info(&found_line(&l.manifest));
+    if ids.len() == 1 {
+        printer.raw(&compiled[&ids[0]]);
+    } else {
+        printer.info(&format!(
+            "Compiled {} node{} into {}/compiled/",
+            ids.len(),
+            if ids.len() == 1 { "" } else { "s" },
+            l.project.target_path
+        ));
+    }
+    drop(compiler);
+    if watching {
+        drop(l);
+    } else {
+        exit_without_teardown(l);
+    }
+    Ok(0)
+}

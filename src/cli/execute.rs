@@ -1,0 +1,557 @@
+//! The commands that run nodes — `run`, `build`, `test`, `seed`, `snapshot` — share one
+//! implementation: settings, selection, the checks before anything runs, the run, artifacts.
+
+use super::*;
+
+/// [`execute`], once or (`--watch`) again after every save.
+#[cfg(feature = "datafusion")]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn execute_or_watch(
+    cli: &Cli,
+    printer: &Printer,
+    invocation: &Invocation,
+    selection: &Selection,
+    types: &[ResourceType],
+    what: &str,
+    flags: Flags,
+    watch: bool,
+) -> Result<i32, Diagnostics> {
+    if !watch {
+        return execute(cli, printer, invocation, selection, types, what, flags);
+    }
+    let (root, target_dir, metrics) = watched(cli, invocation)?;
+    if let Some(addr) = &cli.global.metrics_listen {
+        serve_metrics(printer, addr, metrics)?;
+    }
+    watch::watch(printer, selection, &root, &target_dir, &|sel| {
+        execute(cli, printer, &Invocation::new(), sel, types, what, flags)
+    })
+}
+
+#[cfg(not(feature = "datafusion"))]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn execute_or_watch(
+    cli: &Cli,
+    printer: &Printer,
+    invocation: &Invocation,
+    selection: &Selection,
+    types: &[ResourceType],
+    what: &str,
+    flags: Flags,
+    _watch: bool,
+) -> Result<i32, Diagnostics> {
+    execute(cli, printer, invocation, selection, types, what, flags)
+}
+
+#[cfg(feature = "datafusion")]
+pub(super) fn execute(
+    cli: &Cli,
+    printer: &Printer,
+    invocation: &Invocation,
+    selection: &Selection,
+    types: &[ResourceType],
+    what: &str,
+    flags: Flags,
+) -> Result<i32, Diagnostics> {
+    let l = load(&cli.global, invocation)?;
+    let state = load_state(selection, &l)?;
+    let ids: Vec<String> = selected(&l, selection, state.as_ref(), types)?
+        .into_iter()
+        .filter(|id| crate::exec::is_executable(&l.manifest.nodes[id]))
+        .collect();
+    run_nodes(
+        &cli.global,
+        printer,
+        &l,
+        &ids,
+        &RunOptions {
+            selection,
+            state: state.as_ref(),
+            what,
+            flags,
+        },
+    )
+}
+
+/// Run flags that change what nodes do.
+#[cfg_attr(not(feature = "datafusion"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Flags {
+    pub(super) full_refresh: bool,
+    pub(super) event_time: (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
+    /// Run and build plan their models first; other commands build no models
+    /// (`Flags::default()`: on, with nothing to check).
+    pub(super) static_analysis: crate::check::Mode,
+    /// `--skip-unchanged`: reuse models whose SQL, config and inputs did not change.
+    pub(super) skip_unchanged: bool,
+}
+
+/// `--event-time-start` / `--event-time-end`, parsed.
+pub(super) fn event_times(
+    start: &Option<String>,
+    end: &Option<String>,
+) -> Result<(Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>), Diagnostics> {
+    let parse =
+        |flag: &str, v: &Option<String>| -> Result<Option<chrono::NaiveDateTime>, Diagnostics> {
+            match v {
+                None => Ok(None),
+                Some(text) => crate::exec::parse_event_time(text)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        Diagnostic::error(
+                            "flag",
+                            format!("{flag} '{text}' is not a date or timestamp"),
+                        )
+                        .hint("write e.g. 2024-01-01 or 2024-01-01T10:00:00")
+                        .into()
+                    }),
+            }
+        };
+    Ok((
+        parse("--event-time-start", start)?,
+        parse("--event-time-end", end)?,
+    ))
+}
+
+/// How a run was asked for: recorded in run_results.json so `retry` can repeat it.
+#[cfg(feature = "datafusion")]
+#[derive(Clone, Copy)]
+pub(super) struct RunOptions<'a> {
+    pub(super) selection: &'a Selection,
+    pub(super) state: Option<&'a crate::graph::state::State>,
+    /// The command: `run`, `build`, `test`, `seed`.
+    pub(super) what: &'a str,
+    pub(super) flags: Flags,
+}
+
+#[cfg(feature = "datafusion")]
+/// A model whose materialization its table format cannot build fails the whole command before
+/// anything runs, not halfway through a build.
+pub(super) fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostics> {
+    if l.project.target().adapter_type != "datafusion" {
+        // Time travel reads stored versions of Delta and Iceberg tables.
+        let mut diags = Diagnostics::new();
+        for node in ids.iter().filter_map(|id| l.manifest.nodes.get(id)) {
+            let needle = ["time_travel", ".at_version(", ".at_snapshot("]
+                .into_iter()
+                .find(|k| node.raw_code.contains(k) || node.config.contains_key(*k));
+            if let Some(needle) = needle {
+                diags.push(
+                    Diagnostic::error(
+                        "config",
+                        format!(
+                            "{} '{}' reads a pinned version (time travel), which only the embedded target's Delta and Iceberg tables have",
+                            node.resource_type.as_str(),
+                            node.name
+                        ),
+                    )
+                    .at(crate::diag::Location::find(
+                        &node.original_file_path,
+                        node.raw_code.clone(),
+                        needle,
+                    ))
+                    .hint("run it on a target of type datafusion"),
+                );
+            }
+        }
+        return diags.into_result(());
+    }
+    let mut diags = Diagnostics::new();
+    for node in ids.iter().filter_map(|id| l.manifest.nodes.get(id)) {
+        if !matches!(
+            node.resource_type,
+            ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+        ) {
+            continue;
+        }
+        if let Some(types) = node
+            .config
+            .get("column_types")
+            .filter(|t| !t.is_object() && !t.is_null())
+        {
+            let from = node
+                .patch_path
+                .as_deref()
+                .map(|p| p.split_once("://").map_or(p, |(_, path)| path))
+                .unwrap_or("the project file");
+            diags.push(
+                Diagnostic::error(
+                    "config",
+                    format!(
+                        "{} '{}': column_types must map column names to types, not {types} (set in {from})",
+                        node.resource_type.as_str(),
+                        node.name
+                    ),
+                )
+                .hint("write `column_types: {id: bigint, name: varchar}`"),
+            );
+            continue;
+        }
+        if let Err(msg) = crate::materialize::check_format(node.materialized(), &node.config) {
+            let needle = [
+                "incremental_strategy",
+                "table_format",
+                "file_format",
+                "on_schema_change",
+            ]
+            .into_iter()
+            .find(|k| node.raw_code.contains(k))
+            .unwrap_or("");
+            diags.push(
+                Diagnostic::error(
+                    "config",
+                    format!("{} '{}': {msg}", node.resource_type.as_str(), node.name),
+                )
+                .at(crate::diag::Location::find(
+                    &node.original_file_path,
+                    node.raw_code.clone(),
+                    needle,
+                )),
+            );
+        }
+    }
+    diags.into_result(())
+}
+
+/// Plans the selected models before anything runs (see [`crate::check`]). On PostgreSQL the
+/// tables come from its catalog and the SQL is parsed as PostgreSQL's.
+#[cfg(feature = "datafusion")]
+pub(super) fn static_analysis(
+    l: &Loaded,
+    ids: &[String],
+    flags: Flags,
+    adapter_arc: &std::sync::Arc<crate::adapter::AnyAdapter>,
+    printer: &Printer,
+) -> Result<(), Diagnostics> {
+    use crate::adapter::Adapter;
+    let adapter: &crate::adapter::AnyAdapter = adapter_arc;
+    if flags.static_analysis == crate::check::Mode::Off
+        || !ids
+            .iter()
+            .any(|id| l.manifest.nodes[id].resource_type == ResourceType::Model)
+    {
+        return Ok(());
+    }
+    let rt = runtime();
+    let exists = |rel: &crate::jinja::Relation| rt.block_on(adapter.relation_type(rel)).is_some();
+    // Unselected ancestors not built yet are planned too: their schemas stand in for tables.
+    let selected: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+    let mut helpers = std::collections::BTreeSet::new();
+    let mut stack: Vec<&String> = ids.iter().collect();
+    while let Some(id) = stack.pop() {
+        for up in &l.manifest.nodes[id].depends_on_nodes {
+            if let Some(n) = l.manifest.nodes.get(up)
+                && !selected.contains(up)
+                && !helpers.contains(up)
+                && (n.is_ephemeral() || !exists(&n.relation))
+            {
+                helpers.insert(up.clone());
+                stack.push(up);
+            }
+        }
+    }
+    let order = l.dag.sort(selected.iter().chain(helpers.iter()).cloned());
+    let built: std::collections::BTreeSet<&str> = order
+        .iter()
+        .map(|id| &l.manifest.nodes[id])
+        .filter(|n| n.materialized() == "incremental" && exists(&n.relation))
+        .map(|n| n.unique_id.as_str())
+        .collect();
+    let analyzer = match adapter {
+        crate::adapter::AnyAdapter::DataFusion(df) => df.analyzer(),
+        #[cfg(feature = "postgres")]
+        crate::adapter::AnyAdapter::Postgres(_) => {
+            let target = l.project.target();
+            crate::adapter::datafusion::Analyzer::for_postgres(
+                std::sync::Arc::clone(adapter_arc),
+                &target.database,
+                &target.schema,
+            )
+        }
+    };
+    let scope = crate::check::Scope {
+        order: &order,
+        selected: &selected,
+        project_root: &l.project.root,
+        full_refresh: flags.full_refresh,
+        mode: flags.static_analysis,
+        run_start_hooks: !l.project.on_run_start.is_empty(),
+        // DataFusion's type rules are not PostgreSQL's (implicit casts): there, a type error
+        // is a notice, never the user's mistake.
+        types_checked: matches!(adapter, crate::adapter::AnyAdapter::DataFusion(_)),
+    };
+    let report = rt.block_on(crate::check::analyze(
+        &analyzer,
+        &l.manifest,
+        &scope,
+        |id| built.contains(id),
+    ));
+    for n in &report.notices {
+        printer.info(&format!("Static analysis: {n}"));
+    }
+    write_lineage(l, &report.lineage);
+    if !report.diagnostics.is_empty() {
+        return Err(report.diagnostics);
+    }
+    Ok(())
+}
+
+/// `target/lineage.json`: for each model planned, each column's origins as node ids and
+/// columns (tables the project does not know keep their name).
+#[cfg(feature = "datafusion")]
+pub(super) fn write_lineage(
+    l: &Loaded,
+    lineage: &BTreeMap<String, Vec<(String, std::collections::BTreeSet<crate::lineage::Origin>)>>,
+) {
+    let key = |schema: &str, name: &str| (schema.to_lowercase(), name.to_lowercase());
+    let mut owners = std::collections::HashMap::new();
+    for n in l.manifest.nodes.values().filter(|n| {
+        matches!(
+            n.resource_type,
+            ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+        )
+    }) {
+        owners.insert(
+            key(&n.relation.schema, &n.relation.identifier),
+            n.unique_id.clone(),
+        );
+    }
+    for s in l.manifest.sources.values() {
+        owners.insert(
+            key(&s.relation.schema, &s.relation.identifier),
+            s.unique_id.clone(),
+        );
+    }
+    // Models not planned this time keep their earlier entries (a run of a selection).
+    let path = l.project.target_dir().join("lineage.json");
+    let mut models: serde_json::Map<String, serde_json::Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("models").and_then(|m| m.as_object()).cloned())
+        .unwrap_or_default();
+    models.retain(|id, _| l.manifest.nodes.contains_key(id));
+    models.extend(lineage.iter().map(|(id, cols)| {
+        let columns: serde_json::Map<String, serde_json::Value> = cols
+            .iter()
+            .map(|(col, origins)| {
+                let from: Vec<serde_json::Value> = origins
+                    .iter()
+                    .map(|(table, column)| {
+                        let parts: Vec<&str> = table.rsplitn(3, '.').collect();
+                        let owner = match parts.as_slice() {
+                            // A time-travel read (`name@v12`) is still that node's column.
+                            [name, schema, ..] => {
+                                owners.get(&key(schema, name.split('@').next().unwrap_or(name)))
+                            }
+                            _ => None,
+                        };
+                        json!({"node": owner, "relation": table, "column": column})
+                    })
+                    .collect();
+                (col.clone(), json!(from))
+            })
+            .collect();
+        (id.clone(), json!({"columns": columns}))
+    }));
+    let doc = json!({
+        "metadata": {"rsdbt_version": env!("CARGO_PKG_VERSION"), "generated_at": l.manifest.generated_at.to_rfc3339()},
+        "models": models,
+    });
+    let _ = crate::artifacts::write_json(&l.project.target_dir(), "lineage.json", &doc);
+}
+
+/// Runs `ids` and writes the artifacts; `what` and the flags go into run_results.json (for
+/// `retry`).
+#[cfg(feature = "datafusion")]
+pub(super) fn run_nodes(
+    global: &Global,
+    printer: &Printer,
+    l: &Loaded,
+    ids: &[String],
+    run: &RunOptions,
+) -> Result<i32, Diagnostics> {
+    let RunOptions {
+        selection,
+        state,
+        what,
+        flags,
+    } = *run;
+    let full_refresh = flags.full_refresh;
+    use crate::adapter::Adapter;
+    check_formats(l, ids)?;
+    write_manifest(l, &BTreeMap::new())?;
+    let adapter = open_introspected(l)?;
+    let _lock = lock::acquire(
+        &adapter,
+        &l.project.target().name,
+        global.wait_for_lock,
+        printer,
+    )?;
+    let rt = runtime();
+    // With --defer, refs resolve to another environment's relations: planning against this
+    // one would report tables that are not missing.
+    if !selection.defer {
+        static_analysis(l, ids, flags, &adapter, printer)?;
+    }
+    let threads = l.project.target().threads;
+    printer.running(&l.project.target().adapter_type);
+    printer.info(&found_line(&l.manifest));
+    printer.info("");
+    if ids.is_empty() {
+        printer.info("Nothing to do. Try checking your model configs and model specification args");
+        return Ok(0);
+    }
+    // --defer: nodes this run does not build read from the --state relations, unless this
+    // target has them (or --favor-state says to prefer the state's).
+    let mut deferred = BTreeMap::new();
+    if let (true, Some(state)) = (selection.defer, state) {
+        let building: std::collections::BTreeSet<&String> = ids.iter().collect();
+        for n in l
+            .manifest
+            .nodes
+            .values()
+            .filter(|n| !building.contains(&n.unique_id) && !n.is_ephemeral())
+        {
+            if let Some(rel) = state.relation(&n.unique_id)
+                && (selection.favor_state
+                    || rt.block_on(adapter.relation_type(&n.relation)).is_none())
+            {
+                deferred.insert(n.unique_id.clone(), rel);
+            }
+        }
+    }
+    printer.info(&format!(
+        "Concurrency: {threads} threads (target='{}')",
+        l.project.target().name
+    ));
+    printer.info("");
+    let target_dir = l.project.target_dir();
+    let fingerprints = std::sync::Mutex::new(crate::reuse::load(&target_dir));
+    let env = crate::exec::RunEnv {
+        manifest: &l.manifest,
+        dag: &l.dag,
+        threads,
+        target_dir: &target_dir,
+        project_root: &l.project.root,
+        project_file: &l.project.project_file.path,
+        printer,
+        deferred: &deferred,
+        full_refresh,
+        event_time: flags.event_time,
+        fingerprints: &fingerprints,
+        // A full refresh rebuilds, whatever changed.
+        skip_unchanged: flags.skip_unchanged && !full_refresh,
+        fail_fast: global.fail_fast,
+        warn_error: global.warnings_are_errors(),
+    };
+    // dbt: a failing on-run-start skips every node; a failing on-run-end fails the run.
+    let mut hook_failed = false;
+    let report_hook = |r: Result<(), String>, failed: &mut bool| {
+        if let Err(msg) = r {
+            *failed = true;
+            printer.diagnostics(&Diagnostic::error("hook", msg).into());
+        }
+    };
+    let (start_results, start) = rt.block_on(crate::exec::project_hooks(
+        &*adapter,
+        &env,
+        "on-run-start",
+        &l.project.on_run_start,
+        Vec::new(),
+    ));
+    let results = match start {
+        Ok(()) => rt.block_on(crate::exec::run(&*adapter, &env, ids)),
+        Err(msg) => {
+            let r = crate::exec::skip_all(&l.manifest, ids, &format!("skipped: {msg}"));
+            report_hook(Err(msg), &mut hook_failed);
+            r
+        }
+    };
+    if let Ok(f) = fingerprints.lock() {
+        crate::reuse::save(&target_dir, &f);
+    }
+    let mut end_results = Vec::new();
+    if !hook_failed {
+        let extra = crate::exec::run_end_context(&l.manifest, &results);
+        let (hooks, end) = rt.block_on(crate::exec::project_hooks(
+            &*adapter,
+            &env,
+            "on-run-end",
+            &l.project.on_run_end,
+            extra,
+        ));
+        end_results = hooks;
+        report_hook(end, &mut hook_failed);
+    }
+    let mut compiled = BTreeMap::new();
+    for r in &results.results {
+        if let Some(c) = &r.compiled_code {
+            compiled.insert(r.unique_id.clone(), c.clone());
+        }
+    }
+    write_manifest(l, &compiled)?;
+    let args = run_args(
+        global,
+        l,
+        json!({
+            "which": what, "select": selection.select, "exclude": selection.exclude,
+            "selector": selection.selector, "indirect_selection": format!("{:?}", selection.indirect_selection).to_lowercase(),
+            "state": selection.state, "defer": selection.defer, "favor_state": selection.favor_state,
+            "threads": threads, "full_refresh": full_refresh,
+        }),
+    );
+    // run_results.json lists the hooks around the nodes, as dbt 1.9 does.
+    let recorded = crate::exec::RunResults {
+        results: [start_results, results.results.clone(), end_results].concat(),
+        elapsed: results.elapsed,
+    };
+    let rr = crate::artifacts::run_results_json(&l.manifest, &recorded, args);
+    crate::artifacts::write_json(&target_dir, "run_results.json", &rr)
+        .map_err(|e| Diagnostic::error("io", format!("cannot write run_results.json: {e}")))?;
+    metrics::report(global, printer, l, &rr);
+    // dbt's wording: "3 seeds, 4 view models, 6 table models".
+    let mut counts: BTreeMap<(u8, String), usize> = BTreeMap::new();
+    for id in ids {
+        let n = &l.manifest.nodes[id];
+        let key = match n.resource_type {
+            ResourceType::Seed => (0, "seed".to_string()),
+            ResourceType::Snapshot => (8, "snapshot".to_string()),
+            ResourceType::Test => (9, "data test".to_string()),
+            ResourceType::UnitTest => (10, "unit test".to_string()),
+            _ => {
+                let m = n.materialized();
+                let rank = ["view", "table", "incremental"]
+                    .iter()
+                    .position(|x| *x == m)
+                    .unwrap_or(3) as u8
+                    + 1;
+                (rank, format!("{m} model"))
+            }
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    let parts: Vec<String> = counts
+        .into_iter()
+        .map(|((_, what), n)| format!("{n} {what}{}", if n == 1 { "" } else { "s" }))
+        .collect();
+    printer.summary(&results, &l.manifest.nodes, &parts.join(", "));
+    // A partly failed microbatch model does not stop its children, but the run did not succeed.
+    let failed = results
+        .results
+        .iter()
+        .any(|r| r.status.blocks() || r.status == crate::exec::Status::PartialSuccess);
+    Ok(if failed || hook_failed { 1 } else { 0 })
+}
+
+#[cfg(not(feature = "datafusion"))]
+pub(super) fn execute(
+    _: &Cli,
+    _: &Printer,
+    _: &Invocation,
+    _: &Selection,
+    _: &[ResourceType],
+    _: &str,
+    _: Flags,
+) -> Result<i32, Diagnostics> {
+    Err(no_engine())
+}
