@@ -6,16 +6,27 @@ each other), 2N/5 gold tables that ref silver; a macro file used by every silver
 configs in the project file; one properties file per layer with descriptions and yml tests.
 Deterministic for a given N.
 
-Usage: python3 scripts/gen_synthetic_project.py N OUT_DIR
+With DENSE (any third argument, `dense`), models carry the generic tests real projects have —
+4 to 5 per model: not_null and unique keys, not_null columns, accepted_values, relationships to
+the upstream model — as in the issue's 1,000-model / 4,377-test and 10,000-model / 44,000-test
+figures.
+
+Usage: python3 scripts/gen_synthetic_project.py N OUT_DIR [dense]
 """
 import os
 import random
 import sys
 
 
+def column(name, tests):
+    """A column entry of a properties file with its generic tests, in block style."""
+    return [f"      - name: {name}", "        data_tests:"] + [f"          - {t}" for t in tests]
+
+
 def main():
     n = int(sys.argv[1])
     out = sys.argv[2]
+    dense = len(sys.argv) > 3
     rng = random.Random(n)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "project.yml"), "w") as f:
@@ -63,8 +74,24 @@ def main():
             with open(os.path.join(d, name + ".sql"), "w") as f:
                 f.write(sql)
             props += [f"  - name: {name}", f"    description: \"{layer} model number {i}\"",
-                      "    columns:", "      - name: id" if layer != "gold" else "      - name: label",
-                      "        data_tests: [not_null]"]
+                      "    columns:"]
+            if not dense:
+                props += ["      - name: id" if layer != "gold" else "      - name: label",
+                          "        data_tests: [not_null]"]
+            elif layer == "bronze":
+                props += column("id", ["not_null", "unique"]) + column("amount", ["not_null"])
+                props += column("label", ["not_null"] + ([
+                    f"accepted_values: {{arguments: {{values: ['row {i}', 'row {i + 1}']}}}}"]
+                    if i % 3 == 0 else []))
+            elif layer == "silver":
+                props += column("id", ["not_null", f"relationships: {{arguments: {{to: \"ref('{up}')\", field: id}}}}"]
+                                + (["unique"] if i % 2 == 0 else []))
+                props += column("amount_usd", ["not_null"]) + column("label", ["not_null"])
+            else:
+                props += column("label", ["not_null", "unique"] + ([
+                    f"relationships: {{arguments: {{to: \"ref('{ups[0]}')\", field: label}}}}"]
+                    if i % 2 == 0 else []))
+                props += column("total", ["not_null"])
         with open(os.path.join(d, "schema.yml"), "w") as f:
             f.write("\n".join(props) + "\n")
     print(f"{out}: {n_bronze} bronze, {n_silver} silver, {n_gold} gold models")

@@ -220,10 +220,7 @@ impl SchemaProvider for WarehouseSchema {
                 .map(Some);
         }
         if self.store.is_delta(&self.name, name).await {
-            let url = self.store.delta_uri(&self.name, name).map_err(external)?;
-            let table = deltalake::open_table(url)
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let table = self.open_delta(name).await?;
             if let Some(state) = self.state.get() {
                 table
                     .update_datafusion_session(state)
@@ -287,7 +284,45 @@ impl SchemaProvider for WarehouseSchema {
     }
 }
 
+/// Delta tables opened by this process, by location, with the version each was opened at
+/// ([`Store::delta_version`]): a table read by many nodes of a run (its tests, its children)
+/// costs a listing of its log per read, not a replay of the log. Any commit, by this run or
+/// another process, changes the version and the table is opened afresh.
+static DELTA_TABLES: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, (String, deltalake::DeltaTable)>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// How many opened tables [`DELTA_TABLES`] keeps (a snapshot holds the table's file list).
+const DELTA_TABLES_KEPT: usize = 4096;
+
 impl WarehouseSchema {
+    async fn open_delta(&self, name: &str) -> Result<deltalake::DeltaTable> {
+        let url = self.store.delta_uri(&self.name, name).map_err(external)?;
+        let version = self.store.delta_version(&self.name, name).await;
+        let key = url.to_string();
+        if let Some(v) = &version
+            && let Ok(cache) = DELTA_TABLES.lock()
+            && let Some((seen, table)) = cache.get(&key)
+            && seen == v
+        {
+            return Ok(table.clone());
+        }
+        let table = deltalake::open_table(url)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        // Kept only when the log did not change while it was read.
+        if let Some(v) = version
+            && self.store.delta_version(&self.name, name).await.as_ref() == Some(&v)
+            && let Ok(mut cache) = DELTA_TABLES.lock()
+        {
+            if cache.len() >= DELTA_TABLES_KEPT {
+                cache.clear();
+            }
+            cache.insert(key, (v, table.clone()));
+        }
+        Ok(table)
+    }
+
     /// `name@v12`: Delta version 12 of `name`; `name@s<id>`: Iceberg snapshot `id`.
     async fn pinned(&self, name: &str, pin: &str) -> Result<Arc<dyn TableProvider>> {
         let bad = || {
