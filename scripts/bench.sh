@@ -1,44 +1,109 @@
 #!/usr/bin/env bash
-# Prints wall time and peak RSS of `rsdbt parse` (full, and again on the unchanged project with
-# the partial-parse cache) and `rsdbt compile` on synthetic projects of 1,000 and 10,000 models. Uses a release build of the compiler side only (no engine is
-# needed to parse or compile), so it builds in a minute or two. Not part of CI.
+# Speed and memory, in one run (release build; not part of CI). Prints wall time and peak RSS of:
+#   - a 1,000-model synthetic project with 4–5 generic tests per model (4,067 tests): `build`,
+#     then `run` and `test` alone;
+#   - a 10,000-model one (40,670 tests): `parse` (full, and again with the partial-parse cache
+#     of the unchanged project) and `compile`;
+#   - a 1 GB CSV seed (`seed`, with its throughput);
+#   - a 20,000,000-row model numbered in sorted order under `memory_limit: 256MB` (the sort
+#     spills, and finishes);
+# and, when a dbt-core + dbt-duckdb venv exists at $DBT_VENV (default ~/.cache/rsdbt/dbt;
+#   python3 -m venv ~/.cache/rsdbt/dbt && ~/.cache/rsdbt/dbt/bin/pip install dbt-core dbt-duckdb),
+# dbt's figures for the same projects (seed + run + test for the build; parse).
+# Also the machine's load before and after, since the figures depend on it.
+#   RUNS=n (default 3): repetitions of the fast commands (best wall, highest RSS).
+#   ONLY="build parse seed sort" picks parts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rsdbt/target}"
-cargo build --release --no-default-features --locked -q
+cargo build --release --locked -q
 BIN="$CARGO_TARGET_DIR/release/rsdbt"
+DBT_VENV="${DBT_VENV:-$HOME/.cache/rsdbt/dbt}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-RUNS="${RUNS:-5}"
+RUNS="${RUNS:-3}"
+ONLY="${ONLY:-build parse seed sort}"
+want() { [[ " $ONLY " == *" $1 "* ]]; }
 
-measure() { # dir, command... → best wall seconds and max RSS (MB) over $RUNS runs
-  local dir=$1; shift
-  python3 - "$dir" "$BIN" "$RUNS" "$@" <<'PY'
-import os, resource, subprocess, sys, time
-d, binary, runs, args = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+measure() { # runs dir program args... → best wall seconds and max RSS (MB) over $RUNS runs
+  local runs=$1 dir=$2; shift 2
+  python3 - "$dir" "$runs" "$@" <<'PY'
+import os, subprocess, sys, time
+d, runs, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 best, rss = None, 0
 for _ in range(runs):
     t = time.perf_counter()
     pid = os.fork()
     if pid == 0:
         os.chdir(d)
-        fd = os.open(os.devnull, os.O_WRONLY); os.dup2(fd, 1)
-        os.execv(binary, [binary] + args)
+        fd = os.open(os.devnull, os.O_WRONLY); os.dup2(fd, 1); os.dup2(fd, 2)
+        os.execv(args[0], args)
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - t
     if status != 0:
-        sys.exit(f"rsdbt {' '.join(args)} failed in {d}")
+        sys.exit(f"{' '.join(args)} failed in {d}")
     best = wall if best is None else min(best, wall)
     rss = max(rss, usage.ru_maxrss / 1024)
-print(f"{best:8.3f} s {rss:8.1f} MB")
+print(f"{best:8.2f} s {rss:8.1f} MB")
 PY
 }
+row() { printf '%-34s %-8s %s\n' "$1" "$2" "$3"; }
 
-printf '%-8s %-15s %12s %11s\n' models command wall peak_rss
-for n in 1000 10000; do
-  python3 scripts/gen_synthetic_project.py "$n" "$WORK/p$n" > /dev/null
-  # A full parse, then with the partial-parse cache of an unchanged project.
-  printf '%-8s %-15s %s\n' "$n" "parse" "$(measure "$WORK/p$n" parse --no-partial-parse)"
-  printf '%-8s %-15s %s\n' "$n" "parse (cached)" "$(measure "$WORK/p$n" parse)"
-  printf '%-8s %-15s %s\n' "$n" "compile" "$(measure "$WORK/p$n" compile --no-partial-parse)"
-done
+# A dbt-duckdb copy of a synthetic project: the same models and tests on DuckDB.
+dbt_copy() { # src dst
+  cp -r "$1" "$2"
+  rm -rf "$2/warehouse" "$2/target"
+  mv "$2/project.yml" "$2/dbt_project.yml"
+  printf 'synthetic:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: %s/dev.duckdb\n      threads: 4\n' "$2" > "$2/profiles.yml"
+}
+
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+row "work" "tool" "    wall     peak RSS"
+if want build; then
+  python3 scripts/gen_synthetic_project.py 1000 "$WORK/b1000" dense > /dev/null
+  row "1,000 models + 4,067 tests: build" rsdbt "$(measure 1 "$WORK/b1000" "$BIN" build)"
+  row "  run (tables exist)" rsdbt "$(measure "$RUNS" "$WORK/b1000" "$BIN" run)"
+  row "  test" rsdbt "$(measure "$RUNS" "$WORK/b1000" "$BIN" test)"
+  if [ -x "$DBT_VENV/bin/dbt" ]; then
+    dbt_copy "$WORK/b1000" "$WORK/d1000"
+    row "1,000 models + 4,067 tests: build" dbt "$(measure 1 "$WORK/d1000" "$DBT_VENV/bin/dbt" build --profiles-dir "$WORK/d1000")"
+  fi
+fi
+if want parse; then
+  python3 scripts/gen_synthetic_project.py 10000 "$WORK/p10000" dense > /dev/null
+  row "10,000 models + 40,670 tests: parse" rsdbt "$(measure "$RUNS" "$WORK/p10000" "$BIN" parse --no-partial-parse)"
+  row "  parse (unchanged, cached)" rsdbt "$(measure "$RUNS" "$WORK/p10000" "$BIN" parse)"
+  row "  compile" rsdbt "$(measure "$RUNS" "$WORK/p10000" "$BIN" compile --no-partial-parse)"
+  if [ -x "$DBT_VENV/bin/dbt" ]; then
+    dbt_copy "$WORK/p10000" "$WORK/q10000"
+    row "10,000 models + 40,670 tests: parse" dbt "$(measure 1 "$WORK/q10000" "$DBT_VENV/bin/dbt" parse --no-partial-parse --profiles-dir "$WORK/q10000")"
+  fi
+fi
+if want seed; then
+  mkdir -p "$WORK/seed/seeds"
+  printf 'name: seedbench\nprofile: synthetic\n' > "$WORK/seed/project.yml"
+  printf 'synthetic:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: warehouse\n      schema: main\n' > "$WORK/seed/profiles.yml"
+  python3 - "$WORK/seed/seeds/events.csv" <<'PY'
+import sys
+kinds = ["click", "view", "save", "share"]
+with open(sys.argv[1], "w") as f:
+    f.write("id,user_id,kind,amount,created_at,note\n")
+    i, size = 0, 0
+    while size < 1_000_000_000:
+        line = f"{i},{(i * 7919) % 20011},{kinds[i % 4]},{(i * 37) % 10000 / 100:.2f},2024-{1 + i % 12:02d}-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00,note number {i} with some text\n"
+        f.write(line); size += len(line); i += 1
+PY
+  fig="$(measure 1 "$WORK/seed" "$BIN" seed)"
+  secs="$(echo "$fig" | awk '{print $1}')"
+  row "1 GB CSV seed" rsdbt "$fig  ($(python3 -c "print(f'{1000/$secs:.0f}')") MB/s)"
+  rm -f "$WORK/seed/seeds/events.csv"
+fi
+if want sort; then
+  mkdir -p "$WORK/sort/models"
+  printf 'name: sortbench\nprofile: synthetic\n' > "$WORK/sort/project.yml"
+  printf 'synthetic:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: warehouse\n      schema: main\n      memory_limit: 256MB\n' > "$WORK/sort/profiles.yml"
+  # A window over all rows needs them sorted: far more than 256 MB, so the sort spills.
+  printf "{{ config(materialized='table') }}\nselect value as id, (value * 7919) %% 1000003 as k, 'row ' || value as label,\n  row_number() over (order by (value * 7919) %% 1000003, value) as rn\nfrom range(20000000)\n" > "$WORK/sort/models/sorted.sql"
+  row "20 M sorted rows, memory_limit 256MB" rsdbt "$(measure 1 "$WORK/sort" "$BIN" run)"
+fi
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
