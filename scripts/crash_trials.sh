@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Crash trials in bulk: builds of an incremental project killed with SIGKILL at random moments,
-# each checked by an independent reader — delta-rs' Python package for a local warehouse and one
-# on S3 (moto), PostgreSQL's own reads for the postgres target. The test suite runs 10 / 5 / 5;
+# Crash trials in bulk: builds of an incremental project (every third with --full-refresh)
+# killed with SIGKILL at random moments, each checked by independent readers — delta-rs' Python
+# package and pyiceberg for a local warehouse, delta-rs for one on S3 (moto), PostgreSQL's own
+# reads for the postgres target. The test suite runs 10 / 5 / 5;
 # this runs TRIALS (default 100) of each and prints the figures.
 #   scripts/crash_trials.sh [TRIALS]
 set -euo pipefail
@@ -11,7 +12,12 @@ venv="${RSDBT_DELTALAKE_VENV:-$HOME/.cache/rsdbt/deltalake}"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import deltalake' 2>/dev/null; then
   python3 -m venv "$venv" && "$venv/bin/pip" install -q "deltalake==1.2.*" pyarrow
 fi
-export RSDBT_TEST_DELTALAKE="$venv/bin/python" RSDBT_CRASH_TRIALS="${1:-100}"
+pyiceberg="${RSDBT_PYICEBERG_VENV:-$HOME/.cache/rsdbt/pyiceberg}"
+if [ ! -x "$pyiceberg/bin/python" ] || ! "$pyiceberg/bin/python" -c 'import pyiceberg' 2>/dev/null; then
+  python3 -m venv "$pyiceberg" && "$pyiceberg/bin/pip" install -q "pyiceberg[sql-sqlite,pyarrow]==0.12.0"
+fi
+export RSDBT_TEST_DELTALAKE="$venv/bin/python" RSDBT_TEST_PYICEBERG="$pyiceberg/bin/python"
+export RSDBT_CRASH_TRIALS="${1:-100}"
 work="$(mktemp -d)"
 trap 'scripts/moto.sh stop "$work/moto"; scripts/pg.sh stop "$work/pg" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 eval "$(scripts/moto.sh start "$work/moto")"

@@ -1,5 +1,6 @@
-//! Crash trials: a build is killed with SIGKILL at a random moment, then an independent reader
-//! (delta-rs' Python package, tests/crash/read_tables.py) checks that every table is readable
+//! Crash trials: a build (every third one with `--full-refresh`) is killed with SIGKILL at a
+//! random moment, then independent readers (delta-rs' Python package, tests/crash/read_tables.py;
+//! pyiceberg, tests/crash/read_iceberg.py) check that every table is readable
 //! and holds either its rows from before the build or the rows the build would have written,
 //! and the next build finishes with the right rows and no temporary files left behind.
 //! `RSDBT_CRASH_TRIALS` sets the number of trials (10 here; scripts/crash_trials.sh runs 100+).
@@ -46,12 +47,28 @@ fn delta_tables(python: &str, root: &str, endpoint: &str) -> BTreeMap<String, Va
         .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)))
 }
 
-fn local_tables(python: &str, p: &Project) -> BTreeMap<String, Value> {
-    delta_tables(
+/// The Delta tables of `p`'s local warehouse, and with `pyiceberg` its Iceberg tables.
+fn local_tables(python: &str, pyiceberg: Option<&str>, p: &Project) -> BTreeMap<String, Value> {
+    let mut tables = delta_tables(
         python,
         &p.path().join("warehouse").display().to_string(),
         "",
-    )
+    );
+    if let Some(pyiceberg) = pyiceberg {
+        let script = crate::harness::repo_root().join("tests/crash/read_iceberg.py");
+        let out = std::process::Command::new(pyiceberg)
+            .arg(script)
+            .arg(p.path().join("warehouse"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let iceberg: BTreeMap<String, Value> =
+            serde_json::from_str(text.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+                panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr))
+            });
+        tables.extend(iceberg);
+    }
+    tables
 }
 
 /// Rows the seed gains in trial `n`: new events, and a later update of an earlier id.
@@ -88,11 +105,21 @@ fn next_delay(state: &mut u64, max_ms: u64) -> Duration {
     Duration::from_millis((*state >> 33) % max_ms)
 }
 
-/// Starts `rsdbt build` in `p` and kills it with SIGKILL after `delay`; whether it was still
+/// The build of trial `n`: every third one a `--full-refresh` (tables rewritten whole), the
+/// others incremental.
+fn build_args(n: usize) -> &'static [&'static str] {
+    if n % 3 == 2 {
+        &["build", "--full-refresh"]
+    } else {
+        &["build"]
+    }
+}
+
+/// Starts `rsdbt <args>` in `p` and kills it with SIGKILL after `delay`; whether it was still
 /// running.
-fn build_killed_after(p: &Project, delay: Duration) -> bool {
+fn build_killed_after(p: &Project, args: &[&str], delay: Duration) -> bool {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rsdbt"))
-        .arg("build")
+        .args(args)
         .current_dir(p.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -128,11 +155,11 @@ fn run_trials(p: &Project, reference: &Project, n: usize, how: Trials) -> usize 
         let before = (how.tables)(p);
         p.append("seeds/events.csv", &new_events(n));
         reference.append("seeds/events.csv", &new_events(n));
-        reference.rsdbt(&["build"]).expect(0);
+        reference.rsdbt(build_args(n)).expect(0);
         let after = reference_tables(reference);
 
         let delay = next_delay(&mut state, how.max_delay_ms);
-        if build_killed_after(p, delay) {
+        if build_killed_after(p, build_args(n), delay) {
             killed_mid_run += 1;
         }
         for (table, seen) in &(how.tables)(p) {
@@ -148,7 +175,7 @@ fn run_trials(p: &Project, reference: &Project, n: usize, how: Trials) -> usize 
             );
         }
         // The next run finishes, with the rows a clean build gives, and cleans up.
-        let out = p.rsdbt(&["build"]);
+        let out = p.rsdbt(build_args(n));
         assert_eq!(
             out.code, 0,
             "trial {n}: the run after the kill failed\n{}\n{}",
@@ -174,18 +201,37 @@ fn killed_builds_leave_whole_tables() {
         return;
     };
     let trials = trial_count(10);
+    let pyiceberg = crate::harness::pyiceberg();
+    // Iceberg tables too, read back by pyiceberg: an incremental append and a table.
+    let with_iceberg = |p: &Project| {
+        if pyiceberg.is_some() {
+            p.write(
+                "models/ev_ice_append.sql",
+                &p.read("models/ev_append.sql").replace(
+                    "materialized='incremental'",
+                    "materialized='incremental', table_format='iceberg'",
+                ),
+            );
+            p.write(
+                "models/ev_ice_days.sql",
+                "{{ config(materialized='table', table_format='iceberg') }}\nselect day, count(*) as events from {{ ref('events') }} group by day\n",
+            );
+        }
+    };
     let p = Project::fixture("inc_shop");
+    with_iceberg(&p);
     p.rsdbt(&["build"]).expect(0);
     // The same history without kills: what each build should leave (incremental models keep
     // their past, so the reference is built step by step too, not from scratch).
     let reference = Project::fixture("inc_shop");
+    with_iceberg(&reference);
     reference.rsdbt(&["build"]).expect(0);
     let killed_mid_run = run_trials(
         &p,
         &reference,
         trials,
         Trials {
-            tables: &|q| local_tables(&python, q),
+            tables: &|q| local_tables(&python, pyiceberg.as_deref(), q),
             leftovers: &|q| {
                 [
                     leftovers(&q.path().join("warehouse")),
@@ -234,7 +280,7 @@ fn killed_builds_on_s3_leave_whole_tables() {
                 if q.path() == p.path() {
                     delta_tables(&python, &root, &endpoint)
                 } else {
-                    local_tables(&python, q)
+                    local_tables(&python, None, q)
                 }
             },
             leftovers: &|q| {
