@@ -162,7 +162,17 @@ fn run_trials(p: &Project, reference: &Project, n: usize, how: Trials) -> usize 
         if build_killed_after(p, build_args(n), delay) {
             killed_mid_run += 1;
         }
-        for (table, seen) in &(how.tables)(p) {
+        let mid = (how.tables)(p);
+        // A killed build's staging table (`<name>__rsdbt_tmp`) may stand beside the others,
+        // as dbt's `__dbt_tmp` relations do; the next run must remove it (checked below, as
+        // the tables then must be exactly the reference's), and no real table may be missing.
+        for table in before.keys().filter(|t| !t.contains("rsdbt_tmp")) {
+            assert!(
+                mid.contains_key(table),
+                "trial {n} (killed after {delay:?}): {table} is gone"
+            );
+        }
+        for (table, seen) in mid.iter().filter(|(t, _)| !t.contains("rsdbt_tmp")) {
             assert!(
                 seen.get("error").is_none(),
                 "trial {n} ({delay:?}): {table} unreadable: {seen}"

@@ -81,21 +81,24 @@ impl Lake {
         }
     }
 
+    /// The SQLite file of the catalog.
+    fn catalog_path(&self) -> Result<PathBuf, AdapterError> {
+        match (&self.catalog_file, self.store.as_ref()) {
+            (Some(file), _) => Ok(file.clone()),
+            (None, Store::Local(root)) => Ok(root.join(CATALOG_FILE)),
+            (None, _) => Err(err(format!(
+                "the warehouse {} is on object storage, so its Iceberg catalog needs a local file: set `iceberg_catalog: <path>.db` in the target in profiles.yml",
+                self.store.display()
+            ))),
+        }
+    }
+
     /// The catalog, opened (and created) on first use: a warehouse with no Iceberg table
     /// never gets a catalog file.
     async fn catalog(&self) -> Result<&Arc<SqlCatalog>, AdapterError> {
         self.catalog
             .get_or_try_init(|| async {
-                let db = match (&self.catalog_file, self.store.as_ref()) {
-                    (Some(file), _) => file.clone(),
-                    (None, Store::Local(root)) => root.join(CATALOG_FILE),
-                    (None, _) => {
-                        return Err(err(format!(
-                            "the warehouse {} is on object storage, so its Iceberg catalog needs a local file: set `iceberg_catalog: <path>.db` in the target in profiles.yml",
-                            self.store.display()
-                        )));
-                    }
-                };
+                let db = self.catalog_path()?;
                 let builder = SqlCatalogBuilder::default();
                 let builder = if self.store.is_local() {
                     builder.with_storage_factory(Arc::new(iceberg::io::LocalFsStorageFactory))
@@ -104,7 +107,10 @@ impl Lake {
                 };
                 if let Some(dir) = db.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| {
-                        err(format!("cannot create the catalog's folder {}: {e}", dir.display()))
+                        err(format!(
+                            "cannot create the catalog's folder {}: {e}",
+                            dir.display()
+                        ))
                     })?;
                 }
                 let catalog = builder
@@ -158,6 +164,17 @@ impl Lake {
         }
         let tmp = Self::ident(schema, &format!("{name}{TMP_SUFFIX}"));
         self.purge(&tmp).await?;
+        // What a run of an older rsdbt, which swapped by two renames, may have left: the old
+        // table under its backup name, put back if it never got its new version.
+        let backup = Self::ident(schema, &format!("{name}{BACKUP_SUFFIX}"));
+        if catalog.table_exists(&backup).await.map_err(err)? {
+            let target = Self::ident(schema, name);
+            if catalog.table_exists(&target).await.map_err(err)? {
+                self.purge(&backup).await?;
+            } else {
+                catalog.rename_table(&backup, &target).await.map_err(err)?;
+            }
+        }
         let df = storable(df)?;
         // Every column optional (see `storable`), whatever the plan says of its nulls.
         let nullable = datafusion::arrow::datatypes::Schema::new(
@@ -185,25 +202,117 @@ impl Lake {
                 return Err(e);
             }
         };
-        // The swap: the old table is renamed away only now that the new one is complete, and
-        // renamed back if the new one cannot take its name.
-        let target = Self::ident(schema, name);
-        let backup = Self::ident(schema, &format!("{name}{BACKUP_SUFFIX}"));
-        let existed = catalog.table_exists(&target).await.map_err(err)?;
-        if existed {
-            self.purge(&backup).await?;
-            catalog.rename_table(&target, &backup).await.map_err(err)?;
-        }
-        if let Err(e) = catalog.rename_table(&tmp, &target).await {
-            if existed {
-                let _ = catalog.rename_table(&backup, &target).await;
+        // The swap, in one transaction of the catalog: a reader, or a run killed at any moment,
+        // sees the old table or the new one, never neither. Then the old build's files go.
+        let old = match self.swap(schema, &tmp, name).await {
+            Ok(old) => old,
+            Err(e) => {
+                let _ = self.purge(&tmp).await;
+                return Err(e);
             }
-            return Err(err(e));
-        }
-        if existed {
-            self.purge(&backup).await?;
+        };
+        if let Some(old) = old
+            && let Some((build, _)) = old.rsplit_once("/metadata/")
+            && build != location.trim_end_matches('/')
+        {
+            let _ = self.store.delete_url(build).await;
         }
         Ok(rows)
+    }
+
+    /// Points table `schema.name` at the build table `tmp` holds and removes `tmp`, in one
+    /// transaction of the catalog's SQLite database (iceberg-rust's catalog has no atomic
+    /// replace, and two renames leave a moment with no table). Returns the metadata location
+    /// the table had, if it existed.
+    async fn swap(
+        &self,
+        schema: &str,
+        tmp: &TableIdent,
+        name: &str,
+    ) -> Result<Option<String>, AdapterError> {
+        use sqlx::{Connection, Executor};
+        let db = self.catalog_path()?;
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .busy_timeout(std::time::Duration::from_secs(30));
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .map_err(err)?;
+        // IMMEDIATE: the write lock is taken first (waiting for other writers), so the reads
+        // below are never upgraded to a write another connection blocks (SQLITE_BUSY at once).
+        conn.execute("begin immediate").await.map_err(err)?;
+        let result = self.swap_in(&mut conn, schema, tmp, name).await;
+        let end = if result.is_ok() { "commit" } else { "rollback" };
+        conn.execute(end).await.map_err(err)?;
+        result
+    }
+
+    /// [`Self::swap`]'s statements, inside its transaction.
+    async fn swap_in(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        schema: &str,
+        tmp: &TableIdent,
+        name: &str,
+    ) -> Result<Option<String>, AdapterError> {
+        use sqlx::Row;
+        let location_of = "select metadata_location from iceberg_tables \
+             where catalog_name = ? and table_namespace = ? and table_name = ?";
+        let new: String = sqlx::query(location_of)
+            .bind(CATALOG_NAME)
+            .bind(schema)
+            .bind(tmp.name())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?
+            .try_get(0)
+            .map_err(err)?;
+        let old: Option<String> = sqlx::query(location_of)
+            .bind(CATALOG_NAME)
+            .bind(schema)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(err)?;
+        if old.is_some() {
+            sqlx::query(
+                "update iceberg_tables set metadata_location = ?, previous_metadata_location = null \
+                 where catalog_name = ? and table_namespace = ? and table_name = ?",
+            )
+            .bind(&new)
+            .bind(CATALOG_NAME)
+            .bind(schema)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            sqlx::query(
+                "delete from iceberg_tables \
+                 where catalog_name = ? and table_namespace = ? and table_name = ?",
+            )
+            .bind(CATALOG_NAME)
+            .bind(schema)
+            .bind(tmp.name())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        } else {
+            sqlx::query(
+                "update iceberg_tables set table_name = ? \
+                 where catalog_name = ? and table_namespace = ? and table_name = ?",
+            )
+            .bind(name)
+            .bind(CATALOG_NAME)
+            .bind(schema)
+            .bind(tmp.name())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        Ok(old)
     }
 
     /// Appends the rows of `df` to table `schema.name` as one snapshot, cast to the table's
