@@ -4,7 +4,7 @@
 # package and pyiceberg for a local warehouse, delta-rs for one on S3 (moto), PostgreSQL's own
 # reads for the postgres target. The test suite runs 10 / 5 / 5;
 # this runs TRIALS (default 100) of each and prints the figures.
-#   scripts/crash_trials.sh [TRIALS]
+#   scripts/crash_trials.sh [TRIALS]     (ONLY=_on_postgres, _on_s3 or _leave runs one set)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rsdbt/target}"
@@ -19,9 +19,12 @@ fi
 export RSDBT_TEST_DELTALAKE="$venv/bin/python" RSDBT_TEST_PYICEBERG="$pyiceberg/bin/python"
 export RSDBT_CRASH_TRIALS="${1:-100}"
 work="$(mktemp -d)"
-trap 'scripts/moto.sh stop "$work/moto"; scripts/pg.sh stop "$work/pg" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+# The cluster's folder of its own: as root, pg.sh gives it to the postgres user.
+pg_dir="$(mktemp -d /tmp/rsdbt-pg.XXXXXX)"
+trap 'scripts/moto.sh stop "$work/moto"; scripts/pg.sh stop "$pg_dir" >/dev/null 2>&1 || true; rm -rf "$work" "$pg_dir"' EXIT
 eval "$(scripts/moto.sh start "$work/moto")"
 pg_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-eval "$(scripts/pg.sh start "$work/pg" "$pg_port")"
-cargo test --locked --test it crash::killed_builds -- --nocapture --test-threads 1 2>&1 \
+eval "$(scripts/pg.sh start "$pg_dir" "$pg_port")"
+[ -n "${RSDBT_TEST_PG_PORT:-}" ] || { echo "PostgreSQL did not start (see $pg_dir)" >&2; exit 1; }
+cargo test --locked --test it "crash::killed_builds${ONLY:-}" -- --nocapture --test-threads 1 2>&1 \
   | grep -E "crash trials|panicked|trial [0-9]+|test result"
