@@ -260,53 +260,26 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
     }
 }
 
-/// The `nodes` map, serialized a batch of nodes at a time (never all at once in memory), each
-/// batch on every core: a large project's manifest is 100 MB of JSON.
+/// The `nodes` map, serialized node by node (never all at once in memory).
 struct NodesOut<'a> {
     m: &'a Manifest,
     compiled: &'a BTreeMap<String, String>,
 }
 
-/// Nodes serialized together, then written before the next batch.
-const NODE_BATCH: usize = 4096;
-
 impl Serialize for NodesOut<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{Error, SerializeMap};
+        use serde::ser::SerializeMap;
         let mut map = ser.serialize_map(None)?;
         // Unit tests have their own top-level map, as in dbt's manifest.
-        let nodes: Vec<&Node> = self
-            .m
-            .nodes
-            .values()
-            .filter(|n| n.unit_test.is_none())
-            .collect();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let raw = |part: &[&Node]| -> Result<Vec<Box<serde_json::value::RawValue>>, String> {
-            part.iter()
-                .map(|n| {
-                    let compiled = self.compiled.get(&n.unique_id).map(String::as_str);
-                    serde_json::value::to_raw_value(&node_out(self.m, n, compiled))
-                        .map_err(|e| e.to_string())
-                })
-                .collect()
-        };
-        for batch in nodes.chunks(NODE_BATCH) {
-            let values: Vec<Box<serde_json::value::RawValue>> = std::thread::scope(|scope| {
-                let parts: Vec<_> = batch
-                    .chunks(batch.len().div_ceil(cores))
-                    .map(|part| scope.spawn(move || raw(part)))
-                    .collect();
-                let mut values = Vec::with_capacity(batch.len());
-                for part in parts {
-                    let part = part.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                    values.extend(part.map_err(S::Error::custom)?);
-                }
-                Ok(values)
-            })?;
-            for (n, value) in batch.iter().zip(&values) {
-                map.serialize_entry(&n.unique_id, value)?;
-            }
+        for n in self.m.nodes.values().filter(|n| n.unit_test.is_none()) {
+            map.serialize_entry(
+                &n.unique_id,
+                &node_out(
+                    self.m,
+                    n,
+                    self.compiled.get(&n.unique_id).map(String::as_str),
+                ),
+            )?;
         }
         map.end()
     }
