@@ -241,78 +241,10 @@ impl Lake {
         // IMMEDIATE: the write lock is taken first (waiting for other writers), so the reads
         // below are never upgraded to a write another connection blocks (SQLITE_BUSY at once).
         conn.execute("begin immediate").await.map_err(err)?;
-        let result = self.swap_in(&mut conn, schema, tmp, name).await;
+        let result = swap_in(&mut conn, schema, tmp.name(), name).await;
         let end = if result.is_ok() { "commit" } else { "rollback" };
         conn.execute(end).await.map_err(err)?;
         result
-    }
-
-    /// [`Self::swap`]'s statements, inside its transaction.
-    async fn swap_in(
-        &self,
-        tx: &mut sqlx::SqliteConnection,
-        schema: &str,
-        tmp: &TableIdent,
-        name: &str,
-    ) -> Result<Option<String>, AdapterError> {
-        use sqlx::Row;
-        let location_of = "select metadata_location from iceberg_tables \
-             where catalog_name = ? and table_namespace = ? and table_name = ?";
-        let new: String = sqlx::query(location_of)
-            .bind(CATALOG_NAME)
-            .bind(schema)
-            .bind(tmp.name())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?
-            .try_get(0)
-            .map_err(err)?;
-        let old: Option<String> = sqlx::query(location_of)
-            .bind(CATALOG_NAME)
-            .bind(schema)
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(err)?
-            .map(|r| r.try_get(0))
-            .transpose()
-            .map_err(err)?;
-        if old.is_some() {
-            sqlx::query(
-                "update iceberg_tables set metadata_location = ?, previous_metadata_location = null \
-                 where catalog_name = ? and table_namespace = ? and table_name = ?",
-            )
-            .bind(&new)
-            .bind(CATALOG_NAME)
-            .bind(schema)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-            sqlx::query(
-                "delete from iceberg_tables \
-                 where catalog_name = ? and table_namespace = ? and table_name = ?",
-            )
-            .bind(CATALOG_NAME)
-            .bind(schema)
-            .bind(tmp.name())
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        } else {
-            sqlx::query(
-                "update iceberg_tables set table_name = ? \
-                 where catalog_name = ? and table_namespace = ? and table_name = ?",
-            )
-            .bind(name)
-            .bind(CATALOG_NAME)
-            .bind(schema)
-            .bind(tmp.name())
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        }
-        Ok(old)
     }
 
     /// Appends the rows of `df` to table `schema.name` as one snapshot, cast to the table's
@@ -357,6 +289,89 @@ impl Lake {
         let _ = self.store.delete_url(table.metadata().location()).await;
         Ok(())
     }
+}
+
+/// [`Lake::swap`]'s statements, inside its transaction: `name` takes the metadata of `tmp`'s
+/// build (or `tmp`'s entry takes the name, when `name` is new) and `tmp`'s entry goes.
+async fn swap_in(
+    tx: &mut sqlx::SqliteConnection,
+    schema: &str,
+    tmp: &str,
+    name: &str,
+) -> Result<Option<String>, AdapterError> {
+    let new = metadata_location(tx, schema, tmp).await?.ok_or_else(|| {
+        err(format!(
+            "the new build {schema}.{tmp} is not in the catalog"
+        ))
+    })?;
+    let old = metadata_location(tx, schema, name).await?;
+    if old.is_some() {
+        on_row(
+            tx,
+            "update iceberg_tables set metadata_location = ?, previous_metadata_location = null",
+            &new,
+            schema,
+            name,
+        )
+        .await?;
+        on_row(tx, "delete from iceberg_tables", "", schema, tmp).await?;
+    } else {
+        on_row(
+            tx,
+            "update iceberg_tables set table_name = ?",
+            name,
+            schema,
+            tmp,
+        )
+        .await?;
+    }
+    Ok(old)
+}
+
+/// The catalog row of table `schema.table`, as SQL.
+const CATALOG_ROW: &str = " where catalog_name = ? and table_namespace = ? and table_name = ?";
+
+async fn metadata_location(
+    tx: &mut sqlx::SqliteConnection,
+    schema: &str,
+    table: &str,
+) -> Result<Option<String>, AdapterError> {
+    use sqlx::Row;
+    let sql = format!("select metadata_location from iceberg_tables{CATALOG_ROW}");
+    sqlx::query(&sql)
+        .bind(CATALOG_NAME)
+        .bind(schema)
+        .bind(table)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(err)
+}
+
+/// Runs `statement` on the catalog row of `schema.table`; `value` fills the statement's own
+/// `?` when it has one.
+async fn on_row(
+    tx: &mut sqlx::SqliteConnection,
+    statement: &str,
+    value: &str,
+    schema: &str,
+    table: &str,
+) -> Result<(), AdapterError> {
+    let sql = format!("{statement}{CATALOG_ROW}");
+    let mut query = sqlx::query(&sql);
+    if statement.contains('?') {
+        query = query.bind(value);
+    }
+    query
+        .bind(CATALOG_NAME)
+        .bind(schema)
+        .bind(table)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+    Ok(())
 }
 
 /// Writes the rows of `df` (already in the table's column types) as data files and commits
