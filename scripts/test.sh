@@ -100,6 +100,19 @@ else
   echo "NOTICE: the S3 emulator could not be started; its tests will be skipped" >&2
 fi
 
+# A Kafka-protocol broker (Tansu, built once from crates.io into a cache) for the stream
+# sources' tests.
+kafka_dir="$(mktemp -d /tmp/rsdbt-kafka.XXXXXX)"
+if kafka_env="$(scripts/kafka.sh start "$kafka_dir")" && eval "$kafka_env"; then
+  cleanup_cmds+=("scripts/kafka.sh stop '$kafka_dir'")
+  echo "Kafka broker for tests on $RSDBT_TEST_KAFKA"
+elif [ "${CI:-}" = true ]; then
+  echo "CI needs the Kafka broker (Tansu) for the stream tests (see $kafka_dir)" >&2
+  exit 1
+else
+  echo "NOTICE: the Kafka broker could not be started; its tests will be skipped" >&2
+fi
+
 # delta-rs' Python package, the independent reader of the crash trials (tests/it/crash.rs):
 # a cached venv, installed once from PyPI.
 deltalake_venv="${RSDBT_DELTALAKE_VENV:-$HOME/.cache/rsdbt/deltalake}"

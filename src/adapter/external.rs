@@ -11,6 +11,8 @@
 //!         external: {location: lake/orders, file_format: delta, version: 12}
 //!       - name: sessions
 //!         external: {catalog: lakehouse}   # an Iceberg catalog of the profile
+//!       - name: clicks
+//!         external: {kafka: {brokers: "localhost:9092", topic: clicks, format: json}}
 //! ```
 //!
 //! The embedded engine resolves `source('lake', 'events')` to such a table, so one model can
@@ -49,6 +51,34 @@ pub struct ExternalSource {
     /// An Iceberg table read through this catalog of the profile's `iceberg_catalogs:`, as
     /// (catalog, namespace); the table is the identifier.
     pub catalog: Option<(String, String)>,
+    /// A Kafka topic (format `kafka`).
+    pub kafka: Option<KafkaSource>,
+}
+
+/// A Kafka topic read as a table: its records decoded, plus where each came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSource {
+    pub brokers: Vec<String>,
+    pub topic: String,
+    pub format: RecordFormat,
+    /// Where a reader with no committed offsets starts: the oldest record kept, or the end.
+    pub start_latest: bool,
+    /// The decoded columns and their SQL types (the source's `columns:` with `data_type`);
+    /// empty: inferred from the records (JSON only).
+    pub columns: Vec<(String, String)>,
+    /// Stop the node at the first record that cannot be decoded, instead of keeping it with
+    /// its error in `_error`.
+    pub fail_on_error: bool,
+    /// SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512 (mechanism, user, password), from env vars.
+    pub sasl: Option<(String, String, String)>,
+    pub tls: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RecordFormat {
+    Json,
+    Csv,
+    Raw,
 }
 
 /// The external sources of the manifest, or diagnostics naming each malformed declaration.
@@ -67,6 +97,28 @@ pub fn external_sources(
                 .at(s.def.location())
                 .hint(hint.to_string())
         };
+        if let Some(kafka) = ext.get("kafka") {
+            match kafka_source(kafka, s) {
+                Ok(k) => out.push(ExternalSource {
+                    unique_id: s.unique_id.clone(),
+                    schema: s.relation.schema.clone(),
+                    identifier: s.relation.identifier.clone(),
+                    location: format!("Kafka topic '{}' on {}", k.topic, k.brokers.join(",")),
+                    format: "kafka".into(),
+                    version: None,
+                    snapshot_id: None,
+                    options: BTreeMap::new(),
+                    connection: None,
+                    catalog: None,
+                    kafka: Some(k),
+                }),
+                Err((msg, hint)) => diags.push(err(
+                    format!("source '{}.{}': {msg}", s.def.source_name, s.def.name),
+                    &hint,
+                )),
+            }
+            continue;
+        }
         if let Some(connection) = ext.get("connection").and_then(Json::as_str) {
             out.push(ExternalSource {
                 unique_id: s.unique_id.clone(),
@@ -82,6 +134,7 @@ pub fn external_sources(
                 options: BTreeMap::new(),
                 connection: Some(connection.to_string()),
                 catalog: None,
+                kafka: None,
             });
             continue;
         }
@@ -110,6 +163,7 @@ pub fn external_sources(
                 options: BTreeMap::new(),
                 connection: None,
                 catalog: Some((catalog.to_string(), namespace.to_string())),
+                kafka: None,
             });
             continue;
         }
@@ -171,9 +225,148 @@ pub fn external_sources(
             options,
             connection: None,
             catalog: None,
+            kafka: None,
         });
     }
     diags.into_result(out)
+}
+
+/// The `kafka:` block of a source, or (what is wrong, what to do).
+fn kafka_source(
+    block: &Json,
+    s: &crate::manifest::Source,
+) -> Result<KafkaSource, (String, String)> {
+    let text = |k: &str| -> Option<String> {
+        match block.get(k)? {
+            Json::String(v) => Some(v.clone()),
+            Json::Array(items) => Some(
+                items
+                    .iter()
+                    .filter_map(Json::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            other => Some(other.to_string()),
+        }
+    };
+    let shape = "external: {kafka: {brokers: \"host:9092\", topic: orders, format: json}}";
+    let brokers: Vec<String> = text("brokers")
+        .unwrap_or_default()
+        .split(',')
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .collect();
+    if brokers.is_empty() {
+        return Err((
+            "`kafka:` names no `brokers`".into(),
+            format!("give the bootstrap brokers as host:port ({shape})"),
+        ));
+    }
+    let Some(topic) = text("topic").filter(|t| !t.is_empty()) else {
+        return Err((
+            "`kafka:` names no `topic`".into(),
+            format!("give the topic to read ({shape})"),
+        ));
+    };
+    let format = match text("format")
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("json") => RecordFormat::Json,
+        Some("csv") => RecordFormat::Csv,
+        Some("raw") => RecordFormat::Raw,
+        Some(other) => {
+            return Err((
+                format!("unknown record format '{other}'"),
+                "set `format:` to json, csv or raw".into(),
+            ));
+        }
+    };
+    let start_latest = match text("start").as_deref() {
+        None | Some("earliest") => false,
+        Some("latest") => true,
+        Some(other) => {
+            return Err((
+                format!("unknown `start: {other}`"),
+                "set `start:` to earliest (the oldest record the topic keeps) or latest (only records that arrive from now on)".into(),
+            ));
+        }
+    };
+    // JSON records are typed by the declared columns only when each has a type (columns
+    // listed for their descriptions and tests alone leave the types to inference); CSV
+    // fields are text unless typed.
+    let typed = s.def.columns.iter().all(|c| c.data_type.is_some());
+    let columns: Vec<(String, String)> = if format == RecordFormat::Csv || typed {
+        s.def
+            .columns
+            .iter()
+            .map(|c| {
+                let ty = c.data_type.clone().unwrap_or_else(|| "varchar".into());
+                (c.name.clone(), ty)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if format == RecordFormat::Csv && columns.is_empty() {
+        return Err((
+            "a topic of CSV records needs its columns declared".into(),
+            "list the fields in order under the source table's `columns:`, each with a `data_type`"
+                .into(),
+        ));
+    }
+    let fail_on_error = match text("on_error").as_deref() {
+        None | Some("keep") => false,
+        Some("fail") => true,
+        Some(other) => {
+            return Err((
+                format!("unknown `on_error: {other}`"),
+                "set `on_error:` to keep (a bad record becomes a row with `_error` set) or fail (the node stops)".into(),
+            ));
+        }
+    };
+    let env = |k: &str| -> Result<Option<String>, (String, String)> {
+        let Some(var) = text(k) else { return Ok(None) };
+        std::env::var(&var).map(Some).map_err(|_| {
+            (
+                format!("`{k}` names the environment variable {var}, which is not set"),
+                format!("export {var} before the run"),
+            )
+        })
+    };
+    let sasl = match text("sasl_mechanism") {
+        None => None,
+        Some(m) => {
+            let m = m.to_ascii_uppercase();
+            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&m.as_str()) {
+                return Err((
+                    format!("unknown `sasl_mechanism: {m}`"),
+                    "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512".into(),
+                ));
+            }
+            let (Some(user), Some(password)) =
+                (env("sasl_username_env")?, env("sasl_password_env")?)
+            else {
+                return Err((
+                    "`sasl_mechanism` needs `sasl_username_env` and `sasl_password_env`".into(),
+                    "name the environment variables that hold the user and the password".into(),
+                ));
+            };
+            Some((m, user, password))
+        }
+    };
+    let tls = block.get("tls").and_then(Json::as_bool).unwrap_or(false);
+    Ok(KafkaSource {
+        brokers,
+        topic,
+        format,
+        start_latest,
+        columns,
+        fail_on_error,
+        sasl,
+        tls,
+    })
 }
 
 fn guess_format(location: &str) -> Option<&'static str> {

@@ -124,6 +124,38 @@ pub(super) struct RunOptions<'a> {
     pub(super) flags: Flags,
 }
 
+/// The stream sources the selected nodes read must be reachable before anything runs: a
+/// broker that is down stops the run (exit 2) rather than failing each node that reads it.
+#[cfg(feature = "datafusion")]
+fn check_streams(
+    l: &Loaded,
+    ids: &[String],
+    adapter: &crate::adapter::AnyAdapter,
+) -> Result<(), Diagnostics> {
+    let crate::adapter::AnyAdapter::DataFusion(a) = adapter else {
+        return Ok(());
+    };
+    let read: std::collections::BTreeSet<&str> = ids
+        .iter()
+        .filter_map(|id| l.manifest.nodes.get(id))
+        .flat_map(|n| n.depends_on_nodes.iter().map(String::as_str))
+        .filter(|d| d.starts_with("source."))
+        .collect();
+    if read.is_empty() {
+        return Ok(());
+    }
+    let read: Vec<&str> = read.into_iter().collect();
+    let mut diags = Diagnostics::new();
+    for (id, why) in runtime().block_on(a.check_streams(&read)) {
+        let mut d = Diagnostic::error("source", format!("{id} cannot be read: {why}"));
+        if let Some(s) = l.manifest.sources.get(&id) {
+            d = d.at(s.def.location());
+        }
+        diags.push(d);
+    }
+    diags.into_result(())
+}
+
 #[cfg(feature = "datafusion")]
 /// A model whose materialization its table format cannot build fails the whole command before
 /// anything runs, not halfway through a build.
@@ -184,6 +216,34 @@ pub(super) fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostic
                     ),
                 )
                 .hint("write `column_types: {id: bigint, name: varchar}`"),
+            );
+            continue;
+        }
+        let stream = node.depends_on_nodes.iter().find(|d| {
+            l.manifest
+                .sources
+                .get(*d)
+                .is_some_and(|s| s.def.external.get("kafka").is_some())
+        });
+        if let Some(stream) = stream
+            && node.materialized() == "incremental"
+            && crate::materialize::TableFormat::of(&node.config)
+                .is_ok_and(|f| f != crate::materialize::TableFormat::Delta)
+        {
+            diags.push(
+                Diagnostic::error(
+                    "config",
+                    format!(
+                        "model '{}' reads the stream {stream} incrementally, which needs a Delta table: its commits record the offsets read, so that each record is read once",
+                        node.name
+                    ),
+                )
+                .at(crate::diag::Location::find(
+                    &node.original_file_path,
+                    node.raw_code.clone(),
+                    "table_format",
+                ))
+                .hint("remove `table_format` (Delta is the default), or materialize the model as a table"),
             );
             continue;
         }
@@ -388,6 +448,7 @@ pub(super) fn run_nodes(
         printer,
     )?;
     let rt = runtime();
+    check_streams(l, ids, &adapter)?;
     // With --defer, refs resolve to another environment's relations: planning against this
     // one would report tables that are not missing.
     if !selection.defer {

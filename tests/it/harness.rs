@@ -239,6 +239,25 @@ pub fn pyiceberg() -> Option<String> {
     }
 }
 
+/// The Kafka-protocol broker scripts/test.sh starts (host:port), or None outside CI (with a
+/// notice).
+pub fn kafka() -> Option<String> {
+    match std::env::var("RSDBT_TEST_KAFKA") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "CI must provide a Kafka broker (RSDBT_TEST_KAFKA): run the tests through scripts/test.sh"
+            )
+        }
+        _ => {
+            eprintln!(
+                "NOTICE: skipping a Kafka test: no broker (run scripts/test.sh, which starts one)"
+            );
+            None
+        }
+    }
+}
+
 /// The tests' PostgreSQL (started by scripts/test.sh). Outside CI a missing server skips the
 /// test with a notice; in CI it is an error.
 pub fn pg() -> Option<(String, String, String)> {

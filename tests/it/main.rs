@@ -29,6 +29,7 @@ mod snapshots;
 mod sources;
 mod state;
 mod static_analysis;
+mod streams;
 mod time_travel;
 mod traces;
 mod unit_tests;

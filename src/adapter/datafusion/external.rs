@@ -48,6 +48,10 @@ pub async fn provider(
         }
         #[cfg(not(feature = "postgres"))]
         "postgres" => Err(plan_err(s, "this build of rsdbt has no PostgreSQL support")),
+        "kafka" => match &s.kafka {
+            Some(k) => super::kafka::provider(state, s, k).await,
+            None => Err(plan_err(s, "a Kafka source without its `kafka:` block")),
+        },
         "delta" => delta(state, s).await,
         "iceberg" if s.catalog.is_some() => from_catalog(s, registry).await,
         "iceberg" => iceberg(s).await,

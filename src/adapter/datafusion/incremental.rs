@@ -15,7 +15,7 @@ use deltalake::DeltaTable;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 
-use super::{DataFusionAdapter, err};
+use super::{DataFusionAdapter, err, streams};
 use crate::adapter::{AdapterError, Applied};
 use crate::jinja::quote;
 use crate::materialize::{IncrementalSpec, SchemaChange, Strategy};
@@ -68,17 +68,31 @@ pub(super) async fn apply(
         )));
     }
     if rows == 0 {
+        let url = a
+            .store
+            .delta_uri(&spec.relation.schema, &spec.relation.identifier)
+            .map_err(err)?;
         if let Some(window) = &spec.replace_where {
             // An empty batch still replaces its window: the rows it had are gone.
-            let url = a
-                .store
-                .delta_uri(&spec.relation.schema, &spec.relation.identifier)
-                .map_err(err)?;
             let table = DeltaTable::try_from_url(url).await.map_err(err)?;
             table
                 .delete()
                 .with_predicate(window.clone())
                 .with_session_state(Arc::new(ctx.state()))
+                .with_commit_properties(streams::commit_properties())
+                .await
+                .map_err(err)?;
+        } else if streams::advanced() {
+            // Stream records were read and none kept: the offsets still move on, alone.
+            DeltaTable::try_from_url(url)
+                .await
+                .map_err(err)?
+                .write(vec![RecordBatch::new_empty(Arc::new(
+                    target_schema.clone(),
+                ))])
+                .with_save_mode(SaveMode::Append)
+                .with_session_state(Arc::new(ctx.state()))
+                .with_commit_properties(streams::commit_properties())
                 .await
                 .map_err(err)?;
         }
@@ -155,7 +169,8 @@ pub(super) async fn apply(
             let mut w = table
                 .write(batches)
                 .with_save_mode(SaveMode::Append)
-                .with_session_state(state);
+                .with_session_state(state)
+                .with_commit_properties(streams::commit_properties());
             if let Some(m) = schema_mode {
                 w = w.with_schema_mode(m);
             }
@@ -187,6 +202,7 @@ pub(super) async fn apply(
                 .with_target_alias(DEST)
                 .with_merge_schema(merge_schema)
                 .with_session_state(state)
+                .with_commit_properties(streams::commit_properties())
                 .when_matched_update(|u| {
                     update.iter().fold(u, |u, c| {
                         u.update(c.as_str(), format!("{SOURCE}.{}", quote(c)))
@@ -216,7 +232,8 @@ pub(super) async fn apply(
             let mut w = table
                 .write(batches.clone())
                 .with_save_mode(SaveMode::Overwrite)
-                .with_session_state(state);
+                .with_session_state(state)
+                .with_commit_properties(streams::commit_properties());
             if let Some(window) = &spec.replace_where {
                 w = w.with_replace_where(window.clone());
             } else if !keys.is_empty() {

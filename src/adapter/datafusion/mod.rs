@@ -5,6 +5,7 @@ mod external;
 mod functions;
 mod iceberg;
 mod incremental;
+mod kafka;
 mod parquet;
 #[cfg(feature = "postgres")]
 mod pg_source;
@@ -12,6 +13,7 @@ mod rewrite;
 mod s3;
 mod seed;
 mod store;
+mod streams;
 mod warehouse;
 
 use std::path::PathBuf;
@@ -391,6 +393,29 @@ impl DataFusionAdapter {
         let _ = connections;
     }
 
+    /// Checks that the stream sources among `unique_ids` can be read (their broker answers,
+    /// their topic exists), before a run starts: (source, what is wrong) of each that cannot.
+    pub async fn check_streams(&self, unique_ids: &[&str]) -> Vec<(String, String)> {
+        let streams: Vec<_> = self
+            .externals
+            .sources
+            .read()
+            .map(|e| {
+                e.iter()
+                    .filter(|s| unique_ids.contains(&s.unique_id.as_str()))
+                    .filter_map(|s| Some((s.unique_id.clone(), s.kafka.clone()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut failed = Vec::new();
+        for (id, k) in streams {
+            if let Err(e) = kafka::partitions(&k).await {
+                failed.push((id, e));
+            }
+        }
+        failed
+    }
+
     /// Writes `df`'s rows as the new version of the table of `rel` in `format`; what stood
     /// under that name before (a view, a table in the other format) goes once it is written.
     async fn write_table(
@@ -501,6 +526,7 @@ impl DataFusionAdapter {
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite)
             .with_session_state(Arc::new(self.ctx.state()))
+            .with_commit_properties(streams::commit_properties())
             .await;
         let table = match streamed {
             Ok(t) => t,
@@ -527,6 +553,7 @@ impl DataFusionAdapter {
                     .with_save_mode(SaveMode::Overwrite)
                     .with_schema_mode(SchemaMode::Overwrite)
                     .with_session_state(Arc::new(self.ctx.state()))
+                    .with_commit_properties(streams::commit_properties())
                     .await
                     .map_err(err)?
             }
@@ -905,8 +932,15 @@ impl DataFusionAdapter {
                 sql,
                 format,
             } => {
-                let df = self.ctx.sql(&rewrite::for_engine(sql)).await.map_err(err)?;
-                let rows = self.write_table(relation, df, *format).await?;
+                let write = async {
+                    let df = self.ctx.sql(&rewrite::for_engine(sql)).await.map_err(err)?;
+                    self.write_table(relation, df, *format).await
+                };
+                // A Delta table records the stream offsets it read from the start.
+                let rows = match format {
+                    TableFormat::Delta => streams::from_start(write).await?,
+                    _ => write.await?,
+                };
                 Ok(Applied {
                     code: "CREATE TABLE".into(),
                     rows_affected: Some(rows),
@@ -935,7 +969,23 @@ impl DataFusionAdapter {
                     rows_affected: Some(rows),
                 })
             }
-            Operation::Incremental(spec) => incremental::apply(self, spec).await,
+            Operation::Incremental(spec) => match spec.format {
+                TableFormat::Delta => {
+                    let rel = &spec.relation;
+                    let url = self
+                        .store
+                        .delta_uri(&rel.schema, &rel.identifier)
+                        .map_err(err)?;
+                    let table = deltalake::open_table(url).await.map_err(err)?;
+                    streams::resuming(table, incremental::apply(self, spec)).await
+                }
+                TableFormat::Iceberg => {
+                    streams::refused("an Iceberg table", incremental::apply(self, spec)).await
+                }
+                TableFormat::Parquet => {
+                    streams::refused("a Parquet table", incremental::apply(self, spec)).await
+                }
+            },
             // The embedded engine has no users to grant to, and Delta tables no comments.
             Operation::Grant { .. } | Operation::Comment { .. } => Ok(Applied {
                 code: "SKIP".into(),

@@ -1,0 +1,356 @@
+//! Kafka sources against the real broker scripts/test.sh starts (Tansu): records read exactly
+//! once by incremental models, across runs, failures and kills.
+
+use std::time::Duration;
+
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::Record;
+use serde_json::json;
+
+use crate::harness::{Project, kafka};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn connect(broker: &str) -> Client {
+    ClientBuilder::new(vec![broker.to_string()])
+        .build()
+        .await
+        .expect("connect to the test broker")
+}
+
+/// A topic of its own for a test (they share the broker), with `partitions` partitions.
+fn topic(broker: &str, name: &str, partitions: i32) -> String {
+    let topic = format!("{name}_{}", uuid::Uuid::new_v4().simple());
+    runtime().block_on(async {
+        let c = connect(broker).await;
+        c.controller_client()
+            .unwrap()
+            .create_topic(topic.clone(), partitions, 1, 5_000)
+            .await
+            .expect("create topic");
+    });
+    topic
+}
+
+/// Sends `values` to the topic, spread over its partitions by index.
+fn produce(broker: &str, topic: &str, partitions: i32, values: &[String]) {
+    runtime().block_on(async {
+        let c = connect(broker).await;
+        for p in 0..partitions {
+            let pc = c
+                .partition_client(topic, p, UnknownTopicHandling::Retry)
+                .await
+                .unwrap();
+            let records: Vec<Record> = values
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i as i32 % partitions == p)
+                .map(|(i, v)| Record {
+                    key: Some(format!("k{i}").into_bytes()),
+                    value: Some(v.clone().into_bytes()),
+                    headers: Default::default(),
+                    timestamp: chrono::Utc::now(),
+                })
+                .collect();
+            for chunk in records.chunks(5_000) {
+                pc.produce(chunk.to_vec(), Compression::NoCompression)
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+}
+
+fn orders(range: std::ops::Range<i64>) -> Vec<String> {
+    range
+        .map(|i| {
+            json!({"id": i, "item": format!("item {i}"), "amount": i as f64 * 1.5}).to_string()
+        })
+        .collect()
+}
+
+/// A project with a Kafka source `stream.orders` and an incremental bronze model over it.
+fn project(broker: &str, topic: &str, format: &str, columns: &str) -> Project {
+    let p = Project::fixture("tests_shop");
+    for dir in ["models", "seeds", "data-tests", "snapshots"] {
+        let _ = std::fs::remove_dir_all(p.path().join(dir));
+    }
+    p.write(
+        "models/sources.yml",
+        &format!(
+            "version: 2\nsources:\n  - name: stream\n    tables:\n      - name: orders\n        external:\n          kafka: {{brokers: \"{broker}\", topic: {topic}, format: {format}}}\n{columns}"
+        ),
+    );
+    p.write(
+        "models/bronze_orders.sql",
+        "{{ config(materialized='incremental') }}\nselect * from {{ source('stream', 'orders') }}\n",
+    );
+    p.write(
+        "models/silver_orders.sql",
+        "select id, item, amount from {{ ref('bronze_orders') }} where _error is null\n",
+    );
+    p
+}
+
+const TYPED: &str = "        columns:\n          - {name: id, data_type: bigint}\n          - {name: item, data_type: varchar}\n          - {name: amount, data_type: double}\n";
+
+fn count(p: &Project, sql: &str) -> u64 {
+    p.query(sql)[0]["n"].as_u64().unwrap()
+}
+
+/// Rows of bronze, and whether each (partition, offset) is there once.
+fn bronze_rows(p: &Project) -> (u64, u64) {
+    (
+        count(p, "select count(*) as n from {{ ref('bronze_orders') }}"),
+        count(
+            p,
+            "select count(*) as n from (select distinct _partition, _offset from {{ ref('bronze_orders') }})",
+        ),
+    )
+}
+
+fn delta_versions(p: &Project, table: &str) -> usize {
+    std::fs::read_dir(
+        p.path()
+            .join("warehouse/main")
+            .join(table)
+            .join("_delta_log"),
+    )
+    .unwrap()
+    .flatten()
+    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+    .count()
+}
+
+#[test]
+fn json_records_are_read_exactly_once_across_runs() {
+    let Some(broker) = kafka() else { return };
+    let t = topic(&broker, "orders", 2);
+    let mut first = orders(0..5);
+    first.push("not json at all".into());
+    first.push(r#"{"id": "seven", "item": "x", "amount": 1}"#.into());
+    produce(&broker, &t, 2, &first);
+    let p = project(&broker, &t, "json", TYPED);
+
+    let out = p.rsdbt(&["run"]).expect(0);
+    assert!(out.stdout.contains("bronze_orders"), "{}", out.stdout);
+    assert_eq!(bronze_rows(&p), (7, 7));
+    assert_eq!(
+        p.query("select id, item, amount from {{ ref('silver_orders') }} order by id"),
+        (0..5)
+            .map(|i| json!({"id": i, "item": format!("item {i}"), "amount": i as f64 * 1.5}))
+            .collect::<Vec<_>>()
+    );
+    // Bad records are kept with their error, their text and where they came from.
+    let rejects = p.query(
+        "select id, _raw, _error, _topic, _partition from {{ ref('bronze_orders') }} where _error is not null order by _raw",
+    );
+    assert_eq!(rejects.len(), 2, "{rejects:?}");
+    assert_eq!(rejects[0]["_raw"], json!("not json at all"));
+    assert_eq!(rejects[0]["_error"], json!("not a JSON object"));
+    assert_eq!(rejects[0]["id"], json!(null));
+    assert_eq!(rejects[0]["_topic"], json!(t));
+    assert!(
+        rejects[1]["_error"].as_str().unwrap().contains("seven"),
+        "{rejects:?}"
+    );
+    let keys = p.query("select _key from {{ ref('bronze_orders') }} where id = 3");
+    assert_eq!(keys, vec![json!({"_key": "k3"})]);
+
+    // Nothing new: no rows, and no commit.
+    let versions = delta_versions(&p, "bronze_orders");
+    p.rsdbt(&["run", "-s", "bronze_orders"]).expect(0);
+    assert_eq!(bronze_rows(&p), (7, 7));
+    assert_eq!(delta_versions(&p, "bronze_orders"), versions);
+
+    // Only the new records.
+    produce(&broker, &t, 2, &orders(100..104));
+    p.rsdbt(&["run"]).expect(0);
+    assert_eq!(bronze_rows(&p), (11, 11));
+    assert_eq!(
+        count(
+            &p,
+            "select count(*) as n from {{ ref('silver_orders') }} where id >= 100"
+        ),
+        4
+    );
+
+    // A plain query reads the whole topic and commits nothing.
+    assert_eq!(
+        count(
+            &p,
+            "select count(*) as n from {{ source('stream', 'orders') }}"
+        ),
+        11
+    );
+    p.rsdbt(&["run", "-s", "bronze_orders"]).expect(0);
+    assert_eq!(bronze_rows(&p), (11, 11));
+
+    // A full refresh reads from the start again, once.
+    p.rsdbt(&["run", "--full-refresh"]).expect(0);
+    assert_eq!(bronze_rows(&p), (11, 11));
+}
+
+#[test]
+fn a_failed_run_commits_nothing_and_the_next_reads_the_same_records() {
+    let Some(broker) = kafka() else { return };
+    let t = topic(&broker, "fails", 1);
+    produce(&broker, &t, 1, &orders(0..3));
+    let p = project(&broker, &t, "json", TYPED);
+    p.rsdbt(&["run", "-s", "bronze_orders"]).expect(0);
+    produce(&broker, &t, 1, &orders(10..13));
+    // The model reads the new records, then fails while computing its rows.
+    p.write(
+        "models/bronze_orders.sql",
+        "{{ config(materialized='incremental') }}\nselect *, cast(case when id = 11 then 'boom' else '1' end as int) as flag from {{ source('stream', 'orders') }}\n",
+    );
+    let out = p.rsdbt(&["run", "-s", "bronze_orders"]).expect(1);
+    assert!(out.stdout.contains("boom"), "{}", out.stdout);
+    assert_eq!(bronze_rows(&p), (3, 3));
+    p.write(
+        "models/bronze_orders.sql",
+        "{{ config(materialized='incremental', on_schema_change='append_new_columns') }}\nselect *, 1 as flag from {{ source('stream', 'orders') }}\n",
+    );
+    p.rsdbt(&["run", "-s", "bronze_orders"]).expect(0);
+    assert_eq!(bronze_rows(&p), (6, 6));
+    assert_eq!(
+        count(
+            &p,
+            "select count(*) as n from {{ ref('bronze_orders') }} where id >= 10 and flag = 1"
+        ),
+        3
+    );
+}
+
+#[test]
+fn killed_runs_reread_and_end_without_duplicates() {
+    let Some(broker) = kafka() else { return };
+    let t = topic(&broker, "killed", 2);
+    let p = project(&broker, &t, "json", TYPED);
+    let mut produced = 0;
+    let mut killed = 0;
+    for (trial, delay) in [150u64, 300, 600, 1200, 2400].into_iter().enumerate() {
+        produce(&broker, &t, 2, &orders(produced..produced + 20_000));
+        produced += 20_000;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rsdbt"))
+            .args(["run", "-s", "bronze_orders"])
+            .current_dir(p.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        eprintln!("trial {trial}: killed after {delay} ms");
+        // Whatever the kill interrupted, the table has each record at most once.
+        if p.path()
+            .join("warehouse/main/bronze_orders/_delta_log")
+            .exists()
+        {
+            let (rows, distinct) = bronze_rows(&p);
+            assert_eq!(rows, distinct, "trial {trial}");
+        }
+    }
+    assert!(
+        killed >= 3,
+        "only {killed} of 5 runs were killed while running"
+    );
+    p.rsdbt(&["run", "-s", "bronze_orders"]).expect(0);
+    assert_eq!(bronze_rows(&p), (produced as u64, produced as u64));
+}
+
+#[test]
+fn csv_records_are_typed_by_the_declared_columns() {
+    let Some(broker) = kafka() else { return };
+    let t = topic(&broker, "csv", 1);
+    produce(
+        &broker,
+        &t,
+        1,
+        &[
+            "1,apple,2.5".into(),
+            "2,\"pear, green\",".into(),
+            "3,plum".into(),
+            "x,fig,1".into(),
+        ],
+    );
+    let p = project(&broker, &t, "csv", TYPED);
+    p.rsdbt(&["run"]).expect(0);
+    assert_eq!(
+        p.query("select id, item, amount, _error from {{ ref('bronze_orders') }} order by _offset"),
+        vec![
+            json!({"id": 1, "item": "apple", "amount": 2.5, "_error": null}),
+            json!({"id": 2, "item": "pear, green", "amount": null, "_error": null}),
+            json!({"id": null, "item": null, "amount": null, "_error": "2 fields where the source declares 3 columns"}),
+            json!({"id": null, "item": null, "amount": null, "_error": "column 'id': 'x' is not a Int64"}),
+        ]
+    );
+}
+
+#[test]
+fn a_broker_that_is_down_stops_the_run_naming_it() {
+    let Some(_) = kafka() else { return };
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let broker = format!("127.0.0.1:{port}");
+    let p = project(&broker, "orders", "json", TYPED);
+    let out = p.rsdbt(&["run"]).expect(2);
+    assert!(
+        out.stderr
+            .contains(&format!("the Kafka broker {broker} does not answer")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("models/sources.yml"), "{}", out.stderr);
+    assert!(!p.path().join("warehouse/main/bronze_orders").exists());
+
+    // A topic the broker does not have.
+    let broker = kafka().unwrap();
+    let p = project(&broker, "no_such_topic_here", "json", TYPED);
+    let out = p.rsdbt(&["run"]).expect(2);
+    assert!(
+        out.stderr.contains("has no topic 'no_such_topic_here'"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn an_incremental_model_on_iceberg_cannot_read_a_stream() {
+    let Some(broker) = kafka() else { return };
+    let t = topic(&broker, "iceberg", 1);
+    produce(&broker, &t, 1, &orders(0..2));
+    let p = project(&broker, &t, "json", TYPED);
+    p.write(
+        "models/bronze_orders.sql",
+        "{{ config(materialized='incremental', table_format='iceberg') }}\nselect * from {{ source('stream', 'orders') }}\n",
+    );
+    let out = p.rsdbt(&["run", "-s", "bronze_orders"]).expect(2);
+    assert!(
+        out.stderr
+            .contains("model 'bronze_orders' reads the stream source.")
+            && out.stderr.contains("which needs a Delta table"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("models/bronze_orders.sql"),
+        "{}",
+        out.stderr
+    );
+    assert!(!p.path().join("warehouse/main/bronze_orders").exists());
+}
