@@ -76,10 +76,14 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
     || echo "NOTICE: Chromium could not be installed" >&2
 fi
 e2e="${RSDBT_E2E_DIR:-$HOME/.cache/rsdbt/e2e}"
-if [ ! -d "$e2e/node_modules/playwright-core" ] && command -v npm >/dev/null 2>&1; then
-  mkdir -p "$e2e" && npm install --prefix "$e2e" --no-audit --no-fund --silent playwright-core@1.65.1 \
-    || echo "NOTICE: playwright-core could not be installed" >&2
-fi
+# npm's first install on a new machine has failed once for no reason it printed: it gets three
+# tries, and says why the last one failed.
+for _try in 1 2 3; do
+  [ -d "$e2e/node_modules/playwright-core" ] || ! command -v npm >/dev/null 2>&1 && break
+  mkdir -p "$e2e"
+  npm install --prefix "$e2e" --no-audit --no-fund --loglevel=error playwright-core@1.65.1 >&2 \
+    || { echo "NOTICE: playwright-core could not be installed (try $_try of 3)" >&2; sleep 5; }
+done
 if [ -d "$e2e/node_modules/playwright-core" ] && command -v chromium >/dev/null 2>&1; then
   export RSDBT_TEST_PLAYWRIGHT="$e2e/node_modules"
 elif [ "${CI:-}" = true ]; then

@@ -258,6 +258,13 @@ pub enum Command {
         /// After the first pass, re-run what each save changes (and its descendants)
         #[arg(long)]
         watch: bool,
+        /// With --watch (implied): also re-run the nodes that read a stream source (Kafka) and
+        /// their descendants when it has new records
+        #[arg(long = "watch-sources")]
+        watch_sources: bool,
+        /// How often --watch-sources asks the brokers for new records, in seconds
+        #[arg(long = "watch-interval", default_value_t = 1.0, value_name = "SECONDS")]
+        watch_interval: f64,
         /// Plan every selected model against its inputs' columns before running anything
         #[arg(long = "static-analysis", value_enum, default_value_t = crate::check::Mode::On)]
         static_analysis: crate::check::Mode,
@@ -295,6 +302,13 @@ pub enum Command {
         /// After the first pass, re-run what each save changes (and its descendants)
         #[arg(long)]
         watch: bool,
+        /// With --watch (implied): also re-run the nodes that read a stream source (Kafka) and
+        /// their descendants when it has new records
+        #[arg(long = "watch-sources")]
+        watch_sources: bool,
+        /// How often --watch-sources asks the brokers for new records, in seconds
+        #[arg(long = "watch-interval", default_value_t = 1.0, value_name = "SECONDS")]
+        watch_interval: f64,
         /// Plan every selected model against its inputs' columns before running anything
         #[arg(long = "static-analysis", value_enum, default_value_t = crate::check::Mode::On)]
         static_analysis: crate::check::Mode,

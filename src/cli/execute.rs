@@ -3,7 +3,33 @@
 
 use super::*;
 
-/// [`execute`], once or (`--watch`) again after every save.
+/// `--watch`, and `--watch-sources` (which implies it) with its polling interval.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "datafusion"), allow(dead_code))]
+pub(super) struct Watching {
+    pub(super) files: bool,
+    pub(super) sources: Option<std::time::Duration>,
+}
+
+impl Watching {
+    pub(super) fn new(watch: bool, sources: bool, interval: f64) -> Result<Self, Diagnostics> {
+        if !(interval.is_finite() && interval > 0.0) {
+            return Err(Diagnostic::error(
+                "watch",
+                format!("--watch-interval {interval} is not a number of seconds above 0"),
+            )
+            .hint("e.g. --watch-interval 0.5")
+            .into());
+        }
+        Ok(Watching {
+            files: watch || sources,
+            sources: sources.then(|| std::time::Duration::from_secs_f64(interval)),
+        })
+    }
+}
+
+/// [`execute`], once or (`--watch`) again after every save, and (`--watch-sources`) when a
+/// stream source has new records.
 #[cfg(feature = "datafusion")]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn execute_or_watch(
@@ -14,16 +40,31 @@ pub(super) fn execute_or_watch(
     types: &[ResourceType],
     what: &str,
     flags: Flags,
-    watch: bool,
+    watching: Watching,
 ) -> Result<i32, Diagnostics> {
-    if !watch {
+    if !watching.files {
         return execute(cli, printer, invocation, selection, types, what, flags);
     }
     let (root, target_dir, metrics) = watched(cli, invocation)?;
     if let Some(addr) = &cli.global.metrics_listen {
         serve_metrics(printer, addr, metrics)?;
     }
-    watch::watch(printer, selection, &root, &target_dir, &|sel| {
+    let stream_sources = || -> Result<Vec<_>, Diagnostics> {
+        let l = load(&cli.global, &Invocation::new())?;
+        let sources = crate::adapter::external::external_sources(&l.manifest, &l.project.root)?;
+        Ok(sources
+            .into_iter()
+            .filter_map(|s| {
+                let m = l.manifest.sources.get(&s.unique_id)?;
+                Some((format!("{}.{}", m.def.source_name, m.def.name), s.kafka?))
+            })
+            .collect())
+    };
+    let streams = watching.sources.map(|every| watch::Streams {
+        every,
+        sources: &stream_sources,
+    });
+    watch::watch(printer, selection, &root, &target_dir, streams, &|sel| {
         execute(cli, printer, &Invocation::new(), sel, types, what, flags)
     })
 }
@@ -38,7 +79,7 @@ pub(super) fn execute_or_watch(
     types: &[ResourceType],
     what: &str,
     flags: Flags,
-    _watch: bool,
+    _watching: Watching,
 ) -> Result<i32, Diagnostics> {
     execute(cli, printer, invocation, selection, types, what, flags)
 }

@@ -332,7 +332,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             #[cfg(feature = "datafusion")]
             if *watch && inline.is_none() {
                 let (root, target_dir) = watched_folders(&cli, &invocation)?;
-                return watch::watch(printer, selection, &root, &target_dir, &|sel| {
+                return watch::watch(printer, selection, &root, &target_dir, None, &|sel| {
                     compile(
                         &cli,
                         printer,
@@ -391,6 +391,8 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
         Command::Run {
             selection,
             watch,
+            watch_sources,
+            watch_interval,
             static_analysis,
             skip_unchanged,
             full_refresh,
@@ -411,7 +413,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 &[ResourceType::Model],
                 "run",
                 flags,
-                *watch,
+                Watching::new(*watch, *watch_sources, *watch_interval)?,
             )
         }
         Command::Snapshot { selection } => execute(
@@ -431,11 +433,13 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             &[ResourceType::Test, ResourceType::UnitTest],
             "test",
             Flags::default(),
-            *watch,
+            Watching::new(*watch, false, 1.0)?,
         ),
         Command::Build {
             selection,
             watch,
+            watch_sources,
+            watch_interval,
             static_analysis,
             skip_unchanged,
             full_refresh,
@@ -463,7 +467,7 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
                 &types,
                 "build",
                 flags,
-                *watch,
+                Watching::new(*watch, *watch_sources, *watch_interval)?,
             )
         }
         Command::Show {

@@ -2,9 +2,12 @@
 //! changed and their descendants. Changes are found as `state:modified+` against the manifest
 //! of the previous successful parse (bodies, configs, macros, seed files), so a pass costs a
 //! parse and the nodes that need it. A broken file prints its diagnostic and the loop waits
-//! for the next save. Ctrl-C ends the process; a table is only ever replaced by one commit, so
+//! for the next save. With `--watch-sources` the loop also polls the brokers of the project's
+//! stream sources and re-runs what is downstream of each that has new records (micro-batches
+//! of the same models). Ctrl-C ends the process; a table is only ever replaced by one commit, so
 //! stopping mid-build leaves the previous version.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -14,18 +17,42 @@ use notify::{RecursiveMode, Watcher};
 use super::args::{Cli, Selection};
 use super::printer::Printer;
 use super::{load, runtime};
+use crate::adapter::external::KafkaSource;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::manifest::Invocation;
 
 /// Quiet time after the last event before a pass starts (editors write a file in steps).
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
-/// Runs `pass` once with `selection`, then again with the changed part of it after each save.
+/// `--watch-sources`: how often to poll, and the stream sources of the project as it is now
+/// (`source_name.table_name` → its Kafka settings).
+pub(super) struct Streams<'a> {
+    pub(super) every: Duration,
+    pub(super) sources: &'a dyn Fn() -> Result<Vec<(String, KafkaSource)>, Diagnostics>,
+}
+
+/// The high watermarks of each stream source; a source whose broker does not answer is left
+/// out (and polled again next time).
+fn marks(sources: &[(String, KafkaSource)]) -> BTreeMap<String, Vec<i64>> {
+    sources
+        .iter()
+        .filter_map(|(name, k)| {
+            let m = runtime()
+                .block_on(crate::adapter::datafusion::high_watermarks(k))
+                .ok()?;
+            Some((name.clone(), m))
+        })
+        .collect()
+}
+
+/// Runs `pass` once with `selection`, then again with the changed part of it after each save
+/// and, with `streams`, with the part downstream of each stream source that has new records.
 pub(super) fn watch(
     printer: &Printer,
     selection: &Selection,
     root: &Path,
     target_dir: &Path,
+    streams: Option<Streams>,
     pass: &dyn Fn(&Selection) -> Result<i32, Diagnostics>,
 ) -> Result<i32, Diagnostics> {
     if selection.defer || selection.state.is_some() {
@@ -36,12 +63,56 @@ pub(super) fn watch(
         .hint("run without --watch to defer to another environment's artifacts")
         .into());
     }
+    // The stream sources and their high watermarks, taken before each pass that reads them,
+    // so that records arriving during a pass wake the next one.
+    let mut sources = match &streams {
+        Some(s) => (s.sources)().unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut seen = marks(&sources);
     report(printer, pass(selection));
     let state_dir = target_dir.join("watch-state");
     let saves = Saves::new(root, target_dir, &state_dir)?;
     loop {
-        printer.info("Watching for changes (Ctrl-C to stop)");
-        let saved_at = saves.next()?;
+        printer.info(if streams.is_some() {
+            "Watching for changes and new records (Ctrl-C to stop)"
+        } else {
+            "Watching for changes (Ctrl-C to stop)"
+        });
+        let saved_at = match &streams {
+            None => saves.next()?,
+            Some(s) => loop {
+                if let Some(at) = saves.next_within(s.every)? {
+                    break at;
+                }
+                let now = marks(&sources);
+                let grown: Vec<String> = now
+                    .iter()
+                    .filter(|(name, m)| seen.get(*name).is_none_or(|old| old != *m))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                if grown.is_empty() {
+                    continue;
+                }
+                let woken = Instant::now();
+                seen.extend(now);
+                let downstream = Selection {
+                    select: downstream_part(&selection.select, &grown),
+                    ..selection.clone()
+                };
+                let outcome = pass(&downstream);
+                let ok = outcome.is_ok();
+                report(printer, outcome);
+                if ok {
+                    printer.info(&format!(
+                        "Rebuilt {:.2} s after new records in {}",
+                        woken.elapsed().as_secs_f64(),
+                        grown.join(", ")
+                    ));
+                }
+                printer.info("Watching for changes and new records (Ctrl-C to stop)");
+            },
+        };
         // The manifest of the last good parse is the state to compare with.
         let manifest = target_dir.join("manifest.json");
         std::fs::create_dir_all(&state_dir).map_err(io)?;
@@ -62,7 +133,29 @@ pub(super) fn watch(
                 saved_at.elapsed().as_secs_f64()
             ));
         }
+        // A save may have added, removed or moved stream sources.
+        if let Some(s) = &streams
+            && let Ok(now) = (s.sources)()
+        {
+            sources = now;
+        }
     }
+}
+
+/// `user ∩ source:<s>+` for each stream source with new records, over the user's union terms.
+fn downstream_part(select: &[String], sources: &[String]) -> Vec<String> {
+    let terms: Vec<&str> = select.iter().flat_map(|s| s.split_whitespace()).collect();
+    sources
+        .iter()
+        .flat_map(|s| {
+            let down = format!("source:{s}+");
+            if terms.is_empty() {
+                vec![down]
+            } else {
+                terms.iter().map(|t| format!("{t},{down}")).collect()
+            }
+        })
+        .collect()
 }
 
 fn io(e: std::io::Error) -> Diagnostics {
@@ -123,7 +216,18 @@ impl Saves {
     /// Blocks until a project file changes, then waits for the writes to settle; returns when
     /// the first change was seen.
     pub(super) fn next(&self) -> Result<Instant, Diagnostics> {
-        wait_for_change(&self.rx, &self.root, &self.ignored)
+        wait_for_change(&self.rx, &self.root, &self.ignored, None)
+            .map(|at| at.expect("no deadline"))
+    }
+
+    /// [`Self::next`], or None when no project file changed within `wait`.
+    pub(super) fn next_within(&self, wait: Duration) -> Result<Option<Instant>, Diagnostics> {
+        wait_for_change(
+            &self.rx,
+            &self.root,
+            &self.ignored,
+            Some(Instant::now() + wait),
+        )
     }
 }
 
@@ -131,7 +235,8 @@ fn wait_for_change(
     rx: &mpsc::Receiver<notify::Result<notify::Event>>,
     root: &Path,
     ignored: &[std::path::PathBuf],
-) -> Result<Instant, Diagnostics> {
+    deadline: Option<Instant>,
+) -> Result<Option<Instant>, Diagnostics> {
     let relevant = |e: &notify::Event| {
         !matches!(e.kind, notify::EventKind::Access(_))
             && e.paths.iter().any(|p| {
@@ -152,10 +257,15 @@ fn wait_for_change(
             })
     };
     let first = loop {
-        match rx.recv() {
+        let event = match deadline {
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+        };
+        match event {
             Ok(Ok(e)) if relevant(&e) => break Instant::now(),
             Ok(_) => continue,
-            Err(_) => {
+            Err(mpsc::RecvTimeoutError::Timeout) => return Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(Diagnostic::error("watch", "the file watcher stopped").into());
             }
         }
@@ -163,7 +273,7 @@ fn wait_for_change(
     loop {
         match rx.recv_timeout(DEBOUNCE) {
             Ok(_) => continue,
-            Err(mpsc::RecvTimeoutError::Timeout) => return Ok(first),
+            Err(mpsc::RecvTimeoutError::Timeout) => return Ok(Some(first)),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(Diagnostic::error("watch", "the file watcher stopped").into());
             }

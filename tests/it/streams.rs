@@ -8,7 +8,7 @@ use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
 use serde_json::json;
 
-use crate::harness::{Project, kafka};
+use crate::harness::{Project, Running, kafka};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -353,4 +353,108 @@ fn an_incremental_model_on_iceberg_cannot_read_a_stream() {
         out.stderr
     );
     assert!(!p.path().join("warehouse/main/bronze_orders").exists());
+}
+
+/// The example project's `stream` target: pin events produced by scripts/produce_events.sh go
+/// through bronze (exactly once), silver and gold, and a second batch adds only itself.
+#[test]
+fn the_example_streams_pin_events_through_bronze_silver_and_gold() {
+    let Some(broker) = kafka() else { return };
+    let topic = format!("pin_events_{}", uuid::Uuid::new_v4().simple());
+    // The example producer, built beside the tests (cargo builds examples with them).
+    let producer = std::path::Path::new(env!("CARGO_BIN_EXE_rsdbt"))
+        .with_file_name("examples")
+        .join("produce");
+    assert!(producer.exists(), "{} is not built", producer.display());
+    let send = |first: &str, count: &str| {
+        let status = std::process::Command::new("bash")
+            .arg(crate::harness::repo_root().join("scripts/produce_events.sh"))
+            .args([broker.as_str(), count, first, topic.as_str()])
+            .env("PRODUCE", &producer)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    send("0", "400");
+    produce(
+        &broker,
+        &topic,
+        1,
+        &["{\"event_id\": 9999, \"pin_id\":".into()],
+    );
+    let p = Project::example();
+    let env = [
+        ("RSDBT_KAFKA_BROKERS", broker.as_str()),
+        ("RSDBT_KAFKA_TOPIC", topic.as_str()),
+    ];
+    let query = |sql: &str| -> serde_json::Value {
+        let out = p
+            .rsdbt_env(
+                &["show", "-t", "stream", "--inline", sql, "--output", "json"],
+                &env,
+            )
+            .expect(0);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["show"][0].clone()
+    };
+    let figures = || {
+        query(
+            "select (select count(*) from {{ ref('brz_pin_events') }}) as bronze, \
+                    (select count(*) from {{ ref('brz_pin_events') }} where _error is not null) as rejects, \
+                    (select count(*) from {{ ref('slv_pin_events') }}) as silver, \
+                    (select count(distinct event_id) from {{ ref('slv_pin_events') }}) as distinct_silver, \
+                    (select sum(events) from {{ ref('gld_engagement_by_category') }}) as gold",
+        )
+    };
+    let out = p.rsdbt_env(&["build", "-t", "stream"], &env).expect(0);
+    assert!(out.stdout.contains("brz_pin_events"), "{}", out.stdout);
+    let first = figures();
+    assert_eq!(first["bronze"], json!(401), "{first}");
+    assert_eq!(first["rejects"], json!(1), "{first}");
+    let silver = first["silver"].as_u64().unwrap();
+    // Every event is on a pin of the example's seed; those the seed's cleaning drops go.
+    assert!(silver > 300 && silver <= 400, "{first}");
+    assert_eq!(first["distinct_silver"], first["silver"]);
+    assert_eq!(first["gold"], first["silver"]);
+
+    send("400", "100");
+    p.rsdbt_env(
+        &["build", "-t", "stream", "-s", "+gld_engagement_by_category"],
+        &env,
+    )
+    .expect(0);
+    let second = figures();
+    assert_eq!(second["bronze"], json!(501), "{second}");
+    let added = second["silver"].as_u64().unwrap() - silver;
+    assert!(added > 70 && added <= 100, "{second}");
+    assert_eq!(second["distinct_silver"], second["silver"]);
+    assert_eq!(second["gold"], second["silver"]);
+}
+
+#[test]
+fn watch_sources_reruns_the_stream_and_its_descendants_when_records_arrive() {
+    let Some(broker) = kafka() else { return };
+    let t = topic(&broker, "watched", 2);
+    produce(&broker, &t, 2, &orders(0..3));
+    let p = project(&broker, &t, "json", TYPED);
+    p.write("models/unrelated.sql", "select 1 as one\n");
+    let mut w = Running::start(&p, &["run", "--watch-sources", "--watch-interval", "0.2"]);
+    let first = w.wait_for("Watching for changes and new records");
+    assert!(first.contains("unrelated"), "{first}");
+    produce(&broker, &t, 2, &orders(10..15));
+    let pass = w.wait_for("after new records in stream.orders");
+    // Only what reads the stream, and what is downstream of it.
+    assert!(
+        pass.contains("bronze_orders") && pass.contains("silver_orders"),
+        "{pass}"
+    );
+    assert!(!pass.contains("unrelated"), "{pass}");
+    w.wait_for("Watching for changes and new records");
+    assert_eq!(bronze_rows(&p), (8, 8));
+    assert_eq!(
+        count(&p, "select count(*) as n from {{ ref('silver_orders') }}"),
+        8
+    );
+    let _ = w.child.kill();
+    let _ = w.child.wait();
 }

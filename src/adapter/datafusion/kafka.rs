@@ -122,6 +122,21 @@ pub async fn partitions(k: &KafkaSource) -> std::result::Result<Vec<i32>, String
     }
 }
 
+/// The high watermark of each partition of the source's topic, in partition order: what
+/// `--watch-sources` compares between polls.
+pub async fn high_watermarks(k: &KafkaSource) -> std::result::Result<Vec<i64>, String> {
+    let client = client(k).await?;
+    let mut marks = Vec::new();
+    for p in partitions(k).await? {
+        let pc = client
+            .partition_client(k.topic.clone(), p, UnknownTopicHandling::Error)
+            .await
+            .map_err(|e| format!("partition {p}: {e}"))?;
+        marks.push(end_offset(&pc).await?);
+    }
+    Ok(marks)
+}
+
 /// The topic as a table over the offsets this query (or write) reads.
 pub async fn provider(
     state: &SessionState,

@@ -29,6 +29,7 @@ use crate::adapter::{Adapter, AdapterError, Applied, QueryResult};
 use crate::jinja::Relation;
 use crate::materialize::{Operation, TableFormat};
 use iceberg::Lake;
+pub use kafka::high_watermarks;
 pub use s3::configure as configure_object_storage;
 #[cfg(test)]
 pub(crate) use seed::read as read_seed;
