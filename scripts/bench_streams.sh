@@ -3,7 +3,8 @@
 # (default 1,000,000) are produced to a topic of the Kafka-protocol broker scripts/kafka.sh
 # starts, then an incremental bronze model reads them into a Delta table. Prints records/s,
 # MB/s and peak RSS of that run, a second run after 10% more records (only those are read),
-# an idle run, and the machine's load.
+# an idle run, the latency of `run --watch-sources` from producing 1,000 records to the gold
+# table rebuilt over them (median of 5), and the machine's load.
 #   N=records PARTITIONS=p (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +66,14 @@ cat > "$WORK/p/models/brz_clicks.sql" <<'SQL'
 {{ config(materialized='incremental') }}
 select * from {{ source('events', 'clicks') }}
 SQL
+cat > "$WORK/p/models/slv_clicks.sql" <<'SQL'
+{{ config(materialized='view') }}
+select event_id, user_id, country, category, created_at from {{ ref('brz_clicks') }} where _error is null
+SQL
+cat > "$WORK/p/models/gld_clicks_by_country.sql" <<'SQL'
+{{ config(materialized='table') }}
+select country, count(*) as clicks, max(event_id) as last_event from {{ ref('slv_clicks') }} group by country
+SQL
 
 timed() { # label records bytes → runs rsdbt run, prints its figures
   python3 - "$WORK/p" "$BIN" "$1" "$2" "$3" <<'PY'
@@ -90,6 +99,36 @@ events "$N" "$more" > "$WORK/more.jsonl"
 "$PRODUCE" "$RSDBT_TEST_KAFKA" clicks "$PARTITIONS" < "$WORK/more.jsonl" 2>/dev/null
 timed "second run (10% more)" "$more" "$(stat -c %s "$WORK/more.jsonl")"
 timed "idle run (nothing new)" 0 0
+# --watch-sources: from producing records to the gold table rebuilt over them.
+python3 - "$WORK/p" "$BIN" "$PRODUCE" "$RSDBT_TEST_KAFKA" "$PARTITIONS" "$((N + more))" <<'PY'
+import json, statistics, subprocess, sys, threading, time, queue
+d, bin_, produce, broker, partitions, first = sys.argv[1:7]
+first = int(first)
+w = subprocess.Popen([bin_, "run", "--watch-sources", "--watch-interval", "0.1"], cwd=d,
+                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+lines = queue.Queue()
+threading.Thread(target=lambda: [lines.put(l) for l in w.stdout], daemon=True).start()
+def wait_for(text):
+    while True:
+        line = lines.get(timeout=120)
+        if text in line:
+            return line
+wait_for("Watching for changes and new records")
+latencies = []
+for round_ in range(5):
+    batch = "".join(json.dumps({"event_id": first + round_ * 1000 + i, "user_id": i, "pin_id": i,
+                                "country": "Peru", "category": "c", "created_at": "2026-12-01 10:00:00",
+                                "title": "t"}) + "\n" for i in range(1000))
+    t = time.perf_counter()
+    subprocess.run([produce, broker, "clicks", partitions], input=batch, text=True, check=True,
+                   stderr=subprocess.DEVNULL)
+    wait_for("after new records in events.clicks")
+    latencies.append(time.perf_counter() - t)
+    wait_for("Watching for changes and new records")
+w.kill()
+print(f"{'--watch-sources, produce → gold':<34} median {statistics.median(latencies):.2f} s "
+      f"(min {min(latencies):.2f}, max {max(latencies):.2f}) over 5 batches of 1,000 records")
+PY
 rows=$(cd "$WORK/p" && "$BIN" show --inline "select count(*) as n, count(distinct event_id) as d from {{ ref('brz_clicks') }}" --output json | python3 -c 'import json,sys; r=json.load(sys.stdin)["show"][0]; print(r["n"], r["d"])')
-echo "rows in bronze (total, distinct event ids): $rows (expected $((N + more)))"
+echo "rows in bronze (total, distinct event ids): $rows (expected $((N + more + 5000)))"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

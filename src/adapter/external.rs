@@ -53,6 +53,11 @@ pub struct ExternalSource {
     pub catalog: Option<(String, String)>,
     /// A Kafka topic (format `kafka`).
     pub kafka: Option<KafkaSource>,
+    /// A Kinesis data stream (format `kinesis`).
+    pub kinesis: Option<KinesisSource>,
+    /// Files landed by another system (`incremental: files`): an incremental model reads only
+    /// the files its table has not ingested yet.
+    pub landed_files: bool,
 }
 
 /// A Kafka topic read as a table: its records decoded, plus where each came from.
@@ -60,8 +65,27 @@ pub struct ExternalSource {
 pub struct KafkaSource {
     pub brokers: Vec<String>,
     pub topic: String,
+    /// SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512 (mechanism, user, password), from env vars.
+    pub sasl: Option<(String, String, String)>,
+    pub tls: bool,
+    pub records: Records,
+}
+
+/// A Kinesis data stream read as a table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KinesisSource {
+    pub stream: String,
+    pub region: String,
+    /// The service's URL (an emulator's, or a VPC endpoint); AWS's own by default.
+    pub endpoint: Option<String>,
+    pub records: Records,
+}
+
+/// How a stream's records are read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Records {
     pub format: RecordFormat,
-    /// Where a reader with no committed offsets starts: the oldest record kept, or the end.
+    /// Where a reader with no committed position starts: the oldest record kept, or the end.
     pub start_latest: bool,
     /// The decoded columns and their SQL types (the source's `columns:` with `data_type`);
     /// empty: inferred from the records (JSON only).
@@ -69,9 +93,6 @@ pub struct KafkaSource {
     /// Stop the node at the first record that cannot be decoded, instead of keeping it with
     /// its error in `_error`.
     pub fail_on_error: bool,
-    /// SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512 (mechanism, user, password), from env vars.
-    pub sasl: Option<(String, String, String)>,
-    pub tls: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -111,6 +132,32 @@ pub fn external_sources(
                     connection: None,
                     catalog: None,
                     kafka: Some(k),
+                    kinesis: None,
+                    landed_files: false,
+                }),
+                Err((msg, hint)) => diags.push(err(
+                    format!("source '{}.{}': {msg}", s.def.source_name, s.def.name),
+                    &hint,
+                )),
+            }
+            continue;
+        }
+        if let Some(block) = ext.get("kinesis") {
+            match kinesis_source(block, s) {
+                Ok(k) => out.push(ExternalSource {
+                    unique_id: s.unique_id.clone(),
+                    schema: s.relation.schema.clone(),
+                    identifier: s.relation.identifier.clone(),
+                    location: format!("Kinesis stream '{}' in {}", k.stream, k.region),
+                    format: "kinesis".into(),
+                    version: None,
+                    snapshot_id: None,
+                    options: BTreeMap::new(),
+                    connection: None,
+                    catalog: None,
+                    kafka: None,
+                    kinesis: Some(k),
+                    landed_files: false,
                 }),
                 Err((msg, hint)) => diags.push(err(
                     format!("source '{}.{}': {msg}", s.def.source_name, s.def.name),
@@ -135,6 +182,8 @@ pub fn external_sources(
                 connection: Some(connection.to_string()),
                 catalog: None,
                 kafka: None,
+                kinesis: None,
+                landed_files: false,
             });
             continue;
         }
@@ -164,6 +213,8 @@ pub fn external_sources(
                 connection: None,
                 catalog: Some((catalog.to_string(), namespace.to_string())),
                 kafka: None,
+                kinesis: None,
+                landed_files: false,
             });
             continue;
         }
@@ -208,6 +259,20 @@ pub fn external_sources(
                     .collect()
             })
             .unwrap_or_default();
+        let landed_files = match ext.get("incremental").and_then(Json::as_str) {
+            None => false,
+            Some("files") if ["parquet", "csv", "json"].contains(&format.as_str()) => true,
+            Some(other) => {
+                diags.push(err(
+                    format!(
+                        "source '{}.{}': `incremental: {other}` is not a way to read {format} data incrementally",
+                        s.def.source_name, s.def.name
+                    ),
+                    "`incremental: files` reads each landed file once (parquet, csv and json files)",
+                ));
+                continue;
+            }
+        };
         let is_url = location.contains("://");
         let location = if is_url || Path::new(location).is_absolute() {
             location.to_string()
@@ -226,9 +291,26 @@ pub fn external_sources(
             connection: None,
             catalog: None,
             kafka: None,
+            kinesis: None,
+            landed_files,
         });
     }
     diags.into_result(out)
+}
+
+/// A string setting of a `kafka:` / `kinesis:` block (a list joined with commas).
+fn setting(block: &Json, k: &str) -> Option<String> {
+    match block.get(k)? {
+        Json::String(v) => Some(v.clone()),
+        Json::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(Json::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        other => Some(other.to_string()),
+    }
 }
 
 /// The `kafka:` block of a source, or (what is wrong, what to do).
@@ -236,19 +318,7 @@ fn kafka_source(
     block: &Json,
     s: &crate::manifest::Source,
 ) -> Result<KafkaSource, (String, String)> {
-    let text = |k: &str| -> Option<String> {
-        match block.get(k)? {
-            Json::String(v) => Some(v.clone()),
-            Json::Array(items) => Some(
-                items
-                    .iter()
-                    .filter_map(Json::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            other => Some(other.to_string()),
-        }
-    };
+    let text = |k: &str| setting(block, k);
     let shape = "external: {kafka: {brokers: \"host:9092\", topic: orders, format: json}}";
     let brokers: Vec<String> = text("brokers")
         .unwrap_or_default()
@@ -268,64 +338,7 @@ fn kafka_source(
             format!("give the topic to read ({shape})"),
         ));
     };
-    let format = match text("format")
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("json") => RecordFormat::Json,
-        Some("csv") => RecordFormat::Csv,
-        Some("raw") => RecordFormat::Raw,
-        Some(other) => {
-            return Err((
-                format!("unknown record format '{other}'"),
-                "set `format:` to json, csv or raw".into(),
-            ));
-        }
-    };
-    let start_latest = match text("start").as_deref() {
-        None | Some("earliest") => false,
-        Some("latest") => true,
-        Some(other) => {
-            return Err((
-                format!("unknown `start: {other}`"),
-                "set `start:` to earliest (the oldest record the topic keeps) or latest (only records that arrive from now on)".into(),
-            ));
-        }
-    };
-    // JSON records are typed by the declared columns only when each has a type (columns
-    // listed for their descriptions and tests alone leave the types to inference); CSV
-    // fields are text unless typed.
-    let typed = s.def.columns.iter().all(|c| c.data_type.is_some());
-    let columns: Vec<(String, String)> = if format == RecordFormat::Csv || typed {
-        s.def
-            .columns
-            .iter()
-            .map(|c| {
-                let ty = c.data_type.clone().unwrap_or_else(|| "varchar".into());
-                (c.name.clone(), ty)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if format == RecordFormat::Csv && columns.is_empty() {
-        return Err((
-            "a topic of CSV records needs its columns declared".into(),
-            "list the fields in order under the source table's `columns:`, each with a `data_type`"
-                .into(),
-        ));
-    }
-    let fail_on_error = match text("on_error").as_deref() {
-        None | Some("keep") => false,
-        Some("fail") => true,
-        Some(other) => {
-            return Err((
-                format!("unknown `on_error: {other}`"),
-                "set `on_error:` to keep (a bad record becomes a row with `_error` set) or fail (the node stops)".into(),
-            ));
-        }
-    };
+    let records = records(block, s, "topic")?;
     let env = |k: &str| -> Result<Option<String>, (String, String)> {
         let Some(var) = text(k) else { return Ok(None) };
         std::env::var(&var).map(Some).map_err(|_| {
@@ -360,12 +373,112 @@ fn kafka_source(
     Ok(KafkaSource {
         brokers,
         topic,
+        sasl,
+        tls,
+        records,
+    })
+}
+
+/// The `kinesis:` block of a source, or (what is wrong, what to do).
+fn kinesis_source(
+    block: &Json,
+    s: &crate::manifest::Source,
+) -> Result<KinesisSource, (String, String)> {
+    let text = |k: &str| setting(block, k).filter(|v| !v.is_empty());
+    let Some(stream) = text("stream") else {
+        return Err((
+            "`kinesis:` names no `stream`".into(),
+            "give the data stream to read (external: {kinesis: {stream: clicks, region: eu-west-1}})".into(),
+        ));
+    };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let region = text("region")
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".into());
+    let endpoint = text("endpoint")
+        .or_else(|| env("AWS_ENDPOINT_URL_KINESIS"))
+        .or_else(|| env("AWS_ENDPOINT_URL"));
+    Ok(KinesisSource {
+        stream,
+        region,
+        endpoint,
+        records: records(block, s, "stream")?,
+    })
+}
+
+/// How a stream block's records are read (`format`, `start`, `on_error`, the source's columns).
+fn records(
+    block: &Json,
+    s: &crate::manifest::Source,
+    what: &str,
+) -> Result<Records, (String, String)> {
+    let text = |k: &str| setting(block, k);
+    let format = match text("format")
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("json") => RecordFormat::Json,
+        Some("csv") => RecordFormat::Csv,
+        Some("raw") => RecordFormat::Raw,
+        Some(other) => {
+            return Err((
+                format!("unknown record format '{other}'"),
+                "set `format:` to json, csv or raw".into(),
+            ));
+        }
+    };
+    let start_latest = match text("start").as_deref() {
+        None | Some("earliest") => false,
+        Some("latest") => true,
+        Some(other) => {
+            return Err((
+                format!("unknown `start: {other}`"),
+                format!(
+                    "set `start:` to earliest (the oldest record the {what} keeps) or latest (only records that arrive from now on)"
+                ),
+            ));
+        }
+    };
+    // JSON records are typed by the declared columns only when each has a type (columns
+    // listed for their descriptions and tests alone leave the types to inference); CSV
+    // fields are text unless typed.
+    let typed = s.def.columns.iter().all(|c| c.data_type.is_some());
+    let columns: Vec<(String, String)> = if format == RecordFormat::Csv || typed {
+        s.def
+            .columns
+            .iter()
+            .map(|c| {
+                let ty = c.data_type.clone().unwrap_or_else(|| "varchar".into());
+                (c.name.clone(), ty)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if format == RecordFormat::Csv && columns.is_empty() {
+        return Err((
+            format!("a {what} of CSV records needs its columns declared"),
+            "list the fields in order under the source table's `columns:`, each with a `data_type`"
+                .into(),
+        ));
+    }
+    let fail_on_error = match text("on_error").as_deref() {
+        None | Some("keep") => false,
+        Some("fail") => true,
+        Some(other) => {
+            return Err((
+                format!("unknown `on_error: {other}`"),
+                "set `on_error:` to keep (a bad record becomes a row with `_error` set) or fail (the node stops)".into(),
+            ));
+        }
+    };
+    Ok(Records {
         format,
         start_latest,
         columns,
         fail_on_error,
-        sasl,
-        tls,
     })
 }
 

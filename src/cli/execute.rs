@@ -261,10 +261,12 @@ pub(super) fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostic
             continue;
         }
         let stream = node.depends_on_nodes.iter().find(|d| {
-            l.manifest
-                .sources
-                .get(*d)
-                .is_some_and(|s| s.def.external.get("kafka").is_some())
+            l.manifest.sources.get(*d).is_some_and(|s| {
+                let ext = &s.def.external;
+                ext.get("kafka").is_some()
+                    || ext.get("kinesis").is_some()
+                    || ext.get("incremental").and_then(|v| v.as_str()) == Some("files")
+            })
         });
         if let Some(stream) = stream
             && node.materialized() == "incremental"
@@ -275,7 +277,7 @@ pub(super) fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostic
                 Diagnostic::error(
                     "config",
                     format!(
-                        "model '{}' reads the stream {stream} incrementally, which needs a Delta table: its commits record the offsets read, so that each record is read once",
+                        "model '{}' reads {stream} incrementally, which needs a Delta table: its commits record what was read (stream offsets, landed files), so that each record is read once",
                         node.name
                     ),
                 )

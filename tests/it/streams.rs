@@ -342,7 +342,7 @@ fn an_incremental_model_on_iceberg_cannot_read_a_stream() {
     let out = p.rsdbt(&["run", "-s", "bronze_orders"]).expect(2);
     assert!(
         out.stderr
-            .contains("model 'bronze_orders' reads the stream source.")
+            .contains("model 'bronze_orders' reads source.tests_shop.stream.orders incrementally")
             && out.stderr.contains("which needs a Delta table"),
         "{}",
         out.stderr
@@ -457,4 +457,194 @@ fn watch_sources_reruns_the_stream_and_its_descendants_when_records_arrive() {
     );
     let _ = w.child.kill();
     let _ = w.child.wait();
+}
+
+/// `incremental: files`: files a sink keeps landing in a folder are read once each; a file
+/// rewritten under its old name is reported; a full refresh reads them all again.
+#[test]
+fn landed_files_are_ingested_once_and_a_rewritten_one_is_reported() {
+    let p = Project::fixture("tests_shop");
+    for dir in ["models", "seeds", "data-tests", "snapshots"] {
+        let _ = std::fs::remove_dir_all(p.path().join(dir));
+    }
+    p.write(
+        "models/sources.yml",
+        "version: 2\nsources:\n  - name: landing\n    tables:\n      - name: orders\n        external: {location: landing/orders, file_format: json, incremental: files}\n",
+    );
+    p.write(
+        "models/bronze_orders.sql",
+        "{{ config(materialized='incremental') }}\nselect * from {{ source('landing', 'orders') }}\n",
+    );
+    let land = |name: &str, ids: std::ops::Range<i64>| {
+        let lines: Vec<String> = ids
+            .map(|i| json!({"id": i, "item": format!("item {i}")}).to_string())
+            .collect();
+        p.write(
+            &format!("landing/orders/{name}"),
+            &(lines.join("\n") + "\n"),
+        );
+    };
+    let ids = |p: &Project| -> Vec<i64> {
+        p.query("select id from {{ ref('bronze_orders') }} order by id")
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    };
+    land("part-0001.json", 0..3);
+    land("part-0002.json", 3..5);
+    p.rsdbt(&["run"]).expect(0);
+    assert_eq!(ids(&p), vec![0, 1, 2, 3, 4]);
+
+    // Nothing landed: no rows and no commit.
+    let versions = delta_versions(&p, "bronze_orders");
+    p.rsdbt(&["run"]).expect(0);
+    assert_eq!(ids(&p), vec![0, 1, 2, 3, 4]);
+    assert_eq!(delta_versions(&p, "bronze_orders"), versions);
+
+    // A new file: only its rows.
+    land("part-0003.json", 5..7);
+    p.rsdbt(&["run"]).expect(0);
+    assert_eq!(ids(&p), vec![0, 1, 2, 3, 4, 5, 6]);
+
+    // A plain query reads every file.
+    assert_eq!(
+        count(
+            &p,
+            "select count(*) as n from {{ source('landing', 'orders') }}"
+        ),
+        7
+    );
+
+    // A file rewritten under its name: the node fails naming it, the table keeps its rows.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    land("part-0002.json", 100..102);
+    let out = p.rsdbt(&["run"]).expect(1);
+    assert!(
+        out.stdout
+            .contains("the landed file part-0002.json was rewritten after it was ingested"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(ids(&p), vec![0, 1, 2, 3, 4, 5, 6]);
+
+    // A full refresh reads what the folder holds now.
+    p.rsdbt(&["run", "--full-refresh"]).expect(0);
+    assert_eq!(ids(&p), vec![0, 1, 2, 5, 6, 100, 101]);
+    p.rsdbt(&["run"]).expect(0);
+    assert_eq!(ids(&p), vec![0, 1, 2, 5, 6, 100, 101]);
+}
+
+/// Kinesis against moto's emulator (started by scripts/test.sh for the S3 tests): the same
+/// exactly-once contract across two shards.
+#[test]
+fn kinesis_records_are_read_exactly_once_across_shards() {
+    let Some((endpoint, python)) = crate::harness::s3() else {
+        return;
+    };
+    let stream = format!("clicks_{}", uuid::Uuid::new_v4().simple());
+    let put = |first: i64, count: i64, bad: bool| {
+        let script = r#"
+import boto3, json, sys
+endpoint, stream, first, count, bad = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+k = boto3.client("kinesis", endpoint_url=endpoint, aws_access_key_id="test",
+                 aws_secret_access_key="test", region_name="us-east-1")
+if first == 0:
+    k.create_stream(StreamName=stream, ShardCount=2)
+    k.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.1})
+records = [{"Data": json.dumps({"id": i, "item": f"item {i}", "amount": i * 1.5}).encode(),
+            "PartitionKey": f"k{i}",
+            # Half the records to each shard's hash range.
+            "ExplicitHashKey": str(0 if i % 2 == 0 else 2**127 + 1)}
+           for i in range(first, first + count)]
+if bad:
+    records.append({"Data": b"not json", "PartitionKey": "bad", "ExplicitHashKey": "0"})
+k.put_records(StreamName=stream, Records=records)
+"#;
+        crate::harness::run_python(
+            &python,
+            script,
+            &[
+                endpoint.as_ref(),
+                stream.as_ref(),
+                first.to_string().as_ref(),
+                count.to_string().as_ref(),
+                (if bad { "1" } else { "0" }).as_ref(),
+            ],
+        );
+    };
+    put(0, 6, true);
+    let p = Project::fixture("tests_shop");
+    for dir in ["models", "seeds", "data-tests", "snapshots"] {
+        let _ = std::fs::remove_dir_all(p.path().join(dir));
+    }
+    p.write(
+        "models/sources.yml",
+        &format!(
+            "version: 2\nsources:\n  - name: stream\n    tables:\n      - name: orders\n        external:\n          kinesis: {{stream: {stream}, region: us-east-1, endpoint: \"{endpoint}\"}}\n{TYPED}"
+        ),
+    );
+    p.write(
+        "models/bronze_orders.sql",
+        "{{ config(materialized='incremental') }}\nselect * from {{ source('stream', 'orders') }}\n",
+    );
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let query = |sql: &str| -> Vec<serde_json::Value> {
+        let out = p
+            .rsdbt_env(
+                &["show", "--inline", sql, "--limit", "-1", "--output", "json"],
+                &env,
+            )
+            .expect(0);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["show"].as_array().unwrap().clone()
+    };
+    let figures = || {
+        query(
+            "select count(*) as n, count(distinct _shard_id || '/' || _sequence_number) as seqs, count(distinct _shard_id) as shards, \
+             count(_error) as rejects, count(distinct id) as ids from {{ ref('bronze_orders') }}",
+        )[0]
+            .clone()
+    };
+    p.rsdbt_env(&["run"], &env).expect(0);
+    assert_eq!(
+        figures(),
+        json!({"n": 7, "seqs": 7, "shards": 2, "rejects": 1, "ids": 6})
+    );
+    let bad = query(
+        "select _raw, _error, _partition_key from {{ ref('bronze_orders') }} where _error is not null",
+    );
+    assert_eq!(
+        bad,
+        vec![json!({"_raw": "not json", "_error": "not a JSON object", "_partition_key": "bad"})]
+    );
+
+    // Nothing new: no commit.
+    let versions = delta_versions(&p, "bronze_orders");
+    p.rsdbt_env(&["run"], &env).expect(0);
+    assert_eq!(delta_versions(&p, "bronze_orders"), versions);
+
+    put(100, 4, false);
+    p.rsdbt_env(&["run"], &env).expect(0);
+    assert_eq!(
+        figures(),
+        json!({"n": 11, "seqs": 11, "shards": 2, "rejects": 1, "ids": 10})
+    );
+    p.rsdbt_env(&["run", "--full-refresh"], &env).expect(0);
+    assert_eq!(
+        figures(),
+        json!({"n": 11, "seqs": 11, "shards": 2, "rejects": 1, "ids": 10})
+    );
+
+    // A stream that does not exist stops the run before anything runs.
+    p.write(
+        "models/sources.yml",
+        &format!(
+            "version: 2\nsources:\n  - name: stream\n    tables:\n      - name: orders\n        external:\n          kinesis: {{stream: no_such_stream, region: us-east-1, endpoint: \"{endpoint}\"}}\n{TYPED}"
+        ),
+    );
+    let out = p.rsdbt_env(&["run"], &env).expect(2);
+    assert!(out.stderr.contains("no_such_stream"), "{}", out.stderr);
 }

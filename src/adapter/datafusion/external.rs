@@ -52,6 +52,10 @@ pub async fn provider(
             Some(k) => super::kafka::provider(state, s, k).await,
             None => Err(plan_err(s, "a Kafka source without its `kafka:` block")),
         },
+        "kinesis" => match &s.kinesis {
+            Some(k) => super::kinesis::provider(state, s, k).await,
+            None => Err(plan_err(s, "a Kinesis source without its `kinesis:` block")),
+        },
         "delta" => delta(state, s).await,
         "iceberg" if s.catalog.is_some() => from_catalog(s, registry).await,
         "iceberg" => iceberg(s).await,
@@ -87,9 +91,9 @@ async fn files(state: &SessionState, s: &ExternalSource) -> Result<Arc<dyn Table
     };
     super::s3::register(state, &s.location).map_err(|e| plan_err(s, e))?;
     let url = ListingTableUrl::parse(&s.location).map_err(|e| plan_err(s, e))?;
-    let options = ListingOptions::new(format).with_file_extension(extension);
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
+    let options = ListingOptions::new(format).with_file_extension(extension.clone());
+    let config = ListingTableConfig::new(url.clone())
+        .with_listing_options(options.clone())
         .infer_schema(state)
         .await
         .map_err(|e| plan_err(s, e))?;
@@ -104,6 +108,77 @@ async fn files(state: &SessionState, s: &ExternalSource) -> Result<Arc<dyn Table
             "no data files found there; check the location (relative paths start at the project folder)",
         ));
     }
+    if s.landed_files {
+        return landed_files(state, s, url, options, config, &extension).await;
+    }
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// `incremental: files`: in a write, only the files its table has not ingested yet, each
+/// recorded (under its modification time) in the write's commit; a file rewritten since it was
+/// ingested stops the node rather than being read twice or skipped silently.
+async fn landed_files(
+    state: &SessionState,
+    s: &ExternalSource,
+    url: ListingTableUrl,
+    options: ListingOptions,
+    config: ListingTableConfig,
+    extension: &str,
+) -> Result<Arc<dyn TableProvider>> {
+    use futures::TryStreamExt;
+    let schema = config
+        .file_schema
+        .clone()
+        .ok_or_else(|| plan_err(s, "no schema"))?;
+    let store = state.runtime_env().object_store(url.object_store())?;
+    let files: Vec<_> = url
+        .list_all_files(state, store.as_ref(), extension)
+        .await?
+        .try_collect()
+        .await?;
+    let prefix = url.prefix().as_ref().to_string();
+    let mut new = Vec::new();
+    for f in files {
+        let path = f.location.as_ref();
+        let relative = path
+            .strip_prefix(&prefix)
+            .unwrap_or(path)
+            .trim_start_matches('/');
+        let app_id = format!("rsdbt/files/{}/{relative}", s.unique_id);
+        let modified = f.last_modified.timestamp_millis();
+        match super::streams::ingested(&app_id)
+            .await
+            .map_err(|e| plan_err(s, e))?
+        {
+            Some(v) if v == modified => continue,
+            Some(v) => {
+                let at = chrono::DateTime::from_timestamp_millis(v).unwrap_or_default();
+                return Err(plan_err(
+                    s,
+                    format!(
+                        "the landed file {relative} was rewritten after it was ingested (then modified {at}, now {}); files are read once: land new data under a new name, or rebuild the table with --full-refresh",
+                        f.last_modified
+                    ),
+                ));
+            }
+            None => {}
+        }
+        super::streams::ingest(&app_id, modified);
+        let file_url = format!(
+            "{}{}",
+            url.object_store().as_str(),
+            path.trim_start_matches('/')
+        );
+        new.push(ListingTableUrl::parse(&file_url).map_err(|e| plan_err(s, e))?);
+    }
+    if new.is_empty() {
+        return Ok(Arc::new(datafusion::datasource::empty::EmptyTable::new(
+            schema,
+        )));
+    }
+    let config = ListingTableConfig::new_with_multi_paths(new)
+        .with_listing_options(options)
+        .with_schema(schema);
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 

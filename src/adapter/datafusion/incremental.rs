@@ -31,15 +31,11 @@ pub(super) async fn apply(
     if spec.format != crate::materialize::TableFormat::Delta {
         return append_only(a, spec).await;
     }
-    // The increment is collected: it is small by design, and its row count decides whether
-    // anything is written at all.
     let df = ctx
         .sql(&super::rewrite::for_engine(&spec.sql))
         .await
         .map_err(err)?;
     let source_schema: Schema = df.schema().as_arrow().clone();
-    let batches = df.collect().await.map_err(err)?;
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let target_schema: Schema = ctx
         .sql(&format!("select * from {} limit 0", spec.relation.render()))
         .await
@@ -47,6 +43,22 @@ pub(super) async fn apply(
         .schema()
         .as_arrow()
         .clone();
+    // An append of the table's own columns streams from the query into the commit (a stream's
+    // backlog need not fit in memory); the other strategies collect the increment: it is small
+    // by design, and they need its rows (keys, schema changes) before writing.
+    let same_columns = source_schema.fields().len() == target_schema.fields().len()
+        && source_schema
+            .fields()
+            .iter()
+            .zip(target_schema.fields())
+            .all(|(s, t)| s.name() == t.name() && s.data_type() == t.data_type());
+    let appends = spec.strategy == Strategy::Append
+        || (spec.strategy == Strategy::Merge && spec.unique_key.is_empty());
+    if appends && same_columns && spec.replace_where.is_none() {
+        return append_streamed(a, spec, df, &target_schema).await;
+    }
+    let batches = df.collect().await.map_err(err)?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
 
     let added: Vec<String> = source_schema
         .fields()
@@ -257,6 +269,142 @@ pub(super) async fn apply(
                 code: code.into(),
                 rows_affected: Some(rows as u64),
             })
+        }
+    }
+}
+
+/// An append whose rows stream from the query into one Delta commit, counted on the way. The
+/// first rows are awaited before anything is written, so an empty increment writes nothing
+/// (or, when it read stream records that the model filtered out, commits only their offsets).
+async fn append_streamed(
+    a: &DataFusionAdapter,
+    spec: &IncrementalSpec,
+    df: datafusion::dataframe::DataFrame,
+    target_schema: &Schema,
+) -> Result<Applied, AdapterError> {
+    use futures::StreamExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let ctx = &a.ctx;
+    let url = a
+        .store
+        .delta_uri(&spec.relation.schema, &spec.relation.identifier)
+        .map_err(err)?;
+    // Batches take the plan's schema: UNION ALL branches may differ in nullability, which the
+    // Delta writer rejects.
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let mut stream = df.execute_stream().await.map_err(err)?;
+    let first = loop {
+        match stream.next().await {
+            Some(Ok(b)) if b.num_rows() == 0 => continue,
+            Some(Ok(b)) => break Some(b),
+            Some(Err(e)) => return Err(err(e)),
+            None => break None,
+        }
+    };
+    let Some(first) = first else {
+        if streams::advanced() {
+            DeltaTable::try_from_url(url)
+                .await
+                .map_err(err)?
+                .write(vec![RecordBatch::new_empty(Arc::new(
+                    target_schema.clone(),
+                ))])
+                .with_save_mode(SaveMode::Append)
+                .with_session_state(Arc::new(ctx.state()))
+                .with_commit_properties(streams::commit_properties())
+                .await
+                .map_err(err)?;
+        }
+        return Ok(Applied {
+            code: spec.strategy.as_str().to_uppercase(),
+            rows_affected: Some(0),
+        });
+    };
+    let rows = Arc::new(AtomicU64::new(0));
+    let counted = rows.clone();
+    let reshaped = schema.clone();
+    let rest = futures::stream::once(async { Ok(first) })
+        .chain(stream)
+        .map(move |b| {
+            let b = b?;
+            counted.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+            Ok(RecordBatch::try_new(
+                reshaped.clone(),
+                b.columns().to_vec(),
+            )?)
+        });
+    let started = OneShot::new(Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema.clone(), rest),
+    ));
+    let table =
+        datafusion::catalog::streaming::StreamingTable::try_new(schema, vec![Arc::new(started)])
+            .map_err(err)?;
+    let plan = ctx
+        .read_table(Arc::new(table))
+        .map_err(err)?
+        .into_optimized_plan()
+        .map_err(err)?;
+    DeltaTable::try_from_url(url)
+        .await
+        .map_err(err)?
+        .write(Vec::new())
+        .with_input_plan(plan)
+        .with_save_mode(SaveMode::Append)
+        .with_session_state(Arc::new(ctx.state()))
+        .with_commit_properties(streams::commit_properties())
+        .await
+        .map_err(err)?;
+    Ok(Applied {
+        code: "INSERT".into(),
+        rows_affected: Some(rows.load(Ordering::Relaxed)),
+    })
+}
+
+/// A stream already started, read once as the one partition of a table (the Delta writer
+/// takes a plan, not a stream).
+struct OneShot {
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    stream: std::sync::Mutex<Option<datafusion::physical_plan::SendableRecordBatchStream>>,
+}
+
+impl OneShot {
+    fn new(stream: datafusion::physical_plan::SendableRecordBatchStream) -> Self {
+        OneShot {
+            schema: stream.schema(),
+            stream: std::sync::Mutex::new(Some(stream)),
+        }
+    }
+}
+
+impl std::fmt::Debug for OneShot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OneShot")
+    }
+}
+
+impl datafusion::physical_plan::streaming::PartitionStream for OneShot {
+    fn schema(&self) -> &datafusion::arrow::datatypes::SchemaRef {
+        &self.schema
+    }
+
+    fn execute(
+        &self,
+        _: Arc<datafusion::execution::TaskContext>,
+    ) -> datafusion::physical_plan::SendableRecordBatchStream {
+        let taken = self.stream.lock().ok().and_then(|mut s| s.take());
+        match taken {
+            Some(s) => s,
+            // Planned twice: the rows went to the first execution.
+            None => Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    self.schema.clone(),
+                    futures::stream::once(async {
+                        Err(datafusion::error::DataFusionError::Internal(
+                            "an incremental append's rows were read twice".into(),
+                        ))
+                    }),
+                ),
+            ),
         }
     }
 }

@@ -1,9 +1,7 @@
 //! Kafka topics as DataFusion tables: each partition is a stream of record batches over a
 //! range of offsets chosen when the query is planned (see [`super::streams`] for which range),
-//! decoded as JSON, CSV or raw text, with where each record came from (`_topic`, `_partition`,
-//! `_offset`, `_timestamp`, `_key`). A record that cannot be decoded is kept, not dropped: its
-//! columns are NULL, `_error` says why and `_raw` holds its text (or, with `on_error: fail`,
-//! the node stops naming its offset).
+//! decoded (see [`super::records`]), with where each record came from (`_topic`,
+//! `_partition`, `_offset`, `_timestamp`, `_key`).
 //!
 //! The client is rskafka (pure Rust, maintained by InfluxData): it fetches by partition and
 //! offset without consumer groups, which is what reading ranges recorded in Delta commits
@@ -14,12 +12,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondArray, new_null_array,
+    Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use datafusion::arrow::compute::{CastOptions, cast_with_options, nullif};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::arrow::json::ReaderBuilder;
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::error::{DataFusionError, Result};
@@ -32,13 +27,11 @@ use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling
 use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use rskafka::record::RecordAndOffset;
 
-use super::streams;
+use super::{records, streams};
 use crate::adapter::external::{ExternalSource, KafkaSource, RecordFormat};
 
 /// Bytes asked of the broker per fetch: a batch of records decoded at a time.
 const FETCH_BYTES: i32 = 4 * 1024 * 1024;
-/// Records read at planning to infer the columns of JSON records nobody declared.
-const INFER_SAMPLE: usize = 1_000;
 /// How long a broker that does not answer is retried before the source fails.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(8);
 
@@ -160,7 +153,7 @@ pub async fn provider(
                     .map_err(|e| format!("partition {p}: {e}"))
             }
         };
-        let start = offset(if k.start_latest {
+        let start = offset(if k.records.start_latest {
             OffsetAt::Latest
         } else {
             OffsetAt::Earliest
@@ -179,21 +172,24 @@ pub async fn provider(
             to,
         });
     }
-    let columns = match (k.format, k.columns.is_empty()) {
+    let columns = match (k.records.format, k.records.columns.is_empty()) {
         (RecordFormat::Raw, _) => vec![Field::new("value", DataType::Utf8, true)],
         (RecordFormat::Json, true) => infer(&parts).await.map_err(|e| plan_err(s, e))?,
-        _ => declared(state, &k.columns).map_err(|e| plan_err(s, e))?,
+        _ => records::declared(state, &k.records.columns).map_err(|e| plan_err(s, e))?,
     };
     let mut fields = columns.clone();
     fields.extend(meta_fields());
+    fields.extend(records::error_fields());
     let schema: SchemaRef = Arc::new(Schema::new(fields));
     let decode = Arc::new(Decode {
-        source: s.unique_id.clone(),
         topic: k.topic.clone(),
-        format: k.format,
-        columns: Arc::new(Schema::new(columns)),
+        decoder: records::Decoder {
+            source: s.unique_id.clone(),
+            format: k.records.format,
+            columns: Arc::new(Schema::new(columns)),
+            fail_on_error: k.records.fail_on_error,
+        },
         schema: schema.clone(),
-        fail_on_error: k.fail_on_error,
     });
     let streams: Vec<Arc<dyn PartitionStream>> = parts
         .into_iter()
@@ -218,8 +214,6 @@ fn meta_fields() -> Vec<Field> {
             true,
         ),
         Field::new("_key", DataType::Utf8, true),
-        Field::new("_error", DataType::Utf8, true),
-        Field::new("_raw", DataType::Utf8, true),
     ]
 }
 
@@ -241,60 +235,19 @@ async fn end_offset(pc: &PartitionClient) -> std::result::Result<i64, String> {
     })
 }
 
-/// The declared columns with their SQL types, as Arrow fields.
-fn declared(
-    state: &SessionState,
-    columns: &[(String, String)],
-) -> std::result::Result<Vec<Field>, String> {
-    let empty = datafusion::common::DFSchema::empty();
-    columns
-        .iter()
-        .map(|(name, ty)| {
-            let expr = state
-                .create_logical_expr(&format!("cast(NULL as {ty})"), &empty)
-                .map_err(|e| format!("column '{name}': data_type '{ty}' is not a type ({e})"))?;
-            let t = match expr {
-                datafusion::logical_expr::Expr::Cast(c) => c.data_type,
-                _ => DataType::Utf8,
-            };
-            Ok(Field::new(name, t, true))
-        })
-        .collect()
-}
-
 /// Columns of JSON records nobody declared: inferred from the first records of the range.
 async fn infer(parts: &[Partition]) -> std::result::Result<Vec<Field>, String> {
-    let mut sample = Vec::new();
+    let mut sample: Vec<Vec<u8>> = Vec::new();
     for p in parts {
         let mut offset = p.from;
-        while offset < p.to && sample.len() < INFER_SAMPLE {
-            let records = p.fetch(offset).await?;
-            let Some(last) = records.last() else { break };
+        while offset < p.to && sample.len() < records::INFER_SAMPLE {
+            let fetched = p.fetch(offset).await?;
+            let Some(last) = fetched.last() else { break };
             offset = last.offset + 1;
-            sample.extend(records.into_iter().filter_map(|r| {
-                let v: serde_json::Value =
-                    serde_json::from_slice(r.record.value.as_deref()?).ok()?;
-                v.is_object().then_some(v)
-            }));
+            sample.extend(fetched.into_iter().filter_map(|r| r.record.value));
         }
     }
-    let schema = datafusion::arrow::json::reader::infer_json_schema_from_iterator(
-        sample.iter().take(INFER_SAMPLE).map(Ok),
-    )
-    .map_err(|e| format!("inferring the columns of the records: {e}"))?;
-    // Names that collide with the record's own columns are the record's metadata's.
-    Ok(schema
-        .fields()
-        .iter()
-        .filter(|f| {
-            !f.name().starts_with('_') || meta_fields().iter().all(|m| m.name() != f.name())
-        })
-        // A field only ever null in the sample is read as text, not as the Null type.
-        .map(|f| match f.data_type() {
-            DataType::Null => Field::new(f.name(), DataType::Utf8, true),
-            _ => f.as_ref().clone().with_nullable(true),
-        })
-        .collect())
+    records::infer(sample.iter().map(Vec::as_slice), &meta_fields())
 }
 
 /// One partition's range of offsets.
@@ -328,13 +281,9 @@ impl Partition {
 /// How records become rows.
 #[derive(Debug)]
 struct Decode {
-    source: String,
     topic: String,
-    format: RecordFormat,
-    /// The decoded columns (without the metadata).
-    columns: SchemaRef,
+    decoder: records::Decoder,
     schema: SchemaRef,
-    fail_on_error: bool,
 }
 
 #[derive(Debug)]
@@ -380,221 +329,37 @@ impl PartitionStream for PartitionScan {
 }
 
 impl Decode {
-    fn batch(&self, partition: i32, records: &[RecordAndOffset]) -> Result<RecordBatch> {
-        let n = records.len();
+    fn batch(&self, partition: i32, fetched: &[RecordAndOffset]) -> Result<RecordBatch> {
+        let n = fetched.len();
         let values: Vec<Option<&[u8]>> =
-            records.iter().map(|r| r.record.value.as_deref()).collect();
-        let (mut columns, errors) = match self.format {
-            RecordFormat::Raw => {
-                let text: StringArray = values
-                    .iter()
-                    .map(|v| v.map(String::from_utf8_lossy))
-                    .collect();
-                (vec![Arc::new(text) as ArrayRef], vec![None; n])
-            }
-            RecordFormat::Json => self.json(&values),
-            RecordFormat::Csv => self.csv(&values),
+            fetched.iter().map(|r| r.record.value.as_deref()).collect();
+        let place = |i: usize| {
+            format!(
+                "offset {} of partition {partition} of topic '{}'",
+                fetched[i].offset, self.topic
+            )
         };
-        if self.fail_on_error
-            && let Some((i, e)) = errors
-                .iter()
-                .enumerate()
-                .find_map(|(i, e)| Some((i, e.as_ref()?)))
-        {
-            return Err(DataFusionError::Execution(format!(
-                "{}: the record at offset {} of partition {partition} of topic '{}' cannot be read: {e} (`on_error: fail`; set `on_error: keep` to keep such records with their error in `_error`)",
-                self.source, records[i].offset, self.topic
-            )));
-        }
-        // A rejected record keeps no half-decoded values.
-        let rejected: BooleanArray = errors.iter().map(|e| Some(e.is_some())).collect();
-        if rejected.true_count() > 0 {
-            columns = columns
-                .into_iter()
-                .map(|c| nullif(&c, &rejected))
-                .collect::<std::result::Result<_, _>>()?;
-        }
-        let raw: StringArray = errors
-            .iter()
-            .zip(&values)
-            .map(|(e, v)| e.as_ref().and(v.map(String::from_utf8_lossy)))
-            .collect();
-        let error: StringArray = errors.iter().map(Option::as_deref).collect();
+        let (mut columns, errors) = self.decoder.decode(&values, &place)?;
         columns.push(Arc::new(StringArray::from(vec![self.topic.as_str(); n])));
         columns.push(Arc::new(Int32Array::from(vec![partition; n])));
         columns.push(Arc::new(Int64Array::from_iter_values(
-            records.iter().map(|r| r.offset),
+            fetched.iter().map(|r| r.offset),
         )));
         columns.push(Arc::new(
             TimestampMicrosecondArray::from_iter_values(
-                records
+                fetched
                     .iter()
                     .map(|r| r.record.timestamp.timestamp_micros()),
             )
             .with_timezone("UTC"),
         ));
         columns.push(Arc::new(
-            records
+            fetched
                 .iter()
                 .map(|r| r.record.key.as_deref().map(String::from_utf8_lossy))
                 .collect::<StringArray>(),
         ));
-        columns.push(Arc::new(error));
-        columns.push(Arc::new(raw));
+        columns.extend(errors);
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-    }
-
-    /// JSON objects decoded by arrow-json all at once; when a value does not fit its column's
-    /// type, record by record to find which.
-    fn json(&self, values: &[Option<&[u8]>]) -> (Vec<ArrayRef>, Vec<Option<String>>) {
-        let mut errors: Vec<Option<String>> = values
-            .iter()
-            .map(|v| match v {
-                None => None,
-                Some(v) => json_object_error(v),
-            })
-            .collect();
-        if let Ok(columns) = self.json_rows(values, &errors) {
-            return (columns, errors);
-        }
-        for (v, e) in values.iter().zip(errors.iter_mut()) {
-            if let (Some(v), None) = (v, &e)
-                && let Err(msg) = self.json_rows(&[Some(v)], &[None])
-            {
-                *e = Some(msg);
-            }
-        }
-        match self.json_rows(values, &errors) {
-            Ok(columns) => (columns, errors),
-            Err(msg) => (self.nulls(values.len()), vec![Some(msg); values.len()]),
-        }
-    }
-
-    /// One row per value: the value decoded, or NULLs where it is None or has an error.
-    fn json_rows(
-        &self,
-        values: &[Option<&[u8]>],
-        errors: &[Option<String>],
-    ) -> std::result::Result<Vec<ArrayRef>, String> {
-        let mut decoder = ReaderBuilder::new(self.columns.clone())
-            .with_batch_size(values.len().max(1))
-            .with_coerce_primitive(true)
-            .build_decoder()
-            .map_err(|e| e.to_string())?;
-        for (v, e) in values.iter().zip(errors) {
-            let bytes: &[u8] = match (v, e) {
-                (Some(v), None) => v,
-                _ => b"{}",
-            };
-            decoder.decode(bytes).map_err(|e| e.to_string())?;
-            decoder.decode(b"\n").map_err(|e| e.to_string())?;
-        }
-        match decoder.flush().map_err(|e| e.to_string())? {
-            Some(b) if b.num_rows() == values.len() => Ok(b.columns().to_vec()),
-            Some(b) => Err(format!(
-                "{} rows decoded from {} records",
-                b.num_rows(),
-                values.len()
-            )),
-            None if values.is_empty() => Ok(self.nulls(0)),
-            None => Err("no rows decoded".into()),
-        }
-    }
-
-    fn nulls(&self, n: usize) -> Vec<ArrayRef> {
-        self.columns
-            .fields()
-            .iter()
-            .map(|f| new_null_array(f.data_type(), n))
-            .collect()
-    }
-
-    /// CSV lines, one per record, without a header: fields in the declared columns' order,
-    /// read as text and cast to the declared types. An empty field is NULL.
-    fn csv(&self, values: &[Option<&[u8]>]) -> (Vec<ArrayRef>, Vec<Option<String>>) {
-        let width = self.columns.fields().len();
-        let mut builders: Vec<StringBuilder> = (0..width).map(|_| StringBuilder::new()).collect();
-        let mut errors = Vec::with_capacity(values.len());
-        let mut reader_builder = csv::ReaderBuilder::new();
-        reader_builder.has_headers(false).flexible(true);
-        for v in values {
-            let mut fields: Vec<String> = Vec::new();
-            let error = match v {
-                None => None,
-                Some(v) => {
-                    let mut rdr = reader_builder.from_reader(*v);
-                    let mut rows = rdr.records();
-                    match (rows.next(), rows.next()) {
-                        (Some(Ok(r)), None) if r.len() == width => {
-                            fields = r.iter().map(str::to_string).collect();
-                            None
-                        }
-                        (Some(Ok(r)), None) => Some(format!(
-                            "{} fields where the source declares {width} columns",
-                            r.len()
-                        )),
-                        (Some(Err(e)), _) => Some(format!("not a CSV line: {e}")),
-                        (None, _) => Some("an empty record".into()),
-                        (Some(Ok(_)), Some(_)) => Some("more than one CSV line".into()),
-                    }
-                }
-            };
-            for (i, b) in builders.iter_mut().enumerate() {
-                match fields.get(i).filter(|f| !f.is_empty()) {
-                    Some(f) => b.append_value(f),
-                    None => b.append_null(),
-                }
-            }
-            errors.push(error);
-        }
-        let text: Vec<ArrayRef> = builders
-            .into_iter()
-            .map(|mut b| Arc::new(b.finish()) as ArrayRef)
-            .collect();
-        let safe = CastOptions {
-            safe: true,
-            ..Default::default()
-        };
-        let mut columns = Vec::with_capacity(width);
-        for (field, text) in self.columns.fields().iter().zip(text) {
-            let typed = match cast_with_options(&text, field.data_type(), &safe) {
-                Ok(a) => a,
-                Err(e) => {
-                    errors.iter_mut().for_each(|x| {
-                        x.get_or_insert_with(|| format!("column '{}': {e}", field.name()));
-                    });
-                    new_null_array(field.data_type(), text.len())
-                }
-            };
-            // A value the cast turned into NULL did not fit the type.
-            for (i, e) in errors.iter_mut().enumerate() {
-                if e.is_none() && text.is_valid(i) && typed.is_null(i) {
-                    let value = text
-                        .as_any()
-                        .downcast_ref::<StringArray>()
-                        .map(|s| s.value(i).to_string())
-                        .unwrap_or_default();
-                    *e = Some(format!(
-                        "column '{}': '{value}' is not a {}",
-                        field.name(),
-                        field.data_type()
-                    ));
-                }
-            }
-            columns.push(typed);
-        }
-        (columns, errors)
-    }
-}
-
-/// Why a record's value is not one JSON object, if it is not.
-fn json_object_error(v: &[u8]) -> Option<String> {
-    let first = v.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        return Some("not a JSON object".into());
-    }
-    match serde_json::from_slice::<serde::de::IgnoredAny>(v) {
-        Ok(_) => None,
-        Err(e) => Some(format!("not valid JSON: {e}")),
     }
 }

@@ -6,9 +6,11 @@ mod functions;
 mod iceberg;
 mod incremental;
 mod kafka;
+mod kinesis;
 mod parquet;
 #[cfg(feature = "postgres")]
 mod pg_source;
+mod records;
 mod rewrite;
 mod s3;
 mod seed;
@@ -404,14 +406,23 @@ impl DataFusionAdapter {
             .map(|e| {
                 e.iter()
                     .filter(|s| unique_ids.contains(&s.unique_id.as_str()))
-                    .filter_map(|s| Some((s.unique_id.clone(), s.kafka.clone()?)))
+                    .filter(|s| s.kafka.is_some() || s.kinesis.is_some())
+                    .cloned()
                     .collect()
             })
             .unwrap_or_default();
         let mut failed = Vec::new();
-        for (id, k) in streams {
-            if let Err(e) = kafka::partitions(&k).await {
-                failed.push((id, e));
+        for s in streams {
+            let reachable = match (&s.kafka, &s.kinesis) {
+                (Some(k), _) => kafka::partitions(k).await.map(drop),
+                (_, Some(k)) => match kinesis::Client::new(k) {
+                    Ok(c) => c.shards().await.map(drop),
+                    Err(e) => Err(e),
+                },
+                _ => Ok(()),
+            };
+            if let Err(e) = reachable {
+                failed.push((s.unique_id, e));
             }
         }
         failed

@@ -1,4 +1,4 @@
-//! Exactly-once reads of stream sources (Kafka topics).
+//! Exactly-once reads of stream sources (Kafka topics) and of landed files.
 //!
 //! A table written from a stream records, in the same Delta commit as its rows, how far it
 //! has read each partition: one application transaction (`txn` action, the mechanism Spark's
@@ -26,7 +26,8 @@ tokio::task_local! {
 /// What the write being planned reads from streams.
 pub struct Reading {
     mode: Mode,
-    /// Application id → (first offset, next offset after the range).
+    /// Application id → (first offset, next offset after the range); for a landed file
+    /// (`i64::MIN`, its modification time).
     ranges: Mutex<BTreeMap<String, (i64, i64)>>,
 }
 
@@ -104,6 +105,32 @@ where
     let to = end.await?.max(from);
     let mut ranges = reading.ranges.lock().map_err(|e| e.to_string())?;
     Ok(*ranges.entry(app_id.to_string()).or_insert((from, to)))
+}
+
+/// Landed files: the version (modification time) under which the current write's table
+/// committed `app_id`, if it resumes and did; `Ok(None)` outside a write (read everything).
+/// `Err` when the write cannot record what it reads.
+pub async fn ingested(app_id: &str) -> Result<Option<i64>, String> {
+    let Ok(reading) = READING.try_with(Arc::clone) else {
+        return Ok(None);
+    };
+    match &reading.mode {
+        Mode::Refused(format) => Err(format!(
+            "a model that ingests landed files must be written as a Delta table, whose commits record the files it has read; this one is {format} (set `table_format: delta`)"
+        )),
+        Mode::ResumeFrom(table) => committed(table, app_id).await,
+        Mode::FromStart => Ok(None),
+    }
+}
+
+/// Records that the current write reads `app_id` at `version` (a landed file and its
+/// modification time); nothing outside a write.
+pub fn ingest(app_id: &str, version: i64) {
+    let _ = READING.try_with(|r| {
+        if let Ok(mut ranges) = r.ranges.lock() {
+            ranges.insert(app_id.to_string(), (i64::MIN, version));
+        }
+    });
 }
 
 async fn committed(table: &DeltaTable, app_id: &str) -> Result<Option<i64>, String> {
