@@ -648,3 +648,66 @@ k.put_records(StreamName=stream, Records=records)
     let out = p.rsdbt_env(&["run"], &env).expect(2);
     assert!(out.stderr.contains("no_such_stream"), "{}", out.stderr);
 }
+
+#[test]
+fn json_columns_are_inferred_when_not_declared_and_on_error_fail_stops_the_node() {
+    let Some(broker) = kafka() else { return };
+    let t = topic(&broker, "inferred", 1);
+    let mut values = orders(0..3);
+    values.push(r#"{"id": 3, "item": "late", "amount": 4.5, "note": null}"#.into());
+    produce(&broker, &t, 1, &values);
+    let p = project(&broker, &t, "json", "");
+    p.rsdbt(&["run"]).expect(0);
+    let columns = p.query(
+        "select column_name, data_type from information_schema.columns where table_name = 'bronze_orders' order by ordinal_position",
+    );
+    let columns: Vec<(String, String)> = columns
+        .iter()
+        .map(|c| {
+            (
+                c["column_name"].as_str().unwrap().to_string(),
+                c["data_type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // Text reads back from Delta as Utf8View; a field only ever null is text.
+    let expected = [
+        ("id", "Int64"),
+        ("item", "Utf8View"),
+        ("amount", "Float64"),
+        ("note", "Utf8View"),
+        ("_topic", "Utf8View"),
+        ("_offset", "Int64"),
+    ];
+    for (name, ty) in expected {
+        assert!(
+            columns.iter().any(|(n, t)| n == name && t == ty),
+            "{name} {ty} in {columns:?}"
+        );
+    }
+    assert_eq!(
+        count(
+            &p,
+            "select count(*) as n from {{ ref('bronze_orders') }} where amount = 4.5 and item = 'late'"
+        ),
+        1
+    );
+
+    // With `on_error: fail`, a bad record stops the node, naming where it is; nothing is
+    // committed, so the next run (after the setting is relaxed) reads it.
+    produce(&broker, &t, 1, &["{\"id\": 9, \"item\": ".into()]);
+    p.write(
+        "models/sources.yml",
+        &p.read("models/sources.yml")
+            .replace("format: json}", "format: json, on_error: fail}"),
+    );
+    let out = p.rsdbt(&["run"]).expect(1);
+    assert!(
+        out.stdout.contains(&format!(
+            "the record at offset 4 of partition 0 of topic '{t}' cannot be read: not valid JSON"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(bronze_rows(&p), (4, 4));
+}
