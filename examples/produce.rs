@@ -46,6 +46,11 @@ async fn main() {
                 .expect("partition client"),
         );
     }
+    // Records per produce request (one record batch each); PRODUCE_BATCH overrides.
+    let batch_size: usize = std::env::var("PRODUCE_BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(2_000);
     let mut pending: Vec<Vec<Record>> = vec![Vec::new(); partitions as usize];
     let mut sent = 0usize;
     for (i, line) in std::io::stdin().lock().lines().enumerate() {
@@ -57,7 +62,7 @@ async fn main() {
             headers: Default::default(),
             timestamp: chrono::Utc::now(),
         });
-        if pending[p].len() == 2_000 {
+        if pending[p].len() == batch_size {
             sent += pending[p].len();
             let batch = std::mem::take(&mut pending[p]);
             clients[p]

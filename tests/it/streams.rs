@@ -235,7 +235,7 @@ fn killed_runs_reread_and_end_without_duplicates() {
     let p = project(&broker, &t, "json", TYPED);
     let mut produced = 0;
     let mut killed = 0;
-    for (trial, delay) in [150u64, 300, 600, 1200, 2400].into_iter().enumerate() {
+    for (trial, delay) in [50u64, 150, 300, 600, 1200].into_iter().enumerate() {
         produce(&broker, &t, 2, &orders(produced..produced + 20_000));
         produced += 20_000;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rsdbt"))

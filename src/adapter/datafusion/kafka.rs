@@ -32,6 +32,10 @@ use crate::adapter::external::{ExternalSource, KafkaSource, RecordFormat};
 
 /// Bytes asked of the broker per fetch: a batch of records decoded at a time.
 const FETCH_BYTES: i32 = 4 * 1024 * 1024;
+/// How long a fetch may wait for its bytes. A range is only ever read up to records the
+/// broker already has, so there is nothing to wait for; some brokers (Tansu) wait this long
+/// whenever a fetch returns less than its maximum.
+const FETCH_WAIT_MS: i32 = 5;
 /// How long a broker that does not answer is retried before the source fails.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(8);
 
@@ -263,7 +267,7 @@ impl Partition {
     async fn fetch(&self, offset: i64) -> std::result::Result<Vec<RecordAndOffset>, String> {
         let (records, _) = self
             .client
-            .fetch_records(offset, 1..FETCH_BYTES, 500)
+            .fetch_records(offset, 1..FETCH_BYTES, FETCH_WAIT_MS)
             .await
             .map_err(|e| {
                 format!(
