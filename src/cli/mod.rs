@@ -151,6 +151,15 @@ fn load(cli: &Global, invocation: &Invocation) -> Result<Loaded, Diagnostics> {
     let t = std::time::Instant::now();
     let project = load_project(&settings(cli, true)?)?;
     printer::timing("load project", t);
+    load_manifest(project, invocation, t)
+}
+
+/// [`load`] of a project already read.
+fn load_manifest(
+    project: Project,
+    invocation: &Invocation,
+    t: std::time::Instant,
+) -> Result<Loaded, Diagnostics> {
     let manifest = manifest::build(&project, invocation)?;
     show_warnings(&manifest.warnings);
     if manifest
@@ -312,9 +321,22 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
         }
         Command::Parse => {
             let started = std::time::Instant::now();
-            let l = load(&cli.global, &invocation)?;
+            let project = load_project(&settings(&cli.global, true)?)?;
+            let inputs = manifest::partial::inputs(&project);
+            if let Some(found) = manifest::partial::unchanged(&project, &inputs) {
+                printer.info(&found);
+                printer.info(&format!(
+                    "Parsed in {:.3}s; nothing changed since the last parse, {}/manifest.json stands",
+                    started.elapsed().as_secs_f64(),
+                    project.target_path
+                ));
+                return Ok(0);
+            }
+            let l = load_manifest(project, &invocation, started)?;
             write_manifest(&l, &BTreeMap::new())?;
-            printer.info(&found_line(&l.manifest));
+            let found = found_line(&l.manifest);
+            manifest::partial::stamp(&l.project, &inputs, &found, !l.manifest.warnings.is_empty());
+            printer.info(&found);
             printer.info(&format!(
                 "Parsed in {:.3}s; wrote {}/manifest.json",
                 started.elapsed().as_secs_f64(),

@@ -5,7 +5,7 @@
 //! `generate_schema_name` / `generate_alias_name` (project overrides honoured); resolves every
 //! ref and source, reporting unknown names with the closest existing one.
 
-mod partial;
+pub mod partial;
 mod test_names;
 pub mod test_nodes;
 

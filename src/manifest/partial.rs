@@ -54,21 +54,7 @@ impl Cache {
             h.update(f.path.as_bytes());
             h.update(f.contents.as_bytes());
         }
-        h.update(project.project_file.contents.as_bytes());
-        for p in &project.packages {
-            h.update(p.name.as_bytes());
-            for f in p.macro_files.iter().chain(&p.property_files) {
-                h.update(f.path.as_bytes());
-                h.update(f.contents.as_bytes());
-            }
-            h.update(serde_json::to_string(&p.config_trees).unwrap_or_default());
-            h.update(serde_json::to_string(&p.vars).unwrap_or_default());
-        }
-        h.update(serde_json::to_string(&project.vars).unwrap_or_default());
-        h.update(serde_json::to_string(&project.cli_vars).unwrap_or_default());
-        if let Some(t) = &project.target {
-            h.update(serde_json::to_string(&t.jinja_value()).unwrap_or_default());
-        }
+        hash_settings(&mut h, project);
         let base = format!("{:x}", h.finalize());
         let path = project
             .partial_parse
@@ -162,5 +148,117 @@ impl Cache {
                 let _ = std::fs::rename(&tmp, &path);
             }
         }
+    }
+}
+
+/// `rsdbt parse` of a project whose every input is as it was at the last parse: the manifest
+/// that parse wrote still stands and is kept, instead of being built and written again (most
+/// of a large project's parse). The stamp in `<target-path>/parse_stamp.json` holds a hash of
+/// everything a parse reads — every project and package file, the project file, vars, the
+/// target, the environment, rsdbt's version — and the size and modification time of the
+/// manifest.json it wrote, so a manifest changed since (by another command) is written again.
+const STAMP: &str = "parse_stamp.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stamp {
+    inputs: String,
+    manifest_len: u64,
+    manifest_modified_ns: u128,
+    /// The parse's "Found ..." line, said again.
+    found: String,
+}
+
+/// The hash of everything a parse of `project` reads.
+pub fn inputs(project: &Project) -> String {
+    let mut h = sha2::Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION"));
+    for f in &project.files {
+        h.update(f.path.as_bytes());
+        h.update(f.contents.as_bytes());
+        // Large seeds are checksummed by path: their size and time stand for their rows.
+        if f.kind == FileKind::Seed
+            && let Ok(m) = std::fs::metadata(project.root.join(&f.path))
+        {
+            h.update(m.len().to_le_bytes());
+            h.update(modified_ns(&m).to_le_bytes());
+        }
+    }
+    hash_settings(&mut h, project);
+    // Any render or property file may read any variable: all of them count, but those a
+    // shell changes on its own.
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !matches!(k.as_str(), "_" | "OLDPWD" | "SHLVL"))
+        .collect();
+    env.sort();
+    for (k, v) in env {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// What every render can see besides the node files: the project file, packages, vars, target.
+fn hash_settings(h: &mut sha2::Sha256, project: &Project) {
+    h.update(project.project_file.contents.as_bytes());
+    for p in &project.packages {
+        h.update(p.name.as_bytes());
+        for f in p.macro_files.iter().chain(&p.property_files) {
+            h.update(f.path.as_bytes());
+            h.update(f.contents.as_bytes());
+        }
+        h.update(serde_json::to_string(&p.config_trees).unwrap_or_default());
+        h.update(serde_json::to_string(&p.vars).unwrap_or_default());
+    }
+    h.update(serde_json::to_string(&project.vars).unwrap_or_default());
+    h.update(serde_json::to_string(&project.cli_vars).unwrap_or_default());
+    if let Some(t) = &project.target {
+        h.update(serde_json::to_string(&t.jinja_value()).unwrap_or_default());
+    }
+}
+
+fn modified_ns(m: &std::fs::Metadata) -> u128 {
+    m.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The "Found ..." line of the last parse when nothing it read changed and its manifest.json
+/// is still the one it wrote.
+pub fn unchanged(project: &Project, inputs: &str) -> Option<String> {
+    if !project.partial_parse {
+        return None;
+    }
+    let dir = project.target_dir();
+    let stamp: Stamp =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(STAMP)).ok()?).ok()?;
+    let m = std::fs::metadata(dir.join("manifest.json")).ok()?;
+    (stamp.inputs == inputs
+        && stamp.manifest_len == m.len()
+        && stamp.manifest_modified_ns == modified_ns(&m))
+    .then_some(stamp.found)
+}
+
+/// Records that the manifest.json just written is the parse of `inputs`; a parse that warned
+/// is not stamped, so that its warnings are said again next time.
+pub fn stamp(project: &Project, inputs: &str, found: &str, warned: bool) {
+    let dir = project.target_dir();
+    let _ = std::fs::remove_file(dir.join(STAMP));
+    if warned || !project.partial_parse {
+        return;
+    }
+    let Ok(m) = std::fs::metadata(dir.join("manifest.json")) else {
+        return;
+    };
+    let stamp = Stamp {
+        inputs: inputs.to_string(),
+        manifest_len: m.len(),
+        manifest_modified_ns: modified_ns(&m),
+        found: found.to_string(),
+    };
+    if let Ok(text) = serde_json::to_string(&stamp) {
+        let _ = std::fs::write(dir.join(STAMP), text);
     }
 }

@@ -6,8 +6,10 @@ use std::process::Command;
 
 use crate::harness::Project;
 
-/// Runs `rsdbt parse` with RSDBT_TIMINGS (which reports reused renders) and `env`.
+/// Runs `rsdbt parse` with RSDBT_TIMINGS (which reports reused renders) and `env`; the
+/// stamp of an unchanged project is removed first, so that the parse runs.
 fn parse(p: &Project, args: &[&str], env: &[(&str, &str)]) -> usize {
+    let _ = std::fs::remove_file(p.path().join("target/rsdbt/parse_stamp.json"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rsdbt"));
     cmd.arg("parse")
         .args(args)
@@ -54,6 +56,34 @@ fn unchanged_nodes_reuse_their_parse() {
     );
     assert_eq!(parse(&p, &[], &[]), 0);
     let full = nodes(&p);
+    // Nothing changed since (the same environment too): the manifest stands, untouched.
+    p.rsdbt(&["parse"]).expect(0);
+    let written = std::fs::metadata(p.path().join("target/rsdbt/manifest.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let out = p.rsdbt(&["parse"]).expect(0);
+    assert!(
+        out.stdout
+            .contains("nothing changed since the last parse, target/rsdbt/manifest.json stands"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("Found 12 models"), "{}", out.stdout);
+    let kept = std::fs::metadata(p.path().join("target/rsdbt/manifest.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(kept, written);
+    // Any changed environment variable parses again (a property file may read it).
+    let out = p
+        .rsdbt_env(&["parse"], &[("RSDBT_SOME_OTHER_VAR", "x")])
+        .expect(0);
+    assert!(
+        out.stdout.contains("wrote target/rsdbt/manifest.json"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(parse(&p, &[], &[]), all + 1);
     assert_eq!(nodes(&p), full, "the cached parse gives the same nodes");
     // One model changes: only it renders again.
