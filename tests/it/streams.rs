@@ -75,8 +75,9 @@ fn orders(range: std::ops::Range<i64>) -> Vec<String> {
         .collect()
 }
 
-/// A project with a Kafka source `stream.orders` and an incremental bronze model over it.
-fn project(broker: &str, topic: &str, format: &str, columns: &str) -> Project {
+/// An empty project whose source `<source>.orders` has `external` (a YAML flow mapping) and
+/// `columns` (YAML lines), and an incremental bronze model over it.
+fn bronze_over(source: &str, external: &str, columns: &str) -> Project {
     let p = Project::fixture("tests_shop");
     for dir in ["models", "seeds", "data-tests", "snapshots"] {
         let _ = std::fs::remove_dir_all(p.path().join(dir));
@@ -84,12 +85,24 @@ fn project(broker: &str, topic: &str, format: &str, columns: &str) -> Project {
     p.write(
         "models/sources.yml",
         &format!(
-            "version: 2\nsources:\n  - name: stream\n    tables:\n      - name: orders\n        external:\n          kafka: {{brokers: \"{broker}\", topic: {topic}, format: {format}}}\n{columns}"
+            "version: 2\nsources:\n  - name: {source}\n    tables:\n      - name: orders\n        external: {external}\n{columns}"
         ),
     );
     p.write(
         "models/bronze_orders.sql",
-        "{{ config(materialized='incremental') }}\nselect * from {{ source('stream', 'orders') }}\n",
+        &format!(
+            "{{{{ config(materialized='incremental') }}}}\nselect * from {{{{ source('{source}', 'orders') }}}}\n"
+        ),
+    );
+    p
+}
+
+/// A project with a Kafka source `stream.orders` and an incremental bronze model over it.
+fn project(broker: &str, topic: &str, format: &str, columns: &str) -> Project {
+    let p = bronze_over(
+        "stream",
+        &format!("{{kafka: {{brokers: \"{broker}\", topic: {topic}, format: {format}}}}}"),
+        columns,
     );
     p.write(
         "models/silver_orders.sql",
@@ -463,17 +476,10 @@ fn watch_sources_reruns_the_stream_and_its_descendants_when_records_arrive() {
 /// rewritten under its old name is reported; a full refresh reads them all again.
 #[test]
 fn landed_files_are_ingested_once_and_a_rewritten_one_is_reported() {
-    let p = Project::fixture("tests_shop");
-    for dir in ["models", "seeds", "data-tests", "snapshots"] {
-        let _ = std::fs::remove_dir_all(p.path().join(dir));
-    }
-    p.write(
-        "models/sources.yml",
-        "version: 2\nsources:\n  - name: landing\n    tables:\n      - name: orders\n        external: {location: landing/orders, file_format: json, incremental: files}\n",
-    );
-    p.write(
-        "models/bronze_orders.sql",
-        "{{ config(materialized='incremental') }}\nselect * from {{ source('landing', 'orders') }}\n",
+    let p = bronze_over(
+        "landing",
+        "{location: landing/orders, file_format: json, incremental: files}",
+        "",
     );
     let land = |name: &str, ids: std::ops::Range<i64>| {
         let lines: Vec<String> = ids
@@ -573,20 +579,10 @@ k.put_records(StreamName=stream, Records=records)
         );
     };
     put(0, 6, true);
-    let p = Project::fixture("tests_shop");
-    for dir in ["models", "seeds", "data-tests", "snapshots"] {
-        let _ = std::fs::remove_dir_all(p.path().join(dir));
-    }
-    p.write(
-        "models/sources.yml",
-        &format!(
-            "version: 2\nsources:\n  - name: stream\n    tables:\n      - name: orders\n        external:\n          kinesis: {{stream: {stream}, region: us-east-1, endpoint: \"{endpoint}\"}}\n{TYPED}"
-        ),
-    );
-    p.write(
-        "models/bronze_orders.sql",
-        "{{ config(materialized='incremental') }}\nselect * from {{ source('stream', 'orders') }}\n",
-    );
+    let kinesis = |stream: &str| {
+        format!("{{kinesis: {{stream: {stream}, region: us-east-1, endpoint: \"{endpoint}\"}}}}")
+    };
+    let p = bronze_over("stream", &kinesis(&stream), TYPED);
     let env = [
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
@@ -641,9 +637,8 @@ k.put_records(StreamName=stream, Records=records)
     // A stream that does not exist stops the run before anything runs.
     p.write(
         "models/sources.yml",
-        &format!(
-            "version: 2\nsources:\n  - name: stream\n    tables:\n      - name: orders\n        external:\n          kinesis: {{stream: no_such_stream, region: us-east-1, endpoint: \"{endpoint}\"}}\n{TYPED}"
-        ),
+        &p.read("models/sources.yml")
+            .replace(&stream, "no_such_stream"),
     );
     let out = p.rsdbt_env(&["run"], &env).expect(2);
     assert!(out.stderr.contains("no_such_stream"), "{}", out.stderr);

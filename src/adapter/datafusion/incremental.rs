@@ -94,19 +94,8 @@ pub(super) async fn apply(
                 .with_commit_properties(streams::commit_properties())
                 .await
                 .map_err(err)?;
-        } else if streams::advanced() {
-            // Stream records were read and none kept: the offsets still move on, alone.
-            DeltaTable::try_from_url(url)
-                .await
-                .map_err(err)?
-                .write(vec![RecordBatch::new_empty(Arc::new(
-                    target_schema.clone(),
-                ))])
-                .with_save_mode(SaveMode::Append)
-                .with_session_state(Arc::new(ctx.state()))
-                .with_commit_properties(streams::commit_properties())
-                .await
-                .map_err(err)?;
+        } else {
+            return nothing_new(a, spec, url, &target_schema).await;
         }
         return Ok(Applied {
             code: spec.strategy.as_str().to_uppercase(),
@@ -302,23 +291,7 @@ async fn append_streamed(
         }
     };
     let Some(first) = first else {
-        if streams::advanced() {
-            DeltaTable::try_from_url(url)
-                .await
-                .map_err(err)?
-                .write(vec![RecordBatch::new_empty(Arc::new(
-                    target_schema.clone(),
-                ))])
-                .with_save_mode(SaveMode::Append)
-                .with_session_state(Arc::new(ctx.state()))
-                .with_commit_properties(streams::commit_properties())
-                .await
-                .map_err(err)?;
-        }
-        return Ok(Applied {
-            code: spec.strategy.as_str().to_uppercase(),
-            rows_affected: Some(0),
-        });
+        return nothing_new(a, spec, url, target_schema).await;
     };
     let rows = Arc::new(AtomicU64::new(0));
     let counted = rows.clone();
@@ -357,6 +330,33 @@ async fn append_streamed(
     Ok(Applied {
         code: "INSERT".into(),
         rows_affected: Some(rows.load(Ordering::Relaxed)),
+    })
+}
+
+/// An increment without rows writes nothing; but when it read stream records (or landed
+/// files) that the model filtered out, the offsets still move on, alone in a commit.
+async fn nothing_new(
+    a: &DataFusionAdapter,
+    spec: &IncrementalSpec,
+    url: url::Url,
+    target_schema: &Schema,
+) -> Result<Applied, AdapterError> {
+    if streams::advanced() {
+        DeltaTable::try_from_url(url)
+            .await
+            .map_err(err)?
+            .write(vec![RecordBatch::new_empty(Arc::new(
+                target_schema.clone(),
+            ))])
+            .with_save_mode(SaveMode::Append)
+            .with_session_state(Arc::new(a.ctx.state()))
+            .with_commit_properties(streams::commit_properties())
+            .await
+            .map_err(err)?;
+    }
+    Ok(Applied {
+        code: spec.strategy.as_str().to_uppercase(),
+        rows_affected: Some(0),
     })
 }
 
