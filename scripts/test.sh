@@ -16,6 +16,14 @@ cleanup_cmds=()
 cleanup() { for c in "${cleanup_cmds[@]}"; do eval "$c" || true; done; }
 trap cleanup EXIT
 
+# The Spark Connect client's protocol types are generated at build time by `protoc` (Debian's
+# protobuf-compiler).
+if ! command -v protoc >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  step "apt-get install protobuf-compiler"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q protobuf-compiler >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q protobuf-compiler >/dev/null; }
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -115,6 +123,19 @@ elif [ "${CI:-}" = true ]; then
   exit 1
 else
   echo "NOTICE: the Kafka broker could not be started; its tests will be skipped" >&2
+fi
+
+# A Spark Connect server (Sail, from PyPI, in a cached venv; local-cluster mode) for the Spark
+# target's tests.
+sail_dir="$(mktemp -d /tmp/rsdbt-sail.XXXXXX)"
+if sail_env="$(scripts/sail.sh start "$sail_dir")" && eval "$sail_env"; then
+  cleanup_cmds+=("scripts/sail.sh stop '$sail_dir'")
+  echo "Spark Connect server (Sail) for tests on $RSDBT_TEST_SPARK"
+elif [ "${CI:-}" = true ]; then
+  echo "CI needs the Spark Connect server (Sail) for the Spark tests (see $sail_dir)" >&2
+  exit 1
+else
+  echo "NOTICE: the Spark Connect server could not be started; its tests will be skipped" >&2
 fi
 
 # delta-rs' Python package, the independent reader of the crash trials (tests/it/crash.rs):

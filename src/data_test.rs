@@ -73,6 +73,7 @@ pub async fn run<A: Adapter>(
                 relation,
                 sql,
                 format: Default::default(),
+                options: Default::default(),
             },
         };
         adapter.apply(&op).await?;

@@ -593,6 +593,7 @@ async fn run_node<A: Adapter>(
                 relation: node.relation.clone(),
                 seed: seed_spec(node, &project_root.join(env.manifest.file_path(node))),
                 format,
+                options: crate::materialize::TableOptions::of(&node.config),
             }];
             ops.extend(grants_and_docs(node));
             ops
@@ -1035,6 +1036,7 @@ async fn run_microbatch<A: Adapter>(
                     relation: node.relation.clone(),
                     sql,
                     format: crate::materialize::TableFormat::of(cfg)?,
+                    options: crate::materialize::TableOptions::of(cfg),
                 }
             };
             let applied = adapter.apply(&op).await.map_err(|e| e.0)?;
@@ -1184,6 +1186,7 @@ async fn snapshot_op<A: Adapter>(adapter: &A, node: &Node, sql: &str) -> Result<
             "datafusion" => "arrow_cast({}, 'Timestamp(Microsecond, None)')".into(),
             _ => "cast({} as timestamp)".into(),
         },
+        hash: adapter.hash_sql().into(),
     };
     let exists = adapter.relation_type(&node.relation).await == Some("table");
     let sql = if exists {
@@ -1212,6 +1215,7 @@ async fn snapshot_op<A: Adapter>(adapter: &A, node: &Node, sql: &str) -> Result<
         relation: node.relation.clone(),
         sql,
         format: crate::materialize::TableFormat::of(&node.config)?,
+        options: crate::materialize::TableOptions::of(&node.config),
     })
 }
 

@@ -359,7 +359,9 @@ pub fn compile(
                 let mut columns = documented_columns(m, &input, model);
                 for (c, t) in warehouse.get(raw).into_iter().flatten() {
                     match columns.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(c)) {
-                        Some(known) if known.1.is_none() => known.1 = t.clone(),
+                        // The type the warehouse has wins over a documented one (as dbt reads
+                        // it from the relation): a documented `varchar` is no Spark type.
+                        Some(known) if t.is_some() || known.1.is_none() => known.1 = t.clone(),
                         Some(_) => {}
                         None => columns.push((c.clone(), t.clone())),
                     }

@@ -4,5 +4,5 @@ select
     {{ null_if_blank('first_name') }} as first_name,
     {{ null_if_blank('last_name') }} as last_name,
     age,
-    cast(date_joined as varchar) as date_joined_raw
+    cast(date_joined as {{ dbt.type_string() }}) as date_joined_raw
 from {{ ref('users') }}

@@ -6,6 +6,8 @@ pub mod datafusion;
 pub mod external;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "spark")]
+pub mod spark;
 
 use std::future::Future;
 
@@ -152,6 +154,10 @@ pub trait Adapter: Send + Sync + 'static {
     fn unlock(&self) -> impl Future<Output = ()> + Send {
         async {}
     }
+    /// The SQL that hashes a text to an id (snapshots' `dbt_scd_id`), `{}` standing for it.
+    fn hash_sql(&self) -> &'static str {
+        "md5({})"
+    }
     /// Checks that the warehouse is reachable and usable (for `debug`).
     fn check(&self) -> impl Future<Output = Result<String, AdapterError>> + Send;
 }
@@ -162,6 +168,9 @@ pub enum AnyAdapter {
     DataFusion(datafusion::DataFusionAdapter),
     #[cfg(feature = "postgres")]
     Postgres(postgres::PostgresAdapter),
+    // The gRPC client is large and there is one adapter per command.
+    #[cfg(feature = "spark")]
+    Spark(Box<spark::SparkAdapter>),
 }
 
 #[cfg(feature = "datafusion")]
@@ -171,6 +180,8 @@ macro_rules! each {
             AnyAdapter::DataFusion($a) => $e,
             #[cfg(feature = "postgres")]
             AnyAdapter::Postgres($a) => $e,
+            #[cfg(feature = "spark")]
+            AnyAdapter::Spark($a) => $e,
         }
     };
 }
@@ -206,6 +217,9 @@ impl Adapter for AnyAdapter {
     }
     async fn unlock(&self) {
         each!(self, a => a.unlock().await)
+    }
+    fn hash_sql(&self) -> &'static str {
+        each!(self, a => a.hash_sql())
     }
     async fn check(&self) -> Result<String, AdapterError> {
         each!(self, a => a.check().await)

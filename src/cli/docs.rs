@@ -70,7 +70,7 @@ pub(super) fn docs_generate(
             row_count,
             bytes: match adapter.as_ref() {
                 crate::adapter::AnyAdapter::DataFusion(df) => rt.block_on(df.table_bytes(rel)),
-                #[cfg(feature = "postgres")]
+                #[allow(unreachable_patterns)]
                 _ => None,
             },
         })

@@ -362,6 +362,11 @@ pub(super) fn static_analysis(
         .collect();
     let analyzer = match adapter {
         crate::adapter::AnyAdapter::DataFusion(df) => df.analyzer(),
+        #[cfg(feature = "spark")]
+        crate::adapter::AnyAdapter::Spark(_) => {
+            printer.info("Static analysis does not run on Spark targets yet: the cluster reports SQL errors as each model runs");
+            return Ok(());
+        }
         #[cfg(feature = "postgres")]
         crate::adapter::AnyAdapter::Postgres(_) => {
             let target = l.project.target();

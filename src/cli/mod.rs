@@ -572,6 +572,11 @@ fn open_target(
             .block_on(crate::adapter::postgres::PostgresAdapter::connect(t))
             .map(AnyAdapter::Postgres)
             .map_err(|e| Diagnostic::error("connection", e.0).hint("check the target's host, port, user, password and dbname in profiles.yml (`rsdbt debug` tests the connection)").into()),
+        #[cfg(feature = "spark")]
+        "spark" => runtime()
+            .block_on(crate::adapter::spark::SparkAdapter::connect(t))
+            .map(|a| AnyAdapter::Spark(Box::new(a)))
+            .map_err(|e| Diagnostic::error("connection", e.0).hint("check the target's host (sc://host:port) and port in profiles.yml, and that the Spark Connect server runs (`rsdbt debug` tests the connection)").into()),
         // Any other URL would otherwise become a local folder named `gs:`.
         "datafusion" if t.fields.get("path").and_then(serde_json::Value::as_str).is_some_and(|p| p.contains("://") && !p.starts_with("s3://")) => Err(Diagnostic::error(
             "profile",
@@ -592,7 +597,7 @@ fn open_target(
             Ok(AnyAdapter::DataFusion(adapter))
         }
         other => Err(Diagnostic::error("profile", format!("target '{}' has type '{other}', which this build of rsdbt cannot run", t.name))
-            .hint("use `type: datafusion` (embedded) or `type: postgres`")
+            .hint("use `type: datafusion` (embedded), `type: postgres` or `type: spark`")
             .into()),
     }
 }

@@ -1,9 +1,10 @@
 {#- dbt's cross-database macros (`dbt.dateadd(...)` or plain `dateadd(...)`): the same call
-    renders DataFusion SQL on the embedded target and PostgreSQL SQL on `postgres`. -#}
+    renders DataFusion SQL on the embedded target, PostgreSQL SQL on `postgres` and Spark SQL on
+    `spark` (where `varchar` needs a length: text is `string`). -#}
 
-{% macro type_string() %}{{ 'varchar' }}{% endmacro %}
+{% macro type_string() %}{{ 'string' if target.type == 'spark' else 'varchar' }}{% endmacro %}
 {% macro type_timestamp() %}{{ 'timestamp' }}{% endmacro %}
-{% macro type_int() %}{{ 'integer' }}{% endmacro %}
+{% macro type_int() %}{{ 'int' if target.type == 'spark' else 'integer' }}{% endmacro %}
 {% macro type_bigint() %}{{ 'bigint' }}{% endmacro %}
 {% macro type_boolean() %}{{ 'boolean' }}{% endmacro %}
 {% macro type_float() %}{{ 'float' if target.type == 'postgres' else 'double' }}{% endmacro %}
@@ -17,13 +18,13 @@
 
 {% macro concat(fields) %}{{ fields | join(' || ') }}{% endmacro %}
 
-{% macro hash(field) %}md5(cast({{ field }} as varchar)){% endmacro %}
+{% macro hash(field) %}md5(cast({{ field }} as {{ type_string() }})){% endmacro %}
 
 {% macro safe_cast(field, type) -%}
 {{ 'cast' if target.type == 'postgres' else 'try_cast' }}({{ field }} as {{ type }})
 {%- endmacro %}
 
-{% macro cast_bool_to_text(field) %}cast({{ field }} as varchar){% endmacro %}
+{% macro cast_bool_to_text(field) %}cast({{ field }} as {{ type_string() }}){% endmacro %}
 
 {% macro split_part(string_text, delimiter_text, part_number) -%}
 split_part({{ string_text }}, {{ delimiter_text }}, {{ part_number }})
@@ -35,6 +36,8 @@ split_part({{ string_text }}, {{ delimiter_text }}, {{ part_number }})
 {% macro dateadd(datepart, interval, from_date_or_timestamp) -%}
 {%- if target.type == 'postgres' -%}
 ({{ from_date_or_timestamp }} + (({{ interval }}) * interval '1 {{ datepart }}'))
+{%- elif target.type == 'spark' -%}
+timestampadd({{ datepart }}, {{ interval }}, cast({{ from_date_or_timestamp }} as timestamp))
 {%- else -%}
 (cast({{ from_date_or_timestamp }} as timestamp) + cast(cast(({{ interval }}) as varchar) || ' {{ datepart }}' as interval))
 {%- endif -%}
@@ -70,6 +73,10 @@ end)
 {%- set order = ' ' ~ order_by_clause if order_by_clause else (' order by ' ~ measure if target.type != 'postgres' else '') -%}
 {%- if limit_num and target.type == 'postgres' -%}
 array_to_string((array_agg({{ measure }}{{ order }}))[1:{{ limit_num }}], {{ delimiter_text }})
+{%- elif target.type == 'spark' -%}
+{#- Spark 3 has no string_agg; collect_list keeps no order, so the values are sorted. -#}
+{%- set items = 'array_sort(collect_list(' ~ measure ~ '))' -%}
+array_join({{ 'slice(' ~ items ~ ', 1, ' ~ limit_num ~ ')' if limit_num else items }}, {{ delimiter_text }})
 {%- elif limit_num -%}
 array_to_string(array_slice(array_agg({{ measure }}{{ order }}), 1, {{ limit_num }}), {{ delimiter_text }})
 {%- else -%}
@@ -83,7 +90,7 @@ string_agg({{ measure }}, {{ delimiter_text }}{{ order }})
 
 {% macro length(expression) %}length({{ expression }}){% endmacro %}
 
-{% macro position(substring_text, string_text) %}strpos({{ string_text }}, {{ substring_text }}){% endmacro %}
+{% macro position(substring_text, string_text) %}{{ 'instr' if target.type == 'spark' else 'strpos' }}({{ string_text }}, {{ substring_text }}){% endmacro %}
 
 {% macro replace(field, old_chars, new_chars) %}replace({{ field }}, {{ old_chars }}, {{ new_chars }}){% endmacro %}
 
@@ -102,9 +109,10 @@ cast(date_trunc('{{ datepart }}', {{ date }}) + interval '1 {{ datepart }}' - in
 {% macro equals(expr1, expr2) %}(({{ expr1 }} = {{ expr2 }}) or ({{ expr1 }} is null and {{ expr2 }} is null)){% endmacro %}
 
 {% macro array_construct(inputs=[], data_type=none) -%}
-{%- if inputs -%}make_array({{ inputs | join(', ') }}){%- else -%}cast(make_array() as {{ data_type or 'varchar' }}[]){%- endif -%}
+{%- if target.type == 'spark' -%}{{ 'array(' ~ (inputs | join(', ')) ~ ')' if inputs else 'cast(array() as array<' ~ (data_type or 'string') ~ '>)' }}
+{%- elif inputs -%}make_array({{ inputs | join(', ') }}){%- else -%}cast(make_array() as {{ data_type or 'varchar' }}[]){%- endif -%}
 {%- endmacro %}
 
 {% macro array_append(array, new_element) %}array_append({{ array }}, {{ new_element }}){% endmacro %}
 
-{% macro array_concat(array_1, array_2) %}array_concat({{ array_1 }}, {{ array_2 }}){% endmacro %}
+{% macro array_concat(array_1, array_2) %}{{ 'concat' if target.type == 'spark' else 'array_concat' }}({{ array_1 }}, {{ array_2 }}){% endmacro %}

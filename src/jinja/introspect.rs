@@ -426,7 +426,8 @@ impl Object for AdapterObject {
             // dbt searches `<adapter>__name`, its parent adapters', then `default__name` (and
             // the plain name). The embedded engine's SQL is PostgreSQL's in most things, so
             // packages' `postgres__` versions come before their `default__` ones (as for
-            // dbt-redshift, whose parent is postgres).
+            // dbt-redshift, whose parent is postgres). On Spark, `spark__` then `default__`,
+            // as dbt-spark (packages written for dbt-databricks ship `spark__` versions too).
             "dispatch" => {
                 let (name, namespace, kwargs): (String, Option<String>, Kwargs) =
                     minijinja::value::from_args(args)?;

@@ -21,7 +21,7 @@ use serde_json::Value as Json;
 
 use crate::config::Config;
 use crate::diag::{Diagnostic, Location};
-pub use objects::{Relation, quote};
+pub use objects::{Relation, quote, quote_with_backticks, text_type};
 
 /// Template name of the built-in macros (dbt's global project).
 const BUILTIN_MACROS: &str = "dbt/builtin_macros.sql";

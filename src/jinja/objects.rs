@@ -89,8 +89,28 @@ pub(crate) fn no_method(object: &str, method: &str) -> Error {
     )
 }
 
-/// Quotes an identifier with double quotes, escaping embedded quotes.
+/// Whether identifiers are quoted with backticks (Spark SQL) instead of double quotes: one
+/// target per process, set when its profile is read, before anything renders.
+static BACKTICKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn quote_with_backticks(on: bool) {
+    BACKTICKS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The SQL name of the text type generated SQL casts to (Spark's `varchar` needs a length).
+pub fn text_type() -> &'static str {
+    if BACKTICKS.load(std::sync::atomic::Ordering::Relaxed) {
+        "string"
+    } else {
+        "varchar"
+    }
+}
+
+/// Quotes an identifier (double quotes, or backticks on Spark), escaping embedded quotes.
 pub fn quote(ident: &str) -> String {
+    if BACKTICKS.load(std::sync::atomic::Ordering::Relaxed) {
+        return format!("`{}`", ident.replace('`', "``"));
+    }
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 

@@ -13,6 +13,7 @@ pub enum Operation {
         relation: Relation,
         sql: String,
         format: TableFormat,
+        options: TableOptions,
     },
     /// Replace `relation` with a view over `sql`; atomic.
     CreateView { relation: Relation, sql: String },
@@ -21,6 +22,7 @@ pub enum Operation {
         relation: Relation,
         seed: SeedSpec,
         format: TableFormat,
+        options: TableOptions,
     },
     /// Apply the rows of an incremental model's SQL to its existing table; one commit.
     Incremental(Box<IncrementalSpec>),
@@ -158,6 +160,47 @@ impl TableFormat {
             TableFormat::Delta => "delta",
             TableFormat::Iceberg => "iceberg",
             TableFormat::Parquet => "parquet",
+        }
+    }
+}
+
+/// How a Spark target lays a new table out (dbt-spark's configs). The embedded target reads
+/// `partition_by` from the config itself, and PostgreSQL has none of these.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableOptions {
+    /// `file_format` as the model sets it (`None`: the target's default).
+    pub file_format: Option<String>,
+    pub partition_by: Vec<String>,
+    pub clustered_by: Vec<String>,
+    pub buckets: Option<u64>,
+    pub location_root: Option<String>,
+    pub tblproperties: Vec<(String, String)>,
+}
+
+impl TableOptions {
+    pub fn of(cfg: &crate::config::Config) -> Self {
+        let text = |k: &str| cfg.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        TableOptions {
+            file_format: text("file_format").or_else(|| text("table_format")),
+            partition_by: list(cfg, "partition_by"),
+            clustered_by: list(cfg, "clustered_by"),
+            buckets: cfg.get("buckets").and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            }),
+            location_root: text("location_root"),
+            tblproperties: cfg
+                .get("tblproperties")
+                .and_then(|v| v.as_object())
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| {
+                            let v = v.as_str().map(str::to_string).unwrap_or(v.to_string());
+                            (k.clone(), v)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -407,6 +450,7 @@ pub fn plan(req: Request<'_>) -> Result<Vec<Operation>, String> {
             relation: req.relation,
             sql: req.sql,
             format,
+            options: TableOptions::of(req.config),
         },
         "incremental" if req.incremental => {
             Operation::Incremental(Box::new(incremental_spec(&req)?))
@@ -418,6 +462,7 @@ pub fn plan(req: Request<'_>) -> Result<Vec<Operation>, String> {
                 relation: req.relation,
                 sql: req.sql,
                 format,
+                options: TableOptions::of(req.config),
             }
         }
         "view" => Operation::CreateView {

@@ -2,7 +2,7 @@
 //! and the source query. Pure text generation, so every strategy is unit-tested; the adapter
 //! replaces the table with the result in one commit.
 
-use crate::jinja::{Relation, quote};
+use crate::jinja::{Relation, quote, text_type};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SnapshotStrategy {
@@ -59,6 +59,8 @@ pub struct SnapshotSpec {
     /// How this engine casts to the snapshot's timestamp type, `{}` standing for the value
     /// (DataFusion's TIMESTAMP is nanoseconds and cannot hold 9999-12-31: it uses microseconds).
     pub timestamp_cast: String,
+    /// How this engine hashes text to `dbt_scd_id`, `{}` standing for the text (`md5({})`).
+    pub hash: String,
 }
 
 impl SnapshotSpec {
@@ -108,10 +110,17 @@ impl SnapshotSpec {
         let mut parts: Vec<String> = self
             .unique_key
             .iter()
-            .map(|k| format!("coalesce(cast({alias}.{} as varchar), '')", quote(k)))
+            .map(|k| {
+                format!(
+                    "coalesce(cast({alias}.{} as {}), '')",
+                    quote(k),
+                    text_type()
+                )
+            })
             .collect();
-        parts.push(format!("coalesce(cast({time} as varchar), '')"));
-        format!("md5(concat({}))", parts.join(", '|', "))
+        parts.push(format!("coalesce(cast({time} as {}), '')", text_type()));
+        self.hash
+            .replace("{}", &format!("concat({})", parts.join(", '|', ")))
     }
 
     fn cols(&self, alias: &str) -> String {
@@ -253,6 +262,7 @@ mod tests {
             valid_to_current: None,
             now: "2024-06-01 00:00:00".into(),
             timestamp_cast: "cast({} as timestamp)".into(),
+            hash: "md5({})".into(),
         }
     }
 

@@ -225,7 +225,7 @@ pub fn load(
         .and_then(Json::as_str)
         .unwrap_or("datafusion")
         .to_string();
-    if !matches!(adapter_type.as_str(), "datafusion" | "postgres") {
+    if !matches!(adapter_type.as_str(), "datafusion" | "postgres" | "spark") {
         return Err(Diagnostic::error(
             "profile",
             format!(
@@ -233,7 +233,7 @@ pub fn load(
             ),
         )
         .at(Location::find(&display, text.clone(), &adapter_type))
-        .hint("use `type: datafusion` (embedded engine) or `type: postgres`"));
+        .hint("use `type: datafusion` (embedded engine), `type: postgres` or `type: spark` (Spark Connect)"));
     }
     let threads = threads_override
         .or_else(|| output.get("threads").and_then(json_usize))
@@ -242,18 +242,30 @@ pub fn load(
     let schema = output
         .get("schema")
         .and_then(Json::as_str)
-        .unwrap_or(if adapter_type == "postgres" {
-            "public"
-        } else {
-            "main"
+        .unwrap_or(match adapter_type.as_str() {
+            "postgres" => "public",
+            "spark" => "default",
+            _ => "main",
         })
         .to_string();
-    let database = output
-        .get("database")
-        .or_else(|| output.get("dbname"))
-        .and_then(Json::as_str)
-        .unwrap_or("warehouse")
-        .to_string();
+    let database = if adapter_type == "spark" {
+        // dbt-spark's relations are `schema.identifier`; a Unity/Hive `catalog:` (as
+        // dbt-databricks) comes first when the server has one.
+        output
+            .get("catalog")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string()
+    } else {
+        output
+            .get("database")
+            .or_else(|| output.get("dbname"))
+            .and_then(Json::as_str)
+            .unwrap_or("warehouse")
+            .to_string()
+    };
+    // Spark SQL reads "x" as a string: its identifiers are quoted with backticks.
+    crate::jinja::quote_with_backticks(adapter_type == "spark");
     Ok(Target {
         name: target_name,
         profile_name: profile_name.to_string(),

@@ -239,6 +239,25 @@ pub fn pyiceberg() -> Option<String> {
     }
 }
 
+/// The Spark Connect server scripts/test.sh starts (`sc://host:port`, Sail in its
+/// local-cluster mode), or None outside CI (with a notice).
+pub fn spark() -> Option<String> {
+    match std::env::var("RSDBT_TEST_SPARK") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "CI must provide a Spark Connect server (RSDBT_TEST_SPARK): run the tests through scripts/test.sh"
+            )
+        }
+        _ => {
+            eprintln!(
+                "NOTICE: skipping a Spark test: no Spark Connect server (run scripts/test.sh, which starts Sail)"
+            );
+            None
+        }
+    }
+}
+
 /// The Kafka-protocol broker scripts/test.sh starts (host:port), or None outside CI (with a
 /// notice).
 pub fn kafka() -> Option<String> {

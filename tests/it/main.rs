@@ -27,6 +27,7 @@ mod secrets;
 mod selection;
 mod snapshots;
 mod sources;
+mod spark;
 mod state;
 mod static_analysis;
 mod streams;

@@ -13,7 +13,7 @@ mod pg_source;
 mod records;
 mod rewrite;
 mod s3;
-mod seed;
+pub(crate) mod seed;
 mod store;
 mod streams;
 mod warehouse;
@@ -691,28 +691,8 @@ impl Adapter for DataFusionAdapter {
             .map(|f| sql_type_name(f.data_type()))
             .collect();
         let batches = df.collect().await.map_err(err)?;
-        let mut buf = Vec::new();
-        {
-            let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
-            let refs: Vec<&_> = batches.iter().collect();
-            w.write_batches(&refs).map_err(err)?;
-            w.finish().map_err(err)?;
-        }
-        let objects: Vec<serde_json::Map<String, serde_json::Value>> = if buf.is_empty() {
-            vec![]
-        } else {
-            serde_json::from_slice(&buf).map_err(err)?
-        };
         let columns: Vec<String> = columns;
-        let rows = objects
-            .into_iter()
-            .map(|o| {
-                columns
-                    .iter()
-                    .map(|c| o.get(c).cloned().unwrap_or(serde_json::Value::Null))
-                    .collect()
-            })
-            .collect();
+        let rows = rows_as_json(&batches, &columns).map_err(err)?;
         Ok(QueryResult {
             columns,
             types,
@@ -860,6 +840,36 @@ impl Adapter for DataFusionAdapter {
 }
 
 /// An Arrow type by its SQL name in DataFusion (what `adapter.get_columns_in_relation` reports).
+/// Rows of Arrow batches as JSON values, one per column of `columns` (the PostgreSQL and Spark
+/// targets' `show` and tests read results this way too).
+pub(crate) fn rows_as_json(
+    batches: &[datafusion::arrow::record_batch::RecordBatch],
+    columns: &[String],
+) -> Result<Vec<Vec<serde_json::Value>>, datafusion::arrow::error::ArrowError> {
+    let mut buf = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+        let refs: Vec<&_> = batches.iter().collect();
+        w.write_batches(&refs)?;
+        w.finish()?;
+    }
+    let objects: Vec<serde_json::Map<String, serde_json::Value>> = if buf.is_empty() {
+        vec![]
+    } else {
+        serde_json::from_slice(&buf)
+            .map_err(|e| datafusion::arrow::error::ArrowError::JsonError(e.to_string()))?
+    };
+    Ok(objects
+        .into_iter()
+        .map(|o| {
+            columns
+                .iter()
+                .map(|c| o.get(c).cloned().unwrap_or(serde_json::Value::Null))
+                .collect()
+        })
+        .collect())
+}
+
 fn sql_type_name(t: &datafusion::arrow::datatypes::DataType) -> String {
     use datafusion::arrow::datatypes::DataType as T;
     match t {
@@ -943,6 +953,7 @@ impl DataFusionAdapter {
                 relation,
                 sql,
                 format,
+                ..
             } => {
                 let write = async {
                     let df = self.ctx.sql(&rewrite::for_engine(sql)).await.map_err(err)?;
@@ -969,6 +980,7 @@ impl DataFusionAdapter {
                 relation,
                 seed,
                 format,
+                ..
             } => {
                 let df = seed::read(&self.ctx, seed)?;
                 // The file is read as the table is written: its errors surface here.

@@ -1,0 +1,264 @@
+//! The Spark Connect target, against the Sail server scripts/test.sh starts in its
+//! local-cluster mode (a driver and two workers). Rows are compared with the embedded target's
+//! for the same models.
+
+use serde_json::Value;
+
+use crate::harness::{Project, spark};
+
+/// The environment that points the `spark` target at the test server, its tables under the
+/// project's `spark-wh` folder.
+fn env(p: &Project, host: &str) -> Vec<(String, String)> {
+    vec![
+        ("RSDBT_SPARK_HOST".into(), host.to_string()),
+        (
+            "RSDBT_SPARK_LOCATION".into(),
+            p.path().join("spark-wh").display().to_string(),
+        ),
+    ]
+}
+
+fn on_spark(p: &Project, host: &str, args: &[&str]) -> crate::harness::Output {
+    let env = env(p, host);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut all = args.to_vec();
+    all.extend(["--target", "spark"]);
+    p.rsdbt_env(&all, &env)
+}
+
+/// Rows of a query, numbers as floats (an integer column may be `int` on one engine and
+/// `bigint` on the other; both print as numbers).
+fn rows(p: &Project, host: Option<&str>, sql: &str) -> Vec<Vec<Value>> {
+    let args = ["show", "--inline", sql, "--limit", "-1", "--output", "json"];
+    let out = match host {
+        Some(h) => on_spark(p, h, &args),
+        None => p.rsdbt(&args),
+    }
+    .expect(0);
+    let v: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    v["show"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_object()
+                .unwrap()
+                .values()
+                .map(|v| match v.as_f64() {
+                    Some(f) => serde_json::json!(f),
+                    None => v.clone(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+const PROFILE: &str = r#"spark_fixture:
+  target: dev
+  outputs:
+    dev:
+      type: datafusion
+      path: warehouse
+      schema: main
+      threads: 2
+    spark:
+      type: spark
+      method: connect
+      host: "{{ env_var('RSDBT_SPARK_HOST', 'sc://127.0.0.1:15002') }}"
+      location_root: "{{ env_var('RSDBT_SPARK_LOCATION', '') }}"
+      schema: main
+      threads: 2
+"#;
+
+/// A small project with append and merge incrementals, a timestamp snapshot, tests and a unit
+/// test, buildable on both targets.
+fn fixture() -> Project {
+    let p = Project::fixture("tests_shop");
+    for f in ["models", "seeds", "data-tests"] {
+        std::fs::remove_dir_all(p.path().join(f)).unwrap();
+    }
+    p.write("profiles.yml", PROFILE);
+    p.write(
+        "project.yml",
+        "name: spark_fixture\nprofile: spark_fixture\nversion: '1.0'\n",
+    );
+    p.write(
+        "seeds/events.csv",
+        "id,amount,updated_at\n1,10,2024-01-01 00:00:00\n2,20,2024-01-01 00:00:00\n",
+    );
+    p.write(
+        "models/inc_append.sql",
+        "{{ config(materialized='incremental', incremental_strategy='append') }}\nselect id, amount, updated_at from {{ ref('events') }}\n{% if is_incremental() %}where updated_at > (select max(updated_at) from {{ this }}){% endif %}\n",
+    );
+    p.write(
+        "models/inc_merge.sql",
+        "{{ config(materialized='incremental', unique_key='id', incremental_strategy='merge') }}\nselect id, amount * 2 as doubled, updated_at from {{ ref('events') }}\n{% if is_incremental() %}where updated_at > (select max(updated_at) from {{ this }}){% endif %}\n",
+    );
+    p.write(
+        "models/schema.yml",
+        "version: 2\nmodels:\n  - name: inc_merge\n    columns:\n      - name: id\n        data_tests: [unique, not_null]\nunit_tests:\n  - name: doubles\n    model: inc_merge\n    given:\n      - input: ref('events')\n        rows:\n          - {id: 7, amount: 4, updated_at: '2024-01-01 00:00:00'}\n    expect:\n      rows:\n        - {id: 7, doubled: 8}\n",
+    );
+    p.write(
+        "snapshots/events_snap.sql",
+        "{% snapshot events_snap %}\n{{ config(target_schema='snaps', unique_key='id', strategy='timestamp', updated_at='updated_at') }}\nselect * from {{ ref('events') }}\n{% endsnapshot %}\n",
+    );
+    p
+}
+
+/// The second batch: id 2 changed, id 3 new.
+fn second_batch(p: &Project) {
+    p.write(
+        "seeds/events.csv",
+        "id,amount,updated_at\n1,10,2024-01-01 00:00:00\n2,25,2024-01-02 00:00:00\n3,30,2024-01-02 00:00:00\n",
+    );
+}
+
+#[test]
+fn incrementals_snapshot_seeds_and_tests_over_two_runs_match_the_embedded_target() {
+    let Some(host) = spark() else { return };
+    let p = fixture();
+    for target in [Some(host.as_str()), None] {
+        let build = |p: &Project| match target {
+            Some(h) => on_spark(p, h, &["build"]),
+            None => p.rsdbt(&["build"]),
+        };
+        p.write(
+            "seeds/events.csv",
+            "id,amount,updated_at\n1,10,2024-01-01 00:00:00\n2,20,2024-01-01 00:00:00\n",
+        );
+        let out = build(&p);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("[INSERT 2 in"), "{}", out.stdout);
+        second_batch(&p);
+        let out = build(&p);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("PASS=7"), "{}", out.stdout);
+    }
+    let same = |sql: &str, expected: usize| {
+        let spark_rows = rows(&p, Some(&host), sql);
+        assert_eq!(spark_rows.len(), expected, "{sql}: {spark_rows:?}");
+        assert_eq!(spark_rows, rows(&p, None, sql), "{sql}");
+    };
+    // Appended: the two first rows, then the two newer ones (id 2's old version stays).
+    same(
+        "select id, amount from {{ ref('inc_append') }} order by id, amount",
+        4,
+    );
+    // Merged: id 2 updated in place, id 3 inserted.
+    same(
+        "select id, doubled from {{ ref('inc_merge') }} order by id",
+        3,
+    );
+    assert_eq!(
+        rows(
+            &p,
+            Some(&host),
+            "select doubled from {{ ref('inc_merge') }} where id = 2"
+        ),
+        vec![vec![serde_json::json!(50.0)]]
+    );
+    // The snapshot: id 2 has a closed and a current version.
+    same(
+        "select id, amount, dbt_valid_to is null as current from {{ ref('events_snap') }} order by id, amount",
+        4,
+    );
+}
+
+#[test]
+fn a_failing_model_keeps_its_table_and_a_bad_host_exits_2() {
+    let Some(host) = spark() else { return };
+    let p = fixture();
+    p.write(
+        "models/kept.sql",
+        "{{ config(materialized='table') }}\nselect 1 as id\n",
+    );
+    on_spark(&p, &host, &["run", "-s", "kept"]).expect(0);
+    p.write(
+        "models/kept.sql",
+        "{{ config(materialized='table') }}\nselect no_such_column as id\n",
+    );
+    let out = on_spark(&p, &host, &["run", "-s", "kept"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("no_such_column"), "{}", out.stdout);
+    assert_eq!(
+        rows(&p, Some(&host), "select id from main.kept"),
+        vec![vec![serde_json::json!(1.0)]]
+    );
+    let out = on_spark(&p, "sc://127.0.0.1:1", &["run", "-s", "kept"]);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    let text = out.stdout + &out.stderr;
+    assert!(
+        text.contains("the Spark Connect server at sc://127.0.0.1:1 did not answer"),
+        "{text}"
+    );
+    let out = on_spark(&p, &host, &["debug"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("Connection test: [OK] Spark Connect at"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn example_builds_on_sail_with_the_embedded_targets_gold_rows() {
+    let Some(host) = spark() else { return };
+    let p = Project::example();
+    let out = on_spark(
+        &p,
+        &host,
+        &["build", "--exclude", "tag:stream", "path:models/lake"],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("PASS=28"), "{}", out.stdout);
+    p.rsdbt(&[
+        "build",
+        "--exclude",
+        "path:models/stream",
+        "path:models/lake",
+    ])
+    .expect(0);
+    for (table, order) in [
+        ("gld_category_by_country", "country"),
+        ("gld_posts_by_year", "post_year, category"),
+        ("gld_top_posters", "max_follower_count desc, user_name"),
+        ("gld_user_cohorts", "join_year, age_group"),
+    ] {
+        let sql = format!("select * from {{{{ ref('{table}') }}}} order by {order}");
+        let embedded = rows(&p, None, &sql);
+        assert!(!embedded.is_empty(), "{table} is empty");
+        assert_eq!(rows(&p, Some(&host), &sql), embedded, "{table}");
+    }
+    // A second run: the incremental model merges, the snapshot compares, in a new session
+    // whose catalog finds the tables again under location_root.
+    let out = on_spark(
+        &p,
+        &host,
+        &["build", "--exclude", "tag:stream", "path:models/lake"],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let rr: Value = serde_json::from_str(&p.read("target/rsdbt/run_results.json")).unwrap();
+    let message = |id: &str| {
+        rr["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["unique_id"] == id)
+            .map(|r| r["message"].as_str().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("{id} did not run"))
+    };
+    assert!(
+        message("model.pinboard.slv_pins").starts_with("MERGE"),
+        "{}",
+        message("model.pinboard.slv_pins")
+    );
+    let snap = "select count(*) as n, count(distinct dbt_scd_id) as ids, sum(case when dbt_valid_to is null then 1 else 0 end) as current from {{ ref('users_snapshot') }}";
+    let r = rows(&p, Some(&host), snap);
+    assert_eq!(r[0][0], r[0][1], "one id per version: {r:?}");
+    assert_eq!(
+        r[0][0], r[0][2],
+        "nothing changed, so every version is current: {r:?}"
+    );
+}
