@@ -604,11 +604,35 @@ impl SparkAdapter {
                 }
                 "MERGE"
             }
-            Strategy::InsertOverwrite => {
-                // Spark's dynamic partition overwrite: only the partitions the new rows fall
-                // in are replaced (without `partition_by`, the whole table, as dbt-spark).
-                self.run("set spark.sql.sources.partitionOverwriteMode = DYNAMIC")
+            Strategy::InsertOverwrite if !spec.partition_by.is_empty() => {
+                // The partitions the new rows fall in are replaced, the others kept: a
+                // delete-only merge over the distinct partition values, then the insert
+                // (Sail 0.7 overwrites the whole table whatever
+                // spark.sql.sources.partitionOverwriteMode says).
+                if rows > 0 {
+                    let parts = idents(&spec.partition_by);
+                    let on: Vec<String> = spec
+                        .partition_by
+                        .iter()
+                        .map(|k| {
+                            format!(
+                                "DBT_INTERNAL_SOURCE.{q} <=> DBT_INTERNAL_DEST.{q}",
+                                q = quote(k)
+                            )
+                        })
+                        .collect();
+                    self.run(&format!(
+                        "merge into {rel} as DBT_INTERNAL_DEST\nusing (select distinct {parts} from {tmp}) as DBT_INTERNAL_SOURCE\non {}\nwhen matched then delete",
+                        on.join(" and ")
+                    ))
                     .await?;
+                    self.run(&format!("insert into {rel} select {select} from {tmp}"))
+                        .await?;
+                }
+                "INSERT OVERWRITE"
+            }
+            Strategy::InsertOverwrite => {
+                // Without `partition_by` the whole table, as dbt-spark.
                 self.run(&format!(
                     "insert overwrite table {rel} select {select} from {tmp}"
                 ))
@@ -624,12 +648,22 @@ impl SparkAdapter {
                 "MICROBATCH"
             }
             Strategy::DeleteInsert => {
-                let keys: Vec<String> = spec.unique_key.iter().map(|k| quote(k)).collect();
                 if rows > 0 {
+                    // A merge that only deletes: `delete … where (keys) in (select …)` is not
+                    // planned by every server (Sail 0.7).
+                    let on: Vec<String> = spec
+                        .unique_key
+                        .iter()
+                        .map(|k| {
+                            format!(
+                                "DBT_INTERNAL_SOURCE.{q} = DBT_INTERNAL_DEST.{q}",
+                                q = quote(k)
+                            )
+                        })
+                        .collect();
                     self.run(&format!(
-                        "delete from {rel} where ({}) in (select {} from {tmp}){extra}",
-                        keys.join(", "),
-                        keys.join(", ")
+                        "merge into {rel} as DBT_INTERNAL_DEST\nusing {tmp} as DBT_INTERNAL_SOURCE\non {}{extra}\nwhen matched then delete",
+                        on.join(" and ")
                     ))
                     .await?;
                     self.run(&format!("insert into {rel} select {select} from {tmp}"))

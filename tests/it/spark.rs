@@ -96,6 +96,14 @@ fn fixture() -> Project {
         "{{ config(materialized='incremental', unique_key='id', incremental_strategy='merge') }}\nselect id, amount * 2 as doubled, updated_at from {{ ref('events') }}\n{% if is_incremental() %}where updated_at > (select max(updated_at) from {{ this }}){% endif %}\n",
     );
     p.write(
+        "models/inc_overwrite.sql",
+        "{{ config(materialized='incremental', incremental_strategy='insert_overwrite', partition_by=['day']) }}\nselect id, amount, cast(updated_at as date) as day from {{ ref('events') }}\n{% if is_incremental() %}where updated_at > cast('2024-01-01 12:00:00' as timestamp){% endif %}\n",
+    );
+    p.write(
+        "models/inc_delete_insert.sql",
+        "{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='id') }}\nselect id, amount, updated_at from {{ ref('events') }}\n{% if is_incremental() %}where updated_at > (select max(updated_at) from {{ this }}){% endif %}\n",
+    );
+    p.write(
         "models/schema.yml",
         "version: 2\nmodels:\n  - name: inc_merge\n    columns:\n      - name: id\n        data_tests: [unique, not_null]\nunit_tests:\n  - name: doubles\n    model: inc_merge\n    given:\n      - input: ref('events')\n        rows:\n          - {id: 7, amount: 4, updated_at: '2024-01-01 00:00:00'}\n    expect:\n      rows:\n        - {id: 7, doubled: 8}\n",
     );
@@ -133,7 +141,7 @@ fn incrementals_snapshot_seeds_and_tests_over_two_runs_match_the_embedded_target
         second_batch(&p);
         let out = build(&p);
         assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-        assert!(out.stdout.contains("PASS=7"), "{}", out.stdout);
+        assert!(out.stdout.contains("PASS=9"), "{}", out.stdout);
     }
     let same = |sql: &str, expected: usize| {
         let spark_rows = rows(&p, Some(&host), sql);
@@ -157,6 +165,16 @@ fn incrementals_snapshot_seeds_and_tests_over_two_runs_match_the_embedded_target
             "select doubled from {{ ref('inc_merge') }} where id = 2"
         ),
         vec![vec![serde_json::json!(50.0)]]
+    );
+    // Overwritten: the 2024-01-02 partition added, 2024-01-01's kept as it was.
+    same(
+        "select id, amount, cast(day as {{ dbt.type_string() }}) as day from {{ ref('inc_overwrite') }} order by id, amount",
+        4,
+    );
+    // Deleted and inserted by key: id 2 replaced.
+    same(
+        "select id, amount from {{ ref('inc_delete_insert') }} order by id",
+        3,
     );
     // The snapshot: id 2 has a closed and a current version.
     same(
