@@ -561,16 +561,6 @@ impl SparkAdapter {
             }
             Strategy::Merge => {
                 if rows > 0 {
-                    let on: Vec<String> = spec
-                        .unique_key
-                        .iter()
-                        .map(|k| {
-                            format!(
-                                "DBT_INTERNAL_SOURCE.{q} = DBT_INTERNAL_DEST.{q}",
-                                q = quote(k)
-                            )
-                        })
-                        .collect();
                     let in_both: Vec<&String> = target.iter().filter(|c| has(&source, c)).collect();
                     let update: Vec<String> = in_both
                         .iter()
@@ -596,7 +586,7 @@ impl SparkAdapter {
                         .collect();
                     self.run(&format!(
                         "merge into {rel} as DBT_INTERNAL_DEST\nusing {tmp} as DBT_INTERNAL_SOURCE\non {}{extra}{matched}\nwhen not matched then insert ({}) values ({})",
-                        on.join(" and "),
+                        matching(&spec.unique_key, "="),
                         idents(&in_both),
                         values.join(", ")
                     ))
@@ -611,20 +601,11 @@ impl SparkAdapter {
                 // spark.sql.sources.partitionOverwriteMode says).
                 if rows > 0 {
                     let parts = idents(&spec.partition_by);
-                    let on: Vec<String> = spec
-                        .partition_by
-                        .iter()
-                        .map(|k| {
-                            format!(
-                                "DBT_INTERNAL_SOURCE.{q} <=> DBT_INTERNAL_DEST.{q}",
-                                q = quote(k)
-                            )
-                        })
-                        .collect();
-                    self.run(&format!(
-                        "merge into {rel} as DBT_INTERNAL_DEST\nusing (select distinct {parts} from {tmp}) as DBT_INTERNAL_SOURCE\non {}\nwhen matched then delete",
-                        on.join(" and ")
-                    ))
+                    self.delete_matching(
+                        rel,
+                        &format!("(select distinct {parts} from {tmp})"),
+                        &matching(&spec.partition_by, "<=>"),
+                    )
                     .await?;
                     self.run(&format!("insert into {rel} select {select} from {tmp}"))
                         .await?;
@@ -649,22 +630,11 @@ impl SparkAdapter {
             }
             Strategy::DeleteInsert => {
                 if rows > 0 {
-                    // A merge that only deletes: `delete … where (keys) in (select …)` is not
-                    // planned by every server (Sail 0.7).
-                    let on: Vec<String> = spec
-                        .unique_key
-                        .iter()
-                        .map(|k| {
-                            format!(
-                                "DBT_INTERNAL_SOURCE.{q} = DBT_INTERNAL_DEST.{q}",
-                                q = quote(k)
-                            )
-                        })
-                        .collect();
-                    self.run(&format!(
-                        "merge into {rel} as DBT_INTERNAL_DEST\nusing {tmp} as DBT_INTERNAL_SOURCE\non {}{extra}\nwhen matched then delete",
-                        on.join(" and ")
-                    ))
+                    self.delete_matching(
+                        rel,
+                        tmp,
+                        &format!("{}{extra}", matching(&spec.unique_key, "=")),
+                    )
                     .await?;
                     self.run(&format!("insert into {rel} select {select} from {tmp}"))
                         .await?;
@@ -676,6 +646,21 @@ impl SparkAdapter {
             code: code.into(),
             rows_affected: Some(rows),
         })
+    }
+
+    /// Deletes the rows of `rel` that match a row of `source` on `on`: a merge that only
+    /// deletes, since `delete … where (keys) in (select …)` is not planned by every server
+    /// (Sail 0.7).
+    async fn delete_matching(
+        &self,
+        rel: &Relation,
+        source: &str,
+        on: &str,
+    ) -> Result<(), AdapterError> {
+        self.run(&format!(
+            "merge into {rel} as DBT_INTERNAL_DEST\nusing {source} as DBT_INTERNAL_SOURCE\non {on}\nwhen matched then delete"
+        ))
+        .await
     }
 
     /// Sends the seed's rows as Arrow (read and typed by the embedded target's seed reader)
@@ -793,6 +778,19 @@ fn table_location(root: &str, rel: &Relation) -> String {
         rel.schema,
         rel.identifier
     )
+}
+
+/// `DBT_INTERNAL_SOURCE.k <op> DBT_INTERNAL_DEST.k and …` over the columns.
+fn matching(cols: &[String], op: &str) -> String {
+    cols.iter()
+        .map(|k| {
+            format!(
+                "DBT_INTERNAL_SOURCE.{q} {op} DBT_INTERNAL_DEST.{q}",
+                q = quote(k)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 fn idents<S: AsRef<str>>(cols: &[S]) -> String {
