@@ -84,12 +84,13 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
     || echo "NOTICE: Chromium could not be installed" >&2
 fi
 e2e="${RSDBT_E2E_DIR:-$HOME/.cache/rsdbt/e2e}"
-# npm's first install on a new machine has failed once for no reason it printed: it gets three
-# tries, and says why the last one failed.
+# npm runs inside the folder rather than with `--prefix`, which would also move npm's global
+# config (and the machine's CA settings in it) to the folder. Three tries: a first install on a
+# new machine has failed once for no reason it printed.
 for _try in 1 2 3; do
   [ -d "$e2e/node_modules/playwright-core" ] || ! command -v npm >/dev/null 2>&1 && break
   mkdir -p "$e2e"
-  npm install --prefix "$e2e" --no-audit --no-fund --loglevel=error playwright-core@1.65.1 >&2 \
+  (cd "$e2e" && npm install --no-audit --no-fund --loglevel=error playwright-core@1.65.1) >&2 \
     || { echo "NOTICE: playwright-core could not be installed (try $_try of 3)" >&2; sleep 5; }
 done
 if [ -d "$e2e/node_modules/playwright-core" ] && command -v chromium >/dev/null 2>&1; then
@@ -136,6 +137,19 @@ elif [ "${CI:-}" = true ]; then
   exit 1
 else
   echo "NOTICE: the Spark Connect server could not be started; its tests will be skipped" >&2
+fi
+
+# Apache Spark 4's Spark Connect server (pyspark's jars from PyPI, in a cached venv; Java 17)
+# for the smoke tests proving the same client works against Spark itself.
+apache_dir="$(mktemp -d /tmp/rsdbt-spark.XXXXXX)"
+if apache_env="$(scripts/spark.sh start "$apache_dir")" && eval "$apache_env"; then
+  cleanup_cmds+=("scripts/spark.sh stop '$apache_dir'")
+  echo "Apache Spark Connect server for tests on $RSDBT_TEST_APACHE_SPARK"
+elif [ "${CI:-}" = true ]; then
+  echo "CI needs Apache Spark's Connect server for the Spark smoke tests (see $apache_dir)" >&2
+  exit 1
+else
+  echo "NOTICE: Apache Spark could not be started; its smoke tests will be skipped" >&2
 fi
 
 # delta-rs' Python package, the independent reader of the crash trials (tests/it/crash.rs):

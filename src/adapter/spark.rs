@@ -146,7 +146,7 @@ impl SparkAdapter {
         let client = SparkConnectClient::connect(&builder)
             .await
             .map_err(|e| AdapterError(format!("cannot connect to {shown}: {}", e.message())))?;
-        let file_format = text(t, "file_format").unwrap_or_else(|| "delta".into());
+        let file_format = text(t, "file_format").unwrap_or_default();
         let mut adapter = SparkAdapter {
             client,
             endpoint: shown.clone(),
@@ -170,6 +170,9 @@ impl SparkAdapter {
                     .and_then(Json::as_str)
                     .unwrap_or_default()
                     .to_string();
+                if adapter.file_format.is_empty() {
+                    adapter.file_format = adapter.default_format(&url).await.into();
+                }
                 Ok(adapter)
             }
             Ok(Err(e)) => Err(AdapterError(format!(
@@ -373,6 +376,73 @@ impl SparkAdapter {
         .await?;
         self.schemas.lock().unwrap().insert(schema.to_string());
         Ok(())
+    }
+
+    /// dbt-databricks' default where the server has Delta (Sail, Databricks, a Spark with
+    /// Delta's session extension), else dbt-spark's (Parquet).
+    async fn default_format(&self, url: &str) -> &'static str {
+        if self.is_sail() || url.contains("x-databricks-cluster-id") || url.contains("databricks") {
+            return "delta";
+        }
+        let extensions = self
+            .query("set spark.sql.extensions", None)
+            .await
+            .map(|r| format!("{:?}", r.rows))
+            .unwrap_or_default();
+        if extensions.contains("Delta") {
+            "delta"
+        } else {
+            "parquet"
+        }
+    }
+
+    /// Whether tables of `format` (the model's, else the target's) take row-level changes
+    /// (`merge`, `delete`): Delta, Iceberg and Hudi do, plain files do not.
+    fn row_level(&self, format: Option<&str>) -> bool {
+        let format = format.unwrap_or(&self.file_format).to_ascii_lowercase();
+        matches!(format.as_str(), "delta" | "iceberg" | "hudi")
+    }
+
+    /// Why this server cannot build a node of `materialized` with `cfg`, before anything runs
+    /// (dbt-spark refuses the same at run time, midway through a build).
+    pub fn cannot_build(&self, materialized: &str, cfg: &crate::config::Config) -> Option<String> {
+        let options = crate::materialize::TableOptions::of(cfg);
+        let format = options.file_format.as_deref().unwrap_or(&self.file_format);
+        let row_level = self.row_level(Some(format));
+        match materialized {
+            "snapshot" if !row_level => Some(format!(
+                "a snapshot merges its changes, which file_format '{format}' cannot (Spark merges into delta, iceberg and hudi tables); set file_format: delta"
+            )),
+            "incremental" => {
+                let spec = crate::materialize::incremental_spec(&crate::materialize::Request {
+                    materialized,
+                    relation: Relation::new("", "", ""),
+                    sql: String::new(),
+                    pre_hooks: vec![],
+                    post_hooks: vec![],
+                    incremental: true,
+                    config: cfg,
+                    grants_and_docs: vec![],
+                })
+                .ok()?;
+                let strategy = spec.strategy;
+                let keyless_merge = strategy == Strategy::Merge && spec.unique_key.is_empty();
+                if !row_level
+                    && matches!(
+                        strategy,
+                        Strategy::Merge | Strategy::DeleteInsert | Strategy::Microbatch
+                    )
+                    && !keyless_merge
+                {
+                    return Some(format!(
+                        "incremental_strategy '{}' changes rows in place, which file_format '{format}' cannot on Spark (delta, iceberg and hudi can); use 'append' or 'insert_overwrite', or set file_format: delta",
+                        strategy.as_str()
+                    ));
+                }
+                None
+            }
+            _ => None,
+        }
     }
 
     fn is_sail(&self) -> bool {
@@ -593,6 +663,23 @@ impl SparkAdapter {
                     .await?;
                 }
                 "MERGE"
+            }
+            Strategy::InsertOverwrite
+                if !spec.partition_by.is_empty()
+                    && !self.row_level(spec.file_format.as_deref()) =>
+            {
+                // Files without row-level changes: Spark's dynamic partition overwrite replaces
+                // the partitions the new rows fall in (as dbt-spark does).
+                if rows > 0 {
+                    self.run("set spark.sql.sources.partitionOverwriteMode=dynamic")
+                        .await?;
+                    self.run(&format!(
+                        "insert overwrite table {rel} partition ({}) select {select} from {tmp}",
+                        idents(&spec.partition_by)
+                    ))
+                    .await?;
+                }
+                "INSERT OVERWRITE"
             }
             Strategy::InsertOverwrite if !spec.partition_by.is_empty() => {
                 // The partitions the new rows fall in are replaced, the others kept: a

@@ -197,6 +197,46 @@ fn check_streams(
     diags.into_result(())
 }
 
+/// What the connected server cannot build (a Spark table format without row-level changes,
+/// say) fails the command before anything runs.
+#[cfg(feature = "datafusion")]
+fn check_server(
+    l: &Loaded,
+    ids: &[String],
+    adapter: &crate::adapter::AnyAdapter,
+) -> Result<(), Diagnostics> {
+    #[cfg(feature = "spark")]
+    if let crate::adapter::AnyAdapter::Spark(spark) = adapter {
+        let mut diags = Diagnostics::new();
+        for node in ids.iter().filter_map(|id| l.manifest.nodes.get(id)) {
+            let materialized = match node.resource_type {
+                ResourceType::Snapshot => "snapshot",
+                _ => node.materialized(),
+            };
+            if let Some(why) = spark.cannot_build(materialized, &node.config) {
+                let needle = ["incremental_strategy", "file_format", "unique_key"]
+                    .into_iter()
+                    .find(|k| node.raw_code.contains(k))
+                    .unwrap_or("");
+                diags.push(
+                    Diagnostic::error(
+                        "config",
+                        format!("{} '{}': {why}", node.resource_type.as_str(), node.name),
+                    )
+                    .at(crate::diag::Location::find(
+                        &node.original_file_path,
+                        node.raw_code.clone(),
+                        needle,
+                    )),
+                );
+            }
+        }
+        return diags.into_result(());
+    }
+    let _ = (l, ids, adapter);
+    Ok(())
+}
+
 #[cfg(feature = "datafusion")]
 /// A model whose materialization its table format cannot build fails the whole command before
 /// anything runs, not halfway through a build.
@@ -497,6 +537,7 @@ pub(super) fn run_nodes(
     )?;
     let rt = runtime();
     check_streams(l, ids, &adapter)?;
+    check_server(l, ids, &adapter)?;
     // With --defer, refs resolve to another environment's relations: planning against this
     // one would report tables that are not missing.
     if !selection.defer {

@@ -319,6 +319,8 @@ pub struct IncrementalSpec {
     pub on_schema_change: SchemaChange,
     pub partition_by: Vec<String>,
     pub format: TableFormat,
+    /// `file_format` as the model sets it (a Spark target's default applies when `None`).
+    pub file_format: Option<String>,
     /// Microbatch: the rows this batch replaces (`event_time` within the batch's window).
     pub replace_where: Option<String>,
 }
@@ -372,7 +374,7 @@ fn list(cfg: &crate::config::Config, key: &str) -> Vec<String> {
 }
 
 /// The incremental run's spec, or a message naming what is wrong with the config.
-fn incremental_spec(req: &Request) -> Result<IncrementalSpec, String> {
+pub fn incremental_spec(req: &Request) -> Result<IncrementalSpec, String> {
     let cfg = req.config;
     let unique_key = list(cfg, "unique_key");
     let strategy = match cfg.get("incremental_strategy").and_then(|v| v.as_str()) {
@@ -437,6 +439,7 @@ fn incremental_spec(req: &Request) -> Result<IncrementalSpec, String> {
         on_schema_change,
         partition_by: list(cfg, "partition_by"),
         format: TableFormat::of(cfg)?,
+        file_format: TableOptions::of(cfg).file_format,
         replace_where: None,
     })
 }

@@ -9,26 +9,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{Project, repo_root};
+use crate::harness::{Project, provided, repo_root};
 
 /// The bin folder of the Airflow venv (scripts/test.sh installs it); outside CI a missing
 /// Airflow skips with a notice.
 fn airflow() -> Option<PathBuf> {
-    match std::env::var("RSDBT_TEST_AIRFLOW")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
-        Some(bin) => Some(PathBuf::from(bin)),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI must provide Airflow: run the tests through scripts/test.sh")
-        }
-        None => {
-            eprintln!(
-                "NOTICE: skipping an Airflow test: no Airflow (run scripts/test.sh, which installs it)"
-            );
-            None
-        }
-    }
+    provided("RSDBT_TEST_AIRFLOW", "Airflow").map(PathBuf::from)
 }
 
 /// Airflow with its own SQLite metadata database, the DAGs of examples/airflow, and the

@@ -10,26 +10,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::Project;
+use crate::harness::{Project, provided};
 
 /// The reader's Python (scripts/test.sh installs `deltalake` into a cached venv); outside CI
 /// a missing reader skips the trials with a notice.
 fn reader() -> Option<String> {
-    match std::env::var("RSDBT_TEST_DELTALAKE")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
-        Some(p) => Some(p),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI must provide the deltalake reader: run the tests through scripts/test.sh")
-        }
-        None => {
-            eprintln!(
-                "NOTICE: skipping the crash trials: no deltalake reader (run scripts/test.sh)"
-            );
-            None
-        }
-    }
+    provided("RSDBT_TEST_DELTALAKE", "deltalake reader")
 }
 
 /// Every Delta table under `root` (a folder or an s3:// prefix on `endpoint`), as the

@@ -222,59 +222,41 @@ pub fn run_python(python: &str, script: &str, args: &[&std::ffi::OsStr]) -> Stri
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The python with pyiceberg and pyarrow that scripts/test.sh installs, or None outside CI
-/// (with a notice).
-pub fn pyiceberg() -> Option<String> {
-    match std::env::var("RSDBT_TEST_PYICEBERG") {
-        Ok(p) if !p.is_empty() => Some(p),
+/// What scripts/test.sh provides in `var` (a server's address, a tool's path), or None outside
+/// CI with a notice naming `what`; in CI its absence fails the test.
+pub fn provided(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI must provide pyiceberg: run the tests through scripts/test.sh")
+            panic!("CI must provide {what} ({var}): run the tests through scripts/test.sh")
         }
         _ => {
-            eprintln!(
-                "NOTICE: skipping a pyiceberg/pyarrow check: run scripts/test.sh, which installs it"
-            );
+            eprintln!("NOTICE: skipping a test: no {what} (run scripts/test.sh, which starts it)");
             None
         }
     }
+}
+
+/// The python with pyiceberg and pyarrow that scripts/test.sh installs.
+pub fn pyiceberg() -> Option<String> {
+    provided("RSDBT_TEST_PYICEBERG", "pyiceberg")
 }
 
 /// The Spark Connect server scripts/test.sh starts (`sc://host:port`, Sail in its
-/// local-cluster mode), or None outside CI (with a notice).
+/// local-cluster mode).
 pub fn spark() -> Option<String> {
-    match std::env::var("RSDBT_TEST_SPARK") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "CI must provide a Spark Connect server (RSDBT_TEST_SPARK): run the tests through scripts/test.sh"
-            )
-        }
-        _ => {
-            eprintln!(
-                "NOTICE: skipping a Spark test: no Spark Connect server (run scripts/test.sh, which starts Sail)"
-            );
-            None
-        }
-    }
+    provided("RSDBT_TEST_SPARK", "Spark Connect server (Sail)")
 }
 
-/// The Kafka-protocol broker scripts/test.sh starts (host:port), or None outside CI (with a
-/// notice).
+/// Apache Spark 4's Spark Connect server (pyspark's jars on Java 17, a Hive catalog, Parquet
+/// tables) that scripts/test.sh starts.
+pub fn apache_spark() -> Option<String> {
+    provided("RSDBT_TEST_APACHE_SPARK", "Apache Spark Connect server")
+}
+
+/// The Kafka-protocol broker scripts/test.sh starts (host:port).
 pub fn kafka() -> Option<String> {
-    match std::env::var("RSDBT_TEST_KAFKA") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "CI must provide a Kafka broker (RSDBT_TEST_KAFKA): run the tests through scripts/test.sh"
-            )
-        }
-        _ => {
-            eprintln!(
-                "NOTICE: skipping a Kafka test: no broker (run scripts/test.sh, which starts one)"
-            );
-            None
-        }
-    }
+    provided("RSDBT_TEST_KAFKA", "Kafka broker")
 }
 
 /// The tests' PostgreSQL (started by scripts/test.sh). Outside CI a missing server skips the

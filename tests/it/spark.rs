@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Project, spark};
+use crate::harness::{Project, apache_spark, spark};
 
 /// The environment that points the `spark` target at the test server, its tables under the
 /// project's `spark-wh` folder.
@@ -278,5 +278,188 @@ fn example_builds_on_sail_with_the_embedded_targets_gold_rows() {
     assert_eq!(
         r[0][0], r[0][2],
         "nothing changed, so every version is current: {r:?}"
+    );
+}
+
+/// Apache Spark 4 itself (pyspark's jars on Java 17): managed Parquet tables in a Hive catalog
+/// (the target's default format without Delta's jars), a view, append and insert_overwrite
+/// incrementals over two runs, seeds, data and unit tests, with the embedded target's rows; a
+/// merge that Parquet cannot take is refused before anything runs.
+#[test]
+fn apache_spark_builds_parquet_tables_with_the_embedded_targets_rows() {
+    let Some(host) = apache_spark() else { return };
+    let p = fixture();
+    for f in [
+        "models/inc_merge.sql",
+        "models/inc_delete_insert.sql",
+        "snapshots/events_snap.sql",
+    ] {
+        std::fs::remove_file(p.path().join(f)).unwrap();
+    }
+    p.write(
+        "models/tbl.sql",
+        "{{ config(materialized='table') }}\nselect id, amount from {{ ref('events') }}\n",
+    );
+    p.write(
+        "models/vw.sql",
+        "select id, amount * 2 as doubled from {{ ref('tbl') }}\n",
+    );
+    p.write(
+        "models/schema.yml",
+        "version: 2\nmodels:\n  - name: tbl\n    columns:\n      - name: id\n        data_tests: [unique, not_null]\n  - name: vw\n    columns:\n      - name: id\n        data_tests:\n          - relationships: {to: ref('tbl'), field: id}\nunit_tests:\n  - name: doubles\n    model: vw\n    given:\n      - input: ref('tbl')\n        rows:\n          - {id: 7, amount: 4}\n    expect:\n      rows:\n        - {id: 7, doubled: 8}\n",
+    );
+    // Managed tables: no location_root.
+    let apache = |p: &Project, args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--target", "spark"]);
+        p.rsdbt_env(
+            &all,
+            &[
+                ("RSDBT_SPARK_HOST", host.as_str()),
+                ("RSDBT_SPARK_LOCATION", ""),
+            ],
+        )
+    };
+    for target in [true, false] {
+        let build = |p: &Project| {
+            if target {
+                apache(p, &["build"])
+            } else {
+                p.rsdbt(&["build"])
+            }
+        };
+        p.write(
+            "seeds/events.csv",
+            "id,amount,updated_at\n1,10,2024-01-01 00:00:00\n2,20,2024-01-01 00:00:00\n",
+        );
+        let out = build(&p);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        second_batch(&p);
+        let out = build(&p);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("PASS=9"), "{}", out.stdout);
+    }
+    let query = |p: &Project, spark: bool, sql: &str| {
+        let args = ["show", "--inline", sql, "--limit", "-1", "--output", "json"];
+        let out = if spark {
+            apache(p, &args)
+        } else {
+            p.rsdbt(&args)
+        }
+        .expect(0);
+        let v: Value = serde_json::from_str(&out.stdout).unwrap();
+        v["show"].to_string()
+    };
+    for (sql, rows) in [
+        ("select id, amount from {{ ref('tbl') }} order by id", 3),
+        ("select id, doubled from {{ ref('vw') }} order by id", 3),
+        (
+            "select id, amount from {{ ref('inc_append') }} order by id, amount",
+            4,
+        ),
+        (
+            "select id, amount, cast(day as {{ dbt.type_string() }}) as day from {{ ref('inc_overwrite') }} order by id, amount",
+            4,
+        ),
+    ] {
+        let spark_rows = query(&p, true, sql);
+        assert_eq!(
+            spark_rows.matches("\"id\"").count(),
+            rows,
+            "{sql}: {spark_rows}"
+        );
+        assert_eq!(spark_rows, query(&p, false, sql), "{sql}");
+    }
+    // The server's own catalog says what was built, and how.
+    let format = query(&p, true, "describe table extended main.tbl");
+    assert!(format.contains("parquet"), "{format}");
+    // Parquet cannot merge: refused before anything runs, naming the model's file.
+    p.write(
+        "models/inc_merge.sql",
+        "{{ config(materialized='incremental', unique_key='id', incremental_strategy='merge') }}\nselect id, amount from {{ ref('events') }}\n",
+    );
+    p.write(
+        "seeds/events.csv",
+        "id,amount,updated_at\n9,90,2024-01-03 00:00:00\n",
+    );
+    let out = apache(&p, &["build"]);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    let text = out.stdout + &out.stderr;
+    assert!(
+        text.contains("model 'inc_merge': incremental_strategy 'merge' changes rows in place, which file_format 'parquet' cannot on Spark")
+            && text.contains("models/inc_merge.sql"),
+        "{text}"
+    );
+    assert!(
+        query(&p, true, "select id from {{ ref('events') }}").contains("\"id\":2"),
+        "the seed was not reloaded"
+    );
+}
+
+/// A shared warehouse folder: the embedded target's warehouse is the Spark target's
+/// location_root, so a Delta table written on one side is a table on the other (Sail finds it
+/// in the folder; the embedded target opens the Delta log).
+#[test]
+fn delta_tables_written_by_sail_and_by_the_embedded_target_read_each_other() {
+    let Some(host) = spark() else { return };
+    let p = fixture();
+    for f in ["models", "snapshots"] {
+        std::fs::remove_dir_all(p.path().join(f)).unwrap();
+    }
+    // The Spark target's location_root (see `env`) is the embedded target's warehouse.
+    let shared = p.path().join("spark-wh");
+    p.write(
+        "profiles.yml",
+        &PROFILE.replace("path: warehouse", &format!("path: {}", shared.display())),
+    );
+    p.write(
+        "models/sources.yml",
+        "version: 2\nsources:\n  - name: lake\n    schema: main\n    tables:\n      - name: from_spark\n      - name: from_local\n",
+    );
+    p.write(
+        "models/from_spark.sql",
+        "{{ config(materialized='table', tags=['spark']) }}\nselect id, amount * 3 as tripled from {{ ref('events') }}\n",
+    );
+    p.write(
+        "models/from_local.sql",
+        "{{ config(materialized='table', tags=['local']) }}\nselect id, amount + 1 as plus_one from {{ ref('events') }}\n",
+    );
+    p.write(
+        "models/read_spark.sql",
+        "{{ config(materialized='table', tags=['local']) }}\nselect id, tripled from {{ source('lake', 'from_spark') }}\n",
+    );
+    p.write(
+        "models/read_local.sql",
+        "{{ config(materialized='table', tags=['spark']) }}\nselect id, plus_one from {{ source('lake', 'from_local') }}\n",
+    );
+    on_spark(&p, &host, &["seed"]).expect(0);
+    on_spark(&p, &host, &["run", "-s", "from_spark"]).expect(0);
+    assert!(shared.join("main/from_spark/_delta_log").is_dir());
+    // The embedded target reads the seed and the model Sail wrote.
+    p.rsdbt(&["run", "-s", "from_local", "read_spark"])
+        .expect(0);
+    on_spark(&p, &host, &["run", "-s", "read_local"]).expect(0);
+    // Each side reads what the other wrote.
+    assert_eq!(
+        rows(
+            &p,
+            None,
+            "select id, tripled from {{ ref('read_spark') }} order by id"
+        ),
+        vec![
+            vec![serde_json::json!(1.0), serde_json::json!(30.0)],
+            vec![serde_json::json!(2.0), serde_json::json!(60.0)]
+        ]
+    );
+    assert_eq!(
+        rows(
+            &p,
+            Some(&host),
+            "select id, plus_one from {{ ref('read_local') }} order by id"
+        ),
+        vec![
+            vec![serde_json::json!(1.0), serde_json::json!(11.0)],
+            vec![serde_json::json!(2.0), serde_json::json!(21.0)]
+        ]
     );
 }
