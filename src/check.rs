@@ -156,7 +156,17 @@ pub async fn analyze(
                     }
                 }
             }
-            // Snapshots add their own columns; tests and ephemeral models build nothing.
+            // An ephemeral model is planned inlined into its children: what it reads unknown,
+            // they read unknown.
+            ResourceType::Model
+                if node
+                    .depends_on_nodes
+                    .iter()
+                    .any(|u| unknown.contains(u.as_str())) =>
+            {
+                unknown.insert(&node.unique_id);
+            }
+            // Snapshots add their own columns; tests build nothing.
             ResourceType::Snapshot => {
                 unknown.insert(&node.unique_id);
             }

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::Value as Json;
 use spark_connect_core::{ChannelBuilder, SparkConnectClient, SparkError};
@@ -443,6 +443,18 @@ impl SparkAdapter {
             }
             _ => None,
         }
+    }
+
+    /// The columns of `schema.table` in the server's catalog, for static analysis (`None`: no
+    /// such table).
+    pub async fn table_schema(&self, schema: &str, table: &str) -> Option<SchemaRef> {
+        let rel = Relation::new("", schema, table);
+        self.relation_type(&rel).await?;
+        let (batches, proto) = self
+            .rows(&format!("select * from {rel} limit 0"), None)
+            .await
+            .ok()?;
+        Some(arrow_schema(&batches, proto.as_ref()))
     }
 
     fn is_sail(&self) -> bool {
@@ -1013,51 +1025,59 @@ fn spark_type(t: &DataType) -> String {
 /// Column names and Spark types of a result: from its batches, or from the schema the server
 /// sent when no batch came.
 fn columns_of(batches: &[RecordBatch], schema: Option<&pb::DataType>) -> Vec<(String, String)> {
+    arrow_schema(batches, schema)
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), spark_type(f.data_type())))
+        .collect()
+}
+
+/// The Arrow schema of a result: its batches', or the one the server sent when no batch came.
+fn arrow_schema(batches: &[RecordBatch], schema: Option<&pb::DataType>) -> SchemaRef {
+    use datafusion::arrow::datatypes::{Field, Schema};
     if let Some(b) = batches.first() {
-        return b
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), spark_type(f.data_type())))
-            .collect();
+        return b.schema();
     }
     let Some(pb::data_type::Kind::Struct(st)) = schema.and_then(|s| s.kind.as_ref()) else {
-        return vec![];
+        return std::sync::Arc::new(Schema::empty());
     };
-    st.fields
+    let fields: Vec<Field> = st
+        .fields
         .iter()
         .map(|f| {
             let ty = f
                 .data_type
                 .as_ref()
                 .and_then(|d| d.kind.as_ref())
-                .map(proto_type_name)
-                .unwrap_or_else(|| "string".into());
-            (f.name.clone(), ty)
+                .map_or(DataType::Utf8, arrow_type);
+            Field::new(&f.name, ty, f.nullable)
         })
-        .collect()
+        .collect();
+    std::sync::Arc::new(Schema::new(fields))
 }
 
-fn proto_type_name(k: &pb::data_type::Kind) -> String {
+/// The Arrow type of a Spark type as the protocol describes it (what has no Arrow counterpart
+/// here reads as a string).
+fn arrow_type(k: &pb::data_type::Kind) -> DataType {
+    use datafusion::arrow::datatypes::TimeUnit;
     use pb::data_type::Kind;
     match k {
-        Kind::Boolean(_) => "boolean".into(),
-        Kind::Byte(_) => "tinyint".into(),
-        Kind::Short(_) => "smallint".into(),
-        Kind::Integer(_) => "int".into(),
-        Kind::Long(_) => "bigint".into(),
-        Kind::Float(_) => "float".into(),
-        Kind::Double(_) => "double".into(),
-        Kind::Date(_) => "date".into(),
-        Kind::Timestamp(_) => "timestamp".into(),
-        Kind::TimestampNtz(_) => "timestamp_ntz".into(),
-        Kind::Binary(_) => "binary".into(),
-        Kind::Decimal(d) => format!(
-            "decimal({},{})",
-            d.precision.unwrap_or(10),
-            d.scale.unwrap_or(0)
+        Kind::Boolean(_) => DataType::Boolean,
+        Kind::Byte(_) => DataType::Int8,
+        Kind::Short(_) => DataType::Int16,
+        Kind::Integer(_) => DataType::Int32,
+        Kind::Long(_) => DataType::Int64,
+        Kind::Float(_) => DataType::Float32,
+        Kind::Double(_) => DataType::Float64,
+        Kind::Date(_) => DataType::Date32,
+        Kind::Timestamp(_) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        Kind::TimestampNtz(_) => DataType::Timestamp(TimeUnit::Microsecond, None),
+        Kind::Binary(_) => DataType::Binary,
+        Kind::Decimal(d) => DataType::Decimal128(
+            d.precision.unwrap_or(10).clamp(1, 38) as u8,
+            d.scale.unwrap_or(0).clamp(0, 38) as i8,
         ),
-        _ => "string".into(),
+        _ => DataType::Utf8,
     }
 }
 

@@ -402,17 +402,16 @@ pub(super) fn static_analysis(
         .collect();
     let analyzer = match adapter {
         crate::adapter::AnyAdapter::DataFusion(df) => df.analyzer(),
-        #[cfg(feature = "spark")]
-        crate::adapter::AnyAdapter::Spark(_) => {
-            printer.info("Static analysis does not run on Spark targets yet: the cluster reports SQL errors as each model runs");
-            return Ok(());
-        }
-        #[cfg(feature = "postgres")]
-        crate::adapter::AnyAdapter::Postgres(_) => {
+        // A Spark catalog's two-part names resolve in the session's catalog.
+        _ => {
             let target = l.project.target();
-            crate::adapter::datafusion::Analyzer::for_postgres(
+            let database = match target.database.as_str() {
+                "" => "spark_catalog",
+                d => d,
+            };
+            crate::adapter::datafusion::Analyzer::for_server(
                 std::sync::Arc::clone(adapter_arc),
-                &target.database,
+                database,
                 &target.schema,
             )
         }
@@ -424,8 +423,8 @@ pub(super) fn static_analysis(
         full_refresh: flags.full_refresh,
         mode: flags.static_analysis,
         run_start_hooks: !l.project.on_run_start.is_empty(),
-        // DataFusion's type rules are not PostgreSQL's (implicit casts): there, a type error
-        // is a notice, never the user's mistake.
+        // DataFusion's type rules are not PostgreSQL's or Spark's (implicit casts): there, a
+        // type error is a notice, never the user's mistake.
         types_checked: matches!(adapter, crate::adapter::AnyAdapter::DataFusion(_)),
     };
     let report = rt.block_on(crate::check::analyze(

@@ -196,7 +196,12 @@ fn a_failing_model_keeps_its_table_and_a_bad_host_exits_2() {
         "models/kept.sql",
         "{{ config(materialized='table') }}\nselect no_such_column as id\n",
     );
-    let out = on_spark(&p, &host, &["run", "-s", "kept"]);
+    // Past static analysis (which would stop it before it runs), the cluster fails it.
+    let out = on_spark(
+        &p,
+        &host,
+        &["run", "-s", "kept", "--static-analysis", "off"],
+    );
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("no_such_column"), "{}", out.stdout);
     assert_eq!(
@@ -461,5 +466,41 @@ fn delta_tables_written_by_sail_and_by_the_embedded_target_read_each_other() {
             vec![serde_json::json!(1.0), serde_json::json!(11.0)],
             vec![serde_json::json!(2.0), serde_json::json!(21.0)]
         ]
+    );
+}
+
+/// Static analysis on Spark: the SQL is parsed as Spark's and planned against the tables the
+/// server's catalog lists; an unknown column stops the run before anything is built, and SQL
+/// the planner cannot judge (a Spark-only function) is a notice.
+#[test]
+fn static_analysis_on_spark_reports_an_unknown_column_before_anything_runs() {
+    let Some(host) = spark() else { return };
+    let p = fixture();
+    on_spark(&p, &host, &["seed"]).expect(0);
+    p.write(
+        "models/typo.sql",
+        "{{ config(materialized='table') }}\nselect id,\n  amout\nfrom {{ ref('events') }}\n",
+    );
+    let out = on_spark(&p, &host, &["run"]);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("amout") && out.stderr.contains("models/typo.sql:3"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !p.path().join("spark-wh/main/inc_append").exists(),
+        "a model ran"
+    );
+    p.write(
+        "models/typo.sql",
+        "{{ config(materialized='table') }}\nselect id, xxhash64(id) as h from {{ ref('events') }}\n",
+    );
+    let out = on_spark(&p, &host, &["run", "-s", "typo"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("Static analysis: typo: not checked"),
+        "{}",
+        out.stdout
     );
 }

@@ -274,3 +274,31 @@ fn a_planner_limitation_is_a_notice() {
     );
     assert!(out.stdout.contains("PASS=1"), "{}", out.stdout);
 }
+
+/// A model that reads an unjudged model through an ephemeral one is not judged either (its
+/// input's columns are unknown), rather than reported as reading a missing table.
+#[test]
+fn an_unjudged_input_behind_an_ephemeral_model_is_a_notice() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "models/numbered.sql",
+        "{{ config(materialized='table') }}\nselect * from unnest([10, 20]) with ordinality\n",
+    );
+    p.write(
+        "models/numbered_eph.sql",
+        "{{ config(materialized='ephemeral') }}\nselect * from {{ ref('numbered') }}\n",
+    );
+    p.write(
+        "models/numbered_top.sql",
+        "select * from {{ ref('numbered_eph') }}\n",
+    );
+    let out = p.rsdbt(&["compile", "-s", "numbered_top"]).expect(0);
+    assert!(
+        out.stdout.contains(
+            "Static analysis: numbered_top: not checked, as its input model.check_shop.numbered_eph could not be"
+        ),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+}

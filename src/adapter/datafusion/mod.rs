@@ -155,26 +155,35 @@ impl Analyzer {
         }
     }
 
-    /// An analyzer for the PostgreSQL target's models: PostgreSQL's dialect, its catalog's
-    /// tables.
-    #[cfg(feature = "postgres")]
-    pub fn for_postgres(
+    /// An analyzer for a server target's models (PostgreSQL, Spark): the server's SQL dialect,
+    /// its catalog's tables.
+    pub fn for_server(
         adapter: Arc<crate::adapter::AnyAdapter>,
         database: &str,
         schema: &str,
     ) -> Self {
+        let dialect = match adapter.as_ref() {
+            #[cfg(feature = "spark")]
+            crate::adapter::AnyAdapter::Spark(_) => "databricks",
+            _ => "postgresql",
+        };
         let lookup: SchemaLookup = Arc::new(move |schema, table| {
             let adapter = adapter.clone();
             Box::pin(async move {
                 match adapter.as_ref() {
+                    #[cfg(feature = "postgres")]
                     crate::adapter::AnyAdapter::Postgres(pg) => {
                         pg_source::table_schema(pg, &schema, &table).await
+                    }
+                    #[cfg(feature = "spark")]
+                    crate::adapter::AnyAdapter::Spark(spark) => {
+                        spark.table_schema(&schema, &table).await
                     }
                     _ => None,
                 }
             })
         });
-        Self::detached(database, schema, "postgresql", lookup)
+        Self::detached(database, schema, dialect, lookup)
     }
 
     /// The columns a seed file will load as.
