@@ -549,6 +549,18 @@ pub struct CatalogEntry {
     pub row_count: Option<u64>,
     /// Size of the data files, where the format says (Delta).
     pub bytes: Option<u64>,
+    /// What the warehouse's catalog says beyond the columns (Spark's `DESCRIBE`).
+    pub described: Described,
+}
+
+/// A relation's comment, owner and column comments, as a warehouse's catalog keeps them.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Described {
+    pub comment: Option<String>,
+    pub owner: Option<String>,
+    pub column_comments: std::collections::BTreeMap<String, String>,
+    pub bytes: Option<u64>,
+    pub rows: Option<u64>,
 }
 
 /// dbt's `catalog.json` (v1): every built relation with its columns and types, and the row
@@ -562,7 +574,8 @@ pub fn catalog_json(m: &Manifest, nodes: &[CatalogEntry], sources: &[CatalogEntr
             .map(|(i, (name, ty))| {
                 (
                     name.clone(),
-                    json!({"type": ty, "index": i + 1, "name": name, "comment": null}),
+                    json!({"type": ty, "index": i + 1, "name": name,
+                           "comment": e.described.column_comments.get(name)}),
                 )
             })
             .collect();
@@ -590,7 +603,8 @@ pub fn catalog_json(m: &Manifest, nodes: &[CatalogEntry], sources: &[CatalogEntr
             e.unique_id.clone(),
             json!({
                 "metadata": {"type": e.kind, "schema": e.schema, "name": e.name,
-                             "database": e.database, "comment": null, "owner": null},
+                             "database": e.database, "comment": e.described.comment,
+                             "owner": e.described.owner},
                 "columns": columns,
                 "stats": stats,
                 "unique_id": e.unique_id,

@@ -457,6 +457,61 @@ impl SparkAdapter {
         Some(arrow_schema(&batches, proto.as_ref()))
     }
 
+    /// What `describe table extended` says of `rel` beyond its columns: the comments, the
+    /// owner, and the statistics where the catalog keeps them (`Statistics: N bytes, M rows`).
+    pub async fn describe(&self, rel: &Relation) -> crate::artifacts::Described {
+        let rows = match self
+            .query(&format!("describe table extended {rel}"), None)
+            .await
+        {
+            Ok(r) => r.rows,
+            Err(_) => return Default::default(),
+        };
+        let cell = |row: &[Json], i: usize| {
+            row.get(i)
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let mut d = crate::artifacts::Described::default();
+        let mut section = "columns";
+        for row in &rows {
+            let (key, value, comment) = (cell(row, 0), cell(row, 1), cell(row, 2));
+            if key.starts_with('#') {
+                section = if key == "# Detailed Table Information" {
+                    "details"
+                } else {
+                    "other"
+                };
+                continue;
+            }
+            match section {
+                "columns" if !key.is_empty() && !comment.is_empty() => {
+                    d.column_comments.insert(key, comment);
+                }
+                "details" => match key.as_str() {
+                    "Owner" if !value.is_empty() => d.owner = Some(value),
+                    "Comment" if !value.is_empty() => d.comment = Some(value),
+                    "Statistics" => {
+                        for part in value.split(',') {
+                            let mut words = part.split_whitespace();
+                            let n = words.next().and_then(|n| n.parse::<u64>().ok());
+                            match words.next() {
+                                Some("bytes") => d.bytes = n,
+                                Some("rows") => d.rows = n,
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        d
+    }
+
     fn is_sail(&self) -> bool {
         self.version.starts_with("0.")
     }

@@ -46,7 +46,17 @@ pub(super) fn docs_generate(
         let shape = rt
             .block_on(adapter.query(&format!("select * from {} limit 0", rel.render()), Some(0)))
             .ok()?;
-        let row_count = (kind == "table")
+        let described = match adapter.as_ref() {
+            #[cfg(feature = "spark")]
+            crate::adapter::AnyAdapter::Spark(spark) if kind != "external" => {
+                rt.block_on(spark.describe(rel))
+            }
+            _ => Default::default(),
+        };
+        // A cluster's tables are not counted (a scan of each): its catalog's statistics
+        // say, where it keeps them (as dbt-spark).
+        let counted = !matches!(adapter.as_ref(), crate::adapter::AnyAdapter::Spark(_));
+        let row_count = (kind == "table" && counted)
             .then(|| {
                 rt.block_on(
                     adapter.query(&format!("select count(*) as n from {}", rel.render()), None),
@@ -67,12 +77,13 @@ pub(super) fn docs_generate(
                 _ => "BASE TABLE",
             },
             columns: shape.columns.into_iter().zip(shape.types).collect(),
-            row_count,
+            row_count: row_count.or(described.rows),
             bytes: match adapter.as_ref() {
                 crate::adapter::AnyAdapter::DataFusion(df) => rt.block_on(df.table_bytes(rel)),
                 #[allow(unreachable_patterns)]
-                _ => None,
+                _ => described.bytes,
             },
+            described,
         })
     };
     let nodes: Vec<_> = l

@@ -311,7 +311,7 @@ fn apache_spark_builds_parquet_tables_with_the_embedded_targets_rows() {
     );
     p.write(
         "models/schema.yml",
-        "version: 2\nmodels:\n  - name: tbl\n    columns:\n      - name: id\n        data_tests: [unique, not_null]\n  - name: vw\n    columns:\n      - name: id\n        data_tests:\n          - relationships: {to: ref('tbl'), field: id}\nunit_tests:\n  - name: doubles\n    model: vw\n    given:\n      - input: ref('tbl')\n        rows:\n          - {id: 7, amount: 4}\n    expect:\n      rows:\n        - {id: 7, doubled: 8}\n",
+        "version: 2\nmodels:\n  - name: tbl\n    description: Amounts by id\n    config:\n      persist_docs: {relation: true, columns: true}\n    columns:\n      - name: id\n        description: The event's id\n        data_tests: [unique, not_null]\n  - name: vw\n    columns:\n      - name: id\n        data_tests:\n          - relationships: {to: ref('tbl'), field: id}\nunit_tests:\n  - name: doubles\n    model: vw\n    given:\n      - input: ref('tbl')\n        rows:\n          - {id: 7, amount: 4}\n    expect:\n      rows:\n        - {id: 7, doubled: 8}\n",
     );
     // Managed tables: no location_root.
     let apache = |p: &Project, args: &[&str]| {
@@ -375,9 +375,20 @@ fn apache_spark_builds_parquet_tables_with_the_embedded_targets_rows() {
         );
         assert_eq!(spark_rows, query(&p, false, sql), "{sql}");
     }
-    // The server's own catalog says what was built, and how.
+    // The server's own catalog says what was built, and how; the docs catalog is its DESCRIBE
+    // (the descriptions persisted as comments).
     let format = query(&p, true, "describe table extended main.tbl");
     assert!(format.contains("parquet"), "{format}");
+    apache(&p, &["docs", "generate"]).expect(0);
+    let catalog: Value = serde_json::from_str(&p.read("target/catalog.json")).unwrap();
+    let tbl = &catalog["nodes"]["model.spark_fixture.tbl"];
+    assert_eq!(tbl["metadata"]["comment"], "Amounts by id", "{tbl}");
+    assert_eq!(tbl["columns"]["id"]["comment"], "The event's id", "{tbl}");
+    assert_eq!(tbl["columns"]["amount"]["type"], "bigint", "{tbl}");
+    assert_eq!(
+        catalog["nodes"]["model.spark_fixture.vw"]["metadata"]["type"],
+        "VIEW"
+    );
     // Parquet cannot merge: refused before anything runs, naming the model's file.
     p.write(
         "models/inc_merge.sql",
