@@ -633,6 +633,18 @@ impl SparkAdapter {
                     )));
                 }
                 SchemaChange::AppendNewColumns | SchemaChange::SyncAllColumns => {
+                    // Sail 0.7 alters no table; Spark drops columns of v2 tables (Delta) only.
+                    let cannot = |e: AdapterError| {
+                        AdapterError(format!(
+                            "{}: the server cannot change the table's columns as on_schema_change asks ({}); rebuild it with --full-refresh",
+                            e.0,
+                            if spec.on_schema_change == SchemaChange::SyncAllColumns {
+                                "sync_all_columns"
+                            } else {
+                                "append_new_columns"
+                            }
+                        ))
+                    };
                     if !added.is_empty() {
                         let defs: Vec<String> = added
                             .iter()
@@ -642,7 +654,8 @@ impl SparkAdapter {
                             "alter table {rel} add columns ({})",
                             defs.join(", ")
                         ))
-                        .await?;
+                        .await
+                        .map_err(cannot)?;
                     }
                     if spec.on_schema_change == SchemaChange::SyncAllColumns && !removed.is_empty()
                     {
@@ -650,7 +663,8 @@ impl SparkAdapter {
                             "alter table {rel} drop columns ({})",
                             idents(&removed)
                         ))
-                        .await?;
+                        .await
+                        .map_err(cannot)?;
                     }
                 }
                 SchemaChange::Ignore => {}

@@ -389,6 +389,18 @@ fn apache_spark_builds_parquet_tables_with_the_embedded_targets_rows() {
         catalog["nodes"]["model.spark_fixture.vw"]["metadata"]["type"],
         "VIEW"
     );
+    // A new column on the append model: added to the table (`alter table … add columns`), the
+    // old rows' value NULL, on both targets.
+    p.write(
+        "models/inc_append.sql",
+        "{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='append_new_columns') }}\nselect id, amount, amount * 2 as doubled, updated_at from {{ ref('events') }}\nwhere id = 3\n",
+    );
+    apache(&p, &["run", "-s", "inc_append"]).expect(0);
+    p.rsdbt(&["run", "-s", "inc_append"]).expect(0);
+    let sql = "select id, amount, doubled from {{ ref('inc_append') }} order by id, amount";
+    let spark_rows = query(&p, true, sql);
+    assert!(spark_rows.contains("\"doubled\":60"), "{spark_rows}");
+    assert_eq!(spark_rows, query(&p, false, sql));
     // Parquet cannot merge: refused before anything runs, naming the model's file.
     p.write(
         "models/inc_merge.sql",
@@ -514,4 +526,53 @@ fn static_analysis_on_spark_reports_an_unknown_column_before_anything_runs() {
         "{}",
         out.stdout
     );
+}
+
+/// Microbatch on Sail: each month's batch replaced (`insert into … replace where`) with the
+/// rows of its window, the same rows as the embedded target's, over a first run and a rerun of
+/// one batch.
+#[test]
+fn microbatch_replaces_its_batches_on_sail_as_on_the_embedded_target() {
+    let Some(host) = spark() else { return };
+    let p = fixture();
+    for f in ["models", "snapshots"] {
+        std::fs::remove_dir_all(p.path().join(f)).unwrap();
+    }
+    p.write(
+        "seeds/props.yml",
+        "version: 2\nseeds:\n  - name: events\n    config:\n      event_time: updated_at\n",
+    );
+    p.write(
+        "models/by_month.sql",
+        "{{ config(materialized='incremental', incremental_strategy='microbatch', event_time='updated_at', batch_size='month', begin='2024-01-01') }}\nselect id, amount, updated_at from {{ ref('events') }}\n",
+    );
+    let sql = "select id, amount from {{ ref('by_month') }} order by id, amount";
+    for spark_target in [true, false] {
+        let run = |args: &[&str]| {
+            if spark_target {
+                on_spark(&p, &host, args)
+            } else {
+                p.rsdbt(args)
+            }
+        };
+        p.write(
+            "seeds/events.csv",
+            "id,amount,updated_at\n1,10,2024-01-01 00:00:00\n2,20,2024-02-03 00:00:00\n",
+        );
+        run(&["build"]).expect(0);
+        second_batch(&p);
+        let out = run(&[
+            "build",
+            "--event-time-start",
+            "2024-01-01",
+            "--event-time-end",
+            "2024-02-01",
+        ])
+        .expect(0);
+        assert!(out.stdout.contains("MICROBATCH 1 batch"), "{}", out.stdout);
+    }
+    // January replaced (id 2 moved into it, id 3 added); February's id 2 stays as it was.
+    let spark_rows = rows(&p, Some(&host), sql);
+    assert_eq!(spark_rows.len(), 4, "{spark_rows:?}");
+    assert_eq!(spark_rows, rows(&p, None, sql));
 }
