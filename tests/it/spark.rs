@@ -576,3 +576,48 @@ fn microbatch_replaces_its_batches_on_sail_as_on_the_embedded_target() {
     assert_eq!(spark_rows.len(), 4, "{spark_rows:?}");
     assert_eq!(spark_rows, rows(&p, None, sql));
 }
+
+/// Hooks, `run_query` and the introspection macros are answered by the cluster, with the same
+/// result as on the embedded target.
+#[test]
+fn hooks_and_introspection_are_answered_by_the_cluster() {
+    let Some(host) = spark() else { return };
+    let p = fixture();
+    for f in ["models", "snapshots"] {
+        std::fs::remove_dir_all(p.path().join(f)).unwrap();
+    }
+    p.write(
+        "models/introspect.sql",
+        r#"{{ config(materialized='table', post_hook="insert into {{ this }} values (0, 'hook', 0, false)") }}
+{% set cols = adapter.get_columns_in_relation(ref('events')) %}
+{% set top = run_query("select max(amount) as m from " ~ ref('events')) %}
+{% set found = adapter.get_relation(database=this.database, schema=this.schema, identifier='events') %}
+select {{ cols | length }} as n, '{{ cols | map(attribute="name") | join(",") }}' as names,
+  {{ top.columns[0].values()[0] if execute else 0 }} as top_amount,
+  {{ 'true' if found is not none else 'false' }} as found
+"#,
+    );
+    let sql = "select * from {{ ref('introspect') }} order by n";
+    on_spark(&p, &host, &["build"]).expect(0);
+    p.rsdbt(&["build"]).expect(0);
+    let spark_rows = rows(&p, Some(&host), sql);
+    assert_eq!(
+        spark_rows,
+        vec![
+            // Columns in name order: found, n, names, top_amount.
+            vec![
+                serde_json::json!(false),
+                serde_json::json!(0.0),
+                serde_json::json!("hook"),
+                serde_json::json!(0.0)
+            ],
+            vec![
+                serde_json::json!(true),
+                serde_json::json!(3.0),
+                serde_json::json!("id,amount,updated_at"),
+                serde_json::json!(20.0)
+            ],
+        ]
+    );
+    assert_eq!(spark_rows, rows(&p, None, sql));
+}
