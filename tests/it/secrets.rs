@@ -109,3 +109,41 @@ fn a_model_may_not_read_a_secret() {
     );
     assert!(!out.stderr.contains(TOKEN) && !out.stdout.contains(TOKEN));
 }
+
+/// A Spark Connect token, as a key of its own or inside the `sc://` URL, is in no message of a
+/// failed connection, `debug` included, and in no file the run writes.
+#[test]
+fn a_spark_token_appears_nowhere() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "profiles.yml",
+        "fixture:\n  target: keyed\n  outputs:\n    keyed:\n      type: spark\n      method: connect\n      host: sc://127.0.0.1:1\n      token: \"{{ env_var('DBT_ENV_SECRET_TOKEN') }}\"\n      cluster: \"{{ env_var('DBT_ENV_SECRET_CLUSTER') }}\"\n      schema: main\n    in_url:\n      type: spark\n      host: \"sc://127.0.0.1:1/;token={{ env_var('DBT_ENV_SECRET_TOKEN') }};x-databricks-cluster-id={{ env_var('DBT_ENV_SECRET_CLUSTER') }}\"\n      schema: main\n",
+    );
+    let env = [
+        ("DBT_ENV_SECRET_TOKEN", TOKEN),
+        ("DBT_ENV_SECRET_CLUSTER", PASSWORD),
+    ];
+    let mut seen = String::new();
+    for target in ["keyed", "in_url"] {
+        for args in [&["run"][..], &["debug"], &["docs", "generate"]] {
+            let mut all = args.to_vec();
+            all.extend(["--target", target]);
+            let out = p.rsdbt_env(&all, &env);
+            assert_ne!(out.code, 0, "{all:?} reached no server");
+            seen.push_str(&out.stdout);
+            seen.push_str(&out.stderr);
+        }
+    }
+    assert!(seen.contains("sc://127.0.0.1:1"), "{seen}");
+    let mut files = Vec::new();
+    files_under(&p.path().join("target"), &mut files);
+    for f in &files {
+        seen.push_str(&String::from_utf8_lossy(&std::fs::read(f).unwrap()));
+    }
+    for secret in [TOKEN, PASSWORD] {
+        assert!(
+            !seen.contains(secret),
+            "{secret} was printed or written:\n{seen}"
+        );
+    }
+}
