@@ -39,6 +39,11 @@ pub struct SparkAdapter {
     version: String,
     /// Whether the tables under `location_root` are in this session's catalog.
     registered: tokio::sync::OnceCell<()>,
+    /// dbt's relation cache: each schema's tables and views (lowercase name → is a view),
+    /// listed once and kept up to date with what this run creates; SQL whose effect is unknown
+    /// (a hook, `run_query` of a statement) empties it. Without it, each node listed its whole
+    /// schema: quadratic in the project's size.
+    relations: Mutex<std::collections::HashMap<String, std::collections::HashMap<String, bool>>>,
 }
 
 impl std::fmt::Debug for SparkAdapter {
@@ -154,6 +159,7 @@ impl SparkAdapter {
             location_root: text(t, "location_root"),
             schemas: Mutex::new(HashSet::new()),
             registered: tokio::sync::OnceCell::new(),
+            relations: Mutex::default(),
             version: String::new(),
         };
         match tokio::time::timeout(
@@ -557,6 +563,7 @@ impl SparkAdapter {
         let kind = self.relation_type(rel).await;
         if kind == Some("view") {
             self.run(&format!("drop view if exists {rel}")).await?;
+            self.note(rel, None);
             if let Some(file) = self.view_file(rel) {
                 let _ = std::fs::remove_file(file);
             }
@@ -564,20 +571,42 @@ impl SparkAdapter {
         let clauses = self.table_clauses(rel, o);
         let format = o.file_format.as_deref().unwrap_or(&self.file_format);
         if format.eq_ignore_ascii_case("delta") {
-            return self
-                .run(&format!(
-                    "create or replace table {rel}{clauses} as\n{body}"
-                ))
-                .await;
+            self.run(&format!(
+                "create or replace table {rel}{clauses} as\n{body}"
+            ))
+            .await?;
+            self.note(rel, Some(false));
+            return Ok(());
         }
         if kind == Some("table") {
             // Check that the query plans before the old table goes.
             self.rows(&format!("select * from (\n{body}\n) limit 0"), None)
                 .await?;
             self.run(&format!("drop table if exists {rel}")).await?;
+            self.note(rel, None);
         }
         self.run(&format!("create table {rel}{clauses} as\n{body}"))
-            .await
+            .await?;
+        self.note(rel, Some(false));
+        Ok(())
+    }
+
+    /// Records in the relation cache that `rel` is now a view (`Some(true)`), a table
+    /// (`Some(false)`) or gone (`None`).
+    fn note(&self, rel: &Relation, view: Option<bool>) {
+        let mut cache = self.relations.lock().unwrap();
+        if let Some(schema) = cache.get_mut(&rel.schema.to_lowercase()) {
+            let name = rel.identifier.to_lowercase();
+            match view {
+                Some(v) => schema.insert(name, v),
+                None => schema.remove(&name),
+            };
+        }
+    }
+
+    /// Forgets the relation cache: the catalog may have changed in ways this run did not see.
+    fn forget_relations(&self) {
+        self.relations.lock().unwrap().clear();
     }
 
     async fn count(&self, sql: &str) -> Result<u64, AdapterError> {
@@ -1192,6 +1221,7 @@ impl Adapter for SparkAdapter {
                 let body = sql.trim().trim_end_matches(';');
                 self.run(&format!("create or replace view {relation} as\n{body}"))
                     .await?;
+                self.note(relation, Some(true));
                 if let Some(file) = self.view_file(relation) {
                     std::fs::create_dir_all(file.parent().expect("a folder"))
                         .and_then(|_| std::fs::write(&file, body))
@@ -1210,6 +1240,7 @@ impl Adapter for SparkAdapter {
             } => self.load_seed(relation, seed, options).await,
             Operation::Incremental(spec) => self.incremental(spec).await,
             Operation::RunSql { sql } => {
+                self.forget_relations();
                 // Spark runs one statement per call.
                 for stmt in statements(sql) {
                     self.run(&stmt).await?;
@@ -1274,7 +1305,15 @@ impl Adapter for SparkAdapter {
     }
 
     async fn query(&self, sql: &str, limit: Option<usize>) -> Result<QueryResult, AdapterError> {
-        let (batches, schema) = self.rows(sql.trim().trim_end_matches(';'), limit).await?;
+        let sql = sql.trim().trim_end_matches(';');
+        // `run_query` of a statement may create or drop anything.
+        if !matches!(
+            first_keyword(sql).as_str(),
+            "select" | "with" | "values" | "(" | "from" | "describe" | "desc" | "show" | "set"
+        ) {
+            self.forget_relations();
+        }
+        let (batches, schema) = self.rows(sql, limit).await?;
         let cols = columns_of(&batches, schema.as_ref());
         let columns: Vec<String> = cols.iter().map(|(c, _)| c.clone()).collect();
         let rows = crate::adapter::datafusion::rows_as_json(&batches, &columns).map_err(err)?;
@@ -1289,11 +1328,28 @@ impl Adapter for SparkAdapter {
         self.registered
             .get_or_init(|| Box::pin(self.register_tables()))
             .await;
-        let (_, view) = self
-            .tables_in(&relation.schema)
-            .await
-            .into_iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(&relation.identifier))?;
+        let schema = relation.schema.to_lowercase();
+        let name = relation.identifier.to_lowercase();
+        let cached = self
+            .relations
+            .lock()
+            .unwrap()
+            .get(&schema)
+            .map(|s| s.get(&name).copied());
+        let view = match cached {
+            Some(view) => view,
+            None => {
+                let listed: std::collections::HashMap<String, bool> = self
+                    .tables_in(&relation.schema)
+                    .await
+                    .into_iter()
+                    .map(|(n, v)| (n.to_lowercase(), v))
+                    .collect();
+                let view = listed.get(&name).copied();
+                self.relations.lock().unwrap().insert(schema, listed);
+                view
+            }
+        }?;
         Some(if view { "view" } else { "table" })
     }
 
