@@ -515,6 +515,10 @@ impl SparkAdapter {
                 _ => {}
             }
         }
+        // Spark records a CTAS's size but not its rows ("2296 bytes, 0 rows").
+        if d.rows == Some(0) && d.bytes.is_some_and(|b| b > 0) {
+            d.rows = None;
+        }
         d
     }
 

@@ -303,7 +303,7 @@ fn apache_spark_builds_parquet_tables_with_the_embedded_targets_rows() {
     }
     p.write(
         "models/tbl.sql",
-        "{{ config(materialized='table') }}\nselect id, amount from {{ ref('events') }}\n",
+        "{{ config(materialized='table', clustered_by=['id'], buckets=2, tblproperties={'rsdbt.origin': 'smoke'}) }}\nselect id, amount from {{ ref('events') }}\n",
     );
     p.write(
         "models/vw.sql",
@@ -381,13 +381,26 @@ fn apache_spark_builds_parquet_tables_with_the_embedded_targets_rows() {
     // The server's own catalog says what was built, and how; the docs catalog is its DESCRIBE
     // (the descriptions persisted as comments).
     let format = query(&p, true, "describe table extended main.tbl");
-    assert!(format.contains("parquet"), "{format}");
+    assert!(
+        format.contains("parquet")
+            && format.contains("\"col_name\":\"Num Buckets\",\"comment\":\"\",\"data_type\":\"2\"")
+            && format.contains("rsdbt.origin=smoke"),
+        "{format}"
+    );
     apache(&p, &["docs", "generate"]).expect(0);
     let catalog: Value = serde_json::from_str(&p.read("target/catalog.json")).unwrap();
     let tbl = &catalog["nodes"]["model.spark_fixture.tbl"];
     assert_eq!(tbl["metadata"]["comment"], "Amounts by id", "{tbl}");
     assert_eq!(tbl["columns"]["id"]["comment"], "The event's id", "{tbl}");
     assert_eq!(tbl["columns"]["amount"]["type"], "bigint", "{tbl}");
+    // The catalog's Statistics: the size Spark recorded, no row count it did not.
+    assert!(
+        tbl["stats"]["bytes"]["value"]
+            .as_u64()
+            .is_some_and(|b| b > 0),
+        "{tbl}"
+    );
+    assert!(tbl["stats"]["row_count"].is_null(), "{tbl}");
     assert_eq!(
         catalog["nodes"]["model.spark_fixture.vw"]["metadata"]["type"],
         "VIEW"
