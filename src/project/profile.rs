@@ -235,9 +235,11 @@ pub fn load(
         .at(Location::find(&display, text.clone(), &adapter_type))
         .hint("use `type: datafusion` (embedded engine), `type: postgres` or `type: spark` (Spark Connect)"));
     }
+    // Unset, as many as the machine has cores (dbt's default is 1: a project that sets none
+    // would use one core of many).
     let threads = threads_override
         .or_else(|| output.get("threads").and_then(json_usize))
-        .unwrap_or(1)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let schema = output
         .get("schema")

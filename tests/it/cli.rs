@@ -427,3 +427,25 @@ fn two_project_files_are_a_warning() {
         out.stderr
     );
 }
+
+/// A profile that sets no `threads` runs as many nodes at once as the machine has cores.
+#[test]
+fn threads_default_to_the_core_count() {
+    let p = Project::fixture("ok_shop");
+    let profiles = p.read("profiles.yml");
+    let without: String = profiles
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("threads:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, profiles, "the fixture sets threads");
+    p.write("profiles.yml", &without);
+    let out = p.rsdbt(&["seed"]).expect(0);
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert!(
+        out.stdout
+            .contains(&format!("Concurrency: {cores} threads")),
+        "{}",
+        out.stdout
+    );
+}
