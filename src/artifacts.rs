@@ -269,17 +269,46 @@ struct NodesOut<'a> {
 impl Serialize for NodesOut<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
+        // Most of a large project's manifest: its nodes are turned into JSON on every core, a
+        // batch at a time (memory stays bounded by the batch), and written in order.
+        const BATCH: usize = 2048;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let to_json = |n: &Node| {
+            let out = node_out(
+                self.m,
+                n,
+                self.compiled.get(&n.unique_id).map(String::as_str),
+            );
+            serde_json::value::to_raw_value(&out)
+        };
         let mut map = ser.serialize_map(None)?;
         // Unit tests have their own top-level map, as in dbt's manifest.
-        for n in self.m.nodes.values().filter(|n| n.unit_test.is_none()) {
-            map.serialize_entry(
-                &n.unique_id,
-                &node_out(
-                    self.m,
-                    n,
-                    self.compiled.get(&n.unique_id).map(String::as_str),
-                ),
-            )?;
+        let nodes: Vec<&Node> = self
+            .m
+            .nodes
+            .values()
+            .filter(|n| n.unit_test.is_none())
+            .collect();
+        for batch in nodes.chunks(BATCH) {
+            let per = batch.len().div_ceil(cores).max(1);
+            let parts: Vec<Vec<_>> = std::thread::scope(|scope| {
+                let mut parts = batch.chunks(per);
+                let first = parts.next().unwrap_or_default();
+                let others: Vec<_> = parts
+                    .map(|part| scope.spawn(move || part.iter().map(|n| to_json(n)).collect()))
+                    .collect();
+                let mut all = vec![first.iter().map(|n| to_json(n)).collect()];
+                all.extend(
+                    others
+                        .into_iter()
+                        .map(|h| h.join().expect("serializing a node")),
+                );
+                all
+            });
+            for (n, raw) in batch.iter().zip(parts.into_iter().flatten()) {
+                let raw = raw.map_err(serde::ser::Error::custom)?;
+                map.serialize_entry(&n.unique_id, &raw)?;
+            }
         }
         map.end()
     }
