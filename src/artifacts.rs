@@ -272,15 +272,6 @@ impl Serialize for NodesOut<'_> {
         // Most of a large project's manifest: its nodes are turned into JSON on every core, a
         // batch at a time (memory stays bounded by the batch), and written in order.
         const BATCH: usize = 2048;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let to_json = |n: &Node| {
-            let out = node_out(
-                self.m,
-                n,
-                self.compiled.get(&n.unique_id).map(String::as_str),
-            );
-            serde_json::value::to_raw_value(&out)
-        };
         let mut map = ser.serialize_map(None)?;
         // Unit tests have their own top-level map, as in dbt's manifest.
         let nodes: Vec<&Node> = self
@@ -290,22 +281,11 @@ impl Serialize for NodesOut<'_> {
             .filter(|n| n.unit_test.is_none())
             .collect();
         for batch in nodes.chunks(BATCH) {
-            let per = batch.len().div_ceil(cores).max(1);
-            let parts: Vec<Vec<_>> = std::thread::scope(|scope| {
-                let mut parts = batch.chunks(per);
-                let first = parts.next().unwrap_or_default();
-                let others: Vec<_> = parts
-                    .map(|part| scope.spawn(move || part.iter().map(|n| to_json(n)).collect()))
-                    .collect();
-                let mut all = vec![first.iter().map(|n| to_json(n)).collect()];
-                all.extend(
-                    others
-                        .into_iter()
-                        .map(|h| h.join().expect("serializing a node")),
-                );
-                all
+            let raws = crate::parallel::map(batch, 64, |n| {
+                let compiled = self.compiled.get(&n.unique_id).map(String::as_str);
+                serde_json::value::to_raw_value(&node_out(self.m, n, compiled))
             });
-            for (n, raw) in batch.iter().zip(parts.into_iter().flatten()) {
+            for (n, raw) in batch.iter().zip(raws) {
                 let raw = raw.map_err(serde::ser::Error::custom)?;
                 map.serialize_entry(&n.unique_id, &raw)?;
             }

@@ -27,6 +27,7 @@ pub mod lineage;
 pub mod manifest;
 pub mod materialize;
 pub mod metrics;
+pub mod parallel;
 pub mod project;
 #[cfg(test)]
 mod proptests;

@@ -86,25 +86,16 @@ pub fn generic(
     database: &str,
 ) -> (Vec<Node>, Diagnostics) {
     // A large project has tens of thousands: built on every core, in the targets' order.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = targets.len().div_ceil(cores).max(256);
-    if targets.len() <= chunk {
-        return generic_of(project, jinja, targets, database);
+    let parts = crate::parallel::map(&targets.chunks(256).collect::<Vec<_>>(), 1, |part| {
+        generic_of(project, jinja, part, database)
+    });
+    let mut out = Vec::new();
+    let mut diags = Diagnostics::new();
+    for (nodes, d) in parts {
+        out.extend(nodes);
+        diags.extend(d);
     }
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = targets
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || generic_of(project, jinja, part, database)))
-            .collect();
-        let mut out = Vec::new();
-        let mut diags = Diagnostics::new();
-        for part in parts {
-            let (nodes, d) = part.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            out.extend(nodes);
-            diags.extend(d);
-        }
-        (out, diags)
-    })
+    (out, diags)
 }
 
 fn generic_of(

@@ -288,8 +288,11 @@ pub fn load_files<'a>(
 ) -> Result<Properties, Diagnostics> {
     let mut props = Properties::default();
     let mut diags = Diagnostics::new();
-    for file in files {
-        let doc = match yaml::parse(&file.path, &file.contents) {
+    // Parsed on every core (a large project has thousands of property files), read in order.
+    let files: Vec<&SourceFile> = files.collect();
+    let docs = crate::parallel::map(&files, 16, |file| yaml::parse(&file.path, &file.contents));
+    for (file, doc) in files.into_iter().zip(docs) {
+        let doc = match doc {
             Ok(d) => d,
             Err(d) => {
                 diags.push(d);
