@@ -24,6 +24,41 @@ pub fn map<T: Sync, R: Send>(items: &[T], min_chunk: usize, f: impl Fn(&T) -> R 
     })
 }
 
+/// [`map`] over owned items, each handed to `f` by value.
+pub fn map_owned<T: Send, R: Send>(
+    items: Vec<T>,
+    min_chunk: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = items.len().div_ceil(cores).max(min_chunk.max(1));
+    if items.len() <= chunk {
+        return items.into_iter().map(&f).collect();
+    }
+    let mut parts: Vec<Vec<T>> = Vec::new();
+    let mut rest = items.into_iter();
+    loop {
+        let part: Vec<T> = rest.by_ref().take(chunk).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let mut parts = parts.into_iter();
+        let first = parts.next().unwrap_or_default();
+        let others: Vec<_> = parts
+            .map(|part| scope.spawn(move || part.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        let mut out: Vec<R> = first.into_iter().map(f).collect();
+        for h in others {
+            out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        out
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -34,5 +69,9 @@ mod tests {
             items.iter().map(|i| i * 2).collect::<Vec<_>>()
         );
         assert_eq!(super::map(&items[..3], 16, |i| i + 1), vec![1, 2, 3]);
+        assert_eq!(
+            super::map_owned(items.clone(), 16, |i| i * 2),
+            super::map(&items, 16, |i| i * 2)
+        );
     }
 }

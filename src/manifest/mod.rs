@@ -498,6 +498,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     }
 
     let mut versioned_names = BTreeSet::new();
+    let mut pending = Vec::new();
     for (rtype, file, name, package) in candidates {
         let file = &file;
         let owner = package.map_or(&project.name, |p| &p.name);
@@ -601,7 +602,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         };
         let original_file_path = package_relative(package, &file.path).to_string();
         let checksum = checksum(file, project, &original_file_path);
-        let mut node = Node {
+        let node = Node {
             unique_id: unique_id.clone(),
             resource_type: rtype,
             name: name.clone(),
@@ -628,59 +629,83 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             version: version.clone(),
             time_spine,
         };
-        // Configs of the project file and of yml are Jinja too (`+enabled: "{{ target.name ==
-        // 'prod' }}"`, `column_types: {x: "{{ 'float' if ... }}"}`), rendered for each node as
-        // dbt does; hooks render when they run.
-        let has_jinja = |v: &Json| {
-            let t = v.to_string();
-            t.contains("{{") || t.contains("{%")
-        };
-        for (key, value) in tree_cfg.iter().chain(patch_config.iter()) {
-            if !has_jinja(value)
-                || matches!(
-                    key.as_str(),
-                    "pre-hook" | "post-hook" | "pre_hook" | "post_hook"
-                )
-                || node.config.get(key) != Some(value)
-            {
-                continue;
-            }
-            let info = node.info();
-            let text = |t: &str| -> Result<String, Diagnostic> {
-                if t.contains("{{") || t.contains("{%") {
-                    let out = jinja.render_str(info.clone(), t, Phase::Parse)?.0;
-                    Ok(out.trim().to_string())
-                } else {
-                    Ok(t.to_string())
-                }
-            };
-            match crate::jinja::deep_render(value, &text) {
-                Ok(rendered) => {
-                    node.config.insert(key.clone(), rendered);
-                }
-                Err(d) => diags.push(d),
-            }
-        }
-        if matches!(rtype, ResourceType::Model | ResourceType::Snapshot) {
-            let info = node.info();
-            let key = cache.enabled().then(|| partial::Cache::key(&info));
-            if let Some(capture) = key.as_ref().and_then(|k| cache.get(&node.unique_id, k)) {
-                node.apply_parse(capture);
-            } else {
-                match jinja.render_node(info, Phase::Parse) {
-                    Ok((_, capture)) => {
-                        if let Some(key) = key {
-                            cache.put(&node.unique_id, key, &capture);
-                        }
-                        node.apply_parse(capture);
-                    }
-                    Err(d) => {
-                        diags.push(d);
+        pending.push((node, tree_cfg, patch_config, name, version));
+    }
+    // Each node's renders (the Jinja of its configs, then its file, for its refs and
+    // `config()` calls) on every core: most of a large project's parse.
+    let rendered = crate::parallel::map_owned(
+        pending,
+        64,
+        |(mut node, tree_cfg, patch_config, name, version)| {
+            let mut diags = Diagnostics::new();
+            let rtype = node.resource_type;
+            let ok = (|| {
+                // Configs of the project file and of yml are Jinja too (`+enabled: "{{ target.name ==
+                // 'prod' }}"`, `column_types: {x: "{{ 'float' if ... }}"}`), rendered for each node as
+                // dbt does; hooks render when they run.
+                let has_jinja = |v: &Json| {
+                    let t = v.to_string();
+                    t.contains("{{") || t.contains("{%")
+                };
+                for (key, value) in tree_cfg.iter().chain(patch_config.iter()) {
+                    if !has_jinja(value)
+                        || matches!(
+                            key.as_str(),
+                            "pre-hook" | "post-hook" | "pre_hook" | "post_hook"
+                        )
+                        || node.config.get(key) != Some(value)
+                    {
                         continue;
                     }
+                    let info = node.info();
+                    let text = |t: &str| -> Result<String, Diagnostic> {
+                        if t.contains("{{") || t.contains("{%") {
+                            let out = jinja.render_str(info.clone(), t, Phase::Parse)?.0;
+                            Ok(out.trim().to_string())
+                        } else {
+                            Ok(t.to_string())
+                        }
+                    };
+                    match crate::jinja::deep_render(value, &text) {
+                        Ok(rendered) => {
+                            node.config.insert(key.clone(), rendered);
+                        }
+                        Err(d) => diags.push(d),
+                    }
                 }
-            }
+                if matches!(rtype, ResourceType::Model | ResourceType::Snapshot) {
+                    let info = node.info();
+                    let key = cache.enabled().then(|| partial::Cache::key(&info));
+                    if let Some(capture) = key.as_ref().and_then(|k| cache.get(&node.unique_id, k))
+                    {
+                        node.apply_parse(capture);
+                    } else {
+                        match jinja.render_node(info, Phase::Parse) {
+                            Ok((_, capture)) => {
+                                if let Some(key) = key {
+                                    cache.put(&node.unique_id, key, &capture);
+                                }
+                                node.apply_parse(capture);
+                            }
+                            Err(d) => {
+                                diags.push(d);
+                                return false;
+                            }
+                        }
+                    }
+                }
+                true
+            })();
+            (node, diags, ok, name, version)
+        },
+    );
+    for (node, node_diags, ok, name, version) in rendered {
+        diags.extend(node_diags);
+        if !ok {
+            continue;
         }
+        let rtype = node.resource_type;
+        let unique_id = node.unique_id.clone();
         if rtype == ResourceType::Snapshot
             && node.config.bool_or("enabled", true)
             && let Err(msg) = check_snapshot_config(&node.config)
