@@ -912,8 +912,10 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             tests,
         });
     }
+    crate::timings::phase("sources and test targets", t);
     let (generic, test_diags) = test_nodes::generic(project, &jinja, &targets, &database);
     diags.extend(test_diags);
+    crate::timings::phase("generic test nodes", t);
     let mut test_nodes_list = generic;
     for file in project
         .files_of(FileKind::SingularTest)
