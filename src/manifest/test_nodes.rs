@@ -296,7 +296,31 @@ fn one_generic(
                         || s.contains("{%")
                 })
         });
-    if needs_render {
+    // dbt's own test macros with `ref('x')` arguments (a relationships test's `to:`, in
+    // every other test of a large project) need no render: the refs are the arguments', then
+    // the tested node's, and the macros those the render would record.
+    let fast = (needs_render && !sets_config)
+        .then(|| builtin_with_literal_refs(jinja, &generic))
+        .flatten();
+    if let Some((refs, macros)) = fast {
+        node.refs = refs
+            .into_iter()
+            .map(|name| crate::jinja::RefCall {
+                name,
+                package: None,
+                version: None,
+            })
+            .collect();
+        match &t.dependency {
+            Ok(name) => node.refs.push(crate::jinja::RefCall {
+                name: name.clone(),
+                package: None,
+                version: None,
+            }),
+            Err(st) => node.sources = vec![st.clone()],
+        }
+        node.depends_on_macros = macros;
+    } else if needs_render {
         let (_, capture) = jinja
             .render_test_call(
                 node.info(),
@@ -348,6 +372,47 @@ fn one_generic(
         file_key_name: Some(format!("{}.{}", t.yaml_key, t.key_name)),
     });
     Ok(node)
+}
+
+/// For a test of dbt's own macros whose Jinja arguments are all literal `ref('name')` calls:
+/// the referenced names (in argument order) and the macros a render records (the test's and
+/// `get_where_subquery`, dbt's own too). `None` when a render is needed to know.
+fn builtin_with_literal_refs(
+    jinja: &Jinja,
+    generic: &GenericTest,
+) -> Option<(Vec<String>, Vec<String>)> {
+    let test = jinja.macro_id(&format!("test_{}", generic.name))?;
+    let where_subquery = jinja.macro_id("get_where_subquery")?;
+    if generic.namespace.is_some()
+        || !test.starts_with("macro.dbt.")
+        || !where_subquery.starts_with("macro.dbt.")
+    {
+        return None;
+    }
+    let mut refs = Vec::new();
+    for (k, v) in &generic.kwargs {
+        if k == "model" || k == "column_name" {
+            continue;
+        }
+        let Some(text) = v.as_str() else { continue };
+        let text = text.trim();
+        if !(crate::jinja::looks_like_function(text) || text.contains("{{") || text.contains("{%"))
+        {
+            continue;
+        }
+        refs.push(literal_ref(text)?.to_string());
+    }
+    let mut macros = vec![where_subquery.to_string(), test.to_string()];
+    macros.sort();
+    Some((refs, macros))
+}
+
+/// `name` of `ref('name')` / `ref("name")`, nothing else.
+fn literal_ref(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix("ref(")?.strip_suffix(')')?.trim();
+    let quote = inner.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let name = inner.strip_prefix(quote)?.strip_suffix(quote)?;
+    (!name.is_empty() && !name.contains(['\'', '"', ',', '(', ')'])).then_some(name)
 }
 
 /// A singular test: a `.sql` file in the test paths; it passes when it returns no rows.

@@ -1,7 +1,7 @@
 //! Data tests on real rows: statuses, failure counts, thresholds, stored failures, selection,
 //! exit codes, and `build` skipping what depends on a failed test.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::Project;
 
@@ -330,4 +330,51 @@ fn package_qualified_generic_tests_and_dispatch_search_order() {
         "{}",
         out.stdout
     );
+}
+
+/// A relationships test's dependencies in the manifest, as dbt records them: the `to:` model,
+/// then the tested one; dbt's test macro and `get_where_subquery`. A project's own
+/// `test_relationships` is rendered to find what it calls (here, one more ref).
+#[test]
+fn relationships_tests_depend_on_both_models() {
+    let p = Project::fixture("tests_shop");
+    let relationships = |p: &Project| -> Value {
+        p.rsdbt(&["parse"]).expect(0);
+        let m: Value = serde_json::from_str(&p.read("target/manifest.json")).unwrap();
+        m["nodes"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.starts_with("test.") && k.contains("relationships"))
+            .map(|(_, n)| n.clone())
+            .expect("a relationships test")
+    };
+    let n = relationships(&p);
+    let refs: Vec<&str> = n["refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs.len(), 2, "{n}");
+    assert_eq!(
+        n["depends_on"]["macros"],
+        serde_json::json!([
+            "macro.dbt.get_where_subquery",
+            "macro.dbt.test_relationships"
+        ])
+    );
+    assert_eq!(n["depends_on"]["nodes"].as_array().unwrap().len(), 2, "{n}");
+    p.write(
+        "macros/my_relationships.sql",
+        "{% test relationships(model, column_name, to, field) %}\nselect * from {{ model }} where {{ column_name }} not in (select {{ field }} from {{ to }}) and 1 = (select 1 from {{ ref('orders') }} limit 1)\n{% endtest %}\n",
+    );
+    let n = relationships(&p);
+    let refs: Vec<&str> = n["refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(refs.contains(&"orders") && refs.len() == 3, "{refs:?}");
 }
