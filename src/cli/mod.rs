@@ -334,8 +334,10 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             }
             let l = load_manifest(project, &invocation, started)?;
             write_manifest(&l, &BTreeMap::new())?;
+            printer::timing("manifest.json", started);
             let found = found_line(&l.manifest);
             manifest::partial::stamp(&l.project, &inputs, &found, !l.manifest.warnings.is_empty());
+            printer::timing("partial-parse stamp", started);
             printer.info(&found);
             printer.info(&format!(
                 "Parsed in {:.3}s; wrote {}/manifest.json",
