@@ -301,6 +301,7 @@ pub fn write_manifest(
     m: &Manifest,
     compiled: &BTreeMap<String, String>,
 ) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
     let created_at = m.generated_at.timestamp_micros() as f64 / 1e6;
     let nodes = NodesOut { m, compiled };
     let disabled: BTreeMap<&str, [NodeOut; 1]> = m
@@ -382,9 +383,12 @@ pub fn write_manifest(
         semantic_models: &empty,
         unit_tests: unit_tests(m),
     };
-    write_with(&target_dir.join("manifest.json"), |w| {
+    crate::timings::phase("manifest.json: maps built", started);
+    let written = write_with(&target_dir.join("manifest.json"), |w| {
         serde_json::to_writer(w, &out).map_err(std::io::Error::other)
-    })
+    });
+    crate::timings::phase("manifest.json: written", started);
+    written
 }
 
 /// The `sources` map of `manifest.json` (and of Jinja's `graph`).
