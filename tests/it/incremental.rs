@@ -262,3 +262,25 @@ fn microbatch_runs_each_batch_on_its_own() {
         ]
     );
 }
+
+/// `incremental_predicates` as dbt's docs write them (`DBT_INTERNAL_DEST.col`, upper case)
+/// restrict the existing rows a merge matches: row 2 is outside them, so its new version is
+/// inserted beside the old one; row 3 is updated in place.
+#[test]
+fn incremental_predicates_name_the_existing_rows_in_any_case() {
+    let p = Project::fixture("inc_shop");
+    p.write(
+        "models/ev_merge.sql",
+        "{{ config(materialized='incremental', unique_key='id', incremental_predicates=['DBT_INTERNAL_DEST.id > 2 and DBT_INTERNAL_SOURCE.id > 0']) }}\nselect id, status from {{ ref('events') }}\n",
+    );
+    p.rsdbt(&["build", "-s", "events", "ev_merge"]).expect(0);
+    p.write(
+        "seeds/events.csv",
+        "id,status,day,updated_at\n2,shipped,2024-01-01,2024-01-03 08:00:00\n3,shipped,2024-01-02,2024-01-02 09:00:00\n",
+    );
+    p.rsdbt(&["build", "-s", "events", "ev_merge"]).expect(0);
+    assert_eq!(
+        rows(&p, "ev_merge", "id, status"),
+        ids_status(&[(1, "new"), (2, "new"), (2, "shipped"), (3, "shipped")])
+    );
+}

@@ -637,3 +637,69 @@ select {{ cols | length }} as n, '{{ cols | map(attribute="name") | join(",") }}
     );
     assert_eq!(spark_rows, rows(&p, None, sql));
 }
+
+/// A merge on a two-column key that updates only `merge_update_columns` under an
+/// `incremental_predicates` condition, and a `check` snapshot that invalidates deleted rows:
+/// two runs on Sail, the embedded target's rows.
+#[test]
+fn key_lists_update_columns_and_check_snapshots_match_the_embedded_target() {
+    let Some(host) = spark() else { return };
+    let p = fixture();
+    for f in ["models", "snapshots"] {
+        std::fs::remove_dir_all(p.path().join(f)).unwrap();
+    }
+    p.write(
+        "models/merged.sql",
+        "{{ config(materialized='incremental', incremental_strategy='merge', unique_key=['id', 'part'], merge_update_columns=['amount'], incremental_predicates=['DBT_INTERNAL_DEST.part >= 0']) }}\nselect id, id % 2 as part, amount, extract(day from updated_at) as seen from {{ ref('events') }}\n",
+    );
+    p.write(
+        "snapshots/checked.sql",
+        "{% snapshot checked %}\n{{ config(target_schema='snaps', unique_key='id', strategy='check', check_cols=['amount'], hard_deletes='invalidate') }}\nselect id, amount from {{ ref('events') }}\n{% endsnapshot %}\n",
+    );
+    for spark_target in [true, false] {
+        let build = || {
+            if spark_target {
+                on_spark(&p, &host, &["build"])
+            } else {
+                p.rsdbt(&["build"])
+            }
+        };
+        p.write(
+            "seeds/events.csv",
+            "id,amount,updated_at\n1,10,2024-01-01 00:00:00\n2,20,2024-01-01 00:00:00\n",
+        );
+        build().expect(0);
+        // id 1 gone, id 2 changed, id 3 new.
+        p.write(
+            "seeds/events.csv",
+            "id,amount,updated_at\n2,25,2024-01-02 00:00:00\n3,30,2024-01-02 00:00:00\n",
+        );
+        build().expect(0);
+    }
+    // id 2's amount updated but not `seen` (not in merge_update_columns).
+    let merged = "select id, part, amount, seen from {{ ref('merged') }} order by id";
+    let spark_rows = rows(&p, Some(&host), merged);
+    assert_eq!(spark_rows.len(), 3, "{spark_rows:?}");
+    assert_eq!(spark_rows, rows(&p, None, merged));
+    // Columns in name order: amount, id, part, seen (the day of the first version).
+    assert_eq!(
+        spark_rows[1],
+        vec![
+            serde_json::json!(25.0),
+            serde_json::json!(2.0),
+            serde_json::json!(0.0),
+            serde_json::json!(1.0)
+        ]
+    );
+    // id 1 invalidated, id 2 closed and reopened, id 3 new.
+    let snap = "select id, amount, dbt_valid_to is null as current from {{ ref('checked') }} order by id, amount";
+    let spark_rows = rows(&p, Some(&host), snap);
+    assert_eq!(spark_rows.len(), 4, "{spark_rows:?}");
+    assert_eq!(spark_rows, rows(&p, None, snap));
+    // Columns in name order: amount, current, id.
+    assert_eq!(
+        spark_rows[0][1],
+        serde_json::json!(false),
+        "id 1 was deleted: {spark_rows:?}"
+    );
+}

@@ -187,7 +187,12 @@ pub(super) async fn apply(
                 .iter()
                 .map(|k| format!("{DEST}.{q} = {SOURCE}.{q}", q = quote(k)))
                 .collect();
-            on.extend(spec.predicates.iter().map(|p| format!("({p})")));
+            // dbt's docs write `DBT_INTERNAL_DEST.col`; deltalake's merge predicate is parsed
+            // without folding identifiers to lowercase.
+            on.extend(spec.predicates.iter().map(|p| {
+                let p = replace_alias(p, DEST, &format!("{DEST}."));
+                format!("({})", replace_alias(&p, SOURCE, &format!("{SOURCE}.")))
+            }));
             let update: Vec<String> = match &spec.merge_update_columns {
                 Some(cols) => cols.clone(),
                 None => columns
@@ -567,12 +572,19 @@ fn sql_literal(v: &ScalarValue) -> Result<String, AdapterError> {
 /// Incremental predicates name the existing rows `DBT_INTERNAL_DEST`; a replace-where
 /// predicate has no alias.
 fn strip_dest_alias(p: &str) -> String {
+    replace_alias(p, DEST, "")
+}
+
+/// `p` with each `<alias>.` (in any case; `alias` lowercase) replaced by `with`.
+fn replace_alias(p: &str, alias: &str, with: &str) -> String {
     let lower = p.to_ascii_lowercase();
+    let needle = format!("{alias}.");
     let mut out = String::new();
     let mut i = 0;
-    while let Some(pos) = lower[i..].find("dbt_internal_dest.") {
+    while let Some(pos) = lower[i..].find(&needle) {
         out.push_str(&p[i..i + pos]);
-        i += pos + "dbt_internal_dest.".len();
+        out.push_str(with);
+        i += pos + needle.len();
     }
     out.push_str(&p[i..]);
     out
