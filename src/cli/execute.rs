@@ -400,6 +400,7 @@ pub(super) fn static_analysis(
         .filter(|n| n.materialized() == "incremental" && exists(&n.relation))
         .map(|n| n.unique_id.as_str())
         .collect();
+    let started = std::time::Instant::now();
     let analyzer = match adapter {
         crate::adapter::AnyAdapter::DataFusion(df) => df.analyzer(),
         // A Spark catalog's two-part names resolve in the session's catalog.
@@ -433,10 +434,12 @@ pub(super) fn static_analysis(
         &scope,
         |id| built.contains(id),
     ));
+    crate::timings::phase("static analysis: models planned", started);
     for n in &report.notices {
         printer.info(&format!("Static analysis: {n}"));
     }
     write_lineage(l, &report.lineage);
+    super::printer::timing("static analysis: lineage written", started);
     if !report.diagnostics.is_empty() {
         return Err(report.diagnostics);
     }
