@@ -472,10 +472,18 @@ pub(super) fn write_lineage(
             s.unique_id.clone(),
         );
     }
-    // Models not planned this time keep their earlier entries (a run of a selection).
+    // Models not planned this time keep their earlier entries (a run of a selection); when
+    // every model was planned, there is nothing to keep.
     let path = l.project.target_dir().join("lineage.json");
-    let mut models: serde_json::Map<String, serde_json::Value> = std::fs::read_to_string(&path)
-        .ok()
+    let all_planned = l
+        .manifest
+        .nodes
+        .values()
+        .filter(|n| n.resource_type == ResourceType::Model)
+        .all(|n| lineage.contains_key(&n.unique_id));
+    let mut models: serde_json::Map<String, serde_json::Value> = (!all_planned)
+        .then(|| std::fs::read_to_string(&path).ok())
+        .flatten()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v.get("models").and_then(|m| m.as_object()).cloned())
         .unwrap_or_default();
