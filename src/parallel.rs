@@ -4,24 +4,7 @@
 /// `f` of each item, on every core, in the order of `items`. Runs on the calling thread alone
 /// when the slice is shorter than `min_chunk` per core (threads cost more than they save).
 pub fn map<T: Sync, R: Send>(items: &[T], min_chunk: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = items.len().div_ceil(cores).max(min_chunk.max(1));
-    if items.len() <= chunk {
-        return items.iter().map(&f).collect();
-    }
-    let f = &f;
-    std::thread::scope(|scope| {
-        let mut parts = items.chunks(chunk);
-        let first = parts.next().unwrap_or_default();
-        let others: Vec<_> = parts
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        let mut out: Vec<R> = first.iter().map(f).collect();
-        for h in others {
-            out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        }
-        out
-    })
+    map_owned(items.iter().collect(), min_chunk, f)
 }
 
 /// [`map`] over owned items, each handed to `f` by value.

@@ -420,17 +420,7 @@ impl SparkAdapter {
                 "a snapshot merges its changes, which file_format '{format}' cannot (Spark merges into delta, iceberg and hudi tables); set file_format: delta"
             )),
             "incremental" => {
-                let spec = crate::materialize::incremental_spec(&crate::materialize::Request {
-                    materialized,
-                    relation: Relation::new("", "", ""),
-                    sql: String::new(),
-                    pre_hooks: vec![],
-                    post_hooks: vec![],
-                    incremental: true,
-                    config: cfg,
-                    grants_and_docs: vec![],
-                })
-                .ok()?;
+                let spec = crate::materialize::config_spec(materialized, cfg).ok()?;
                 let strategy = spec.strategy;
                 let keyless_merge = strategy == Strategy::Merge && spec.unique_key.is_empty();
                 if !row_level

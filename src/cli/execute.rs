@@ -214,27 +214,36 @@ fn check_server(
                 _ => node.materialized(),
             };
             if let Some(why) = spark.cannot_build(materialized, &node.config) {
-                let needle = ["incremental_strategy", "file_format", "unique_key"]
-                    .into_iter()
-                    .find(|k| node.raw_code.contains(k))
-                    .unwrap_or("");
-                diags.push(
-                    Diagnostic::error(
-                        "config",
-                        format!("{} '{}': {why}", node.resource_type.as_str(), node.name),
-                    )
-                    .at(crate::diag::Location::find(
-                        &node.original_file_path,
-                        node.raw_code.clone(),
-                        needle,
-                    )),
-                );
+                diags.push(config_error(
+                    node,
+                    &["incremental_strategy", "file_format", "unique_key"],
+                    &why,
+                ));
             }
         }
         return diags.into_result(());
     }
     let _ = (l, ids, adapter);
     Ok(())
+}
+
+/// A config error on `node`, pointing at the first of `keys` its file names.
+#[cfg(feature = "datafusion")]
+fn config_error(node: &crate::manifest::Node, keys: &[&str], msg: &str) -> Diagnostic {
+    let needle = keys
+        .iter()
+        .find(|k| node.raw_code.contains(**k))
+        .copied()
+        .unwrap_or("");
+    Diagnostic::error(
+        "config",
+        format!("{} '{}': {msg}", node.resource_type.as_str(), node.name),
+    )
+    .at(crate::diag::Location::find(
+        &node.original_file_path,
+        node.raw_code.clone(),
+        needle,
+    ))
 }
 
 #[cfg(feature = "datafusion")]
@@ -331,26 +340,16 @@ pub(super) fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostic
             continue;
         }
         if let Err(msg) = crate::materialize::check_format(node.materialized(), &node.config) {
-            let needle = [
-                "incremental_strategy",
-                "table_format",
-                "file_format",
-                "on_schema_change",
-            ]
-            .into_iter()
-            .find(|k| node.raw_code.contains(k))
-            .unwrap_or("");
-            diags.push(
-                Diagnostic::error(
-                    "config",
-                    format!("{} '{}': {msg}", node.resource_type.as_str(), node.name),
-                )
-                .at(crate::diag::Location::find(
-                    &node.original_file_path,
-                    node.raw_code.clone(),
-                    needle,
-                )),
-            );
+            diags.push(config_error(
+                node,
+                &[
+                    "incremental_strategy",
+                    "table_format",
+                    "file_format",
+                    "on_schema_change",
+                ],
+                &msg,
+            ));
         }
     }
     diags.into_result(())

@@ -216,16 +216,7 @@ pub fn check_format(materialized: &str, cfg: &crate::config::Config) -> Result<(
         return Ok(());
     }
     let name = format.as_str();
-    let spec = incremental_spec(&Request {
-        materialized,
-        relation: Relation::new("", "", ""),
-        sql: String::new(),
-        pre_hooks: vec![],
-        post_hooks: vec![],
-        incremental: true,
-        config: cfg,
-        grants_and_docs: vec![],
-    })?;
+    let spec = config_spec(materialized, cfg)?;
     if spec.strategy != Strategy::Append {
         let implied = if cfg.get("incremental_strategy").is_none() {
             " (the default with a unique_key)"
@@ -373,8 +364,26 @@ fn list(cfg: &crate::config::Config, key: &str) -> Vec<String> {
     }
 }
 
+/// The incremental spec a model's config gives, for checks before anything runs (no SQL, no
+/// relation).
+pub fn config_spec(
+    materialized: &str,
+    cfg: &crate::config::Config,
+) -> Result<IncrementalSpec, String> {
+    incremental_spec(&Request {
+        materialized,
+        relation: Relation::new("", "", ""),
+        sql: String::new(),
+        pre_hooks: vec![],
+        post_hooks: vec![],
+        incremental: true,
+        config: cfg,
+        grants_and_docs: vec![],
+    })
+}
+
 /// The incremental run's spec, or a message naming what is wrong with the config.
-pub fn incremental_spec(req: &Request) -> Result<IncrementalSpec, String> {
+fn incremental_spec(req: &Request) -> Result<IncrementalSpec, String> {
     let cfg = req.config;
     let unique_key = list(cfg, "unique_key");
     let strategy = match cfg.get("incremental_strategy").and_then(|v| v.as_str()) {
