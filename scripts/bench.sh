@@ -8,7 +8,8 @@
 #   - a 20,000,000-row model numbered in sorted order under `memory_limit: 256MB` (the sort
 #     spills, and finishes);
 # and, when a dbt-core + dbt-duckdb venv exists at $DBT_VENV (default ~/.cache/rsdbt/dbt;
-#   python3 -m venv ~/.cache/rsdbt/dbt && ~/.cache/rsdbt/dbt/bin/pip install dbt-core dbt-duckdb),
+#   python3 -m venv ~/.cache/rsdbt/dbt && ~/.cache/rsdbt/dbt/bin/pip install "dbt-core~=1.10.0"
+#   "dbt-duckdb~=1.9.0"; newer dbt-core releases fetch a parser from GitHub while installing),
 # dbt's figures for the same projects (seed + run + test for the build; parse).
 # Also the machine's load before and after, since the figures depend on it.
 #   RUNS=n (default 3): repetitions of the fast commands (best wall, highest RSS).

@@ -11,7 +11,9 @@
 #   RSDBT        the rsdbt binary (default: cargo build, then $CARGO_TARGET_DIR/debug/rsdbt)
 #   DBT          dbt-core's `dbt` with dbt-duckdb (default: ~/.cache/rsdbt/dbt/bin/dbt if
 #                present; `python3 -m venv ~/.cache/rsdbt/dbt && ~/.cache/rsdbt/dbt/bin/pip
-#                install dbt-core dbt-duckdb` makes one). Without it only rsdbt's side runs.
+#                install "dbt-core~=1.10.0" "dbt-duckdb~=1.9.0"` makes one; newer dbt-core
+#                releases fetch a parser from GitHub while installing). Without it only
+#                rsdbt's side runs.
 #   COMPAT_HUB   a package index for hub packages (DBT_PACKAGE_HUB_URL's layout, or a folder
 #                of package checkouts: see README "Packages"); default: the PATHs given, so a
 #                project needing dbt_utils finds the dbt-utils checkout passed beside it.

@@ -536,22 +536,42 @@ pub(super) fn run_nodes(
     let full_refresh = flags.full_refresh;
     use crate::adapter::Adapter;
     check_formats(l, ids)?;
-    write_manifest(l, &BTreeMap::new())?;
-    let adapter = open_introspected(l)?;
-    let _lock = lock::acquire(
-        &adapter,
-        &l.project.target().name,
-        global.wait_for_lock,
-        printer,
-    )?;
+    // The manifest is written while the target is opened and the models planned (static
+    // analysis runs on one core): a large project's manifest.json then costs no wall time.
+    let adapter = match open_introspected(l) {
+        Ok(a) => a,
+        Err(d) => {
+            write_manifest(l, &BTreeMap::new())?;
+            return Err(d);
+        }
+    };
+    let prepare = || {
+        let lock = lock::acquire(
+            &adapter,
+            &l.project.target().name,
+            global.wait_for_lock,
+            printer,
+        )?;
+        check_streams(l, ids, &adapter)?;
+        check_server(l, ids, &adapter)?;
+        // With --defer, refs resolve to another environment's relations: planning against this
+        // one would report tables that are not missing.
+        if !selection.defer {
+            static_analysis(l, ids, flags, &adapter, printer)?;
+        }
+        Ok::<_, Diagnostics>(lock)
+    };
+    let (written, prepared) = std::thread::scope(|s| {
+        let writer = s.spawn(|| write_manifest(l, &BTreeMap::new()));
+        let prepared = prepare();
+        let written = writer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (written, prepared)
+    });
+    written?;
+    let _lock = prepared?;
     let rt = runtime();
-    check_streams(l, ids, &adapter)?;
-    check_server(l, ids, &adapter)?;
-    // With --defer, refs resolve to another environment's relations: planning against this
-    // one would report tables that are not missing.
-    if !selection.defer {
-        static_analysis(l, ids, flags, &adapter, printer)?;
-    }
     let threads = l.project.target().threads;
     printer.running(&l.project.target().adapter_type);
     printer.info(&found_line(&l.manifest));

@@ -916,7 +916,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     let (generic, test_diags) = test_nodes::generic(project, &jinja, &targets, &database);
     diags.extend(test_diags);
     crate::timings::phase("generic test nodes", t);
-    let mut test_nodes_list = generic;
+    let mut singular = Vec::new();
     for file in project
         .files_of(FileKind::SingularTest)
         .filter(|f| !is_generic_def(f) && !f.rel_path().starts_with("fixtures/"))
@@ -926,12 +926,12 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         match jinja.render_node(node.info(), Phase::Parse) {
             Ok((_, capture)) => {
                 node.apply_parse(capture);
-                test_nodes_list.push(node);
+                singular.push(node);
             }
             Err(d) => diags.push(d),
         }
     }
-    for mut node in test_nodes_list {
+    for mut node in generic.into_iter().chain([singular]).flatten() {
         // Configs written as Jinja in yml or the project file (`enabled: "{{ not
         // var('x', false) }}"`), rendered as dbt does when it parses the test.
         for key in [
