@@ -279,6 +279,7 @@ impl Serialize for NodesOut<'_> {
             .nodes
             .values()
             .filter(|n| n.unit_test.is_none())
+            .map(|n| &**n)
             .collect();
         for batch in nodes.chunks(BATCH) {
             let raws = crate::parallel::map(batch, 64, |n| {

@@ -288,11 +288,15 @@ pub async fn warehouse_columns<A: Adapter>(
 /// Documented columns (name, data_type) of what an input refers to, for casts and NULL fill.
 fn documented_columns(m: &Manifest, input: &Input, model: &Node) -> Vec<(String, Option<String>)> {
     let node = match input {
-        Input::Ref(n) => m.nodes.values().find(|x| {
-            &x.name == n
-                && x.resource_type != ResourceType::Test
-                && x.resource_type != ResourceType::UnitTest
-        }),
+        Input::Ref(n) => m
+            .nodes
+            .values()
+            .find(|x| {
+                &x.name == n
+                    && x.resource_type != ResourceType::Test
+                    && x.resource_type != ResourceType::UnitTest
+            })
+            .map(|x| &**x),
         Input::This => Some(model),
         Input::Source(s, t) => {
             let src = m

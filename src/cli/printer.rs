@@ -381,7 +381,7 @@ impl Printer {
     pub fn summary(
         &self,
         results: &RunResults,
-        nodes: &std::collections::BTreeMap<String, Node>,
+        nodes: &std::collections::BTreeMap<String, Box<Node>>,
         what: &str,
     ) {
         let secs = results.elapsed;

@@ -65,7 +65,7 @@ pub(super) fn retry(
         l.manifest
             .nodes
             .get(id)
-            .is_some_and(crate::exec::is_executable)
+            .is_some_and(|n| crate::exec::is_executable(n))
     }));
     if ids.is_empty() {
         printer.info("Nothing to retry: the last run had no failed or skipped nodes.");

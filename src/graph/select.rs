@@ -510,7 +510,17 @@ fn matches(ctx: &Ctx, id: &str, atom: &Atom) -> bool {
                 .as_ref()
                 .and_then(|t| t.generic.as_ref())
                 .is_some_and(|g| glob(v, &g.name)),
-            m if m.starts_with("config.") => config_matches(&node.config, &m["config.".len()..], v),
+            m if m.starts_with("config.") => config_matches(
+                &node.config,
+                // dbt's unit tests have no materialization (nor most other keys).
+                if node.resource_type == crate::manifest::ResourceType::UnitTest {
+                    &NO_DEFAULTS
+                } else {
+                    crate::config::defaults(node.resource_type.as_str())
+                },
+                &m["config.".len()..],
+                v,
+            ),
             _ => false,
         }
     } else if let Some(src) = m.sources.get(id) {
@@ -531,9 +541,12 @@ fn matches(ctx: &Ctx, id: &str, atom: &Atom) -> bool {
             "resource_type" => v == "source",
             "package" => glob(v, &src.package),
             "tag" => src.def.tags.iter().any(|t| glob(v, t)),
-            m if m.starts_with("config.") => {
-                config_matches(&src.def.config, &m["config.".len()..], v)
-            }
+            m if m.starts_with("config.") => config_matches(
+                &src.def.config,
+                &crate::config::Config::new(),
+                &m["config.".len()..],
+                v,
+            ),
             _ => false,
         }
     } else {
@@ -731,11 +744,22 @@ fn exclusions(
     }
 }
 
-fn config_matches(cfg: &crate::config::Config, key: &str, v: &str) -> bool {
+static NO_DEFAULTS: std::sync::LazyLock<crate::config::Config> =
+    std::sync::LazyLock::new(crate::config::Config::new);
+
+/// `config.<key>:<value>`: a key the node does not set has its type's default, as in dbt
+/// (`config.materialized:test`, `config.on_schema_change:ignore`).
+fn config_matches(
+    cfg: &crate::config::Config,
+    defaults: &crate::config::Config,
+    key: &str,
+    v: &str,
+) -> bool {
     let mut parts = key.split('.');
-    let mut cur = parts
-        .next()
-        .and_then(|k| cfg.get(&crate::config::canonical_key(k)));
+    let mut cur = parts.next().and_then(|k| {
+        let k = crate::config::canonical_key(k);
+        cfg.get(&k).or_else(|| defaults.get(&k))
+    });
     for part in parts {
         cur = cur.and_then(|c| c.get(part));
     }

@@ -288,11 +288,19 @@ impl Object for ModelObject {
             "alias" | "identifier" => Value::from(n.this.identifier.clone()),
             "schema" => Value::from(n.this.schema.clone()),
             "database" => Value::from(n.this.database.clone()),
-            "config" => {
-                crate::jinja::python::from_json(&serde_json::Value::Object(n.config.clone()))
-            }
+            // As in dbt, the whole config: the node's own keys over its type's defaults.
+            "config" => crate::jinja::python::from_json(
+                &serde_json::to_value(crate::config::WithDefaults {
+                    own: &n.config,
+                    defaults: crate::config::defaults(&n.resource_type),
+                })
+                .unwrap_or_default(),
+            ),
             "tags" => crate::jinja::python::from_json(
-                n.config.get("tags").unwrap_or(&serde_json::Value::Null),
+                n.config
+                    .get("tags")
+                    .or_else(|| crate::config::defaults(&n.resource_type).get("tags"))
+                    .unwrap_or(&serde_json::Value::Null),
             ),
             _ => return None,
         })

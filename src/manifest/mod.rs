@@ -108,7 +108,13 @@ pub fn ref_key(name: &str, version: Option<&str>) -> String {
 
 impl Node {
     pub fn materialized(&self) -> &str {
-        self.config.str_or("materialized", "view")
+        // A generic test keeps only the configs it sets (its defaults are shared).
+        let default = if self.resource_type == ResourceType::Test {
+            "test"
+        } else {
+            "view"
+        };
+        self.config.str_or("materialized", default)
     }
     pub fn tags(&self) -> Vec<String> {
         self.config.strings("tags")
@@ -180,12 +186,12 @@ pub struct Macro {
 /// The parsed project.
 pub struct Manifest {
     pub project_name: String,
-    pub nodes: BTreeMap<String, Node>,
+    pub nodes: BTreeMap<String, Box<Node>>,
     pub sources: BTreeMap<String, Source>,
     pub exposures: BTreeMap<String, Exposure>,
     pub macros: BTreeMap<String, Macro>,
     /// Nodes with `enabled: false`: kept so that refs to them give a precise error.
-    pub disabled: BTreeMap<String, Node>,
+    pub disabled: BTreeMap<String, Box<Node>>,
     pub docs: BTreeMap<String, String>,
     pub jinja: Jinja,
     pub invocation_id: String,
@@ -211,13 +217,16 @@ impl Manifest {
 
     /// unique_id of a node by its name (models and seeds in the root project).
     pub fn find_by_name(&self, name: &str) -> Option<&Node> {
-        self.nodes.values().find(|n| {
-            n.name == name
-                && matches!(
-                    n.resource_type,
-                    ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
-                )
-        })
+        self.nodes
+            .values()
+            .find(|n| {
+                n.name == name
+                    && matches!(
+                        n.resource_type,
+                        ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+                    )
+            })
+            .map(|n| &**n)
     }
 
     /// Every node and exposure with the ids it depends on: the edges of the graph.
@@ -359,7 +368,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
 
     crate::timings::phase("jinja env", t);
     let cache = partial::Cache::open(project, &invocation.flags);
-    let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+    let mut nodes: BTreeMap<String, Box<Node>> = BTreeMap::new();
     let mut disabled = BTreeMap::new();
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
 
@@ -718,7 +727,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             continue;
         }
         if !node.config.bool_or("enabled", true) {
-            disabled.insert(unique_id, node);
+            disabled.insert(unique_id, Box::new(node));
             continue;
         }
         let key = ref_key(&name, version.as_ref().map(|v| v.v.as_str()));
@@ -740,7 +749,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         if version.as_ref().is_some_and(ModelVersion::is_latest) {
             by_name.insert(name, unique_id.clone());
         }
-        nodes.insert(unique_id, node);
+        nodes.insert(unique_id, Box::new(node));
     }
     for (owner, name) in versioned_names {
         if owner == project.name {
@@ -961,7 +970,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             }
         }
         if !node.config.bool_or("enabled", true) {
-            disabled.insert(node.unique_id.clone(), node);
+            disabled.insert(node.unique_id.clone(), Box::new(node));
             continue;
         }
         match name_relation(&jinja, &node, &target_schema, &database) {
@@ -985,7 +994,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             );
             continue;
         }
-        nodes.insert(node.unique_id.clone(), node);
+        nodes.insert(node.unique_id.clone(), Box::new(node));
     }
 
     // Unit tests: each depends on the model it tests.
@@ -1087,9 +1096,9 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             time_spine: None,
         };
         if !node.config.bool_or("enabled", true) {
-            disabled.insert(node.unique_id.clone(), node);
+            disabled.insert(node.unique_id.clone(), Box::new(node));
         } else {
-            nodes.insert(node.unique_id.clone(), node);
+            nodes.insert(node.unique_id.clone(), Box::new(node));
         }
     }
 
@@ -1132,7 +1141,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             match names.get(&ref_key(&r.name, r.version.as_deref())) {
                 Some(dep) => deps.push(dep.clone()),
                 None => {
-                    let is_disabled = disabled.values().any(|d: &Node| d.name == r.name);
+                    let is_disabled = disabled.values().any(|d: &Box<Node>| d.name == r.name);
                     let hint = if is_disabled {
                         format!(
                             "'{}' is disabled (enabled: false); enable it or remove this ref",

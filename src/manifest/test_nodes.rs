@@ -237,11 +237,10 @@ fn one_generic(
     );
     fqn.push(full_name.clone());
 
-    let mut cfg = Config::new();
-    cfg.insert("enabled".into(), Json::Bool(true));
-    cfg.insert("materialized".into(), "test".into());
+    // Only what differs from a test's defaults (`config::defaults`: enabled, materialized
+    // `test`, no tags): most tests of a large project then hold no config map at all.
     let tree = config::from_tree(project.config_trees.get("tests"), &fqn);
-    config::merge(&mut cfg, &tree);
+    let mut cfg = tree.clone();
     let mut unrendered = tree;
     config::merge(&mut cfg, &test_config);
     config::merge(&mut unrendered, &test_config);
@@ -249,7 +248,11 @@ fn one_generic(
     tags.extend(config::ConfigExt::strings(&cfg, "tags"));
     tags.sort();
     tags.dedup();
-    cfg.insert("tags".into(), json!(tags));
+    if tags.is_empty() {
+        cfg.remove("tags");
+    } else {
+        cfg.insert("tags".into(), json!(tags));
+    }
 
     let raw_code = format!(
         "{{{{ test_{}(**_dbt_generic_test_kwargs) }}}}",

@@ -216,6 +216,11 @@ fn selector_conformance_table() {
             set(&[&["int_order_payments"]]),
         ),
         (vec!["-s", "config.materialized:view"], set(&[&STAGING])),
+        // A data test's materialization is its type's default, `test` (unit tests have none).
+        (
+            vec!["-s", "config.materialized:test"],
+            set(&[&[SRC_TEST, UNIQUE_DIM, NOT_NULL_DIM, REL, SINGULAR]]),
+        ),
         (
             vec!["-s", "config.meta.owner:finance"],
             set(&[&["fct_revenue"], &REV_TESTS]),
