@@ -1141,7 +1141,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             match names.get(&ref_key(&r.name, r.version.as_deref())) {
                 Some(dep) => deps.push(dep.clone()),
                 None => {
-                    let is_disabled = disabled.values().any(|d: &Box<Node>| d.name == r.name);
+                    let is_disabled = disabled.values().any(|d| d.name == r.name);
                     let hint = if is_disabled {
                         format!(
                             "'{}' is disabled (enabled: false); enable it or remove this ref",
