@@ -923,6 +923,8 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     }
     crate::timings::phase("sources and test targets", t);
     let (generic, test_diags) = test_nodes::generic(project, &jinja, &targets, &database);
+    // The yml's test entries are in the nodes now; freed before the nodes move into the map.
+    drop(targets);
     diags.extend(test_diags);
     crate::timings::phase("generic test nodes", t);
     let mut singular = Vec::new();
@@ -935,7 +937,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         match jinja.render_node(node.info(), Phase::Parse) {
             Ok((_, capture)) => {
                 node.apply_parse(capture);
-                singular.push(node);
+                singular.push(Box::new(node));
             }
             Err(d) => diags.push(d),
         }
@@ -970,7 +972,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             }
         }
         if !node.config.bool_or("enabled", true) {
-            disabled.insert(node.unique_id.clone(), Box::new(node));
+            disabled.insert(node.unique_id.clone(), node);
             continue;
         }
         match name_relation(&jinja, &node, &target_schema, &database) {
@@ -994,7 +996,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             );
             continue;
         }
-        nodes.insert(node.unique_id.clone(), Box::new(node));
+        nodes.insert(node.unique_id.clone(), node);
     }
 
     // Unit tests: each depends on the model it tests.

@@ -85,7 +85,7 @@ pub fn generic(
     jinja: &Jinja,
     targets: &[Target],
     database: &str,
-) -> (Vec<Vec<Node>>, Diagnostics) {
+) -> (Vec<Vec<Box<Node>>>, Diagnostics) {
     // A large project has tens of thousands: built on every core. They stay in parts so that
     // the caller, moving them into the manifest part by part, frees each part as it goes
     // (one vector of 40,000 nodes beside the manifest's map was a fifth of a parse's memory).
@@ -106,7 +106,7 @@ fn generic_of(
     jinja: &Jinja,
     targets: &[Target],
     database: &str,
-) -> (Vec<Node>, Diagnostics) {
+) -> (Vec<Box<Node>>, Diagnostics) {
     let mut out = Vec::new();
     let mut diags = Diagnostics::new();
     for t in targets {
@@ -121,7 +121,7 @@ fn generic_of(
                     entry,
                     database,
                 ) {
-                    Ok(node) => out.push(node),
+                    Ok(node) => out.push(Box::new(node)),
                     Err(d) => diags.push(d),
                 }
             }
