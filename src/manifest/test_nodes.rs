@@ -101,6 +101,8 @@ pub fn generic(
     (out, diags)
 }
 
+// Boxed here, where they are built: the manifest keeps nodes boxed, so none is copied again.
+#[allow(clippy::vec_box)]
 fn generic_of(
     project: &Project,
     jinja: &Jinja,
