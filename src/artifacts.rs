@@ -150,7 +150,7 @@ struct NodeOut<'a> {
     latest_version: Option<&'a str>,
     deprecation_date: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    test_metadata: Option<Json>,
+    test_metadata: Option<crate::manifest::test_nodes::MetadataOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     column_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -251,7 +251,9 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
         version: n.version.as_ref().map(|v| v.v.as_str()),
         latest_version: n.version.as_ref().map(|v| v.latest_version.as_str()),
         deprecation_date: None,
-        test_metadata: test.and_then(|t| t.generic.as_ref()).map(|g| g.metadata()),
+        test_metadata: test
+            .and_then(|t| t.generic.as_ref())
+            .map(|g| g.metadata_out()),
         time_spine: (n.resource_type == ResourceType::Model)
             .then(|| n.time_spine.clone().unwrap_or(Json::Null)),
         column_name: test.and_then(|t| t.column_name.as_deref()),
@@ -261,38 +263,46 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
 }
 
 /// The `nodes` map, serialized node by node (never all at once in memory).
-struct NodesOut<'a> {
-    m: &'a Manifest,
-    compiled: &'a BTreeMap<String, String>,
-}
-
-impl Serialize for NodesOut<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        // Most of a large project's manifest: its nodes are turned into JSON on every core, a
-        // batch at a time (memory stays bounded by the batch), and written in order.
-        const BATCH: usize = 2048;
-        let mut map = ser.serialize_map(None)?;
-        // Unit tests have their own top-level map, as in dbt's manifest.
-        let nodes: Vec<&Node> = self
-            .m
-            .nodes
-            .values()
-            .filter(|n| n.unit_test.is_none())
-            .map(|n| &**n)
-            .collect();
-        for batch in nodes.chunks(BATCH) {
-            let raws = crate::parallel::map(batch, 64, |n| {
-                let compiled = self.compiled.get(&n.unique_id).map(String::as_str);
-                serde_json::value::to_raw_value(&node_out(self.m, n, compiled))
-            });
-            for (n, raw) in batch.iter().zip(raws) {
-                let raw = raw.map_err(serde::ser::Error::custom)?;
-                map.serialize_entry(&n.unique_id, &raw)?;
+/// `manifest.json`'s `nodes`, most of a large project's manifest: serialized on every core a
+/// batch at a time (memory stays bounded by the batch), each part of a batch into one buffer,
+/// written in order. Unit tests have their own top-level map, as in dbt's manifest.
+fn write_nodes(
+    w: &mut impl std::io::Write,
+    m: &Manifest,
+    compiled: &BTreeMap<String, String>,
+) -> std::io::Result<()> {
+    const BATCH: usize = 4096;
+    const PART: usize = 128;
+    let nodes: Vec<&Node> = m
+        .nodes
+        .values()
+        .filter(|n| n.unit_test.is_none())
+        .map(|n| &**n)
+        .collect();
+    w.write_all(b"{")?;
+    let mut first = true;
+    for batch in nodes.chunks(BATCH) {
+        let parts = crate::parallel::map(&batch.chunks(PART).collect::<Vec<_>>(), 1, |part| {
+            let mut buf = Vec::with_capacity(part.len() * 2048);
+            for (i, n) in part.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                serde_json::to_writer(&mut buf, &n.unique_id)?;
+                buf.push(b':');
+                let sql = compiled.get(&n.unique_id).map(String::as_str);
+                serde_json::to_writer(&mut buf, &node_out(m, n, sql))?;
             }
+            Ok::<_, serde_json::Error>(buf)
+        });
+        for part in parts {
+            if !std::mem::take(&mut first) {
+                w.write_all(b",")?;
+            }
+            w.write_all(&part.map_err(std::io::Error::other)?)?;
         }
-        map.end()
     }
+    w.write_all(b"}")
 }
 
 /// Writes `manifest.json`; `compiled` gives compiled SQL per node where known. Streamed to
@@ -304,7 +314,6 @@ pub fn write_manifest(
 ) -> std::io::Result<()> {
     let started = std::time::Instant::now();
     let created_at = m.generated_at.timestamp_micros() as f64 / 1e6;
-    let nodes = NodesOut { m, compiled };
     let disabled: BTreeMap<&str, [NodeOut; 1]> = m
         .disabled
         .values()
@@ -343,50 +352,43 @@ pub fn write_manifest(
     meta["send_anonymous_usage_stats"] = json!(false);
     meta["adapter_type"] = json!(m.adapter_type);
     let empty = serde_json::Map::new();
-    #[derive(Serialize)]
-    struct ManifestOut<'a> {
-        metadata: Json,
-        nodes: NodesOut<'a>,
-        sources: BTreeMap<&'a str, Json>,
-        macros: BTreeMap<&'a str, Json>,
-        docs: BTreeMap<String, Json>,
-        exposures: BTreeMap<&'a str, Json>,
-        metrics: &'a serde_json::Map<String, Json>,
-        groups: &'a serde_json::Map<String, Json>,
-        selectors: &'a serde_json::Map<String, Json>,
-        disabled: BTreeMap<&'a str, [NodeOut<'a>; 1]>,
-        parent_map: BTreeMap<&'a str, Vec<&'a str>>,
-        child_map: BTreeMap<&'a str, Vec<&'a str>>,
-        group_map: &'a serde_json::Map<String, Json>,
-        saved_queries: &'a serde_json::Map<String, Json>,
-        semantic_models: &'a serde_json::Map<String, Json>,
-        unit_tests: BTreeMap<&'a str, Json>,
-    }
-    let out = ManifestOut {
-        metadata: meta,
-        nodes,
-        sources,
-        macros,
-        docs,
-        exposures: m
-            .exposures
-            .values()
-            .map(|e| (e.unique_id.as_str(), exposure_json(m, e)))
-            .collect(),
-        metrics: &empty,
-        groups: &empty,
-        selectors: &empty,
-        disabled,
-        parent_map: m.parent_map(),
-        child_map: m.child_map(),
-        group_map: &empty,
-        saved_queries: &empty,
-        semantic_models: &empty,
-        unit_tests: unit_tests(m),
-    };
+    let exposures: BTreeMap<&str, Json> = m
+        .exposures
+        .values()
+        .map(|e| (e.unique_id.as_str(), exposure_json(m, e)))
+        .collect();
+    let (parent_map, child_map, unit_tests) = (m.parent_map(), m.child_map(), unit_tests(m));
     crate::timings::phase("manifest.json: maps built", started);
+    // dbt's key order; `nodes` is written by hand (see write_nodes), the rest by serde.
     let written = write_with(&target_dir.join("manifest.json"), |w| {
-        serde_json::to_writer(w, &out).map_err(std::io::Error::other)
+        fn field(
+            w: &mut impl std::io::Write,
+            name: &str,
+            value: &impl Serialize,
+        ) -> std::io::Result<()> {
+            write!(w, ",\"{name}\":")?;
+            serde_json::to_writer(w, value).map_err(std::io::Error::other)
+        }
+        use std::io::Write;
+        w.write_all(b"{\"metadata\":")?;
+        serde_json::to_writer(&mut *w, &meta).map_err(std::io::Error::other)?;
+        w.write_all(b",\"nodes\":")?;
+        write_nodes(w, m, compiled)?;
+        field(w, "sources", &sources)?;
+        field(w, "macros", &macros)?;
+        field(w, "docs", &docs)?;
+        field(w, "exposures", &exposures)?;
+        field(w, "metrics", &empty)?;
+        field(w, "groups", &empty)?;
+        field(w, "selectors", &empty)?;
+        field(w, "disabled", &disabled)?;
+        field(w, "parent_map", &parent_map)?;
+        field(w, "child_map", &child_map)?;
+        field(w, "group_map", &empty)?;
+        field(w, "saved_queries", &empty)?;
+        field(w, "semantic_models", &empty)?;
+        field(w, "unit_tests", &unit_tests)?;
+        w.write_all(b"}")
     });
     crate::timings::phase("manifest.json: written", started);
     written
@@ -427,10 +429,21 @@ pub fn source_json(m: &Manifest, s: &crate::manifest::Source) -> Json {
 /// dbt's `graph` context variable: the manifest's nodes, sources and exposures as
 /// dictionaries (what packages such as dbt-project-evaluator read).
 pub fn graph_json(m: &Manifest) -> Json {
-    let none = BTreeMap::new();
     let empty = json!({});
+    let nodes: Vec<&Node> = m
+        .nodes
+        .values()
+        .filter(|n| n.unit_test.is_none())
+        .map(|n| &**n)
+        .collect();
+    let values = crate::parallel::map(&nodes, 64, |n| node_json(m, n));
+    let nodes: serde_json::Map<String, Json> = nodes
+        .iter()
+        .map(|n| n.unique_id.clone())
+        .zip(values)
+        .collect();
     json!({
-        "nodes": serde_json::to_value(NodesOut { m, compiled: &none }).unwrap_or_default(),
+        "nodes": nodes,
         "sources": sources_out(m),
         "exposures": m
             .exposures

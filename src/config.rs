@@ -280,17 +280,23 @@ pub struct WithDefaults<'a> {
 impl serde::Serialize for WithDefaults<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let keys: std::collections::BTreeSet<&String> =
-            self.own.keys().chain(self.defaults.keys()).collect();
-        let mut map = ser.serialize_map(Some(keys.len()))?;
-        for k in keys {
-            map.serialize_entry(
-                k,
-                self.own
-                    .get(k)
-                    .or_else(|| self.defaults.get(k))
-                    .unwrap_or(&Json::Null),
-            )?;
+        // Both maps iterate in key order: merged as they go (this runs for every node of a
+        // manifest, so no set of keys is built).
+        let mut map = ser.serialize_map(None)?;
+        let (mut own, mut defaults) = (self.own.iter().peekable(), self.defaults.iter().peekable());
+        loop {
+            let entry = match (own.peek(), defaults.peek()) {
+                (Some((a, _)), Some((b, _))) if a < b => own.next(),
+                (Some((a, _)), Some((b, _))) if a == b => {
+                    defaults.next();
+                    own.next()
+                }
+                (Some(_), Some(_)) => defaults.next(),
+                (Some(_), None) => own.next(),
+                (None, _) => defaults.next(),
+            };
+            let Some((k, v)) = entry else { break };
+            map.serialize_entry(k, v)?;
         }
         map.end()
     }

@@ -34,8 +34,25 @@ pub struct GenericTest {
 
 impl GenericTest {
     pub fn metadata(&self) -> Json {
-        json!({"name": self.name, "kwargs": self.kwargs, "namespace": self.namespace})
+        serde_json::to_value(self.metadata_out()).unwrap_or_default()
     }
+
+    /// The same, borrowed, for writing `manifest.json`.
+    pub fn metadata_out(&self) -> MetadataOut<'_> {
+        MetadataOut {
+            kwargs: &self.kwargs,
+            name: &self.name,
+            namespace: &self.namespace,
+        }
+    }
+}
+
+/// dbt's `test_metadata`, keys in the order of the JSON object `metadata()` gives.
+#[derive(serde::Serialize)]
+pub struct MetadataOut<'a> {
+    kwargs: &'a Map<String, Json>,
+    name: &'a str,
+    namespace: &'a Option<String>,
 }
 
 /// Keys of a test entry that are configs, not arguments (dbt's `CONFIG_ARGS`).
