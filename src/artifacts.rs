@@ -271,8 +271,8 @@ fn write_nodes(
     m: &Manifest,
     compiled: &BTreeMap<String, String>,
 ) -> std::io::Result<()> {
-    const BATCH: usize = 4096;
-    const PART: usize = 128;
+    const BATCH: usize = 2048;
+    const PART: usize = 64;
     let nodes: Vec<&Node> = m
         .nodes
         .values()
