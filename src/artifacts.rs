@@ -357,7 +357,17 @@ pub fn write_manifest(
         .values()
         .map(|e| (e.unique_id.as_str(), exposure_json(m, e)))
         .collect();
-    let (parent_map, child_map, unit_tests) = (m.parent_map(), m.child_map(), unit_tests(m));
+    let (parent_map, child_map) = std::thread::scope(|s| {
+        let children = s.spawn(|| m.child_map());
+        let parents = m.parent_map();
+        (
+            parents,
+            children
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
+    });
+    let unit_tests = unit_tests(m);
     crate::timings::phase("manifest.json: maps built", started);
     // dbt's key order; `nodes` is written by hand (see write_nodes), the rest by serde.
     let written = write_with(&target_dir.join("manifest.json"), |w| {

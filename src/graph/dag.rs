@@ -19,20 +19,26 @@ pub struct Dag {
 
 impl Dag {
     pub fn build(m: &Manifest) -> Result<Dag, Diagnostic> {
-        let mut graph = DiGraph::new();
-        let mut index = BTreeMap::new();
-        for id in m
+        // Nodes are added in unique_id order, so a node index orders as its id does: the
+        // topological sort below then keeps its ready set as indices, not strings.
+        let mut ids: Vec<&String> = m
             .sources
             .keys()
             .chain(m.nodes.keys())
             .chain(m.exposures.keys())
-        {
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut graph = DiGraph::with_capacity(ids.len(), ids.len());
+        let mut index = BTreeMap::new();
+        for id in ids {
             index.insert(id.clone(), graph.add_node(id.clone()));
         }
         for (id, deps) in m.dependencies() {
+            let Some(&ci) = index.get(id) else { continue };
             for p in deps {
                 if let Some(&pi) = index.get(p) {
-                    graph.add_edge(pi, index[id], ());
+                    graph.add_edge(pi, ci, ());
                 }
             }
         }
@@ -44,24 +50,22 @@ impl Dag {
             return Err(cycle_diagnostic(m, &graph, cycle));
         }
         // Kahn's algorithm with a sorted ready set: a stable, readable order.
-        let mut indeg: BTreeMap<NodeIndex, usize> = graph
+        let mut indeg: Vec<usize> = graph
             .node_indices()
-            .map(|i| (i, graph.neighbors_directed(i, Direction::Incoming).count()))
+            .map(|i| graph.neighbors_directed(i, Direction::Incoming).count())
             .collect();
-        let mut ready: BTreeSet<(String, NodeIndex)> = indeg
-            .iter()
-            .filter(|(_, d)| **d == 0)
-            .map(|(i, _)| (graph[*i].clone(), *i))
+        let mut ready: BTreeSet<NodeIndex> = graph
+            .node_indices()
+            .filter(|i| indeg[i.index()] == 0)
             .collect();
         let mut order = BTreeMap::new();
-        while let Some(first) = ready.iter().next().cloned() {
-            ready.remove(&first);
-            order.insert(first.0.clone(), order.len());
-            for c in graph.neighbors_directed(first.1, Direction::Outgoing) {
-                let d = indeg.get_mut(&c).unwrap();
+        while let Some(first) = ready.pop_first() {
+            order.insert(graph[first].clone(), order.len());
+            for c in graph.neighbors_directed(first, Direction::Outgoing) {
+                let d = &mut indeg[c.index()];
                 *d -= 1;
                 if *d == 0 {
-                    ready.insert((graph[c].clone(), c));
+                    ready.insert(c);
                 }
             }
         }
