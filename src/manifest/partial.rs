@@ -185,9 +185,10 @@ pub fn inputs(project: &Project) -> String {
     }
     hash_settings(&mut h, project);
     // Any render or property file may read any variable: all of them count, but those a
-    // shell changes on its own.
+    // shell changes on its own (PWD too: the same project parsed from another folder, with
+    // --project-dir, is the same project).
     let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| !matches!(k.as_str(), "_" | "OLDPWD" | "SHLVL"))
+        .filter(|(k, _)| !matches!(k.as_str(), "_" | "OLDPWD" | "SHLVL" | "PWD"))
         .collect();
     env.sort();
     for (k, v) in env {

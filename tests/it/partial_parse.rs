@@ -75,6 +75,16 @@ fn unchanged_nodes_reuse_their_parse() {
         .modified()
         .unwrap();
     assert_eq!(kept, written);
+    // The shell's own variables do not count: the same project parsed from another folder
+    // (PWD differs) stands too.
+    let out = p
+        .rsdbt_env(&["parse"], &[("PWD", "/"), ("OLDPWD", "/tmp")])
+        .expect(0);
+    assert!(
+        out.stdout.contains("nothing changed since the last parse"),
+        "{}",
+        out.stdout
+    );
     // Any changed environment variable parses again (a property file may read it).
     let out = p
         .rsdbt_env(&["parse"], &[("RSDBT_SOME_OTHER_VAR", "x")])
