@@ -141,8 +141,23 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
     let started = Instant::now();
     let compiler = Compiler::with_deferred(manifest, deferred);
     let deps = dependencies(manifest, dag, ids);
-    let mut waiting = deps.clone();
     let order: BTreeMap<&String, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
+    // Each node counts the nodes it still waits for, and is released by them as they finish:
+    // a large run does not rescan every waiting node each time one finishes.
+    let mut children: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    let mut remaining: BTreeMap<&String, usize> = BTreeMap::new();
+    let mut ready: BTreeSet<(usize, &String)> = BTreeSet::new();
+    for (id, ups) in &deps {
+        let ups: Vec<&String> = ups.iter().filter(|u| deps.contains_key(*u)).collect();
+        for u in &ups {
+            children.entry(u.as_str()).or_default().push(id);
+        }
+        if ups.is_empty() {
+            ready.insert((order[id], id));
+        }
+        remaining.insert(id, ups.len());
+    }
+    let mut not_started = deps.len();
     let total = ids.len();
     let mut results: BTreeMap<String, NodeResult> = BTreeMap::new();
     let mut blocked: BTreeSet<String> = BTreeSet::new();
@@ -154,37 +169,27 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
 
     loop {
         // Start every ready node, in DAG order, while there are free threads.
-        let mut ready: Vec<String> = waiting
-            .iter()
-            .filter(|(_, ups)| ups.is_empty())
-            .map(|(id, _)| id.clone())
-            .collect();
-        ready.sort_by_key(|id| order[id]);
-        for id in ready {
-            if running.len() >= threads {
+        while running.len() < threads {
+            let Some((_, id)) = ready.pop_first() else {
                 break;
-            }
-            waiting.remove(&id);
+            };
+            not_started -= 1;
             next_index += 1;
-            let node = &manifest.nodes[&id];
+            let node = &manifest.nodes[id];
             if let Some(by) = &stopped_by {
                 printer.node_skipped(next_index, total, node);
                 blocked.insert(id.clone());
                 let mut r = skipped(node, by);
                 r.message = Some(format!("skipped by --fail-fast: {by} did not succeed"));
                 results.insert(id.clone(), r);
-                for ups in waiting.values_mut() {
-                    ups.remove(&id);
-                }
+                release_children(&children, &order, id, &mut remaining, &mut ready);
                 continue;
             }
-            if let Some(cause) = deps[&id].iter().find(|d| blocked.contains(*d)) {
+            if let Some(cause) = deps[id].iter().find(|d| blocked.contains(*d)) {
                 printer.node_skipped(next_index, total, node);
                 blocked.insert(id.clone());
                 results.insert(id.clone(), skipped(node, cause));
-                for ups in waiting.values_mut() {
-                    ups.remove(&id);
-                }
+                release_children(&children, &order, id, &mut remaining, &mut ready);
                 continue;
             }
             let thread_id = format!("Thread-{} (worker)", (next_index - 1) % threads + 1);
@@ -197,23 +202,22 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
             });
         }
         let Some((index, mut res)) = running.next().await else {
-            if waiting.is_empty() {
+            if not_started == 0 {
                 break;
             }
-            if waiting.values().all(|ups| !ups.is_empty()) {
-                // Only reachable through a bug in `dependencies`: never hang, say so.
-                for id in waiting.keys() {
-                    let node = &manifest.nodes[id];
+            // Only reachable through a bug in `dependencies` (a cycle): never hang, say so.
+            for (id, n) in &remaining {
+                if *n > 0 && !results.contains_key(*id) {
+                    let node = &manifest.nodes[*id];
                     let mut r = skipped(node, "an internal scheduling error");
                     r.status = Status::Error;
                     r.message = Some(format!(
                         "internal error: {id} waits on nodes that never finish"
                     ));
-                    results.insert(id.clone(), r);
+                    results.insert((*id).clone(), r);
                 }
-                break;
             }
-            continue;
+            break;
         };
         if env.warn_error && res.status == Status::Warn {
             res.status = Status::Fail;
@@ -231,9 +235,13 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
                 stopped_by = Some(res.unique_id.clone());
             }
         }
-        for ups in waiting.values_mut() {
-            ups.remove(&res.unique_id);
-        }
+        release_children(
+            &children,
+            &order,
+            &res.unique_id,
+            &mut remaining,
+            &mut ready,
+        );
         results.insert(res.unique_id.clone(), res);
     }
     let mut ordered: Vec<NodeResult> = ids.iter().filter_map(|id| results.remove(id)).collect();
@@ -241,6 +249,25 @@ pub async fn run<A: Adapter>(adapter: &A, env: &RunEnv<'_>, ids: &[String]) -> R
     RunResults {
         results: ordered,
         elapsed: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// `id` finished (or was skipped): the nodes waiting for it wait for one node fewer, and those
+/// waiting for none are ready.
+fn release_children<'a>(
+    children: &BTreeMap<&str, Vec<&'a String>>,
+    order: &BTreeMap<&String, usize>,
+    id: &str,
+    remaining: &mut BTreeMap<&'a String, usize>,
+    ready: &mut BTreeSet<(usize, &'a String)>,
+) {
+    for &c in children.get(id).into_iter().flatten() {
+        if let Some(n) = remaining.get_mut(c) {
+            *n -= 1;
+            if *n == 0 {
+                ready.insert((order[c], c));
+            }
+        }
     }
 }
 
