@@ -273,12 +273,7 @@ fn write_nodes(
 ) -> std::io::Result<()> {
     const BATCH: usize = 2048;
     const PART: usize = 64;
-    let nodes: Vec<&Node> = m
-        .nodes
-        .values()
-        .filter(|n| n.unit_test.is_none())
-        .map(|n| &**n)
-        .collect();
+    let nodes = manifest_nodes(m);
     w.write_all(b"{")?;
     let mut first = true;
     for batch in nodes.chunks(BATCH) {
@@ -357,16 +352,7 @@ pub fn write_manifest(
         .values()
         .map(|e| (e.unique_id.as_str(), exposure_json(m, e)))
         .collect();
-    let (parent_map, child_map) = std::thread::scope(|s| {
-        let children = s.spawn(|| m.child_map());
-        let parents = m.parent_map();
-        (
-            parents,
-            children
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-        )
-    });
+    let (child_map, parent_map) = crate::parallel::beside(|| m.child_map(), || m.parent_map());
     let unit_tests = unit_tests(m);
     crate::timings::phase("manifest.json: maps built", started);
     // dbt's key order; `nodes` is written by hand (see write_nodes), the rest by serde.
@@ -436,16 +422,21 @@ pub fn source_json(m: &Manifest, s: &crate::manifest::Source) -> Json {
     })
 }
 
+/// The nodes of `manifest.json`'s `nodes` (and of Jinja's `graph`): unit tests have their own
+/// top-level map, as in dbt's manifest.
+fn manifest_nodes(m: &Manifest) -> Vec<&Node> {
+    m.nodes
+        .values()
+        .filter(|n| n.unit_test.is_none())
+        .map(|n| &**n)
+        .collect()
+}
+
 /// dbt's `graph` context variable: the manifest's nodes, sources and exposures as
 /// dictionaries (what packages such as dbt-project-evaluator read).
 pub fn graph_json(m: &Manifest) -> Json {
     let empty = json!({});
-    let nodes: Vec<&Node> = m
-        .nodes
-        .values()
-        .filter(|n| n.unit_test.is_none())
-        .map(|n| &**n)
-        .collect();
+    let nodes = manifest_nodes(m);
     let values = crate::parallel::map(&nodes, 64, |n| node_json(m, n));
     let nodes: serde_json::Map<String, Json> = nodes
         .iter()

@@ -42,6 +42,19 @@ pub fn map_owned<T: Send, R: Send>(
     })
 }
 
+/// Runs `background` on a thread of its own while `f` runs on this one; both results. A panic
+/// in `background` resumes here.
+pub fn beside<A: Send, B>(background: impl FnOnce() -> A + Send, f: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(background);
+        let b = f();
+        let a = handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (a, b)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -69,18 +69,14 @@ pub(super) fn compile(
         let _ = static_analysis;
         Ok(())
     };
-    let (written, analysed) = std::thread::scope(|s| {
-        let writer = s.spawn(|| {
+    let (written, analysed) = crate::parallel::beside(
+        || {
             let written = write_manifest(&l, &compiled);
             printer::timing("manifest.json", t);
             written
-        });
-        let analysed = analyse();
-        let written = writer
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (written, analysed)
-    });
+        },
+        analyse,
+    );
     written?;
     if !diags.is_empty() {
         return Err(diags);

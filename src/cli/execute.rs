@@ -561,14 +561,8 @@ pub(super) fn run_nodes(
         }
         Ok::<_, Diagnostics>(lock)
     };
-    let (written, prepared) = std::thread::scope(|s| {
-        let writer = s.spawn(|| write_manifest(l, &BTreeMap::new()));
-        let prepared = prepare();
-        let written = writer
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (written, prepared)
-    });
+    let (written, prepared) =
+        crate::parallel::beside(|| write_manifest(l, &BTreeMap::new()), prepare);
     written?;
     let _lock = prepared?;
     let rt = runtime();
