@@ -633,7 +633,7 @@ pub(super) fn run_nodes(
         Vec::new(),
     ));
     let results = match start {
-        Ok(()) => rt.block_on(crate::exec::run(&*adapter, &env, ids)),
+        Ok(()) => crate::exec::run(rt.handle(), &*adapter, &env, ids),
         Err(msg) => {
             let r = crate::exec::skip_all(&l.manifest, ids, &format!("skipped: {msg}"));
             report_hook(Err(msg), &mut hook_failed);
