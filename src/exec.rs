@@ -5,6 +5,7 @@
 //! model's tests (dbt's build semantics).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value as Json, json};
@@ -173,9 +174,16 @@ pub fn run<A: Adapter + Sync>(
     let threads = threads.max(1);
     // --fail-fast: the node whose failure stops the run.
     let mut stopped_by: Option<String> = None;
+    // `not_null` tests on the same relation, counted in one query when ready together.
+    let mut mergeable: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for id in deps.keys() {
+        if let Some(key) = crate::data_test::merge_key(&manifest.nodes[id]) {
+            mergeable.entry(key).or_default().push(id);
+        }
+    }
 
-    type Done = (usize, std::thread::Result<NodeResult>);
-    let (job_tx, job_rx) = std::sync::mpsc::channel::<(usize, &Node, String)>();
+    type Done = std::thread::Result<Vec<(usize, NodeResult)>>;
+    let (job_tx, job_rx) = std::sync::mpsc::channel::<Vec<Job>>();
     let job_rx = std::sync::Mutex::new(job_rx);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
     std::thread::scope(|scope| {
@@ -192,15 +200,34 @@ pub fn run<A: Adapter + Sync>(
                             .lock()
                             .map_err(|_| ())
                             .and_then(|rx| rx.recv().map_err(|_| ()));
-                        let Ok((index, node, thread_id)) = job else {
+                        let Ok(mut jobs) = job else {
                             break;
                         };
                         // A panic goes back to the scheduler, which re-raises it (a worker
                         // that died silently would leave the run waiting forever).
                         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            handle.block_on(run_node(adapter, compiler, node, thread_id, env))
+                            handle.block_on(async {
+                                match jobs.pop() {
+                                    Some(job) if jobs.is_empty() => {
+                                        let res = run_node(
+                                            adapter,
+                                            compiler,
+                                            job.node,
+                                            job.thread_id,
+                                            env,
+                                        )
+                                        .await;
+                                        vec![(job.index, res)]
+                                    }
+                                    Some(job) => {
+                                        jobs.push(job);
+                                        run_test_group(adapter, compiler, jobs, env).await
+                                    }
+                                    None => Vec::new(),
+                                }
+                            })
                         }));
-                        if done_tx.send((index, res)).is_err() {
+                        if done_tx.send(res).is_err() {
                             break;
                         }
                     }
@@ -211,41 +238,62 @@ pub fn run<A: Adapter + Sync>(
         loop {
             // Start every ready node, in DAG order, while there are free threads.
             while running < threads {
-                let Some((_, id)) = ready.pop_first() else {
+                let Some((_, first)) = ready.pop_first() else {
                     break;
                 };
-                not_started -= 1;
-                next_index += 1;
-                let node = &*manifest.nodes[id];
-                if let Some(by) = &stopped_by {
-                    printer.node_skipped(next_index, total, node);
-                    blocked.insert(id.clone());
-                    let mut r = skipped(node, by);
-                    r.message = Some(format!("skipped by --fail-fast: {by} did not succeed"));
-                    results.insert(id.clone(), r);
-                    release_children(&children, &order, id, &mut remaining, &mut ready);
-                    continue;
+                // The other ready `not_null` tests on the first one's relation go with it.
+                let mut batch = vec![first];
+                let key = crate::data_test::merge_key(&manifest.nodes[first]);
+                for &other in key.and_then(|k| mergeable.get(k)).into_iter().flatten() {
+                    if batch.len() < MAX_MERGED
+                        && other != first
+                        && ready.remove(&(order[other], other))
+                    {
+                        batch.push(other);
+                    }
                 }
-                if let Some(cause) = deps[id].iter().find(|d| blocked.contains(*d)) {
-                    printer.node_skipped(next_index, total, node);
-                    blocked.insert(id.clone());
-                    results.insert(id.clone(), skipped(node, cause));
-                    release_children(&children, &order, id, &mut remaining, &mut ready);
-                    continue;
+                let mut jobs = Vec::new();
+                for id in batch {
+                    not_started -= 1;
+                    next_index += 1;
+                    let node = &*manifest.nodes[id];
+                    if let Some(by) = &stopped_by {
+                        printer.node_skipped(next_index, total, node);
+                        blocked.insert(id.clone());
+                        let mut r = skipped(node, by);
+                        r.message = Some(format!("skipped by --fail-fast: {by} did not succeed"));
+                        results.insert(id.clone(), r);
+                        release_children(&children, &order, id, &mut remaining, &mut ready);
+                        continue;
+                    }
+                    if let Some(cause) = deps[id].iter().find(|d| blocked.contains(*d)) {
+                        printer.node_skipped(next_index, total, node);
+                        blocked.insert(id.clone());
+                        results.insert(id.clone(), skipped(node, cause));
+                        release_children(&children, &order, id, &mut remaining, &mut ready);
+                        continue;
+                    }
+                    let thread_id = format!("Thread-{} (worker)", (next_index - 1) % threads + 1);
+                    printer.node_start(next_index, total, node);
+                    jobs.push(Job {
+                        index: next_index,
+                        node,
+                        thread_id,
+                    });
                 }
-                let thread_id = format!("Thread-{} (worker)", (next_index - 1) % threads + 1);
-                printer.node_start(next_index, total, node);
-                running += 1;
-                job_tx
-                    .send((next_index, node, thread_id))
-                    .expect("worker threads live as long as the run");
+                if !jobs.is_empty() {
+                    running += 1;
+                    job_tx
+                        .send(jobs)
+                        .expect("worker threads live as long as the run");
+                }
             }
             let done = if running > 0 {
                 done_rx.recv().ok()
             } else {
                 None
             };
-            let Some((index, res)) = done else {
+            let Some(done) = done else {
                 if not_started == 0 {
                     break;
                 }
@@ -264,31 +312,33 @@ pub fn run<A: Adapter + Sync>(
                 break;
             };
             running -= 1;
-            let mut res = res.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            if env.warn_error && res.status == Status::Warn {
-                res.status = Status::Fail;
-            }
-            let node = &manifest.nodes[&res.unique_id];
-            printer.node_done(&NodeLine {
-                index,
-                total,
-                node,
-                result: &res,
-            });
-            if res.status.blocks() {
-                blocked.insert(res.unique_id.clone());
-                if env.fail_fast && stopped_by.is_none() {
-                    stopped_by = Some(res.unique_id.clone());
+            let done = done.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            for (index, mut res) in done {
+                if env.warn_error && res.status == Status::Warn {
+                    res.status = Status::Fail;
                 }
+                let node = &manifest.nodes[&res.unique_id];
+                printer.node_done(&NodeLine {
+                    index,
+                    total,
+                    node,
+                    result: &res,
+                });
+                if res.status.blocks() {
+                    blocked.insert(res.unique_id.clone());
+                    if env.fail_fast && stopped_by.is_none() {
+                        stopped_by = Some(res.unique_id.clone());
+                    }
+                }
+                release_children(
+                    &children,
+                    &order,
+                    &res.unique_id,
+                    &mut remaining,
+                    &mut ready,
+                );
+                results.insert(res.unique_id.clone(), res);
             }
-            release_children(
-                &children,
-                &order,
-                &res.unique_id,
-                &mut remaining,
-                &mut ready,
-            );
-            results.insert(res.unique_id.clone(), res);
         }
         // The workers stop once no more work can come.
         drop(job_tx);
@@ -299,6 +349,111 @@ pub fn run<A: Adapter + Sync>(
         results: ordered,
         elapsed: started.elapsed().as_secs_f64(),
     }
+}
+
+/// The most `not_null` tests counted in one query: a wide relation's tests still share the
+/// threads.
+const MAX_MERGED: usize = 64;
+
+/// A node handed to a worker: its position in the run's log and its thread label.
+struct Job<'a> {
+    index: usize,
+    node: &'a Node,
+    thread_id: String,
+}
+
+/// Runs tests handed over together: `not_null` tests in dbt's built-in form on the same
+/// relation count their failures in one query (each keeps its own status, count and
+/// message); any other test, or all of them if that query fails, runs on its own.
+async fn run_test_group<A: Adapter>(
+    adapter: &A,
+    compiler: &Compiler<'_>,
+    jobs: Vec<Job<'_>>,
+    env: &RunEnv<'_>,
+) -> Vec<(usize, NodeResult)> {
+    let t0 = Instant::now();
+    let compile_start = chrono::Utc::now();
+    type Compiled = Arc<crate::compile::Compiled>;
+    let mut by_relation: BTreeMap<String, Vec<(Job<'_>, Compiled)>> = BTreeMap::new();
+    let mut alone = Vec::new();
+    for job in jobs {
+        let compiled = compiler.compile_with(&job.node.unique_id, false);
+        let relation = compiled
+            .as_ref()
+            .ok()
+            .and_then(|c| crate::data_test::not_null_parts(&c.sql))
+            .map(|(_, relation)| relation.to_string());
+        match (compiled, relation) {
+            (Ok(c), Some(relation)) => by_relation.entry(relation).or_default().push((job, c)),
+            _ => alone.push(job),
+        }
+    }
+    let mut done = Vec::new();
+    for (relation, group) in by_relation {
+        let tests: Vec<(&Node, &str)> = group
+            .iter()
+            .filter_map(|(job, c)| Some((job.node, crate::data_test::not_null_parts(&c.sql)?.0)))
+            .collect();
+        let exec_start = chrono::Utc::now();
+        let outcomes = match group.len() {
+            1 => None,
+            _ => crate::data_test::run_not_null_group(adapter, &relation, &tests)
+                .await
+                .ok()
+                .filter(|o| o.len() == group.len()),
+        };
+        // A failing shared query (a missing column, say) says nothing about which test
+        // failed: each runs alone and reports its own error.
+        let Some(outcomes) = outcomes else {
+            alone.extend(group.into_iter().map(|(job, _)| job));
+            continue;
+        };
+        for ((job, c), outcome) in group.into_iter().zip(outcomes) {
+            for line in &c.logs {
+                env.printer.logged(line);
+            }
+            let _ = write_compiled(env.target_dir, job.node, &c.sql);
+            let mut res = new_result(job.node, job.thread_id);
+            res.compiled_code = Some(c.sql.clone());
+            res.timing.push(Timing {
+                name: "compile",
+                started_at: compile_start,
+                completed_at: exec_start,
+            });
+            let (where_, compiled_at) = node_labels(job.node, env);
+            let r = finish_test(
+                res,
+                t0,
+                exec_start,
+                Ok(outcome),
+                &where_,
+                Some(&compiled_at),
+                &compiled_at,
+            );
+            done.push((job.index, r));
+        }
+    }
+    for job in alone {
+        let res = run_node(adapter, compiler, job.node, job.thread_id, env).await;
+        done.push((job.index, res));
+    }
+    done
+}
+
+/// `model orders (models/orders.sql)` and `compiled code at target/...`, for messages.
+fn node_labels(node: &Node, env: &RunEnv<'_>) -> (String, String) {
+    let kind = node.resource_type.as_str();
+    let where_ = format!("{kind} {} ({})", node.name, node.original_file_path);
+    // Relative to the project, as the user sees it: `target/rsdbt/compiled/...`.
+    let compiled_at = format!(
+        "compiled code at {}/{}",
+        env.target_dir
+            .strip_prefix(env.project_root)
+            .unwrap_or(env.target_dir)
+            .display(),
+        compiled_rel_path(node)
+    );
+    (where_, compiled_at)
 }
 
 /// `id` finished (or was skipped): the nodes waiting for it wait for one node fewer, and those
@@ -612,17 +767,7 @@ async fn run_node<A: Adapter>(
     let t0 = Instant::now();
     let compile_start = chrono::Utc::now();
     let mut res = new_result(node, thread_id);
-    let kind = node.resource_type.as_str();
-    let where_ = format!("{kind} {} ({})", node.name, node.original_file_path);
-    // Relative to the project, as the user sees it: `target/rsdbt/compiled/...`.
-    let compiled_at = format!(
-        "compiled code at {}/{}",
-        target_dir
-            .strip_prefix(project_root)
-            .unwrap_or(target_dir)
-            .display(),
-        compiled_rel_path(node)
-    );
+    let (where_, compiled_at) = node_labels(node, env);
     let mut fingerprint: Option<String> = None;
     // Post-hooks render after the build, as in dbt: they may query (or insert into) the
     // relation just built, e.g. dbt-project-evaluator's `{% call statement() %}` inserts.

@@ -378,3 +378,55 @@ fn relationships_tests_depend_on_both_models() {
         "{refs:?}"
     );
 }
+
+#[test]
+fn not_null_tests_on_one_model_keep_their_own_counts_and_statuses() {
+    let p = Project::fixture("tests_shop");
+    p.write(
+        "models/wide.sql",
+        "select 1 as id, 'a' as name, cast(null as varchar) as note, cast(null as int) as score\n\
+         union all select 2, cast(null as varchar) as name, cast(null as varchar) as note, 5\n\
+         union all select 3, cast(null as varchar) as name, 'x', 6\n",
+    );
+    let yml = |extra: &str| {
+        format!(
+            "version: 2\nmodels:\n  - name: wide\n    columns:\n      - name: id\n        data_tests: [not_null]\n      - name: name\n        data_tests: [not_null]\n      - name: note\n        data_tests:\n          - not_null:\n              config: {{warn_if: '>1', error_if: '>2'}}\n      - name: score\n        data_tests:\n          - not_null:\n              config: {{severity: warn}}\n{extra}"
+        )
+    };
+    p.write("models/wide.yml", &yml(""));
+    p.rsdbt(&["run", "-s", "wide"]).expect(0);
+    let check = |p: &Project, out: &crate::harness::Output| {
+        let all = results(p);
+        let s = |n: &str| status_of(&all, n);
+        assert_eq!(s("not_null_wide_id"), ("pass".into(), Some(0)));
+        assert_eq!(s("not_null_wide_name"), ("fail".into(), Some(2)));
+        assert_eq!(s("not_null_wide_note"), ("warn".into(), Some(2)));
+        assert_eq!(s("not_null_wide_score"), ("warn".into(), Some(1)));
+        let o = &out.stdout;
+        assert!(
+            o.contains("Got 2 results, configured to fail if != 0"),
+            "{o}"
+        );
+        assert!(o.contains("Got 2 results, configured to warn if >1"), "{o}");
+        assert!(
+            o.contains("Got 1 result, configured to warn if != 0"),
+            "{o}"
+        );
+        let sql = p.read("target/compiled/tests_shop/models/wide.yml/not_null_wide_name.sql");
+        assert!(sql.contains("where name is null"), "{sql}");
+    };
+    let out = p.rsdbt(&["test", "-s", "wide"]).expect(1);
+    check(&p, &out);
+    assert_eq!(results(&p).len(), 4);
+
+    // A test on a missing column errors on its own; the others keep their results.
+    p.write(
+        "models/wide.yml",
+        &yml("      - name: missing\n        data_tests: [not_null]\n"),
+    );
+    let out = p.rsdbt(&["test", "-s", "wide"]).expect(1);
+    check(&p, &out);
+    let all = results(&p);
+    assert_eq!(status_of(&all, "not_null_wide_missing").0, "error");
+    assert!(out.stdout.contains("missing"), "{}", out.stdout);
+}
