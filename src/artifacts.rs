@@ -526,36 +526,89 @@ fn md5_like(s: &str) -> u128 {
 
 /// Builds `run_results.json`.
 pub fn run_results_json(m: &Manifest, r: &RunResults, args: Json) -> Json {
-    let results: Vec<Json> = r
+    serde_json::to_value(run_results_out(m, r, &args)).unwrap_or_default()
+}
+
+/// Writes `run_results.json` straight from the results: a JSON tree of 40,000 test results
+/// would hold a few hundred megabytes at the end of a run.
+pub fn write_run_results(
+    target_dir: &Path,
+    m: &Manifest,
+    r: &RunResults,
+    args: &Json,
+) -> std::io::Result<()> {
+    let bytes =
+        serde_json::to_vec_pretty(&run_results_out(m, r, args)).map_err(std::io::Error::other)?;
+    write_atomic(&target_dir.join("run_results.json"), &bytes)
+}
+
+/// `run_results.json`, keys in the sorted order the JSON tree it replaces wrote.
+#[derive(serde::Serialize)]
+struct RunResultsOut<'a> {
+    args: &'a Json,
+    elapsed_time: f64,
+    metadata: Json,
+    results: Vec<ResultOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ResultOut<'a> {
+    adapter_response: &'a Json,
+    batch_results: &'a Option<Json>,
+    compiled: bool,
+    compiled_code: &'a Option<String>,
+    execution_time: f64,
+    failures: Option<u64>,
+    message: &'a Option<String>,
+    relation_name: &'a Option<String>,
+    status: &'static str,
+    thread_id: &'a str,
+    timing: Vec<TimingOut>,
+    unique_id: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct TimingOut {
+    completed_at: String,
+    name: &'static str,
+    started_at: String,
+}
+
+fn run_results_out<'a>(m: &Manifest, r: &'a RunResults, args: &'a Json) -> RunResultsOut<'a> {
+    let time =
+        |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let results = r
         .results
         .iter()
-        .map(|res| {
-            json!({
-                "status": res.status.as_str(),
-                "timing": res.timing.iter().map(|t| json!({
-                    "name": t.name,
-                    "started_at": t.started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                    "completed_at": t.completed_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                })).collect::<Vec<_>>(),
-                "thread_id": res.thread_id,
-                "execution_time": res.execution_time,
-                "adapter_response": res.adapter_response,
-                "message": res.message,
-                "failures": res.failures,
-                "unique_id": res.unique_id,
-                "compiled": res.compiled_code.is_some(),
-                "compiled_code": res.compiled_code,
-                "relation_name": res.relation_name,
-                "batch_results": res.batch_results,
-            })
+        .map(|res| ResultOut {
+            adapter_response: &res.adapter_response,
+            batch_results: &res.batch_results,
+            compiled: res.compiled_code.is_some(),
+            compiled_code: &res.compiled_code,
+            execution_time: res.execution_time,
+            failures: res.failures,
+            message: &res.message,
+            relation_name: &res.relation_name,
+            status: res.status.as_str(),
+            thread_id: &res.thread_id,
+            timing: res
+                .timing
+                .iter()
+                .map(|t| TimingOut {
+                    completed_at: time(&t.completed_at),
+                    name: t.name,
+                    started_at: time(&t.started_at),
+                })
+                .collect(),
+            unique_id: &res.unique_id,
         })
         .collect();
-    json!({
-        "metadata": metadata(m, "run-results/v6"),
-        "results": results,
-        "elapsed_time": r.elapsed,
-        "args": args,
-    })
+    RunResultsOut {
+        args,
+        elapsed_time: r.elapsed,
+        metadata: metadata(m, "run-results/v6"),
+        results,
+    }
 }
 
 /// Writes a JSON artifact under the target folder.

@@ -39,12 +39,17 @@ pub(super) fn compile(
     let t = std::time::Instant::now();
     let mut compiled = BTreeMap::new();
     let mut diags = Diagnostics::new();
-    for id in &ids {
-        let node = &l.manifest.nodes[id];
-        match compiler.compile(id) {
-            Ok(c) => {
-                let _ = crate::compile::write_compiled(&l.project.target_dir(), node, &c.sql);
-                compiled.insert(id.clone(), c.sql.clone());
+    let target_dir = l.project.target_dir();
+    // Renders and file writes of tens of thousands of nodes: on every core.
+    let outcomes = crate::parallel::map(&ids, 256, |id| {
+        let c = compiler.compile(id)?;
+        let _ = crate::compile::write_compiled(&target_dir, &l.manifest.nodes[id], &c.sql);
+        Ok(c.sql.clone())
+    });
+    for (id, outcome) in ids.iter().zip(outcomes) {
+        match outcome {
+            Ok(sql) => {
+                compiled.insert(id.clone(), sql);
             }
             Err(d) => diags.push(d),
         }
@@ -59,6 +64,7 @@ pub(super) fn compile(
             && l.project.target().adapter_type == "datafusion"
         {
             let adapter = open_introspected(&l)?;
+            printer::timing("static analysis: adapter opened", t);
             let flags = Flags {
                 static_analysis,
                 ..Default::default()

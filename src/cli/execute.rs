@@ -374,6 +374,7 @@ pub(super) fn static_analysis(
     {
         return Ok(());
     }
+    let t_start = std::time::Instant::now();
     let rt = runtime();
     let exists = |rel: &crate::jinja::Relation| rt.block_on(adapter.relation_type(rel)).is_some();
     // Unselected ancestors not built yet are planned too: their schemas stand in for tables.
@@ -399,6 +400,7 @@ pub(super) fn static_analysis(
         .filter(|n| n.materialized() == "incremental" && exists(&n.relation))
         .map(|n| n.unique_id.as_str())
         .collect();
+    printer::timing("static analysis: built relations found", t_start);
     let started = std::time::Instant::now();
     let analyzer = match adapter {
         crate::adapter::AnyAdapter::DataFusion(df) => df.analyzer(),
@@ -674,14 +676,19 @@ pub(super) fn run_nodes(
         }),
     );
     // run_results.json lists the hooks around the nodes, as dbt 1.9 does.
+    let nodes = start_results.len()..start_results.len() + results.results.len();
     let recorded = crate::exec::RunResults {
-        results: [start_results, results.results.clone(), end_results].concat(),
+        results: [start_results, results.results, end_results].concat(),
         elapsed: results.elapsed,
     };
-    let rr = crate::artifacts::run_results_json(&l.manifest, &recorded, args);
-    crate::artifacts::write_json(&target_dir, "run_results.json", &rr)
+    crate::artifacts::write_run_results(&target_dir, &l.manifest, &recorded, &args)
         .map_err(|e| Diagnostic::error("io", format!("cannot write run_results.json: {e}")))?;
-    metrics::report(global, printer, l, &rr);
+    metrics::report(global, printer, l, &|| {
+        crate::artifacts::run_results_json(&l.manifest, &recorded, args.clone())
+    });
+    let mut results = recorded;
+    results.results.truncate(nodes.end);
+    results.results.drain(..nodes.start);
     // dbt's wording: "3 seeds, 4 view models, 6 table models".
     let mut counts: BTreeMap<(u8, String), usize> = BTreeMap::new();
     for id in ids {

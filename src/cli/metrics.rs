@@ -11,10 +11,16 @@ pub(super) fn report(
     global: &Global,
     printer: &Printer,
     l: &super::Loaded,
-    artifact: &serde_json::Value,
+    artifact: &dyn Fn() -> serde_json::Value,
 ) {
+    let traces = crate::traces::enabled();
+    if !traces && global.metrics_file.is_none() && global.metrics_push.is_none() {
+        return;
+    }
+    // Made only when something reads it: the tree of a large run is large.
+    let artifact = &artifact();
     let target = l.project.target();
-    if crate::traces::enabled()
+    if traces
         && let Err(e) = crate::traces::export(
             artifact,
             &l.manifest.project_name,

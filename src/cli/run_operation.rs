@@ -103,7 +103,7 @@ pub(super) fn run_operation(
     );
     crate::artifacts::write_json(&l.project.target_dir(), "run_results.json", &rr)
         .map_err(|e| Diagnostic::error("io", format!("cannot write run_results.json: {e}")))?;
-    metrics::report(&cli.global, printer, &l, &rr);
+    metrics::report(&cli.global, printer, &l, &|| rr.clone());
     match outcome {
         Ok(()) => Ok(0),
         Err(msg) => {

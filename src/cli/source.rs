@@ -65,7 +65,7 @@ pub(super) fn freshness(
     let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     crate::artifacts::write_atomic(&path, &bytes)
         .map_err(|e| Diagnostic::error("io", format!("cannot write {}: {e}", path.display())))?;
-    super::metrics::report(&cli.global, printer, &l, &doc);
+    super::metrics::report(&cli.global, printer, &l, &|| doc.clone());
     printer.freshness_summary(&outcomes, elapsed);
     let warn_error = cli.global.warnings_are_errors();
     let failed = outcomes.iter().any(|o| {

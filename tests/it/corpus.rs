@@ -23,6 +23,16 @@ fn copy(from: &Path, to: &Path) {
 }
 
 /// The message with what changes from run to run taken out: the temp folder, times.
+/// `(n, 0)` for the line starting node `n`, `(n, 1)` for its result.
+fn node_key(line: &str) -> (usize, u8) {
+    let n = line
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (n, u8::from(!line.contains(" START ")))
+}
+
 fn normalized(text: &str, dir: &Path) -> String {
     let clock = regex::Regex::new(r"(?m)^\d\d:\d\d:\d\d( {2}|$)").unwrap();
     let elapsed =
@@ -30,7 +40,24 @@ fn normalized(text: &str, dir: &Path) -> String {
             .unwrap();
     let text = text.replace(&dir.display().to_string(), "<project>");
     let text = clock.replace_all(&text, "");
-    elapsed.replace_all(&text, "<time>").trim_end().to_string()
+    let text = elapsed.replace_all(&text, "<time>");
+    // Nodes run on several threads: their `n of m` lines are put in order of `n`, each start
+    // before its result, so the interleaving does not change the snapshot.
+    let node_line = regex::Regex::new(r"^\d+ of \d+ ").unwrap();
+    let mut lines: Vec<&str> = Vec::new();
+    let mut run: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if node_line.is_match(line) {
+            run.push(line);
+            continue;
+        }
+        run.sort_by_key(|l| node_key(l));
+        lines.append(&mut run);
+        lines.push(line);
+    }
+    run.sort_by_key(|l| node_key(l));
+    lines.append(&mut run);
+    lines.join("\n").trim_end().to_string()
 }
 
 #[test]
