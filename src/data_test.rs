@@ -80,8 +80,8 @@ pub async fn run<A: Adapter>(
         main = format!("select * from {}", node.relation.render());
     }
     let result = adapter.query(&wrap(node, &main), Some(1)).await?;
-    let row = result.rows.first().cloned().unwrap_or_default();
-    Ok(outcome(node, &row))
+    let row = result.rows.first().map(Vec::as_slice).unwrap_or_default();
+    Ok(outcome(node, row))
 }
 
 /// The outcome read from the count query's `failures, should_warn, should_error` columns.
@@ -206,7 +206,7 @@ pub async fn run_not_null_group<A: Adapter>(
         counts.join(",\n  ")
     );
     let result = adapter.query(&sql, Some(1)).await?;
-    let row = result.rows.first().cloned().unwrap_or_default();
+    let row = result.rows.first().map(Vec::as_slice).unwrap_or_default();
     Ok(tests
         .iter()
         .enumerate()

@@ -219,31 +219,24 @@ pub fn run<A: Adapter + Sync>(
                             .lock()
                             .map_err(|_| ())
                             .and_then(|rx| rx.recv().map_err(|_| ()));
-                        let Ok(mut jobs) = job else {
+                        let Ok(jobs) = job else {
                             break;
                         };
                         // A panic goes back to the scheduler, which re-raises it (a worker
                         // that died silently would leave the run waiting forever).
                         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             handle.block_on(async {
-                                match jobs.pop() {
-                                    Some(job) if jobs.is_empty() => {
-                                        let res = run_node(
-                                            adapter,
-                                            compiler,
-                                            job.node,
-                                            job.thread_id,
-                                            env,
-                                        )
-                                        .await;
-                                        vec![(job.index, res)]
-                                    }
-                                    Some(job) => {
-                                        jobs.push(job);
-                                        run_test_group(adapter, compiler, jobs, env).await
-                                    }
-                                    None => Vec::new(),
+                                if jobs.len() > 1 {
+                                    return run_test_group(adapter, compiler, jobs, env).await;
                                 }
+                                let mut done = Vec::new();
+                                for job in jobs {
+                                    let node = job.node;
+                                    let res =
+                                        run_node(adapter, compiler, node, job.thread_id, env).await;
+                                    done.push((job.index, res));
+                                }
+                                done
                             })
                         }));
                         if done_tx.send(res).is_err() {
@@ -389,42 +382,44 @@ async fn run_test_group<A: Adapter>(
 ) -> Vec<(usize, NodeResult)> {
     let t0 = Instant::now();
     let compile_start = chrono::Utc::now();
-    type Compiled = Arc<crate::compile::Compiled>;
-    let mut by_relation: BTreeMap<String, Vec<(Job<'_>, Compiled)>> = BTreeMap::new();
+    // Relation → (job, compiled test, its column).
+    type Member<'j> = (Job<'j>, Arc<crate::compile::Compiled>, String);
+    let mut by_relation: BTreeMap<String, Vec<Member<'_>>> = BTreeMap::new();
     let mut alone = Vec::new();
     for job in jobs {
-        let compiled = compiler.compile_with(&job.node.unique_id, false);
-        let relation = compiled
-            .as_ref()
-            .ok()
-            .and_then(|c| crate::data_test::not_null_parts(&c.sql))
-            .map(|(_, relation)| relation.to_string());
-        match (compiled, relation) {
-            (Ok(c), Some(relation)) => by_relation.entry(relation).or_default().push((job, c)),
-            _ => alone.push(job),
+        let Ok(c) = compiler.compile_with(&job.node.unique_id, false) else {
+            alone.push(job);
+            continue;
+        };
+        match crate::data_test::not_null_parts(&c.sql) {
+            Some((column, relation)) => {
+                let column = column.to_string();
+                let members = by_relation.entry(relation.to_string()).or_default();
+                members.push((job, c, column));
+            }
+            None => alone.push(job),
         }
     }
     let mut done = Vec::new();
     for (relation, group) in by_relation {
         let tests: Vec<(&Node, &str)> = group
             .iter()
-            .filter_map(|(job, c)| Some((job.node, crate::data_test::not_null_parts(&c.sql)?.0)))
+            .map(|(job, _, column)| (job.node, column.as_str()))
             .collect();
         let exec_start = chrono::Utc::now();
         let outcomes = match group.len() {
             1 => None,
             _ => crate::data_test::run_not_null_group(adapter, &relation, &tests)
                 .await
-                .ok()
-                .filter(|o| o.len() == group.len()),
+                .ok(),
         };
         // A failing shared query (a missing column, say) says nothing about which test
         // failed: each runs alone and reports its own error.
         let Some(outcomes) = outcomes else {
-            alone.extend(group.into_iter().map(|(job, _)| job));
+            alone.extend(group.into_iter().map(|(job, ..)| job));
             continue;
         };
-        for ((job, c), outcome) in group.into_iter().zip(outcomes) {
+        for ((job, c, _), outcome) in group.into_iter().zip(outcomes) {
             for line in &c.logs {
                 env.printer.logged(line);
             }
