@@ -10,6 +10,7 @@ pub mod introspect;
 pub mod objects;
 pub(crate) mod python;
 mod re;
+mod static_parse;
 pub(crate) mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -414,6 +415,19 @@ impl Jinja {
         } else {
             Err(diags)
         }
+    }
+
+    /// What a parse-phase render of `source` would capture, read without rendering when its
+    /// only Jinja is `ref`/`source`/`config` calls with literal arguments (dbt's static parser)
+    /// and the project overrides none of the three; `None` means render it.
+    pub fn parse_statically(&self, source: &str) -> Option<Capture> {
+        if ["ref", "source", "config"]
+            .iter()
+            .any(|name| self.macros.contains_key(*name))
+        {
+            return None;
+        }
+        static_parse::capture(source)
     }
 
     /// Whether the project (not the built-ins) defines a macro with this name, e.g.
@@ -1304,6 +1318,40 @@ pub fn render_config_string(
         ctx.insert("__secrets_ok__", Value::from(secrets));
         template::render_str(env, "<config>", text, Value::from(ctx)).map_err(|e| jinja_message(&e))
     })
+}
+
+/// An environment with dbt's macros and `macro_files`, for tests.
+#[cfg(test)]
+pub(crate) fn test_env(macro_files: Vec<(&'static str, Arc<str>)>) -> Jinja {
+    Jinja::new(JinjaInputs {
+        flags: serde_json::json!({}),
+        project_name: "p",
+        target: serde_json::json!({"name": "dev", "schema": "main", "database": "warehouse", "type": "datafusion"}),
+        project_vars: Default::default(),
+        cli_vars: Default::default(),
+        invocation_id: "i",
+        run_started_at: chrono::Utc::now(),
+        macro_files,
+        package_macro_files: vec![],
+        package_vars: Default::default(),
+        dispatch: Default::default(),
+    })
+    .unwrap_or_else(|d| panic!("{d:?}"))
+}
+
+/// A node of `kind` named `name` with `source` as its text, for tests.
+#[cfg(test)]
+pub(crate) fn test_node(kind: &str, name: &str, source: &str) -> NodeInfo {
+    NodeInfo {
+        unique_id: format!("{kind}.p.{name}"),
+        name: name.into(),
+        resource_type: kind.into(),
+        package: "p".into(),
+        template: format!("models/{name}.sql"),
+        source: Arc::from(source),
+        config: Config::new(),
+        this: Relation::new("warehouse", "main", name),
+    }
 }
 
 #[cfg(test)]

@@ -683,6 +683,10 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                     }
                 }
                 if matches!(rtype, ResourceType::Model | ResourceType::Snapshot) {
+                    if let Some(capture) = jinja.parse_statically(&node.raw_code) {
+                        node.apply_parse(capture);
+                        return true;
+                    }
                     let info = node.info();
                     let key = cache.enabled().then(|| partial::Cache::key(&info));
                     if let Some(capture) = key.as_ref().and_then(|k| cache.get(&node.unique_id, k))
