@@ -23,32 +23,57 @@ fn py_str(v: &Json) -> String {
 
 /// Python's `repr()` of a JSON-like value.
 fn py_repr(v: &Json) -> String {
+    let mut out = String::new();
+    py_repr_into(v, &mut out);
+    out
+}
+
+fn py_repr_into(v: &Json, out: &mut String) {
     match v {
-        Json::String(s) => py_repr_str(s),
-        Json::Array(items) => format!(
-            "[{}]",
-            items.iter().map(py_repr).collect::<Vec<_>>().join(", ")
-        ),
-        Json::Object(m) => {
-            let items: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{}: {}", py_repr_str(k), py_repr(v)))
-                .collect();
-            format!("{{{}}}", items.join(", "))
+        Json::String(s) => py_repr_str(s, out),
+        Json::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                py_repr_into(item, out);
+            }
+            out.push(']');
         }
-        other => py_str(other),
+        Json::Object(m) => {
+            out.push('{');
+            for (i, (k, v)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                py_repr_str(k, out);
+                out.push_str(": ");
+                py_repr_into(v, out);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&py_str(other)),
     }
 }
 
 /// Python's `repr()` of a string: single quotes unless the text has a `'` and no `"`.
-fn py_repr_str(s: &str) -> String {
+fn py_repr_str(s: &str, out: &mut String) {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {
         '\''
     };
-    let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
+    // Most strings (names, refs) need no escape at all.
+    if !s
+        .bytes()
+        .any(|b| b == quote as u8 || b == b'\\' || b < 0x20 || b == 0x7f)
+    {
+        out.push_str(s);
+        out.push(quote);
+        return;
+    }
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -66,24 +91,39 @@ fn py_repr_str(s: &str) -> String {
         }
     }
     out.push(quote);
-    out
 }
 
-/// dbt's `get_hashable_md`: dict keys sorted, every leaf turned into its `str()`.
-fn hashable(v: &Json) -> Json {
+/// `repr()` of dbt's `get_hashable_md(v)` (dict keys sorted, every leaf turned into its
+/// `str()`), written without building the hashable copy.
+fn hashable_repr(v: &Json, out: &mut String) {
     match v {
         Json::Object(m) => {
+            // serde_json's map may keep insertion order.
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            // serde_json's map may keep insertion order; rebuild sorted.
-            let mut out = serde_json::Map::new();
-            for k in keys {
-                out.insert(k.clone(), hashable(&m[k]));
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                py_repr_str(k, out);
+                out.push_str(": ");
+                hashable_repr(&m[k], out);
             }
-            Json::Object(out)
+            out.push('}');
         }
-        Json::Array(items) => Json::Array(items.iter().map(hashable).collect()),
-        other => Json::String(py_str(other)),
+        Json::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                hashable_repr(item, out);
+            }
+            out.push(']');
+        }
+        Json::String(s) => py_repr_str(s, out),
+        other => py_repr_str(&py_str(other), out),
     }
 }
 
@@ -133,7 +173,10 @@ fn clean_arg(s: &str) -> String {
 
 /// The last 10 hex digits of md5(name + repr(hashable(test_metadata))).
 pub fn unique_id_hash(name: &str, test_metadata: &Json) -> String {
-    let digest = md5_hex(&format!("{name}{}", py_repr(&hashable(test_metadata))));
+    let mut text = String::with_capacity(name.len() + 256);
+    text.push_str(name);
+    hashable_repr(test_metadata, &mut text);
+    let digest = md5_hex(&text);
     digest[digest.len() - 10..].to_string()
 }
 

@@ -407,7 +407,11 @@ fn builtin_with_literal_refs(
     generic: &GenericTest,
 ) -> Option<(Vec<String>, Vec<String>)> {
     let test = jinja.macro_id(&format!("test_{}", generic.name))?;
-    let where_subquery = jinja.macro_id("get_where_subquery")?;
+    // dbt's `get_where_subquery` is a function of ours (recorded as dbt's macro), unless the
+    // project defines its own.
+    let where_subquery = jinja
+        .macro_id("get_where_subquery")
+        .unwrap_or(WHERE_SUBQUERY);
     if generic.namespace.is_some()
         || !test.starts_with("macro.dbt.")
         || !where_subquery.starts_with("macro.dbt.")
@@ -431,6 +435,8 @@ fn builtin_with_literal_refs(
     macros.sort();
     Some((refs, macros))
 }
+
+const WHERE_SUBQUERY: &str = "macro.dbt.get_where_subquery";
 
 /// `name` of `ref('name')` / `ref("name")`, nothing else.
 fn literal_ref(text: &str) -> Option<&str> {
@@ -482,5 +488,40 @@ pub fn singular(project: &Project, file: &SourceFile, database: &str) -> Node {
         unit_test: None,
         version: None,
         time_spine: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A relationships test's `to: ref('x')` needs no render: the refs and macros are those a
+    /// render records. A project's own `get_where_subquery` needs the render.
+    #[test]
+    fn dbt_tests_with_literal_refs_are_read_without_a_render() {
+        let generic = GenericTest {
+            name: "relationships".into(),
+            namespace: None,
+            kwargs: json!({"to": "ref('customers')", "field": "id", "column_name": "customer_id",
+                "model": "{{ get_where_subquery(ref('orders')) }}"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        };
+        let env = crate::jinja::test_env(vec![]);
+        let (refs, macros) = builtin_with_literal_refs(&env, &generic).expect("no render");
+        let node = crate::jinja::test_node("test", "t", "");
+        let (_, rendered) = env
+            .render_test_call(node, "relationships", None, &generic.kwargs, Phase::Parse)
+            .unwrap();
+        assert_eq!(refs, ["customers"]);
+        let rendered_refs: Vec<&str> = rendered.refs.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(rendered_refs, ["customers", "orders"]);
+        assert_eq!(macros, rendered.macros.into_iter().collect::<Vec<_>>());
+        let own = crate::jinja::test_env(vec![(
+            "macros/where.sql",
+            Arc::from("{% macro get_where_subquery(r) %}{{ return(r) }}{% endmacro %}"),
+        )]);
+        assert!(builtin_with_literal_refs(&own, &generic).is_none());
     }
 }
