@@ -88,6 +88,13 @@ proptest! {
     }
 
     #[test]
+    fn artifact_json_is_what_serde_json_writes(value in json()) {
+        let mut out = Vec::new();
+        crate::artifacts::json::write(&mut out, &value).unwrap();
+        prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&value).unwrap());
+    }
+
+    #[test]
     fn yaml_loads_or_points_at_the_problem(text in texty()) {
         let source: Arc<str> = text.into();
         if let Err(d) = crate::project::yaml::parse("models/x.yml", &source) {

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use std::collections::BTreeMap;
 
+pub(crate) mod json;
+
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
@@ -262,10 +264,10 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
     }
 }
 
-/// The `nodes` map, serialized node by node (never all at once in memory).
 /// `manifest.json`'s `nodes`, most of a large project's manifest: serialized on every core a
-/// batch at a time (memory stays bounded by the batch), each part of a batch into one buffer,
-/// written in order. Unit tests have their own top-level map, as in dbt's manifest.
+/// batch at a time (memory stays bounded by two batches), each part of a batch into one buffer;
+/// a batch is written while the next one is serialized. Unit tests have their own top-level
+/// map, as in dbt's manifest.
 fn write_nodes(
     w: &mut impl std::io::Write,
     m: &Manifest,
@@ -274,29 +276,36 @@ fn write_nodes(
     const BATCH: usize = 2048;
     const PART: usize = 64;
     let nodes = manifest_nodes(m);
-    w.write_all(b"{")?;
-    let mut first = true;
-    for batch in nodes.chunks(BATCH) {
-        let parts = crate::parallel::map(&batch.chunks(PART).collect::<Vec<_>>(), 1, |part| {
+    let serialize = |batch: &[&Node]| {
+        crate::parallel::map(&batch.chunks(PART).collect::<Vec<_>>(), 1, |part| {
             let mut buf = Vec::with_capacity(part.len() * 2048);
-            for (i, n) in part.iter().enumerate() {
-                if i > 0 {
-                    buf.push(b',');
-                }
-                serde_json::to_writer(&mut buf, &n.unique_id)?;
+            for n in part.iter() {
+                buf.push(b',');
+                json::write(&mut buf, &n.unique_id)?;
                 buf.push(b':');
                 let sql = compiled.get(&n.unique_id).map(String::as_str);
-                serde_json::to_writer(&mut buf, &node_out(m, n, sql))?;
+                json::write(&mut buf, &node_out(m, n, sql))?;
             }
             Ok::<_, serde_json::Error>(buf)
-        });
+        })
+    };
+    w.write_all(b"{")?;
+    let mut first = true;
+    let mut write = |parts: Vec<Result<Vec<u8>, serde_json::Error>>| -> std::io::Result<()> {
         for part in parts {
-            if !std::mem::take(&mut first) {
-                w.write_all(b",")?;
-            }
-            w.write_all(&part.map_err(std::io::Error::other)?)?;
+            let part = part.map_err(std::io::Error::other)?;
+            // Each part starts with a comma; the map's first entry has none.
+            w.write_all(&part[usize::from(std::mem::take(&mut first))..])?;
         }
+        Ok(())
+    };
+    let mut pending = Vec::new();
+    for batch in nodes.chunks(BATCH) {
+        let (parts, written) = crate::parallel::beside(|| serialize(batch), || write(pending));
+        written?;
+        pending = parts;
     }
+    write(pending)?;
     w.write_all(b"}")
 }
 
@@ -363,7 +372,9 @@ pub fn write_manifest(
             value: &impl Serialize,
         ) -> std::io::Result<()> {
             write!(w, ",\"{name}\":")?;
-            serde_json::to_writer(w, value).map_err(std::io::Error::other)
+            let mut buf = Vec::new();
+            json::write(&mut buf, value).map_err(std::io::Error::other)?;
+            w.write_all(&buf)
         }
         use std::io::Write;
         w.write_all(b"{\"metadata\":")?;
@@ -491,9 +502,37 @@ fn write_with(
     f(&mut w)?;
     std::io::Write::flush(&mut w)?;
     drop(w);
-    std::fs::rename(&tmp, path)?;
+    replace(&tmp, path)?;
     remove_dead_temps(path);
     Ok(())
+}
+
+/// Puts `tmp` in the place of `path` atomically. Over an existing file, the two are exchanged
+/// and the old content removed: ext4 writes a file's data to disk before a plain rename
+/// replaces another (auto_da_alloc), ~80 ms for a 10,000-model manifest, and artifacts are
+/// rebuilt by the next command anyway.
+fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());
+        if let (Ok(from), Ok(to)) = (c(tmp), c(path)) {
+            // SAFETY: two NUL-terminated paths that outlive the call.
+            let swapped = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    from.as_ptr(),
+                    libc::AT_FDCWD,
+                    to.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                )
+            } == 0;
+            if swapped {
+                return std::fs::remove_file(tmp);
+            }
+        }
+    }
+    std::fs::rename(tmp, path)
 }
 
 /// Removes the temp files a killed process left beside `path` (`<name>.tmp<pid>` of a pid that
