@@ -27,13 +27,15 @@ impl Dag {
             .chain(m.nodes.keys())
             .chain(m.exposures.keys())
             .collect();
-        ids.sort_unstable();
+        // Three sorted runs: a stable sort merges them in one pass.
+        ids.sort();
         ids.dedup();
         let mut graph = DiGraph::with_capacity(ids.len(), ids.len());
-        let mut index = BTreeMap::new();
-        for id in ids {
-            index.insert(id.clone(), graph.add_node(id.clone()));
-        }
+        // Collected in order: built in one pass, not searched 50,000 times.
+        let index: BTreeMap<String, NodeIndex> = ids
+            .into_iter()
+            .map(|id| (id.clone(), graph.add_node(id.clone())))
+            .collect();
         for (id, deps) in m.dependencies() {
             let Some(&ci) = index.get(id) else { continue };
             for p in deps {

@@ -97,21 +97,7 @@ fn py_repr_str(s: &str, out: &mut String) {
 /// `str()`), written without building the hashable copy.
 fn hashable_repr(v: &Json, out: &mut String) {
     match v {
-        Json::Object(m) => {
-            // serde_json's map may keep insertion order.
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                py_repr_str(k, out);
-                out.push_str(": ");
-                hashable_repr(&m[k], out);
-            }
-            out.push('}');
-        }
+        Json::Object(m) => hashable_map_repr(m, out),
         Json::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -125,6 +111,22 @@ fn hashable_repr(v: &Json, out: &mut String) {
         Json::String(s) => py_repr_str(s, out),
         other => py_repr_str(&py_str(other), out),
     }
+}
+
+fn hashable_map_repr(m: &serde_json::Map<String, Json>, out: &mut String) {
+    // serde_json's map may keep insertion order.
+    let mut keys: Vec<&String> = m.keys().collect();
+    keys.sort();
+    out.push('{');
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        py_repr_str(k, out);
+        out.push_str(": ");
+        hashable_repr(&m[k], out);
+    }
+    out.push('}');
 }
 
 /// `(short_name, full_name)` of a generic test: `test_type` is e.g. `not_null` (or
@@ -171,11 +173,23 @@ fn clean_arg(s: &str) -> String {
     out
 }
 
-/// The last 10 hex digits of md5(name + repr(hashable(test_metadata))).
-pub fn unique_id_hash(name: &str, test_metadata: &Json) -> String {
+/// The last 10 hex digits of md5(name + repr(hashable(test_metadata))), where `test_metadata`
+/// is `{kwargs, name: test, namespace}`.
+pub fn unique_id_hash(
+    name: &str,
+    kwargs: &serde_json::Map<String, Json>,
+    test: &str,
+    namespace: Option<&str>,
+) -> String {
     let mut text = String::with_capacity(name.len() + 256);
     text.push_str(name);
-    hashable_repr(test_metadata, &mut text);
+    text.push_str("{'kwargs': ");
+    hashable_map_repr(kwargs, &mut text);
+    text.push_str(", 'name': ");
+    py_repr_str(test, &mut text);
+    text.push_str(", 'namespace': ");
+    py_repr_str(namespace.unwrap_or("None"), &mut text);
+    text.push('}');
     let digest = md5_hex(&text);
     digest[digest.len() - 10..].to_string()
 }
@@ -238,36 +252,33 @@ mod tests {
     fn unique_id_hash_matches_dbt_core() {
         // jaffle_shop's `unique` test on customers.customer_id: dbt-core's manifest says
         // test.jaffle_shop.unique_customers_customer_id.c5af1ff4b1
-        let md = json!({
-            "namespace": null,
-            "name": "unique",
-            "kwargs": {"column_name": "customer_id", "model": "{{ get_where_subquery(ref('customers')) }}"},
-        });
+        let kwargs = args(
+            json!({"column_name": "customer_id", "model": "{{ get_where_subquery(ref('customers')) }}"}),
+        );
         assert_eq!(
-            unique_id_hash("unique_customers_customer_id", &md),
+            unique_id_hash("unique_customers_customer_id", &kwargs, "unique", None),
             "c5af1ff4b1"
         );
-        let md = json!({
-            "namespace": null,
-            "name": "accepted_values",
-            "kwargs": {
-                "column_name": "status",
-                "values": ["placed", "shipped", "completed", "return_pending", "returned"],
-                "model": "{{ get_where_subquery(ref('orders')) }}",
-            },
-        });
+        let kwargs = args(json!({
+            "column_name": "status",
+            "values": ["placed", "shipped", "completed", "return_pending", "returned"],
+            "model": "{{ get_where_subquery(ref('orders')) }}",
+        }));
         let name =
             "accepted_values_orders_status__placed__shipped__completed__return_pending__returned";
-        assert_eq!(unique_id_hash(name, &md), "be6b5b5ec3");
-        let md = json!({
-            "namespace": null,
-            "name": "relationships",
-            "kwargs": {"column_name": "customer_id", "to": "ref('customers')", "field": "customer_id", "model": "{{ get_where_subquery(ref('orders')) }}"},
-        });
+        assert_eq!(
+            unique_id_hash(name, &kwargs, "accepted_values", None),
+            "be6b5b5ec3"
+        );
+        let kwargs = args(
+            json!({"column_name": "customer_id", "to": "ref('customers')", "field": "customer_id", "model": "{{ get_where_subquery(ref('orders')) }}"}),
+        );
         assert_eq!(
             unique_id_hash(
                 "relationships_orders_customer_id__customer_id__ref_customers_",
-                &md
+                &kwargs,
+                "relationships",
+                None
             ),
             "c6ec7f58f2"
         );

@@ -33,11 +33,7 @@ pub struct GenericTest {
 }
 
 impl GenericTest {
-    pub fn metadata(&self) -> Json {
-        serde_json::to_value(self.metadata_out()).unwrap_or_default()
-    }
-
-    /// The same, borrowed, for writing `manifest.json`.
+    /// dbt's `test_metadata`, borrowed, for writing `manifest.json`.
     pub fn metadata_out(&self) -> MetadataOut<'_> {
         MetadataOut {
             kwargs: &self.kwargs,
@@ -47,7 +43,7 @@ impl GenericTest {
     }
 }
 
-/// dbt's `test_metadata`, keys in the order of the JSON object `metadata()` gives.
+/// dbt's `test_metadata`, keys in alphabetical order as dbt writes them.
 #[derive(serde::Serialize)]
 pub struct MetadataOut<'a> {
     kwargs: &'a Map<String, Json>,
@@ -243,7 +239,12 @@ fn one_generic(
         namespace,
         kwargs: args,
     };
-    let hash = test_names::unique_id_hash(&full_name, &generic.metadata());
+    let hash = test_names::unique_id_hash(
+        &full_name,
+        &generic.kwargs,
+        &generic.name,
+        generic.namespace.as_deref(),
+    );
     let unique_id = format!("test.{}.{full_name}.{hash}", t.package);
 
     // fqn: the yml's folders below its resource root, then the test name.
