@@ -43,6 +43,9 @@ pub struct Global {
     /// Render every node again instead of reusing unchanged parse results
     #[arg(long = "no-partial-parse", global = true)]
     pub no_partial_parse: bool,
+    /// Render every model at parse, also those whose only Jinja is ref/source/config calls
+    #[arg(long = "no-static-parser", global = true)]
+    pub no_static_parser: bool,
     /// Only errors on stdout (print() output, ls and show results still appear)
     #[arg(short = 'q', long, global = true, env = "DBT_QUIET")]
     pub quiet: bool,
@@ -138,8 +141,6 @@ pub struct Accepted {
     pub no_introspect: bool,
     #[arg(long, global = true)]
     pub static_parser: bool,
-    #[arg(long, global = true)]
-    pub no_static_parser: bool,
     #[arg(long, global = true)]
     pub use_experimental_parser: bool,
     #[arg(long, global = true)]

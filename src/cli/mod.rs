@@ -103,6 +103,7 @@ fn dbt_flags(cli: &Cli) -> serde_json::Value {
         "WHICH": which, "FULL_REFRESH": full_refresh, "WARN_ERROR": cli.global.warnings_are_errors(),
         "FAIL_FAST": cli.global.fail_fast, "EMPTY": false, "STORE_FAILURES": false,
         "PARTIAL_PARSE": !cli.global.no_partial_parse, "QUIET": cli.global.quiet,
+        "STATIC_PARSER": !cli.global.no_static_parser,
     })
 }
 

@@ -368,6 +368,9 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
 
     crate::timings::phase("jinja env", t);
     let cache = partial::Cache::open(project, &invocation.flags);
+    // dbt's `--no-static-parser` renders every model.
+    let static_parser = invocation.flags.get("STATIC_PARSER") != Some(&Json::Bool(false));
+    let read_statically = std::sync::atomic::AtomicUsize::new(0);
     let mut nodes: BTreeMap<String, Box<Node>> = BTreeMap::new();
     let mut disabled = BTreeMap::new();
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
@@ -683,7 +686,11 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                     }
                 }
                 if matches!(rtype, ResourceType::Model | ResourceType::Snapshot) {
-                    if let Some(capture) = jinja.parse_statically(&node.raw_code) {
+                    if let Some(capture) = static_parser
+                        .then(|| jinja.parse_statically(&node.raw_code))
+                        .flatten()
+                    {
+                        read_statically.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         node.apply_parse(capture);
                         return true;
                     }
@@ -1345,8 +1352,9 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         return Err(diags);
     }
     crate::timings::note(format!(
-        "partial parse: {} renders reused",
-        cache.reused.load(std::sync::atomic::Ordering::Relaxed)
+        "partial parse: {} renders reused, {} read without a render",
+        cache.reused.load(std::sync::atomic::Ordering::Relaxed),
+        read_statically.load(std::sync::atomic::Ordering::Relaxed)
     ));
     cache.save();
     Ok(Manifest {

@@ -26,12 +26,21 @@ fn parse(p: &Project, args: &[&str], env: &[(&str, &str)]) -> usize {
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    stderr
+    let (reused, read): (usize, usize) = stderr
         .lines()
         .find_map(|l| l.strip_prefix("partial parse: "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no partial parse line: {stderr}"))
+        .and_then(|l| l.split_once(" renders reused, "))
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.split_whitespace().next()?.parse().ok()?)))
+        .unwrap_or_else(|| panic!("no partial parse line: {stderr}"));
+    // Models read without a render (dbt's static parser) are never cached, as there is
+    // nothing to save; `--no-static-parser` renders them.
+    let expected: usize = if args.contains(&"--no-static-parser") {
+        0
+    } else {
+        8
+    };
+    assert_eq!(read, expected, "{stderr}");
+    reused
 }
 
 fn nodes(p: &Project) -> serde_json::Value {
@@ -129,4 +138,12 @@ fn unchanged_nodes_reuse_their_parse() {
         ),
         0
     );
+    // Without the static parser every model renders, and the manifest is the same.
+    let with = nodes(&p);
+    parse(
+        &p,
+        &["--no-static-parser"],
+        &[("RSDBT_TEST_TAG", "nightly")],
+    );
+    assert_eq!(nodes(&p), with);
 }
