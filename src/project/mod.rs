@@ -525,6 +525,8 @@ fn collect_files(
         return;
     }
     let mut stack = vec![base];
+    // (kinds, path, path relative to the root) of each file, in walk order.
+    let mut found: Vec<(Vec<FileKind>, std::path::PathBuf, String)> = Vec::new();
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
@@ -574,30 +576,38 @@ fn collect_files(
                 .unwrap_or(&p)
                 .to_string_lossy()
                 .replace('\\', "/");
-            // Seeds can be large: the adapter streams them; they are not kept in the source map.
-            let contents: Arc<str> = if kinds == [FileKind::Seed] {
-                Arc::from("")
-            } else {
-                match std::fs::read_to_string(&p) {
-                    Ok(s) => s.into(),
-                    Err(e) => {
-                        diags.push(
-                            Diagnostic::error("io", format!("cannot read {rel}: {e}")).hint(
-                                read_hint(&e, "files under resource paths must be UTF-8 text"),
-                            ),
-                        );
-                        continue;
-                    }
-                }
-            };
-            for kind in kinds {
-                out.push(SourceFile {
-                    kind,
-                    path: rel.clone(),
-                    root: dir.to_string(),
-                    contents: contents.clone(),
-                });
+            found.push((kinds, p, rel));
+        }
+    }
+    // Read on every core: a large project has thousands of small files.
+    let contents = crate::parallel::map(&found, 64, |(kinds, p, _)| {
+        // Seeds can be large: the adapter streams them; they are not kept in the source map.
+        if kinds == &[FileKind::Seed] {
+            Ok(Arc::from(""))
+        } else {
+            std::fs::read_to_string(p).map(Arc::<str>::from)
+        }
+    });
+    for ((kinds, _, rel), contents) in found.into_iter().zip(contents) {
+        let contents = match contents {
+            Ok(c) => c,
+            Err(e) => {
+                diags.push(
+                    Diagnostic::error("io", format!("cannot read {rel}: {e}")).hint(read_hint(
+                        &e,
+                        "files under resource paths must be UTF-8 text",
+                    )),
+                );
+                continue;
             }
+        };
+        for kind in kinds {
+            out.push(SourceFile {
+                kind,
+                path: rel.clone(),
+                root: dir.to_string(),
+                contents: contents.clone(),
+            });
         }
     }
 }
