@@ -507,13 +507,13 @@ fn write_with(
     Ok(())
 }
 
-/// Puts `tmp` in the place of `path` atomically. Over an existing file, the two are exchanged
-/// and the old content removed: ext4 writes a file's data to disk before a plain rename
-/// replaces another (auto_da_alloc), ~80 ms for a 10,000-model manifest, and artifacts are
-/// rebuilt by the next command anyway.
+/// Puts `tmp` in the place of `path` atomically. Over an existing regular file, the two are
+/// exchanged and the old content removed: ext4 writes a file's data to disk before a plain
+/// rename replaces another (auto_da_alloc), ~80 ms for a 10,000-model manifest, and artifacts
+/// are rebuilt by the next command anyway.
 fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
-    {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
         use std::os::unix::ffi::OsStrExt;
         let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());
         if let (Ok(from), Ok(to)) = (c(tmp), c(path)) {
@@ -780,4 +780,25 @@ pub fn exposure_json(m: &Manifest, e: &crate::manifest::Exposure) -> Json {
         "metrics": [],
         "created_at": m.generated_at.timestamp() as f64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// A file written again replaces the old one and leaves no temp file; a directory in the
+    /// way is an error, not swapped with the file.
+    #[test]
+    fn artifacts_replace_what_was_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.json");
+        for text in ["first", "second, longer"] {
+            super::write_with(&path, |w| std::io::Write::write_all(w, text.as_bytes())).unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        let blocked = dir.path().join("run_results.json");
+        std::fs::create_dir(&blocked).unwrap();
+        assert!(super::write_with(&blocked, |w| std::io::Write::write_all(w, b"x")).is_err());
+        assert!(blocked.is_dir());
+    }
 }
