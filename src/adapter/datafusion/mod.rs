@@ -54,6 +54,10 @@ pub struct DataFusionAdapter {
 /// Plans SQL against the warehouse and assumed schemas, without running anything.
 pub struct Analyzer {
     ctx: SessionContext,
+    /// The session's state, copied once: `SessionContext::state()` copies it on every call
+    /// (its functions and settings), and nothing changes them while models are planned; the
+    /// tables it reads are the shared catalog's.
+    state: OnceLock<datafusion::execution::SessionState>,
     planned: warehouse::Planned,
     /// Another database's tables (PostgreSQL's, for its target): looked up by (schema,
     /// table) when the SQL names a table nothing planned yet.
@@ -89,7 +93,6 @@ impl Analyzer {
             self.look_up_tables(lookup, sql).await;
         }
         let plan = self
-            .ctx
             .state()
             .create_logical_plan(&rewrite::for_engine(sql))
             .await
@@ -98,9 +101,13 @@ impl Analyzer {
         Ok((Arc::new(plan.schema().as_arrow().clone()), lineage))
     }
 
+    fn state(&self) -> &datafusion::execution::SessionState {
+        self.state.get_or_init(|| self.ctx.state())
+    }
+
     /// Assumes the schemas of the tables `sql` names that nothing planned yet, from the lookup.
     async fn look_up_tables(&self, lookup: &SchemaLookup, sql: &str) {
-        let state = self.ctx.state();
+        let state = self.state();
         let dialect = state.config().options().sql_parser.dialect;
         let Ok(statement) = state.sql_to_statement(sql, &dialect) else {
             return;
@@ -149,6 +156,7 @@ impl Analyzer {
         );
         Analyzer {
             ctx,
+            state: OnceLock::new(),
             planned,
             lookup: Some(lookup),
             default_schema: schema.to_string(),
@@ -379,6 +387,7 @@ impl DataFusionAdapter {
                 "generic",
                 None,
             ),
+            state: OnceLock::new(),
             planned,
             lookup: None,
             default_schema: self.schema.clone(),
