@@ -77,15 +77,29 @@ impl<'m> Compiler<'m> {
             incremental,
         };
         let generic = node.test.as_ref().and_then(|t| t.generic.as_ref());
-        let (body, capture) = match generic {
-            Some(g) => self.manifest.jinja.render_test_call(
-                node.info(),
+        let info = node.info();
+        let builtin = generic.and_then(|g| {
+            let Phase::Compile { resolver, .. } = &phase else {
+                return None;
+            };
+            self.manifest.jinja.builtin_test_sql(
+                &info,
+                &g.name,
+                g.namespace.as_deref(),
+                &g.kwargs,
+                resolver.as_ref(),
+            )
+        });
+        let (body, capture) = match (builtin, generic) {
+            (Some(sql), _) => (sql, Default::default()),
+            (None, Some(g)) => self.manifest.jinja.render_test_call(
+                info,
                 &g.name,
                 g.namespace.as_deref(),
                 &g.kwargs,
                 phase,
             )?,
-            None => self.manifest.jinja.render_node(node.info(), phase)?,
+            (None, None) => self.manifest.jinja.render_node(info, phase)?,
         };
         let mut ctes: Vec<(String, String)> = Vec::new();
         for cte in &capture.ephemerals {

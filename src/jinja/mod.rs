@@ -666,6 +666,81 @@ impl Jinja {
         }
     }
 
+    /// The compiled SQL of dbt's built-in `not_null` or `unique` test, written without a render
+    /// when nothing the render would run is the project's own (the test macro,
+    /// `get_where_subquery`, `should_store_failures`, `ref`, `source`), the test has no
+    /// `where`, and its model is a plain `ref`/`source` of a relation that is not ephemeral. The
+    /// text is the macro's, byte for byte (a unit test renders both); `None` means render.
+    pub fn builtin_test_sql(
+        &self,
+        node: &NodeInfo,
+        test_name: &str,
+        namespace: Option<&str>,
+        kwargs: &serde_json::Map<String, Json>,
+        resolver: &dyn Resolve,
+    ) -> Option<String> {
+        let builtin = |name: &str| {
+            self.macros
+                .get(name)
+                .is_some_and(|(template, _)| template == BUILTIN_MACROS)
+        };
+        if namespace.is_some()
+            || !matches!(test_name, "not_null" | "unique")
+            || !builtin(&format!("test_{test_name}"))
+            || [
+                "get_where_subquery",
+                "should_store_failures",
+                "ref",
+                "source",
+            ]
+            .iter()
+            .any(|m| self.macros.contains_key(*m))
+            || node.config.get("where").is_some_and(|w| !w.is_null())
+            || kwargs.len() != 2
+        {
+            return None;
+        }
+        let column = kwargs.get("column_name")?.as_str()?;
+        if column.contains("{{") || column.contains("{%") || column.contains("{#") {
+            return None;
+        }
+        let model = kwargs
+            .get("model")?
+            .as_str()?
+            .strip_prefix("{{ get_where_subquery(")?
+            .strip_suffix(") }}")?;
+        let call = static_parse::capture(&format!("{{{{ {model} }}}}"))?;
+        let relation = match (call.refs.as_slice(), call.sources.as_slice()) {
+            ([r], []) if call.config.is_empty() => resolver.resolve_ref(&node.unique_id, r),
+            ([], [(s, t)]) if call.config.is_empty() => {
+                resolver.resolve_source(&node.unique_id, s, t)
+            }
+            _ => return None,
+        }
+        .ok()?;
+        if relation.cte_name.is_some() {
+            return None;
+        }
+        let model = relation.render();
+        Some(if test_name == "not_null" {
+            let stores = node
+                .config
+                .get("store_failures")
+                .and_then(Json::as_bool)
+                .unwrap_or(false)
+                || node
+                    .config
+                    .get("store_failures_as")
+                    .is_some_and(|v| v.is_string());
+            let select = if stores { "*" } else { column };
+            format!("select {select}\nfrom {model}\nwhere {column} is null")
+        } else {
+            format!(
+                "select {column} as unique_field, count(*) as n_records\nfrom {model}\nwhere {column} is not null\ngroup by {column}\nhaving count(*) > 1"
+            )
+        })
+    }
+
     /// Calls a project macro by name with plain string/JSON arguments, in parse phase.
     pub fn call_macro(
         &self,
@@ -1357,6 +1432,105 @@ pub(crate) fn test_node(kind: &str, name: &str, source: &str) -> NodeInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Fixed;
+    impl Resolve for Fixed {
+        fn resolve_ref(&self, _from: &str, call: &RefCall) -> Result<Relation, String> {
+            let mut r = Relation::new("warehouse", "main", &call.name);
+            if call.name == "eph" {
+                r.cte_name = Some("__dbt__cte__eph".into());
+            }
+            Ok(r)
+        }
+        fn resolve_source(&self, _from: &str, s: &str, t: &str) -> Result<Relation, String> {
+            Ok(Relation::new("warehouse", s, t))
+        }
+    }
+
+    /// dbt's not_null and unique SQL written without a render is the render's, byte for byte;
+    /// what it cannot write is rendered.
+    #[test]
+    fn builtin_test_sql_is_what_the_render_gives() {
+        let env = test_env(vec![]);
+        let phase = || Phase::Compile {
+            resolver: Arc::new(Fixed),
+            incremental: false,
+        };
+        let kwargs = |column: &str, model: &str| {
+            serde_json::json!({"column_name": column, "model": format!("{{{{ get_where_subquery({model}) }}}}")})
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        for (test, column, model, config) in [
+            ("not_null", "id", "ref('orders')", serde_json::json!({})),
+            (
+                "not_null",
+                "\"Id\"",
+                "ref('orders')",
+                serde_json::json!({"store_failures": true}),
+            ),
+            (
+                "not_null",
+                "id",
+                "source('raw', 'pay')",
+                serde_json::json!({"store_failures_as": "view"}),
+            ),
+            (
+                "unique",
+                "order_id",
+                "ref('orders', v=2)",
+                serde_json::json!({"severity": "warn"}),
+            ),
+            (
+                "unique",
+                "lower(email)",
+                "ref(\"pkg\", 'users')",
+                serde_json::json!({}),
+            ),
+        ] {
+            let mut node = test_node("test", "t", "");
+            node.config = config.as_object().unwrap().clone();
+            let args = kwargs(column, model);
+            let written = env
+                .builtin_test_sql(&node, test, None, &args, &Fixed)
+                .unwrap_or_else(|| panic!("{test} {column} {model}"));
+            let (rendered, _) = env
+                .render_test_call(node, test, None, &args, phase())
+                .unwrap();
+            assert_eq!(written, rendered);
+        }
+        let node = test_node("test", "t", "");
+        for (test, args) in [
+            ("accepted_values", kwargs("id", "ref('orders')")),
+            ("not_null", kwargs("id", "ref('eph')")),
+            ("not_null", kwargs("{{ var('c') }}", "ref('orders')")),
+        ] {
+            assert!(
+                env.builtin_test_sql(&node, test, None, &args, &Fixed)
+                    .is_none()
+            );
+        }
+        let mut filtered = test_node("test", "t", "");
+        filtered.config.insert("where".into(), Json::from("id > 1"));
+        let args = kwargs("id", "ref('orders')");
+        assert!(
+            env.builtin_test_sql(&filtered, "not_null", None, &args, &Fixed)
+                .is_none()
+        );
+        assert!(
+            env.builtin_test_sql(&node, "not_null", Some("dbt_utils"), &args, &Fixed)
+                .is_none()
+        );
+        let own = test_env(vec![(
+            "macros/t.sql",
+            Arc::from("{% test not_null(model, column_name) %}select 1{% endtest %}"),
+        )]);
+        assert!(
+            own.builtin_test_sql(&node, "not_null", None, &args, &Fixed)
+                .is_none()
+        );
+    }
 
     #[test]
     fn test_blocks_become_macros_on_the_same_lines() {
