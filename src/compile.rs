@@ -72,16 +72,9 @@ impl<'m> Compiler<'m> {
             }),
             _ => self.resolver.clone(),
         };
-        let phase = Phase::Compile {
-            resolver,
-            incremental,
-        };
         let generic = node.test.as_ref().and_then(|t| t.generic.as_ref());
         let info = node.info();
         let builtin = generic.and_then(|g| {
-            let Phase::Compile { resolver, .. } = &phase else {
-                return None;
-            };
             self.manifest.jinja.builtin_test_sql(
                 &info,
                 &g.name,
@@ -90,6 +83,10 @@ impl<'m> Compiler<'m> {
                 resolver.as_ref(),
             )
         });
+        let phase = Phase::Compile {
+            resolver,
+            incremental,
+        };
         let (body, capture) = match (builtin, generic) {
             (Some(sql), _) => (sql, Default::default()),
             (None, Some(g)) => self.manifest.jinja.render_test_call(

@@ -723,15 +723,7 @@ impl Jinja {
         }
         let model = relation.render();
         Some(if test_name == "not_null" {
-            let stores = node
-                .config
-                .get("store_failures")
-                .and_then(Json::as_bool)
-                .unwrap_or(false)
-                || node
-                    .config
-                    .get("store_failures_as")
-                    .is_some_and(|v| v.is_string());
+            let stores = stores_failures(&node.config);
             let select = if stores { "*" } else { column };
             format!("select {select}\nfrom {model}\nwhere {column} is null")
         } else {
@@ -938,13 +930,7 @@ fn base_env() -> Environment<'static> {
     env.add_function("is_incremental", is_incremental);
     env.add_function("get_where_subquery", get_where_subquery);
     env.add_function("should_store_failures", |state: &State| -> bool {
-        RenderCtx::from_state(state).is_some_and(|ctx| {
-            let c = &ctx.node.config;
-            c.get("store_failures")
-                .and_then(Json::as_bool)
-                .unwrap_or(false)
-                || c.get("store_failures_as").is_some_and(|v| v.is_string())
-        })
+        RenderCtx::from_state(state).is_some_and(|ctx| stores_failures(&ctx.node.config))
     });
     env.add_function("log", log);
     env.add_function("print", print);
@@ -1269,6 +1255,14 @@ fn called_names(text: &str) -> Vec<(&str, Option<&str>)> {
         i = end.max(i + 1);
     }
     out
+}
+
+/// dbt's `should_store_failures()` for a test's config.
+fn stores_failures(c: &Config) -> bool {
+    c.get("store_failures")
+        .and_then(Json::as_bool)
+        .unwrap_or(false)
+        || c.get("store_failures_as").is_some_and(|v| v.is_string())
 }
 
 /// A test's `model`: the relation, narrowed by the test's `where` config when it has one.

@@ -31,30 +31,31 @@ fn py_repr(v: &Json) -> String {
 fn py_repr_into(v: &Json, out: &mut String) {
     match v {
         Json::String(s) => py_repr_str(s, out),
-        Json::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                py_repr_into(item, out);
-            }
-            out.push(']');
-        }
-        Json::Object(m) => {
-            out.push('{');
-            for (i, (k, v)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                py_repr_str(k, out);
-                out.push_str(": ");
-                py_repr_into(v, out);
-            }
-            out.push('}');
-        }
+        Json::Array(items) => repr_items(out, ['[', ']'], items, py_repr_into),
+        Json::Object(m) => repr_items(out, ['{', '}'], m, |(k, v), out| {
+            py_repr_str(k, out);
+            out.push_str(": ");
+            py_repr_into(v, out);
+        }),
         other => out.push_str(&py_str(other)),
     }
+}
+
+/// Python's `[a, b]` / `{a, b}`: `items` between `brackets`, each written by `item`.
+fn repr_items<T>(
+    out: &mut String,
+    brackets: [char; 2],
+    items: impl IntoIterator<Item = T>,
+    mut item: impl FnMut(T, &mut String),
+) {
+    out.push(brackets[0]);
+    for (i, x) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        item(x, out);
+    }
+    out.push(brackets[1]);
 }
 
 /// Python's `repr()` of a string: single quotes unless the text has a `'` and no `"`.
@@ -98,16 +99,7 @@ fn py_repr_str(s: &str, out: &mut String) {
 fn hashable_repr(v: &Json, out: &mut String) {
     match v {
         Json::Object(m) => hashable_map_repr(m, out),
-        Json::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                hashable_repr(item, out);
-            }
-            out.push(']');
-        }
+        Json::Array(items) => repr_items(out, ['[', ']'], items, hashable_repr),
         Json::String(s) => py_repr_str(s, out),
         other => py_repr_str(&py_str(other), out),
     }
@@ -117,16 +109,11 @@ fn hashable_map_repr(m: &serde_json::Map<String, Json>, out: &mut String) {
     // serde_json's map may keep insertion order.
     let mut keys: Vec<&String> = m.keys().collect();
     keys.sort();
-    out.push('{');
-    for (i, k) in keys.into_iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
+    repr_items(out, ['{', '}'], keys, |k, out| {
         py_repr_str(k, out);
         out.push_str(": ");
         hashable_repr(&m[k], out);
-    }
-    out.push('}');
+    });
 }
 
 /// `(short_name, full_name)` of a generic test: `test_type` is e.g. `not_null` (or
