@@ -18,14 +18,14 @@ use crate::project::properties::ColumnDef;
 /// The dbt version whose artifact schemas these files follow.
 pub const DBT_COMPAT_VERSION: &str = "1.9.0";
 
-/// Writes `bytes` to `path` through a temp file in the same folder and a rename.
+/// Writes `bytes` to `path` through a temp file in the same folder put in its place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, crate::secrets::scrub_bytes(bytes))?;
-    std::fs::rename(&tmp, path)?;
+    replace(&tmp, path)?;
     remove_dead_temps(path);
     Ok(())
 }
