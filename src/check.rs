@@ -57,6 +57,7 @@ pub async fn analyze(
         mode,
         run_start_hooks,
         types_checked,
+        compiled,
     } = *scope;
     let mut report = Report::default();
     if mode == Mode::Off {
@@ -96,23 +97,27 @@ pub async fn analyze(
                     unknown.insert(&node.unique_id);
                     continue;
                 }
-                let incremental = node.materialized() == "incremental"
-                    && !full_refresh
-                    && !node
-                        .config
-                        .get("full_refresh")
-                        .and_then(serde_json::Value::as_bool)
-                        .unwrap_or(false)
-                    && built(id);
-                let compiled = match compiler.compile_with(id, incremental) {
-                    Ok(c) => c,
-                    // Compilation errors are reported when the node runs, as before.
-                    Err(_) => {
-                        unknown.insert(&node.unique_id);
-                        continue;
+                let fresh;
+                let sql = match compiled.get(id) {
+                    Some(sql) => sql,
+                    None => {
+                        let incremental = crate::exec::runs_incrementally(
+                            node,
+                            node.materialized() == "incremental" && built(id),
+                            full_refresh,
+                        );
+                        fresh = match compiler.compile_with(id, incremental) {
+                            Ok(c) => c,
+                            // Compilation errors are reported when the node runs, as before.
+                            Err(_) => {
+                                unknown.insert(&node.unique_id);
+                                continue;
+                            }
+                        };
+                        &fresh.sql
                     }
                 };
-                match analyzer.plan_with_lineage(&compiled.sql).await {
+                match analyzer.plan_with_lineage(sql).await {
                     Ok((schema, lineage)) => {
                         report.checked += usize::from(reported);
                         if reported {
@@ -187,6 +192,9 @@ pub struct Scope<'a> {
     pub run_start_hooks: bool,
     /// Type errors are mistakes (the SQL runs on DataFusion itself); otherwise notices.
     pub types_checked: bool,
+    /// Models' SQL the caller already compiled (with `is_incremental()` answered as `built`
+    /// says): planned as it is instead of rendered again.
+    pub compiled: &'a BTreeMap<String, String>,
 }
 
 enum Kind {

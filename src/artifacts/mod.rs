@@ -656,6 +656,17 @@ pub fn write_json(target_dir: &Path, name: &str, value: &Json) -> std::io::Resul
     write_atomic(&target_dir.join(name), &bytes)
 }
 
+/// [`write_json`] of a large artifact of typed values, written compact without a JSON tree.
+pub fn write_compact(
+    target_dir: &Path,
+    name: &str,
+    value: &impl serde::Serialize,
+) -> std::io::Result<()> {
+    let mut bytes = Vec::new();
+    json::write(&mut bytes, value).map_err(std::io::Error::other)?;
+    write_atomic(&target_dir.join(name), &bytes)
+}
+
 /// One relation of `catalog.json`, as the warehouse describes it.
 pub struct CatalogEntry {
     pub unique_id: String,

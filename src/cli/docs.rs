@@ -15,19 +15,31 @@ pub(super) fn docs_generate(
     use crate::adapter::Adapter;
     let l = load(&cli.global, invocation)?;
     let adapter = open_introspected(&l)?;
+    let rt = runtime();
     let mut compiled = BTreeMap::new();
     if !no_compile {
         let compiler = crate::compile::Compiler::new(&l.manifest);
-        for node in l.manifest.nodes.values() {
-            if node.resource_type == ResourceType::Model
-                && let Ok(c) = compiler.compile(&node.unique_id)
-            {
+        let models: Vec<&crate::manifest::Node> = l
+            .manifest
+            .nodes
+            .values()
+            .filter(|n| n.resource_type == ResourceType::Model)
+            .map(|n| &**n)
+            .collect();
+        // As `compile`: an incremental model whose table exists shows its incremental SQL.
+        let sql = crate::parallel::map(&models, 64, |node| {
+            let table = node.materialized() == "incremental"
+                && rt.block_on(adapter.relation_type(&node.relation)) == Some("table");
+            let incremental = crate::exec::runs_incrementally(node, table, false);
+            compiler.compile_with(&node.unique_id, incremental).ok()
+        });
+        for (node, c) in models.iter().zip(sql) {
+            if let Some(c) = c {
                 compiled.insert(node.unique_id.clone(), c.sql.clone());
             }
         }
     }
     write_manifest(&l, &compiled)?;
-    let rt = runtime();
     let external: std::collections::BTreeSet<String> =
         crate::adapter::external::external_sources(&l.manifest, &l.project.root)?
             .into_iter()
@@ -127,7 +139,7 @@ pub(super) fn docs_generate(
         static_analysis: crate::check::Mode::On,
         ..Default::default()
     };
-    if let Err(d) = static_analysis(&l, &models, flags, &adapter, printer) {
+    if let Err(d) = static_analysis(&l, &models, flags, &adapter, &compiled, printer) {
         printer.info(&format!(
             "Column lineage: {} problem{} found while planning the models (`rsdbt compile` shows them); lineage is partial",
             d.0.len(),

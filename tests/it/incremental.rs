@@ -94,6 +94,51 @@ fn strategies_across_runs() {
     );
 }
 
+/// dbt's `compile` asks the warehouse too: `is_incremental()` is true once the model's table
+/// exists, unless its `full_refresh` config says otherwise; the compiled file, manifest.json
+/// and static analysis all see that SQL.
+#[test]
+fn compile_gives_the_incremental_sql_once_the_table_exists() {
+    let p = Project::fixture("inc_shop");
+    let compiled = |p: &Project| p.read("target/compiled/inc_shop/models/ev_merge.sql");
+    let in_manifest = |p: &Project| {
+        let m: serde_json::Value = serde_json::from_str(&p.read("target/manifest.json")).unwrap();
+        m["nodes"]["model.inc_shop.ev_merge"]["compiled_code"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    p.rsdbt(&["compile", "-s", "ev_merge"]).expect(0);
+    assert!(
+        !compiled(&p).contains("max(updated_at)"),
+        "{}",
+        compiled(&p)
+    );
+    p.rsdbt(&["build"]).expect(0);
+    p.rsdbt(&["compile"]).expect(0);
+    let sql = compiled(&p);
+    assert!(
+        sql.contains(
+            r#"where updated_at > (select max(updated_at) from "warehouse"."main"."ev_merge")"#
+        ),
+        "{sql}"
+    );
+    assert_eq!(in_manifest(&p), sql);
+    // A column the table lacks in the incremental branch only: static analysis plans that SQL.
+    p.write(
+        "models/ev_merge.sql",
+        "{{ config(materialized='incremental', unique_key='id') }}\nselect id, status, day, updated_at from {{ ref('events') }}\n{% if is_incremental() %}\nwhere nope > 1\n{% endif %}\n",
+    );
+    let out = p.rsdbt(&["compile"]).expect(2);
+    assert!(out.stderr.contains("No field named nope"), "{}", out.stderr);
+    p.write(
+        "models/ev_merge.sql",
+        "{{ config(materialized='incremental', unique_key='id', full_refresh=true) }}\nselect id, status, day, updated_at from {{ ref('events') }}\n{% if is_incremental() %}\nwhere nope > 1\n{% endif %}\n",
+    );
+    p.rsdbt(&["compile"]).expect(0);
+    assert!(!compiled(&p).contains("nope"), "{}", compiled(&p));
+}
+
 #[test]
 fn a_failing_incremental_run_keeps_the_previous_version() {
     let p = Project::fixture("inc_shop");
