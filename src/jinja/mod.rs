@@ -666,11 +666,13 @@ impl Jinja {
         }
     }
 
-    /// The compiled SQL of dbt's built-in `not_null` or `unique` test, written without a render
-    /// when nothing the render would run is the project's own (the test macro,
-    /// `get_where_subquery`, `should_store_failures`, `ref`, `source`), the test has no
-    /// `where`, and its model is a plain `ref`/`source` of a relation that is not ephemeral. The
-    /// text is the macro's, byte for byte (a unit test renders both); `None` means render.
+    /// The compiled SQL of dbt's built-in `not_null`, `unique`, `relationships` or
+    /// `accepted_values` test, written without a render when nothing the render would run is
+    /// the project's own (the test macro, `get_where_subquery`, `should_store_failures`, `ref`,
+    /// `source`), the test has no `where`, its relations are plain `ref`/`source` calls of
+    /// relations that are not ephemeral, and its other arguments are plain text (or integers
+    /// for `values`). The text is the macro's, byte for byte (a unit test renders both);
+    /// `None` means render.
     pub fn builtin_test_sql(
         &self,
         node: &NodeInfo,
@@ -685,7 +687,6 @@ impl Jinja {
                 .is_some_and(|(template, _)| template == BUILTIN_MACROS)
         };
         if namespace.is_some()
-            || !matches!(test_name, "not_null" | "unique")
             || !builtin(&format!("test_{test_name}"))
             || [
                 "get_where_subquery",
@@ -696,40 +697,84 @@ impl Jinja {
             .iter()
             .any(|m| self.macros.contains_key(*m))
             || node.config.get("where").is_some_and(|w| !w.is_null())
-            || kwargs.len() != 2
         {
             return None;
         }
-        let column = kwargs.get("column_name")?.as_str()?;
-        if column.contains("{{") || column.contains("{%") || column.contains("{#") {
-            return None;
-        }
-        let model = kwargs
-            .get("model")?
-            .as_str()?
-            .strip_prefix("{{ get_where_subquery(")?
-            .strip_suffix(") }}")?;
-        let call = static_parse::capture(&format!("{{{{ {model} }}}}"))?;
-        let relation = match (call.refs.as_slice(), call.sources.as_slice()) {
-            ([r], []) if call.config.is_empty() => resolver.resolve_ref(&node.unique_id, r),
-            ([], [(s, t)]) if call.config.is_empty() => {
-                resolver.resolve_source(&node.unique_id, s, t)
+        let text = |key: &str| text_value(kwargs.get(key)?);
+        // `ref('x')` / `source('a', 'b')`: the relation it renders to.
+        let relation = |call: &str| {
+            let call = static_parse::capture(&format!("{{{{ {call} }}}}"))?;
+            let relation = match (call.refs.as_slice(), call.sources.as_slice()) {
+                ([r], []) if call.config.is_empty() => resolver.resolve_ref(&node.unique_id, r),
+                ([], [(s, t)]) if call.config.is_empty() => {
+                    resolver.resolve_source(&node.unique_id, s, t)
+                }
+                _ => return None,
+            }
+            .ok()?;
+            relation.cte_name.is_none().then(|| relation.render())
+        };
+        let column = text("column_name")?;
+        let model = relation(
+            kwargs
+                .get("model")?
+                .as_str()?
+                .strip_prefix("{{ get_where_subquery(")?
+                .strip_suffix(") }}")?,
+        )?;
+        let has = |keys: &[&str]| {
+            kwargs.len() == keys.len() + 2 && keys.iter().all(|k| kwargs.contains_key(*k))
+        };
+        Some(match test_name {
+            "not_null" if has(&[]) => {
+                let select = if stores_failures(&node.config) {
+                    "*"
+                } else {
+                    column
+                };
+                format!("select {select}\nfrom {model}\nwhere {column} is null")
+            }
+            "unique" if has(&[]) => format!(
+                "select {column} as unique_field, count(*) as n_records\nfrom {model}\nwhere {column} is not null\ngroup by {column}\nhaving count(*) > 1"
+            ),
+            "relationships" if has(&["to", "field"]) => {
+                // A `to` the render would not call (`ref('x') ` with a space) is its text.
+                let to = kwargs.get("to")?.as_str().filter(|t| {
+                    looks_like_function(t) && !(t.contains("{{") || t.contains("{%"))
+                })?;
+                let (to, field) = (relation(to)?, text("field")?);
+                format!(
+                    "with child as (\n    select {column} as from_field\n    from {model}\n    where {column} is not null\n),\nparent as (\n    select {field} as to_field\n    from {to}\n)\nselect from_field\nfrom child\nleft join parent on child.from_field = parent.to_field\nwhere parent.to_field is null"
+                )
+            }
+            "accepted_values" if has(&["values"]) || has(&["values", "quote"]) => {
+                let quote = kwargs.get("quote").map_or(Some(true), Json::as_bool)?;
+                let values = kwargs
+                    .get("values")?
+                    .as_array()?
+                    .iter()
+                    .map(|v| match v {
+                        Json::String(_) => text_value(v).map(|s| {
+                            if quote {
+                                format!("'{s}'")
+                            } else {
+                                s.to_string()
+                            }
+                        }),
+                        Json::Number(n) if n.is_i64() || n.is_u64() => Some(if quote {
+                            format!("'{n}'")
+                        } else {
+                            n.to_string()
+                        }),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()?
+                    .join(", ");
+                format!(
+                    "with all_values as (\n    select {column} as value_field, count(*) as n_records\n    from {model}\n    group by {column}\n)\nselect *\nfrom all_values\nwhere value_field not in ({values})"
+                )
             }
             _ => return None,
-        }
-        .ok()?;
-        if relation.cte_name.is_some() {
-            return None;
-        }
-        let model = relation.render();
-        Some(if test_name == "not_null" {
-            let stores = stores_failures(&node.config);
-            let select = if stores { "*" } else { column };
-            format!("select {select}\nfrom {model}\nwhere {column} is null")
-        } else {
-            format!(
-                "select {column} as unique_field, count(*) as n_records\nfrom {model}\nwhere {column} is not null\ngroup by {column}\nhaving count(*) > 1"
-            )
         })
     }
 
@@ -774,6 +819,13 @@ impl Jinja {
             .unwrap_or_else(|| Arc::from(""));
         jinja_diagnostic(e, &name, source)
     }
+}
+
+/// A string test argument that renders as itself: no Jinja, not an expression.
+fn text_value(v: &Json) -> Option<&str> {
+    v.as_str().filter(|s| {
+        !(s.contains("{{") || s.contains("{%") || s.contains("{#") || looks_like_function(s))
+    })
 }
 
 /// dbt renders test kwargs like `ref('x')` or `var('y')` as expressions, not text.
@@ -1441,8 +1493,8 @@ mod tests {
         }
     }
 
-    /// dbt's not_null and unique SQL written without a render is the render's, byte for byte;
-    /// what it cannot write is rendered.
+    /// dbt's not_null, unique, relationships and accepted_values SQL written without a render
+    /// is the render's, byte for byte; what it cannot write is rendered.
     #[test]
     fn builtin_test_sql_is_what_the_render_gives() {
         let env = test_env(vec![]);
@@ -1494,11 +1546,148 @@ mod tests {
                 .unwrap();
             assert_eq!(written, rendered);
         }
+        let with = |column: &str, model: &str, extra: Json| {
+            let mut args = kwargs(column, model);
+            args.extend(extra.as_object().unwrap().clone());
+            args
+        };
+        for (test, args) in [
+            (
+                "relationships",
+                with(
+                    "customer_id",
+                    "ref('orders')",
+                    serde_json::json!({"to": "ref('customers')", "field": "id"}),
+                ),
+            ),
+            (
+                "relationships",
+                with(
+                    "c",
+                    "source('raw', 'pay')",
+                    serde_json::json!({"to": "source('raw', 'cust')", "field": "\"Key\""}),
+                ),
+            ),
+            (
+                "relationships",
+                with(
+                    "c",
+                    "ref('orders')",
+                    serde_json::json!({"to": "ref('pkg', 'customers', v=3)", "field": "id"}),
+                ),
+            ),
+            (
+                "accepted_values",
+                with(
+                    "status",
+                    "ref('orders')",
+                    serde_json::json!({"values": ["placed", "shipped", "it's"]}),
+                ),
+            ),
+            (
+                "accepted_values",
+                with(
+                    "n",
+                    "ref('orders')",
+                    serde_json::json!({"values": [1, 2, 30], "quote": false}),
+                ),
+            ),
+            (
+                "accepted_values",
+                with(
+                    "n",
+                    "ref('orders')",
+                    serde_json::json!({"values": [1, "b"], "quote": true}),
+                ),
+            ),
+            (
+                "accepted_values",
+                with(
+                    "n",
+                    "ref('orders')",
+                    serde_json::json!({"values": ["only"]}),
+                ),
+            ),
+        ] {
+            let node = test_node("test", "t", "");
+            let written = env
+                .builtin_test_sql(&node, test, None, &args, &Fixed)
+                .unwrap_or_else(|| panic!("{test} {args:?}"));
+            let (rendered, _) = env
+                .render_test_call(node, test, None, &args, phase())
+                .unwrap();
+            assert_eq!(written, rendered);
+        }
         let node = test_node("test", "t", "");
         for (test, args) in [
             ("accepted_values", kwargs("id", "ref('orders')")),
             ("not_null", kwargs("id", "ref('eph')")),
             ("not_null", kwargs("{{ var('c') }}", "ref('orders')")),
+            ("not_null", kwargs("ref('x')", "ref('orders')")),
+            (
+                "relationships",
+                with(
+                    "c",
+                    "ref('orders')",
+                    serde_json::json!({"to": "ref('eph')", "field": "id"}),
+                ),
+            ),
+            (
+                "relationships",
+                with(
+                    "c",
+                    "ref('orders')",
+                    serde_json::json!({"to": "ref('x') ", "field": "id"}),
+                ),
+            ),
+            (
+                "relationships",
+                with(
+                    "c",
+                    "ref('orders')",
+                    serde_json::json!({"to": "raw.customers", "field": "id"}),
+                ),
+            ),
+            (
+                "relationships",
+                with(
+                    "c",
+                    "ref('orders')",
+                    serde_json::json!({"to": "ref('x')", "field": "{{ var('f') }}"}),
+                ),
+            ),
+            (
+                "accepted_values",
+                with("n", "ref('orders')", serde_json::json!({"values": [1.5]})),
+            ),
+            (
+                "accepted_values",
+                with("n", "ref('orders')", serde_json::json!({"values": [true]})),
+            ),
+            (
+                "accepted_values",
+                with(
+                    "n",
+                    "ref('orders')",
+                    serde_json::json!({"values": ["{{ var('v') }}"]}),
+                ),
+            ),
+            (
+                "accepted_values",
+                with(
+                    "n",
+                    "ref('orders')",
+                    serde_json::json!({"values": ["a"], "quote": "yes"}),
+                ),
+            ),
+            (
+                "accepted_values",
+                with(
+                    "n",
+                    "ref('orders')",
+                    serde_json::json!({"values": ["a"], "other": 1}),
+                ),
+            ),
         ] {
             assert!(
                 env.builtin_test_sql(&node, test, None, &args, &Fixed)
