@@ -43,11 +43,15 @@ pub struct Report {
 /// the warehouse yet (their planned schemas stand in for their tables); only the selected ones
 /// are reported on. `built`: whether an incremental model's table exists (it then compiles
 /// with `is_incremental()` true).
-pub async fn analyze(
+///
+/// The models of one DAG level do not read each other: they are planned on every core, each
+/// against the schemas of the levels before, and what they find is reported in `order`.
+pub fn analyze(
     analyzer: &Analyzer,
     manifest: &Manifest,
     scope: &Scope<'_>,
-    built: impl Fn(&str) -> bool,
+    built: impl Fn(&str) -> bool + Sync,
+    runtime: &tokio::runtime::Handle,
 ) -> Report {
     let Scope {
         order,
@@ -66,119 +70,167 @@ pub async fn analyze(
     let compiler = Compiler::new(manifest);
     // Nodes whose output schema is unknown: their children cannot be judged either.
     let mut unknown: BTreeSet<&str> = BTreeSet::new();
-    for id in order {
-        let Some(node) = manifest.nodes.get(id) else {
-            continue;
-        };
-        let reported = selected.contains(id);
-        match node.resource_type {
-            ResourceType::Seed => {
-                let path = project_root.join(manifest.file_path(node));
-                match analyzer.seed_schema(&crate::exec::seed_spec(node, &path)) {
-                    Ok(schema) => analyzer.assume(&node.relation, schema),
-                    // The seed's own load reports a bad file, with its line.
-                    Err(_) => {
-                        unknown.insert(&node.unique_id);
-                    }
-                }
-            }
-            ResourceType::Model if !node.is_ephemeral() => {
-                if let Some(up) = node
-                    .depends_on_nodes
-                    .iter()
-                    .find(|u| unknown.contains(u.as_str()))
-                {
-                    if reported {
-                        report.notices.push(format!(
-                            "{}: not checked, as its input {up} could not be",
-                            node.name
-                        ));
-                    }
-                    unknown.insert(&node.unique_id);
-                    continue;
-                }
-                let fresh;
-                let sql = match compiled.get(id) {
-                    Some(sql) => sql,
-                    None => {
-                        let incremental = crate::exec::runs_incrementally(
-                            node,
-                            node.materialized() == "incremental" && built(id),
-                            full_refresh,
-                        );
-                        fresh = match compiler.compile_with(id, incremental) {
-                            Ok(c) => c,
-                            // Compilation errors are reported when the node runs, as before.
-                            Err(_) => {
-                                unknown.insert(&node.unique_id);
-                                continue;
-                            }
-                        };
-                        &fresh.sql
-                    }
-                };
-                match analyzer.plan_with_lineage(sql).await {
-                    Ok((schema, lineage)) => {
-                        report.checked += usize::from(reported);
-                        if reported {
-                            let cols = schema
-                                .fields()
-                                .iter()
-                                .map(|f| f.name().clone())
-                                .zip(lineage)
-                                .collect();
-                            report.lineage.insert(node.unique_id.clone(), cols);
+    // What each node found, by its place in `order`.
+    let mut found: Vec<(usize, Found)> = Vec::new();
+    for level in levels(manifest, order) {
+        let mut to_plan: Vec<(usize, &Node)> = Vec::new();
+        for (at, node) in level {
+            let reported = selected.contains(&node.unique_id);
+            match node.resource_type {
+                ResourceType::Seed => {
+                    let path = project_root.join(manifest.file_path(node));
+                    match analyzer.seed_schema(&crate::exec::seed_spec(node, &path)) {
+                        Ok(schema) => analyzer.assume(&node.relation, schema),
+                        // The seed's own load reports a bad file, with its line.
+                        Err(_) => {
+                            unknown.insert(&node.unique_id);
                         }
-                        analyzer.assume(&node.relation, schema);
                     }
-                    Err(_) if !reported => {
-                        unknown.insert(&node.unique_id);
-                    }
-                    Err(msg) => {
-                        unknown.insert(&node.unique_id);
-                        // A hook may create the table before the model runs.
-                        let hooks = run_start_hooks || !node.config.strings("pre-hook").is_empty();
-                        let kind = match classify(&msg) {
-                            Kind::Mistake if hooks && msg.contains("not found") => Kind::Unjudged,
-                            Kind::Mistake if !types_checked && is_type_error(&msg) => {
-                                Kind::Unjudged
+                }
+                ResourceType::Model if !node.is_ephemeral() => {
+                    match node
+                        .depends_on_nodes
+                        .iter()
+                        .find(|u| unknown.contains(u.as_str()))
+                    {
+                        Some(up) => {
+                            if reported {
+                                found.push((
+                                    at,
+                                    Found::Notice(format!(
+                                        "{}: not checked, as its input {up} could not be",
+                                        node.name
+                                    )),
+                                ));
                             }
-                            k => k,
-                        };
+                            unknown.insert(&node.unique_id);
+                        }
+                        None => to_plan.push((at, node)),
+                    }
+                }
+                // An ephemeral model is planned inlined into its children: what it reads
+                // unknown, they read unknown.
+                ResourceType::Model
+                    if node
+                        .depends_on_nodes
+                        .iter()
+                        .any(|u| unknown.contains(u.as_str())) =>
+                {
+                    unknown.insert(&node.unique_id);
+                }
+                // Snapshots add their own columns; tests build nothing.
+                ResourceType::Snapshot => {
+                    unknown.insert(&node.unique_id);
+                }
+                _ => {}
+            }
+        }
+        let plans = crate::parallel::map(&to_plan, 16, |(_, node)| {
+            let id = &node.unique_id;
+            let fresh;
+            let sql = match compiled.get(id) {
+                Some(sql) => sql,
+                None => {
+                    let incremental = crate::exec::runs_incrementally(
+                        node,
+                        node.materialized() == "incremental" && built(id),
+                        full_refresh,
+                    );
+                    // Compilation errors are reported when the node runs, as before.
+                    fresh = compiler.compile_with(id, incremental).ok()?;
+                    &fresh.sql
+                }
+            };
+            Some(runtime.block_on(analyzer.plan_with_lineage(sql)))
+        });
+        for ((at, node), plan) in to_plan.into_iter().zip(plans) {
+            let reported = selected.contains(&node.unique_id);
+            match plan {
+                Some(Ok((schema, lineage))) => {
+                    report.checked += usize::from(reported);
+                    if reported {
+                        let cols = schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().clone())
+                            .zip(lineage)
+                            .collect();
+                        report.lineage.insert(node.unique_id.clone(), cols);
+                    }
+                    analyzer.assume(&node.relation, schema);
+                }
+                None => {
+                    unknown.insert(&node.unique_id);
+                }
+                Some(Err(_)) if !reported => {
+                    unknown.insert(&node.unique_id);
+                }
+                Some(Err(msg)) => {
+                    unknown.insert(&node.unique_id);
+                    // A hook may create the table before the model runs.
+                    let hooks = run_start_hooks || !node.config.strings("pre-hook").is_empty();
+                    let kind = match classify(&msg) {
+                        Kind::Mistake if hooks && msg.contains("not found") => Kind::Unjudged,
+                        Kind::Mistake if !types_checked && is_type_error(&msg) => Kind::Unjudged,
+                        k => k,
+                    };
+                    found.push((
+                        at,
                         match kind {
-                            Kind::Mistake => report.diagnostics.push(diagnostic(node, &msg)),
-                            Kind::Unjudged if mode == Mode::Strict => report.diagnostics.push(
+                            Kind::Mistake => Found::Error(diagnostic(node, &msg)),
+                            Kind::Unjudged if mode == Mode::Strict => Found::Error(
                                 diagnostic(node, &msg).hint(
                                     "--static-analysis strict: the planner could not judge this SQL; use --static-analysis on to skip such models",
                                 ),
                             ),
-                            Kind::Unjudged => report.notices.push(format!(
+                            Kind::Unjudged => Found::Notice(format!(
                                 "{}: not checked ({})",
                                 node.name,
                                 first_line(&msg)
                             )),
-                        }
-                    }
+                        },
+                    ));
                 }
             }
-            // An ephemeral model is planned inlined into its children: what it reads unknown,
-            // they read unknown.
-            ResourceType::Model
-                if node
-                    .depends_on_nodes
-                    .iter()
-                    .any(|u| unknown.contains(u.as_str())) =>
-            {
-                unknown.insert(&node.unique_id);
-            }
-            // Snapshots add their own columns; tests build nothing.
-            ResourceType::Snapshot => {
-                unknown.insert(&node.unique_id);
-            }
-            _ => {}
+        }
+    }
+    found.sort_by_key(|(at, _)| *at);
+    for (_, f) in found {
+        match f {
+            Found::Error(d) => report.diagnostics.push(d),
+            Found::Notice(n) => report.notices.push(n),
         }
     }
     report
+}
+
+enum Found {
+    Error(Diagnostic),
+    Notice(String),
+}
+
+/// `order`'s nodes by DAG level (a node's level is one more than its deepest input's), each
+/// with its place in `order`, in `order` within a level.
+fn levels<'m>(manifest: &'m Manifest, order: &[String]) -> Vec<Vec<(usize, &'m Node)>> {
+    let mut level_of: std::collections::HashMap<&str, usize> = Default::default();
+    let mut levels: Vec<Vec<(usize, &Node)>> = Vec::new();
+    for (at, id) in order.iter().enumerate() {
+        let Some(node) = manifest.nodes.get(id) else {
+            continue;
+        };
+        let level = node
+            .depends_on_nodes
+            .iter()
+            .filter_map(|u| level_of.get(u.as_str()))
+            .max()
+            .map_or(0, |l| l + 1);
+        level_of.insert(&node.unique_id, level);
+        if levels.len() <= level {
+            levels.resize_with(level + 1, Vec::new);
+        }
+        levels[level].push((at, node));
+    }
+    levels
 }
 
 /// What to analyze, and how.

@@ -381,6 +381,19 @@ pub fn compiled_rel_path(node: &crate::manifest::Node) -> String {
     }
 }
 
+/// Whether the file at `path` holds exactly `bytes`: an unchanged compiled file is not written
+/// again. One read into a buffer a byte larger than `bytes` (a short read of a regular file is
+/// its end), instead of `fs::read`'s size query and second read: three system calls a file
+/// instead of five, for the 50,000 files of a large project's compile.
+fn holds(path: &Path, bytes: &[u8]) -> bool {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut buf = vec![0; bytes.len() + 1];
+    file.read(&mut buf).is_ok_and(|n| &buf[..n] == bytes)
+}
+
 /// Writes compiled SQL to `<target>/compiled/<project>/<original_file_path>`.
 ///
 /// A plain write, as dbt does: these are copies for people to read. Unchanged files are not
@@ -393,7 +406,7 @@ pub fn write_compiled(
 ) -> std::io::Result<String> {
     let rel = compiled_rel_path(node);
     let path = target_dir.join(&rel);
-    if std::fs::read(&path).is_ok_and(|old| old == sql.as_bytes()) {
+    if holds(&path, sql.as_bytes()) {
         return Ok(rel);
     }
     let sql = crate::secrets::scrub(sql);
@@ -412,6 +425,20 @@ pub fn write_compiled(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holds_is_true_only_for_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.sql");
+        assert!(!holds(&path, b"select 1"));
+        std::fs::write(&path, "select 1").unwrap();
+        assert!(holds(&path, b"select 1"));
+        for other in [&b"select 12"[..], b"select ", b"select 2", b""] {
+            assert!(!holds(&path, other), "{other:?}");
+        }
+        std::fs::write(&path, "").unwrap();
+        assert!(holds(&path, b""));
+    }
 
     #[test]
     fn ctes_are_prepended_or_merged() {

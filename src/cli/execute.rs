@@ -435,12 +435,13 @@ pub(super) fn static_analysis(
         types_checked: matches!(adapter, crate::adapter::AnyAdapter::DataFusion(_)),
         compiled,
     };
-    let report = rt.block_on(crate::check::analyze(
+    let report = crate::check::analyze(
         &analyzer,
         &l.manifest,
         &scope,
         |id| built.contains(id),
-    ));
+        rt.handle(),
+    );
     crate::timings::phase("static analysis: models planned", started);
     for n in &report.notices {
         printer.info(&format!("Static analysis: {n}"));

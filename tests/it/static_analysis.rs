@@ -302,3 +302,57 @@ fn an_unjudged_input_behind_an_ephemeral_model_is_a_notice() {
         out.stderr
     );
 }
+
+/// Sixty models on one DAG level are planned on both cores: each level-two model reads a
+/// column its level-one input only has in the planned schema (nothing is built), the wrong
+/// ones are reported in DAG order, and a child of a wrong one is a notice.
+#[test]
+fn a_wide_level_is_planned_in_parallel_and_reported_in_order() {
+    let p = Project::fixture("check_shop");
+    let wrong = [7, 31, 52];
+    for i in 0..60 {
+        let column = if wrong.contains(&i) {
+            "amont"
+        } else {
+            "order_amount"
+        };
+        p.write(
+            &format!("models/wide/w_{i:02}.sql"),
+            &format!("select customer_id, {column} * {i} as amount_{i} from {{{{ ref('stg_orders') }}}}\n"),
+        );
+        p.write(
+            &format!("models/wide/top_{i:02}.sql"),
+            &format!("select sum(amount_{i}) as total from {{{{ ref('w_{i:02}') }}}}\n"),
+        );
+    }
+    let out = p.rsdbt(&["compile"]).expect(2);
+    let at: Vec<usize> = wrong
+        .iter()
+        .map(|i| {
+            out.stderr
+                .find(&format!("model 'w_{i:02}'"))
+                .unwrap_or_else(|| panic!("w_{i:02}: {}", out.stderr))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("error[static-analysis]").count(),
+        3,
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains("top_31: not checked, as its input model.check_shop.w_31 could not be"),
+        "{}",
+        out.stdout
+    );
+    let lineage: serde_json::Value = serde_json::from_str(&p.read("target/lineage.json")).unwrap();
+    for i in (0..60).filter(|i| !wrong.contains(i)) {
+        assert_eq!(
+            lineage["models"][format!("model.check_shop.top_{i:02}")]["columns"]["total"][0]["column"],
+            format!("amount_{i}"),
+            "top_{i:02}"
+        );
+    }
+}
