@@ -378,10 +378,15 @@ pub(super) fn static_analysis(
     let t_start = std::time::Instant::now();
     let rt = runtime();
     let exists = |rel: &crate::jinja::Relation| rt.block_on(adapter.relation_type(rel)).is_some();
+    // Tests are not planned (a large project's are most of its nodes).
+    let ids: Vec<&String> = ids
+        .iter()
+        .filter(|id| l.manifest.nodes[*id].resource_type != ResourceType::Test)
+        .collect();
     // Unselected ancestors not built yet are planned too: their schemas stand in for tables.
-    let selected: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+    let selected: std::collections::BTreeSet<String> = ids.iter().map(|id| (*id).clone()).collect();
     let mut helpers = std::collections::BTreeSet::new();
-    let mut stack: Vec<&String> = ids.iter().collect();
+    let mut stack: Vec<&String> = ids.clone();
     while let Some(id) = stack.pop() {
         for up in &l.manifest.nodes[id].depends_on_nodes {
             if let Some(n) = l.manifest.nodes.get(up)

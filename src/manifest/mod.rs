@@ -774,13 +774,12 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     }
 
     crate::timings::phase("parse renders", t);
-    // Relation names: after every config is final.
-    for node in nodes.values_mut() {
-        match name_relation(&jinja, node, &target_schema, &database) {
-            Ok(rel) => node.relation = rel,
-            Err(d) => diags.push(d),
-        }
-    }
+    // Relation names: after every config is final; on every core (a project's own
+    // generate_schema_name is a render per node).
+    let named = crate::parallel::map_owned(nodes.values_mut().collect(), 64, |node| {
+        name_relation(&jinja, node, &target_schema, &database).map(|rel| node.relation = rel)
+    });
+    diags.0.extend(named.into_iter().filter_map(Result::err));
 
     crate::timings::phase("relation names", t);
     // Sources.
@@ -953,7 +952,10 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             Err(d) => diags.push(d),
         }
     }
-    for mut node in generic.into_iter().chain([singular]).flatten() {
+    let tests: Vec<Box<Node>> = generic.into_iter().chain([singular]).flatten().collect();
+    // Each test's Jinja configs and relation name on every core; into the maps in order.
+    let finished = crate::parallel::map_owned(tests, 64, |mut node| {
+        let mut found = Vec::new();
         // Configs written as Jinja in yml or the project file (`enabled: "{{ not
         // var('x', false) }}"`), rendered as dbt does when it parses the test.
         for key in [
@@ -979,16 +981,23 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                     };
                     node.config.insert(key.into(), value);
                 }
-                Err(d) => diags.push(d),
+                Err(d) => found.push(d),
             }
         }
-        if !node.config.bool_or("enabled", true) {
+        let enabled = node.config.bool_or("enabled", true);
+        if enabled {
+            match name_relation(&jinja, &node, &target_schema, &database) {
+                Ok(rel) => node.relation = rel,
+                Err(d) => found.push(d),
+            }
+        }
+        (node, enabled, found)
+    });
+    for (node, enabled, found) in finished {
+        diags.0.extend(found);
+        if !enabled {
             disabled.insert(node.unique_id.clone(), node);
             continue;
-        }
-        match name_relation(&jinja, &node, &target_schema, &database) {
-            Ok(rel) => node.relation = rel,
-            Err(d) => diags.push(d),
         }
         if let Some(prev) = nodes.get(&node.unique_id) {
             diags.push(
@@ -1126,9 +1135,9 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             )
         })
         .collect();
-    let ids: Vec<String> = nodes.keys().cloned().collect();
-    for id in ids {
-        let node = &nodes[&id];
+    // Each node's dependencies on every core (read-only lookups), set in order.
+    let all: Vec<&Node> = nodes.values().map(|n| &**n).collect();
+    let resolved = crate::parallel::map(&all, 256, |node| {
         let mut deps = Vec::new();
         let mut errs = Vec::new();
         for r in &node.refs {
@@ -1217,10 +1226,13 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                 }
             }
         }
-        diags.0.extend(errs);
         let mut seen = BTreeSet::new();
         deps.retain(|d| seen.insert(d.clone()));
-        let node = nodes.get_mut(&id).unwrap();
+        (deps, errs)
+    });
+    drop(all);
+    for (node, (deps, errs)) in nodes.values_mut().zip(resolved) {
+        diags.0.extend(errs);
         // A unit test's only dependency, its model, was set when it was created.
         if node.resource_type != ResourceType::UnitTest {
             node.depends_on_nodes = deps;
