@@ -171,10 +171,16 @@ impl RenderCtx {
         ctx.insert("execute".into(), Value::from(!self.phase_is_parse()));
         let graph = match self.shared.graph.get() {
             Some(g) if !self.phase_is_parse() => g.clone(),
-            _ => python::from_json(&serde_json::json!({
-                "nodes": {}, "sources": {}, "exposures": {}, "metrics": {}, "groups": {},
-                "semantic_models": {}, "saved_queries": {}, "unit_tests": {}
-            })),
+            _ => self
+                .shared
+                .empty_graph
+                .get_or_init(|| {
+                    python::from_json(&serde_json::json!({
+                        "nodes": {}, "sources": {}, "exposures": {}, "metrics": {}, "groups": {},
+                        "semantic_models": {}, "saved_queries": {}, "unit_tests": {}
+                    }))
+                })
+                .clone(),
         };
         ctx.insert("graph".into(), graph);
         Value::from(ctx)
@@ -201,6 +207,11 @@ struct Shared {
     graph: std::sync::OnceLock<Value>,
     /// Macro files, compiled once: template name → template.
     pub(crate) templates: BTreeMap<String, template::Kept>,
+    /// `{{ name(__arg0, ...) }}` of [`Jinja::call_macro`], compiled once per macro and
+    /// argument count (a project's generate_schema_name is called for every node).
+    calls: std::sync::RwLock<BTreeMap<(String, usize), Arc<template::Kept>>>,
+    /// The empty `graph` every parse render sees.
+    empty_graph: std::sync::OnceLock<Value>,
 }
 
 struct WarehouseSlot(Arc<dyn introspect::Warehouse>);
@@ -404,6 +415,8 @@ impl Jinja {
             warehouse: std::sync::OnceLock::new(),
             graph: std::sync::OnceLock::new(),
             templates,
+            calls: Default::default(),
+            empty_graph: Default::default(),
         });
         if diags.is_empty() {
             Ok(Jinja {
@@ -792,8 +805,28 @@ impl Jinja {
         for (n, a) in names.iter().zip(args) {
             vars.insert(n.clone(), python::from_json(a));
         }
-        let text = format!("{{{{ {name}({}) }}}}", names.join(", "));
-        template::render_str(&self.env, name, &text, Value::from(vars))
+        let key = (name.to_string(), args.len());
+        let cached = self
+            .shared
+            .calls
+            .read()
+            .ok()
+            .and_then(|c| c.get(&key).cloned());
+        let call = match cached {
+            Some(call) => call,
+            None => {
+                let text = format!("{{{{ {name}({}) }}}}", names.join(", "));
+                let call = Arc::new(
+                    template::Kept::compile(name, Arc::from(text))
+                        .map_err(|e| self.error_diag(&e, name))?,
+                );
+                if let Ok(mut c) = self.shared.calls.write() {
+                    c.insert(key, call.clone());
+                }
+                call
+            }
+        };
+        template::render(&self.env, call.template(), Value::from(vars))
             .map_err(|e| self.error_diag(&e, name))
     }
 
