@@ -73,10 +73,12 @@ impl<'m> Compiler<'m> {
             _ => self.resolver.clone(),
         };
         let generic = node.test.as_ref().and_then(|t| t.generic.as_ref());
-        let info = node.info();
+        // Most tests of a large project get their SQL without a render, and without a copy
+        // of the node's fields for one.
         let builtin = generic.and_then(|g| {
             self.manifest.jinja.builtin_test_sql(
-                &info,
+                &node.unique_id,
+                &node.config,
                 &g.name,
                 g.namespace.as_deref(),
                 &g.kwargs,
@@ -90,13 +92,13 @@ impl<'m> Compiler<'m> {
         let (body, capture) = match (builtin, generic) {
             (Some(sql), _) => (sql, Default::default()),
             (None, Some(g)) => self.manifest.jinja.render_test_call(
-                info,
+                node.info(),
                 &g.name,
                 g.namespace.as_deref(),
                 &g.kwargs,
                 phase,
             )?,
-            (None, None) => self.manifest.jinja.render_node(info, phase)?,
+            (None, None) => self.manifest.jinja.render_node(node.info(), phase)?,
         };
         let mut ctes: Vec<(String, String)> = Vec::new();
         for cte in &capture.ephemerals {

@@ -688,7 +688,8 @@ impl Jinja {
     /// `None` means render.
     pub fn builtin_test_sql(
         &self,
-        node: &NodeInfo,
+        unique_id: &str,
+        config: &crate::config::Config,
         test_name: &str,
         namespace: Option<&str>,
         kwargs: &serde_json::Map<String, Json>,
@@ -709,7 +710,7 @@ impl Jinja {
             ]
             .iter()
             .any(|m| self.macros.contains_key(*m))
-            || node.config.get("where").is_some_and(|w| !w.is_null())
+            || config.get("where").is_some_and(|w| !w.is_null())
         {
             return None;
         }
@@ -718,9 +719,9 @@ impl Jinja {
         let relation = |call: &str| {
             let call = static_parse::capture(&format!("{{{{ {call} }}}}"))?;
             let relation = match (call.refs.as_slice(), call.sources.as_slice()) {
-                ([r], []) if call.config.is_empty() => resolver.resolve_ref(&node.unique_id, r),
+                ([r], []) if call.config.is_empty() => resolver.resolve_ref(unique_id, r),
                 ([], [(s, t)]) if call.config.is_empty() => {
-                    resolver.resolve_source(&node.unique_id, s, t)
+                    resolver.resolve_source(unique_id, s, t)
                 }
                 _ => return None,
             }
@@ -740,11 +741,7 @@ impl Jinja {
         };
         Some(match test_name {
             "not_null" if has(&[]) => {
-                let select = if stores_failures(&node.config) {
-                    "*"
-                } else {
-                    column
-                };
+                let select = if stores_failures(config) { "*" } else { column };
                 format!("select {select}\nfrom {model}\nwhere {column} is null")
             }
             "unique" if has(&[]) => format!(
@@ -1572,7 +1569,7 @@ mod tests {
             node.config = config.as_object().unwrap().clone();
             let args = kwargs(column, model);
             let written = env
-                .builtin_test_sql(&node, test, None, &args, &Fixed)
+                .builtin_test_sql(&node.unique_id, &node.config, test, None, &args, &Fixed)
                 .unwrap_or_else(|| panic!("{test} {column} {model}"));
             let (rendered, _) = env
                 .render_test_call(node, test, None, &args, phase())
@@ -1644,7 +1641,7 @@ mod tests {
         ] {
             let node = test_node("test", "t", "");
             let written = env
-                .builtin_test_sql(&node, test, None, &args, &Fixed)
+                .builtin_test_sql(&node.unique_id, &node.config, test, None, &args, &Fixed)
                 .unwrap_or_else(|| panic!("{test} {args:?}"));
             let (rendered, _) = env
                 .render_test_call(node, test, None, &args, phase())
@@ -1723,7 +1720,7 @@ mod tests {
             ),
         ] {
             assert!(
-                env.builtin_test_sql(&node, test, None, &args, &Fixed)
+                env.builtin_test_sql(&node.unique_id, &node.config, test, None, &args, &Fixed)
                     .is_none()
             );
         }
@@ -1731,20 +1728,41 @@ mod tests {
         filtered.config.insert("where".into(), Json::from("id > 1"));
         let args = kwargs("id", "ref('orders')");
         assert!(
-            env.builtin_test_sql(&filtered, "not_null", None, &args, &Fixed)
-                .is_none()
+            env.builtin_test_sql(
+                &filtered.unique_id,
+                &filtered.config,
+                "not_null",
+                None,
+                &args,
+                &Fixed
+            )
+            .is_none()
         );
         assert!(
-            env.builtin_test_sql(&node, "not_null", Some("dbt_utils"), &args, &Fixed)
-                .is_none()
+            env.builtin_test_sql(
+                &node.unique_id,
+                &node.config,
+                "not_null",
+                Some("dbt_utils"),
+                &args,
+                &Fixed
+            )
+            .is_none()
         );
         let own = test_env(vec![(
             "macros/t.sql",
             Arc::from("{% test not_null(model, column_name) %}select 1{% endtest %}"),
         )]);
         assert!(
-            own.builtin_test_sql(&node, "not_null", None, &args, &Fixed)
-                .is_none()
+            own.builtin_test_sql(
+                &node.unique_id,
+                &node.config,
+                "not_null",
+                None,
+                &args,
+                &Fixed
+            )
+            .is_none()
         );
     }
 
