@@ -40,7 +40,12 @@ pub(super) fn show(
             let sql = if node.resource_type == ResourceType::Seed {
                 format!("select * from {}", node.relation.render())
             } else {
-                compiler.compile(id)?.sql.clone()
+                // As `compile`: an incremental model whose table exists shows its incremental
+                // query's rows, as in dbt.
+                let table = node.materialized() == "incremental"
+                    && runtime().block_on(adapter.relation_type(&node.relation)) == Some("table");
+                let incremental = crate::exec::runs_incrementally(node, table, false);
+                compiler.compile_with(id, incremental)?.sql.clone()
             };
             (node.name.clone(), sql)
         }

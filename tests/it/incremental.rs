@@ -114,6 +114,16 @@ fn compile_gives_the_incremental_sql_once_the_table_exists() {
         "{}",
         compiled(&p)
     );
+    // `show` runs the compiled query: all three rows, then none once the table holds them.
+    let shown = |p: &Project| {
+        let out = p
+            .rsdbt(&["show", "-s", "ev_merge", "--output", "json"])
+            .expect(0);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["show"].as_array().map(Vec::len)
+    };
+    p.rsdbt(&["seed"]).expect(0);
+    assert_eq!(shown(&p), Some(3));
     p.rsdbt(&["build"]).expect(0);
     p.rsdbt(&["compile"]).expect(0);
     let sql = compiled(&p);
@@ -124,6 +134,7 @@ fn compile_gives_the_incremental_sql_once_the_table_exists() {
         "{sql}"
     );
     assert_eq!(in_manifest(&p), sql);
+    assert_eq!(shown(&p), Some(0));
     // A column the table lacks in the incremental branch only: static analysis plans that SQL.
     p.write(
         "models/ev_merge.sql",
