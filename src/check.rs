@@ -131,11 +131,8 @@ pub fn analyze(
             let sql = match compiled.get(id) {
                 Some(sql) => sql,
                 None => {
-                    let incremental = crate::exec::runs_incrementally(
-                        node,
-                        node.materialized() == "incremental" && built(id),
-                        full_refresh,
-                    );
+                    let incremental =
+                        crate::exec::runs_incrementally(node, || built(id), full_refresh);
                     // Compilation errors are reported when the node runs, as before.
                     fresh = compiler.compile_with(id, incremental).ok()?;
                     &fresh.sql

@@ -86,19 +86,24 @@ impl RunResults {
     }
 }
 
-/// Whether a node is something `run`/`seed`/`test`/`build` executes.
 /// dbt's `is_incremental()`: an incremental model runs incrementally when its table exists
 /// and no full refresh applies (its `full_refresh` config wins over the flag, as in dbt).
-pub fn runs_incrementally(node: &Node, table_exists: bool, full_refresh: bool) -> bool {
+/// `table_exists` asks the warehouse only for an incremental model.
+pub fn runs_incrementally(
+    node: &Node,
+    table_exists: impl FnOnce() -> bool,
+    full_refresh: bool,
+) -> bool {
     node.materialized() == "incremental"
-        && table_exists
         && !node
             .config
             .get("full_refresh")
             .and_then(Json::as_bool)
             .unwrap_or(full_refresh)
+        && table_exists()
 }
 
+/// Whether a node is something `run`/`seed`/`test`/`build` executes.
 pub fn is_executable(n: &Node) -> bool {
     match n.resource_type {
         ResourceType::Model => !n.is_ephemeral(),
@@ -860,12 +865,9 @@ async fn run_node<A: Adapter>(
                 )
                 .await;
             }
-            let incremental = node.materialized() == "incremental"
-                && runs_incrementally(
-                    node,
-                    adapter.relation_type(&node.relation).await == Some("table"),
-                    full_refresh,
-                );
+            let table = node.materialized() == "incremental"
+                && adapter.relation_type(&node.relation).await == Some("table");
+            let incremental = runs_incrementally(node, || table, full_refresh);
             let compiled = match compiler.compile_with(&node.unique_id, incremental) {
                 Ok(c) => c,
                 Err(d) => {

@@ -30,17 +30,15 @@ pub(super) fn compile(
         #[cfg(feature = "datafusion")]
         {
             use crate::jinja::introspect::Warehouse;
-            node.materialized() == "incremental"
-                && crate::exec::runs_incrementally(
-                    node,
-                    warehouse
-                        .relation_type(&node.relation)
-                        .ok()
-                        .flatten()
-                        .as_deref()
-                        == Some("table"),
-                    false,
-                )
+            let table = || {
+                warehouse
+                    .relation_type(&node.relation)
+                    .ok()
+                    .flatten()
+                    .as_deref()
+                    == Some("table")
+            };
+            crate::exec::runs_incrementally(node, table, false)
         }
         #[cfg(not(feature = "datafusion"))]
         false

@@ -28,8 +28,7 @@ pub(super) fn docs_generate(
             .collect();
         // As `compile`: an incremental model whose table exists shows its incremental SQL.
         let sql = crate::parallel::map(&models, 64, |node| {
-            let table = node.materialized() == "incremental"
-                && rt.block_on(adapter.relation_type(&node.relation)) == Some("table");
+            let table = || rt.block_on(adapter.relation_type(&node.relation)) == Some("table");
             let incremental = crate::exec::runs_incrementally(node, table, false);
             compiler.compile_with(&node.unique_id, incremental).ok()
         });

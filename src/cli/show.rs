@@ -42,8 +42,8 @@ pub(super) fn show(
             } else {
                 // As `compile`: an incremental model whose table exists shows its incremental
                 // query's rows, as in dbt.
-                let table = node.materialized() == "incremental"
-                    && runtime().block_on(adapter.relation_type(&node.relation)) == Some("table");
+                let table =
+                    || runtime().block_on(adapter.relation_type(&node.relation)) == Some("table");
                 let incremental = crate::exec::runs_incrementally(node, table, false);
                 compiler.compile_with(id, incremental)?.sql.clone()
             };
