@@ -749,9 +749,10 @@ impl Jinja {
             ),
             "relationships" if has(&["to", "field"]) => {
                 // A `to` the render would not call (`ref('x') ` with a space) is its text.
-                let to = kwargs.get("to")?.as_str().filter(|t| {
-                    looks_like_function(t) && !(t.contains("{{") || t.contains("{%"))
-                })?;
+                let to = kwargs
+                    .get("to")?
+                    .as_str()
+                    .filter(|t| looks_like_function(t) && !has_jinja(t))?;
                 let (to, field) = (relation(to)?, text("field")?);
                 format!(
                     "with child as (\n    select {column} as from_field\n    from {model}\n    where {column} is not null\n),\nparent as (\n    select {field} as to_field\n    from {to}\n)\nselect from_field\nfrom child\nleft join parent on child.from_field = parent.to_field\nwhere parent.to_field is null"
@@ -763,20 +764,13 @@ impl Jinja {
                     .get("values")?
                     .as_array()?
                     .iter()
-                    .map(|v| match v {
-                        Json::String(_) => text_value(v).map(|s| {
-                            if quote {
-                                format!("'{s}'")
-                            } else {
-                                s.to_string()
-                            }
-                        }),
-                        Json::Number(n) if n.is_i64() || n.is_u64() => Some(if quote {
-                            format!("'{n}'")
-                        } else {
-                            n.to_string()
-                        }),
-                        _ => None,
+                    .map(|v| {
+                        let v = match v {
+                            Json::String(_) => text_value(v)?.to_string(),
+                            Json::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+                            _ => return None,
+                        };
+                        Some(if quote { format!("'{v}'") } else { v })
                     })
                     .collect::<Option<Vec<_>>>()?
                     .join(", ");
@@ -853,9 +847,12 @@ impl Jinja {
 
 /// A string test argument that renders as itself: no Jinja, not an expression.
 fn text_value(v: &Json) -> Option<&str> {
-    v.as_str().filter(|s| {
-        !(s.contains("{{") || s.contains("{%") || s.contains("{#") || looks_like_function(s))
-    })
+    v.as_str()
+        .filter(|s| !has_jinja(s) && !looks_like_function(s))
+}
+
+fn has_jinja(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%") || s.contains("{#")
 }
 
 /// dbt renders test kwargs like `ref('x')` or `var('y')` as expressions, not text.
