@@ -363,3 +363,44 @@ fn killed_builds_on_postgres_leave_whole_tables() {
         "crash trials on PostgreSQL: {trials} trials, {killed_mid_run} killed mid-run, 0 failures"
     );
 }
+
+/// What a first build killed before its commit leaves of a Delta table: a log folder without a
+/// commit (only the commit's temporary file) and data files nothing refers to. That is no
+/// table: reading it says so, an incremental model builds whole, and the next write leaves no
+/// trace of it.
+#[test]
+fn a_first_write_killed_before_its_commit_is_no_table() {
+    let p = Project::fixture("inc_shop");
+    p.rsdbt(&["build"]).expect(0);
+    let table = p.path().join("warehouse/main/ev_merge");
+    std::fs::remove_dir_all(&table).unwrap();
+    std::fs::create_dir_all(table.join("_delta_log")).unwrap();
+    std::fs::write(
+        table.join("_delta_log/_commit_0b5e.json.tmp"),
+        "{\"commitInfo\":",
+    )
+    .unwrap();
+    std::fs::write(table.join("part-00000-killed.parquet"), "PAR1").unwrap();
+
+    let out = p
+        .rsdbt(&["show", "--inline", "select id from {{ ref('ev_merge') }}"])
+        .expect(1);
+    assert!(
+        out.stderr.contains("ev_merge") && !out.stderr.contains("Not a Delta table"),
+        "{}",
+        out.stderr
+    );
+    // The incremental branch would read max(updated_at) of the table; a whole build has all rows.
+    let out = p.rsdbt(&["run", "-s", "ev_merge"]).expect(0);
+    assert!(!out.stdout.contains("MERGE"), "{}", out.stdout);
+    assert_eq!(
+        p.query("select id from {{ ref('ev_merge') }} order by id"),
+        vec![
+            serde_json::json!({"id": 1}),
+            serde_json::json!({"id": 2}),
+            serde_json::json!({"id": 3})
+        ]
+    );
+    assert_eq!(leftovers(&table), Vec::<String>::new());
+    assert!(!table.join("part-00000-killed.parquet").exists());
+}

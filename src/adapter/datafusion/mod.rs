@@ -499,6 +499,12 @@ impl DataFusionAdapter {
         df: datafusion::dataframe::DataFrame,
     ) -> Result<u64, AdapterError> {
         let (schema, name) = (rel.schema.as_str(), rel.identifier.as_str());
+        if !self.store.is_delta(schema, name).await {
+            // A first write killed before its commit left a folder (a log without a commit,
+            // data files nothing refers to): none of it is a table, and the commit's temporary
+            // file would stay in the new table's log.
+            self.store.delete(&[schema, name]).await.map_err(err)?;
+        }
         let table = match self.write_delta_at(schema, name, &df).await {
             Ok(t) => t,
             // deltalake 0.32 cannot overwrite a table with a schema that lacks some of its

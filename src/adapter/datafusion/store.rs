@@ -180,8 +180,31 @@ impl Store {
         }
     }
 
+    /// Whether `schema.name` is a Delta table: its log holds a commit or a checkpoint. A log
+    /// folder without one is what a first write killed before its commit leaves (deltalake
+    /// makes the folder, and its commit's temporary file, first): no table yet.
     pub async fn is_delta(&self, schema: &str, name: &str) -> bool {
-        self.any_under(&[schema, name, DELTA_LOG]).await
+        fn is_version(file: &str) -> bool {
+            file.starts_with(|c: char| c.is_ascii_digit())
+                && (file.ends_with(".json") || file.ends_with(".parquet"))
+        }
+        match self {
+            Store::Local(root) => std::fs::read_dir(Self::path(root, &[schema, name, DELTA_LOG]))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.file_name().to_str().is_some_and(is_version)),
+            Store::S3 { store, prefix, .. } => {
+                let log = Self::key(prefix, &[schema, name, DELTA_LOG]);
+                let mut listed = store.list(Some(&log));
+                while let Some(Ok(o)) = listed.next().await {
+                    if o.location.filename().is_some_and(is_version) {
+                        return true;
+                    }
+                }
+                false
+            }
+        }
     }
 
     pub async fn is_iceberg(&self, schema: &str, name: &str) -> bool {
