@@ -364,43 +364,71 @@ fn killed_builds_on_postgres_leave_whole_tables() {
     );
 }
 
-/// What a first build killed before its commit leaves of a Delta table: a log folder without a
-/// commit (only the commit's temporary file) and data files nothing refers to. That is no
-/// table: reading it says so, an incremental model builds whole, and the next write leaves no
-/// trace of it.
+/// What a first build killed before its commit leaves, in each table format: for Delta, a log
+/// folder without a commit (only the commit's temporary file) and data files nothing refers to;
+/// for Parquet, a data folder without the list of current ones; for Iceberg, data the catalog
+/// never heard of. None of it is a table: reading it says so, an incremental model builds whole
+/// (its incremental branch would read `max(updated_at)` of the table), and the next build of a
+/// Delta table leaves no trace of it.
 #[test]
 fn a_first_write_killed_before_its_commit_is_no_table() {
     let p = Project::fixture("inc_shop");
+    for format in ["parquet", "iceberg"] {
+        p.write(
+            &format!("models/ev_{format}.sql"),
+            &p.read("models/ev_append.sql").replace(
+                "materialized='incremental'",
+                &format!("materialized='incremental', table_format='{format}'"),
+            ),
+        );
+    }
     p.rsdbt(&["build"]).expect(0);
-    let table = p.path().join("warehouse/main/ev_merge");
-    std::fs::remove_dir_all(&table).unwrap();
-    std::fs::create_dir_all(table.join("_delta_log")).unwrap();
+    let warehouse = p.path().join("warehouse");
+    let delta = warehouse.join("main/ev_merge");
+    std::fs::remove_dir_all(&delta).unwrap();
+    std::fs::create_dir_all(delta.join("_delta_log")).unwrap();
     std::fs::write(
-        table.join("_delta_log/_commit_0b5e.json.tmp"),
+        delta.join("_delta_log/_commit_0b5e.json.tmp"),
         "{\"commitInfo\":",
     )
     .unwrap();
-    std::fs::write(table.join("part-00000-killed.parquet"), "PAR1").unwrap();
+    std::fs::write(delta.join("part-00000-killed.parquet"), "PAR1").unwrap();
+    std::fs::remove_file(warehouse.join("main/ev_parquet.parquet/_current")).unwrap();
+    // The only Iceberg table: without the catalog, its folder is all that is left.
+    std::fs::remove_file(warehouse.join("iceberg.db")).unwrap();
+    assert!(warehouse.join("main/ev_iceberg.iceberg").is_dir());
 
+    for model in ["ev_merge", "ev_parquet", "ev_iceberg"] {
+        let out = p
+            .rsdbt(&[
+                "show",
+                "--inline",
+                &format!("select id from {{{{ ref('{model}') }}}}"),
+            ])
+            .expect(1);
+        assert!(
+            out.stderr.contains(model) && !out.stderr.contains("Not a Delta table"),
+            "{model}: {}",
+            out.stderr
+        );
+    }
     let out = p
-        .rsdbt(&["show", "--inline", "select id from {{ ref('ev_merge') }}"])
-        .expect(1);
-    assert!(
-        out.stderr.contains("ev_merge") && !out.stderr.contains("Not a Delta table"),
-        "{}",
-        out.stderr
-    );
-    // The incremental branch would read max(updated_at) of the table; a whole build has all rows.
-    let out = p.rsdbt(&["run", "-s", "ev_merge"]).expect(0);
+        .rsdbt(&["run", "-s", "ev_merge", "ev_parquet", "ev_iceberg"])
+        .expect(0);
     assert!(!out.stdout.contains("MERGE"), "{}", out.stdout);
-    assert_eq!(
-        p.query("select id from {{ ref('ev_merge') }} order by id"),
-        vec![
-            serde_json::json!({"id": 1}),
-            serde_json::json!({"id": 2}),
-            serde_json::json!({"id": 3})
-        ]
-    );
-    assert_eq!(leftovers(&table), Vec::<String>::new());
-    assert!(!table.join("part-00000-killed.parquet").exists());
+    for model in ["ev_merge", "ev_parquet", "ev_iceberg"] {
+        assert_eq!(
+            p.query(&format!(
+                "select id from {{{{ ref('{model}') }}}} order by id"
+            )),
+            vec![
+                serde_json::json!({"id": 1}),
+                serde_json::json!({"id": 2}),
+                serde_json::json!({"id": 3})
+            ],
+            "{model}"
+        );
+    }
+    assert_eq!(leftovers(&delta), Vec::<String>::new());
+    assert!(!delta.join("part-00000-killed.parquet").exists());
 }

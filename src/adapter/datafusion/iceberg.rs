@@ -129,6 +129,21 @@ impl Lake {
         TableIdent::new(NamespaceIdent::new(schema.to_string()), name.to_string())
     }
 
+    /// Whether `schema.name` is an Iceberg table: the catalog has it. Its folder alone is not
+    /// one (a first build killed before its commit to the catalog leaves files there).
+    pub async fn exists(&self, schema: &str, name: &str) -> bool {
+        if !self.store.is_iceberg(schema, name).await {
+            return false;
+        }
+        match self.catalog().await {
+            Ok(catalog) => catalog
+                .table_exists(&Self::ident(schema, name))
+                .await
+                .unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
     /// The current version of table `schema.name`, if it is an Iceberg table.
     pub async fn load(&self, schema: &str, name: &str) -> Result<Option<Table>, AdapterError> {
         if !self.store.is_iceberg(schema, name).await {

@@ -727,7 +727,7 @@ impl Adapter for DataFusionAdapter {
     async fn relation_type(&self, relation: &Relation) -> Option<&'static str> {
         let (schema, name) = (&relation.schema, &relation.identifier);
         if self.store.is_delta(schema, name).await
-            || self.store.is_iceberg(schema, name).await
+            || self.lake.exists(schema, name).await
             || self.store.is_parquet(schema, name).await
         {
             Some("table")

@@ -26,7 +26,7 @@ use datafusion::prelude::SessionContext;
 use super::store::Store;
 use crate::adapter::AdapterError;
 
-const CURRENT: &str = "_current";
+pub(super) const CURRENT: &str = "_current";
 
 fn err(e: impl std::fmt::Display) -> AdapterError {
     AdapterError(format!("Parquet table: {e}"))

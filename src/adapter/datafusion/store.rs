@@ -212,9 +212,20 @@ impl Store {
             .await
     }
 
+    /// Whether `schema.name` is a Parquet table: its folder names its current files. A folder
+    /// without that list is what a first build killed before it wrote the list leaves.
     pub async fn is_parquet(&self, schema: &str, name: &str) -> bool {
-        self.any_under(&[schema, &super::parquet::dir_name(name)])
-            .await
+        let current = [
+            schema,
+            &super::parquet::dir_name(name),
+            super::parquet::CURRENT,
+        ];
+        match self {
+            Store::Local(root) => Self::path(root, &current).is_file(),
+            Store::S3 { store, prefix, .. } => {
+                store.head(&Self::key(prefix, &current)).await.is_ok()
+            }
+        }
     }
 
     /// The SQL of view `schema.name`, if there is one.
@@ -354,10 +365,12 @@ impl Store {
         let (dirs, files) = self.entries(&[schema]).await;
         let mut names = Vec::new();
         for d in dirs.iter().filter(|d| !d.starts_with('.')) {
-            if let Some(t) =
-                super::iceberg::table_of_dir(d).or_else(|| super::parquet::table_of_dir(d))
-            {
+            if let Some(t) = super::iceberg::table_of_dir(d) {
                 names.push(t.to_string());
+            } else if let Some(t) = super::parquet::table_of_dir(d) {
+                if self.is_parquet(schema, t).await {
+                    names.push(t.to_string());
+                }
             } else if self.is_delta(schema, d).await {
                 names.push(d.clone());
             }

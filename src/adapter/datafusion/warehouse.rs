@@ -277,7 +277,7 @@ impl SchemaProvider for WarehouseSchema {
         self.external(name).is_some()
             || self.store.wait(|| async {
                 self.store.is_delta(&self.name, name).await
-                    || self.store.is_iceberg(&self.name, name).await
+                    || self.lake.exists(&self.name, name).await
                     || self.store.is_parquet(&self.name, name).await
                     || matches!(self.store.read_view(&self.name, name).await, Ok(Some(_)))
             })
