@@ -17,51 +17,45 @@ struct Writer<'a> {
     out: &'a mut Vec<u8>,
 }
 
-/// Bytes serde_json escapes: `"`, `\` and the control characters below 0x20.
-static ESCAPED: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        t[b] = true;
-        b += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
-
-fn needs_escape(s: &[u8]) -> bool {
-    // Most strings of a manifest are keys and names of a dozen bytes.
-    if s.len() < 16 {
-        return s.iter().any(|b| ESCAPED[usize::from(*b)]);
-    }
+/// Where in 8 bytes (little-endian) the first byte serde_json escapes is, if any. The tests
+/// are SWAR: a borrow can flag a byte above a hit, never one below, so the lowest flag is exact.
+fn first_escaped(v: u64) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
-        let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        // A byte below 0x20; a byte equal to '"' or '\'. (Exact tests: no false positive.)
-        if v.wrapping_sub(ONES * 0x20) & !v & HIGHS != 0
-            || has_zero(v ^ (ONES * u64::from(b'"')))
-            || has_zero(v ^ (ONES * u64::from(b'\\')))
-        {
-            return true;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let flags = (v.wrapping_sub(ONES * 0x20) & !v & HIGHS)
+        | zero(v ^ (ONES * u64::from(b'"')))
+        | zero(v ^ (ONES * u64::from(b'\\')));
+    (flags != 0).then(|| flags.trailing_zeros() as usize / 8)
+}
+
+/// The index of the first byte of `s` from `from` on that needs an escape. Eight bytes at a
+/// time, the last few padded with spaces (never escaped): most strings of a manifest are keys
+/// and names of a dozen bytes, and the long ones (SQL) have a newline every few dozen.
+fn next_escaped(s: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i + 8 <= s.len() {
+        let v = u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
+        if let Some(at) = first_escaped(v) {
+            return Some(i + at);
         }
+        i += 8;
     }
-    chunks.remainder().iter().any(|b| ESCAPED[usize::from(*b)])
+    if i == s.len() {
+        return None;
+    }
+    let mut tail = [b' '; 8];
+    tail[..s.len() - i].copy_from_slice(&s[i..]);
+    first_escaped(u64::from_le_bytes(tail)).map(|at| i + at)
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
+    let s = s.as_bytes();
     out.reserve(s.len() + 2);
     out.push(b'"');
-    if !needs_escape(s.as_bytes()) {
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-        return;
-    }
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
+    while let Some(i) = next_escaped(s, start) {
+        let b = s[i];
         let short = match b {
             b'"' => b'"',
             b'\\' => b'\\',
@@ -70,10 +64,9 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
             b'\n' => b'n',
             b'\r' => b'r',
             b'\t' => b't',
-            0..=0x1f => b'u',
-            _ => continue,
+            _ => b'u',
         };
-        out.extend_from_slice(&s.as_bytes()[start..i]);
+        out.extend_from_slice(&s[start..i]);
         out.push(b'\\');
         out.push(short);
         if short == b'u' {
@@ -87,7 +80,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
         }
         start = i + 1;
     }
-    out.extend_from_slice(&s.as_bytes()[start..]);
+    out.extend_from_slice(&s[start..]);
     out.push(b'"');
 }
 
@@ -523,5 +516,30 @@ mod tests {
             String::from_utf8(out).unwrap(),
             serde_json::to_string(&value).unwrap()
         );
+    }
+
+    /// Every ASCII byte at every position of strings of 1 to 24 bytes, beside text and a
+    /// multi-byte character: each side of the eight-byte steps and of the padded tail.
+    #[test]
+    fn escapes_each_byte_at_each_position() {
+        for len in 1..=24 {
+            for at in 0..len {
+                for b in 0u8..=0x7f {
+                    let mut s: Vec<char> = "abcdefghijklmnopqrstuvwxyz".chars().take(len).collect();
+                    s[at] = char::from(b);
+                    if at + 1 < len {
+                        s[at + 1] = 'é';
+                    }
+                    let s: String = s.into_iter().collect();
+                    let mut out = Vec::new();
+                    super::write(&mut out, &s).unwrap();
+                    assert_eq!(
+                        String::from_utf8(out).unwrap(),
+                        serde_json::to_string(&s).unwrap(),
+                        "{s:?}"
+                    );
+                }
+            }
+        }
     }
 }
