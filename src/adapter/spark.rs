@@ -223,6 +223,10 @@ impl SparkAdapter {
             for table in tables.flatten() {
                 let name = table.file_name().to_string_lossy().into_owned();
                 let format = if table.path().join("_delta_log").is_dir() {
+                    // A log without a commit: a first write killed before it, no table yet.
+                    if !super::datafusion::is_delta_dir(&table.path()) {
+                        continue;
+                    }
                     "delta"
                 } else if table.path().is_dir() {
                     "parquet"

@@ -15,6 +15,7 @@ mod rewrite;
 mod s3;
 pub(crate) mod seed;
 mod store;
+pub use store::is_delta_dir;
 mod streams;
 mod warehouse;
 

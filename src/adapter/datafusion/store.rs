@@ -31,6 +31,26 @@ pub enum Store {
     },
 }
 
+/// A commit (or checkpoint) file's name in a Delta log.
+fn is_version(file: &str) -> bool {
+    file.starts_with(|c: char| c.is_ascii_digit())
+        && (file.ends_with(".json") || file.ends_with(".parquet"))
+}
+
+/// Whether the local folder `dir` is a Delta table: its log holds a commit or a checkpoint
+/// (see [`Store::is_delta`]).
+pub fn is_delta_dir(dir: &Path) -> bool {
+    let log = dir.join(DELTA_LOG);
+    // Most tables still have their first commit: one stat, not a listing (this is asked
+    // several times per node).
+    log.join(format!("{:020}.json", 0)).is_file()
+        || std::fs::read_dir(&log)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_str().is_some_and(is_version))
+}
+
 fn io(what: &str, e: impl std::fmt::Display) -> String {
     format!("{what}: {e}")
 }
@@ -184,16 +204,8 @@ impl Store {
     /// folder without one is what a first write killed before its commit leaves (deltalake
     /// makes the folder, and its commit's temporary file, first): no table yet.
     pub async fn is_delta(&self, schema: &str, name: &str) -> bool {
-        fn is_version(file: &str) -> bool {
-            file.starts_with(|c: char| c.is_ascii_digit())
-                && (file.ends_with(".json") || file.ends_with(".parquet"))
-        }
         match self {
-            Store::Local(root) => std::fs::read_dir(Self::path(root, &[schema, name, DELTA_LOG]))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|e| e.file_name().to_str().is_some_and(is_version)),
+            Store::Local(root) => is_delta_dir(&Self::path(root, &[schema, name])),
             Store::S3 { store, prefix, .. } => {
                 let log = Self::key(prefix, &[schema, name, DELTA_LOG]);
                 let mut listed = store.list(Some(&log));
