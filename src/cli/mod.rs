@@ -276,7 +276,8 @@ fn load_state(
     }
 }
 
-/// The nodes of `types` the selection picks, in DAG order.
+/// The nodes of `types` the selection picks, in DAG order; empty files are left out, as dbt
+/// does everywhere but `ls`.
 fn selected(
     l: &Loaded,
     sel: &Selection,
@@ -288,7 +289,7 @@ fn selected(
         l.manifest
             .nodes
             .get(id)
-            .is_some_and(|n| types.contains(&n.resource_type))
+            .is_some_and(|n| types.contains(&n.resource_type) && !n.is_empty())
     });
     Ok(l.dag.sort(ids))
 }

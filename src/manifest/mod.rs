@@ -119,6 +119,15 @@ impl Node {
     pub fn tags(&self) -> Vec<String> {
         self.config.strings("tags")
     }
+    /// A model, snapshot or singular test whose file holds nothing but whitespace: dbt parses
+    /// it (`ls` lists it) and leaves it out of every other command's selection. Seeds and unit
+    /// tests have no code to be empty.
+    pub fn is_empty(&self) -> bool {
+        matches!(
+            self.resource_type,
+            ResourceType::Model | ResourceType::Snapshot | ResourceType::Test
+        ) && self.raw_code.trim().is_empty()
+    }
     pub fn is_ephemeral(&self) -> bool {
         self.materialized() == "ephemeral"
     }

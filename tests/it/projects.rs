@@ -1021,3 +1021,56 @@ fn unit_test_overrides_name_package_macros() {
         out.stdout
     );
 }
+
+/// dbt parses an empty (or whitespace-only) model or singular test file — `ls` lists it — and
+/// leaves it out of every other command: nothing runs, compiles or fails for it.
+#[test]
+fn empty_files_are_parsed_but_never_run() {
+    let p = Project::fixture("micro_shop");
+    p.write(
+        "models/daily_events.sql",
+        "select count(*) as n from {{ ref('events') }}\n",
+    );
+    p.write("models/placeholder.sql", "");
+    p.write("models/blank.sql", "  \n\n");
+    p.write("tests/todo.sql", "\n");
+    let ls = p
+        .rsdbt(&["ls", "--resource-type", "model", "test"])
+        .expect(0);
+    for name in [
+        "micro_shop.placeholder",
+        "micro_shop.blank",
+        "micro_shop.todo",
+    ] {
+        assert!(ls.stdout.contains(name), "{name}: {}", ls.stdout);
+    }
+    let out = p.rsdbt(&["build"]).expect(0);
+    assert!(
+        !out.stdout.contains("placeholder") && !out.stdout.contains("blank"),
+        "{}",
+        out.stdout
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&p.read("target/run_results.json")).unwrap();
+    let ran: Vec<&str> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["unique_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ran,
+        vec!["seed.micro_shop.events", "model.micro_shop.daily_events"]
+    );
+    p.rsdbt(&["compile"]).expect(0);
+    assert!(
+        !p.path()
+            .join("target/compiled/micro_shop/models/placeholder.sql")
+            .exists()
+    );
+    assert!(
+        p.path()
+            .join("target/compiled/micro_shop/models/daily_events.sql")
+            .exists()
+    );
+}
