@@ -746,6 +746,20 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                 );
             continue;
         }
+        if let Err(msg) = check_config_types(&node.config) {
+            diags.push(
+                Diagnostic::error(
+                    "config",
+                    format!("{} '{}': {msg}", rtype.as_str(), node.name),
+                )
+                .at(Location::file(
+                    &node.original_file_path,
+                    node.raw_code.clone(),
+                ))
+                .hint("fix the value where it is set: the project file, a properties file or config() in this file"),
+            );
+            continue;
+        }
         if !node.config.bool_or("enabled", true) {
             disabled.insert(unique_id, Box::new(node));
             continue;
@@ -1518,6 +1532,35 @@ fn name_relation(
         rel.cte_name = Some(format!("__dbt__cte__{}", node.name));
     }
     Ok(rel)
+}
+
+/// Configs whose value dbt's schema requires to be text (or unset): anything else is an error
+/// there (`[1, 2] is not of type 'string'`), and would be a silent default here.
+fn check_config_types(cfg: &Config) -> Result<(), String> {
+    const TEXT: &[&str] = &[
+        "materialized",
+        "schema",
+        "alias",
+        "database",
+        "incremental_strategy",
+        "on_schema_change",
+    ];
+    for key in TEXT {
+        match cfg.get(*key) {
+            None | Some(Json::Null) | Some(Json::String(_)) => {}
+            Some(other) if *key == "materialized" => {
+                return Err(format!(
+                    "config 'materialized' is {other}, not a text value"
+                ));
+            }
+            Some(other) => {
+                return Err(format!(
+                    "config '{key}' is {other}, not a text value or null"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A snapshot needs a `unique_key` and a strategy with its column(s).
