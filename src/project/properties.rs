@@ -407,42 +407,105 @@ fn entry_name(
     }
 }
 
-fn columns(item: &Json) -> Vec<ColumnDef> {
+/// The `columns:` of a node or source table `owner`. dbt refuses a `columns:` that is not a
+/// list (a mapping by column name is the usual slip) and a column without a name; taken
+/// silently, the columns' tests would vanish.
+fn columns(
+    item: &Json,
+    owner: &str,
+    path: &str,
+    source: &Arc<str>,
+) -> Result<Vec<ColumnDef>, Diagnostic> {
+    let at = || Location::find(path, source.clone(), &format!("name: {owner}"));
     let list = match item.get("columns") {
-        Some(Json::Array(items)) => items.clone(),
-        _ => vec![],
+        Some(Json::Array(items)) => items.as_slice(),
+        None | Some(Json::Null) => &[],
+        Some(other) => {
+            return Err(Diagnostic::error(
+                "yaml",
+                format!(
+                    "`columns` of '{owner}' in {path} must be a list, got {}",
+                    kind_of(other)
+                ),
+            )
+            .at(at())
+            .hint("write each column as a list item: `- name: <column>` with its description and tests under it"));
+        }
     };
-    list.iter()
-        .filter_map(|c| {
-            let name = c.get("name")?.as_str()?.to_string();
-            Some(ColumnDef {
-                name,
-                description: yaml::str_of(c, "description").unwrap_or("").to_string(),
-                data_type: yaml::str_of(c, "data_type").map(str::to_string),
-                meta: c
-                    .get("meta")
-                    .cloned()
-                    .unwrap_or(Json::Object(Default::default())),
-                tags: yaml::strings_of(c, "tags").unwrap_or_default(),
-                constraints: c
-                    .get("constraints")
-                    .and_then(Json::as_array)
-                    .cloned()
-                    .unwrap_or_default(),
-                tests: tests_of(c),
-            })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(list.len());
+    for c in list {
+        let name = match c.get("name") {
+            Some(n @ (Json::String(_) | Json::Number(_) | Json::Bool(_))) => scalar_text(n),
+            _ => {
+                return Err(Diagnostic::error(
+                    "yaml",
+                    format!("a column of '{owner}' in {path} has no `name`"),
+                )
+                .at(at())
+                .hint("every column entry needs `- name: <column>`"));
+            }
+        };
+        out.push(ColumnDef {
+            description: yaml::str_of(c, "description").unwrap_or("").to_string(),
+            data_type: yaml::str_of(c, "data_type").map(str::to_string),
+            meta: c
+                .get("meta")
+                .cloned()
+                .unwrap_or(Json::Object(Default::default())),
+            tags: yaml::strings_of(c, "tags").unwrap_or_default(),
+            constraints: c
+                .get("constraints")
+                .and_then(Json::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            tests: tests_of(c, &format!("column '{name}' of '{owner}'"), path, source)?,
+            name,
+        });
+    }
+    Ok(out)
 }
 
-fn tests_of(item: &Json) -> Vec<Json> {
+/// `data_tests:` (or the older `tests:`) of `what`: a list, as dbt requires (a single test
+/// written as text would otherwise be dropped).
+fn tests_of(
+    item: &Json,
+    what: &str,
+    path: &str,
+    source: &Arc<str>,
+) -> Result<Vec<Json>, Diagnostic> {
     let mut out = Vec::new();
     for key in ["data_tests", "tests"] {
-        if let Some(Json::Array(items)) = item.get(key) {
-            out.extend(items.iter().cloned());
+        match item.get(key) {
+            Some(Json::Array(items)) => out.extend(items.iter().cloned()),
+            None | Some(Json::Null) => {}
+            Some(other) => {
+                return Err(Diagnostic::error(
+                    "yaml",
+                    format!(
+                        "`{key}` of {what} in {path} must be a list, got {}",
+                        kind_of(other)
+                    ),
+                )
+                .at(Location::find(path, source.clone(), &format!("{key}:")))
+                .hint(format!(
+                    "write each test as a list item: `{key}:` then `- not_null` on the next line"
+                )));
+            }
         }
     }
-    out
+    Ok(out)
+}
+
+/// What a YAML value is, in an error message.
+fn kind_of(v: &Json) -> &'static str {
+    match v {
+        Json::Object(_) => "a mapping",
+        Json::Array(_) => "a list",
+        Json::String(_) => "text",
+        Json::Number(_) => "a number",
+        Json::Bool(_) => "a boolean",
+        Json::Null => "nothing",
+    }
 }
 
 fn patch(item: &Json, path: &str, source: &Arc<str>) -> Result<Patch, Diagnostic> {
@@ -455,8 +518,8 @@ fn patch(item: &Json, path: &str, source: &Arc<str>) -> Result<Patch, Diagnostic
     Ok(Patch {
         description: yaml::str_of(item, "description").unwrap_or("").to_string(),
         config,
-        columns: columns(item),
-        tests: tests_of(item),
+        columns: columns(item, &name, path, source)?,
+        tests: tests_of(item, &format!("'{name}'"), path, source)?,
         docs: item.get("docs").cloned(),
         versions: item
             .get("versions")
@@ -515,8 +578,8 @@ fn sources(src: &Json, path: &str, source: &Arc<str>) -> Result<Vec<SourceTable>
             ]
             .concat(),
             config,
-            columns: columns(t),
-            tests: tests_of(t),
+            columns: columns(t, &name, path, source)?,
+            tests: tests_of(t, &format!("'{source_name}.{name}'"), path, source)?,
             // dbt merges the source's block under the table's, threshold by threshold;
             // `freshness: null` on the table turns it off.
             freshness: match (src.get("freshness"), t.get("freshness")) {
