@@ -508,13 +508,34 @@ fn kind_of(v: &Json) -> &'static str {
     }
 }
 
+/// The `config:` of `owner`: a mapping (or nothing), as dbt requires; anything else would be
+/// a config silently not applied.
+/// `owner` names it in the message; the error points at `name: <entry>`.
+fn config_of(
+    item: &Json,
+    owner: &str,
+    entry: &str,
+    path: &str,
+    source: &Arc<str>,
+) -> Result<serde_json::Map<String, Json>, Diagnostic> {
+    match item.get("config") {
+        Some(Json::Object(m)) => Ok(m.clone()),
+        None | Some(Json::Null) => Ok(Default::default()),
+        Some(other) => Err(Diagnostic::error(
+            "yaml",
+            format!(
+                "`config` of '{owner}' in {path} must be a mapping, got {}",
+                kind_of(other)
+            ),
+        )
+        .at(Location::find(path, source.clone(), &format!("name: {entry}")))
+        .hint("write the configs as keys under it, e.g. `config:` then `materialized: table` on the next line")),
+    }
+}
+
 fn patch(item: &Json, path: &str, source: &Arc<str>) -> Result<Patch, Diagnostic> {
     let name = entry_name(item, path, source, "node")?;
-    let config = item
-        .get("config")
-        .and_then(Json::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let config = config_of(item, &name, &name, path, source)?;
     Ok(Patch {
         description: yaml::str_of(item, "description").unwrap_or("").to_string(),
         config,
@@ -548,14 +569,11 @@ fn sources(src: &Json, path: &str, source: &Arc<str>) -> Result<Vec<SourceTable>
         .unwrap_or_default();
     for t in &tables {
         let name = entry_name(t, path, source, "source table")?;
-        let mut config = src
-            .get("config")
-            .and_then(Json::as_object)
-            .cloned()
-            .unwrap_or_default();
-        if let Some(c) = t.get("config").and_then(Json::as_object) {
-            crate::config::merge(&mut config, c);
-        }
+        let mut config = config_of(src, &source_name, &source_name, path, source)?;
+        crate::config::merge(
+            &mut config,
+            &config_of(t, &format!("{source_name}.{name}"), &name, path, source)?,
+        );
         out.push(SourceTable {
             source_name: source_name.clone(),
             identifier: yaml::str_of(t, "identifier").unwrap_or(&name).to_string(),
