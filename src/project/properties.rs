@@ -421,14 +421,12 @@ fn columns(
         Some(Json::Array(items)) => items.as_slice(),
         None | Some(Json::Null) => &[],
         Some(other) => {
-            return Err(Diagnostic::error(
-                "yaml",
-                format!(
-                    "`columns` of '{owner}' in {path} must be a list, got {}",
-                    kind_of(other)
-                ),
+            return Err(wrong_kind(
+                format!("`columns` of '{owner}' in {path}"),
+                "a list",
+                other,
+                at(),
             )
-            .at(at())
             .hint("write each column as a list item: `- name: <column>` with its description and tests under it"));
         }
     };
@@ -479,14 +477,12 @@ fn tests_of(
             Some(Json::Array(items)) => out.extend(items.iter().cloned()),
             None | Some(Json::Null) => {}
             Some(other) => {
-                return Err(Diagnostic::error(
-                    "yaml",
-                    format!(
-                        "`{key}` of {what} in {path} must be a list, got {}",
-                        kind_of(other)
-                    ),
+                return Err(wrong_kind(
+                    format!("`{key}` of {what} in {path}"),
+                    "a list",
+                    other,
+                    Location::find(path, source.clone(), &format!("{key}:")),
                 )
-                .at(Location::find(path, source.clone(), &format!("{key}:")))
                 .hint(format!(
                     "write each test as a list item: `{key}:` then `- not_null` on the next line"
                 )));
@@ -496,21 +492,22 @@ fn tests_of(
     Ok(out)
 }
 
-/// What a YAML value is, in an error message.
-fn kind_of(v: &Json) -> &'static str {
-    match v {
+/// `<what> must be <expected>, got <what the YAML holds>`, at `at`.
+fn wrong_kind(what: String, expected: &str, got: &Json, at: Location) -> Diagnostic {
+    let got = match got {
         Json::Object(_) => "a mapping",
         Json::Array(_) => "a list",
         Json::String(_) => "text",
         Json::Number(_) => "a number",
         Json::Bool(_) => "a boolean",
         Json::Null => "nothing",
-    }
+    };
+    Diagnostic::error("yaml", format!("{what} must be {expected}, got {got}")).at(at)
 }
 
 /// The `config:` of `owner`: a mapping (or nothing), as dbt requires; anything else would be
-/// a config silently not applied.
-/// `owner` names it in the message; the error points at `name: <entry>`.
+/// a config silently not applied. `owner` names it in the message; the error points at
+/// `name: <entry>`.
 fn config_of(
     item: &Json,
     owner: &str,
@@ -521,14 +518,12 @@ fn config_of(
     match item.get("config") {
         Some(Json::Object(m)) => Ok(m.clone()),
         None | Some(Json::Null) => Ok(Default::default()),
-        Some(other) => Err(Diagnostic::error(
-            "yaml",
-            format!(
-                "`config` of '{owner}' in {path} must be a mapping, got {}",
-                kind_of(other)
-            ),
+        Some(other) => Err(wrong_kind(
+            format!("`config` of '{owner}' in {path}"),
+            "a mapping",
+            other,
+            Location::find(path, source.clone(), &format!("name: {entry}")),
         )
-        .at(Location::find(path, source.clone(), &format!("name: {entry}")))
         .hint("write the configs as keys under it, e.g. `config:` then `materialized: table` on the next line")),
     }
 }
