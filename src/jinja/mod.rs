@@ -12,6 +12,7 @@ pub(crate) mod python;
 mod re;
 mod static_parse;
 pub(crate) mod template;
+mod test_args;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,7 @@ use serde_json::Value as Json;
 use crate::config::Config;
 use crate::diag::{Diagnostic, Location};
 pub use objects::{Relation, quote, quote_with_backticks, text_type};
+pub use test_args::TestArgs;
 
 /// Template name of the built-in macros (dbt's global project).
 const BUILTIN_MACROS: &str = "dbt/builtin_macros.sql";
@@ -604,7 +606,7 @@ impl Jinja {
         node: NodeInfo,
         test_name: &str,
         namespace: Option<&str>,
-        kwargs: &serde_json::Map<String, Json>,
+        kwargs: &TestArgs,
         phase: Phase,
     ) -> Result<(String, Capture), Diagnostic> {
         let macro_name = format!("test_{test_name}");
@@ -692,7 +694,7 @@ impl Jinja {
         config: &crate::config::Config,
         test_name: &str,
         namespace: Option<&str>,
-        kwargs: &serde_json::Map<String, Json>,
+        kwargs: &TestArgs,
         resolver: &dyn Resolve,
     ) -> Option<String> {
         let builtin = |name: &str| {
@@ -737,7 +739,7 @@ impl Jinja {
                 .strip_suffix(") }}")?,
         )?;
         let has = |keys: &[&str]| {
-            kwargs.len() == keys.len() + 2 && keys.iter().all(|k| kwargs.contains_key(*k))
+            kwargs.len() == keys.len() + 2 && keys.iter().all(|k| kwargs.contains_key(k))
         };
         Some(match test_name {
             "not_null" if has(&[]) => {
@@ -1564,7 +1566,7 @@ mod tests {
         ] {
             let mut node = test_node("test", "t", "");
             node.config = config.as_object().unwrap().clone();
-            let args = kwargs(column, model);
+            let args = TestArgs::from(kwargs(column, model));
             let written = env
                 .builtin_test_sql(&node.unique_id, &node.config, test, None, &args, &Fixed)
                 .unwrap_or_else(|| panic!("{test} {column} {model}"));
@@ -1576,7 +1578,7 @@ mod tests {
         let with = |column: &str, model: &str, extra: Json| {
             let mut args = kwargs(column, model);
             args.extend(extra.as_object().unwrap().clone());
-            args
+            TestArgs::from(args)
         };
         for (test, args) in [
             (
@@ -1647,10 +1649,19 @@ mod tests {
         }
         let node = test_node("test", "t", "");
         for (test, args) in [
-            ("accepted_values", kwargs("id", "ref('orders')")),
-            ("not_null", kwargs("id", "ref('eph')")),
-            ("not_null", kwargs("{{ var('c') }}", "ref('orders')")),
-            ("not_null", kwargs("ref('x')", "ref('orders')")),
+            (
+                "accepted_values",
+                TestArgs::from(kwargs("id", "ref('orders')")),
+            ),
+            ("not_null", TestArgs::from(kwargs("id", "ref('eph')"))),
+            (
+                "not_null",
+                TestArgs::from(kwargs("{{ var('c') }}", "ref('orders')")),
+            ),
+            (
+                "not_null",
+                TestArgs::from(kwargs("ref('x')", "ref('orders')")),
+            ),
             (
                 "relationships",
                 with(
@@ -1723,7 +1734,7 @@ mod tests {
         }
         let mut filtered = test_node("test", "t", "");
         filtered.config.insert("where".into(), Json::from("id > 1"));
-        let args = kwargs("id", "ref('orders')");
+        let args = TestArgs::from(kwargs("id", "ref('orders')"));
         assert!(
             env.builtin_test_sql(
                 &filtered.unique_id,

@@ -9,7 +9,7 @@ use super::test_names;
 use super::{Node, ResourceType};
 use crate::config::{self, Config};
 use crate::diag::{Diagnostic, Diagnostics, Location};
-use crate::jinja::{Jinja, Phase, Relation};
+use crate::jinja::{Jinja, Phase, Relation, TestArgs};
 use crate::project::{Project, SourceFile};
 
 /// What makes a node a test.
@@ -29,7 +29,7 @@ pub struct TestInfo {
 pub struct GenericTest {
     pub name: String,
     pub namespace: Option<String>,
-    pub kwargs: Map<String, Json>,
+    pub kwargs: TestArgs,
 }
 
 impl GenericTest {
@@ -46,7 +46,7 @@ impl GenericTest {
 /// dbt's `test_metadata`, keys in alphabetical order as dbt writes them.
 #[derive(serde::Serialize)]
 pub struct MetadataOut<'a> {
-    kwargs: &'a Map<String, Json>,
+    kwargs: &'a TestArgs,
     name: &'a str,
     namespace: &'a Option<String>,
 }
@@ -234,17 +234,12 @@ fn one_generic(
     if short_name != full_name && !test_config.contains_key("alias") {
         test_config.insert("alias".into(), Json::String(short_name.clone()));
     }
+    let hash = test_names::unique_id_hash(&full_name, &args, &name, namespace.as_deref());
     let generic = GenericTest {
         name,
         namespace,
-        kwargs: args,
+        kwargs: args.into(),
     };
-    let hash = test_names::unique_id_hash(
-        &full_name,
-        &generic.kwargs,
-        &generic.name,
-        generic.namespace.as_deref(),
-    );
     let unique_id = format!("test.{}.{full_name}.{hash}", t.package);
 
     // fqn: the yml's folders below its resource root, then the test name.
@@ -507,7 +502,8 @@ mod tests {
                 "model": "{{ get_where_subquery(ref('orders')) }}"})
             .as_object()
             .unwrap()
-            .clone(),
+            .clone()
+            .into(),
         };
         let env = crate::jinja::test_env(vec![]);
         let (refs, macros) = builtin_with_literal_refs(&env, &generic).expect("no render");
