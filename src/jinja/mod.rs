@@ -6,6 +6,7 @@
 //! only record what they see (no database is touched), and in the **compile** phase they
 //! resolve to real relations through a [`Resolve`] implementation.
 
+mod datetime;
 pub mod introspect;
 pub mod objects;
 pub(crate) mod python;
@@ -269,10 +270,7 @@ impl Jinja {
         );
         env.add_global("project_name", Value::from(inputs.project_name.to_string()));
         env.add_global("flags", Value::from(minijinja::value::Serde(&inputs.flags)));
-        env.add_global(
-            "run_started_at",
-            Value::from_object(objects::DateTime(inputs.run_started_at.naive_utc(), true)),
-        );
+        env.add_global("run_started_at", datetime::utc(inputs.run_started_at));
         let mut diags = Vec::new();
         let mut macros = BTreeMap::new();
         let mut macro_sql = BTreeMap::new();
@@ -1107,11 +1105,8 @@ fn base_env() -> Environment<'static> {
     env.add_global("statement", Value::from_object(introspect::Statement));
     env.add_function("load_result", introspect::load_result);
     let mut modules = BTreeMap::new();
-    modules.insert(
-        "datetime",
-        Value::from_object(objects::DateTimeModule(false)),
-    );
-    modules.insert("pytz", Value::from_object(objects::PytzModule));
+    modules.insert("datetime", datetime::module());
+    modules.insert("pytz", datetime::pytz());
     modules.insert("re", Value::from_object(re::Module));
     env.add_global("modules", Value::from(modules));
     env

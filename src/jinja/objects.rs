@@ -1,10 +1,10 @@
 //! Jinja values with behaviour: relations, the `config` callable, dbt's `exceptions` and
-//! `modules.datetime`, and the proxy that makes every project macro a global.
+//! `context`, and the proxy that makes every project macro a global.
 
 use std::fmt;
 use std::sync::Arc;
 
-use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Rest, Value};
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value};
 use minijinja::{Error, ErrorKind, State};
 
 use crate::config::Config;
@@ -333,160 +333,6 @@ impl Object for Exceptions {
                 Ok(Value::from(""))
             }
             _ => Err(no_method("exceptions", method)),
-        }
-    }
-}
-
-/// A Python-like `datetime`: attributes, `strftime`, `isoformat`; renders as Python's `str()`.
-#[derive(Debug, Clone)]
-pub struct DateTime(pub chrono::NaiveDateTime, pub bool);
-
-impl Object for DateTime {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
-    }
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        use chrono::{Datelike, Timelike};
-        let d = &self.0;
-        Some(Value::from(match key.as_str()? {
-            "year" => d.year() as i64,
-            "month" => d.month() as i64,
-            "day" => d.day() as i64,
-            "hour" => d.hour() as i64,
-            "minute" => d.minute() as i64,
-            "second" => d.second() as i64,
-            "microsecond" => (d.nanosecond() / 1000) as i64,
-            _ => return None,
-        }))
-    }
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State,
-        method: &str,
-        args: &[Value],
-    ) -> Result<Value, Error> {
-        match method {
-            "strftime" => {
-                let (fmt,): (String,) = minijinja::value::from_args(args)?;
-                Ok(Value::from(self.0.format(&fmt).to_string()))
-            }
-            "isoformat" => {
-                let s = self.0.format("%Y-%m-%dT%H:%M:%S%.6f").to_string();
-                Ok(Value::from(if self.1 { format!("{s}+00:00") } else { s }))
-            }
-            "date" => Ok(Value::from(self.0.date().to_string())),
-            "timestamp" => Ok(Value::from(self.0.and_utc().timestamp() as f64)),
-            _ => Err(no_method("datetime", method)),
-        }
-    }
-    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use chrono::Timelike;
-        // Python's str(): microseconds only when there are some.
-        if self.0.nanosecond() == 0 {
-            write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S"))?;
-        } else {
-            write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S%.6f"))?;
-        }
-        if self.1 {
-            f.write_str("+00:00")?;
-        }
-        Ok(())
-    }
-}
-
-/// `modules.datetime.datetime` / `.date` (the flag: `date`): constructors `now()`,
-/// `utcnow()`, `today()`, and `datetime(y, m, d, ...)` / `date(y, m, d)`. A `tzinfo=` is
-/// accepted and not applied (the value stays naive).
-#[derive(Debug)]
-pub struct DateTimeModule(pub bool);
-
-impl Object for DateTimeModule {
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        match key.as_str()? {
-            "datetime" => Some(Value::from_object(DateTimeModule(false))),
-            "date" => Some(Value::from_object(DateTimeModule(true))),
-            _ => None,
-        }
-    }
-    fn call(self: &Arc<Self>, _state: &mut State, args: &[Value]) -> Result<Value, Error> {
-        // Python's signature: year, month, day, hour, minute, second, microsecond, by
-        // position or by name.
-        let (pos, kwargs): (Rest<i64>, Kwargs) = minijinja::value::from_args(args)?;
-        const NAMES: [&str; 7] = [
-            "year",
-            "month",
-            "day",
-            "hour",
-            "minute",
-            "second",
-            "microsecond",
-        ];
-        let mut parts = [0i64; 7];
-        for (i, name) in NAMES.iter().enumerate() {
-            parts[i] = match (pos.get(i).copied(), kwargs.get::<Option<i64>>(name)?) {
-                (Some(v), _) | (None, Some(v)) => v,
-                (None, None) if i < 3 => {
-                    return Err(Error::new(
-                        ErrorKind::MissingArgument,
-                        format!("datetime needs `{name}`"),
-                    ));
-                }
-                (None, None) => 0,
-            };
-        }
-        let _: Option<Value> = kwargs.get("tzinfo")?;
-        kwargs.assert_all_used()?;
-        let u = |i: usize| u32::try_from(parts[i]).unwrap_or(u32::MAX);
-        let date = chrono::NaiveDate::from_ymd_opt(parts[0] as i32, u(1), u(2))
-            .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "invalid date"))?;
-        if self.0 {
-            return Ok(Value::from(date.to_string()));
-        }
-        let dt = date
-            .and_hms_micro_opt(u(3), u(4), u(5), u(6))
-            .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "invalid time"))?;
-        Ok(Value::from_object(DateTime(dt, false)))
-    }
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State,
-        method: &str,
-        _args: &[Value],
-    ) -> Result<Value, Error> {
-        let now = chrono::Utc::now().naive_utc();
-        match method {
-            "now" => Ok(Value::from_object(DateTime(
-                chrono::Local::now().naive_local(),
-                false,
-            ))),
-            "utcnow" => Ok(Value::from_object(DateTime(now, false))),
-            "today" => Ok(Value::from(chrono::Local::now().date_naive().to_string())),
-            _ => Err(no_method("datetime", method)),
-        }
-    }
-}
-
-/// `modules.pytz`: `timezone(name)` (an object with `zone`) and `utc`, for packages that
-/// name a time zone (dbt-date); the zone is not applied to values.
-#[derive(Debug)]
-pub struct PytzModule;
-
-impl Object for PytzModule {
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        (key.as_str()? == "utc").then(|| Value::from_pairs([("zone", Value::from("UTC"))]))
-    }
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State,
-        method: &str,
-        args: &[Value],
-    ) -> Result<Value, Error> {
-        match method {
-            "timezone" => {
-                let (name,): (String,) = minijinja::value::from_args(args)?;
-                Ok(Value::from_pairs([("zone", Value::from(name))]))
-            }
-            _ => Err(no_method("pytz", method)),
         }
     }
 }

@@ -9,7 +9,9 @@
 //! - every macro is wrapped by [`MACRO`] into a [`PyMacro`], which gives `return()` a slot per
 //!   call (so `return` works in any macro, called from anywhere) and, when the body reads
 //!   `varargs` or `kwargs`, collects extra arguments into them as Jinja2 does (dbt's generic
-//!   tests get their extra yml arguments through `kwargs`).
+//!   tests get their extra yml arguments through `kwargs`);
+//! - `+` and `-` call [`ADD`]/[`SUB`], which add Python's `datetime`/`date`/`timedelta`
+//!   arithmetic to minijinja's (which has no operator overloading for objects).
 //!
 //! Why instructions and not the template text or a fork: a text rewrite misses what is not
 //! written as a literal where it looked for one, and shifts error columns; a fork of
@@ -39,6 +41,9 @@ pub const DICT: &str = "__py_dict";
 pub const FRESH: &str = "__py_fresh";
 /// Wraps a macro just built: `(macro, extras)`, extras 1 = varargs, 2 = kwargs.
 pub const MACRO: &str = "__py_macro";
+/// `a + b` and `a - b`, with Python's date arithmetic.
+const ADD: &str = "__py_add";
+const SUB: &str = "__py_sub";
 
 const VARARGS: u8 = 1;
 const KWARGS: u8 = 2;
@@ -56,6 +61,8 @@ pub fn install(env: &mut Environment<'static>) {
         )
     });
     env.add_function(FRESH, |v: Value| python::fresh(&v));
+    env.add_function(ADD, |a: Value, b: Value| super::datetime::add(&a, &b));
+    env.add_function(SUB, |a: Value, b: Value| super::datetime::sub(&a, &b));
     env.add_function(MACRO, |inner: Value, extras: u8| -> Result<Value, Error> {
         let added = usize::from(extras & VARARGS != 0) + usize::from(extras & KWARGS != 0);
         let mut params: Vec<String> = inner
@@ -274,6 +281,8 @@ fn pythonize<'s>(old: &Instructions<'s>) -> Instructions<'s> {
             Instruction::BuildList(Some(n)) if *n <= usize::from(u16::MAX) => {
                 out[i as usize] = vec![Instruction::CallFunction(LIST, Some(*n as u16))];
             }
+            Instruction::Add => out[i as usize] = vec![Instruction::CallFunction(ADD, Some(2))],
+            Instruction::Sub => out[i as usize] = vec![Instruction::CallFunction(SUB, Some(2))],
             Instruction::BuildMap(n) if *n * 2 <= usize::from(u16::MAX) => {
                 out[i as usize] = vec![Instruction::CallFunction(DICT, Some((*n * 2) as u16))];
             }

@@ -1000,11 +1000,26 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                     let value = match out.to_ascii_lowercase().as_str() {
                         "true" => Json::Bool(true),
                         "false" => Json::Bool(false),
+                        // dbt's severities are upper case, however written.
+                        _ if key == "severity" => Json::String(out.to_uppercase()),
                         _ => Json::String(out.to_string()),
                     };
                     node.config.insert(key.into(), value);
                 }
-                Err(d) => found.push(d),
+                Err(mut d) => {
+                    // Which test and config, and where in the yml (the first place the
+                    // text is written).
+                    let yml = format!("{}://{}", node.package, node.original_file_path);
+                    if let Some(&(file, path)) = files_by_path.get(&yml) {
+                        let message = d
+                            .message
+                            .strip_prefix(&format!("{path}: "))
+                            .unwrap_or(&d.message);
+                        d.message = format!("test '{}', config '{key}': {message}", node.name);
+                        d = d.at(Location::find(path, file.contents.clone(), text));
+                    }
+                    found.push(d)
+                }
             }
         }
         let enabled = node.config.bool_or("enabled", true);

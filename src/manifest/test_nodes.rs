@@ -204,7 +204,11 @@ fn one_generic(
     if let Some(Json::Object(c)) = args.remove("config") {
         config::merge(&mut test_config, &c);
     }
-    if let Some(Json::String(sev)) = test_config.get("severity").cloned() {
+    // Upper case as dbt's; one written as Jinja is upper-cased once rendered.
+    if let Some(Json::String(sev)) = test_config.get("severity").cloned()
+        && !sev.contains("{{")
+        && !sev.contains("{%")
+    {
         test_config.insert("severity".into(), Json::String(sev.to_uppercase()));
     }
     let _description = args.remove("description");

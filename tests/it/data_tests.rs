@@ -146,6 +146,16 @@ fn thresholds_switch_status_at_the_right_counts() {
     assert_eq!(run(">1", ">3"), "warn");
     assert_eq!(run(">1", ">=2"), "fail");
     assert_eq!(run("!= 0", "!= 0"), "fail");
+    // A severity written as Jinja, rendered then upper-cased as dbt does.
+    let yml = p.read("models/schema.yml");
+    p.write(
+        "models/schema.yml",
+        &yml.replace(
+            "              values: [paid]\n",
+            "              values: [paid]\n              severity: \"{{ 'warn' if target.name == 'dev' else 'error' }}\"\n",
+        ),
+    );
+    assert_eq!(run("!= 0", "!= 0"), "warn");
 }
 
 #[test]

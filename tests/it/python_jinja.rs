@@ -340,7 +340,7 @@ fn date_helpers_of_date_packages() {
         p.query("select * from {{ ref('dated') }}"),
         vec![json!({
             "pg_day": "Sunday, 18 Feb 2024", "padded": "Sunday   ", "ww": "07", "isodow": 7,
-            "dt": "1997-09-29 06:14:00", "d": "1997-09-29", "n_cols": 4,
+            "dt": "1997-09-29 06:14:00+00:00", "d": "1997-09-29", "n_cols": 4,
             "zoned_literal": "2021-06-07T07:35:20", "converted": "2021-06-07T07:35:20"
         })]
     );
@@ -406,5 +406,66 @@ fn aggregates_over_set_operations_with_mixed_nullability() {
              select count(*) as failures from unioned"
         ),
         vec![json!({"failures": 0})]
+    );
+}
+
+/// Python's `datetime` in templates, as dbt-expectations and real projects' date windows use
+/// it: `date`/`datetime` ± `timedelta`, differences, `replace`, pytz's `localize` and
+/// `astimezone`, `strptime` / `fromisoformat`, comparisons, Python's `str()` of each; `+` and
+/// `-` of everything else as before.
+#[test]
+fn datetime_arithmetic_in_templates() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "models/dated.sql",
+        "{% set dt = modules.datetime %}\n\
+         {% set la = modules.pytz.timezone('America/Los_Angeles') %}\n\
+         select '{{ dt.date(2024, 3, 1) - dt.timedelta(1) }}' as prev_day,\n\
+           '{{ (dt.datetime(2024, 1, 31, 23, 30) + dt.timedelta(hours=1)).strftime('%Y-%m-%d %H:%M') }}' as plus_hour,\n\
+           '{{ dt.datetime(2024, 1, 10) - dt.datetime(2024, 1, 1, 12) }}' as delta,\n\
+           '{{ dt.timedelta(seconds=-1) }}' as negative,\n\
+           '{{ (dt.timedelta(days=1, minutes=1) - dt.timedelta(seconds=30)).total_seconds() }}' as secs,\n\
+           '{{ dt.datetime(2024, 5, 6, 7, 8, 9, 250).replace(hour=0, minute=0, second=0, microsecond=0) }}' as midnight,\n\
+           '{{ la.localize(dt.datetime(2024, 7, 1, 12)) }}' as summer,\n\
+           '{{ la.localize(dt.datetime(2024, 1, 1, 12)).astimezone(modules.pytz.utc).isoformat() }}' as winter_utc,\n\
+           '{{ dt.datetime.strptime('03/02/2024', '%d/%m/%Y').date() }}' as parsed,\n\
+           '{{ dt.datetime.fromisoformat('2024-02-03T04:05:06.5+01:00').utcoffset() }}' as utc_offset,\n\
+           '{{ (dt.date(2024, 1, 2) - dt.timedelta(days=7)).strftime('%a %d %b') }}' as formatted,\n\
+           {{ dt.date(2024, 1, 2) < dt.date(2024, 1, 10) and dt.timedelta(hours=25) > dt.timedelta(days=1) }} as ordered,\n\
+           {{ (run_started_at - dt.timedelta(days=1)) < run_started_at }} as run_start,\n\
+           {{ 7 - 2 }} as ints, '{{ 'a' + 'b' }}' as strs, {{ 1.5 + 1 }} as floats, {{ ([1] + [2, 3]) | length }} as lists\n",
+    );
+    p.rsdbt(&["run", "-s", "dated"]).expect(0);
+    assert_eq!(
+        p.query("select * from {{ ref('dated') }}"),
+        vec![json!({
+            "prev_day": "2024-02-29", "plus_hour": "2024-02-01 00:30",
+            "delta": "8 days, 12:00:00", "negative": "-1 day, 23:59:59", "secs": "86430.0",
+            "midnight": "2024-05-06 00:00:00", "summer": "2024-07-01 12:00:00-07:00",
+            "winter_utc": "2024-01-01T20:00:00+00:00", "parsed": "2024-02-03",
+            "utc_offset": "1:00:00", "formatted": "Tue 26 Dec", "ordered": true,
+            "run_start": true, "ints": 5, "strs": "ab", "floats": 2.5, "lists": 3
+        })]
+    );
+
+    // Python's errors, at the template's line.
+    p.write(
+        "models/dated.sql",
+        "select 1 as one,\n  '{{ modules.datetime.datetime(2024, 1, 1) - run_started_at }}' as d\n",
+    );
+    let out = p.rsdbt(&["run", "-s", "dated"]).expect(2);
+    assert!(
+        out.stderr
+            .contains("can't subtract offset-naive and offset-aware datetimes")
+            && out.stderr.contains("models/dated.sql:2"),
+        "{}",
+        out.stderr
+    );
+    p.write("models/dated.sql", "select\n  {{ 1 - 'a' }} as d\n");
+    let out = p.rsdbt(&["run", "-s", "dated"]).expect(2);
+    assert!(
+        out.stderr.contains("models/dated.sql:2") && out.stderr.contains("unsupported types"),
+        "{}",
+        out.stderr
     );
 }

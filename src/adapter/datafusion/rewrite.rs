@@ -1,21 +1,26 @@
 //! What DataFusion cannot plan or run, rewritten into what it can: `ROLLUP` and `CUBE` over
 //! column tuples (`rollup((a, b), c)`, which DuckDB and PostgreSQL accept) become the
-//! `GROUPING SETS` they stand for, in the SQL text before planning (only a statement that
-//! changed is printed back); correlated scalar subqueries over an aggregate that DataFusion's
-//! decorrelation leaves in place become joins, by an optimizer rule on the logical plan
-//! ([`DecorrelateScalarAggregates`]).
+//! `GROUPING SETS` they stand for, and PostgreSQL's first regex match as a scalar subquery,
+//! `(select regexp_matches(s, re, flags))` (packages' `postgres__` macros, dbt-expectations'
+//! regex tests), becomes `regexp_match(s, re, flags)`, in the SQL text before planning (only a
+//! statement that changed is printed back); correlated scalar subqueries over an aggregate
+//! that DataFusion's decorrelation leaves in place become joins, by an optimizer rule on the
+//! logical plan ([`DecorrelateScalarAggregates`]).
 
 use std::borrow::Cow;
 use std::ops::ControlFlow;
 
-use datafusion::sql::sqlparser::ast::{Expr, visit_expressions_mut};
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Query, SelectItem,
+    SetExpr, Value, visit_expressions_mut,
+};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 /// `sql` as the engine can plan it.
 pub fn for_engine(sql: &str) -> Cow<'_, str> {
     let lower = sql.to_ascii_lowercase();
-    if !(lower.contains("rollup") || lower.contains("cube")) {
+    if !(lower.contains("rollup") || lower.contains("cube") || lower.contains("regexp_matches")) {
         return Cow::Borrowed(sql);
     }
     let Ok(mut statements) = Parser::parse_sql(&GenericDialect {}, sql) else {
@@ -23,32 +28,11 @@ pub fn for_engine(sql: &str) -> Cow<'_, str> {
     };
     let mut changed = false;
     let _ = visit_expressions_mut(&mut statements, |expr| {
-        let sets = match expr {
-            Expr::Rollup(items) if items.iter().any(|i| i.len() > 1) => {
-                // rollup(e1, ..., en): every prefix, longest first, down to ().
-                (0..=items.len())
-                    .rev()
-                    .map(|n| items[..n].concat())
-                    .collect::<Vec<_>>()
-            }
-            Expr::Cube(items) if items.iter().any(|i| i.len() > 1) => {
-                // cube(e1, ..., en): every subset, in the order PostgreSQL lists them.
-                let n = items.len();
-                (0..1u64 << n)
-                    .rev()
-                    .map(|mask| {
-                        (0..n)
-                            .filter(|i| mask & (1 << (n - 1 - i)) != 0)
-                            .flat_map(|i| items[i].clone())
-                            .collect()
-                    })
-                    .collect()
-            }
-            _ => return ControlFlow::<()>::Continue(()),
-        };
-        *expr = Expr::GroupingSets(sets);
-        changed = true;
-        ControlFlow::Continue(())
+        if let Some(new) = grouping_sets(expr).or_else(|| first_regex_match(expr)) {
+            *expr = new;
+            changed = true;
+        }
+        ControlFlow::<()>::Continue(())
     });
     if !changed {
         return Cow::Borrowed(sql);
@@ -62,9 +46,96 @@ pub fn for_engine(sql: &str) -> Cow<'_, str> {
     )
 }
 
+/// `rollup` / `cube` with a column tuple, as the grouping sets it stands for.
+fn grouping_sets(expr: &Expr) -> Option<Expr> {
+    let sets = match expr {
+        Expr::Rollup(items) if items.iter().any(|i| i.len() > 1) => {
+            // rollup(e1, ..., en): every prefix, longest first, down to ().
+            (0..=items.len())
+                .rev()
+                .map(|n| items[..n].concat())
+                .collect::<Vec<_>>()
+        }
+        Expr::Cube(items) if items.iter().any(|i| i.len() > 1) => {
+            // cube(e1, ..., en): every subset, in the order PostgreSQL lists them.
+            let n = items.len();
+            (0..1u64 << n)
+                .rev()
+                .map(|mask| {
+                    (0..n)
+                        .filter(|i| mask & (1 << (n - 1 - i)) != 0)
+                        .flat_map(|i| items[i].clone())
+                        .collect()
+                })
+                .collect()
+        }
+        _ => return None,
+    };
+    Some(Expr::GroupingSets(sets))
+}
+
+/// `(select regexp_matches(s, re[, flags]))`: PostgreSQL's set of matches, of which the scalar
+/// subquery keeps the first, i.e. `regexp_match(s, re[, flags])` (the captures of the first
+/// match, or null). On the embedded engine a bare `regexp_matches` is DuckDB's boolean, so only
+/// this form is PostgreSQL's. Flags DataFusion's regexes do not take are dropped: `g` (a
+/// scalar subquery keeps one match anyway) and `c` (case-sensitive, the default).
+fn first_regex_match(expr: &Expr) -> Option<Expr> {
+    let Expr::Subquery(query) = expr else {
+        return None;
+    };
+    let Query { body, .. } = &**query;
+    let SetExpr::Select(select) = &**body else {
+        return None;
+    };
+    let [SelectItem::UnnamedExpr(Expr::Function(f))] = select.projection.as_slice() else {
+        return None;
+    };
+    if !select.from.is_empty()
+        || select.selection.is_some()
+        || !f.name.to_string().eq_ignore_ascii_case("regexp_matches")
+    {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let mut f = f.clone();
+    let mut list = list.clone();
+    if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) = list.args.get_mut(2)
+        && let Value::SingleQuotedString(flags) = &mut v.value
+    {
+        flags.retain(|c| !matches!(c, 'g' | 'c'));
+        if flags.is_empty() {
+            list.args.truncate(2);
+        }
+    }
+    f.name = ObjectName::from(vec![Ident::new("regexp_match")]);
+    f.args = FunctionArguments::List(list);
+    Some(Expr::Function(f))
+}
+
 #[cfg(test)]
 mod tests {
     use super::for_engine;
+
+    #[test]
+    fn postgres_first_regex_match_subquery_becomes_regexp_match() {
+        assert_eq!(
+            for_engine(
+                "select coalesce(array_length((select regexp_matches(email, '@[^.]*', 'ci')), 1), 0) from t"
+            ),
+            "SELECT coalesce(array_length(regexp_match(email, '@[^.]*', 'i'), 1), 0) FROM t"
+        );
+        assert_eq!(
+            for_engine("select (select regexp_matches(s, '^a', '')) from t"),
+            "SELECT regexp_match(s, '^a') FROM t"
+        );
+        // DuckDB's boolean `regexp_matches`, and a subquery over a table, stay as written.
+        let duck = "select regexp_matches(s, '^a') from t";
+        assert_eq!(for_engine(duck), duck);
+        let over_table = "select (select regexp_matches(s, '^a') from u) from t";
+        assert_eq!(for_engine(over_table), over_table);
+    }
 
     #[test]
     fn tuples_in_rollup_and_cube_become_grouping_sets() {
