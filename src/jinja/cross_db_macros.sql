@@ -11,6 +11,9 @@
 {% macro type_numeric() %}{{ 'numeric(28,6)' if target.type == 'postgres' else 'decimal(28,6)' }}{% endmacro %}
 
 {% macro current_timestamp() %}now(){% endmacro %}
+{#- dbt's older names: a timestamp without time zone (PostgreSQL's session time / UTC). -#}
+{% macro current_timestamp_backcompat() %}cast({{ current_timestamp() }} as timestamp){% endmacro %}
+{% macro current_timestamp_in_utc_backcompat() %}cast({{ current_timestamp() }}{{ " at time zone 'utc'" if target.type == 'postgres' }} as timestamp){% endmacro %}
 
 {% macro string_literal(value) %}'{{ value }}'{% endmacro %}
 

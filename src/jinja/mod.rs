@@ -552,8 +552,18 @@ impl Jinja {
         overrides: Option<Arc<Overrides>>,
     ) -> Result<(String, Capture), Diagnostic> {
         let (name, source) = (node.template.clone(), node.source.clone());
-        let tmpl = template::compile(&name, &source)
-            .map_err(|e| jinja_diagnostic(&e, &name, source.clone()))?;
+        let rewritten;
+        let tmpl = match template::compile(&name, &source) {
+            Ok(t) => t,
+            Err(e) => match template::with_any_do(&e, &source) {
+                Some(text) => {
+                    rewritten = text;
+                    template::compile(&name, &rewritten)
+                        .map_err(|e| jinja_diagnostic(&e, &name, source.clone()))?
+                }
+                None => return Err(jinja_diagnostic(&e, &name, source)),
+            },
+        };
         let mut ctx = self.ctx(node, phase);
         Arc::get_mut(&mut ctx).expect("fresh context").overrides = overrides;
         let out = template::render(&self.env, &tmpl, ctx.context_value());
@@ -1156,10 +1166,14 @@ fn env_var(state: &State, name: &str, default: Option<Value>) -> Result<Value, E
     }
 }
 
-fn var(state: &State, name: &str, default: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
-    let default = match default {
-        Some(d) => Some(d),
-        None => kwargs.get::<Option<Value>>("default")?,
+fn var(state: &State, name: &str, default: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    // A default of `none` is a default, as in dbt (`var('tz', none)`): taken as a plain value,
+    // since minijinja reads a `none` passed for an `Option` as no argument.
+    let default = match default.0.as_slice() {
+        [d] => Some(d.clone()),
+        [] if kwargs.has("default") => Some(kwargs.get::<Value>("default")?),
+        [] => None,
+        _ => return Err(Error::from(ErrorKind::TooManyArguments)),
     };
     kwargs.assert_all_used()?;
     // Outside a node (profiles/project rendering) the vars come from the context.

@@ -96,6 +96,44 @@ pub fn compile<'s>(name: &'s str, source: &'s str) -> Result<CompiledTemplate<'s
     Ok(t)
 }
 
+/// Jinja2's `{% do expr %}` takes any expression (`{% do a.append(x) if c else b.append(x) %}`,
+/// as in fivetran_utils); minijinja's takes only a call. For a template that fails to compile
+/// on that alone: its source with every `do` tag read as `{% set __rsdbt_do = expr %}`, which
+/// evaluates the expression and drops its value the same way. Only then, so other templates'
+/// error columns stay as written.
+pub fn with_any_do(e: &Error, source: &str) -> Option<String> {
+    if e.kind() != ErrorKind::SyntaxError
+        || !e
+            .detail()
+            .is_some_and(|d| d.starts_with("expected call expression"))
+    {
+        return None;
+    }
+    let mut out = String::with_capacity(source.len() + 64);
+    let mut rest = source;
+    while let Some(at) = rest.find("{%") {
+        let (before, tag) = rest.split_at(at);
+        out.push_str(before);
+        let body = tag[2..].trim_start_matches(['-', '+']);
+        let opened = tag.len() - body.len();
+        let inner = body.trim_start();
+        let keyword = inner
+            .strip_prefix("do")
+            .filter(|r| r.starts_with(char::is_whitespace));
+        out.push_str(&tag[..opened]);
+        match keyword {
+            Some(expr) => {
+                out.push_str(&body[..body.len() - inner.len()]);
+                out.push_str("set __rsdbt_do =");
+                rest = expr;
+            }
+            None => rest = body,
+        }
+    }
+    out.push_str(rest);
+    (out != source).then_some(out)
+}
+
 /// Renders a compiled template with `ctx` as its variables.
 pub fn render(env: &Environment, t: &CompiledTemplate, ctx: Value) -> Result<String, Error> {
     let mut out = String::with_capacity(t.buffer_size_hint);
@@ -128,7 +166,13 @@ pub fn render_str(
     source: &str,
     ctx: Value,
 ) -> Result<String, Error> {
-    render(env, &compile(name, source)?, ctx)
+    match compile(name, source) {
+        Ok(t) => render(env, &t, ctx),
+        Err(e) => match with_any_do(&e, source) {
+            Some(source) => render(env, &compile(name, &source)?, ctx),
+            None => Err(e),
+        },
+    }
 }
 
 /// Calls macro `name` of another (macro) file from `state`: runs that file's top level in a
@@ -247,8 +291,14 @@ self_cell::self_cell!(
 
 impl Kept {
     pub fn compile(name: &str, source: Arc<str>) -> Result<Kept, Error> {
-        Kept::try_new((name.into(), source), |(name, source)| {
-            compile(name, source)
+        let kept = |source: Arc<str>| {
+            Kept::try_new((name.into(), source), |(name, source)| {
+                compile(name, source)
+            })
+        };
+        kept(source.clone()).or_else(|e| match with_any_do(&e, &source) {
+            Some(rewritten) => kept(Arc::from(rewritten)),
+            None => Err(e),
         })
     }
 

@@ -305,7 +305,7 @@ pub fn cross_db_row() -> serde_json::Value {
         "sc": 12, "sp": "b", "dt": "2024-03-01T00:00:00", "da": "2024-03-18T10:20:00",
         "dm": "2024-01-31T00:00:00", "dd_day": 1, "dd_hour": 1, "dd_month": 3, "dd_quarter": 1,
         "dd_year": 1, "bool_text": "true", "escaped": "it's", "lit": "lit", "agg": "y|x", "agg_two": "a|b",
-        "any_v": 7, "any_big": true, "has_now": true, "len": 4, "dd_week": 1, "dd_weeks": 2, "pos": 3, "replaced": "a+b",
+        "any_v": 7, "any_big": true, "has_now": true, "has_now_compat": true, "len": 4, "dd_week": 1, "dd_weeks": 2, "pos": 3, "replaced": "a+b",
         "right_two": "cd", "casted": 7, "month_end": "2024-02-29",
     })
 }

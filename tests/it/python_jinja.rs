@@ -469,3 +469,43 @@ fn datetime_arithmetic_in_templates() {
         out.stderr
     );
 }
+
+/// What Fivetran's packages lean on: `var(name, none)` is a default of none (not a missing
+/// var), and `{% do %}` takes any expression, as Jinja2's does (`{% do a.append(x) if c else
+/// b.append(x) %}`), in models and in macro files.
+#[test]
+fn none_var_defaults_and_do_with_any_expression() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "macros/collect.sql",
+        "{% macro collect(flag) %}{% set acc = [] %}\
+         {% do acc.append('yes') if flag else acc.append('no') %}\
+         {{ return(acc) }}{% endmacro %}\n",
+    );
+    p.write(
+        "models/vars_do.sql",
+        "{% set tz = var('no_such_var', none) %}\n\
+         {% set acc = [] %}\n\
+         {% do acc.append(1) if tz is none else acc.append(2) %}\n\
+         {%- do acc.append(3) %}\n\
+         select {{ acc | length }} as n, {{ acc[0] }} as first,\n\
+           {{ var('other', default=none) is none }} as by_name,\n\
+           '{{ collect(true)[0] }}{{ collect(false)[0] }}' as from_macro\n",
+    );
+    p.rsdbt(&["run", "-s", "vars_do"]).expect(0);
+    assert_eq!(
+        p.query("select * from {{ ref('vars_do') }}"),
+        vec![json!({"n": 2, "first": 1, "by_name": true, "from_macro": "yesno"})]
+    );
+    // Without a default the var is still required.
+    p.write(
+        "models/vars_do.sql",
+        "select '{{ var('no_such_var') }}' as v\n",
+    );
+    let out = p.rsdbt(&["run", "-s", "vars_do"]).expect(2);
+    assert!(
+        out.stderr.contains("Required var 'no_such_var' not found"),
+        "{}",
+        out.stderr
+    );
+}
