@@ -1221,7 +1221,15 @@ fn lookup_var(shared: &Shared, package: &str, name: &str) -> Option<Json> {
         .project_vars
         .get(name)
         .filter(|_| name != shared.project_name)
-        .or_else(|| shared.package_vars.get(package).and_then(|p| p.get(name)))
+        .or_else(|| {
+            // The package's own file: `vars: {<package>: {name: ..}}` scoped to itself, or
+            // `vars: {name: ..}`.
+            let own = shared.package_vars.get(package)?;
+            own.get(package)
+                .and_then(Json::as_object)
+                .and_then(|scoped| scoped.get(name))
+                .or_else(|| own.get(name))
+        })
         .cloned()
 }
 

@@ -205,7 +205,12 @@ fn hash_settings(h: &mut sha2::Sha256, project: &Project) {
     h.update(project.project_file.contents.as_bytes());
     for p in &project.packages {
         h.update(p.name.as_bytes());
-        for f in p.macro_files.iter().chain(&p.property_files) {
+        for f in p
+            .macro_files
+            .iter()
+            .chain(&p.property_files)
+            .chain(&p.docs_files)
+        {
             h.update(f.path.as_bytes());
             h.update(f.contents.as_bytes());
         }

@@ -138,6 +138,8 @@ pub struct Package {
     pub model_files: Vec<SourceFile>,
     /// Properties (yml) files under the model paths: descriptions and data tests of its models.
     pub property_files: Vec<SourceFile>,
+    /// Markdown files under the model and docs paths: its `{% docs %}` blocks.
+    pub docs_files: Vec<SourceFile>,
     /// The package's own config trees (`models:`, `seeds:`); the root project's override them.
     pub config_trees: BTreeMap<String, Json>,
     /// Seed files, with paths relative to the root project.
@@ -445,12 +447,23 @@ fn load_packages(root: &Path, dir: &str, diags: &mut Diagnostics) -> Vec<Package
         let mut found = Vec::new();
         for d in dirs("model-paths", "models") {
             let d = format!("{rel}/{}", d.trim_end_matches('/'));
-            let rules: [(FileKind, &[&str]); 2] = [
+            let rules: [(FileKind, &[&str]); 3] = [
                 (FileKind::Model, &["sql"]),
                 (FileKind::Properties, &["yml", "yaml"]),
+                (FileKind::Docs, &["md"]),
             ];
             collect_files(root, &d, &rules, &mut found, diags);
         }
+        // dbt reads docs blocks from `docs-paths` when set, else from the model paths.
+        if let Some(docs) = yaml::strings_of(&doc, "docs-paths") {
+            found.retain(|f| f.kind != FileKind::Docs);
+            for d in docs {
+                let d = format!("{rel}/{}", d.trim_end_matches('/'));
+                collect_files(root, &d, &[(FileKind::Docs, &["md"])], &mut found, diags);
+            }
+        }
+        let (docs_files, found): (Vec<SourceFile>, Vec<SourceFile>) =
+            found.into_iter().partition(|f| f.kind == FileKind::Docs);
         let (models, property_files): (Vec<SourceFile>, Vec<SourceFile>) =
             found.into_iter().partition(|f| f.kind == FileKind::Model);
         let mut seed_files = Vec::new();
@@ -480,6 +493,7 @@ fn load_packages(root: &Path, dir: &str, diags: &mut Diagnostics) -> Vec<Package
             macro_files,
             model_files: models,
             property_files,
+            docs_files,
         });
     }
     packages

@@ -273,11 +273,22 @@ fn unit_test(item: &Json, path: &str, source: &Arc<str>) -> Result<UnitTestDef, 
     })
 }
 
-/// Reads every properties and docs file of the project.
+/// Reads every properties and docs file of the project. The packages' docs blocks are there
+/// too, under the root project's: `doc('name')` in a package's yml finds its own blocks (a
+/// block of the same name in the root project wins).
 pub fn load(project: &Project) -> Result<Properties, Diagnostics> {
     let mut props = load_files(project.files_of(FileKind::Properties))?;
     for file in project.files_of(FileKind::Docs) {
         read_docs_blocks(&file.contents, &mut props.docs);
+    }
+    for pkg in &project.packages {
+        let mut own = BTreeMap::new();
+        for file in &pkg.docs_files {
+            read_docs_blocks(&file.contents, &mut own);
+        }
+        for (name, text) in own {
+            props.docs.entry(name).or_insert(text);
+        }
     }
     Ok(props)
 }
@@ -635,21 +646,47 @@ fn sources(src: &Json, path: &str, source: &Arc<str>) -> Result<Vec<SourceTable>
     Ok(out)
 }
 
-/// `{% docs name %}...{% enddocs %}` blocks of a Markdown file.
+/// `{% docs name %}...{% enddocs %}` blocks of a Markdown file, with or without whitespace
+/// control (`{%- docs name -%}`, `{%- enddocs %}`); the text is trimmed either way.
 fn read_docs_blocks(text: &str, out: &mut BTreeMap<String, String>) {
+    /// The tag at the start of `s` if it is `{%[-+] <keyword> <args> [-+]%}`: its arguments and
+    /// the text after it.
+    fn tag<'a>(s: &'a str, keyword: &str) -> Option<(&'a str, &'a str)> {
+        let inner = s
+            .strip_prefix("{%")?
+            .trim_start_matches(['-', '+'])
+            .trim_start();
+        let args = inner.strip_prefix(keyword)?;
+        if !args.starts_with(|c: char| c.is_whitespace() || c == '-' || c == '%') {
+            return None;
+        }
+        let close = args.find("%}")?;
+        Some((
+            args[..close].trim().trim_end_matches(['-', '+']).trim(),
+            &args[close + 2..],
+        ))
+    }
     let mut rest = text;
-    while let Some(start) = rest.find("{% docs ") {
-        let after = &rest[start + 8..];
-        let Some(close) = after.find("%}") else {
-            return;
+    while let Some(at) = rest.find("{%") {
+        rest = &rest[at..];
+        let Some((name, body)) = tag(rest, "docs") else {
+            rest = &rest[2..];
+            continue;
         };
-        let name = after[..close].trim().to_string();
-        let body_start = &after[close + 2..];
-        let Some(end) = body_start.find("{% enddocs %}") else {
-            return;
+        let mut end = body;
+        let after = loop {
+            let Some(at) = end.find("{%") else {
+                return;
+            };
+            end = &end[at..];
+            match tag(end, "enddocs") {
+                Some((_, after)) => break after,
+                None => end = &end[2..],
+            }
         };
-        out.insert(name, body_start[..end].trim().to_string());
-        rest = &body_start[end..];
+        let len = body.len() - end.len();
+        out.insert(name.to_string(), body[..len].trim().to_string());
+        rest = after;
     }
 }
 
@@ -658,5 +695,32 @@ pub fn scalar_text(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn docs_blocks_with_and_without_whitespace_control() {
+        let mut out = BTreeMap::new();
+        super::read_docs_blocks(
+            "# Notes\n{% docs plain %}\nPlain text.\n{% enddocs %}\n\
+             {% docs trimmed -%} Trimmed, with a {% raw %}tag{% endraw %} inside.\n{%- enddocs %}\n\
+             {%- docs tight-%}x{%-enddocs-%} {% documented %}",
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            BTreeMap::from([
+                ("plain".to_string(), "Plain text.".to_string()),
+                (
+                    "trimmed".to_string(),
+                    "Trimmed, with a {% raw %}tag{% endraw %} inside.".to_string()
+                ),
+                ("tight".to_string(), "x".to_string()),
+            ])
+        );
     }
 }

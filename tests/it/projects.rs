@@ -469,10 +469,11 @@ fn installed_package_macros_and_tests() {
         p.query("select y from {{ ref('summary') }}"),
         vec![json!({"y": 2})]
     );
-    // Its vars: the root project's for the package beat the package's own defaults.
+    // Its vars: the root project's for the package beat the package's own defaults, which
+    // may be scoped to the package (`vars: {reports: {...}}`).
     assert_eq!(
-        p.query("select shift, label from {{ ref('reports', 'r') }}"),
-        vec![json!({"shift": 100, "label": "from the package"})]
+        p.query("select shift, label, scoped from {{ ref('reports', 'r') }}"),
+        vec![json!({"shift": 100, "label": "from the package", "scoped": 0})]
     );
     assert_eq!(
         p.query("select * from {{ ref('payments') }} order by id"),
@@ -490,6 +491,11 @@ fn installed_package_macros_and_tests() {
     assert_eq!(r["config"]["tags"], json!(["from_package"]));
     // Its property file documents it and tests it; the tests belong to the package.
     assert_eq!(r["description"], "A one-row report from the package.");
+    // Its docs blocks document its columns.
+    assert_eq!(
+        r["columns"]["x"]["description"],
+        "The report's one value, documented in the package."
+    );
     assert_eq!(r["patch_path"], "reports://models/schema.yml");
     let t = m["nodes"]
         .as_object()
@@ -957,14 +963,15 @@ fn package_project_conventions() {
         "{% test is_small(model) %}\n{{ config (severity = 'warn', fail_calc = \"n\") }}\nselect count(*) as n from {{ model }}\n{% endtest %}\n",
     );
     p.write("seeds/empty.csv", "a,b");
-    // Times without seconds, inferred or declared timestamps.
+    // Times without seconds, inferred or declared timestamps; a declared column the file
+    // lacks is ignored, as in dbt.
     p.write(
         "seeds/times.csv",
         "t,u\n2021-01-01 00:00,2021-01-01 01:00\n",
     );
     p.write(
         "seeds/times.yml",
-        "seeds:\n  - name: times\n    config:\n      column_types:\n        u: timestamp\n",
+        "seeds:\n  - name: times\n    config:\n      column_types:\n        u: timestamp\n        canceled_at: timestamp\n",
     );
     p.write(
         "models/m.sql",

@@ -509,3 +509,29 @@ fn none_var_defaults_and_do_with_any_expression() {
         out.stderr
     );
 }
+
+/// Window functions that are the same once simplified (Fivetran's Stripe models count non-null
+/// values of non-null columns per column) run: DataFusion 53's common subexpression
+/// elimination would move them into a projection that cannot run them.
+#[test]
+fn window_functions_equal_after_simplification() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "models/windows.sql",
+        "{{ config(materialized='table') }}\n\
+         with t as (select id as d, 1 as a, 2 as b from (values (1), (2), (3)) v(id))\n\
+         select d,\n\
+           sum(case when a is null then 0 else 1 end) over (order by d rows unbounded preceding) as pa,\n\
+           sum(case when b is null then 0 else 1 end) over (order by d rows unbounded preceding) as pb\n\
+         from t\n",
+    );
+    p.rsdbt(&["run", "-s", "windows"]).expect(0);
+    assert_eq!(
+        p.query("select * from {{ ref('windows') }} order by d"),
+        vec![
+            json!({"d": 1, "pa": 1, "pb": 1}),
+            json!({"d": 2, "pa": 2, "pb": 2}),
+            json!({"d": 3, "pa": 3, "pb": 3}),
+        ]
+    );
+}

@@ -260,6 +260,7 @@ fn session(
         .with_runtime_env(Arc::new(runtime.build().expect("runtime environment")))
         // Writing a Delta table from a logical plan needs deltalake's planner.
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+        .with_optimizer_rules(rewrite::GuardedCse::default_rules())
         .with_optimizer_rule(Arc::new(rewrite::DecorrelateScalarAggregates))
         .with_analyzer_rule(Arc::new(rewrite::PostgresTimestamps))
         .build();

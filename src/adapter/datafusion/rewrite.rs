@@ -153,6 +153,66 @@ mod tests {
     }
 }
 
+/// DataFusion's common subexpression elimination, kept from breaking window queries: given two
+/// window functions that are the same once simplified (`sum(case when a is null then 0 else 1
+/// end) over w` and the same over `b`, for non-null `a` and `b`: Fivetran's Stripe models), it
+/// moves them into a projection, which cannot run them ("Physical plan does not support
+/// logical expression WindowFunction", DataFusion #15190, fixed after 53). Such a rewrite is
+/// dropped and the plan kept as it was; every other rewrite stands.
+#[derive(Debug)]
+pub struct GuardedCse(pub std::sync::Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>);
+
+impl GuardedCse {
+    /// The default optimizer rules with common subexpression elimination guarded.
+    pub fn default_rules()
+    -> Vec<std::sync::Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> {
+        datafusion::optimizer::Optimizer::new()
+            .rules
+            .into_iter()
+            .map(|rule| {
+                if rule.name() == "common_sub_expression_eliminate" {
+                    std::sync::Arc::new(GuardedCse(rule)) as _
+                } else {
+                    rule
+                }
+            })
+            .collect()
+    }
+}
+
+impl datafusion::optimizer::OptimizerRule for GuardedCse {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn apply_order(&self) -> Option<datafusion::optimizer::optimizer::ApplyOrder> {
+        self.0.apply_order()
+    }
+    fn rewrite(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        config: &dyn datafusion::optimizer::OptimizerConfig,
+    ) -> datafusion::error::Result<
+        datafusion::common::tree_node::Transformed<datafusion::logical_expr::LogicalPlan>,
+    > {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::{Expr, LogicalPlan};
+        let original = plan.clone();
+        let out = self.0.rewrite(plan, config)?;
+        if !out.transformed {
+            return Ok(out);
+        }
+        let window_in_projection = out.data.exists(|node| {
+            Ok(matches!(node, LogicalPlan::Projection(p)
+                if p.expr.iter().any(|e| e.exists(|e| Ok(matches!(e, Expr::WindowFunction(_)))).unwrap_or(false))))
+        })?;
+        Ok(if window_in_projection {
+            Transformed::no(original)
+        } else {
+            out
+        })
+    }
+}
+
 /// A correlated scalar subquery over an aggregate (`(select max(o2.amount) from orders o2
 /// where o2.customer_id = o.customer_id and o2.order_id <= o.order_id)`) that DataFusion's own
 /// decorrelation leaves in place (it only takes equality correlations), rewritten into a join

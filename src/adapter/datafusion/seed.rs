@@ -51,17 +51,8 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
             "the file is empty: a seed needs a header row naming its columns".into(),
         ));
     }
-    for (col, _) in &seed.column_types {
-        if !inferred
-            .fields()
-            .iter()
-            .any(|f| f.name().eq_ignore_ascii_case(col))
-        {
-            return Err(fail(format!(
-                "column_types names column '{col}', which the file does not have"
-            )));
-        }
-    }
+    // `column_types` naming a column the file lacks is ignored, as dbt does: a folder-level
+    // `+column_types` applies to every seed under it (Fivetran's integration projects).
     let declared = |name: &str| {
         seed.column_types
             .iter()
