@@ -721,15 +721,27 @@ pub fn run_end_context(
                 schemas.insert(n.relation.schema.clone());
                 database_schemas.insert((n.relation.database.clone(), n.relation.schema.clone()));
             }
+            // The node as `manifest.json` and `graph` give it (its whole config, defaults
+            // included: dbt_artifacts reads `node.config.full_refresh`), with the compiled SQL.
+            let mut node = crate::artifacts::node_json(manifest, n);
+            // dbt's config objects answer none for a key they lack: a test's
+            // `config.full_refresh` is none there, not undefined.
+            if let Some(c) = node["config"].as_object_mut() {
+                c.entry("full_refresh").or_insert(Json::Null);
+            }
+            if let Some(code) = &r.compiled_code {
+                node["compiled_code"] = json!(code);
+                node["compiled"] = json!(true);
+            }
             json!({
                 "status": r.status.as_str(), "message": r.message, "failures": r.failures,
                 "execution_time": r.execution_time, "adapter_response": r.adapter_response,
-                "node": {
-                    "unique_id": n.unique_id, "name": n.name, "resource_type": n.resource_type.as_str(),
-                    "database": n.relation.database, "schema": n.relation.schema,
-                    "alias": n.relation.identifier, "relation_name": n.relation_name(),
-                    "config": n.config,
-                },
+                "thread_id": r.thread_id,
+                "timing": r.timing.iter().map(|t| json!({
+                    "name": t.name, "started_at": t.started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    "completed_at": t.completed_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                })).collect::<Vec<_>>(),
+                "node": node,
             })
         })
         .collect();
@@ -1177,10 +1189,11 @@ fn batch_prev(t: chrono::NaiveDateTime, size: &str) -> chrono::NaiveDateTime {
     }
 }
 
-/// Parses `2024-01-01`, `2024-01-01 10:00:00` or `2024-01-01T10:00:00`.
+/// Parses `2024-01-01`, `2024-01-01 10:00:00` or `2024-01-01T10:00:00`, with fractional
+/// seconds or not (Python's `isoformat()` of a datetime that has microseconds).
 pub fn parse_event_time(s: &str) -> Option<chrono::NaiveDateTime> {
     let s = s.trim().trim_end_matches('Z');
-    chrono::NaiveDateTime::parse_from_str(&s.replace('T', " "), "%Y-%m-%d %H:%M:%S")
+    chrono::NaiveDateTime::parse_from_str(&s.replace('T', " "), "%Y-%m-%d %H:%M:%S%.f")
         .ok()
         .or_else(|| {
             chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
@@ -1484,5 +1497,27 @@ pub(crate) fn seed_spec(node: &Node, path: &std::path::Path) -> SeedSpec {
         display_path: node.original_file_path.clone(),
         delimiter,
         column_types,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_event_time;
+
+    #[test]
+    fn event_times_as_dbt_and_python_write_them() {
+        let t = |s: &str| parse_event_time(s).map(|t| t.to_string());
+        assert_eq!(t("2024-01-02"), Some("2024-01-02 00:00:00".into()));
+        assert_eq!(t("2024-01-02 06:00:00"), Some("2024-01-02 06:00:00".into()));
+        // Python's isoformat() of `now().replace(hour=6, minute=0, second=0)` keeps microseconds.
+        assert_eq!(
+            t("2024-01-02T06:00:00.123456"),
+            Some("2024-01-02 06:00:00.123456".into())
+        );
+        assert_eq!(
+            t("2024-01-02T06:00:00Z"),
+            Some("2024-01-02 06:00:00".into())
+        );
+        assert_eq!(t("yesterday"), None);
     }
 }

@@ -708,7 +708,12 @@ pub(super) fn run_nodes(
     }
     let mut end_results = Vec::new();
     if !hook_failed {
-        let extra = crate::exec::run_end_context(&l.manifest, &results);
+        // Built only for hooks to read (a node's JSON per result).
+        let extra = if l.project.on_run_end.is_empty() {
+            Vec::new()
+        } else {
+            crate::exec::run_end_context(&l.manifest, &results)
+        };
         let (hooks, end) = rt.block_on(crate::exec::project_hooks(
             &*adapter,
             &env,

@@ -45,3 +45,36 @@ from child
 left join parent on child.from_field = parent.to_field
 where parent.to_field is null
 {%- endmacro %}
+
+{#- dbt's relation-naming macros, for projects and packages that call them: an override of
+    `generate_schema_name` that falls back on `default__generate_schema_name`, a test that
+    asks what schema a name gets. Without an override rsdbt names relations in Rust, the same
+    way. -#}
+
+{% macro generate_schema_name(custom_schema_name=none, node=none) -%}
+{{ default__generate_schema_name(custom_schema_name, node) }}
+{%- endmacro %}
+
+{% macro default__generate_schema_name(custom_schema_name, node) -%}
+{%- if custom_schema_name is none -%}{{ target.schema }}
+{%- else -%}{{ target.schema }}_{{ custom_schema_name | trim }}{%- endif -%}
+{%- endmacro %}
+
+{% macro generate_alias_name(custom_alias_name=none, node=none) -%}
+{{ default__generate_alias_name(custom_alias_name, node) }}
+{%- endmacro %}
+
+{% macro default__generate_alias_name(custom_alias_name=none, node=none) -%}
+{%- if custom_alias_name -%}{{ custom_alias_name | trim }}
+{%- elif node.version -%}{{ node.name }}_v{{ node.version | string | replace('.', '_') }}
+{%- else -%}{{ node.name }}{%- endif -%}
+{%- endmacro %}
+
+{% macro generate_database_name(custom_database_name=none, node=none) -%}
+{{ default__generate_database_name(custom_database_name, node) }}
+{%- endmacro %}
+
+{% macro default__generate_database_name(custom_database_name=none, node=none) -%}
+{%- if custom_database_name is none -%}{{ target.database }}
+{%- else -%}{{ custom_database_name | trim }}{%- endif -%}
+{%- endmacro %}

@@ -526,13 +526,53 @@ impl Object for AdapterObject {
     }
 }
 
-/// dbt's `api`: `api.Relation.create(database=, schema=, identifier=, type=)`.
+/// dbt's `api`: `api.Relation.create(database=, schema=, identifier=, type=)` and
+/// `api.Column.translate_type(type)`.
 #[derive(Debug)]
 pub struct Api;
 
 impl Object for Api {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        (key.as_str()? == "Relation").then(|| Value::from_object(RelationApi))
+        match key.as_str()? {
+            "Relation" => Some(Value::from_object(RelationApi)),
+            "Column" => Some(Value::from_object(ColumnApi)),
+            _ => None,
+        }
+    }
+}
+
+/// `api.Column`: `translate_type(name)` gives the target's spelling of dbt's generic type
+/// names (`string` is `text` on the embedded target and PostgreSQL, as dbt's base column
+/// says; Spark keeps `string`); other names come back as given.
+#[derive(Debug)]
+struct ColumnApi;
+
+impl Object for ColumnApi {
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        if method != "translate_type" {
+            return Err(no_method("api.Column", method));
+        }
+        let (dtype,): (String,) = minijinja::value::from_args(args)?;
+        let spark = state
+            .lookup("target")
+            .and_then(|t| t.get_attr("type").ok())
+            .is_some_and(|t| t.as_str() == Some("spark"));
+        let label = match (dtype.to_ascii_uppercase().as_str(), spark) {
+            ("LONG", true) => "bigint",
+            (_, true) => return Ok(Value::from(dtype)),
+            ("STRING", false) => "text",
+            ("TIMESTAMP", false) => "timestamp",
+            ("FLOAT", false) => "float",
+            ("INTEGER", false) => "int",
+            ("BOOLEAN", false) => "boolean",
+            _ => return Ok(Value::from(dtype)),
+        };
+        Ok(Value::from(label))
     }
 }
 

@@ -117,6 +117,9 @@ pub struct RenderCtx {
     /// Project macro calls in flight (a node depends on the macros its own code calls).
     pub(crate) macro_depth: std::sync::atomic::AtomicUsize,
     pub(crate) overrides: Option<Arc<Overrides>>,
+    /// Variables of this render beyond dbt's context (`results`, `schemas` of `on-run-end`),
+    /// seen by the macros it calls too, as in dbt.
+    extra: Vec<(String, Value)>,
     /// Results of `statement` blocks, for `load_result`.
     pub(crate) statements: Mutex<BTreeMap<String, Value>>,
     shared: Arc<Shared>,
@@ -151,14 +154,10 @@ impl RenderCtx {
         self.shared.warehouse.get().map(|w| w.0.clone())
     }
 
-    /// The render context: what a model (and every macro it calls) sees as variables.
+    /// The render context: what a model (and every macro it calls) sees as variables, with
+    /// this render's extra ones (`schemas`, `results` in `on-run-end`).
     pub(crate) fn context_value(self: &Arc<Self>) -> Value {
-        self.context_with(Vec::new())
-    }
-
-    /// The render context plus `extra` variables (`schemas`, `results` in `on-run-end`).
-    fn context_with(self: &Arc<Self>, extra: Vec<(String, Value)>) -> Value {
-        let mut ctx: BTreeMap<String, Value> = extra.into_iter().collect();
+        let mut ctx: BTreeMap<String, Value> = self.extra.iter().cloned().collect();
         ctx.insert("__rsdbt__".into(), Value::from_dyn_object(self.clone()));
         ctx.insert("this".into(), Value::from_object(self.node.this.clone()));
         // `model` and `config` are objects that read the node lazily: most renders never
@@ -270,6 +269,31 @@ impl Jinja {
         );
         env.add_global("project_name", Value::from(inputs.project_name.to_string()));
         env.add_global("flags", Value::from(minijinja::value::Serde(&inputs.flags)));
+        // dbt's `invocation_args_dict`: the flags by lower-case name, and the command line
+        // (dbt_artifacts records it).
+        let mut args: serde_json::Map<String, Json> = inputs
+            .flags
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect();
+        args.insert(
+            "invocation_command".into(),
+            Json::String(std::env::args().collect::<Vec<_>>().join(" ")),
+        );
+        env.add_global(
+            "invocation_args_dict",
+            python::from_json(&Json::Object(args)),
+        );
+        // dbt's `dbt_metadata_envs`: `DBT_ENV_CUSTOM_ENV_<NAME>` variables by `<NAME>`.
+        let envs: serde_json::Map<String, Json> = std::env::vars()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix("DBT_ENV_CUSTOM_ENV_")?;
+                Some((name.to_string(), Json::String(v)))
+            })
+            .collect();
+        env.add_global("dbt_metadata_envs", python::from_json(&Json::Object(envs)));
         env.add_global("run_started_at", datetime::utc(inputs.run_started_at));
         let mut diags = Vec::new();
         let mut macros = BTreeMap::new();
@@ -593,9 +617,9 @@ impl Jinja {
         phase: Phase,
         extra: Vec<(String, Value)>,
     ) -> Result<(String, Capture), Diagnostic> {
-        let ctx = self.ctx(node, phase);
-        let out =
-            template::render_str(&self.env, &ctx.node.template, text, ctx.context_with(extra));
+        let mut ctx = self.ctx(node, phase);
+        Arc::get_mut(&mut ctx).expect("fresh context").extra = extra;
+        let out = template::render_str(&self.env, &ctx.node.template, text, ctx.context_value());
         let capture = std::mem::take(&mut *ctx.capture.lock().unwrap());
         out.map(|s| (s, capture)).map_err(|e| {
             Diagnostic::error(
@@ -838,6 +862,7 @@ impl Jinja {
             capture: Mutex::new(Capture::default()),
             macro_depth: Default::default(),
             overrides: None,
+            extra: Vec::new(),
             statements: Mutex::new(BTreeMap::new()),
             shared: self.shared.clone(),
         })

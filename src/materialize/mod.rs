@@ -144,7 +144,9 @@ impl TableFormat {
         let value = cfg
             .get("table_format")
             .or_else(|| cfg.get("file_format"))
-            .and_then(|v| v.as_str());
+            .and_then(|v| v.as_str())
+            // Empty is unset: packages write `'{{ "delta" if target.name == "databricks" else "" }}'`.
+            .filter(|v| !v.trim().is_empty());
         match value.map(str::to_ascii_lowercase).as_deref() {
             None | Some("delta") => Ok(TableFormat::Delta),
             Some("iceberg") => Ok(TableFormat::Iceberg),
@@ -507,6 +509,27 @@ pub fn plan(req: Request<'_>) -> Result<Vec<Operation>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_format_from_config() {
+        let of =
+            |v: serde_json::Value| TableFormat::of(&v.as_object().cloned().unwrap_or_default());
+        assert_eq!(of(serde_json::json!({})), Ok(TableFormat::Delta));
+        // Empty is unset (dbt_artifacts: `"delta" if target.name == "databricks" else ""`).
+        assert_eq!(
+            of(serde_json::json!({"file_format": ""})),
+            Ok(TableFormat::Delta)
+        );
+        assert_eq!(
+            of(serde_json::json!({"file_format": "Iceberg"})),
+            Ok(TableFormat::Iceberg)
+        );
+        assert_eq!(
+            of(serde_json::json!({"table_format": "parquet", "file_format": "delta"})),
+            Ok(TableFormat::Parquet)
+        );
+        assert!(of(serde_json::json!({"file_format": "orc"})).is_err());
+    }
 
     fn req<'a>(m: &'a str, config: &'a crate::config::Config) -> Request<'a> {
         Request {

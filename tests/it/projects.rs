@@ -212,6 +212,19 @@ fn on_run_start_and_end_hooks() {
         "models/logged.sql",
         "{{ log('building ' ~ this.identifier, info=True) }}select 1 as x",
     );
+    // A macro the hook calls sees the hook's `results` without being passed them, and each
+    // result's node as dbt gives it (dbt_artifacts records runs this way).
+    p.write(
+        "macros/record_run.sql",
+        "{% macro record_run() %}\n\
+         {% set models = results | selectattr('node.resource_type', 'equalto', 'model') | list %}\n\
+         {% set r = models | selectattr('node.name', 'equalto', 'customers') | first %}\n\
+         {{ log('recorded ' ~ models | length ~ ' models; customers: ' ~ r.node.config.materialized\n\
+            ~ ' full_refresh=' ~ (r.node.config.full_refresh is none) ~ ' thread=' ~ (r.thread_id | length > 0)\n\
+            ~ ' stages=' ~ (r.timing | map(attribute='name') | join('+')) ~ ' sql=' ~ ('select' in r.node.compiled_code)\n\
+            ~ ' which=' ~ invocation_args_dict.which ~ ' env=' ~ dbt_metadata_envs.get('TEAM', '-'), info=True) }}\n\
+         {% endmacro %}\n",
+    );
     let base = p.read("dbt_project.yml");
     p.write(
         "dbt_project.yml",
@@ -220,9 +233,20 @@ fn on_run_start_and_end_hooks() {
 on-run-end:
   - "{% for r in results %}{{ log('ran ' ~ r.node.name ~ ' ' ~ r.status, info=True) }}{% endfor %}"
   - "{{ log('schemas ' ~ (schemas | sort | join(',')), info=True) }}"
+  - "{{ record_run() }}"
 "#),
     );
-    let out = p.rsdbt(&["build"]).expect(0);
+    let out = p
+        .rsdbt_env(&["build"], &[("DBT_ENV_CUSTOM_ENV_TEAM", "data")])
+        .expect(0);
+    assert!(
+        out.stdout.contains(
+            "recorded 4 models; customers: table full_refresh=True thread=True \
+             stages=compile+execute sql=True which=build env=data"
+        ),
+        "{}",
+        out.stdout
+    );
     let lines: Vec<&str> = out.stdout.lines().collect();
     let at = |needle: &str| {
         lines
@@ -232,13 +256,13 @@ on-run-end:
     };
     // Start hooks before the first node, end hooks after the last, with the run's results.
     assert!(at("1 of 1 OK hook: shop.on-run-start.0") < at("START seed file raw.orders"));
-    assert!(at("OK created sql table model marts.customers") < at("Running 2 on-run-end hooks"));
+    assert!(at("OK created sql table model marts.customers") < at("Running 3 on-run-end hooks"));
     assert!(at("building logged") > at("START sql view model main.logged"));
     for m in ["orders", "stg_orders", "customers", "revenue", "logged"] {
         assert!(at(&format!("ran {m} success")) > at("START hook: shop.on-run-end.0"));
     }
     at("schemas main,marts,raw");
-    at("2 of 2 OK hook: shop.on-run-end.1");
+    at("2 of 3 OK hook: shop.on-run-end.1");
     let rr: serde_json::Value = serde_json::from_str(&p.read("target/run_results.json")).unwrap();
     let ids: Vec<&str> = rr["results"]
         .as_array()
@@ -248,10 +272,11 @@ on-run-end:
         .collect();
     assert_eq!(ids.first(), Some(&"operation.shop.shop-on-run-start-0"));
     assert_eq!(
-        ids[ids.len() - 2..],
+        ids[ids.len() - 3..],
         [
             "operation.shop.shop-on-run-end-0",
-            "operation.shop.shop-on-run-end-1"
+            "operation.shop.shop-on-run-end-1",
+            "operation.shop.shop-on-run-end-2"
         ]
     );
     assert_eq!(rr["results"][0]["compiled_code"], "select 0.5 as rate");
@@ -1080,4 +1105,53 @@ fn empty_files_are_parsed_but_never_run() {
             .join("target/compiled/micro_shop/models/daily_events.sql")
             .exists()
     );
+}
+
+/// dbt's naming macros are there to call: an override of `generate_schema_name` that falls
+/// back on `default__generate_schema_name` (dbt's documented pattern), a model or test asking
+/// what schema a name gets (dbt-codegen's tests), and `api.Column.translate_type`
+/// (dbt_artifacts).
+#[test]
+fn naming_macros_and_column_types_are_callable() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "models/named.sql",
+        "select '{{ generate_schema_name('raw') }}' as s, '{{ generate_schema_name(none) }}' as d,\n\
+           '{{ generate_alias_name(none, model) }}' as a, '{{ generate_database_name(none) }}' = '{{ target.database }}' as same_db,\n\
+           '{{ api.Column.translate_type('string') }}' as t, '{{ api.Column.translate_type('varchar(10)') }}' as v\n",
+    );
+    p.rsdbt(&["run", "-s", "named"]).expect(0);
+    assert_eq!(
+        p.query("select * from {{ ref('named') }}"),
+        vec![
+            json!({"s": "main_raw", "d": "main", "a": "named", "same_db": true, "t": "text", "v": "varchar(10)"})
+        ]
+    );
+    // A project override keeping one custom schema as written and the default for others.
+    p.write(
+        "macros/naming.sql",
+        "{% macro generate_schema_name(custom_schema_name, node) -%}\n\
+         {%- if custom_schema_name == 'keep' -%}{{ custom_schema_name }}\n\
+         {%- else -%}{{ default__generate_schema_name(custom_schema_name, node) }}{%- endif -%}\n\
+         {%- endmacro %}\n",
+    );
+    p.write(
+        "models/kept.sql",
+        "{{ config(schema='keep') }}\nselect 1 as one\n",
+    );
+    p.write(
+        "models/other.sql",
+        "{{ config(schema='other') }}\nselect 2 as two\n",
+    );
+    p.rsdbt(&["parse"]).expect(0);
+    let m: serde_json::Value = serde_json::from_str(&p.read("target/manifest.json")).unwrap();
+    let schema = |n: &str| {
+        m["nodes"][format!(
+            "model.{}.{n}",
+            m["metadata"]["project_name"].as_str().unwrap()
+        )]["schema"]
+            .clone()
+    };
+    assert_eq!(schema("kept"), "keep");
+    assert_eq!(schema("other"), "main_other");
 }
