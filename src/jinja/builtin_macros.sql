@@ -78,3 +78,8 @@ where parent.to_field is null
 {%- if custom_database_name is none -%}{{ target.database }}
 {%- else -%}{{ custom_database_name | trim }}{%- endif -%}
 {%- endmacro %}
+
+{#- dbt's helper for a scratch relation next to `base_relation` (`<identifier>__dbt_tmp`). -#}
+{% macro make_temp_relation(base_relation, suffix='__dbt_tmp') -%}
+{{ return(base_relation.incorporate(path={'identifier': base_relation.identifier ~ suffix})) }}
+{%- endmacro %}

@@ -252,12 +252,15 @@ pub struct JinjaInputs<'a> {
     pub package_vars: BTreeMap<String, serde_json::Map<String, Json>>,
     /// The project's `dispatch:` config: macro namespace → search order.
     pub dispatch: BTreeMap<String, Vec<String>>,
+    /// dbt's runtime config as `builtins.ref.config` shows it: `project_name`, `version`,
+    /// `vars`, `cli_vars`, `dependencies` (package name → `project_name`, `version`).
+    pub runtime_config: Json,
 }
 
 impl Jinja {
     /// Builds the environment; template syntax errors come back as diagnostics (all of them).
     pub fn new(inputs: JinjaInputs) -> Result<Jinja, Vec<Diagnostic>> {
-        let mut env = base_env();
+        let mut env = base_env(python::from_json(&inputs.runtime_config));
         let mut templates = BTreeMap::new();
         env.add_global(
             "target",
@@ -315,11 +318,12 @@ impl Jinja {
                 macro_sql.insert(format!("macro.dbt.{name}"), sql);
             }
         }
+        let builtin_macros = macros.clone();
         // Then packages' macros: callable by name and as `<package>.<macro>`.
         let mut package_macros: BTreeMap<&str, BTreeMap<String, (String, String)>> =
             BTreeMap::new();
         for (package, path, source) in &inputs.package_macro_files {
-            let text = rewrite_test_blocks(source);
+            let text = rewrite_macro_file(source);
             match template::Kept::compile(path, Arc::from(text.as_str())) {
                 Ok(t) => templates.insert(path.to_string(), t),
                 Err(e) => {
@@ -355,7 +359,7 @@ impl Jinja {
         // Project macros come last: one of the same name replaces the built-in or a package's,
         // as in dbt.
         for (path, source) in &inputs.macro_files {
-            let text = rewrite_test_blocks(source);
+            let text = rewrite_macro_file(source);
             match template::Kept::compile(path, Arc::from(text.as_str())) {
                 Ok(t) => templates.insert(path.to_string(), t),
                 Err(e) => {
@@ -391,17 +395,35 @@ impl Jinja {
                 macros.insert(name, entry);
             }
         }
-        let mut namespace = BTreeMap::new();
-        for (name, (template, unique_id)) in &macros {
-            let proxy = Value::from_object(objects::MacroProxy {
+        let proxy = |name: &str, (template, unique_id): &(String, String)| {
+            Value::from_object(objects::MacroProxy {
                 template: template.clone(),
-                name: name.clone(),
+                name: name.to_string(),
                 unique_id: unique_id.clone(),
-            });
-            namespace.insert(name.clone(), proxy.clone());
-            env.add_global(name.clone(), proxy);
+            })
+        };
+        for (name, entry) in &macros {
+            env.add_global(name.clone(), proxy(name, entry));
         }
-        // `dbt.dateadd(...)`: packages call dbt's macros through the `dbt` namespace.
+        // `dbt.dateadd(...)`: dbt's own macros, never a package's or the project's of the same
+        // name, as in dbt (Elementary's `run_query` macro calls `dbt.run_query`), and what
+        // dbt has as macros and rsdbt as functions.
+        let mut namespace: BTreeMap<String, Value> = builtin_macros
+            .iter()
+            .map(|(name, entry)| (name.clone(), proxy(name, entry)))
+            .collect();
+        namespace.insert(
+            "run_query".into(),
+            Value::from_function(introspect::run_query),
+        );
+        namespace.insert(
+            "is_incremental".into(),
+            Value::from_function(is_incremental),
+        );
+        namespace.insert(
+            "get_where_subquery".into(),
+            Value::from_function(get_where_subquery),
+        );
         env.add_global("dbt", Value::from_object(objects::Namespace(namespace)));
         // `<package>.<macro>` for each package, and the project's own name for its macros.
         for (package, own) in package_macros {
@@ -960,22 +982,40 @@ pub fn jinja_diagnostic(e: &Error, name: &str, source: Arc<str>) -> Diagnostic {
     d.label(label)
 }
 
-/// dbt's `{% test name(...) %}` blocks are macros named `test_name`; the rewrite keeps lines.
-fn rewrite_test_blocks(source: &str) -> String {
+/// A macro file as minijinja compiles it, lines kept: dbt's `{% test name(...) %}` blocks are
+/// macros named `test_name`, and `{% materialization name, adapter %}` blocks are blanked
+/// (rsdbt's materializations are Rust; a package that ships its own, as Elementary does,
+/// still loads, and a model asking for one gets "unknown materialization").
+fn rewrite_macro_file(source: &str) -> String {
     let mut out = String::with_capacity(source.len());
     let mut rest = source;
+    // Inside a materialization block: its text is dropped, its line breaks kept.
+    let mut skipping = false;
+    let keep = |out: &mut String, text: &str, skipping: bool| {
+        if skipping {
+            out.extend(text.chars().filter(|&c| c == '\n'));
+        } else {
+            out.push_str(text);
+        }
+    };
     while let Some(start) = rest.find("{%") {
-        out.push_str(&rest[..start]);
+        keep(&mut out, &rest[..start], skipping);
         let after = &rest[start..];
         let Some(end) = after.find("%}") else {
-            out.push_str(after);
+            keep(&mut out, after, skipping);
             return out;
         };
         let tag = &after[..end + 2];
         let inner = tag[2..tag.len() - 2]
             .trim_matches(|c: char| c == '-' || c == '+')
             .trim();
-        if let Some(rest_of) = inner.strip_prefix("test ") {
+        if skipping {
+            keep(&mut out, tag, true);
+            skipping = inner != "endmaterialization";
+        } else if inner.starts_with("materialization ") {
+            keep(&mut out, tag, true);
+            skipping = true;
+        } else if let Some(rest_of) = inner.strip_prefix("test ") {
             out.push_str(&tag.replacen(
                 &format!("test {}", rest_of.trim_start()),
                 &format!("macro test_{}", rest_of.trim_start()),
@@ -988,7 +1028,7 @@ fn rewrite_test_blocks(source: &str) -> String {
         }
         rest = &after[end + 2..];
     }
-    out.push_str(rest);
+    keep(&mut out, rest, skipping);
     out
 }
 
@@ -1031,7 +1071,7 @@ fn macro_blocks(source: &str) -> Vec<(String, String)> {
 }
 
 /// The environment shared by model rendering and YAML value rendering.
-fn base_env() -> Environment<'static> {
+fn base_env(runtime_config: Value) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     // dbt's Jinja is Python's: mutable lists and dicts, "a,b".split(","), d.items() ...
@@ -1124,7 +1164,7 @@ fn base_env() -> Environment<'static> {
         "builtins",
         Value::from_object(objects::Namespace(
             [
-                ("ref", Value::from_function(ref_fn)),
+                ("ref", Value::from_object(BuiltinRef(runtime_config))),
                 ("source", Value::from_function(source_fn)),
                 ("var", Value::from_function(var)),
                 ("env_var", Value::from_function(env_var)),
@@ -1256,6 +1296,24 @@ fn lookup_var(shared: &Shared, package: &str, name: &str) -> Option<Json> {
                 .or_else(|| own.get(name))
         })
         .cloned()
+}
+
+/// `builtins.ref`: `ref` itself, and dbt's runtime config as its `config` (what packages such
+/// as Elementary read the project's name, vars and package versions from).
+#[derive(Debug)]
+struct BuiltinRef(Value);
+
+impl Object for BuiltinRef {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        (key.as_str()? == "config").then(|| self.0.clone())
+    }
+    fn call(self: &Arc<Self>, state: &mut State, args: &[Value]) -> Result<Value, Error> {
+        let (names, kwargs): (Rest<Value>, Kwargs) = minijinja::value::from_args(args)?;
+        ref_fn(state, names, kwargs)
+    }
 }
 
 fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
@@ -1502,7 +1560,7 @@ pub fn render_config_string(
     secrets: bool,
 ) -> Result<String, String> {
     thread_local! {
-        static ENV: Environment<'static> = base_env();
+        static ENV: Environment<'static> = base_env(python::from_json(&Json::Object(Default::default())));
     }
     ENV.with(|env| {
         let mut ctx = BTreeMap::new();
@@ -1527,6 +1585,7 @@ pub(crate) fn test_env(macro_files: Vec<(&'static str, Arc<str>)>) -> Jinja {
         package_macro_files: vec![],
         package_vars: Default::default(),
         dispatch: Default::default(),
+        runtime_config: serde_json::json!({"project_name": "p"}),
     })
     .unwrap_or_else(|d| panic!("{d:?}"))
 }
@@ -1819,12 +1878,28 @@ mod tests {
     #[test]
     fn test_blocks_become_macros_on_the_same_lines() {
         let src = "{% test positive(model, column_name) %}\nselect 1\n{%- endtest %}";
-        let out = rewrite_test_blocks(src);
+        let out = rewrite_macro_file(src);
         assert_eq!(
             out,
             "{% macro test_positive(model, column_name) %}\nselect 1\n{%- endmacro %}"
         );
         assert_eq!(macro_names(&out), vec!["test_positive"]);
+    }
+
+    #[test]
+    fn materialization_blocks_are_blanked_on_the_same_lines() {
+        let src = "{% macro a() %}1{% endmacro %}\n\
+                   {% materialization non_dbt, default -%}\n\
+                   {% set x = 1 %}{% call statement('main') %}select 1{% endcall %}\n\
+                   {{ return({'relations': []}) }}\n\
+                   {%- endmaterialization %}\n\
+                   {% macro b() %}2{% endmacro %}";
+        let out = rewrite_macro_file(src);
+        assert_eq!(
+            out,
+            "{% macro a() %}1{% endmacro %}\n\n\n\n\n{% macro b() %}2{% endmacro %}"
+        );
+        assert_eq!(macro_names(&out), vec!["a", "b"]);
     }
 
     #[test]

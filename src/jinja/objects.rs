@@ -175,7 +175,30 @@ impl Object for Relation {
                 .collect();
                 Ok(Value::from_safe_string(parts.join(".")))
             }
-            "incorporate" => Ok(Value::from_dyn_object(self.clone())),
+            // dbt's `incorporate(path={'identifier': ...}, type=...)`: a copy with those parts.
+            "incorporate" => {
+                let (kwargs,): (Kwargs,) = minijinja::value::from_args(args)?;
+                let mut rel = (**self).clone();
+                if let Some(path) = kwargs.get::<Option<Value>>("path")? {
+                    for (key, slot) in [
+                        ("database", &mut rel.database),
+                        ("schema", &mut rel.schema),
+                        ("identifier", &mut rel.identifier),
+                    ] {
+                        if let Ok(v) = path.get_attr(key)
+                            && !v.is_undefined()
+                            && !v.is_none()
+                        {
+                            *slot = v.to_string();
+                        }
+                    }
+                }
+                if let Some(kind) = kwargs.get::<Option<String>>("type")? {
+                    rel.kind = Some(kind);
+                }
+                kwargs.assert_all_used()?;
+                Ok(Value::from_object(rel))
+            }
             // dbt's `relation.information_schema('columns')`: the database's catalog view.
             "information_schema" => {
                 let (view,): (Option<String>,) = minijinja::value::from_args(args)?;
@@ -378,6 +401,9 @@ impl Object for Namespace {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         self.0.get(key.as_str()?).cloned()
     }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.0.keys().map(|k| Value::from(k.as_str())).collect())
+    }
 }
 
 /// A project macro exposed as a global: calling it renders its file and calls the macro there,
@@ -390,6 +416,11 @@ pub struct MacroProxy {
 }
 
 impl Object for MacroProxy {
+    // Plain: a macro is truthy (`dbt.type_timestamp or dbt_utils.type_timestamp` picks the
+    // first that exists, as Elementary does); a map with no keys would be false.
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
     fn call(self: &Arc<Self>, state: &mut State, args: &[Value]) -> Result<Value, Error> {
         let ctx = RenderCtx::from_state(state).ok_or_else(|| {
             Error::new(

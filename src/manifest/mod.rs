@@ -367,6 +367,18 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             .map(|p| (p.name.clone(), p.vars.clone()))
             .collect(),
         dispatch: dispatch_config(&project.raw),
+        runtime_config: serde_json::json!({
+            "project_name": project.name,
+            "version": project.raw.get("version").map(properties::scalar_text),
+            "profile_name": project.raw.get("profile"),
+            "target_name": project.target().name,
+            "vars": project.vars,
+            "cli_vars": project.cli_vars,
+            "args": {},
+            "dependencies": project.packages.iter().map(|p| (p.name.clone(), serde_json::json!({
+                "project_name": p.name, "version": p.version,
+            }))).collect::<serde_json::Map<_, _>>(),
+        }),
     }) {
         Ok(j) => j,
         Err(ds) => {

@@ -146,6 +146,8 @@ pub struct Package {
     pub seed_files: Vec<SourceFile>,
     /// The package's own `vars:` (defaults the root project's vars override).
     pub vars: serde_json::Map<String, Json>,
+    /// `version:` of its project file.
+    pub version: Option<String>,
 }
 
 impl Project {
@@ -489,6 +491,9 @@ fn load_packages(root: &Path, dir: &str, diags: &mut Diagnostics) -> Vec<Package
                 .and_then(Json::as_object)
                 .cloned()
                 .unwrap_or_default(),
+            version: doc
+                .get("version")
+                .map(crate::project::properties::scalar_text),
             dir: rel,
             macro_files,
             model_files: models,

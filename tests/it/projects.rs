@@ -1155,3 +1155,45 @@ fn naming_macros_and_column_types_are_callable() {
     assert_eq!(schema("kept"), "keep");
     assert_eq!(schema("other"), "main_other");
 }
+
+/// What Elementary leans on: a package's own `run_query` macro calling `dbt.run_query` (the
+/// `dbt` namespace is dbt's, not shadowed by a package), a package shipping a
+/// `{% materialization %}` (loaded, not run), `dbt.type_timestamp or ...` (a macro is truthy),
+/// `builtins.ref.config` with the packages' versions, and `make_temp_relation`.
+#[test]
+fn package_macros_that_wrap_dbts() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "dbt_packages/pkgx/dbt_project.yml",
+        "name: pkgx\nversion: '1.2.3'\nconfig-version: 2\n",
+    );
+    p.write(
+        "dbt_packages/pkgx/macros/run_query.sql",
+        "{% macro run_query(query) %}\n\
+         {% do return(dbt.run_query(query)) %}\n\
+         {% endmacro %}\n\
+         {% materialization pkgx_special, default %}\n\
+         {% call statement('main') %}select 1{% endcall %}\n\
+         {{ return({'relations': []}) }}\n\
+         {% endmaterialization %}\n",
+    );
+    p.write(
+        "models/wrapped.sql",
+        "{% set n = pkgx.run_query('select 7 as n').columns[0].values()[0] if execute else 0 %}\n\
+         select {{ n }} as n,\n\
+           '{{ builtins.ref.config.dependencies['pkgx'].version }}' as pkg_version,\n\
+           '{{ builtins.ref.config.project_name }}' as project,\n\
+           '{{ (dbt.type_timestamp or dbt.no_such_macro)() }}' as ts_type,\n\
+           '{{ make_temp_relation(this).identifier }}' as tmp\n",
+    );
+    p.rsdbt(&["run", "-s", "wrapped"]).expect(0);
+    let rows = p.query("select * from {{ ref('wrapped') }}");
+    assert_eq!(rows[0]["n"], 7);
+    assert_eq!(rows[0]["pkg_version"], "1.2.3");
+    assert_eq!(rows[0]["ts_type"], "timestamp");
+    assert_eq!(rows[0]["tmp"], "wrapped__dbt_tmp");
+    assert!(
+        rows[0]["project"].as_str().is_some_and(|s| !s.is_empty()),
+        "{rows:?}"
+    );
+}
