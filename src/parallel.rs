@@ -1,6 +1,10 @@
 //! Work split over the machine's cores, results kept in input order: what a large project's
 //! parse does many times (property files, test nodes, the manifest's nodes).
 
+/// A helper thread's stack: the main thread's size, not a spawned thread's 2 MB (renders of
+/// deeply nested macros run here too).
+const STACK: usize = 8 << 20;
+
 /// `f` of each item, on every core, in the order of `items`. Runs on the calling thread alone
 /// when the slice is shorter than `min_chunk` per core (threads cost more than they save).
 pub fn map<T: Sync, R: Send>(items: &[T], min_chunk: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
@@ -32,7 +36,12 @@ pub fn map_owned<T: Send, R: Send>(
         let mut parts = parts.into_iter();
         let first = parts.next().unwrap_or_default();
         let others: Vec<_> = parts
-            .map(|part| scope.spawn(move || part.into_iter().map(f).collect::<Vec<R>>()))
+            .map(|part| {
+                std::thread::Builder::new()
+                    .stack_size(STACK)
+                    .spawn_scoped(scope, move || part.into_iter().map(f).collect::<Vec<R>>())
+                    .expect("spawn a thread")
+            })
             .collect();
         let mut out: Vec<R> = first.into_iter().map(f).collect();
         for h in others {
@@ -46,7 +55,10 @@ pub fn map_owned<T: Send, R: Send>(
 /// in `background` resumes here.
 pub fn beside<A: Send, B>(background: impl FnOnce() -> A + Send, f: impl FnOnce() -> B) -> (A, B) {
     std::thread::scope(|scope| {
-        let handle = scope.spawn(background);
+        let handle = std::thread::Builder::new()
+            .stack_size(STACK)
+            .spawn_scoped(scope, background)
+            .expect("spawn a thread");
         let b = f();
         let a = handle
             .join()

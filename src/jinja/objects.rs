@@ -457,6 +457,20 @@ impl Object for MacroProxy {
                 format!("macro file '{}' not found", self.template),
             )
         })?;
+        // Each call into another file is a fresh minijinja state, whose own recursion limit
+        // does not see the calls before it: without this, macros calling each other without
+        // end (a package's `run_query` calling `dbt.run_query` that resolves to itself)
+        // overflow the stack and abort the process.
+        const MAX_DEPTH: usize = 200;
+        if ctx.macro_depth.load(Ordering::Relaxed) >= MAX_DEPTH {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "macro '{}' is {MAX_DEPTH} macro calls deep: macros that call each other without end?",
+                    self.name
+                ),
+            ));
+        }
         ctx.macro_depth.fetch_add(1, Ordering::Relaxed);
         let out = crate::jinja::template::call_in_file(
             state,

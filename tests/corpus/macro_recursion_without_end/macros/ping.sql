@@ -1,0 +1,1 @@
+{% macro ping(n) %}{{ pong(n + 1) }}{% endmacro %}

@@ -1,0 +1,1 @@
+{% macro pong(n) %}{{ ping(n + 1) }}{% endmacro %}

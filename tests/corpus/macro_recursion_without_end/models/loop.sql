@@ -1,0 +1,1 @@
+select {{ ping(0) }} as n
