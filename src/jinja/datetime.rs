@@ -351,8 +351,7 @@ impl Object for DateTime {
             "timestamp" => Ok(Value::from(
                 self.utc().and_utc().timestamp_micros() as f64 / 1e6,
             )),
-            "weekday" => Ok(Value::from(self.local.weekday().num_days_from_monday())),
-            "isoweekday" => Ok(Value::from(self.local.weekday().number_from_monday())),
+            "weekday" | "isoweekday" => Ok(weekday(self.local.date(), method)),
             "replace" => {
                 let (kwargs,): (Kwargs,) = from_args(args)?;
                 Ok(self.replace(&kwargs)?.into_value())
@@ -394,19 +393,6 @@ impl Object for DateTime {
 #[derive(Debug, Clone)]
 pub struct Date(NaiveDate);
 
-impl Date {
-    fn strftime(&self, fmt: &str) -> Result<String, Error> {
-        let mut out = String::new();
-        write!(
-            out,
-            "{}",
-            self.0.and_time(NaiveTime::MIN).format(&python_format(fmt))
-        )
-        .map_err(|_| invalid(format!("strftime: invalid format '{fmt}'")))?;
-        Ok(out)
-    }
-}
-
 impl Object for Date {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
         ObjectRepr::Plain
@@ -426,13 +412,14 @@ impl Object for Date {
         args: &[Value],
     ) -> Result<Value, Error> {
         match method {
+            // As Python: a date formats as its midnight, naive.
             "strftime" => {
                 let (fmt,): (String,) = from_args(args)?;
-                Ok(Value::from(self.strftime(&fmt)?))
+                let midnight = DateTime::naive(self.0.and_time(NaiveTime::MIN));
+                Ok(Value::from(midnight.strftime(&fmt)?))
             }
             "isoformat" => Ok(Value::from(self.0.to_string())),
-            "weekday" => Ok(Value::from(self.0.weekday().num_days_from_monday())),
-            "isoweekday" => Ok(Value::from(self.0.weekday().number_from_monday())),
+            "weekday" | "isoweekday" => Ok(weekday(self.0, method)),
             "toordinal" => Ok(Value::from(
                 self.0.num_days_from_ce(), // 0001-01-01 is day 1, as in Python
             )),
@@ -534,6 +521,12 @@ impl Object for TimeDelta {
         }
         Ok(())
     }
+}
+
+/// Python's `weekday()` (Monday 0) or `isoweekday()` (Monday 1).
+fn weekday(d: NaiveDate, method: &str) -> Value {
+    let from_monday = d.weekday().num_days_from_monday();
+    Value::from(from_monday + u32::from(method == "isoweekday"))
 }
 
 /// Python's `strftime` directives in chrono's spelling: `%f` is microseconds (six digits).

@@ -431,6 +431,7 @@ fn datetime_arithmetic_in_templates() {
            '{{ dt.datetime.strptime('03/02/2024', '%d/%m/%Y').date() }}' as parsed,\n\
            '{{ dt.datetime.fromisoformat('2024-02-03T04:05:06.5+01:00').utcoffset() }}' as utc_offset,\n\
            '{{ (dt.date(2024, 1, 2) - dt.timedelta(days=7)).strftime('%a %d %b') }}' as formatted,\n\
+           '{{ dt.date(2024, 1, 7).weekday() }}{{ dt.date(2024, 1, 7).isoweekday() }}{{ dt.datetime(2024, 1, 8, 9).weekday() }}' as weekdays,\n\
            {{ dt.date(2024, 1, 2) < dt.date(2024, 1, 10) and dt.timedelta(hours=25) > dt.timedelta(days=1) }} as ordered,\n\
            {{ (run_started_at - dt.timedelta(days=1)) < run_started_at }} as run_start,\n\
            {{ 7 - 2 }} as ints, '{{ 'a' + 'b' }}' as strs, {{ 1.5 + 1 }} as floats, {{ ([1] + [2, 3]) | length }} as lists\n",
@@ -443,7 +444,7 @@ fn datetime_arithmetic_in_templates() {
             "delta": "8 days, 12:00:00", "negative": "-1 day, 23:59:59", "secs": "86430.0",
             "midnight": "2024-05-06 00:00:00", "summer": "2024-07-01 12:00:00-07:00",
             "winter_utc": "2024-01-01T20:00:00+00:00", "parsed": "2024-02-03",
-            "utc_offset": "1:00:00", "formatted": "Tue 26 Dec", "ordered": true,
+            "utc_offset": "1:00:00", "formatted": "Tue 26 Dec", "weekdays": "670", "ordered": true,
             "run_start": true, "ints": 5, "strs": "ab", "floats": 2.5, "lists": 3
         })]
     );
