@@ -599,7 +599,7 @@ pub async fn project_hooks<A: Adapter>(
     adapter: &A,
     env: &RunEnv<'_>,
     which: &str,
-    hooks: &[String],
+    hooks: &[crate::project::Hook],
     extra: Vec<(String, minijinja::Value)>,
 ) -> (Vec<NodeResult>, Result<(), String>) {
     let mut results = Vec::new();
@@ -607,7 +607,6 @@ pub async fn project_hooks<A: Adapter>(
         return (results, Ok(()));
     }
     let p = env.printer;
-    let project = &env.manifest.project_name;
     let n = hooks.len();
     p.info(&format!(
         "Running {n} {which} hook{}",
@@ -615,15 +614,16 @@ pub async fn project_hooks<A: Adapter>(
     ));
     let compiler = Compiler::with_deferred(env.manifest, env.deferred);
     for (i, hook) in hooks.iter().enumerate() {
-        let name = format!("{project}.{which}.{i}");
+        let (project, index) = (&hook.package, hook.index);
+        let name = format!("{project}.{which}.{index}");
         p.hook_line(i + 1, n, &name, None);
         let start = Instant::now();
         let started_at = chrono::Utc::now();
         let mut rendered = None;
         let outcome = match compiler.render_operation(
-            &format!("{project}-{which}-{i}"),
+            &format!("{project}-{which}-{index}"),
             env.project_file,
-            hook,
+            &hook.sql,
             extra.clone(),
         ) {
             Err(d) => Err(d.message),
@@ -648,7 +648,7 @@ pub async fn project_hooks<A: Adapter>(
         let secs = start.elapsed().as_secs_f64();
         p.hook_line(i + 1, n, &name, Some((ok, secs)));
         results.push(NodeResult {
-            unique_id: format!("operation.{project}.{project}-{which}-{i}"),
+            unique_id: format!("operation.{project}.{project}-{which}-{index}"),
             status: if ok { Status::Success } else { Status::Error },
             message: Some(outcome.clone().err().unwrap_or_else(|| "OK".into())),
             timing: vec![Timing {

@@ -434,7 +434,7 @@ pub(super) fn static_analysis(
         project_root: &l.project.root,
         full_refresh: flags.full_refresh,
         mode: flags.static_analysis,
-        run_start_hooks: !l.project.on_run_start.is_empty(),
+        run_start_hooks: !l.project.hooks("on-run-start").is_empty(),
         // DataFusion's type rules are not PostgreSQL's or Spark's (implicit casts): there, a
         // type error is a notice, never the user's mistake.
         types_checked: matches!(adapter, crate::adapter::AnyAdapter::DataFusion(_)),
@@ -692,7 +692,7 @@ pub(super) fn run_nodes(
         &*adapter,
         &env,
         "on-run-start",
-        &l.project.on_run_start,
+        &l.project.hooks("on-run-start"),
         Vec::new(),
     ));
     let results = match start {
@@ -709,7 +709,8 @@ pub(super) fn run_nodes(
     let mut end_results = Vec::new();
     if !hook_failed {
         // Built only for hooks to read (a node's JSON per result).
-        let extra = if l.project.on_run_end.is_empty() {
+        let run_end = l.project.hooks("on-run-end");
+        let extra = if run_end.is_empty() {
             Vec::new()
         } else {
             crate::exec::run_end_context(&l.manifest, &results)
@@ -718,7 +719,7 @@ pub(super) fn run_nodes(
             &*adapter,
             &env,
             "on-run-end",
-            &l.project.on_run_end,
+            &run_end,
             extra,
         ));
         end_results = hooks;

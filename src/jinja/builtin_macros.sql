@@ -79,7 +79,8 @@ where parent.to_field is null
 {%- else -%}{{ custom_database_name | trim }}{%- endif -%}
 {%- endmacro %}
 
-{#- dbt's helper for a scratch relation next to `base_relation` (`<identifier>__dbt_tmp`). -#}
+{#- dbt's helper for a scratch relation (`<identifier>__dbt_tmp`): a temporary table, named
+    without schema or database as on PostgreSQL (the engines' temporary tables live apart). -#}
 {% macro make_temp_relation(base_relation, suffix='__dbt_tmp') -%}
-{{ return(base_relation.incorporate(path={'identifier': base_relation.identifier ~ suffix})) }}
+{{ return(base_relation.incorporate(path={'identifier': base_relation.identifier ~ suffix, 'schema': none, 'database': none})) }}
 {%- endmacro %}

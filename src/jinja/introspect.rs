@@ -111,6 +111,29 @@ impl Object for Table {
                 Ok(Value::from(()))
             }
             "__len__" => Ok(Value::from(self.0.rows.len())),
+            // agate's `rename(column_names)`: a dict old → new, or the new names in order.
+            "rename" => {
+                let (names, kwargs): (Option<Value>, Kwargs) = minijinja::value::from_args(args)?;
+                let names = match names {
+                    Some(n) => n,
+                    None => kwargs.get::<Value>("column_names")?,
+                };
+                let _: Option<Value> = kwargs.get("row_names")?;
+                kwargs.assert_all_used()?;
+                let mut data = (*self.0).clone();
+                for (i, column) in data.columns.iter_mut().enumerate() {
+                    let new = match names.kind() {
+                        minijinja::value::ValueKind::Map => {
+                            names.get_item(&Value::from(column.as_str()))?
+                        }
+                        _ => names.get_item(&Value::from(i))?,
+                    };
+                    if !new.is_undefined() && !new.is_none() {
+                        *column = new.to_string();
+                    }
+                }
+                Ok(Table::value(data))
+            }
             _ => Err(no_method("table", method)),
         }
     }
@@ -180,7 +203,11 @@ fn print_table(data: &TableData, max_rows: usize, max_columns: usize) -> String 
 #[derive(Debug)]
 struct Row(Arc<TableData>, usize);
 
+/// Iterates and prints as its values (agate's `MappedSequence`); looked up by index or name.
 impl Object for Row {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Seq
+    }
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let row = &self.0.rows[self.1];
         let i = match key.as_usize() {
@@ -350,12 +377,7 @@ fn statement(state: &mut State, name: Option<String>, kwargs: Kwargs) -> Result<
             .collect(),
     );
     let mut result = BTreeMap::new();
-    result.insert(
-        "response",
-        python::from_json(
-            &serde_json::json!({"code": "SELECT", "rows_affected": rows, "_message": format!("SELECT {rows}")}),
-        ),
-    );
+    result.insert("response", response(rows));
     if fetch.unwrap_or(false) {
         result.insert("data", data_list);
         result.insert("table", Table::value(data));
@@ -521,9 +543,123 @@ impl Object for AdapterObject {
                         .collect::<Vec<_>>(),
                 ))
             }
+            // dbt's DDL helpers, as the SQL each target takes; the embedded engine applies
+            // that SQL to its warehouse folders. While parsing nothing runs.
+            "create_schema" | "drop_schema" | "drop_relation" | "truncate_relation" => {
+                let (rel,): (Value,) = minijinja::value::from_args(args)?;
+                let rel = relation_arg(&rel, method)?;
+                let kind = target_type(state);
+                let cascade = if kind == "spark" { "" } else { " cascade" };
+                let sql = match method {
+                    "create_schema" => {
+                        format!("create schema if not exists {}", quote(&rel.schema))
+                    }
+                    "drop_schema" => {
+                        format!("drop schema if exists {}{cascade}", quote(&rel.schema))
+                    }
+                    "truncate_relation" => format!("truncate table {rel}"),
+                    _ => {
+                        let built = relation_if_built(state, rel.clone())?;
+                        let Some(built) = built.downcast_object_ref::<Relation>() else {
+                            return Ok(Value::from(()));
+                        };
+                        let kind = built.kind.as_deref().unwrap_or("table");
+                        format!("drop {kind} if exists {rel}{cascade}")
+                    }
+                };
+                execute(state, &sql, false).map(|_| Value::from(()))
+            }
+            "rename_relation" => {
+                let (from, to): (Value, Value) = minijinja::value::from_args(args)?;
+                let (from, to) = (relation_arg(&from, method)?, relation_arg(&to, method)?);
+                // PostgreSQL takes the bare new name (the schema stays); the others a full one.
+                let new_name = match target_type(state).as_str() {
+                    "postgres" => quote(&to.identifier),
+                    _ => to.render(),
+                };
+                let sql = format!("alter table {from} rename to {new_name}");
+                execute(state, &sql, false).map(|_| Value::from(()))
+            }
+            // `adapter.execute(sql, auto_begin=False, fetch=False, limit=None)`: (response, table).
+            "execute" => {
+                let (sql, kwargs): (String, Kwargs) = minijinja::value::from_args(args)?;
+                let fetch = kwargs.get::<Option<bool>>("fetch")?.unwrap_or(false);
+                let _: Option<Value> = kwargs.get("auto_begin")?;
+                let limit: Option<usize> = kwargs.get("limit")?;
+                kwargs.assert_all_used()?;
+                let Some(mut data) = execute(state, &sql, true)? else {
+                    return Ok(Value::from(()));
+                };
+                if let Some(n) = limit {
+                    data.rows.truncate(n);
+                }
+                let response = response(data.rows.len());
+                if !fetch {
+                    data = TableData::default();
+                }
+                Ok(python::list(vec![response, Table::value(data)]))
+            }
+            "already_exists" => {
+                let (schema, identifier): (String, String) = minijinja::value::from_args(args)?;
+                let database = state
+                    .lookup("target")
+                    .and_then(|t| t.get_attr("database").ok())
+                    .map(|d| d.to_string())
+                    .unwrap_or_default();
+                let rel = Relation::new(&database, &schema, &identifier);
+                Ok(Value::from(!relation_if_built(state, rel)?.is_none()))
+            }
+            // `check_schema_exists(database, schema)`, `list_schemas(database)`.
+            "check_schema_exists" | "list_schemas" => {
+                let (_, schema): (Option<String>, Option<String>) =
+                    minijinja::value::from_args(args)?;
+                let sql = match target_type(state).as_str() {
+                    "spark" => "show schemas".to_string(),
+                    _ => "select schema_name from information_schema.schemata".to_string(),
+                };
+                let Some(data) = execute(state, &sql, true)? else {
+                    return Ok(Value::from(()));
+                };
+                let names: Vec<String> = data
+                    .rows
+                    .iter()
+                    .filter_map(|r| r.first().and_then(Json::as_str).map(str::to_string))
+                    .collect();
+                Ok(match (method, schema) {
+                    ("check_schema_exists", Some(s)) => {
+                        Value::from(names.iter().any(|n| n.eq_ignore_ascii_case(&s)))
+                    }
+                    _ => strings(&names),
+                })
+            }
+            // Each statement commits on its own.
+            "commit" | "begin" => Ok(Value::from(())),
             _ => Err(no_method("adapter", method)),
         }
     }
+}
+
+/// A `Relation` argument of `adapter.<method>`.
+fn relation_arg(v: &Value, method: &str) -> Result<Relation, Error> {
+    v.downcast_object_ref::<Relation>()
+        .cloned()
+        .ok_or_else(|| invalid(format!("adapter.{method} takes a relation, not {v}")))
+}
+
+/// Runs `sql` on the warehouse (none while parsing): its rows if `rows`.
+fn execute(state: &State, sql: &str, rows: bool) -> Result<Option<TableData>, Error> {
+    let Some(w) = warehouse(state) else {
+        return Ok(None);
+    };
+    let data = w.query(sql).map_err(invalid)?;
+    Ok(Some(if rows { data } else { TableData::default() }))
+}
+
+/// dbt's `AdapterResponse` of a statement that returned `rows` rows.
+fn response(rows: usize) -> Value {
+    python::from_json(
+        &serde_json::json!({"code": "SELECT", "rows_affected": rows, "_message": format!("SELECT {rows}")}),
+    )
 }
 
 /// dbt's `api`: `api.Relation.create(database=, schema=, identifier=, type=)` and

@@ -271,6 +271,11 @@ impl Jinja {
             Value::from(inputs.invocation_id.to_string()),
         );
         env.add_global("project_name", Value::from(inputs.project_name.to_string()));
+        // The dbt release whose behaviour rsdbt follows (packages branch on it).
+        env.add_global(
+            "dbt_version",
+            Value::from(crate::artifacts::DBT_COMPAT_VERSION),
+        );
         env.add_global("flags", Value::from(minijinja::value::Serde(&inputs.flags)));
         // dbt's `invocation_args_dict`: the flags by lower-case name, and the command line
         // (dbt_artifacts records it).
@@ -1023,6 +1028,8 @@ fn rewrite_macro_file(source: &str) -> String {
             ));
         } else if inner == "endtest" {
             out.push_str(&tag.replacen("endtest", "endmacro", 1));
+        } else if let Some(rewritten) = late_defaults(tag) {
+            out.push_str(&rewritten);
         } else {
             out.push_str(tag);
         }
@@ -1030,6 +1037,104 @@ fn rewrite_macro_file(source: &str) -> String {
     }
     keep(&mut out, rest, skipping);
     out
+}
+
+/// A `{% macro %}` tag whose parameter defaults read earlier parameters
+/// (`name=schema_name`), made to work as in Jinja2, which evaluates a default after the
+/// parameters before it: minijinja evaluates defaults before any parameter is bound, so such a
+/// default becomes an unset marker, and the body starts by assigning it (on the tag's line,
+/// without output). None for any other tag.
+fn late_defaults(tag: &str) -> Option<String> {
+    let open = tag.find('(')?;
+    let close = tag.rfind(')')?;
+    let head = tag[2..open].trim_start_matches(['-', '+']).trim_start();
+    if !head.starts_with("macro ") || close < open {
+        return None;
+    }
+    let params = split_top_level(&tag[open + 1..close]);
+    let mut seen: Vec<&str> = Vec::new();
+    let mut late: Vec<(&str, &str)> = Vec::new();
+    let mut kept: Vec<String> = Vec::new();
+    for param in &params {
+        let (name, default) = match param.split_once('=') {
+            Some((n, d)) => (n.trim(), Some(d.trim())),
+            None => (param.trim(), None),
+        };
+        match default {
+            Some(d) if identifiers(d).any(|id| seen.contains(&id)) => {
+                late.push((name, d));
+                kept.push(format!("{name}=__rsdbt_unset"));
+            }
+            _ => kept.push(param.trim().to_string()),
+        }
+        seen.push(name);
+    }
+    if late.is_empty() {
+        return None;
+    }
+    let prologue: String = late
+        .iter()
+        .map(|(name, d)| {
+            format!("{{% if {name} is undefined %}}{{% set {name} = ({d}) %}}{{% endif %}}")
+        })
+        .collect();
+    Some(format!(
+        "{}{}{}{prologue}",
+        &tag[..open + 1],
+        kept.join(", "),
+        &tag[close..]
+    ))
+}
+
+/// `text` split at the commas outside brackets and strings.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let (mut parts, mut depth, mut quote, mut start) = (Vec::new(), 0i32, None, 0);
+    for (i, c) in text.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[' | '{') => depth += 1,
+            (None, ')' | ']' | '}') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if !text[start..].trim().is_empty() {
+        parts.push(&text[start..]);
+    }
+    parts
+}
+
+/// The variable names an expression reads (not attributes, not inside strings).
+fn identifiers(expr: &str) -> impl Iterator<Item = &str> {
+    let bytes = expr.as_bytes();
+    let mut out = Vec::new();
+    let (mut i, mut quote) = (0, None);
+    while i < bytes.len() {
+        let c = bytes[i];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'\'' || c == b'"' => quote = Some(c),
+            None if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                if start == 0 || bytes[start - 1] != b'.' {
+                    out.push(&expr[start..i]);
+                }
+                continue;
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    out.into_iter()
 }
 
 /// Names of the top-level `{% macro name(...) %}` blocks of a macro file.

@@ -69,15 +69,17 @@ impl Relation {
         if let Some(cte) = &self.cte_name {
             return cte.clone();
         }
-        // A relation made without a database (or schema), e.g. by `api.Relation.create`,
-        // renders without it, as in dbt.
-        [&self.database, &self.schema, &self.identifier]
+        // A relation made without a database, schema or identifier, e.g. by
+        // `api.Relation.create(schema=...)`, renders without it, as in dbt.
+        let parts: Vec<String> = [&self.database, &self.schema, &self.identifier]
             .into_iter()
-            .enumerate()
-            .filter(|(i, part)| *i == 2 || !part.is_empty())
-            .map(|(_, part)| quote(part))
-            .collect::<Vec<_>>()
-            .join(".")
+            .filter(|part| !part.is_empty())
+            .map(|part| quote(part))
+            .collect();
+        if parts.is_empty() {
+            return quote("");
+        }
+        parts.join(".")
     }
 }
 
@@ -185,11 +187,12 @@ impl Object for Relation {
                         ("schema", &mut rel.schema),
                         ("identifier", &mut rel.identifier),
                     ] {
-                        if let Ok(v) = path.get_attr(key)
-                            && !v.is_undefined()
-                            && !v.is_none()
-                        {
-                            *slot = v.to_string();
+                        // An explicit none unsets the part (dbt's temp relations on
+                        // PostgreSQL: `"schema": none`), so the name renders without it.
+                        match path.get_attr(key) {
+                            Ok(v) if v.is_none() => slot.clear(),
+                            Ok(v) if !v.is_undefined() => *slot = v.to_string(),
+                            _ => {}
                         }
                     }
                 }

@@ -431,6 +431,8 @@ impl Object for Dict {
                 ))
             }
             "copy" => Ok(dict(self.pairs().clone())),
+            // dbt's result and node objects are dicts here; theirs convert with `to_dict()`.
+            "to_dict" => Ok(dict(self.pairs().clone())),
             "clear" => {
                 self.pairs().clear();
                 Ok(none())
@@ -741,6 +743,16 @@ pub fn install(env: &mut Environment<'static>) {
             Ok(Value::from_object(out))
         },
     );
+    // Jinja2's Undefined has length 0 (`column.fields|length > 0` on a column without
+    // fields); minijinja's `length` refuses it.
+    for name in ["length", "count"] {
+        env.add_filter(name, |v: &Value| -> Result<Value, Error> {
+            if v.is_undefined() {
+                return Ok(Value::from(0));
+            }
+            f::length(v).map(Value::from)
+        });
+    }
     env.add_filter("int", int_filter);
     env.add_filter("float", float_filter);
     env.add_filter("list", |state: &State, v: Value| {

@@ -111,6 +111,8 @@ pub struct Project {
     pub partial_parse: bool,
     /// The `models:` / `seeds:` / `sources:` / `tests:` config trees.
     pub config_trees: BTreeMap<String, Json>,
+    /// The project file's own `on-run-start` / `on-run-end` hooks; [`Project::hooks`] adds the
+    /// packages'.
     pub on_run_start: Vec<String>,
     pub on_run_end: Vec<String>,
     /// The whole project file, rendered.
@@ -148,9 +150,51 @@ pub struct Package {
     pub vars: serde_json::Map<String, Json>,
     /// `version:` of its project file.
     pub version: Option<String>,
+    /// Its `on-run-start` / `on-run-end` hooks (Elementary uploads its artifacts in one).
+    pub on_run_start: Vec<String>,
+    pub on_run_end: Vec<String>,
+}
+
+/// A project hook to run: its project's name, its index there, its (Jinja) SQL.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub package: String,
+    pub index: usize,
+    pub sql: String,
 }
 
 impl Project {
+    /// The `on-run-start` or `on-run-end` hooks (`which`) of the packages and the project, in
+    /// dbt's order: the packages' by package name, then the project's own.
+    pub fn hooks(&self, which: &str) -> Vec<Hook> {
+        let of = |p: &Package| match which {
+            "on-run-start" => p.on_run_start.clone(),
+            _ => p.on_run_end.clone(),
+        };
+        let own = match which {
+            "on-run-start" => &self.on_run_start,
+            _ => &self.on_run_end,
+        };
+        let mut packages: Vec<&Package> = self
+            .packages
+            .iter()
+            .filter(|p| p.name != self.name)
+            .collect();
+        packages.sort_by(|a, b| a.name.cmp(&b.name));
+        packages
+            .into_iter()
+            .map(|p| (p.name.clone(), of(p)))
+            .chain([(self.name.clone(), own.clone())])
+            .flat_map(|(package, hooks)| {
+                hooks.into_iter().enumerate().map(move |(index, sql)| Hook {
+                    package: package.clone(),
+                    index,
+                    sql,
+                })
+            })
+            .collect()
+    }
+
     /// Absolute path of the target folder (dbt's `target-path`).
     pub fn target_dir(&self) -> PathBuf {
         self.root.join(&self.target_path)
@@ -494,6 +538,8 @@ fn load_packages(root: &Path, dir: &str, diags: &mut Diagnostics) -> Vec<Package
             version: doc
                 .get("version")
                 .map(crate::project::properties::scalar_text),
+            on_run_start: yaml::strings_of(&doc, "on-run-start").unwrap_or_default(),
+            on_run_end: yaml::strings_of(&doc, "on-run-end").unwrap_or_default(),
             dir: rel,
             macro_files,
             model_files: models,

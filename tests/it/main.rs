@@ -29,6 +29,7 @@ mod snapshots;
 mod sources;
 mod spark;
 mod state;
+mod statements;
 mod static_analysis;
 mod streams;
 mod time_travel;

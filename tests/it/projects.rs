@@ -1197,3 +1197,48 @@ fn package_macros_that_wrap_dbts() {
         "{rows:?}"
     );
 }
+
+/// Installed packages' `on-run-start` / `on-run-end` hooks run as dbt runs them: the packages'
+/// first (by package name), then the project's (Elementary uploads its artifacts this way).
+#[test]
+fn package_hooks_run_before_the_projects() {
+    let p = Project::fixture("pkg_shop");
+    p.rsdbt(&["deps"]).expect(0);
+    p.append(
+        "dbt_packages/reports/dbt_project.yml",
+        "on-run-end:\n  - \"{{ log('package end', info=True) }}\"\n",
+    );
+    p.append(
+        "dbt_project.yml",
+        "on-run-end: \"{{ log('project end', info=True) }}\"\n",
+    );
+    let out = p.rsdbt(&["build"]).expect(0);
+    let at = |needle: &str| {
+        out.stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {}", out.stdout))
+    };
+    assert!(
+        out.stdout.contains("Running 2 on-run-end hooks"),
+        "{}",
+        out.stdout
+    );
+    assert!(at("1 of 2 START hook: reports.on-run-end.0") < at("package end"));
+    assert!(at("package end") < at("2 of 2 START hook: pkg_shop.on-run-end.0"));
+    assert!(at("2 of 2 START hook: pkg_shop.on-run-end.0") < at("project end"));
+    let rr: serde_json::Value = serde_json::from_str(&p.read("target/run_results.json")).unwrap();
+    let ids: Vec<&str> = rr["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["unique_id"].as_str())
+        .filter(|id| id.starts_with("operation."))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "operation.reports.reports-on-run-end-0",
+            "operation.pkg_shop.pkg_shop-on-run-end-0"
+        ]
+    );
+}

@@ -536,3 +536,39 @@ fn window_functions_equal_after_simplification() {
         ]
     );
 }
+
+/// What dbt-codegen and Elementary rely on: a parameter's default read from the parameters
+/// before it (`name=schema_name`, evaluated at the call as Jinja2 does), an undefined value's
+/// length (0, as Jinja2's `Undefined`), query rows that iterate and print as their values,
+/// agate's `rename`, `to_dict()` of dbt's objects, and `dbt_version`.
+#[test]
+fn what_codegen_and_elementary_rely_on() {
+    let p = Project::fixture("check_shop");
+    p.write(
+        "macros/defaults.sql",
+        "{% macro named(schema_name, name=schema_name, label=name ~ '!', fixed='x') %}\
+         {{ name }} {{ label }} {{ fixed }}{% endmacro %}\n",
+    );
+    p.write(
+        "macros/report.sql",
+        "{% macro report() %}\n\
+         {{ print(named('raw') ~ ' | ' ~ named('raw', 'other') ~ ' | ' ~ named('raw', none, fixed='y')) }}\n\
+         {% set column = {'name': 'a'} %}{{ print('fields: ' ~ column.fields | length) }}\n\
+         {% set t = run_query(\"select 1 as ID, 'x' as Label\") %}\n\
+         {% set t = t.rename({'ID': 'id', 'Label': 'label'}) %}\n\
+         {{ print('row: ' ~ t.rows[0] ~ ' ' ~ t.column_names ~ ' ' ~ t.rows[0]['label']) }}\n\
+         {{ print('dict: ' ~ {'k': 1}.to_dict()) }}\n\
+         {{ print('dbt ' ~ dbt_version.split('.')[0]) }}\n\
+         {% endmacro %}\n",
+    );
+    let out = p.rsdbt(&["run-operation", "report"]).expect(0);
+    for line in [
+        "raw raw! x | other other! x | None None! y",
+        "fields: 0",
+        "row: [1, 'x'] ['id', 'label'] x",
+        "dict: {'k': 1}",
+        "dbt 1",
+    ] {
+        assert!(out.stdout.contains(line), "{line}: {}", out.stdout);
+    }
+}

@@ -954,3 +954,49 @@ mod tests {
         );
     }
 }
+
+/// Its argument, typed as nullable: a table column written from a query whose column never
+/// holds NULL (a literal) still takes NULLs later, as every warehouse's table does. Volatile,
+/// so that the optimizer does not fold it over a literal (and lose the nullability again).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Nullable {
+    signature: Signature,
+}
+
+/// The function of [`Nullable`], not callable from SQL.
+pub(super) fn nullable() -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(Nullable {
+        signature: Signature::any(1, Volatility::Volatile),
+    }))
+}
+
+impl ScalarUDFImpl for Nullable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        "rsdbt_nullable"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args[0].clone())
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<FieldRef> {
+        Ok(Arc::new(
+            args.arg_fields[0].as_ref().clone().with_nullable(true),
+        ))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(args.args[0].clone())
+    }
+}

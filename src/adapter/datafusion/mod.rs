@@ -14,6 +14,7 @@ mod records;
 mod rewrite;
 mod s3;
 pub(crate) mod seed;
+mod statements;
 mod store;
 pub use store::is_delta_dir;
 mod streams;
@@ -318,6 +319,48 @@ fn conform(
     df.select(exprs).map_err(err)
 }
 
+/// The rows of `df`, each batch under `schema` (equal to the batches' but for nullability).
+async fn collect_as(
+    df: datafusion::dataframe::DataFrame,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>, AdapterError> {
+    df.collect()
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(|b| {
+            datafusion::arrow::record_batch::RecordBatch::try_new(
+                schema.clone(),
+                b.columns().to_vec(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)
+}
+
+/// `df` with every column nullable (see [`functions::nullable`]); `df` itself when they are.
+fn nullable_columns(
+    df: datafusion::dataframe::DataFrame,
+) -> Result<datafusion::dataframe::DataFrame, AdapterError> {
+    use datafusion::logical_expr::Expr;
+    if df.schema().fields().iter().all(|f| f.is_nullable()) {
+        return Ok(df);
+    }
+    let udf = functions::nullable();
+    let exprs: Vec<Expr> = df
+        .schema()
+        .iter()
+        .map(|(qualifier, field)| {
+            let column = Expr::Column(datafusion::common::Column::from((qualifier, field)));
+            match field.is_nullable() {
+                true => column,
+                false => udf.call(vec![column]).alias(field.name()),
+            }
+        })
+        .collect();
+    df.select(exprs).map_err(err)
+}
+
 impl DataFusionAdapter {
     /// The bytes of a Delta table's current data files (its log's add actions), for the
     /// catalog; None for views, Iceberg tables and anything unreadable.
@@ -555,6 +598,7 @@ impl DataFusionAdapter {
         self.store.prepare(&[schema, name]).map_err(err)?;
         let url = self.store.delta_uri(schema, name).map_err(err)?;
         let table = DeltaTable::try_from_url(url.clone()).await.map_err(err)?;
+        let df = &nullable_columns(df.clone())?;
         // Optimized here: the writer wraps the plan in its own node, which DataFusion's
         // projection pushdown does not see through, so the inputs would be read whole.
         let plan = self.ctx.state().optimize(df.logical_plan()).map_err(err)?;
@@ -573,17 +617,7 @@ impl DataFusionAdapter {
             // are collected and written under the plan's schema.
             Err(e) if e.to_string().contains("Unexpected Arrow schema") => {
                 let schema = Arc::new(df.schema().as_arrow().clone());
-                let batches = df.clone().collect().await.map_err(err)?;
-                let batches = batches
-                    .into_iter()
-                    .map(|b| {
-                        datafusion::arrow::record_batch::RecordBatch::try_new(
-                            schema.clone(),
-                            b.columns().to_vec(),
-                        )
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(err)?;
+                let batches = collect_as(df.clone(), schema).await?;
                 DeltaTable::try_from_url(url)
                     .await
                     .map_err(err)?
@@ -648,6 +682,34 @@ impl DataFusionAdapter {
         }
     }
 
+    /// The rows of query `sql` (already rewritten for the engine), at most `limit`.
+    async fn select(&self, sql: &str, limit: Option<usize>) -> Result<QueryResult, AdapterError> {
+        let mut df = self.ctx.sql(sql).await.map_err(err)?;
+        if let Some(n) = limit {
+            df = df.limit(0, Some(n)).map_err(err)?;
+        }
+        let columns = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let types = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| sql_type_name(f.data_type()))
+            .collect();
+        let batches = df.collect().await.map_err(err)?;
+        let columns: Vec<String> = columns;
+        let rows = rows_as_json(&batches, &columns).map_err(err)?;
+        Ok(QueryResult {
+            columns,
+            types,
+            rows,
+        })
+    }
+
     async fn create_view(&self, rel: &Relation, sql: &str) -> Result<(), AdapterError> {
         // Plan first: a view that does not plan is an error now, not at its first read.
         self.ctx
@@ -700,35 +762,13 @@ impl Adapter for DataFusionAdapter {
     }
 
     async fn query(&self, sql: &str, limit: Option<usize>) -> Result<QueryResult, AdapterError> {
-        let mut df = self.ctx.sql(&rewrite::for_engine(sql)).await.map_err(err)?;
-        if let Some(n) = limit {
-            df = df.limit(0, Some(n)).map_err(err)?;
-        }
-        let columns = df
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let types = df
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| sql_type_name(f.data_type()))
-            .collect();
-        let batches = df.collect().await.map_err(err)?;
-        let columns: Vec<String> = columns;
-        let rows = rows_as_json(&batches, &columns).map_err(err)?;
-        Ok(QueryResult {
-            columns,
-            types,
-            rows,
-        })
+        statements::run(self, sql, limit).await
     }
 
     async fn relation_type(&self, relation: &Relation) -> Option<&'static str> {
         let (schema, name) = (&relation.schema, &relation.identifier);
-        if self.store.is_delta(schema, name).await
+        if statements::temporary(self, relation).is_some()
+            || self.store.is_delta(schema, name).await
             || self.lake.exists(schema, name).await
             || self.store.is_parquet(schema, name).await
         {
@@ -1048,8 +1088,7 @@ impl DataFusionAdapter {
                 table,
             } => self.publish(relation, connection, schema, table).await,
             Operation::RunSql { sql } => {
-                let df = self.ctx.sql(sql).await.map_err(err)?;
-                df.collect().await.map_err(err)?;
+                statements::run(self, sql, None).await?;
                 Ok(Applied {
                     code: "OK".into(),
                     rows_affected: None,

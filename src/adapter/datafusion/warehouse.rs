@@ -27,7 +27,14 @@ pub struct ExternalRegistry {
     #[cfg(feature = "postgres")]
     pub connections: super::pg_source::Connections,
     pub iceberg_catalogs: super::iceberg::Catalogs,
+    /// Tables made by `create temporary table`, by (schema, name): in memory, gone when the
+    /// command ends (the warehouse has no sessions; a command is one). They come first in
+    /// name resolution, as PostgreSQL's `pg_temp`.
+    pub temporary: Temporary,
 }
+
+pub type Temporary =
+    std::sync::RwLock<std::collections::HashMap<(String, String), Arc<dyn TableProvider>>>;
 
 pub type Externals = Arc<ExternalRegistry>;
 
@@ -175,6 +182,15 @@ pub struct WarehouseSchema {
 }
 
 impl WarehouseSchema {
+    fn temporary(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        self.externals
+            .temporary
+            .read()
+            .ok()?
+            .get(&(self.name.clone(), name.to_string()))
+            .cloned()
+    }
+
     fn external(&self, name: &str) -> Option<ExternalSource> {
         self.externals
             .sources
@@ -197,6 +213,9 @@ impl SchemaProvider for WarehouseSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(table) = self.temporary(name) {
+            return Ok(Some(table));
+        }
         let assumed = self
             .planned
             .read()
@@ -274,7 +293,8 @@ impl SchemaProvider for WarehouseSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         let name = name.split('@').next().unwrap_or(name);
-        self.external(name).is_some()
+        self.temporary(name).is_some()
+            || self.external(name).is_some()
             || self.store.wait(|| async {
                 self.store.is_delta(&self.name, name).await
                     || self.lake.exists(&self.name, name).await
