@@ -133,8 +133,12 @@ pub fn analyze(
                 None => {
                     let incremental =
                         crate::exec::runs_incrementally(node, || built(id), full_refresh);
-                    // Compilation errors are reported when the node runs, as before.
-                    fresh = compiler.compile_with(id, incremental).ok()?;
+                    // Compilation errors are reported when the node runs, as before; SQL made
+                    // from the columns of a relation not built yet is not what will run.
+                    fresh = compiler
+                        .compile_with(id, incremental)
+                        .ok()
+                        .filter(|c| !c.unbuilt)?;
                     &fresh.sql
                 }
             };

@@ -21,6 +21,8 @@ pub struct Compiled {
     pub ctes: Vec<(String, String)>,
     /// `log()` / `print()` output of the render.
     pub logs: Vec<crate::jinja::Logged>,
+    /// The render read the columns of a relation not built yet (see `Capture::unbuilt`).
+    pub unbuilt: bool,
 }
 
 /// Compiles nodes on demand, caching results (ephemeral models are compiled once per run).
@@ -28,6 +30,8 @@ pub struct Compiler<'m> {
     manifest: &'m Manifest,
     resolver: Arc<RelationIndex>,
     cache: Mutex<BTreeMap<String, Arc<Compiled>>>,
+    /// `--empty`: refs and sources read as zero rows.
+    empty: bool,
 }
 
 impl<'m> Compiler<'m> {
@@ -44,7 +48,14 @@ impl<'m> Compiler<'m> {
             manifest,
             resolver: Arc::new(RelationIndex::new(manifest, deferred)),
             cache: Mutex::new(BTreeMap::new()),
+            empty: false,
         }
+    }
+
+    /// With `empty`, nodes read their refs and sources as zero rows (dbt's `--empty`).
+    pub fn empty(mut self, empty: bool) -> Self {
+        self.empty = empty;
+        self
     }
 
     pub fn compile(&self, unique_id: &str) -> Result<Arc<Compiled>, Diagnostic> {
@@ -71,6 +82,10 @@ impl<'m> Compiler<'m> {
                 pins: pins.clone(),
             }),
             _ => self.resolver.clone(),
+        };
+        let resolver = match self.empty {
+            true => Arc::new(Empty(resolver)),
+            false => resolver,
         };
         let generic = node.test.as_ref().and_then(|t| t.generic.as_ref());
         // Most tests of a large project get their SQL without a render, and without a copy
@@ -130,6 +145,7 @@ impl<'m> Compiler<'m> {
             body,
             ctes,
             logs: capture.logs,
+            unbuilt: capture.unbuilt,
         });
         if reused {
             self.cache
@@ -164,12 +180,16 @@ impl<'m> Compiler<'m> {
                     .map(|c| (n.name.clone(), c.to_string()))
             })
             .collect();
-        let resolver = Arc::new(BatchResolver {
+        let resolver: Arc<dyn Resolve> = Arc::new(BatchResolver {
             inner: self.resolver.clone(),
             event_times,
             start: start.to_string(),
             end: end.to_string(),
         });
+        let resolver = match self.empty {
+            true => Arc::new(Empty(resolver)),
+            false => resolver,
+        };
         let phase = Phase::Compile {
             resolver,
             incremental: true,
@@ -280,6 +300,43 @@ impl Resolve for BatchResolver {
     }
     fn resolve_source(&self, from: &str, source: &str, table: &str) -> Result<Relation, String> {
         self.inner.resolve_source(from, source, table)
+    }
+}
+
+/// `--empty`: each ref and source as a subquery of no rows with the relation's columns, as dbt
+/// renders it (`(select * from x where false limit 0) _dbt_limit_subq_x`).
+struct Empty(Arc<dyn Resolve>);
+
+impl Empty {
+    fn limited(rel: Relation) -> Relation {
+        // An ephemeral model stays its CTE (it is injected by that name); its own refs are
+        // empty already.
+        if rel.kind.as_deref() == Some("cte") {
+            return rel;
+        }
+        let name: String = rel
+            .identifier
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        Relation {
+            cte_name: Some(format!(
+                "(select * from {} where false limit 0) _dbt_limit_subq_{name}",
+                rel.render()
+            )),
+            ..rel
+        }
+    }
+}
+
+impl Resolve for Empty {
+    fn resolve_ref(&self, from: &str, call: &RefCall) -> Result<Relation, String> {
+        self.0.resolve_ref(from, call).map(Self::limited)
+    }
+    fn resolve_source(&self, from: &str, source: &str, table: &str) -> Result<Relation, String> {
+        self.0
+            .resolve_source(from, source, table)
+            .map(Self::limited)
     }
 }
 

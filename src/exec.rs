@@ -138,6 +138,8 @@ pub struct RunEnv<'a> {
     pub fingerprints: &'a std::sync::Mutex<BTreeMap<String, String>>,
     /// `--skip-unchanged`: a model whose fingerprint is unchanged is reused, not rebuilt.
     pub skip_unchanged: bool,
+    /// `--empty`: every ref and source reads as zero rows.
+    pub empty: bool,
     /// `--fail-fast`: after the first error or failure, nodes not started yet are skipped.
     pub fail_fast: bool,
     /// `--warn-error`: a test that would warn fails instead.
@@ -164,7 +166,7 @@ pub fn run<A: Adapter + Sync>(
         ..
     } = *env;
     let started = Instant::now();
-    let compiler = Compiler::with_deferred(manifest, deferred);
+    let compiler = Compiler::with_deferred(manifest, deferred).empty(env.empty);
     let deps = dependencies(manifest, dag, ids);
     let order: BTreeMap<&String, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
     // Ready nodes start in DAG order, except that a node's tests start one after another: the

@@ -500,10 +500,13 @@ fn seed_columns(seed: &SeedSpec) -> Result<Vec<(String, String)>, AdapterError> 
                 .find(|(c, _)| c.eq_ignore_ascii_case(f.name()))
             {
                 Some((_, t)) => t.clone(),
+                // A column with no values is an integer, as dbt loads it.
                 None => match f.data_type() {
-                    DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
-                        "bigint".into()
-                    }
+                    DataType::Null
+                    | DataType::Int8
+                    | DataType::Int16
+                    | DataType::Int32
+                    | DataType::Int64 => "bigint".into(),
                     DataType::Float16 | DataType::Float32 | DataType::Float64 => {
                         "double precision".into()
                     }
@@ -513,7 +516,8 @@ fn seed_columns(seed: &SeedSpec) -> Result<Vec<(String, String)>, AdapterError> 
                     _ => "text".into(),
                 },
             };
-            (f.name().clone(), ty)
+            // A byte-order mark (files saved by Excel) is not part of the first column's name.
+            (f.name().trim_start_matches('\u{feff}').to_string(), ty)
         })
         .collect())
 }

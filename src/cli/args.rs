@@ -212,6 +212,24 @@ pub struct Selection {
     pub indirect_selection: crate::graph::select::Indirect,
 }
 
+/// What `build --resource-type` takes: dbt's resource types (those `build` has no nodes of
+/// select nothing), and `all` / `default`.
+const BUILD_TYPES: [&str; 13] = [
+    "model",
+    "seed",
+    "snapshot",
+    "test",
+    "unit_test",
+    "source",
+    "analysis",
+    "exposure",
+    "metric",
+    "saved_query",
+    "semantic_model",
+    "all",
+    "default",
+];
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse the project and write target/manifest.json
@@ -282,6 +300,10 @@ pub enum Command {
         /// Microbatch models: process batches before this time
         #[arg(long)]
         event_time_end: Option<String>,
+        /// Read every ref and source as zero rows: the models' SQL runs and their tables get
+        /// their columns, without reading any input (a cheap check of the whole DAG)
+        #[arg(long)]
+        empty: bool,
     },
     /// Take snapshots (SCD type 2 history of changing rows)
     Snapshot {
@@ -325,6 +347,15 @@ pub enum Command {
         /// Microbatch models: process batches before this time
         #[arg(long)]
         event_time_end: Option<String>,
+        /// Read every ref and source as zero rows (see `run --empty`)
+        #[arg(long)]
+        empty: bool,
+        /// Only these resource types
+        #[arg(long = "resource-type", num_args = 1.., action = clap::ArgAction::Append, value_parser = BUILD_TYPES)]
+        resource_type: Vec<String>,
+        /// Not these resource types
+        #[arg(long = "exclude-resource-type", num_args = 1.., action = clap::ArgAction::Append, value_parser = BUILD_TYPES)]
+        exclude_resource_type: Vec<String>,
     },
     /// Run a model's compiled SQL (or an inline query) and print rows
     Show {

@@ -125,6 +125,8 @@ pub(super) struct Flags {
     pub(super) static_analysis: crate::check::Mode,
     /// `--skip-unchanged`: reuse models whose SQL, config and inputs did not change.
     pub(super) skip_unchanged: bool,
+    /// `--empty`: refs and sources read as zero rows.
+    pub(super) empty: bool,
 }
 
 /// `--event-time-start` / `--event-time-end`, parsed.
@@ -677,6 +679,7 @@ pub(super) fn run_nodes(
         fingerprints: &fingerprints,
         // A full refresh rebuilds, whatever changed.
         skip_unchanged: flags.skip_unchanged && !full_refresh,
+        empty: flags.empty,
         fail_fast: global.fail_fast,
         warn_error: global.warnings_are_errors(),
     };
@@ -739,7 +742,7 @@ pub(super) fn run_nodes(
             "which": what, "select": selection.select, "exclude": selection.exclude,
             "selector": selection.selector, "indirect_selection": format!("{:?}", selection.indirect_selection).to_lowercase(),
             "state": selection.state, "defer": selection.defer, "favor_state": selection.favor_state,
-            "threads": threads, "full_refresh": full_refresh,
+            "threads": threads, "full_refresh": full_refresh, "empty": flags.empty,
         }),
     );
     // run_results.json lists the hooks around the nodes, as dbt 1.9 does.

@@ -99,9 +99,13 @@ fn dbt_flags(cli: &Cli) -> serde_json::Value {
         Command::Debug => ("debug", false),
         Command::Source { .. } => ("freshness", false),
     };
+    let empty = matches!(
+        cli.command,
+        Command::Run { empty: true, .. } | Command::Build { empty: true, .. }
+    );
     json!({
         "WHICH": which, "FULL_REFRESH": full_refresh, "WARN_ERROR": cli.global.warnings_are_errors(),
-        "FAIL_FAST": cli.global.fail_fast, "EMPTY": false, "STORE_FAILURES": false,
+        "FAIL_FAST": cli.global.fail_fast, "EMPTY": empty, "STORE_FAILURES": false,
         "PARTIAL_PARSE": !cli.global.no_partial_parse, "QUIET": cli.global.quiet,
         "STATIC_PARSER": !cli.global.no_static_parser,
     })
@@ -424,12 +428,14 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             full_refresh,
             event_time_start,
             event_time_end,
+            empty,
         } => {
             let flags = Flags {
                 full_refresh: *full_refresh,
                 event_time: event_times(event_time_start, event_time_end)?,
                 static_analysis: *static_analysis,
                 skip_unchanged: *skip_unchanged,
+                empty: *empty,
             };
             execute_or_watch(
                 &cli,
@@ -471,20 +477,33 @@ fn run(cli: Cli, printer: &Printer, invocation: Invocation) -> Result<i32, Diagn
             full_refresh,
             event_time_start,
             event_time_end,
+            empty,
+            resource_type,
+            exclude_resource_type,
         } => {
             let flags = Flags {
                 full_refresh: *full_refresh,
                 event_time: event_times(event_time_start, event_time_end)?,
                 static_analysis: *static_analysis,
                 skip_unchanged: *skip_unchanged,
+                empty: *empty,
             };
-            let types = [
+            let all = [
                 ResourceType::Seed,
                 ResourceType::Model,
                 ResourceType::Snapshot,
                 ResourceType::Test,
                 ResourceType::UnitTest,
             ];
+            let named = |list: &[String], t: ResourceType| {
+                list.iter()
+                    .any(|n| n == t.as_str() || n == "all" || n == "default")
+            };
+            let types: Vec<ResourceType> = all
+                .into_iter()
+                .filter(|t| resource_type.is_empty() || named(resource_type, *t))
+                .filter(|t| !named(exclude_resource_type, *t))
+                .collect();
             execute_or_watch(
                 &cli,
                 printer,

@@ -76,12 +76,14 @@ pub(super) fn retry(
         .get("full_refresh")
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
+    let empty = args.get("empty").and_then(|v| v.as_bool()).unwrap_or(false);
     let run = RunOptions {
         selection: &selection,
         state: state.as_ref(),
         what: &which,
         flags: Flags {
             full_refresh,
+            empty,
             ..Default::default()
         },
     };

@@ -81,6 +81,9 @@ pub struct Capture {
     /// Ephemeral relations referenced (their CTE names), in order of first use.
     pub ephemerals: Vec<String>,
     pub env_vars: BTreeSet<String>,
+    /// The render asked the warehouse about a relation not built yet (its columns): its SQL
+    /// may differ once that relation is built.
+    pub unbuilt: bool,
 }
 
 /// The node being rendered, as Jinja sees it.

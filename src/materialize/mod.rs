@@ -141,20 +141,50 @@ pub enum TableFormat {
 
 impl TableFormat {
     pub fn of(cfg: &crate::config::Config) -> Result<Self, String> {
-        let value = cfg
-            .get("table_format")
-            .or_else(|| cfg.get("file_format"))
-            .and_then(|v| v.as_str())
-            // Empty is unset: packages write `'{{ "delta" if target.name == "databricks" else "" }}'`.
-            .filter(|v| !v.trim().is_empty());
-        match value.map(str::to_ascii_lowercase).as_deref() {
+        let text = |key: &str| {
+            cfg.get(key)
+                .and_then(|v| v.as_str())
+                // Empty is unset: packages write `'{{ "delta" if target.name == "databricks" else "" }}'`.
+                .filter(|v| !v.trim().is_empty())
+                .map(str::to_ascii_lowercase)
+        };
+        let (value, spark) = match text("table_format") {
+            Some(v) => (Some(v), false),
+            None => (text("file_format"), true),
+        };
+        match value.as_deref() {
             None | Some("delta") => Ok(TableFormat::Delta),
             Some("iceberg") => Ok(TableFormat::Iceberg),
+            // dbt-spark's `file_format: parquet` is what packages write for Spark beside a
+            // strategy that other warehouses run (Fivetran's: `delete+insert` unless Databricks);
+            // a Parquet table cannot, so such a model is a Delta table. `table_format` is
+            // rsdbt's own and is taken at its word.
+            Some("parquet") if spark && Self::needs_delta(cfg) => Ok(TableFormat::Delta),
             Some("parquet") => Ok(TableFormat::Parquet),
             Some(other) => Err(format!(
                 "unknown table_format '{other}' (supported: delta, iceberg, parquet)"
             )),
         }
+    }
+
+    /// An incremental model that changes rows or columns in place: only Delta tables can.
+    fn needs_delta(cfg: &crate::config::Config) -> bool {
+        let text = |key: &str| cfg.get(key).and_then(|v| v.as_str()).unwrap_or("");
+        if text("materialized") != "incremental" {
+            return false;
+        }
+        let keyed = cfg.get("unique_key").is_some_and(|k| {
+            !k.is_null() && k.as_str() != Some("") && k.as_array().is_none_or(|a| !a.is_empty())
+        });
+        let appends = match text("incremental_strategy") {
+            "" => !keyed,
+            s => s.eq_ignore_ascii_case("append"),
+        };
+        !appends
+            || matches!(
+                text("on_schema_change"),
+                "append_new_columns" | "sync_all_columns"
+            )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -529,6 +559,19 @@ mod tests {
             Ok(TableFormat::Parquet)
         );
         assert!(of(serde_json::json!({"file_format": "orc"})).is_err());
+        // dbt-spark's parquet beside a strategy only Delta runs (Fivetran's packages).
+        let spark_parquet =
+            serde_json::json!({"materialized": "incremental", "file_format": "parquet"});
+        assert_eq!(of(spark_parquet.clone()), Ok(TableFormat::Parquet));
+        let mut keyed = spark_parquet.clone();
+        keyed["unique_key"] = serde_json::json!("id");
+        assert_eq!(of(keyed.clone()), Ok(TableFormat::Delta));
+        keyed["incremental_strategy"] = serde_json::json!("append");
+        assert_eq!(of(keyed), Ok(TableFormat::Parquet));
+        let mut own = spark_parquet;
+        own["incremental_strategy"] = serde_json::json!("delete+insert");
+        own["table_format"] = serde_json::json!("parquet");
+        assert_eq!(of(own), Ok(TableFormat::Parquet));
     }
 
     fn req<'a>(m: &'a str, config: &'a crate::config::Config) -> Request<'a> {

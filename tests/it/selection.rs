@@ -689,3 +689,70 @@ fn exposures_are_graph_nodes_for_selection() {
         out.stderr
     );
 }
+
+/// dbt 1.8's `--empty`: every ref and source reads as zero rows, so the whole DAG runs and its
+/// tables get their columns without reading input; seeds load as usual.
+#[test]
+fn empty_runs_the_dag_on_no_rows() {
+    let p = Project::fixture("ok_shop");
+    p.write(
+        "models/staging/schema_tests.yml",
+        "version: 2\nmodels:\n  - name: stg_orders\n    columns:\n      - name: customer\n        data_tests: [not_null]\n",
+    );
+    let out = p.rsdbt(&["build", "--empty"]).expect(0);
+    assert!(
+        out.stdout.contains("PASS not_null_stg_orders_customer"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(p.query("select count(*) as n from raw.orders")[0]["n"], 4);
+    assert_eq!(
+        p.query("select count(*) as n from marts.customers")[0]["n"],
+        0
+    );
+    let compiled = p.read("target/compiled/shop/models/marts/customers.sql");
+    assert!(
+        compiled.contains(r#"(select * from "warehouse"."main"."stg_orders" where false limit 0) _dbt_limit_subq_stg_orders"#),
+        "{compiled}"
+    );
+    // Without it the same build reads the rows.
+    p.rsdbt(&["build"]).expect(0);
+    assert_eq!(
+        p.query("select count(*) as n from marts.customers")[0]["n"],
+        2
+    );
+}
+
+/// dbt 1.8's `build --resource-type` / `--exclude-resource-type`.
+#[test]
+fn build_by_resource_type() {
+    let p = Project::fixture("ok_shop");
+    p.write(
+        "models/staging/schema_tests.yml",
+        "version: 2\nmodels:\n  - name: stg_orders\n    columns:\n      - name: customer\n        data_tests: [not_null]\n",
+    );
+    let out = p.rsdbt(&["build", "--resource-type", "seed"]).expect(0);
+    assert!(out.stdout.contains("Done. PASS=1 "), "{}", out.stdout);
+    let out = p
+        .rsdbt(&["build", "--exclude-resource-type", "test", "seed"])
+        .expect(0);
+    assert!(
+        !out.stdout.contains("not_null_stg_orders_customer"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("seed file"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("table model marts.customers"),
+        "{}",
+        out.stdout
+    );
+    let out = p.rsdbt(&["build", "--resource-type", "test"]).expect(0);
+    assert!(out.stdout.contains("Done. PASS=1 "), "{}", out.stdout);
+    let out = p.rsdbt(&["build", "--resource-type", "modle"]).expect(2);
+    assert!(
+        out.stderr.contains("invalid value 'modle'"),
+        "{}",
+        out.stderr
+    );
+}

@@ -30,6 +30,7 @@ use datafusion::scalar::ScalarValue;
 
 /// Registers the functions on a session.
 pub fn register(ctx: &SessionContext) {
+    super::json::register(ctx);
     let exact = |t: DataType| TypeSignature::Exact(vec![t.clone(), t]);
     ctx.register_udf(ScalarUDF::new_from_impl(Mod {
         signature: Signature::one_of(

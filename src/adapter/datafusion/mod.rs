@@ -5,6 +5,7 @@ mod external;
 mod functions;
 mod iceberg;
 mod incremental;
+mod json;
 mod kafka;
 mod kinesis;
 mod parquet;
@@ -338,12 +339,21 @@ async fn collect_as(
         .map_err(err)
 }
 
-/// `df` with every column nullable (see [`functions::nullable`]); `df` itself when they are.
+/// `df` with every column nullable (see [`functions::nullable`]), and a column of only NULLs
+/// (`select null as x`, which Delta cannot store) as text, as PostgreSQL types it; `df`
+/// itself when there is nothing to change.
 fn nullable_columns(
     df: datafusion::dataframe::DataFrame,
 ) -> Result<datafusion::dataframe::DataFrame, AdapterError> {
+    use datafusion::arrow::datatypes::DataType;
     use datafusion::logical_expr::Expr;
-    if df.schema().fields().iter().all(|f| f.is_nullable()) {
+    let typed = |f: &datafusion::arrow::datatypes::Field| f.data_type() != &DataType::Null;
+    if df
+        .schema()
+        .fields()
+        .iter()
+        .all(|f| f.is_nullable() && typed(f))
+    {
         return Ok(df);
     }
     let udf = functions::nullable();
@@ -352,9 +362,12 @@ fn nullable_columns(
         .iter()
         .map(|(qualifier, field)| {
             let column = Expr::Column(datafusion::common::Column::from((qualifier, field)));
-            match field.is_nullable() {
-                true => column,
-                false => udf.call(vec![column]).alias(field.name()),
+            match (field.is_nullable(), typed(field)) {
+                (_, false) => {
+                    datafusion::logical_expr::cast(column, DataType::Utf8).alias(field.name())
+                }
+                (true, true) => column,
+                (false, true) => udf.call(vec![column]).alias(field.name()),
             }
         })
         .collect();

@@ -20,7 +20,13 @@ use datafusion::sql::sqlparser::parser::Parser;
 /// `sql` as the engine can plan it.
 pub fn for_engine(sql: &str) -> Cow<'_, str> {
     let lower = sql.to_ascii_lowercase();
-    if !(lower.contains("rollup") || lower.contains("cube") || lower.contains("regexp_matches")) {
+    if !(lower.contains("rollup")
+        || lower.contains("cube")
+        || lower.contains("regexp_matches")
+        || lower.contains("->")
+        || lower.contains("#>")
+        || lower.contains("json"))
+    {
         return Cow::Borrowed(sql);
     }
     let Ok(mut statements) = Parser::parse_sql(&GenericDialect {}, sql) else {
@@ -28,7 +34,10 @@ pub fn for_engine(sql: &str) -> Cow<'_, str> {
     };
     let mut changed = false;
     let _ = visit_expressions_mut(&mut statements, |expr| {
-        if let Some(new) = grouping_sets(expr).or_else(|| first_regex_match(expr)) {
+        if let Some(new) = grouping_sets(expr)
+            .or_else(|| first_regex_match(expr))
+            .or_else(|| json_access(expr))
+        {
             *expr = new;
             changed = true;
         }
@@ -44,6 +53,71 @@ pub fn for_engine(sql: &str) -> Cow<'_, str> {
             .collect::<Vec<_>>()
             .join(";\n"),
     )
+}
+
+/// PostgreSQL's and DuckDB's JSON operators as the functions of [`super::json`]; a cast to
+/// `json` / `jsonb` keeps the text (the engine has no JSON type).
+fn json_access(expr: &Expr) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, DataType};
+    let unjson = |e: &Expr| match e {
+        Expr::Cast {
+            expr,
+            data_type: DataType::JSON | DataType::JSONB,
+            ..
+        } => (**expr).clone(),
+        other => other.clone(),
+    };
+    let (left, right, text, array_form) = match expr {
+        Expr::BinaryOp { left, op, right } => match op {
+            BinaryOperator::LongArrow => (left.clone(), right, true, false),
+            BinaryOperator::Arrow => (left.clone(), right, false, false),
+            BinaryOperator::HashLongArrow => (left.clone(), right, true, true),
+            BinaryOperator::HashArrow => (left.clone(), right, false, true),
+            _ => return None,
+        },
+        // The generic parser reads `col -> 'key'` as a lambda; one whose body is a literal is
+        // no function anyone writes.
+        Expr::Lambda(l) if matches!(&*l.body, Expr::Value(_)) => match &l.params {
+            datafusion::sql::sqlparser::ast::OneOrManyWithParens::One(p) => {
+                (Box::new(Expr::Identifier(p.clone())), &l.body, false, false)
+            }
+            _ => return None,
+        },
+        Expr::Cast {
+            data_type: DataType::JSON | DataType::JSONB,
+            ..
+        } => return Some(unjson(expr)),
+        _ => return None,
+    };
+    let literal = |k: &str| format!("'{}'", k.replace('\'', "''"));
+    let keys: Vec<String> = match &**right {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(path) => super::json::path_keys(path, array_form)
+                .iter()
+                .map(|k| literal(k))
+                .collect(),
+            Value::Number(n, _) => vec![literal(n)],
+            _ => vec![right.to_string()],
+        },
+        other => vec![other.to_string()],
+    };
+    // The document may hold operators of its own (`(doc -> 'a') ->> 'b'`).
+    let mut doc = unjson(&left);
+    let _ = visit_expressions_mut(&mut doc, |e| {
+        if let Some(new) = json_access(e) {
+            *e = new;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let call = format!(
+        "{}({doc}, {})",
+        super::json::function_name(text),
+        keys.join(", ")
+    );
+    Parser::new(&GenericDialect {})
+        .try_with_sql(&call)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
 }
 
 /// `rollup` / `cube` with a column tuple, as the grouping sets it stands for.
@@ -117,6 +191,21 @@ fn first_regex_match(expr: &Expr) -> Option<Expr> {
 #[cfg(test)]
 mod tests {
     use super::for_engine;
+
+    #[test]
+    fn json_operators_become_functions() {
+        assert_eq!(
+            for_engine(
+                "select a::json #>> '{shop_money,amount}' as x, b ->> 'k', (c -> 0) ->> '$.n[1]', d::jsonb from t"
+            ),
+            "SELECT json_extract_path_text(a, 'shop_money', 'amount') AS x, json_extract_path_text(b, 'k'), \
+             json_extract_path_text((json_extract_path(c, '0')), 'n', '1'), d FROM t"
+        );
+        assert_eq!(
+            for_engine("select '$.a' as p from t"),
+            "select '$.a' as p from t"
+        );
+    }
 
     #[test]
     fn postgres_first_regex_match_subquery_becomes_regexp_match() {

@@ -46,6 +46,17 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
                 "{e} (check the header and that every row has the same number of fields)"
             ))
         })?;
+    // A byte-order mark (files saved by Excel) is not part of the first column's name.
+    let inferred = Schema::new(
+        inferred
+            .fields()
+            .iter()
+            .map(|f| {
+                let name = f.name().trim_start_matches('\u{feff}');
+                f.as_ref().clone().with_name(name)
+            })
+            .collect::<Vec<_>>(),
+    );
     if inferred.fields().is_empty() {
         return Err(fail(
             "the file is empty: a seed needs a header row naming its columns".into(),
@@ -94,16 +105,17 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
             None => Column::Kept,
         })
         .collect();
-    // A column with no values at all is text, as dbt's adapters load it; the columns parsed
-    // or cast below are read as text.
+    // A column with no values at all is an integer, as dbt's type inference (agate's first
+    // type) loads it; the columns parsed or cast below are read as text.
     let fields: Vec<Field> = inferred
         .fields()
         .iter()
         .zip(&columns)
         .map(|(f, c)| match c {
-            Column::Kept if f.data_type() != &DataType::Null => {
-                f.as_ref().clone().with_nullable(true)
+            Column::Kept if f.data_type() == &DataType::Null => {
+                Field::new(f.name(), DataType::Int64, true)
             }
+            Column::Kept => f.as_ref().clone().with_nullable(true),
             _ => Field::new(f.name(), DataType::Utf8, true),
         })
         .collect();
@@ -114,9 +126,11 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
     let mut exprs = Vec::new();
     for (f, c) in inferred.fields().iter().zip(&columns) {
         let name = f.name();
+        // Times may carry blanks around them (`2020-09-11 13:26:15.000 `), which PostgreSQL
+        // reads and arrow's parser takes for an empty time zone.
         let with_seconds = format!(
             "case when length({q}) = 16 then {q} || ':00' else {q} end",
-            q = quote(name)
+            q = format!("trim({})", quote(name))
         );
         let e: Expr = match c {
             Column::Kept => ident(name),
