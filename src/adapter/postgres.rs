@@ -840,7 +840,19 @@ impl Adapter for PostgresAdapter {
     async fn query(&self, sql: &str, limit: Option<usize>) -> Result<QueryResult, AdapterError> {
         let body = sql.trim().trim_end_matches(';');
         self.with_client(async |c| {
-            let stmt = c.prepare(body).await.map_err(pg_err)?;
+            let stmt = match c.prepare(body).await {
+                Ok(stmt) => stmt,
+                // Several statements (`begin; ...; commit;` from a macro) cannot be prepared:
+                // they run as a batch and yield an empty table, as dbt's `run_query` of them.
+                Err(e)
+                    if e.as_db_error()
+                        .is_some_and(|d| d.message().contains("multiple commands")) =>
+                {
+                    c.batch_execute(body).await.map_err(pg_err)?;
+                    return Ok(QueryResult::default());
+                }
+                Err(e) => return Err(pg_err(e)),
+            };
             // A statement without a result set (DDL, DML; `run_query` and `statement` blocks
             // run those too) is executed as is, and yields an empty table.
             if stmt.columns().is_empty() {

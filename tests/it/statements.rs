@@ -34,21 +34,23 @@ fn project() -> Project {
 {% endmacro %}
 
 {% macro helpers() %}
-{% set rel = api.Relation.create(database=target.database, schema='side', identifier='t') %}
+{% set rel = api.Relation.create(database=target.database, schema=target.schema ~ '_side', identifier='t') %}
 {% do adapter.create_schema(rel) %}
-{{ print('exists: ' ~ adapter.check_schema_exists(target.database, 'side')) }}
+{{ print('exists: ' ~ adapter.check_schema_exists(target.database, rel.schema)) }}
 {% do run_query("create table " ~ rel ~ " as select 1 as x union all select 2") %}
 {% set response, table = adapter.execute("select sum(x) as total from " ~ rel, fetch=True) %}
 {{ print('total: ' ~ table.rows[0]['total'] ~ ' rows: ' ~ response.rows_affected) }}
 {% do adapter.truncate_relation(rel) %}
 {{ print('after truncate: ' ~ run_query("select count(*) as n from " ~ rel).rows[0][0]) }}
-{% set renamed = api.Relation.create(database=target.database, schema='side', identifier='t2') %}
+{% set renamed = api.Relation.create(database=target.database, schema=rel.schema, identifier='t2') %}
 {% do adapter.rename_relation(rel, renamed) %}
-{{ print('renamed: ' ~ (adapter.get_relation(target.database, 'side', 't2') is not none)) }}
+{{ print('renamed: ' ~ (adapter.get_relation(target.database, rel.schema, 't2') is not none)) }}
 {% do adapter.drop_relation(renamed) %}
-{{ print('dropped: ' ~ (adapter.get_relation(target.database, 'side', 't2') is none)) }}
+{{ print('dropped: ' ~ (adapter.get_relation(target.database, rel.schema, 't2') is none)) }}
+{% do run_query("begin; create table " ~ rel.schema ~ ".batch as select 1 as x; commit;") %}
+{{ print('batch: ' ~ run_query("select count(*) from " ~ rel.schema ~ ".batch").rows[0][0]) }}
 {% do adapter.drop_schema(rel) %}
-{{ print('schema gone: ' ~ (not adapter.check_schema_exists(target.database, 'side'))) }}
+{{ print('schema gone: ' ~ (not adapter.check_schema_exists(target.database, rel.schema))) }}
 {% endmacro %}
 
 {% macro exists_already() %}
@@ -118,7 +120,20 @@ fn temporary_tables_live_for_the_command() {
 
 #[test]
 fn adapter_ddl_helpers() {
-    let p = project();
+    helpers_work(&project());
+}
+
+/// The same macro on PostgreSQL, where the SQL runs as written.
+#[test]
+fn adapter_ddl_helpers_on_postgres() {
+    let Some(p) = Project::fixture_pg("ok_shop") else {
+        return;
+    };
+    p.write("macros/ops.sql", &project().read("macros/ops.sql"));
+    helpers_work(&p);
+}
+
+fn helpers_work(p: &Project) {
     let out = p.rsdbt(&["run-operation", "helpers"]).expect(0);
     for line in [
         "exists: True",
@@ -127,6 +142,7 @@ fn adapter_ddl_helpers() {
         "renamed: True",
         "dropped: True",
         "schema gone: True",
+        "batch: 1",
     ] {
         assert!(out.stdout.contains(line), "{line}: {}", out.stdout);
     }
