@@ -112,6 +112,18 @@ pub trait Adapter: Send + Sync + 'static {
         sql: &str,
         limit: Option<usize>,
     ) -> impl Future<Output = Result<QueryResult, AdapterError>> + Send;
+    /// Runs a statement of a render (`run_query`, `statement`, `adapter.*`) in the session
+    /// `session` stands for, one per rendering thread as dbt has one connection per thread: a
+    /// temporary table a macro creates is there for its next query. Targets without sessions
+    /// run it as [`Adapter::query`].
+    fn query_in_session(
+        &self,
+        session: u64,
+        sql: &str,
+    ) -> impl Future<Output = Result<QueryResult, AdapterError>> + Send {
+        let _ = session;
+        self.query(sql, None)
+    }
     /// What the relation is in the warehouse: `Some("table")`, `Some("view")`, or `None` when it
     /// does not exist (for `--defer` and incremental models).
     fn relation_type(
@@ -197,6 +209,9 @@ impl Adapter for AnyAdapter {
     async fn query(&self, sql: &str, limit: Option<usize>) -> Result<QueryResult, AdapterError> {
         each!(self, a => a.query(sql, limit).await)
     }
+    async fn query_in_session(&self, session: u64, sql: &str) -> Result<QueryResult, AdapterError> {
+        each!(self, a => a.query_in_session(session, sql).await)
+    }
     async fn relation_type(&self, relation: &crate::jinja::Relation) -> Option<&'static str> {
         each!(self, a => a.relation_type(relation).await)
     }
@@ -241,9 +256,16 @@ pub struct Introspector {
 impl crate::jinja::introspect::Warehouse for Introspector {
     fn query(&self, sql: &str) -> Result<crate::jinja::introspect::TableData, String> {
         let (adapter, rt, sql) = (self.adapter.clone(), self.runtime.clone(), sql.to_string());
-        let result = std::thread::spawn(move || rt.block_on(adapter.query(&sql, None)))
-            .join()
-            .map_err(|_| "internal error: the query thread panicked".to_string())?;
+        // The rendering thread's session, taken here: the query runs on a thread of its own.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        thread_local! {
+            static SESSION: u64 = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let session = SESSION.with(|s| *s);
+        let result =
+            std::thread::spawn(move || rt.block_on(adapter.query_in_session(session, &sql)))
+                .join()
+                .map_err(|_| "internal error: the query thread panicked".to_string())?;
         result
             .map(|r| crate::jinja::introspect::TableData {
                 columns: r.columns,

@@ -6,6 +6,7 @@
 
 mod publish;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,6 +39,9 @@ pub struct PostgresAdapter {
     /// The run lock: an advisory lock held for the run on a session of its own (the pool's
     /// sessions are shared by the nodes). Boxed: it is rarely touched.
     lock: Box<LockSession>,
+    /// The sessions of renders (see [`crate::adapter::Adapter::query_in_session`]), outside
+    /// the pool: a render's temporary tables stay visible to its later queries.
+    sessions: Mutex<std::collections::HashMap<u64, Arc<Mutex<Client>>>>,
 }
 
 struct LockSession {
@@ -172,6 +176,7 @@ impl PostgresAdapter {
                 key: format!("{dbname}.{}", t.schema),
                 session: Mutex::new(None),
             }),
+            sessions: Mutex::new(Default::default()),
         })
     }
 
@@ -412,8 +417,24 @@ fn connect_reason(e: &tokio_postgres::Error) -> String {
 /// Creates the new relation under a temporary name (dropping a leftover first).
 fn create_tmp_sql(rel: &Relation, create_tmp: &str) -> String {
     format!(
-        "drop table if exists {tmp} cascade;\ndrop view if exists {tmp} cascade;\n{create_tmp};",
-        tmp = tmp_name(rel)
+        "{}\n{create_tmp};",
+        drop_any_sql(&rel.schema, &format!("{}__dbt_tmp", rel.identifier))
+    )
+}
+
+/// Drops `schema.name` whatever kind of relation it is, if it exists: PostgreSQL's
+/// `drop table if exists` fails on a view ("is not a table"), and `drop view` on a table.
+fn drop_any_sql(schema: &str, name: &str) -> String {
+    let target = format!("{}.{}", quote(schema), quote(name));
+    let drop = |what: &str| literal(&format!("drop {what} {target} cascade"));
+    format!(
+        "do $$ declare k \"char\";\nbegin\n  select c.relkind into k from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = {} and c.relname = {};\n  \
+         if k in ('r', 'p', 'f') then execute {};\n  elsif k = 'v' then execute {};\n  elsif k = 'm' then execute {};\n  end if;\nend $$;",
+        literal(schema),
+        literal(name),
+        drop("table"),
+        drop("view"),
+        drop("materialized view"),
     )
 }
 
@@ -422,7 +443,6 @@ fn create_tmp_sql(rel: &Relation, create_tmp: &str) -> String {
 fn swap_in_sql(rel: &Relation, kind: &str) -> String {
     let schema = quote(&rel.schema);
     let backup = format!("{}__dbt_backup", rel.identifier);
-    let backup_q = format!("{schema}.{}", quote(&backup));
     let exists = |kinds: &str| {
         format!(
             "exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = {} and c.relname = {} and c.relkind in ({kinds}))",
@@ -440,11 +460,12 @@ fn swap_in_sql(rel: &Relation, kind: &str) -> String {
             ))
         )
     };
+    let drop_backup = drop_any_sql(&rel.schema, &backup);
     format!(
-        "drop table if exists {backup_q} cascade;\ndrop view if exists {backup_q} cascade;\n\
+        "{drop_backup}\n\
          do $$ begin\n  if {} then {};\n  elsif {} then {};\n  end if;\nend $$;\n\
          alter {kind} {} rename to {};\n\
-         drop table if exists {backup_q} cascade;\ndrop view if exists {backup_q} cascade;",
+         {drop_backup}",
         exists("'r','p'"),
         rename("table"),
         exists("'v','m'"),
@@ -838,92 +859,24 @@ impl Adapter for PostgresAdapter {
     }
 
     async fn query(&self, sql: &str, limit: Option<usize>) -> Result<QueryResult, AdapterError> {
-        let body = sql.trim().trim_end_matches(';');
-        self.with_client(async |c| {
-            let stmt = match c.prepare(body).await {
-                Ok(stmt) => stmt,
-                // Several statements (`begin; ...; commit;` from a macro) cannot be prepared:
-                // they run as a batch and yield an empty table, as dbt's `run_query` of them.
-                Err(e)
-                    if e.as_db_error()
-                        .is_some_and(|d| d.message().contains("multiple commands")) =>
-                {
-                    c.batch_execute(body).await.map_err(pg_err)?;
-                    return Ok(QueryResult::default());
+        self.with_client(async |c| query_on(c, sql, limit).await)
+            .await
+    }
+
+    async fn query_in_session(&self, session: u64, sql: &str) -> Result<QueryResult, AdapterError> {
+        let client = {
+            let mut sessions = self.sessions.lock().await;
+            match sessions.get(&session) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(Mutex::new(self.open_session().await?));
+                    sessions.insert(session, c.clone());
+                    c
                 }
-                Err(e) => return Err(pg_err(e)),
-            };
-            // A statement without a result set (DDL, DML; `run_query` and `statement` blocks
-            // run those too) is executed as is, and yields an empty table.
-            if stmt.columns().is_empty() {
-                c.execute(&stmt, &[]).await.map_err(pg_err)?;
-                return Ok(QueryResult::default());
             }
-            let columns: Vec<String> = stmt
-                .columns()
-                .iter()
-                .map(|col| col.name().to_string())
-                .collect();
-            // information_schema's names, as dbt-postgres reports them.
-            let types: Vec<String> = stmt
-                .columns()
-                .iter()
-                .map(|col| {
-                    match col.type_().name() {
-                        "int8" => "bigint",
-                        "int4" => "integer",
-                        "int2" => "smallint",
-                        "float8" => "double precision",
-                        "float4" => "real",
-                        "bool" => "boolean",
-                        "varchar" => "character varying",
-                        "bpchar" => "character",
-                        "timestamp" => "timestamp without time zone",
-                        "timestamptz" => "timestamp with time zone",
-                        other => other,
-                    }
-                    .to_string()
-                })
-                .collect();
-            // row_to_json writes the float 342.0 as 342; keep floats floats, as DataFusion does.
-            let float: Vec<bool> = stmt
-                .columns()
-                .iter()
-                .map(|col| matches!(*col.type_(), Type::FLOAT4 | Type::FLOAT8))
-                .collect();
-            let limit = limit.map(|n| format!(" limit {n}")).unwrap_or_default();
-            // row_to_json keeps numbers, booleans and nulls typed.
-            let rows = c
-                .query(
-                    &format!("select row_to_json(q) from (\n{body}\n) q{limit}"),
-                    &[],
-                )
-                .await
-                .map_err(pg_err)?;
-            let rows = rows
-                .iter()
-                .map(|r| {
-                    let obj: Json = r.get(0);
-                    columns
-                        .iter()
-                        .zip(&float)
-                        .map(|(name, &float)| match obj.get(name) {
-                            Some(Json::Number(n)) if float => {
-                                n.as_f64().map(Json::from).unwrap_or(Json::Null)
-                            }
-                            Some(v) => v.clone(),
-                            None => Json::Null,
-                        })
-                        .collect()
-                })
-                .collect();
-            Ok(QueryResult {
-                columns,
-                types,
-                rows,
-            })
-        })
-        .await
+        };
+        let mut client = client.lock().await;
+        query_on(&mut client, sql, None).await
     }
 
     async fn try_lock(
@@ -1128,4 +1081,108 @@ mod tls {
             self.0.signature_verification_algorithms.supported_schemes()
         }
     }
+}
+
+/// Runs `sql` on `c`: its rows (at most `limit`), or an empty table for a statement without a
+/// result set. After a failure the session's transaction is rolled back: a failed statement
+/// inside `begin` would fail every later one on the session.
+async fn query_on(
+    c: &mut Client,
+    sql: &str,
+    limit: Option<usize>,
+) -> Result<QueryResult, AdapterError> {
+    let out = run_sql(c, sql.trim().trim_end_matches(';'), limit).await;
+    if out.is_err() {
+        let _ = c.batch_execute("rollback").await;
+    }
+    out
+}
+
+async fn run_sql(
+    c: &mut Client,
+    body: &str,
+    limit: Option<usize>,
+) -> Result<QueryResult, AdapterError> {
+    let stmt = match c.prepare(body).await {
+        Ok(stmt) => stmt,
+        // Several statements (`begin; ...; commit;` from a macro) cannot be prepared:
+        // they run as a batch and yield an empty table, as dbt's `run_query` of them.
+        Err(e)
+            if e.as_db_error()
+                .is_some_and(|d| d.message().contains("multiple commands")) =>
+        {
+            c.batch_execute(body).await.map_err(pg_err)?;
+            return Ok(QueryResult::default());
+        }
+        Err(e) => return Err(pg_err(e)),
+    };
+    // A statement without a result set (DDL, DML; `run_query` and `statement` blocks
+    // run those too) is executed as is, and yields an empty table.
+    if stmt.columns().is_empty() {
+        c.execute(&stmt, &[]).await.map_err(pg_err)?;
+        return Ok(QueryResult::default());
+    }
+    let columns: Vec<String> = stmt
+        .columns()
+        .iter()
+        .map(|col| col.name().to_string())
+        .collect();
+    // information_schema's names, as dbt-postgres reports them.
+    let types: Vec<String> = stmt
+        .columns()
+        .iter()
+        .map(|col| {
+            match col.type_().name() {
+                "int8" => "bigint",
+                "int4" => "integer",
+                "int2" => "smallint",
+                "float8" => "double precision",
+                "float4" => "real",
+                "bool" => "boolean",
+                "varchar" => "character varying",
+                "bpchar" => "character",
+                "timestamp" => "timestamp without time zone",
+                "timestamptz" => "timestamp with time zone",
+                other => other,
+            }
+            .to_string()
+        })
+        .collect();
+    // row_to_json writes the float 342.0 as 342; keep floats floats, as DataFusion does.
+    let float: Vec<bool> = stmt
+        .columns()
+        .iter()
+        .map(|col| matches!(*col.type_(), Type::FLOAT4 | Type::FLOAT8))
+        .collect();
+    let limit = limit.map(|n| format!(" limit {n}")).unwrap_or_default();
+    // row_to_json keeps numbers, booleans and nulls typed.
+    let rows = c
+        .query(
+            &format!("select row_to_json(q) from (\n{body}\n) q{limit}"),
+            &[],
+        )
+        .await
+        .map_err(pg_err)?;
+    let rows = rows
+        .iter()
+        .map(|r| {
+            let obj: Json = r.get(0);
+            columns
+                .iter()
+                .zip(&float)
+                .map(|(name, &float)| match obj.get(name) {
+                    Some(Json::Number(n)) if float => {
+                        n.as_f64().map(Json::from).unwrap_or(Json::Null)
+                    }
+                    Some(v) => v.clone(),
+                    None => Json::Null,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(QueryResult {
+        columns,
+        types,
+        rows,
+    })
 }

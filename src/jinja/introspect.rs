@@ -526,20 +526,24 @@ impl Object for AdapterObject {
                 let Some(w) = ctx.as_ref().and_then(|c| c.warehouse()) else {
                     return Ok(Value::from(Vec::<Value>::new()));
                 };
-                // A relation not built yet has no columns, as dbt's catalog query finds none
-                // (Fivetran's staging models read their `_tmp` parents' this way).
-                if let Some(r) = rel.downcast_object_ref::<Relation>()
-                    && r.cte_name.is_none()
-                    && relation_if_built(state, r.clone())?.is_none()
-                {
-                    if let Some(c) = &ctx {
-                        c.capture.lock().unwrap().unbuilt = true;
-                    }
-                    return Ok(Value::from(Vec::<Value>::new()));
-                }
-                let table = w
-                    .query(&format!("select * from {rel} limit 0"))
-                    .map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
+                // Asked of the render's session (a temporary table of this render is there).
+                let table = match w.query(&format!("select * from {rel} limit 0")) {
+                    Ok(t) => t,
+                    // A relation not built yet has no columns, as dbt's catalog query finds
+                    // none (Fivetran's staging models read their `_tmp` parents' this way).
+                    Err(e) => match rel.downcast_object_ref::<Relation>() {
+                        Some(r)
+                            if r.cte_name.is_none()
+                                && relation_if_built(state, r.clone())?.is_none() =>
+                        {
+                            if let Some(c) = &ctx {
+                                c.capture.lock().unwrap().unbuilt = true;
+                            }
+                            return Ok(Value::from(Vec::<Value>::new()));
+                        }
+                        _ => return Err(Error::new(ErrorKind::InvalidOperation, e)),
+                    },
+                };
                 Ok(Value::from(
                     table
                         .columns

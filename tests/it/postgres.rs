@@ -768,3 +768,29 @@ print(t.num_rows, t.column("reason").to_pylist().count("spam"), t.schema.names)
         )
     );
 }
+
+/// A view rebuilt while its parents stay (they are not rebuilt with it, so nothing drops it
+/// first), and a model switching between view and table: PostgreSQL's `drop table if exists`
+/// fails on a view, so the swap drops whatever kind is there.
+#[test]
+fn views_rebuild_in_place_and_switch_kind() {
+    let Some(p) = Project::fixture_pg("ok_shop") else {
+        return;
+    };
+    p.rsdbt(&["build"]).expect(0);
+    p.rsdbt(&["run", "-s", "stg_orders"]).expect(0);
+    p.rsdbt(&["run", "-s", "stg_orders"]).expect(0);
+    let sql = p.read("models/staging/stg_orders.sql");
+    p.write(
+        "models/staging/stg_orders.sql",
+        &format!("{{{{ config(materialized='table') }}}}\n{sql}"),
+    );
+    p.rsdbt(&["run", "-s", "stg_orders"]).expect(0);
+    p.write("models/staging/stg_orders.sql", &sql);
+    p.rsdbt(&["run", "-s", "stg_orders"]).expect(0);
+    p.rsdbt(&["run", "-s", "stg_orders"]).expect(0);
+    assert_eq!(
+        p.query("select count(*) as n from {{ ref('stg_orders') }}")[0]["n"],
+        4
+    );
+}
