@@ -25,7 +25,8 @@ pub fn for_engine(sql: &str) -> Cow<'_, str> {
         || lower.contains("regexp_matches")
         || lower.contains("->")
         || lower.contains("#>")
-        || lower.contains("json"))
+        || lower.contains("json")
+        || lower.contains("unnest"))
     {
         return Cow::Borrowed(sql);
     }
@@ -43,6 +44,9 @@ pub fn for_engine(sql: &str) -> Cow<'_, str> {
         }
         ControlFlow::<()>::Continue(())
     });
+    let mut named = UnnestColumnNamed(false);
+    let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(&mut statements, &mut named);
+    changed |= named.0;
     if !changed {
         return Cow::Borrowed(sql);
     }
@@ -53,6 +57,39 @@ pub fn for_engine(sql: &str) -> Cow<'_, str> {
             .collect::<Vec<_>>()
             .join(";\n"),
     )
+}
+
+/// `unnest(x) as t` of one array, whose column PostgreSQL names `t` (`select t from ... cross
+/// join unnest(...) as t`, Fivetran's `split_to_rows` patterns), as `unnest(x) as t(t)`: the
+/// engine would name it `UNNEST(...)`.
+struct UnnestColumnNamed(bool);
+
+impl datafusion::sql::sqlparser::ast::VisitorMut for UnnestColumnNamed {
+    type Break = ();
+
+    fn post_visit_table_factor(
+        &mut self,
+        table_factor: &mut datafusion::sql::sqlparser::ast::TableFactor,
+    ) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{TableAliasColumnDef, TableFactor};
+        if let TableFactor::UNNEST {
+            alias: Some(alias),
+            array_exprs,
+            with_offset: false,
+            with_ordinality: false,
+            ..
+        } = table_factor
+            && alias.columns.is_empty()
+            && array_exprs.len() == 1
+        {
+            alias.columns = vec![TableAliasColumnDef {
+                name: alias.name.clone(),
+                data_type: None,
+            }];
+            self.0 = true;
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// PostgreSQL's and DuckDB's JSON operators as the functions of [`super::json`]; a cast to
@@ -191,6 +228,16 @@ fn first_regex_match(expr: &Expr) -> Option<Expr> {
 #[cfg(test)]
 mod tests {
     use super::for_engine;
+
+    #[test]
+    fn an_unnest_alias_names_its_column() {
+        assert_eq!(
+            for_engine(
+                "select merges from c cross join unnest(string_to_array(ids, ';')) as merges"
+            ),
+            "SELECT merges FROM c CROSS JOIN UNNEST(string_to_array(ids, ';')) AS merges (merges)"
+        );
+    }
 
     #[test]
     fn json_operators_become_functions() {
