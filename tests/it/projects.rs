@@ -1282,6 +1282,22 @@ fn fivetran_shopify_patterns() {
             json!({"id": 2, "at": "2020-09-12T10:00:00", "unused_plus": 1, "amount": 2.0, "amount_text": "2", "seen": "id,created_at,price_set,unused"})
         ]
     );
+    // PostgreSQL's lateral unnest of a column (Fivetran HubSpot's merged contacts).
+    p.write(
+        "models/split_ids.sql",
+        "select o.id, part from {{ ref('raw_orders') }} as o\n\
+         cross join unnest(string_to_array(cast(o.id as varchar) || ';x', ';')) as part",
+    );
+    p.rsdbt(&["run", "-s", "split_ids"]).expect(0);
+    assert_eq!(
+        p.query("select id, part from {{ ref('split_ids') }} order by id, part"),
+        vec![
+            json!({"id": 1, "part": "1"}),
+            json!({"id": 1, "part": "x"}),
+            json!({"id": 2, "part": "2"}),
+            json!({"id": 2, "part": "x"})
+        ]
+    );
     // A Delta table (it has a log), so the next run's delete+insert works.
     assert!(
         p.path()

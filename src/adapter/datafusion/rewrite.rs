@@ -67,6 +67,15 @@ struct UnnestColumnNamed(bool);
 impl datafusion::sql::sqlparser::ast::VisitorMut for UnnestColumnNamed {
     type Break = ();
 
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            for from in select.from.iter_mut() {
+                self.0 |= lateral_unnest(from);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_table_factor(
         &mut self,
         table_factor: &mut datafusion::sql::sqlparser::ast::TableFactor,
@@ -90,6 +99,82 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for UnnestColumnNamed {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// `from t cross join unnest(f(t.col)) as m` — an unnest reading the table it is joined to,
+/// which DataFusion cannot run as a join — as `from (select t.*, unnest(f(t.col)) as m from t)
+/// as t`: the same rows, the unnested value a column `m` beside `t`'s. Only that shape (one
+/// table, one such join).
+fn lateral_unnest(from: &mut datafusion::sql::sqlparser::ast::TableWithJoins) -> bool {
+    use datafusion::sql::sqlparser::ast::{
+        JoinOperator, ObjectNamePart, TableAlias, TableFactor, visit_expressions,
+    };
+    let [join] = from.joins.as_slice() else {
+        return false;
+    };
+    let (
+        JoinOperator::CrossJoin(_),
+        TableFactor::UNNEST {
+            alias: Some(unnest_alias),
+            array_exprs,
+            with_offset: false,
+            with_ordinality: false,
+            ..
+        },
+    ) = (&join.join_operator, &join.relation)
+    else {
+        return false;
+    };
+    let [array] = array_exprs.as_slice() else {
+        return false;
+    };
+    let reads_columns = visit_expressions(array, |e| match e {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break();
+    let table = match &from.relation {
+        TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
+            a.name.clone()
+        }
+        TableFactor::Table {
+            name, alias: None, ..
+        } => match name.0.last() {
+            Some(ObjectNamePart::Identifier(i)) => i.clone(),
+            _ => return false,
+        },
+        _ => return false,
+    };
+    if !reads_columns {
+        return false;
+    }
+    let column = unnest_alias
+        .columns
+        .first()
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| unnest_alias.name.clone());
+    let sql = format!(
+        "select {table}.*, unnest({array}) as {column} from {}",
+        from.relation
+    );
+    let Ok(subquery) = Parser::new(&GenericDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_query())
+    else {
+        return false;
+    };
+    from.relation = TableFactor::Derived {
+        lateral: false,
+        subquery,
+        alias: Some(TableAlias {
+            explicit: true,
+            name: table,
+            columns: vec![],
+        }),
+        sample: None,
+    };
+    from.joins.clear();
+    true
 }
 
 /// PostgreSQL's and DuckDB's JSON operators as the functions of [`super::json`]; a cast to
@@ -232,10 +317,15 @@ mod tests {
     #[test]
     fn an_unnest_alias_names_its_column() {
         assert_eq!(
+            for_engine("select m from t cross join unnest(array['a', 'b']) as m"),
+            "SELECT m FROM t CROSS JOIN UNNEST(ARRAY['a', 'b']) AS m (m)"
+        );
+        // Reading the joined table: a projection-level unnest instead of the join.
+        assert_eq!(
             for_engine(
-                "select merges from c cross join unnest(string_to_array(ids, ';')) as merges"
+                "select c.id, merges from contacts as c cross join unnest(string_to_array(c.ids, ';')) as merges"
             ),
-            "SELECT merges FROM c CROSS JOIN UNNEST(string_to_array(ids, ';')) AS merges (merges)"
+            "SELECT c.id, merges FROM (SELECT c.*, unnest(string_to_array(c.ids, ';')) AS merges FROM contacts AS c) AS c"
         );
     }
 
