@@ -68,6 +68,12 @@ pub fn analyze(
         return report;
     }
     let compiler = Compiler::new(manifest);
+    let in_run: BTreeSet<&str> = order.iter().map(String::as_str).collect();
+    let inputs_rebuilt = |node: &Node| {
+        node.depends_on_nodes
+            .iter()
+            .any(|u| in_run.contains(u.as_str()))
+    };
     // Nodes whose output schema is unknown: their children cannot be judged either.
     let mut unknown: BTreeSet<&str> = BTreeSet::new();
     // What each node found, by its place in `order`.
@@ -133,12 +139,13 @@ pub fn analyze(
                 None => {
                     let incremental =
                         crate::exec::runs_incrementally(node, || built(id), full_refresh);
-                    // Compilation errors are reported when the node runs, as before; SQL made
-                    // from the columns of a relation not built yet is not what will run.
+                    // Compilation errors are reported when the node runs, as before. SQL made
+                    // from what the warehouse holds now (`run_query`, a relation's columns) is
+                    // not what will run when this run builds one of the node's inputs first.
                     fresh = compiler
                         .compile_with(id, incremental)
                         .ok()
-                        .filter(|c| !c.unbuilt)?;
+                        .filter(|c| !(c.introspected && inputs_rebuilt(node)))?;
                     &fresh.sql
                 }
             };

@@ -21,8 +21,8 @@ pub struct Compiled {
     pub ctes: Vec<(String, String)>,
     /// `log()` / `print()` output of the render.
     pub logs: Vec<crate::jinja::Logged>,
-    /// The render read the columns of a relation not built yet (see `Capture::unbuilt`).
-    pub unbuilt: bool,
+    /// The render asked the warehouse (see `Capture::introspected`).
+    pub introspected: bool,
 }
 
 /// Compiles nodes on demand, caching results (ephemeral models are compiled once per run).
@@ -145,7 +145,7 @@ impl<'m> Compiler<'m> {
             body,
             ctes,
             logs: capture.logs,
-            unbuilt: capture.unbuilt,
+            introspected: capture.introspected,
         });
         if reused {
             self.cache
@@ -213,15 +213,21 @@ impl<'m> Compiler<'m> {
 
     /// Renders a project hook (`on-run-start` / `on-run-end`), named like dbt's
     /// `<project>-on-run-start-0`; `extra` adds context such as `schemas` and `results`. Returns
-    /// the SQL and the `log(..., info=True)` lines.
+    /// the SQL and the `log(..., info=True)` lines. `package` is the project the hook comes
+    /// from (an installed package's hooks see its own vars, as in dbt); `None`: the project's.
     pub fn render_operation(
         &self,
+        package: Option<&str>,
         name: &str,
         file: &str,
         sql: &str,
         extra: Vec<(String, minijinja::Value)>,
     ) -> Result<(String, Vec<crate::jinja::Logged>), Diagnostic> {
-        let (info, phase) = self.operation(name, "operation", file);
+        let (mut info, phase) = self.operation(name, "operation", file);
+        if let Some(package) = package {
+            info.package = package.to_string();
+            info.unique_id = format!("operation.{package}.{name}");
+        }
         let (out, capture) = self
             .manifest
             .jinja

@@ -623,6 +623,7 @@ pub async fn project_hooks<A: Adapter>(
         let started_at = chrono::Utc::now();
         let mut rendered = None;
         let outcome = match compiler.render_operation(
+            Some(project),
             &format!("{project}-{which}-{index}"),
             env.project_file,
             &hook.sql,

@@ -59,7 +59,7 @@ pub(super) fn run_operation(
             crate::jinja::value_of(&serde_json::Value::Object(args)),
         )];
         crate::compile::Compiler::new(&l.manifest)
-            .render_operation(name, "run-operation", &call, extra)
+            .render_operation(None, name, "run-operation", &call, extra)
             .map(|(_, logs)| {
                 for line in logs {
                     printer.logged(&line);

@@ -536,9 +536,6 @@ impl Object for AdapterObject {
                             if r.cte_name.is_none()
                                 && relation_if_built(state, r.clone())?.is_none() =>
                         {
-                            if let Some(c) = &ctx {
-                                c.capture.lock().unwrap().unbuilt = true;
-                            }
                             return Ok(Value::from(Vec::<Value>::new()));
                         }
                         _ => return Err(Error::new(ErrorKind::InvalidOperation, e)),

@@ -81,9 +81,10 @@ pub struct Capture {
     /// Ephemeral relations referenced (their CTE names), in order of first use.
     pub ephemerals: Vec<String>,
     pub env_vars: BTreeSet<String>,
-    /// The render asked the warehouse about a relation not built yet (its columns): its SQL
-    /// may differ once that relation is built.
-    pub unbuilt: bool,
+    /// The render asked the warehouse (`run_query`, `statement`, `adapter.get_relation`,
+    /// `get_columns_in_relation`...): its SQL is made from what the warehouse holds now, which
+    /// the nodes built before it in a run may change.
+    pub introspected: bool,
 }
 
 /// The node being rendered, as Jinja sees it.
@@ -150,11 +151,17 @@ impl RenderCtx {
     }
 
     /// The warehouse for introspection; none while parsing or when no run installed one.
+    /// The warehouse, for a question of this render (none while parsing); the render is
+    /// then known to depend on what the warehouse holds (see [`Capture::introspected`]).
     pub(crate) fn warehouse(&self) -> Option<Arc<dyn introspect::Warehouse>> {
         if self.phase_is_parse() {
             return None;
         }
-        self.shared.warehouse.get().map(|w| w.0.clone())
+        let w = self.shared.warehouse.get().map(|w| w.0.clone());
+        if w.is_some() {
+            self.capture.lock().unwrap().introspected = true;
+        }
+        w
     }
 
     /// The render context: what a model (and every macro it calls) sees as variables, with

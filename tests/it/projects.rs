@@ -1207,7 +1207,7 @@ fn package_hooks_run_before_the_projects() {
     p.rsdbt(&["deps"]).expect(0);
     p.append(
         "dbt_packages/reports/dbt_project.yml",
-        "on-run-end:\n  - \"{{ log('package end', info=True) }}\"\n",
+        "on-run-end:\n  - \"{{ log('package end, shift ' ~ var('report_shift'), info=True) }}\"\n",
     );
     p.append(
         "dbt_project.yml",
@@ -1224,7 +1224,8 @@ fn package_hooks_run_before_the_projects() {
         "{}",
         out.stdout
     );
-    assert!(at("1 of 2 START hook: reports.on-run-end.0") < at("package end"));
+    // The package's hook sees the vars scoped to the package (the project's override here).
+    assert!(at("1 of 2 START hook: reports.on-run-end.0") < at("package end, shift 100"));
     assert!(at("package end") < at("2 of 2 START hook: pkg_shop.on-run-end.0"));
     assert!(at("2 of 2 START hook: pkg_shop.on-run-end.0") < at("project end"));
     let rr: serde_json::Value = serde_json::from_str(&p.read("target/run_results.json")).unwrap();

@@ -356,3 +356,35 @@ fn a_wide_level_is_planned_in_parallel_and_reported_in_order() {
         );
     }
 }
+
+/// A model whose SQL is made from a query of its input (a pivot over the input's distinct
+/// values, as Fivetran's Zendesk does) is not judged from what the warehouse holds before the
+/// run rebuilds that input: its children's check would fail on columns the run will make.
+#[test]
+fn models_built_from_queries_of_rebuilt_inputs_are_not_judged_early() {
+    let p = Project::fixture("check_shop");
+    p.write("models/keys.sql", "select 'y' as k");
+    p.write(
+        "models/pivot.sql",
+        "{% set src = ref('keys') %}{% set ks = run_query('select distinct k from ' ~ src).columns[0].values() if execute else [] %}\n\
+         select {% for k in ks %}1 as c_{{ k }}{{ ',' if not loop.last }}{% endfor %}{% if not ks %}0 as nothing{% endif %}",
+    );
+    p.write(
+        "models/reads_pivot.sql",
+        "select c_y from {{ ref('pivot') }}",
+    );
+    p.rsdbt(&["run", "-s", "keys", "pivot", "reads_pivot"])
+        .expect(0);
+    // The input will hold 'x' after this run, and the child reads the column that makes.
+    p.write("models/keys.sql", "select 'x' as k");
+    p.write(
+        "models/reads_pivot.sql",
+        "select c_x from {{ ref('pivot') }}",
+    );
+    p.rsdbt(&["run", "-s", "keys", "pivot", "reads_pivot"])
+        .expect(0);
+    assert_eq!(
+        p.query("select c_x from {{ ref('reads_pivot') }}"),
+        vec![serde_json::json!({"c_x": 1})]
+    );
+}

@@ -26,7 +26,9 @@ pub fn for_engine(sql: &str) -> Cow<'_, str> {
         || lower.contains("->")
         || lower.contains("#>")
         || lower.contains("json")
-        || lower.contains("unnest"))
+        || lower.contains("unnest")
+        || lower.contains("interval")
+        || lower.contains("datetime"))
     {
         return Cow::Borrowed(sql);
     }
@@ -38,6 +40,8 @@ pub fn for_engine(sql: &str) -> Cow<'_, str> {
         if let Some(new) = grouping_sets(expr)
             .or_else(|| first_regex_match(expr))
             .or_else(|| json_access(expr))
+            .or_else(|| interval_times(expr))
+            .or_else(|| datetime_type(expr))
         {
             *expr = new;
             changed = true;
@@ -177,6 +181,85 @@ fn lateral_unnest(from: &mut datafusion::sql::sqlparser::ast::TableWithJoins) ->
     true
 }
 
+/// `interval '1 second' * n` (PostgreSQL's `dateadd`, Fivetran's `timestamp_add`), which
+/// DataFusion cannot multiply, as the interval of `n` seconds:
+/// `cast(cast(n * 1 as varchar) || ' second' as interval)`.
+fn interval_times(expr: &Expr) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::BinaryOperator;
+    let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Multiply,
+        right,
+    } = expr
+    else {
+        return None;
+    };
+    let unnest = |e: &Expr| -> Expr {
+        let mut e = e.clone();
+        while let Expr::Nested(inner) = e {
+            e = *inner;
+        }
+        e
+    };
+    // (amount, unit) of a literal interval `'3 hour'` or `'3' hour`.
+    let literal = |e: &Expr| -> Option<(String, String)> {
+        let Expr::Interval(i) = unnest(e) else {
+            return None;
+        };
+        let Expr::Value(v) = i.value.as_ref() else {
+            return None;
+        };
+        let Value::SingleQuotedString(text) = &v.value else {
+            return None;
+        };
+        let mut words = text.split_whitespace();
+        let amount = words.next()?.to_string();
+        amount.parse::<f64>().ok()?;
+        let unit = match (words.next(), &i.leading_field) {
+            (Some(u), None) => u.to_string(),
+            (None, Some(f)) => f.to_string(),
+            _ => return None,
+        };
+        (words.next().is_none() && i.last_field.is_none()).then_some((amount, unit))
+    };
+    let ((amount, unit), factor) = match (literal(left), literal(right)) {
+        (Some(l), None) => (l, right),
+        (None, Some(r)) => (r, left),
+        _ => return None,
+    };
+    let sql = format!(
+        "cast(cast(({factor}) * {amount} as varchar) || ' {}' as interval)",
+        unit.to_ascii_lowercase()
+    );
+    Parser::new(&GenericDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
+}
+
+/// `cast(x as datetime)` (BigQuery's and Snowflake's name, which packages' `default__` macros
+/// use) as a timestamp.
+fn datetime_type(expr: &Expr) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::{DataType, TimezoneInfo};
+    let Expr::Cast {
+        kind,
+        expr: inner,
+        data_type: DataType::Datetime(_),
+        format,
+        array,
+    } = expr
+    else {
+        return None;
+    };
+    Some(Expr::Cast {
+        kind: kind.clone(),
+        expr: inner.clone(),
+        data_type: DataType::Timestamp(None, TimezoneInfo::None),
+        format: format.clone(),
+        array: *array,
+    })
+}
+
 /// PostgreSQL's and DuckDB's JSON operators as the functions of [`super::json`]; a cast to
 /// `json` / `jsonb` keeps the text (the engine has no JSON type).
 fn json_access(expr: &Expr) -> Option<Expr> {
@@ -189,6 +272,38 @@ fn json_access(expr: &Expr) -> Option<Expr> {
         } => (**expr).clone(),
         other => other.clone(),
     };
+    // The generic parser binds `doc #>> '{a}' = 'x'` as `doc #>> ('{a}' = 'x')`; PostgreSQL
+    // binds the JSON operators tighter than comparisons.
+    let json_op = |op: &BinaryOperator| {
+        matches!(
+            op,
+            BinaryOperator::LongArrow
+                | BinaryOperator::Arrow
+                | BinaryOperator::HashLongArrow
+                | BinaryOperator::HashArrow
+        )
+    };
+    if let Expr::BinaryOp { left, op, right } = expr
+        && json_op(op)
+        && let Expr::BinaryOp {
+            left: key,
+            op: outer,
+            right: rest,
+        } = right.as_ref()
+        && matches!(key.as_ref(), Expr::Value(_))
+        && !json_op(outer)
+    {
+        let access = json_access(&Expr::BinaryOp {
+            left: left.clone(),
+            op: op.clone(),
+            right: key.clone(),
+        })?;
+        return Some(Expr::BinaryOp {
+            left: Box::new(Expr::Nested(Box::new(access))),
+            op: outer.clone(),
+            right: rest.clone(),
+        });
+    }
     let (left, right, text, array_form) = match expr {
         Expr::BinaryOp { left, op, right } => match op {
             BinaryOperator::LongArrow => (left.clone(), right, true, false),
@@ -330,6 +445,17 @@ mod tests {
     }
 
     #[test]
+    fn interval_products_and_datetime_casts() {
+        assert_eq!(
+            for_engine(
+                "select t + ((interval '1 second') * (-5)), interval '2' hour * n, cast(x as datetime) from s"
+            ),
+            "SELECT t + (CAST(CAST(((-5)) * 1 AS VARCHAR) || ' second' AS INTERVAL)), \
+             CAST(CAST((n) * 2 AS VARCHAR) || ' hour' AS INTERVAL), CAST(x AS TIMESTAMP) FROM s"
+        );
+    }
+
+    #[test]
     fn json_operators_become_functions() {
         assert_eq!(
             for_engine(
@@ -341,6 +467,11 @@ mod tests {
         assert_eq!(
             for_engine("select '$.a' as p from t"),
             "select '$.a' as p from t"
+        );
+        // PostgreSQL binds the operator tighter than `=`.
+        assert_eq!(
+            for_engine("select v::json #>> '{in_hours}' = 'true' as b from t"),
+            "SELECT (json_extract_path_text(v, 'in_hours')) = 'true' AS b FROM t"
         );
     }
 
