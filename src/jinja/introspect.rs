@@ -644,7 +644,11 @@ impl Object for AdapterObject {
                     _ => strings(&names),
                 })
             }
-            // Each statement commits on its own.
+            // Each statement commits on its own, but on PostgreSQL a macro may have opened a
+            // transaction on its session (`run_query("begin")`): `commit()` ends it, as dbt's.
+            "commit" if target_type(state) == "postgres" => {
+                execute(state, "commit", false).map(|_| Value::from(()))
+            }
             "commit" | "begin" => Ok(Value::from(())),
             _ => Err(no_method("adapter", method)),
         }

@@ -53,6 +53,13 @@ fn project() -> Project {
 {{ print('schema gone: ' ~ (not adapter.check_schema_exists(target.database, rel.schema))) }}
 {% endmacro %}
 
+{% macro committed() %}
+{% do adapter.create_schema(api.Relation.create(database=target.database, schema=target.schema)) %}
+{% do run_query("begin") %}
+{% do run_query("create table " ~ target.schema ~ ".committed as select 1 as x") %}
+{% do adapter.commit() %}
+{% endmacro %}
+
 {% macro exists_already() %}
 {% do run_query("create table main.audit as select 1 as id") %}
 {% endmacro %}
@@ -131,6 +138,13 @@ fn adapter_ddl_helpers_on_postgres() {
     };
     p.write("macros/ops.sql", &project().read("macros/ops.sql"));
     helpers_work(&p);
+    // A transaction a macro opens on its session is ended by `adapter.commit()`: the table is
+    // there for the next command (an open one is rolled back when the session closes).
+    p.rsdbt(&["run-operation", "committed"]).expect(0);
+    assert_eq!(
+        p.query("select x from {{ target.schema }}.committed"),
+        vec![serde_json::json!({"x": 1})]
+    );
 }
 
 fn helpers_work(p: &Project) {
