@@ -710,10 +710,7 @@ impl Object for ColumnApi {
             return Err(no_method("api.Column", method));
         }
         let (dtype,): (String,) = minijinja::value::from_args(args)?;
-        let spark = state
-            .lookup("target")
-            .and_then(|t| t.get_attr("type").ok())
-            .is_some_and(|t| t.as_str() == Some("spark"));
+        let spark = target_type(state) == "spark";
         let label = match (dtype.to_ascii_uppercase().as_str(), spark) {
             ("LONG", true) => "bigint",
             (_, true) => return Ok(Value::from(dtype)),

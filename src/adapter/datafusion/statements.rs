@@ -89,14 +89,14 @@ async fn write(a: &DataFusionAdapter, s: &Statement) -> Result<Option<()>, Adapt
         Statement::CreateTable(ct) => create_table(a, ct).await?,
         Statement::CreateView(cv) => {
             let rel = relation(a, &cv.name)?;
-            let exists = a.relation_type(&rel).await.is_some();
-            if exists && cv.if_not_exists {
+            let exists = a.relation_type(&rel).await;
+            if exists.is_some() && cv.if_not_exists {
                 return Ok(Some(()));
             }
-            if exists && !cv.or_replace {
+            if exists.is_some() && !cv.or_replace {
                 return Err(already_exists(&rel, "view"));
             }
-            if a.relation_type(&rel).await == Some("table") {
+            if exists == Some("table") {
                 return Err(AdapterError(format!(
                     "{} is a table, not a view: drop it first",
                     rel.render()
