@@ -7,12 +7,17 @@ use serde_json::Value as Json;
 
 use crate::diag::{Diagnostic, Location};
 
+mod block;
+
 /// Parses YAML text into JSON values (mapping keys become strings). An empty file is `null`.
 pub fn parse(path: &str, source: &Arc<str>) -> Result<Json, Diagnostic> {
     if source.trim().is_empty() {
         return Ok(Json::Null);
     }
     if let Some(value) = pieces::parse(source) {
+        return Ok(value);
+    }
+    if let Some(value) = block::parse(source) {
         return Ok(value);
     }
     // Large property files are read straight into JSON; what that path does not take is read
@@ -221,7 +226,8 @@ mod pieces {
         }
         texts.push(&other);
         let mut values = crate::parallel::map(&texts, 1, |t| {
-            serde_yaml::from_str::<Direct>(t).ok().map(|Direct(v)| v)
+            super::block::parse(t)
+                .or_else(|| serde_yaml::from_str::<Direct>(t).ok().map(|Direct(v)| v))
         })
         .into_iter()
         .collect::<Option<Vec<Json>>>()?;
