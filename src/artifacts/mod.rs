@@ -361,9 +361,8 @@ pub fn write_manifest(
         .values()
         .map(|e| (e.unique_id.as_str(), exposure_json(m, e)))
         .collect();
-    let (child_map, parent_map) = crate::parallel::beside(|| m.child_map(), || m.parent_map());
     let unit_tests = unit_tests(m);
-    crate::timings::phase("manifest.json: maps built", started);
+    crate::timings::phase("manifest.json: other maps built", started);
     // dbt's key order; `nodes` is written by hand (see write_nodes), the rest by serde.
     let written = write_with(&target_dir.join("manifest.json"), |w| {
         fn field(
@@ -389,8 +388,22 @@ pub fn write_manifest(
         field(w, "groups", &empty)?;
         field(w, "selectors", &empty)?;
         field(w, "disabled", &disabled)?;
-        field(w, "parent_map", &parent_map)?;
-        field(w, "child_map", &child_map)?;
+        // Built and serialized beside each other once the nodes' buffers are gone (11 MB of
+        // JSON for a 10,000-model project).
+        let serialized = |map: BTreeMap<&str, Vec<&str>>| {
+            let mut buf = Vec::new();
+            json::write(&mut buf, &map).map(|()| buf)
+        };
+        let (child_map, parent_map) =
+            crate::parallel::beside(|| serialized(m.child_map()), || serialized(m.parent_map()));
+        let (child_map, parent_map) = (
+            child_map.map_err(std::io::Error::other)?,
+            parent_map.map_err(std::io::Error::other)?,
+        );
+        write!(w, ",\"parent_map\":")?;
+        w.write_all(&parent_map)?;
+        write!(w, ",\"child_map\":")?;
+        w.write_all(&child_map)?;
         field(w, "group_map", &empty)?;
         field(w, "saved_queries", &empty)?;
         field(w, "semantic_models", &empty)?;
