@@ -388,22 +388,10 @@ pub fn write_manifest(
         field(w, "groups", &empty)?;
         field(w, "selectors", &empty)?;
         field(w, "disabled", &disabled)?;
-        // Built and serialized beside each other once the nodes' buffers are gone (11 MB of
-        // JSON for a 10,000-model project).
-        let serialized = |map: BTreeMap<&str, Vec<&str>>| {
-            let mut buf = Vec::new();
-            json::write(&mut buf, &map).map(|()| buf)
-        };
-        let (child_map, parent_map) =
-            crate::parallel::beside(|| serialized(m.child_map()), || serialized(m.parent_map()));
-        let (child_map, parent_map) = (
-            child_map.map_err(std::io::Error::other)?,
-            parent_map.map_err(std::io::Error::other)?,
-        );
-        write!(w, ",\"parent_map\":")?;
-        w.write_all(&parent_map)?;
-        write!(w, ",\"child_map\":")?;
-        w.write_all(&child_map)?;
+        // Built once the nodes' buffers are gone, one after the other (beside each other, two
+        // threads' heaps held ~20 MB more at the peak for ~15 ms).
+        field(w, "parent_map", &m.parent_map())?;
+        field(w, "child_map", &m.child_map())?;
         field(w, "group_map", &empty)?;
         field(w, "saved_queries", &empty)?;
         field(w, "semantic_models", &empty)?;
