@@ -129,11 +129,9 @@ impl Compound<'_, '_> {
     /// the strings of `manifest.json` are field names).
     fn key(&mut self, key: &'static str) {
         debug_assert!(next_escaped(key.as_bytes(), 0).is_none(), "{key}");
+        self.comma();
         let out = &mut *self.w.out;
-        out.reserve(key.len() + 4);
-        if !std::mem::take(&mut self.first) {
-            out.push(b',');
-        }
+        out.reserve(key.len() + 3);
         out.push(b'"');
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"\":");
