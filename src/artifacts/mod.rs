@@ -257,7 +257,7 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
             .and_then(|t| t.generic.as_ref())
             .map(|g| g.metadata_out()),
         time_spine: (n.resource_type == ResourceType::Model)
-            .then(|| n.time_spine.clone().unwrap_or(Json::Null)),
+            .then(|| n.time_spine.as_deref().cloned().unwrap_or(Json::Null)),
         column_name: test.and_then(|t| t.column_name.as_deref()),
         file_key_name: test.and_then(|t| t.file_key_name.as_deref()),
         attached_node: test.and_then(|t| t.attached_node.as_deref()),
