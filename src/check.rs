@@ -81,7 +81,7 @@ pub fn analyze(
     for level in levels(manifest, order) {
         let mut to_plan: Vec<(usize, &Node)> = Vec::new();
         for (at, node) in level {
-            let reported = selected.contains(&node.unique_id);
+            let reported = selected.contains(node.unique_id.as_str());
             match node.resource_type {
                 ResourceType::Seed => {
                     let path = project_root.join(manifest.file_path(node));
@@ -134,7 +134,7 @@ pub fn analyze(
         let plans = crate::parallel::map(&to_plan, 16, |(_, node)| {
             let id = &node.unique_id;
             let fresh;
-            let sql = match compiled.get(id) {
+            let sql = match compiled.get(id.as_str()) {
                 Some(sql) => sql,
                 None => {
                     let incremental =
@@ -152,7 +152,7 @@ pub fn analyze(
             Some(runtime.block_on(analyzer.plan_with_lineage(sql)))
         });
         for ((at, node), plan) in to_plan.into_iter().zip(plans) {
-            let reported = selected.contains(&node.unique_id);
+            let reported = selected.contains(node.unique_id.as_str());
             match plan {
                 Some(Ok((schema, lineage))) => {
                     report.checked += usize::from(reported);
@@ -163,7 +163,7 @@ pub fn analyze(
                             .map(|f| f.name().clone())
                             .zip(lineage)
                             .collect();
-                        report.lineage.insert(node.unique_id.clone(), cols);
+                        report.lineage.insert(node.unique_id.to_string(), cols);
                     }
                     analyzer.assume(&node.relation, schema);
                 }
@@ -223,7 +223,7 @@ fn levels<'m>(manifest: &'m Manifest, order: &[String]) -> Vec<Vec<(usize, &'m N
     let mut level_of: std::collections::HashMap<&str, usize> = Default::default();
     let mut levels: Vec<Vec<(usize, &Node)>> = Vec::new();
     for (at, id) in order.iter().enumerate() {
-        let Some(node) = manifest.nodes.get(id) else {
+        let Some(node) = manifest.nodes.get(id.as_str()) else {
             continue;
         };
         let level = node

@@ -177,7 +177,7 @@ impl<'m> Compiler<'m> {
                 n.config
                     .get("event_time")
                     .and_then(|v| v.as_str())
-                    .map(|c| (n.name.clone(), c.to_string()))
+                    .map(|c| (n.name.to_string(), c.to_string()))
             })
             .collect();
         let resolver: Arc<dyn Resolve> = Arc::new(BatchResolver {

@@ -186,7 +186,7 @@ pub fn merge(base: &mut Config, overlay: &Config) {
 /// one is the node's own name, so `models: {proj: {orders: {+materialized: table}}}` targets
 /// one model). At each level `+key` is a config; a plain key is a config when it is a known
 /// config name and not the next fqn part.
-pub fn from_tree(tree: Option<&Json>, fqn: &[String]) -> Config {
+pub fn from_tree<S: AsRef<str>>(tree: Option<&Json>, fqn: &[S]) -> Config {
     let mut out = Config::new();
     let Some(Json::Object(top)) = tree else {
         return out;
@@ -194,15 +194,15 @@ pub fn from_tree(tree: Option<&Json>, fqn: &[String]) -> Config {
     // Configs at the very top apply to every package.
     apply_level(&mut out, top, None);
     let Some(first) = fqn.first() else { return out };
-    let Some(Json::Object(mut level)) = top.get(first).cloned() else {
+    let Some(Json::Object(mut level)) = top.get(first.as_ref()).cloned() else {
         return out;
     };
-    apply_level(&mut out, &level, fqn.get(1).map(String::as_str));
+    apply_level(&mut out, &level, fqn.get(1).map(AsRef::as_ref));
     for (i, part) in fqn.iter().enumerate().skip(1) {
-        match level.get(part) {
+        match level.get(part.as_ref()) {
             Some(Json::Object(next)) => {
                 level = next.clone();
-                apply_level(&mut out, &level, fqn.get(i + 1).map(String::as_str));
+                apply_level(&mut out, &level, fqn.get(i + 1).map(AsRef::as_ref));
             }
             _ => break,
         }

@@ -178,7 +178,7 @@ pub fn run<A: Adapter + Sync>(
         .iter()
         .enumerate()
         .map(|(i, id)| {
-            let node = &manifest.nodes[id];
+            let node = &manifest.nodes[id.as_str()];
             let attached = node.test.as_ref().and_then(|t| t.attached_node.as_deref());
             match attached {
                 Some(a) if node.resource_type == ResourceType::Test => {
@@ -215,7 +215,7 @@ pub fn run<A: Adapter + Sync>(
     // `not_null` tests on the same relation, counted in one query when ready together.
     let mut mergeable: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
     for id in deps.keys() {
-        if let Some(key) = crate::data_test::merge_key(&manifest.nodes[id]) {
+        if let Some(key) = crate::data_test::merge_key(&manifest.nodes[id.as_str()]) {
             mergeable.entry(key).or_default().push(id);
         }
     }
@@ -274,7 +274,7 @@ pub fn run<A: Adapter + Sync>(
                 };
                 // The other ready `not_null` tests on the first one's relation go with it.
                 let mut batch = vec![first];
-                let key = crate::data_test::merge_key(&manifest.nodes[first]);
+                let key = crate::data_test::merge_key(&manifest.nodes[first.as_str()]);
                 for &other in key.and_then(|k| mergeable.get(k)).into_iter().flatten() {
                     if batch.len() < MAX_MERGED
                         && other != first
@@ -287,7 +287,7 @@ pub fn run<A: Adapter + Sync>(
                 for id in batch {
                     not_started -= 1;
                     next_index += 1;
-                    let node = &*manifest.nodes[id];
+                    let node = &*manifest.nodes[id.as_str()];
                     if let Some(by) = &stopped_by {
                         printer.node_skipped(next_index, total, node);
                         blocked.insert(id.clone());
@@ -331,7 +331,7 @@ pub fn run<A: Adapter + Sync>(
                 // Only reachable through a bug in `dependencies` (a cycle): never hang, say so.
                 for (id, n) in &remaining {
                     if *n > 0 && !results.contains_key(*id) {
-                        let node = &manifest.nodes[*id];
+                        let node = &manifest.nodes[id.as_str()];
                         let mut r = skipped(node, "an internal scheduling error");
                         r.status = Status::Error;
                         r.message = Some(format!(
@@ -348,7 +348,7 @@ pub fn run<A: Adapter + Sync>(
                 if env.warn_error && res.status == Status::Warn {
                     res.status = Status::Fail;
                 }
-                let node = &manifest.nodes[&res.unique_id];
+                let node = &manifest.nodes[res.unique_id.as_str()];
                 printer.node_done(&NodeLine {
                     index,
                     total,
@@ -522,35 +522,36 @@ fn dependencies(m: &Manifest, dag: &Dag, ids: &[String]) -> BTreeMap<String, BTr
     // leave out, as dbt), and before its model, which waits for it.
     for id in ids
         .iter()
-        .filter(|id| m.nodes[*id].resource_type == ResourceType::UnitTest)
+        .filter(|id| m.nodes[id.as_str()].resource_type == ResourceType::UnitTest)
     {
-        let model = &m.nodes[id].depends_on_nodes[0];
-        let inputs = deps.get(model).cloned().unwrap_or_else(|| {
+        let model = &m.nodes[id.as_str()].depends_on_nodes[0];
+        let inputs = deps.get(model.as_str()).cloned().unwrap_or_else(|| {
             let mut ups = BTreeSet::new();
             collect_selected_ancestors(m, dag, model, &selected, &mut ups);
             ups
         });
         *deps.get_mut(id).unwrap() = inputs;
-        if let Some(d) = deps.get_mut(model) {
+        if let Some(d) = deps.get_mut(model.as_str()) {
             d.insert(id.clone());
         }
     }
     let mut ancestors: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for test in ids
         .iter()
-        .filter(|id| m.nodes[*id].resource_type == ResourceType::Test)
+        .filter(|id| m.nodes[id.as_str()].resource_type == ResourceType::Test)
     {
-        let parents: BTreeSet<&String> = m.nodes[test]
+        let parents: BTreeSet<&str> = m.nodes[test.as_str()]
             .depends_on_nodes
             .iter()
+            .map(smol_str::SmolStr::as_str)
             .filter(|p| m.nodes.contains_key(*p))
             .collect();
         for p in &parents {
             for child in dag.neighbors(p, false) {
                 if !selected.contains(&child)
-                    || parents.contains(&child)
+                    || parents.contains(child.as_str())
                     || matches!(
-                        m.nodes[&child].resource_type,
+                        m.nodes[child.as_str()].resource_type,
                         ResourceType::Test | ResourceType::UnitTest
                     )
                 {
@@ -586,7 +587,7 @@ fn collect_selected_ancestors(
             }
             if selected.contains(&p) {
                 out.insert(p);
-            } else if m.nodes.contains_key(&p) {
+            } else if m.nodes.contains_key(p.as_str()) {
                 stack.push(p);
             }
         }
@@ -699,7 +700,7 @@ pub fn skip_all(manifest: &Manifest, ids: &[String], why: &str) -> RunResults {
         .iter()
         .map(|id| NodeResult {
             message: Some(why.to_string()),
-            ..skipped(&manifest.nodes[id], "")
+            ..skipped(&manifest.nodes[id.as_str()], "")
         })
         .collect();
     RunResults {
@@ -719,7 +720,7 @@ pub fn run_end_context(
         .results
         .iter()
         .map(|r| {
-            let n = &manifest.nodes[&r.unique_id];
+            let n = &manifest.nodes[r.unique_id.as_str()];
             if !n.is_ephemeral() && r.status != Status::Skipped {
                 schemas.insert(n.relation.schema.clone());
                 database_schemas.insert((n.relation.database.clone(), n.relation.schema.clone()));
@@ -758,7 +759,7 @@ pub fn run_end_context(
 
 fn skipped(node: &Node, cause: &str) -> NodeResult {
     NodeResult {
-        unique_id: node.unique_id.clone(),
+        unique_id: node.unique_id.to_string(),
         status: Status::Skipped,
         message: Some(format!("skipped because upstream {cause} did not succeed")),
         timing: vec![],
@@ -774,7 +775,7 @@ fn skipped(node: &Node, cause: &str) -> NodeResult {
 
 fn new_result(node: &Node, thread_id: String) -> NodeResult {
     NodeResult {
-        unique_id: node.unique_id.clone(),
+        unique_id: node.unique_id.to_string(),
         status: Status::Success,
         message: None,
         timing: vec![],
@@ -971,7 +972,11 @@ async fn run_node<A: Adapter>(
                 )
                 .await;
                 let unchanged = fingerprint.is_some()
-                    && env.fingerprints.lock().unwrap().get(&node.unique_id)
+                    && env
+                        .fingerprints
+                        .lock()
+                        .unwrap()
+                        .get(node.unique_id.as_str())
                         == fingerprint.as_ref();
                 if env.skip_unchanged
                     && unchanged
@@ -982,7 +987,10 @@ async fn run_node<A: Adapter>(
                     return finish(res, t0, compile_start, Ok("REUSED".into()));
                 }
                 // Until it builds again, nothing is known to be current.
-                env.fingerprints.lock().unwrap().remove(&node.unique_id);
+                env.fingerprints
+                    .lock()
+                    .unwrap()
+                    .remove(node.unique_id.as_str());
             }
             let mut pre_hooks = Vec::new();
             for h in node.config.strings("pre-hook") {
@@ -1083,7 +1091,7 @@ async fn run_node<A: Adapter>(
         env.fingerprints
             .lock()
             .unwrap()
-            .insert(node.unique_id.clone(), f);
+            .insert(node.unique_id.to_string(), f);
     }
     let msg = match &last {
         Some(a) => match a.rows_affected {
@@ -1497,7 +1505,7 @@ pub(crate) fn seed_spec(node: &Node, path: &std::path::Path) -> SeedSpec {
         .unwrap_or_default();
     SeedSpec {
         path: path.to_path_buf(),
-        display_path: node.original_file_path.clone(),
+        display_path: node.original_file_path.to_string(),
         delimiter,
         column_types,
     }

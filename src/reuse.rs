@@ -65,7 +65,11 @@ pub async fn fingerprint<A: Adapter>(
     h.update(serde_json::to_string(&node.config).ok()?.as_bytes());
     // Inputs, walked through views and ephemeral models down to what holds data.
     let mut seen = BTreeSet::new();
-    let mut stack: Vec<&str> = node.depends_on_nodes.iter().map(String::as_str).collect();
+    let mut stack: Vec<&str> = node
+        .depends_on_nodes
+        .iter()
+        .map(smol_str::SmolStr::as_str)
+        .collect();
     while let Some(id) = stack.pop() {
         if !seen.insert(id) {
             continue;
@@ -95,7 +99,7 @@ pub async fn fingerprint<A: Adapter>(
                 // Its definition and its own inputs decide what it returns.
                 h.update(up.checksum.as_bytes());
                 h.update(serde_json::to_string(&up.config).ok()?.as_bytes());
-                stack.extend(up.depends_on_nodes.iter().map(String::as_str));
+                stack.extend(up.depends_on_nodes.iter().map(smol_str::SmolStr::as_str));
             }
             ResourceType::Model | ResourceType::Snapshot => {
                 h.update(adapter.data_version(&up.relation).await?.as_bytes());

@@ -242,7 +242,7 @@ fn input_relation<'m>(m: &'m Manifest, input: &Input, model: &'m Node) -> Option
             .nodes
             .values()
             .find(|x| {
-                &x.name == n
+                x.name == n
                     && !matches!(x.resource_type, ResourceType::Test | ResourceType::UnitTest)
             })
             .filter(|x| !x.is_ephemeral())
@@ -292,7 +292,7 @@ fn documented_columns(m: &Manifest, input: &Input, model: &Node) -> Vec<(String,
             .nodes
             .values()
             .find(|x| {
-                &x.name == n
+                x.name == n
                     && x.resource_type != ResourceType::Test
                     && x.resource_type != ResourceType::UnitTest
             })

@@ -122,8 +122,8 @@ pub fn external_sources(
             match kafka_source(kafka, s) {
                 Ok(k) => out.push(ExternalSource {
                     unique_id: s.unique_id.clone(),
-                    schema: s.relation.schema.clone(),
-                    identifier: s.relation.identifier.clone(),
+                    schema: s.relation.schema.to_string(),
+                    identifier: s.relation.identifier.to_string(),
                     location: format!("Kafka topic '{}' on {}", k.topic, k.brokers.join(",")),
                     format: "kafka".into(),
                     version: None,
@@ -146,8 +146,8 @@ pub fn external_sources(
             match kinesis_source(block, s) {
                 Ok(k) => out.push(ExternalSource {
                     unique_id: s.unique_id.clone(),
-                    schema: s.relation.schema.clone(),
-                    identifier: s.relation.identifier.clone(),
+                    schema: s.relation.schema.to_string(),
+                    identifier: s.relation.identifier.to_string(),
                     location: format!("Kinesis stream '{}' in {}", k.stream, k.region),
                     format: "kinesis".into(),
                     version: None,
@@ -169,8 +169,8 @@ pub fn external_sources(
         if let Some(connection) = ext.get("connection").and_then(Json::as_str) {
             out.push(ExternalSource {
                 unique_id: s.unique_id.clone(),
-                schema: s.relation.schema.clone(),
-                identifier: s.relation.identifier.clone(),
+                schema: s.relation.schema.to_string(),
+                identifier: s.relation.identifier.to_string(),
                 location: format!(
                     "PostgreSQL table {}.{} via connection '{connection}'",
                     s.relation.schema, s.relation.identifier
@@ -200,8 +200,8 @@ pub fn external_sources(
                 .unwrap_or(&s.relation.schema);
             out.push(ExternalSource {
                 unique_id: s.unique_id.clone(),
-                schema: s.relation.schema.clone(),
-                identifier: s.relation.identifier.clone(),
+                schema: s.relation.schema.to_string(),
+                identifier: s.relation.identifier.to_string(),
                 location: format!(
                     "Iceberg table {namespace}.{} in catalog '{catalog}'",
                     s.relation.identifier
@@ -281,8 +281,8 @@ pub fn external_sources(
         };
         out.push(ExternalSource {
             unique_id: s.unique_id.clone(),
-            schema: s.relation.schema.clone(),
-            identifier: s.relation.identifier.clone(),
+            schema: s.relation.schema.to_string(),
+            identifier: s.relation.identifier.to_string(),
             location,
             format,
             version: int("version").and_then(|v| u64::try_from(v).ok()),

@@ -942,7 +942,7 @@ impl Adapter for PostgresAdapter {
                 let row = c
                     .query_opt(
                         "select c.relkind::text from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 and c.relname = $2",
-                        &[&relation.schema, &relation.identifier],
+                        &[&relation.schema.as_str(), &relation.identifier.as_str()],
                     )
                     .await
                     .map_err(pg_err)?;

@@ -103,8 +103,8 @@ struct RefOut<'a> {
 
 #[derive(Serialize)]
 struct DependsOn<'a> {
-    macros: &'a [String],
-    nodes: &'a [String],
+    macros: &'a [smol_str::SmolStr],
+    nodes: &'a [smol_str::SmolStr],
 }
 
 /// A node of `manifest.json` (dbt's manifest v12 keys), borrowing from the manifest.
@@ -118,7 +118,7 @@ struct NodeOut<'a> {
     path: &'a str,
     original_file_path: &'a str,
     unique_id: &'a str,
-    fqn: &'a [String],
+    fqn: &'a [smol_str::SmolStr],
     alias: &'a str,
     checksum: Checksum<'a>,
     config: WithDefaults<'a>,
@@ -283,7 +283,7 @@ fn write_nodes(
                 buf.push(b',');
                 json::write(&mut buf, &n.unique_id)?;
                 buf.push(b':');
-                let sql = compiled.get(&n.unique_id).map(String::as_str);
+                let sql = compiled.get(n.unique_id.as_str()).map(String::as_str);
                 json::write(&mut buf, &node_out(m, n, sql))?;
             }
             Ok::<_, serde_json::Error>(buf)
@@ -473,7 +473,7 @@ pub fn graph_json(m: &Manifest) -> Json {
     let values = crate::parallel::map(&nodes, 64, |n| node_json(m, n));
     let nodes: serde_json::Map<String, Json> = nodes
         .iter()
-        .map(|n| n.unique_id.clone())
+        .map(|n| n.unique_id.to_string())
         .zip(values)
         .collect();
     json!({
@@ -786,7 +786,7 @@ pub fn exposure_json(m: &Manifest, e: &crate::manifest::Exposure) -> Json {
     let sources: Vec<Json> = e
         .depends_on_nodes
         .iter()
-        .filter_map(|id| m.sources.get(id))
+        .filter_map(|id| m.sources.get(id.as_str()))
         .map(|s| json!([s.def.source_name, s.def.name]))
         .collect();
     json!({

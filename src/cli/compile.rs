@@ -60,7 +60,7 @@ pub(super) fn compile(
     // Renders and file writes of tens of thousands of nodes: on every core.
     let render = |ids: &[&String]| {
         crate::parallel::map(ids, 256, |id| {
-            let node = &l.manifest.nodes[*id];
+            let node = &l.manifest.nodes[id.as_str()];
             let c = compiler.compile_with(id, incremental(node))?;
             let _ = crate::compile::write_compiled(&target_dir, node, &c.sql);
             Ok::<_, Diagnostic>(c.sql.clone())
@@ -68,7 +68,7 @@ pub(super) fn compile(
     };
     let (models, others): (Vec<&String>, Vec<&String>) = ids
         .iter()
-        .partition(|id| l.manifest.nodes[*id].resource_type == ResourceType::Model);
+        .partition(|id| l.manifest.nodes[id.as_str()].resource_type == ResourceType::Model);
     let mut outcomes: BTreeMap<&String, Result<String, Diagnostic>> =
         models.iter().copied().zip(render(&models)).collect();
     printer::timing("compile renders + writes: models", t);

@@ -34,7 +34,7 @@ pub(super) fn docs_generate(
         });
         for (node, c) in models.iter().zip(sql) {
             if let Some(c) = c {
-                compiled.insert(node.unique_id.clone(), c.sql.clone());
+                compiled.insert(node.unique_id.to_string(), c.sql.clone());
             }
         }
     }
@@ -78,9 +78,9 @@ pub(super) fn docs_generate(
             .flatten();
         Some(crate::artifacts::CatalogEntry {
             unique_id: unique_id.to_string(),
-            database: rel.database.clone(),
-            schema: rel.schema.clone(),
-            name: rel.identifier.clone(),
+            database: rel.database.to_string(),
+            schema: rel.schema.to_string(),
+            name: rel.identifier.to_string(),
             kind: match kind {
                 "view" => "VIEW",
                 // dbt-external-tables' sources show as external tables in catalogs.
@@ -132,7 +132,7 @@ pub(super) fn docs_generate(
         .nodes
         .values()
         .filter(|n| n.resource_type == ResourceType::Model)
-        .map(|n| n.unique_id.clone())
+        .map(|n| n.unique_id.to_string())
         .collect();
     let flags = Flags {
         static_analysis: crate::check::Mode::On,

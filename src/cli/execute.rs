@@ -98,7 +98,7 @@ pub(super) fn execute(
     let state = load_state(selection, &l)?;
     let ids: Vec<String> = selected(&l, selection, state.as_ref(), types)?
         .into_iter()
-        .filter(|id| crate::exec::is_executable(&l.manifest.nodes[id]))
+        .filter(|id| crate::exec::is_executable(&l.manifest.nodes[id.as_str()]))
         .collect();
     run_nodes(
         &cli.global,
@@ -180,8 +180,8 @@ fn check_streams(
     };
     let read: std::collections::BTreeSet<&str> = ids
         .iter()
-        .filter_map(|id| l.manifest.nodes.get(id))
-        .flat_map(|n| n.depends_on_nodes.iter().map(String::as_str))
+        .filter_map(|id| l.manifest.nodes.get(id.as_str()))
+        .flat_map(|n| n.depends_on_nodes.iter().map(smol_str::SmolStr::as_str))
         .filter(|d| d.starts_with("source."))
         .collect();
     if read.is_empty() {
@@ -210,7 +210,10 @@ fn check_server(
     #[cfg(feature = "spark")]
     if let crate::adapter::AnyAdapter::Spark(spark) = adapter {
         let mut diags = Diagnostics::new();
-        for node in ids.iter().filter_map(|id| l.manifest.nodes.get(id)) {
+        for node in ids
+            .iter()
+            .filter_map(|id| l.manifest.nodes.get(id.as_str()))
+        {
             let materialized = match node.resource_type {
                 ResourceType::Snapshot => "snapshot",
                 _ => node.materialized(),
@@ -255,7 +258,10 @@ pub(super) fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostic
     if l.project.target().adapter_type != "datafusion" {
         // Time travel reads stored versions of Delta and Iceberg tables.
         let mut diags = Diagnostics::new();
-        for node in ids.iter().filter_map(|id| l.manifest.nodes.get(id)) {
+        for node in ids
+            .iter()
+            .filter_map(|id| l.manifest.nodes.get(id.as_str()))
+        {
             let needle = ["time_travel", ".at_version(", ".at_snapshot("]
                 .into_iter()
                 .find(|k| node.raw_code.contains(k) || node.config.contains_key(*k));
@@ -281,7 +287,10 @@ pub(super) fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostic
         return diags.into_result(());
     }
     let mut diags = Diagnostics::new();
-    for node in ids.iter().filter_map(|id| l.manifest.nodes.get(id)) {
+    for node in ids
+        .iter()
+        .filter_map(|id| l.manifest.nodes.get(id.as_str()))
+    {
         if !matches!(
             node.resource_type,
             ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
@@ -312,7 +321,7 @@ pub(super) fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostic
             continue;
         }
         let stream = node.depends_on_nodes.iter().find(|d| {
-            l.manifest.sources.get(*d).is_some_and(|s| {
+            l.manifest.sources.get(d.as_str()).is_some_and(|s| {
                 let ext = &s.def.external;
                 ext.get("kafka").is_some()
                     || ext.get("kinesis").is_some()
@@ -373,7 +382,7 @@ pub(super) fn static_analysis(
     if flags.static_analysis == crate::check::Mode::Off
         || !ids
             .iter()
-            .any(|id| l.manifest.nodes[id].resource_type == ResourceType::Model)
+            .any(|id| l.manifest.nodes[id.as_str()].resource_type == ResourceType::Model)
     {
         return Ok(());
     }
@@ -383,21 +392,21 @@ pub(super) fn static_analysis(
     // Tests are not planned (a large project's are most of its nodes).
     let ids: Vec<&String> = ids
         .iter()
-        .filter(|id| l.manifest.nodes[*id].resource_type != ResourceType::Test)
+        .filter(|id| l.manifest.nodes[id.as_str()].resource_type != ResourceType::Test)
         .collect();
     // Unselected ancestors not built yet are planned too: their schemas stand in for tables.
     let selected: std::collections::BTreeSet<String> = ids.iter().map(|id| (*id).clone()).collect();
     let mut helpers = std::collections::BTreeSet::new();
-    let mut stack: Vec<&String> = ids.clone();
+    let mut stack: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
     while let Some(id) = stack.pop() {
         for up in &l.manifest.nodes[id].depends_on_nodes {
             if let Some(n) = l.manifest.nodes.get(up)
-                && !selected.contains(up)
-                && !helpers.contains(up)
+                && !selected.contains(up.as_str())
+                && !helpers.contains(up.as_str())
                 && (n.is_ephemeral() || !exists(&n.relation))
             {
-                helpers.insert(up.clone());
-                stack.push(up);
+                helpers.insert(up.to_string());
+                stack.push(&n.unique_id);
             }
         }
     }
@@ -405,7 +414,7 @@ pub(super) fn static_analysis(
     let built: std::collections::BTreeSet<&str> = order
         .iter()
         .filter(|id| !compiled.contains_key(*id))
-        .map(|id| &l.manifest.nodes[id])
+        .map(|id| &l.manifest.nodes[id.as_str()])
         .filter(|n| {
             n.materialized() == "incremental"
                 && rt.block_on(adapter.relation_type(&n.relation)) == Some("table")
@@ -484,7 +493,7 @@ pub(super) fn write_lineage(
     for s in l.manifest.sources.values() {
         owners.insert(
             key(&s.relation.schema, &s.relation.identifier),
-            s.unique_id.clone(),
+            s.unique_id.as_str().into(),
         );
     }
     // Models not planned this time keep their earlier entries (a run of a selection); when
@@ -495,7 +504,7 @@ pub(super) fn write_lineage(
         .nodes
         .values()
         .filter(|n| n.resource_type == ResourceType::Model)
-        .all(|n| lineage.contains_key(&n.unique_id));
+        .all(|n| lineage.contains_key(n.unique_id.as_str()));
     let mut models: BTreeMap<String, LineageEntry> = (!all_planned)
         .then(|| std::fs::read_to_string(&path).ok())
         .flatten()
@@ -506,7 +515,7 @@ pub(super) fn write_lineage(
         })
         .unwrap_or_default()
         .into_iter()
-        .filter(|(id, _)| l.manifest.nodes.contains_key(id))
+        .filter(|(id, _)| l.manifest.nodes.contains_key(id.as_str()))
         .map(|(id, v)| (id, LineageEntry::Kept(v)))
         .collect();
     models.extend(lineage.iter().map(|(id, cols)| {
@@ -578,7 +587,7 @@ enum LineageEntry<'a> {
 #[derive(serde::Serialize)]
 struct LineageFrom<'a> {
     column: &'a str,
-    node: Option<&'a String>,
+    node: Option<&'a smol_str::SmolStr>,
     relation: &'a str,
 }
 
@@ -643,18 +652,18 @@ pub(super) fn run_nodes(
     // target has them (or --favor-state says to prefer the state's).
     let mut deferred = BTreeMap::new();
     if let (true, Some(state)) = (selection.defer, state) {
-        let building: std::collections::BTreeSet<&String> = ids.iter().collect();
+        let building: std::collections::BTreeSet<&str> = ids.iter().map(|id| id.as_str()).collect();
         for n in l
             .manifest
             .nodes
             .values()
-            .filter(|n| !building.contains(&n.unique_id) && !n.is_ephemeral())
+            .filter(|n| !building.contains(n.unique_id.as_str()) && !n.is_ephemeral())
         {
             if let Some(rel) = state.relation(&n.unique_id)
                 && (selection.favor_state
                     || rt.block_on(adapter.relation_type(&n.relation)).is_none())
             {
-                deferred.insert(n.unique_id.clone(), rel);
+                deferred.insert(n.unique_id.to_string(), rel);
             }
         }
     }
@@ -762,7 +771,7 @@ pub(super) fn run_nodes(
     // dbt's wording: "3 seeds, 4 view models, 6 table models".
     let mut counts: BTreeMap<(u8, String), usize> = BTreeMap::new();
     for id in ids {
-        let n = &l.manifest.nodes[id];
+        let n = &l.manifest.nodes[id.as_str()];
         let key = match n.resource_type {
             ResourceType::Seed => (0, "seed".to_string()),
             ResourceType::Snapshot => (8, "snapshot".to_string()),

@@ -37,7 +37,7 @@ pub(super) fn run(
                 || l.manifest.exposures.contains_key(id)
                 || l.manifest
                     .nodes
-                    .get(id)
+                    .get(id.as_str())
                     .is_some_and(|n| listed.contains(&n.resource_type))
         })
         .collect();
@@ -81,7 +81,7 @@ fn line(
             (
                 n.resource_type.as_str(),
                 n.fqn.join("."),
-                n.name.clone(),
+                n.name.to_string(),
                 &n.original_file_path,
                 Box::new(|| crate::artifacts::node_json(m, n)),
             )

@@ -292,7 +292,7 @@ fn selected(
     let ids = set.into_iter().filter(|id| {
         l.manifest
             .nodes
-            .get(id)
+            .get(id.as_str())
             .is_some_and(|n| types.contains(&n.resource_type) && !n.is_empty())
     });
     Ok(l.dag.sort(ids))

@@ -381,7 +381,7 @@ impl Printer {
     pub fn summary(
         &self,
         results: &RunResults,
-        nodes: &std::collections::BTreeMap<String, Box<Node>>,
+        nodes: &std::collections::BTreeMap<smol_str::SmolStr, Box<Node>>,
         what: &str,
     ) {
         let secs = results.elapsed;
@@ -445,7 +445,7 @@ impl Printer {
             };
             let say = |msg: &str| self.event(level, "Note", msg, json!({}));
             say("");
-            let node = &nodes[&r.unique_id];
+            let node = &nodes[r.unique_id.as_str()];
             let msg = r.message.as_deref().unwrap_or("error");
             let what = if node.resource_type == ResourceType::UnitTest {
                 "unit_test"
@@ -485,7 +485,7 @@ impl Printer {
 fn display_name(node: &Node) -> String {
     match &node.unit_test {
         Some(u) => format!("{}::{}", u.model, u.name),
-        None => node.name.clone(),
+        None => node.name.to_string(),
     }
 }
 

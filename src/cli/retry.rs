@@ -64,7 +64,7 @@ pub(super) fn retry(
     let ids: Vec<String> = l.dag.sort(failed.into_iter().filter(|id| {
         l.manifest
             .nodes
-            .get(id)
+            .get(id.as_str())
             .is_some_and(|n| crate::exec::is_executable(n))
     }));
     if ids.is_empty() {

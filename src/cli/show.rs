@@ -36,7 +36,7 @@ pub(super) fn show(
                 .hint("pass --select <model name> or --inline \"select ...\"")
                 .into());
             };
-            let node = &l.manifest.nodes[id];
+            let node = &l.manifest.nodes[id.as_str()];
             let sql = if node.resource_type == ResourceType::Seed {
                 format!("select * from {}", node.relation.render())
             } else {
@@ -47,7 +47,7 @@ pub(super) fn show(
                 let incremental = crate::exec::runs_incrementally(node, table, false);
                 compiler.compile_with(id, incremental)?.sql.clone()
             };
-            (node.name.clone(), sql)
+            (node.name.to_string(), sql)
         }
     };
     let limit = if limit < 0 {

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
+use smol_str::SmolStr;
 
 use crate::diag::{Diagnostic, Location};
 use crate::manifest::Manifest;
@@ -13,7 +14,7 @@ use crate::manifest::Manifest;
 pub struct Dag {
     /// Node weights are the unique ids, added in sorted order: a node's index is its position
     /// among the sorted ids, found by binary search (no second map of 50,000 id copies).
-    graph: DiGraph<String, ()>,
+    graph: DiGraph<SmolStr, ()>,
     /// Node index → position in a stable topological order.
     order: Vec<usize>,
 }
@@ -22,11 +23,13 @@ impl Dag {
     pub fn build(m: &Manifest) -> Result<Dag, Diagnostic> {
         // Nodes are added in unique_id order, so a node index orders as its id does: the
         // topological sort below then keeps its ready set as indices, not strings.
-        let mut ids: Vec<&String> = m
+        // Node ids are shared with the manifest's keys, not copied.
+        let mut ids: Vec<SmolStr> = m
             .sources
             .keys()
-            .chain(m.nodes.keys())
-            .chain(m.exposures.keys())
+            .map(SmolStr::from)
+            .chain(m.nodes.keys().cloned())
+            .chain(m.exposures.keys().map(SmolStr::from))
             .collect();
         // Three sorted runs: a stable sort merges them in one pass.
         ids.sort();
@@ -36,10 +39,10 @@ impl Dag {
         // in a map ordered by long, alike ids cost tens of milliseconds.
         let mut lookup: HashMap<&str, NodeIndex> = HashMap::with_capacity(ids.len());
         for id in &ids {
-            lookup.insert(id.as_str(), graph.add_node((*id).clone()));
+            lookup.insert(id.as_str(), graph.add_node(id.clone()));
         }
         for (id, deps) in m.dependencies() {
-            let Some(&ci) = lookup.get(id.as_str()) else {
+            let Some(&ci) = lookup.get(id) else {
                 continue;
             };
             for p in deps {
@@ -94,8 +97,8 @@ impl Dag {
     }
 
     /// Every id, in sorted order.
-    pub fn all(&self) -> impl Iterator<Item = &String> {
-        self.graph.node_weights()
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        self.graph.node_weights().map(SmolStr::as_str)
     }
 
     /// Direct parents or children.
@@ -110,7 +113,7 @@ impl Dag {
         };
         self.graph
             .neighbors_directed(i, dir)
-            .map(|n| self.graph[n].clone())
+            .map(|n| self.graph[n].to_string())
             .collect()
     }
 
@@ -140,7 +143,7 @@ impl Dag {
     }
 }
 
-fn cycle_diagnostic(m: &Manifest, graph: &DiGraph<String, ()>, scc: &[NodeIndex]) -> Diagnostic {
+fn cycle_diagnostic(m: &Manifest, graph: &DiGraph<SmolStr, ()>, scc: &[NodeIndex]) -> Diagnostic {
     // Walk the cycle inside the strongly connected component from its smallest member.
     let members: BTreeSet<NodeIndex> = scc.iter().copied().collect();
     let start = *members.iter().min_by_key(|i| graph[**i].clone()).unwrap();
@@ -167,14 +170,14 @@ fn cycle_diagnostic(m: &Manifest, graph: &DiGraph<String, ()>, scc: &[NodeIndex]
     }
     let describe = |i: &NodeIndex| {
         let id = &graph[*i];
-        match m.nodes.get(id) {
+        match m.nodes.get(id.as_str()) {
             Some(n) => format!("{} ({})", n.name, n.original_file_path),
-            None => id.clone(),
+            None => id.to_string(),
         }
     };
     let chain: Vec<String> = path.iter().map(describe).collect();
-    let first = &m.nodes[&graph[start]];
-    let second = m.nodes.get(&graph[path[1]]);
+    let first = &m.nodes[graph[start].as_str()];
+    let second = m.nodes.get(graph[path[1]].as_str());
     let needle = second.map(|_| first.name.as_str()).unwrap_or("");
     let loc = match second {
         Some(s) => Location::find(&s.original_file_path, s.raw_code.clone(), needle),

@@ -230,7 +230,7 @@ pub fn eval(
         selector_by_name(&ctx, name, req.indirect, &mut Vec::new())?.direct
     } else {
         let selected = if req.select.iter().all(|s| s.trim().is_empty()) {
-            let all: BTreeSet<String> = dag.all().cloned().collect();
+            let all: BTreeSet<String> = dag.all().map(str::to_string).collect();
             Picked {
                 direct: all.clone(),
                 indirect: all,
@@ -348,10 +348,10 @@ fn incorporate(
         BTreeSet::new()
     };
     for id in pending.difference(&direct) {
-        if let Some(n) = ctx.m.nodes.get(id)
+        if let Some(n) = ctx.m.nodes.get(id.as_str())
             && n.depends_on_nodes
                 .iter()
-                .all(|p| direct.contains(p) || upstream.contains(p))
+                .all(|p| direct.contains(p.as_str()) || upstream.contains(p.as_str()))
         {
             selected.insert(id.clone());
         }
@@ -397,16 +397,19 @@ fn criterion(ctx: &Ctx, atom: &Atom, raw: &str, mode: Indirect) -> Result<Picked
             let Some(n) = ctx
                 .m
                 .nodes
-                .get(&child)
+                .get(child.as_str())
                 .filter(|n| n.test.is_some() || n.unit_test.is_some())
             else {
                 continue;
             };
-            let all_parents_selected = n.depends_on_nodes.iter().all(|p| selected.contains(p));
+            let all_parents_selected = n
+                .depends_on_nodes
+                .iter()
+                .all(|p| selected.contains(p.as_str()));
             let buildable = mode == Indirect::Buildable
                 && n.depends_on_nodes
                     .iter()
-                    .all(|p| selected.contains(p) || upstream.contains(p));
+                    .all(|p| selected.contains(p.as_str()) || upstream.contains(p.as_str()));
             if mode == Indirect::Eager || all_parents_selected || buildable {
                 picked.direct.insert(child);
             } else {
@@ -422,7 +425,7 @@ fn eval_atom(ctx: &Ctx, atom: &Atom) -> BTreeSet<String> {
         .dag
         .all()
         .filter(|id| matches(ctx, id, atom))
-        .cloned()
+        .map(str::to_string)
         .collect();
     let mut out = base.clone();
     for id in &base {
@@ -674,7 +677,7 @@ fn definition(
             }
             if let Some(ex) = o.get("exclude") {
                 // A bare exclude: everything but these.
-                let all: BTreeSet<String> = ctx.dag.all().cloned().collect();
+                let all: BTreeSet<String> = ctx.dag.all().map(str::to_string).collect();
                 let excluded = exclusions(ctx, ex, mode, stack)?;
                 return Ok(difference(
                     ctx,
@@ -779,12 +782,12 @@ fn config_matches(
 
 /// dbt's fqn matching: the node's name, or a dotted prefix of its fqn (with or without the
 /// package), `*` allowed in each part.
-fn fqn_matches(fqn: &[String], selector: &str) -> bool {
-    if fqn.last().is_some_and(|leaf| glob(selector, leaf)) {
+fn fqn_matches<S: AsRef<str>>(fqn: &[S], selector: &str) -> bool {
+    if fqn.last().is_some_and(|leaf| glob(selector, leaf.as_ref())) {
         return true;
     }
     let parts: Vec<&str> = selector.split('.').collect();
-    let flat: Vec<&str> = fqn.iter().flat_map(|s| s.split('.')).collect();
+    let flat: Vec<&str> = fqn.iter().flat_map(|s| s.as_ref().split('.')).collect();
     let prefix = |flat: &[&str]| {
         if flat.len() < parts.len() {
             return false;

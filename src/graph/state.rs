@@ -275,11 +275,18 @@ impl State {
 
     /// Whether a macro the node calls, or one those call in turn, is new or changed.
     fn macros_changed(&self, m: &Manifest, n: &Node, o: &OldNode) -> bool {
-        if n.depends_on_macros.iter().any(|id| !o.macros.contains(id)) {
+        if n.depends_on_macros
+            .iter()
+            .any(|id| !o.macros.iter().any(|m| m == id))
+        {
             return true;
         }
         let mut seen: std::collections::BTreeSet<String> = Default::default();
-        let mut todo: Vec<String> = n.depends_on_macros.clone();
+        let mut todo: Vec<String> = n
+            .depends_on_macros
+            .iter()
+            .map(|id| id.to_string())
+            .collect();
         while let Some(id) = todo.pop() {
             if !seen.insert(id.clone()) {
                 continue;

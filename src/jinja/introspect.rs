@@ -425,7 +425,7 @@ pub fn relation_if_built(state: &State, rel: Relation) -> Result<Value, Error> {
         .flatten();
     Ok(match kind {
         Some(kind) => Value::from_object(Relation {
-            kind: Some(kind),
+            kind: Some(kind.into()),
             ..rel
         }),
         None => Value::from(()),
@@ -743,7 +743,7 @@ impl Object for RelationApi {
             Ok(kwargs.get::<Option<String>>(k)?.unwrap_or_default())
         };
         let mut rel = Relation::new(&get("database")?, &get("schema")?, &get("identifier")?);
-        rel.kind = kwargs.get::<Option<String>>("type")?;
+        rel.kind = kwargs.get::<Option<String>>("type")?.map(Into::into);
         Ok(Value::from_object(rel))
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value};
 use minijinja::{Error, ErrorKind, State};
+use smol_str::SmolStr;
 
 use crate::config::Config;
 use crate::jinja::RenderCtx;
@@ -13,11 +14,11 @@ use crate::jinja::RenderCtx;
 /// A relation (`ref()`, `source()`, `this`): renders as a quoted, fully qualified name.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Relation {
-    pub database: String,
-    pub schema: String,
-    pub identifier: String,
+    pub database: SmolStr,
+    pub schema: SmolStr,
+    pub identifier: SmolStr,
     /// `table`, `view`, `cte` ... (`None` when unknown).
-    pub kind: Option<String>,
+    pub kind: Option<SmolStr>,
     /// For ephemeral models: rendered as this bare CTE name instead.
     pub cte_name: Option<String>,
 }
@@ -59,7 +60,7 @@ impl Relation {
             _ => &self.identifier,
         };
         Ok(Relation {
-            identifier: format!("{base}@{tag}{n}"),
+            identifier: format!("{base}@{tag}{n}").into(),
             ..self.clone()
         })
     }
@@ -136,12 +137,12 @@ impl Object for Relation {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         Some(match key.as_str()? {
             "metadata" => Value::from_pairs([("type", Value::from("DataFusionRelation"))]),
-            "database" => Value::from(self.database.clone()),
-            "schema" => Value::from(self.schema.clone()),
-            "identifier" | "name" | "table" => Value::from(self.identifier.clone()),
+            "database" => Value::from(self.database.as_str()),
+            "schema" => Value::from(self.schema.as_str()),
+            "identifier" | "name" | "table" => Value::from(self.identifier.as_str()),
             "type" => self
                 .kind
-                .clone()
+                .as_deref()
                 .map(Value::from)
                 .unwrap_or(Value::from(())),
             "is_table" => Value::from(self.kind.as_deref() == Some("table")),
@@ -190,14 +191,14 @@ impl Object for Relation {
                         // An explicit none unsets the part (dbt's temp relations on
                         // PostgreSQL: `"schema": none`), so the name renders without it.
                         match path.get_attr(key) {
-                            Ok(v) if v.is_none() => slot.clear(),
-                            Ok(v) if !v.is_undefined() => *slot = v.to_string(),
+                            Ok(v) if v.is_none() => *slot = SmolStr::default(),
+                            Ok(v) if !v.is_undefined() => *slot = v.to_string().into(),
                             _ => {}
                         }
                     }
                 }
                 if let Some(kind) = kwargs.get::<Option<String>>("type")? {
-                    rel.kind = Some(kind);
+                    rel.kind = Some(kind.into());
                 }
                 kwargs.assert_all_used()?;
                 Ok(Value::from_object(rel))
@@ -311,9 +312,9 @@ impl Object for ModelObject {
             "resource_type" => Value::from(n.resource_type.clone()),
             "package_name" => Value::from(n.package.clone()),
             "original_file_path" | "path" => Value::from(n.template.clone()),
-            "alias" | "identifier" => Value::from(n.this.identifier.clone()),
-            "schema" => Value::from(n.this.schema.clone()),
-            "database" => Value::from(n.this.database.clone()),
+            "alias" | "identifier" => Value::from(n.this.identifier.as_str()),
+            "schema" => Value::from(n.this.schema.as_str()),
+            "database" => Value::from(n.this.database.as_str()),
             // As in dbt, the whole config: the node's own keys over its type's defaults.
             "config" => crate::jinja::python::from_json(
                 &serde_json::to_value(crate::config::WithDefaults {

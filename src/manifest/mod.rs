@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::Value as Json;
+use smol_str::SmolStr;
 
 use crate::config::{self, Config, ConfigExt};
 use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
@@ -49,13 +50,13 @@ impl ResourceType {
 /// A model, seed or other executable node.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub unique_id: String,
+    pub unique_id: SmolStr,
     pub resource_type: ResourceType,
-    pub name: String,
-    pub package: String,
-    pub fqn: Vec<String>,
+    pub name: SmolStr,
+    pub package: SmolStr,
+    pub fqn: Vec<SmolStr>,
     /// Path relative to the project (`models/silver/orders.sql`).
-    pub original_file_path: String,
+    pub original_file_path: SmolStr,
     /// Path relative to the resource root (`silver/orders.sql`).
     pub path: String,
     pub raw_code: Arc<str>,
@@ -70,8 +71,8 @@ pub struct Node {
     pub patch_path: Option<String>,
     pub refs: Vec<RefCall>,
     pub sources: Vec<(String, String)>,
-    pub depends_on_nodes: Vec<String>,
-    pub depends_on_macros: Vec<String>,
+    pub depends_on_nodes: Vec<SmolStr>,
+    pub depends_on_macros: Vec<SmolStr>,
     pub relation: Relation,
     pub tests: Vec<Json>,
     /// Set for data tests (generic and singular).
@@ -147,16 +148,16 @@ impl Node {
         self.config_call = capture.config;
         self.refs = capture.refs;
         self.sources = capture.sources;
-        self.depends_on_macros = capture.macros.into_iter().collect();
+        self.depends_on_macros = capture.macros.into_iter().map(SmolStr::from).collect();
     }
 
     pub fn info(&self) -> NodeInfo {
         NodeInfo {
-            unique_id: self.unique_id.clone(),
-            name: self.name.clone(),
+            unique_id: self.unique_id.to_string(),
+            name: self.name.to_string(),
             resource_type: self.resource_type.as_str().to_string(),
-            package: self.package.clone(),
-            template: self.original_file_path.clone(),
+            package: self.package.to_string(),
+            template: self.original_file_path.to_string(),
             source: self.raw_code.clone(),
             config: self.config.clone(),
             this: self.relation.clone(),
@@ -181,7 +182,7 @@ pub struct Exposure {
     pub fqn: Vec<String>,
     pub package: String,
     pub def: crate::project::properties::ExposureDef,
-    pub depends_on_nodes: Vec<String>,
+    pub depends_on_nodes: Vec<SmolStr>,
 }
 
 /// A project macro.
@@ -196,12 +197,12 @@ pub struct Macro {
 /// The parsed project.
 pub struct Manifest {
     pub project_name: String,
-    pub nodes: BTreeMap<String, Box<Node>>,
+    pub nodes: BTreeMap<SmolStr, Box<Node>>,
     pub sources: BTreeMap<String, Source>,
     pub exposures: BTreeMap<String, Exposure>,
     pub macros: BTreeMap<String, Macro>,
     /// Nodes with `enabled: false`: kept so that refs to them give a precise error.
-    pub disabled: BTreeMap<String, Box<Node>>,
+    pub disabled: BTreeMap<SmolStr, Box<Node>>,
     pub docs: BTreeMap<String, String>,
     pub jinja: Jinja,
     pub invocation_id: String,
@@ -219,7 +220,7 @@ pub struct Manifest {
 impl Manifest {
     /// Where a node's file is, relative to the project (package files live in their folder).
     pub fn file_path(&self, node: &Node) -> std::path::PathBuf {
-        match self.package_dirs.get(&node.package) {
+        match self.package_dirs.get(node.package.as_str()) {
             Some(dir) => std::path::Path::new(dir).join(&node.original_file_path),
             None => std::path::PathBuf::from(&node.original_file_path),
         }
@@ -240,14 +241,14 @@ impl Manifest {
     }
 
     /// Every node and exposure with the ids it depends on: the edges of the graph.
-    pub fn dependencies(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
+    pub fn dependencies(&self) -> impl Iterator<Item = (&str, &[SmolStr])> {
         self.nodes
             .values()
-            .map(|n| (&n.unique_id, &n.depends_on_nodes))
+            .map(|n| (n.unique_id.as_str(), n.depends_on_nodes.as_slice()))
             .chain(
                 self.exposures
                     .values()
-                    .map(|e| (&e.unique_id, &e.depends_on_nodes)),
+                    .map(|e| (e.unique_id.as_str(), e.depends_on_nodes.as_slice())),
             )
     }
 
@@ -255,7 +256,7 @@ impl Manifest {
     pub fn parent_map(&self) -> BTreeMap<&str, Vec<&str>> {
         // Collected from sorted maps: building the tree from them takes a linear merge.
         self.dependencies()
-            .map(|(id, deps)| (id.as_str(), sorted_ids(deps.iter().map(String::as_str))))
+            .map(|(id, deps)| (id, sorted_ids(deps.iter().map(SmolStr::as_str))))
             .chain(self.sources.keys().map(|s| (s.as_str(), vec![])))
             .collect()
     }
@@ -266,9 +267,9 @@ impl Manifest {
         let ids: Vec<&str> = self
             .nodes
             .keys()
-            .chain(self.sources.keys())
-            .chain(self.exposures.keys())
-            .map(String::as_str)
+            .map(SmolStr::as_str)
+            .chain(self.sources.keys().map(String::as_str))
+            .chain(self.exposures.keys().map(String::as_str))
             .collect();
         let index: std::collections::HashMap<&str, usize> =
             ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
@@ -406,9 +407,9 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     // dbt's `--no-static-parser` renders every model.
     let static_parser = invocation.flags.get("STATIC_PARSER") != Some(&Json::Bool(false));
     let read_statically = std::sync::atomic::AtomicUsize::new(0);
-    let mut nodes: BTreeMap<String, Box<Node>> = BTreeMap::new();
+    let mut nodes: BTreeMap<SmolStr, Box<Node>> = BTreeMap::new();
     let mut disabled = BTreeMap::new();
-    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+    let mut by_name: BTreeMap<String, SmolStr> = BTreeMap::new();
 
     // Patches are moved into their nodes; what is left afterwards describes nothing.
     let mut props = props;
@@ -556,14 +557,14 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             Some((model, v, c)) => (model.clone(), Some(v.clone()), c.clone()),
             None => (name, None, Json::Null),
         };
-        let mut fqn = vec![owner.clone()];
-        fqn.extend(file.folders());
+        let mut fqn = vec![SmolStr::from(owner.as_str())];
+        fqn.extend(file.folders().into_iter().map(SmolStr::from));
         if rtype == ResourceType::Snapshot && file.path.ends_with(".sql") {
-            fqn.push(file.stem().to_string());
+            fqn.push(file.stem().into());
         }
-        fqn.push(name.clone());
+        fqn.push(name.as_str().into());
         if let Some(v) = &version {
-            fqn.push(format!("v{}", v.v));
+            fqn.push(format!("v{}", v.v).into());
         }
         let tree_key = match rtype {
             ResourceType::Seed => "seeds",
@@ -649,13 +650,14 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         };
         let original_file_path = package_relative(package, &file.path).to_string();
         let checksum = checksum(file, project, &original_file_path);
+        let unique_id = SmolStr::from(unique_id);
         let node = Node {
             unique_id: unique_id.clone(),
             resource_type: rtype,
-            name: name.clone(),
-            package: owner.clone(),
+            name: name.as_str().into(),
+            package: fqn[0].clone(),
             fqn,
-            original_file_path,
+            original_file_path: original_file_path.into(),
             path: file.rel_path().to_string(),
             raw_code: file.contents.clone(),
             checksum,
@@ -907,19 +909,20 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
 
     // Data tests: generic ones from yml, singular ones from the test paths. Property files by
     // the patch path that names them (`<package>://<path in the package>`).
-    let mut files_by_path: BTreeMap<String, (&SourceFile, &str)> = project
+    // Each file's path once, shared by the fqn and paths of all its tests.
+    let mut files_by_path: BTreeMap<String, (&SourceFile, SmolStr)> = project
         .files_of(FileKind::Properties)
         .map(|f| {
             (
                 format!("{}://{}", project.name, f.path),
-                (f, f.path.as_str()),
+                (f, SmolStr::from(&f.path)),
             )
         })
         .collect();
     for pkg in &project.packages {
         for f in &pkg.property_files {
             let rel = package_relative(Some(pkg), &f.path);
-            files_by_path.insert(format!("{}://{rel}", pkg.name), (f, rel));
+            files_by_path.insert(format!("{}://{rel}", pkg.name), (f, rel.into()));
         }
     }
     let mut targets = Vec::new();
@@ -928,7 +931,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         let Some(patch_path) = &n.patch_path else {
             continue;
         };
-        let Some(&(yml, yml_path)) = files_by_path.get(patch_path) else {
+        let Some((yml, yml_path)) = files_by_path.get(patch_path) else {
             continue;
         };
         let mut tests = vec![(None, std::mem::take(&mut n.tests), vec![])];
@@ -948,14 +951,14 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             } else {
                 "models"
             },
-            name: n.name.clone(),
+            name: n.name.to_string(),
             expr: format!("ref('{}')", n.name),
-            dependency: Ok(n.name.clone()),
+            dependency: Ok(n.name.to_string()),
             unique_id: n.unique_id.clone(),
             package: n.package.clone(),
-            yml_path,
+            yml_path: yml_path.clone(),
             yml_source: yml.contents.clone(),
-            key_name: n.name.clone(),
+            key_name: n.name.to_string(),
             tests,
         });
     }
@@ -972,9 +975,9 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             name: format!("{}_{}", d.source_name, d.name),
             expr: format!("source('{}', '{}')", d.source_name, d.name),
             dependency: Err((d.source_name.clone(), d.name.clone())),
-            unique_id: s.unique_id.clone(),
-            package: s.package.clone(),
-            yml_path: &d.file,
+            unique_id: s.unique_id.as_str().into(),
+            package: s.package.as_str().into(),
+            yml_path: d.file.as_str().into(),
             yml_source: d.source.clone(),
             key_name: d.source_name.clone(),
             tests,
@@ -1036,7 +1039,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                     // Which test and config, and where in the yml (the first place the
                     // text is written).
                     let yml = format!("{}://{}", node.package, node.original_file_path);
-                    if let Some(&(file, path)) = files_by_path.get(&yml) {
+                    if let Some((file, path)) = files_by_path.get(&yml) {
                         let message = d
                             .message
                             .strip_prefix(&format!("{path}: "))
@@ -1063,7 +1066,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             disabled.insert(node.unique_id.clone(), node);
             continue;
         }
-        if let Some(prev) = nodes.get(&node.unique_id) {
+        if let Some(prev) = nodes.get(node.unique_id.as_str()) {
             diags.push(
                 Diagnostic::error(
                     "duplicate",
@@ -1137,25 +1140,25 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             );
             continue;
         };
-        let mut fqn = vec![project.name.clone()];
+        let mut fqn = vec![SmolStr::from(&project.name)];
         let parts: Vec<&str> = u.file.split('/').collect();
         fqn.extend(
             parts[1..parts.len().saturating_sub(1)]
                 .iter()
-                .map(|s| s.to_string()),
+                .map(|s| SmolStr::from(*s)),
         );
-        fqn.push(u.model.clone());
-        fqn.push(u.name.clone());
+        fqn.push(u.model.as_str().into());
+        fqn.push(u.name.as_str().into());
         let mut cfg = Config::new();
         cfg.insert("enabled".into(), Json::Bool(true));
         config::merge(&mut cfg, &u.config);
         let node = Node {
-            unique_id: format!("unit_test.{}.{}.{}", project.name, u.model, u.name),
+            unique_id: format!("unit_test.{}.{}.{}", project.name, u.model, u.name).into(),
             resource_type: ResourceType::UnitTest,
-            name: u.name.clone(),
-            package: project.name.clone(),
+            name: u.name.as_str().into(),
+            package: project.name.as_str().into(),
             fqn,
-            original_file_path: u.file.clone(),
+            original_file_path: u.file.as_str().into(),
             path: u
                 .file
                 .split_once('/')
@@ -1189,13 +1192,13 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     }
 
     // Resolve refs and sources into dependencies.
-    let names: BTreeMap<String, String> = by_name;
-    let source_keys: BTreeMap<(String, String), String> = sources
+    let names: BTreeMap<String, SmolStr> = by_name;
+    let source_keys: BTreeMap<(String, String), SmolStr> = sources
         .values()
         .map(|s| {
             (
                 (s.def.source_name.clone(), s.def.name.clone()),
-                s.unique_id.clone(),
+                SmolStr::from(s.unique_id.as_str()),
             )
         })
         .collect();
@@ -1401,7 +1404,7 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         let file = n
             .patch_path
             .clone()
-            .unwrap_or_else(|| n.original_file_path.clone());
+            .unwrap_or_else(|| n.original_file_path.to_string());
         render_docs(&mut n.description, &props.docs, &file, &mut diags);
         for c in &mut n.columns {
             render_docs(&mut c.description, &props.docs, &file, &mut diags);
@@ -1547,24 +1550,26 @@ fn name_relation(
     } else {
         default_schema(target_schema, custom_schema.as_deref())
     };
-    let alias = if jinja.has_project_macro("generate_alias_name") {
+    let alias: SmolStr = if jinja.has_project_macro("generate_alias_name") {
         let arg = get("alias").cloned().unwrap_or(Json::Null);
         jinja
             .call_macro(node.info(), "generate_alias_name", &[arg, node_json(node)])?
             .trim()
-            .to_string()
+            .into()
     } else {
-        get("alias")
-            .and_then(Json::as_str)
-            .unwrap_or(&node.name)
-            .to_string()
+        match get("alias").and_then(Json::as_str) {
+            Some(alias) => alias.into(),
+            // Most relations are named as their node: the name is shared, not copied.
+            None => node.name.clone(),
+        }
     };
     let db = get("target_database")
         .filter(|_| node.resource_type == ResourceType::Snapshot)
         .or_else(|| get("database"))
         .and_then(Json::as_str)
         .unwrap_or(database);
-    let mut rel = Relation::new(db, &schema, &alias);
+    let mut rel = Relation::new(db, &schema, "");
+    rel.identifier = alias;
     rel.kind = Some(
         match node.materialized() {
             "view" => "view",
@@ -1709,7 +1714,7 @@ fn locate_call(node: &Node, func: &str, name: &str) -> Location {
         let call = &src[start..end];
         if call.contains(&format!("'{name}'")) || call.contains(&format!("\"{name}\"")) {
             return Location {
-                path: node.original_file_path.clone(),
+                path: node.original_file_path.to_string(),
                 source: src.clone(),
                 offset: start,
                 len: end - start,
@@ -1776,12 +1781,13 @@ impl RelationIndex {
                 })
                 .flat_map(|n| {
                     let rel = deferred
-                        .get(&n.unique_id)
+                        .get(n.unique_id.as_str())
                         .cloned()
                         .unwrap_or_else(|| n.relation.clone());
                     let v = n.version.as_ref();
                     let versioned = v.map(|v| (ref_key(&n.name, Some(&v.v)), rel.clone()));
-                    let plain = (v.is_none_or(|v| v.is_latest())).then(|| (n.name.clone(), rel));
+                    let plain =
+                        (v.is_none_or(|v| v.is_latest())).then(|| (n.name.to_string(), rel));
                     versioned.into_iter().chain(plain)
                 })
                 .collect(),

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value as Json, json};
+use smol_str::SmolStr;
 
 use super::test_names;
 use super::{Node, ResourceType};
@@ -18,11 +19,11 @@ use crate::project::{Project, SourceFile};
 pub struct TestInfo {
     /// `None` for a singular test.
     pub generic: Option<GenericTest>,
-    pub column_name: Option<String>,
+    pub column_name: Option<SmolStr>,
     /// The model, seed or source the test is declared on.
-    pub attached_node: Option<String>,
+    pub attached_node: Option<SmolStr>,
     /// `models.orders` / `sources.raw`: where in the yml it was declared.
-    pub file_key_name: Option<String>,
+    pub file_key_name: Option<SmolStr>,
 }
 
 /// A generic test's macro and arguments (dbt's `test_metadata`).
@@ -71,7 +72,7 @@ const CONFIG_ARGS: &[&str] = &[
 ];
 
 /// A node or source that carries tests in yml.
-pub struct Target<'a> {
+pub struct Target {
     /// `models` / `seeds` / `sources`.
     pub yaml_key: &'static str,
     /// The model name, or `<source>_<table>`.
@@ -80,11 +81,11 @@ pub struct Target<'a> {
     pub expr: String,
     /// The same as a dependency: a model/seed name, or a source and table.
     pub dependency: Result<String, (String, String)>,
-    pub unique_id: String,
+    pub unique_id: SmolStr,
     /// The package of the tested node: the tests belong to it.
-    pub package: String,
+    pub package: SmolStr,
     /// The yml file (path and text), for fqn, paths and diagnostics.
-    pub yml_path: &'a str,
+    pub yml_path: SmolStr,
     pub yml_source: Arc<str>,
     /// `source_name` for sources (dbt's `file_key_name` is `sources.<source_name>`).
     pub key_name: String,
@@ -162,7 +163,7 @@ fn one_generic(
 ) -> Result<Node, Diagnostic> {
     let here = || {
         Location::find(
-            t.yml_path,
+            &t.yml_path,
             t.yml_source.clone(),
             &format!("name: {}", column.unwrap_or(t.name.as_str())),
         )
@@ -253,14 +254,15 @@ fn one_generic(
     let unique_id = format!("test.{}.{full_name}.{hash}", t.package);
 
     // fqn: the yml's folders below its resource root, then the test name.
+    let name = SmolStr::from(&full_name);
     let mut fqn = vec![t.package.clone()];
     let parts: Vec<&str> = t.yml_path.split('/').collect();
     fqn.extend(
         parts[1..parts.len().saturating_sub(1)]
             .iter()
-            .map(|s| s.to_string()),
+            .map(|s| SmolStr::from(*s)),
     );
-    fqn.push(full_name.clone());
+    fqn.push(name.clone());
 
     // Only what differs from a test's defaults (`config::defaults`: enabled, materialized
     // `test`, no tags): most tests of a large project then hold no config map at all.
@@ -292,12 +294,12 @@ fn one_generic(
         }
     };
     let mut node = Node {
-        unique_id,
+        unique_id: unique_id.into(),
         resource_type: ResourceType::Test,
-        name: full_name.clone(),
+        name,
         package: t.package.clone(),
         fqn,
-        original_file_path: t.yml_path.to_string(),
+        original_file_path: t.yml_path.clone(),
         path: format!("{short_name}.sql"),
         raw_code,
         checksum: String::new(),
@@ -377,7 +379,7 @@ fn one_generic(
             })?;
         node.refs = capture.refs;
         node.sources = capture.sources;
-        node.depends_on_macros = capture.macros.into_iter().collect();
+        node.depends_on_macros = capture.macros.into_iter().map(SmolStr::from).collect();
         // `config()` in the test's definition (dbt_utils' `equal_rowcount` sets `fail_calc`):
         // defaults that the project and the yml entry override, as in dbt.
         if !capture.config.is_empty() {
@@ -392,7 +394,7 @@ fn one_generic(
                 .at(here())
                 .hint(format!("use a built-in test (unique, not_null, accepted_values, relationships), or define it with {{% test {}(model, column_name) %}} in the macro paths or tests/generic/", generic.name)));
         };
-        node.depends_on_macros = vec![macro_id.to_string()];
+        node.depends_on_macros = vec![macro_id.into()];
         match &t.dependency {
             Ok(name) => {
                 node.refs = vec![crate::jinja::RefCall {
@@ -406,9 +408,9 @@ fn one_generic(
     }
     node.test = Some(TestInfo {
         generic: Some(generic),
-        column_name: column.map(str::to_string),
+        column_name: column.map(SmolStr::from),
         attached_node: (t.yaml_key != "sources").then(|| t.unique_id.clone()),
-        file_key_name: Some(format!("{}.{}", t.yaml_key, t.key_name)),
+        file_key_name: Some(smol_str::format_smolstr!("{}.{}", t.yaml_key, t.key_name)),
     });
     Ok(node)
 }
@@ -419,7 +421,7 @@ fn one_generic(
 fn builtin_with_literal_refs(
     jinja: &Jinja,
     generic: &GenericTest,
-) -> Option<(Vec<String>, Vec<String>)> {
+) -> Option<(Vec<String>, Vec<SmolStr>)> {
     let test = jinja.macro_id(&format!("test_{}", generic.name))?;
     // dbt's `get_where_subquery` is a function of ours (recorded as dbt's macro), unless the
     // project defines its own.
@@ -445,7 +447,12 @@ fn builtin_with_literal_refs(
         }
         refs.push(literal_ref(text)?.to_string());
     }
-    let mut macros = vec![where_subquery.to_string(), test.to_string()];
+    // dbt's own `get_where_subquery` in every such test: one static string, no copy.
+    let where_subquery = match where_subquery {
+        WHERE_SUBQUERY => SmolStr::new_static(WHERE_SUBQUERY),
+        other => other.into(),
+    };
+    let mut macros = vec![where_subquery, test.into()];
     macros.sort();
     Some((refs, macros))
 }
@@ -463,21 +470,21 @@ fn literal_ref(text: &str) -> Option<&str> {
 /// A singular test: a `.sql` file in the test paths; it passes when it returns no rows.
 pub fn singular(project: &Project, file: &SourceFile, database: &str) -> Node {
     let name = file.stem().to_string();
-    let mut fqn = vec![project.name.clone()];
-    fqn.extend(file.folders());
-    fqn.push(name.clone());
+    let mut fqn = vec![SmolStr::from(&project.name)];
+    fqn.extend(file.folders().into_iter().map(SmolStr::from));
+    fqn.push(name.as_str().into());
     let mut cfg = Config::new();
     cfg.insert("enabled".into(), Json::Bool(true));
     cfg.insert("materialized".into(), "test".into());
     let tree = config::from_tree(project.config_trees.get("tests"), &fqn);
     config::merge(&mut cfg, &tree);
     Node {
-        unique_id: format!("test.{}.{name}", project.name),
+        unique_id: format!("test.{}.{name}", project.name).into(),
         resource_type: ResourceType::Test,
-        name: name.clone(),
-        package: project.name.clone(),
+        name: name.as_str().into(),
+        package: project.name.as_str().into(),
         fqn,
-        original_file_path: file.path.clone(),
+        original_file_path: file.path.as_str().into(),
         path: file.rel_path().to_string(),
         raw_code: file.contents.clone(),
         checksum: String::new(),

@@ -291,8 +291,8 @@ pub fn publish_op(
     Ok(Some(Operation::Publish {
         relation: relation.clone(),
         connection,
-        schema: field("schema").unwrap_or_else(|| relation.schema.clone()),
-        table: field("table").unwrap_or_else(|| relation.identifier.clone()),
+        schema: field("schema").unwrap_or_else(|| relation.schema.to_string()),
+        table: field("table").unwrap_or_else(|| relation.identifier.to_string()),
     }))
 }
 

@@ -128,9 +128,9 @@ impl Analyzer {
             if !known && let Some(columns) = lookup(schema.clone(), table.clone()).await {
                 self.assume(
                     &Relation {
-                        database: String::new(),
-                        schema,
-                        identifier: table,
+                        database: Default::default(),
+                        schema: schema.into(),
+                        identifier: table.into(),
                         kind: None,
                         cte_name: None,
                     },
@@ -211,7 +211,7 @@ impl Analyzer {
     pub fn assume(&self, relation: &Relation, schema: datafusion::arrow::datatypes::SchemaRef) {
         if let Ok(mut p) = self.planned.write() {
             p.insert(
-                (relation.schema.clone(), relation.identifier.clone()),
+                (relation.schema.to_string(), relation.identifier.to_string()),
                 schema,
             );
         }

@@ -296,9 +296,9 @@ fn forget_temporary(a: &DataFusionAdapter, rel: &Relation) -> bool {
 fn temporary_key(a: &DataFusionAdapter, rel: &Relation) -> (String, String) {
     let schema = match rel.schema.is_empty() {
         true => a.schema.clone(),
-        false => rel.schema.clone(),
+        false => rel.schema.to_string(),
     };
-    (schema, rel.identifier.clone())
+    (schema, rel.identifier.to_string())
 }
 
 /// A statement on a temporary table: the engine's own (its tables in memory take inserts,
