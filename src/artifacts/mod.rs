@@ -273,39 +273,30 @@ fn write_nodes(
     m: &Manifest,
     compiled: &BTreeMap<String, String>,
 ) -> std::io::Result<()> {
-    const BATCH: usize = 2048;
+    // Parts of 64 nodes (~130 KB of JSON) serialized on every core and written in order as
+    // they come; at most 32 parts (~4 MB) wait to be written.
     const PART: usize = 64;
+    const AHEAD: usize = 32;
     let nodes = manifest_nodes(m);
-    let serialize = |batch: &[&Node]| {
-        crate::parallel::map(&batch.chunks(PART).collect::<Vec<_>>(), 1, |part| {
-            let mut buf = Vec::with_capacity(part.len() * 2048);
-            for n in part.iter() {
-                buf.push(b',');
-                json::write(&mut buf, &n.unique_id)?;
-                buf.push(b':');
-                let sql = compiled.get(n.unique_id.as_str()).map(String::as_str);
-                json::write(&mut buf, &node_out(m, n, sql))?;
-            }
-            Ok::<_, serde_json::Error>(buf)
-        })
+    let parts: Vec<&[&Node]> = nodes.chunks(PART).collect();
+    let serialize = |part: &&[&Node]| {
+        let mut buf = Vec::with_capacity(part.len() * 2048);
+        for n in part.iter() {
+            buf.push(b',');
+            json::write(&mut buf, &n.unique_id)?;
+            buf.push(b':');
+            let sql = compiled.get(n.unique_id.as_str()).map(String::as_str);
+            json::write(&mut buf, &node_out(m, n, sql))?;
+        }
+        Ok::<_, serde_json::Error>(buf)
     };
     w.write_all(b"{")?;
     let mut first = true;
-    let mut write = |parts: Vec<Result<Vec<u8>, serde_json::Error>>| -> std::io::Result<()> {
-        for part in parts {
-            let part = part.map_err(std::io::Error::other)?;
-            // Each part starts with a comma; the map's first entry has none.
-            w.write_all(&part[usize::from(std::mem::take(&mut first))..])?;
-        }
-        Ok(())
-    };
-    let mut pending = Vec::new();
-    for batch in nodes.chunks(BATCH) {
-        let (parts, written) = crate::parallel::beside(|| serialize(batch), || write(pending));
-        written?;
-        pending = parts;
-    }
-    write(pending)?;
+    crate::parallel::pipeline(&parts, AHEAD, serialize, |part| {
+        let part = part.map_err(std::io::Error::other)?;
+        // Each part starts with a comma; the map's first entry has none.
+        w.write_all(&part[usize::from(std::mem::take(&mut first))..])
+    })?;
     w.write_all(b"}")
 }
 

@@ -109,6 +109,37 @@ pub fn ref_key(name: &str, version: Option<&str>) -> String {
 }
 
 impl Node {
+    /// A node with nothing set: constructors name only what they know.
+    pub fn empty() -> Node {
+        Node {
+            unique_id: SmolStr::default(),
+            resource_type: ResourceType::Model,
+            name: SmolStr::default(),
+            package: SmolStr::default(),
+            fqn: vec![],
+            original_file_path: SmolStr::default(),
+            path: String::new(),
+            raw_code: Arc::from(""),
+            checksum: String::new(),
+            config: Config::new(),
+            config_call: Config::new(),
+            unrendered_config: Config::new(),
+            description: String::new(),
+            columns: vec![],
+            patch_path: None,
+            refs: vec![],
+            sources: vec![],
+            depends_on_nodes: vec![],
+            depends_on_macros: vec![],
+            relation: Relation::new("", "", ""),
+            tests: vec![],
+            test: None,
+            unit_test: None,
+            version: None,
+            time_spine: None,
+        }
+    }
+
     pub fn materialized(&self) -> &str {
         // A generic test keeps only the configs it sets (its defaults are shared).
         let default = if self.resource_type == ResourceType::Test {
@@ -545,10 +576,9 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
         ));
     }
 
-    let mut versioned_names = BTreeSet::new();
-    let mut pending = Vec::new();
-    for (rtype, file, name, package) in candidates {
-        let file = &file;
+    // What each file gives by itself (names, fqn, folder configs, checksum) on every core; the
+    // yml entries are then taken one by one (a versioned model's is shared by its versions).
+    let prepared = crate::parallel::map_owned(candidates, 256, |(rtype, file, name, package)| {
         let owner = package.map_or(&project.name, |p| &p.name);
         let (name, version, version_config) = match versioned
             .get(&(owner.clone(), name.clone()))
@@ -594,8 +624,37 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             &config::from_tree(project.config_trees.get(tree_key), &fqn),
         );
         config::merge(&mut cfg, &tree_cfg);
-        let mut unrendered = tree_cfg.clone();
-        let patch = match (rtype, package) {
+        let original_file_path = package_relative(package, &file.path).to_string();
+        let checksum = checksum(&file, project, &original_file_path);
+        let rt = rtype.as_str();
+        let unique_id = match &version {
+            Some(v) => format!("{rt}.{owner}.{name}.v{}", v.v),
+            None => format!("{rt}.{owner}.{name}"),
+        };
+        // The yml entry's description, columns, tests and configs are added below.
+        let node = Node {
+            unique_id: unique_id.into(),
+            resource_type: rtype,
+            name: name.as_str().into(),
+            package: fqn[0].clone(),
+            fqn,
+            original_file_path: original_file_path.into(),
+            path: file.rel_path().to_string(),
+            raw_code: file.contents.clone(),
+            checksum,
+            config: cfg,
+            unrendered_config: tree_cfg.clone(),
+            relation: Relation::new(&database, &target_schema, &name),
+            version: version.clone().map(Box::new),
+            ..Node::empty()
+        };
+        (node, tree_cfg, name, version, version_config, package)
+    });
+    let mut versioned_names = BTreeSet::new();
+    let mut pending = Vec::new();
+    for (mut node, tree_cfg, name, version, version_config, package) in prepared {
+        let owner = package.map_or(&project.name, |p| &p.name);
+        let patch = match (node.resource_type, package) {
             // Every version shares the model's entry; it is removed after the loop.
             (ResourceType::Model, _) if version.is_some() => {
                 versioned_names.insert((owner.clone(), name.clone()));
@@ -614,12 +673,12 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             (ResourceType::Snapshot, _) => snapshot_patches.remove(&name),
             _ => model_patches.remove(&name),
         };
-        let patch_path = patch
+        node.patch_path = patch
             .as_ref()
             .map(|p| format!("{owner}://{}", package_relative(package, &p.file)));
         if let Some(p) = &patch {
-            config::merge(&mut cfg, &p.config);
-            config::merge(&mut unrendered, &p.config);
+            config::merge(&mut node.config, &p.config);
+            config::merge(&mut node.unrendered_config, &p.config);
             // Top-level `tags:` / `meta:` / `docs:` of a yml entry are configs too.
             let mut extra = Config::new();
             if !p.tags.is_empty() {
@@ -631,53 +690,19 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             if let Some(docs) = &p.docs {
                 extra.insert("docs".into(), docs.clone());
             }
-            config::merge(&mut cfg, &extra);
+            config::merge(&mut node.config, &extra);
         }
         if let Json::Object(c) = &version_config {
-            config::merge(&mut cfg, c);
-            config::merge(&mut unrendered, c);
+            config::merge(&mut node.config, c);
+            config::merge(&mut node.unrendered_config, c);
         }
         let patch_config = patch.as_ref().map(|p| p.config.clone()).unwrap_or_default();
-        let time_spine = patch.as_ref().and_then(|p| p.time_spine.clone());
-        let (description, columns, tests) = match patch {
-            Some(p) => (p.description, p.columns, p.tests),
-            None => Default::default(),
-        };
-        let rt = rtype.as_str();
-        let unique_id = match &version {
-            Some(v) => format!("{rt}.{owner}.{name}.v{}", v.v),
-            None => format!("{rt}.{owner}.{name}"),
-        };
-        let original_file_path = package_relative(package, &file.path).to_string();
-        let checksum = checksum(file, project, &original_file_path);
-        let unique_id = SmolStr::from(unique_id);
-        let node = Node {
-            unique_id: unique_id.clone(),
-            resource_type: rtype,
-            name: name.as_str().into(),
-            package: fqn[0].clone(),
-            fqn,
-            original_file_path: original_file_path.into(),
-            path: file.rel_path().to_string(),
-            raw_code: file.contents.clone(),
-            checksum,
-            config: cfg,
-            config_call: Config::new(),
-            unrendered_config: unrendered,
-            description,
-            columns,
-            patch_path,
-            refs: vec![],
-            sources: vec![],
-            depends_on_nodes: vec![],
-            depends_on_macros: vec![],
-            relation: Relation::new(&database, &target_schema, &name),
-            tests,
-            test: None,
-            unit_test: None,
-            version: version.clone().map(Box::new),
-            time_spine: time_spine.map(Box::new),
-        };
+        if let Some(p) = patch {
+            node.time_spine = p.time_spine.map(Box::new);
+            node.description = p.description;
+            node.columns = p.columns;
+            node.tests = p.tests;
+        }
         pending.push((node, tree_cfg, patch_config, name, version));
     }
     // Each node's renders (the Jinja of its configs, then its file, for its refs and
@@ -1166,23 +1191,13 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                 .unwrap_or(&u.file)
                 .to_string(),
             raw_code: Arc::from(""),
-            checksum: String::new(),
             config: cfg,
-            config_call: Config::new(),
             unrendered_config: u.config.clone(),
             description: u.description.clone(),
-            columns: vec![],
-            patch_path: None,
-            refs: vec![],
-            sources: vec![],
             depends_on_nodes: vec![model_id.clone()],
-            depends_on_macros: vec![],
             relation: nodes[model_id].relation.clone(),
-            tests: vec![],
-            test: None,
             unit_test: Some(Box::new(u)),
-            version: None,
-            time_spine: None,
+            ..Node::empty()
         };
         if !node.config.bool_or("enabled", true) {
             disabled.insert(node.unique_id.clone(), Box::new(node));

@@ -302,23 +302,11 @@ fn one_generic(
         original_file_path: t.yml_path.clone(),
         path: format!("{short_name}.sql"),
         raw_code,
-        checksum: String::new(),
         config: cfg,
         config_call: test_config,
         unrendered_config: unrendered,
-        description: String::new(),
-        columns: vec![],
-        patch_path: None,
-        refs: vec![],
-        sources: vec![],
-        depends_on_nodes: vec![],
-        depends_on_macros: vec![],
         relation: Relation::new(database, "", &short_name),
-        tests: vec![],
-        test: None,
-        unit_test: None,
-        version: None,
-        time_spine: None,
+        ..Node::empty()
     };
     // Like dbt, only render the call when an argument holds Jinja (e.g. `to: ref('x')`); otherwise
     // the tested node is the only dependency. This keeps large projects fast to parse.
@@ -487,28 +475,16 @@ pub fn singular(project: &Project, file: &SourceFile, database: &str) -> Node {
         original_file_path: file.path.as_str().into(),
         path: file.rel_path().to_string(),
         raw_code: file.contents.clone(),
-        checksum: String::new(),
         config: cfg,
-        config_call: Config::new(),
         unrendered_config: tree,
-        description: String::new(),
-        columns: vec![],
-        patch_path: None,
-        refs: vec![],
-        sources: vec![],
-        depends_on_nodes: vec![],
-        depends_on_macros: vec![],
         relation: Relation::new(database, "", &name),
-        tests: vec![],
         test: Some(TestInfo {
             generic: None,
             column_name: None,
             attached_node: None,
             file_key_name: None,
         }),
-        unit_test: None,
-        version: None,
-        time_spine: None,
+        ..Node::empty()
     }
 }
 
