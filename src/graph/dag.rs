@@ -41,15 +41,24 @@ impl Dag {
         for id in &ids {
             lookup.insert(id.as_str(), graph.add_node(id.clone()));
         }
-        for (id, deps) in m.dependencies() {
-            let Some(&ci) = lookup.get(id) else {
-                continue;
-            };
-            for p in deps {
-                if let Some(&pi) = lookup.get(p.as_str()) {
-                    graph.add_edge(pi, ci, ());
-                }
+        // The lookups on every core, in parts; the edges added in order.
+        let dependencies: Vec<(&str, &[SmolStr])> = m.dependencies().collect();
+        let parts: Vec<_> = dependencies.chunks(2048).collect();
+        let edges = crate::parallel::map(&parts, 1, |part| {
+            let mut edges = Vec::new();
+            for (id, deps) in part.iter() {
+                let Some(&ci) = lookup.get(id) else {
+                    continue;
+                };
+                edges.extend(
+                    deps.iter()
+                        .filter_map(|p| Some((*lookup.get(p.as_str())?, ci))),
+                );
             }
+            edges
+        });
+        for (pi, ci) in edges.into_iter().flatten() {
+            graph.add_edge(pi, ci, ());
         }
         drop(lookup);
         // Kahn's algorithm with a sorted ready set: a stable, readable order. A node left

@@ -293,6 +293,9 @@ pub fn load(project: &Project) -> Result<Properties, Diagnostics> {
     Ok(props)
 }
 
+/// The keys of a properties file whose entries describe nodes of the project.
+const PATCH_KINDS: [&str; 4] = ["models", "seeds", "snapshots", "analyses"];
+
 /// Reads properties files (`models:`, `seeds:`, `sources:`, `unit_tests:` ...).
 pub fn load_files<'a>(
     files: impl Iterator<Item = &'a SourceFile>,
@@ -301,9 +304,21 @@ pub fn load_files<'a>(
     let mut diags = Diagnostics::new();
     // Parsed on every core (a large project has thousands of property files), read in order.
     let files: Vec<&SourceFile> = files.collect();
-    let docs = crate::parallel::map(&files, 16, |file| yaml::parse(&file.path, &file.contents));
+    // The node entries are read there too: a large project's are most of its YAML.
+    let docs = crate::parallel::map(&files, 16, |file| {
+        let doc = yaml::parse(&file.path, &file.contents)?;
+        let patches = PATCH_KINDS.map(|kind| {
+            let items = doc.get(kind).and_then(Json::as_array);
+            items
+                .into_iter()
+                .flatten()
+                .map(|item| patch(item, &file.path, &file.contents))
+                .collect::<Vec<_>>()
+        });
+        Ok::<_, Diagnostic>((doc, patches))
+    });
     for (file, doc) in files.into_iter().zip(docs) {
-        let doc = match doc {
+        let (doc, patches) = match doc {
             Ok(d) => d,
             Err(d) => {
                 diags.push(d);
@@ -345,16 +360,11 @@ pub fn load_files<'a>(
                 }
             }
         };
-        for kind in ["models", "seeds", "snapshots", "analyses"] {
-            let items = list(kind, &mut diags);
-            let kind: &'static str = match kind {
-                "models" => "models",
-                "seeds" => "seeds",
-                "snapshots" => "snapshots",
-                _ => "analyses",
-            };
-            for item in items {
-                match patch(item, &file.path, &file.contents) {
+        for (kind, patches) in PATCH_KINDS.into_iter().zip(patches) {
+            // Only for its error when the key holds no list: the entries were read above.
+            list(kind, &mut diags);
+            for p in patches {
+                match p {
                     Ok(p) => {
                         let map = props.patches.entry(kind).or_default();
                         if let Some(prev) = map.get(&p.name) {
