@@ -163,56 +163,51 @@ pub fn pipeline<T: Sync, R: Send, E>(
     };
     let helper = &helper;
     let mut result = Ok(());
-    let caller = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        rayon_core::in_place_scope(|s| {
-            for _ in 1..cores {
-                s.spawn(move |_| helper());
-            }
-            let mut done = 0;
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                while done < items.len() {
-                    let mut st = lock(&state);
-                    if let Some(r) = st.ready.remove(&done) {
-                        done += 1;
-                        st.consumed = done;
-                        drop(st);
-                        changed.notify_all();
-                        if let Err(e) = consume(r) {
-                            result = Err(e);
-                            return;
-                        }
-                        continue;
-                    }
-                    if st.stop {
+    rayon_core::in_place_scope(|s| {
+        for _ in 1..cores {
+            s.spawn(move |_| helper());
+        }
+        let mut done = 0;
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            while done < items.len() {
+                let mut st = lock(&state);
+                if let Some(r) = st.ready.remove(&done) {
+                    done += 1;
+                    st.consumed = done;
+                    drop(st);
+                    changed.notify_all();
+                    if let Err(e) = consume(r) {
+                        result = Err(e);
                         return;
                     }
-                    drop(st);
-                    // The next result is not there: make one rather than wait, unless that
-                    // would run too far ahead of the file.
-                    if next.load(Ordering::Relaxed) < done + ahead {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if let Some(item) = items.get(i) {
-                            let r = produce(item);
-                            lock(&state).ready.insert(i, r);
-                            continue;
-                        }
-                    }
-                    let mut st = lock(&state);
-                    while !st.ready.contains_key(&done) && !st.stop {
-                        st = changed.wait(st).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
+                if st.stop {
+                    return;
+                }
+                drop(st);
+                // The next result is not there: make one rather than wait, unless that
+                // would run too far ahead of the file.
+                if next.load(Ordering::Relaxed) < done + ahead {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if let Some(item) = items.get(i) {
+                        let r = produce(item);
+                        lock(&state).ready.insert(i, r);
+                        continue;
                     }
                 }
-            }));
-            // Finished, failed or panicked: helpers waiting for room must not wait forever.
-            stop();
-            if let Err(panic) = outcome {
-                std::panic::resume_unwind(panic);
+                let mut st = lock(&state);
+                while !st.ready.contains_key(&done) && !st.stop {
+                    st = changed.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
             }
-        })
-    }));
-    if let Err(panic) = caller {
-        std::panic::resume_unwind(panic);
-    }
+        }));
+        // Finished, failed or panicked: helpers waiting for room must not wait forever.
+        stop();
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    });
     result
 }
 
