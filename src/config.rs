@@ -9,7 +9,10 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value as Json};
 
-pub type Config = Map<String, Json>;
+use crate::small_map::SmallMap;
+
+/// A config: a small map, keys in order (see [`SmallMap`] for why not serde_json's map).
+pub type Config = SmallMap;
 
 const APPEND: [&str; 3] = ["pre-hook", "post-hook", "tags"];
 const UPDATE: [&str; 6] = [
@@ -127,14 +130,12 @@ fn normalise(key: &str, value: Json) -> Json {
 }
 
 /// Applies `overlay` on top of `base` with dbt's merge behaviour.
-pub fn merge(base: &mut Config, overlay: &Config) {
+pub fn merge<'a>(base: &mut Config, overlay: impl IntoIterator<Item = (&'a String, &'a Json)>) {
     for (k, v) in overlay {
         let key = canonical_key(k);
         let v = normalise(&key, v.clone());
         if APPEND.contains(&key.as_str()) {
-            let entry = base
-                .entry(key.clone())
-                .or_insert_with(|| Json::Array(vec![]));
+            let entry = base.get_or_insert_with(key.clone(), || Json::Array(vec![]));
             if let (Json::Array(dst), Json::Array(src)) = (entry, v) {
                 for item in src {
                     if key != "tags" || !dst.contains(&item) {
@@ -194,15 +195,16 @@ pub fn from_tree<S: AsRef<str>>(tree: Option<&Json>, fqn: &[S]) -> Config {
     // Configs at the very top apply to every package.
     apply_level(&mut out, top, None);
     let Some(first) = fqn.first() else { return out };
-    let Some(Json::Object(mut level)) = top.get(first.as_ref()).cloned() else {
+    let Some(Json::Object(package_level)) = top.get(first.as_ref()) else {
         return out;
     };
-    apply_level(&mut out, &level, fqn.get(1).map(AsRef::as_ref));
+    let mut level = package_level;
+    apply_level(&mut out, level, fqn.get(1).map(AsRef::as_ref));
     for (i, part) in fqn.iter().enumerate().skip(1) {
         match level.get(part.as_ref()) {
             Some(Json::Object(next)) => {
-                level = next.clone();
-                apply_level(&mut out, &level, fqn.get(i + 1).map(AsRef::as_ref));
+                level = next;
+                apply_level(&mut out, level, fqn.get(i + 1).map(AsRef::as_ref));
             }
             _ => break,
         }
@@ -240,7 +242,7 @@ pub fn defaults(resource_type: &str) -> &'static Config {
                 "store_failures": null, "store_failures_as": null, "where": null, "limit": null,
                 "fail_calc": "count(*)", "warn_if": "!= 0", "error_if": "!= 0",
             });
-            c.as_object().cloned().unwrap_or_default()
+            Config::from(c.as_object().cloned().unwrap_or_default())
         });
     }
     let (cell, seed) = if resource_type == "seed" {
@@ -267,7 +269,7 @@ pub fn defaults(resource_type: &str) -> &'static Config {
         } else {
             m.insert("access".into(), "protected".into());
         }
-        std::mem::take(m)
+        Config::from(std::mem::take(m))
     })
 }
 
@@ -344,7 +346,7 @@ mod tests {
     use serde_json::json;
 
     fn cfg(v: Json) -> Config {
-        v.as_object().unwrap().clone()
+        v.as_object().unwrap().clone().into()
     }
 
     #[test]

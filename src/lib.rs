@@ -33,6 +33,7 @@ pub mod project;
 mod proptests;
 pub mod reuse;
 pub mod secrets;
+pub mod small_map;
 pub mod timings;
 #[cfg(feature = "datafusion")]
 pub mod traces;

@@ -368,21 +368,21 @@ pub fn write_manifest(
         }
         // parent_map and child_map (50,000 entries each in a large project) entry by entry:
         // serialized whole, each took an 8 MB buffer at the end of a parse's peak.
-        fn id_map(
+        fn id_map<'a>(
             w: &mut impl std::io::Write,
             name: &str,
-            map: &BTreeMap<&str, Vec<&str>>,
+            entries: impl Iterator<Item = (&'a str, Vec<&'a str>)>,
         ) -> std::io::Result<()> {
             write!(w, ",\"{name}\":{{")?;
             let mut buf = Vec::new();
-            for (i, (id, ids)) in map.iter().enumerate() {
+            for (i, (id, ids)) in entries.enumerate() {
                 buf.clear();
                 if i > 0 {
                     buf.push(b',');
                 }
                 json::write(&mut buf, id).map_err(std::io::Error::other)?;
                 buf.push(b':');
-                json::write(&mut buf, ids).map_err(std::io::Error::other)?;
+                json::write(&mut buf, &ids).map_err(std::io::Error::other)?;
                 w.write_all(&buf)?;
             }
             w.write_all(b"}")
@@ -402,9 +402,15 @@ pub fn write_manifest(
         field(w, "disabled", &disabled)?;
         // Built once the nodes are written, on both cores (the parse's peak is behind by then).
         let (parents, children) = crate::parallel::beside(|| m.parent_map(), || m.child_map());
-        id_map(w, "parent_map", &parents)?;
+        let parent_entries = parents.iter().map(|(id, deps)| {
+            (
+                *id,
+                crate::manifest::sorted_ids(deps.iter().map(|d| d.as_str())),
+            )
+        });
+        id_map(w, "parent_map", parent_entries)?;
         drop(parents);
-        id_map(w, "child_map", &children)?;
+        id_map(w, "child_map", children.entries())?;
         field(w, "group_map", &empty)?;
         field(w, "saved_queries", &empty)?;
         field(w, "semantic_models", &empty)?;

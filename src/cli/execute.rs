@@ -264,7 +264,7 @@ pub(super) fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostic
         {
             let needle = ["time_travel", ".at_version(", ".at_snapshot("]
                 .into_iter()
-                .find(|k| node.raw_code.contains(k) || node.config.contains_key(*k));
+                .find(|k| node.raw_code.contains(k) || node.config.contains_key(k));
             if let Some(needle) = needle {
                 diags.push(
                     Diagnostic::error(

@@ -253,7 +253,7 @@ impl State {
     }
 
     fn configs(&self, n: &Node, o: &OldNode) -> bool {
-        let now = Json::Object(n.unrendered_config.clone());
+        let now = n.unrendered_config.to_json();
         let before = if o.unrendered_config.is_null() {
             Json::Object(Default::default())
         } else {
@@ -270,7 +270,7 @@ impl State {
         }
         ["database", "schema", "alias"]
             .iter()
-            .any(|k| n.unrendered_config.get(*k) != o.unrendered_config.get(*k))
+            .any(|k| n.unrendered_config.get(k) != o.unrendered_config.get(k))
     }
 
     /// Whether a macro the node calls, or one those call in turn, is new or changed.

@@ -13,7 +13,6 @@ pub(crate) mod python;
 mod re;
 mod static_parse;
 pub(crate) mod template;
-mod test_args;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -25,7 +24,8 @@ use serde_json::Value as Json;
 use crate::config::Config;
 use crate::diag::{Diagnostic, Location};
 pub use objects::{Relation, quote, quote_with_backticks, text_type};
-pub use test_args::TestArgs;
+/// A generic test's arguments (dbt's `test_metadata.kwargs`), sorted by name.
+pub type TestArgs = crate::small_map::SmallMap;
 
 /// Template name of the built-in macros (dbt's global project).
 const BUILTIN_MACROS: &str = "dbt/builtin_macros.sql";
@@ -1781,7 +1781,7 @@ mod tests {
             ),
         ] {
             let mut node = test_node("test", "t", "");
-            node.config = config.as_object().unwrap().clone();
+            node.config = config.as_object().unwrap().clone().into();
             let args = TestArgs::from(kwargs(column, model));
             let written = env
                 .builtin_test_sql(&node.unique_id, &node.config, test, None, &args, &Fixed)

@@ -368,7 +368,7 @@ mod tests {
         );
         assert_eq!(c.sources, vec![("raw".into(), "payments".into())]);
         assert_eq!(
-            Json::Object(c.config),
+            c.config.to_json(),
             json!({"materialized": "table", "tags": ["a", "b"], "meta": {"n": 1, "x": -2.5}, "enabled": true})
         );
     }

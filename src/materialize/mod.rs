@@ -542,8 +542,9 @@ mod tests {
 
     #[test]
     fn table_format_from_config() {
-        let of =
-            |v: serde_json::Value| TableFormat::of(&v.as_object().cloned().unwrap_or_default());
+        let of = |v: serde_json::Value| {
+            TableFormat::of(&v.as_object().cloned().unwrap_or_default().into())
+        };
         assert_eq!(of(serde_json::json!({})), Ok(TableFormat::Delta));
         // Empty is unset (dbt_artifacts: `"delta" if target.name == "databricks" else ""`).
         assert_eq!(
@@ -608,7 +609,8 @@ mod tests {
 
     #[test]
     fn incremental_strategies_from_config() {
-        let cfg = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let cfg =
+            |v: serde_json::Value| crate::config::Config::from(v.as_object().unwrap().clone());
         let run = |c: &crate::config::Config, incremental: bool| {
             plan(Request {
                 incremental,
@@ -653,7 +655,7 @@ mod tests {
             "grants": {"select": "reporter", "+insert": ["etl", "ops"], "update": []},
             "persist_docs": {"columns": true},
         });
-        let cfg = cfg.as_object().unwrap().clone();
+        let cfg = crate::config::Config::from(cfg.as_object().unwrap().clone());
         let rel = Relation::new("db", "main", "orders");
         let cols = [
             ("id".to_string(), "Key.".to_string()),

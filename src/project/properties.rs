@@ -266,7 +266,8 @@ fn unit_test(item: &Json, path: &str, source: &Arc<str>) -> Result<UnitTestDef, 
             .get("config")
             .and_then(Json::as_object)
             .cloned()
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into(),
         source: source.clone(),
         file: path.to_string(),
         name,
@@ -535,9 +536,9 @@ fn config_of(
     entry: &str,
     path: &str,
     source: &Arc<str>,
-) -> Result<serde_json::Map<String, Json>, Diagnostic> {
+) -> Result<Config, Diagnostic> {
     match item.get("config") {
-        Some(Json::Object(m)) => Ok(m.clone()),
+        Some(Json::Object(m)) => Ok(m.clone().into()),
         None | Some(Json::Null) => Ok(Default::default()),
         Some(other) => Err(wrong_kind(
             format!("`config` of '{owner}' in {path}"),
