@@ -431,7 +431,7 @@ fn skip_comments(sql: &str) -> usize {
 /// generic test `<its yml path>/<test name>.sql` (dbt's layout).
 pub fn compiled_rel_path(node: &crate::manifest::Node) -> String {
     let generic = node.test.as_ref().is_some_and(|t| t.generic.is_some());
-    if let Some(u) = &node.unit_test {
+    if let Some(u) = node.unit_test() {
         format!(
             "compiled/{}/{}/{}/{}.sql",
             node.package, node.original_file_path, u.model, u.name

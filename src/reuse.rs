@@ -82,7 +82,7 @@ pub async fn fingerprint<A: Adapter>(
         let up = manifest.nodes.get(id)?;
         match up.resource_type {
             ResourceType::Seed => {
-                h.update(up.checksum.as_bytes());
+                h.update(up.checksum().as_bytes());
                 if crate::manifest::checksum_is_path(up) {
                     // A large seed's checksum is its path: its file's size and time stand in.
                     let m = std::fs::metadata(root.join(manifest.file_path(up))).ok()?;
@@ -97,7 +97,7 @@ pub async fn fingerprint<A: Adapter>(
             }
             ResourceType::Model if matches!(up.materialized(), "view" | "ephemeral") => {
                 // Its definition and its own inputs decide what it returns.
-                h.update(up.checksum.as_bytes());
+                h.update(up.checksum().as_bytes());
                 h.update(serde_json::to_string(&up.config).ok()?.as_bytes());
                 stack.extend(up.depends_on_nodes.iter().map(smol_str::SmolStr::as_str));
             }

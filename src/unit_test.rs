@@ -266,7 +266,7 @@ pub async fn warehouse_columns<A: Adapter>(
 ) -> BTreeMap<String, Vec<(String, Option<String>)>> {
     let mut out = BTreeMap::new();
     let (Some(def), Some(model)) = (
-        test.unit_test.as_ref(),
+        test.unit_test(),
         test.depends_on_nodes.first().and_then(|id| m.nodes.get(id)),
     ) else {
         return out;
@@ -338,10 +338,7 @@ pub fn compile(
     test: &Node,
     warehouse: &BTreeMap<String, Vec<(String, Option<String>)>>,
 ) -> Result<String, String> {
-    let def = test
-        .unit_test
-        .as_ref()
-        .ok_or("internal error: not a unit test")?;
+    let def = test.unit_test().ok_or("internal error: not a unit test")?;
     let model = m
         .nodes
         .get(&test.depends_on_nodes[0])
@@ -419,7 +416,7 @@ pub fn compile(
 
 /// Runs the unit test whose compiled SQL is `sql` and compares with the expected rows.
 pub async fn run<A: Adapter>(adapter: &A, test: &Node, sql: &str) -> Result<Outcome, AdapterError> {
-    let def = test.unit_test.as_ref().expect("unit test node");
+    let def = test.unit_test().expect("unit test node");
     let fixture = read_fixture(&def.expect).map_err(AdapterError)?;
     let expected_rows = match &fixture {
         FixtureData::Rows(rows) => Some(rows.clone()),

@@ -128,7 +128,7 @@ struct NodeOut<'a> {
     meta: &'a Json,
     group: Option<&'a str>,
     docs: &'a Json,
-    patch_path: &'a Option<String>,
+    patch_path: Option<&'a str>,
     build_path: Option<&'a str>,
     unrendered_config: &'a Config,
     created_at: f64,
@@ -161,7 +161,7 @@ struct NodeOut<'a> {
     attached_node: Option<&'a str>,
     /// Models only, as dbt (null: not a MetricFlow time spine); packages filter on it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    time_spine: Option<Json>,
+    time_spine: Option<&'a Json>,
 }
 
 fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> NodeOut<'a> {
@@ -192,7 +192,7 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
             } else {
                 "sha256"
             },
-            checksum: &n.checksum,
+            checksum: n.checksum(),
         },
         config: WithDefaults {
             own: &n.config,
@@ -204,11 +204,11 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
         meta: get("meta"),
         group: None,
         docs: get("docs"),
-        patch_path: &n.patch_path,
+        patch_path: n.patch_path(),
         build_path: None,
         unrendered_config: &n.unrendered_config,
         created_at: m.generated_at.timestamp_micros() as f64 / 1e6,
-        config_call_dict: &n.config_call,
+        config_call_dict: &n.extras().config_call,
         relation_name: if is_test {
             crate::data_test::store_failures_as(n).map(|_| n.relation.render())
         } else if n.is_ephemeral() {
@@ -250,14 +250,14 @@ fn node_out<'a>(m: &'a Manifest, n: &'a Node, compiled: Option<&'a str>) -> Node
         contract: get("contract"),
         access: get("access"),
         constraints: [],
-        version: n.version.as_ref().map(|v| v.v.as_str()),
-        latest_version: n.version.as_ref().map(|v| v.latest_version.as_str()),
+        version: n.version().map(|v| v.v.as_str()),
+        latest_version: n.version().map(|v| v.latest_version.as_str()),
         deprecation_date: None,
         test_metadata: test
             .and_then(|t| t.generic.as_ref())
             .map(|g| g.metadata_out()),
         time_spine: (n.resource_type == ResourceType::Model)
-            .then(|| n.time_spine.as_deref().cloned().unwrap_or(Json::Null)),
+            .then(|| n.extras().time_spine.as_ref().unwrap_or(&Json::Null)),
         column_name: test.and_then(|t| t.column_name.as_deref()),
         file_key_name: test.and_then(|t| t.file_key_name.as_deref()),
         attached_node: test.and_then(|t| t.attached_node.as_deref()),
@@ -458,7 +458,7 @@ pub fn source_json(m: &Manifest, s: &crate::manifest::Source) -> Json {
 fn manifest_nodes(m: &Manifest) -> Vec<&Node> {
     m.nodes
         .values()
-        .filter(|n| n.unit_test.is_none())
+        .filter(|n| n.unit_test().is_none())
         .map(|n| &**n)
         .collect()
 }
@@ -492,7 +492,7 @@ fn unit_tests(m: &Manifest) -> BTreeMap<&str, Json> {
     let created_at = m.generated_at.timestamp_micros() as f64 / 1e6;
     m.nodes
         .values()
-        .filter_map(|n| n.unit_test.as_ref().map(|u| (n, u)))
+        .filter_map(|n| n.unit_test().map(|u| (n, u)))
         .map(|(n, u)| {
             let value = json!({
                 "model": u.model, "given": u.given, "expect": u.expect, "name": n.name,

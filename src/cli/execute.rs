@@ -303,8 +303,7 @@ pub(super) fn check_formats(l: &Loaded, ids: &[String]) -> Result<(), Diagnostic
             .filter(|t| !t.is_object() && !t.is_null())
         {
             let from = node
-                .patch_path
-                .as_deref()
+                .patch_path()
                 .map(|p| p.split_once("://").map_or(p, |(_, path)| path))
                 .unwrap_or("the project file");
             diags.push(

@@ -483,7 +483,7 @@ impl Printer {
 
 /// How a node is named in result lines: unit tests as `model::test`.
 fn display_name(node: &Node) -> String {
-    match &node.unit_test {
+    match node.unit_test() {
         Some(u) => format!("{}::{}", u.model, u.name),
         None => node.name.to_string(),
     }

@@ -398,7 +398,7 @@ fn criterion(ctx: &Ctx, atom: &Atom, raw: &str, mode: Indirect) -> Result<Picked
                 .m
                 .nodes
                 .get(child.as_str())
-                .filter(|n| n.test.is_some() || n.unit_test.is_some())
+                .filter(|n| n.test.is_some() || n.unit_test().is_some())
             else {
                 continue;
             };
@@ -485,8 +485,7 @@ fn matches(ctx: &Ctx, id: &str, atom: &Atom) -> bool {
             "path" => {
                 path_matches(&node.original_file_path, v)
                     || node
-                        .patch_path
-                        .as_deref()
+                        .patch_path()
                         .and_then(|p| p.split_once("://"))
                         .is_some_and(|(_, yml)| path_matches(yml, v))
             }
@@ -498,7 +497,7 @@ fn matches(ctx: &Ctx, id: &str, atom: &Atom) -> bool {
             "resource_type" => node.resource_type.as_str() == v,
             "package" => glob(v, &node.package),
             "source" => false,
-            "test_type" => match (&node.test, &node.unit_test) {
+            "test_type" => match (&node.test, node.unit_test()) {
                 (Some(t), _) => match v {
                     "generic" => t.generic.is_some(),
                     "singular" => t.generic.is_none(),

@@ -249,7 +249,7 @@ impl State {
 
     fn body(&self, n: &Node, o: &OldNode) -> bool {
         // Generic tests have no file of their own: their definition is their config and kwargs.
-        !(n.checksum.is_empty() && o.checksum.is_empty()) && n.checksum != o.checksum
+        !(n.checksum().is_empty() && o.checksum.is_empty()) && n.checksum() != o.checksum
     }
 
     fn configs(&self, n: &Node, o: &OldNode) -> bool {
@@ -265,7 +265,7 @@ impl State {
     /// Like dbt: the configured `database` / `schema` / `alias` are compared, not the rendered
     /// relation, so building with another target does not mark every node modified.
     fn relation_changed(&self, n: &Node, o: &OldNode) -> bool {
-        if n.is_ephemeral() || n.test.is_some() || n.unit_test.is_some() {
+        if n.is_ephemeral() || n.test.is_some() || n.unit_test().is_some() {
             return false;
         }
         ["database", "schema", "alias"]

@@ -309,11 +309,13 @@ fn one_generic(
         path: format!("{short_name}.sql"),
         raw_code,
         config: cfg,
-        config_call: test_config,
         unrendered_config: unrendered,
         relation: Relation::new(database, "", &short_name),
         ..Node::empty()
     };
+    if !test_config.is_empty() {
+        node.extras_mut().config_call = test_config;
+    }
     // Like dbt, only render the call when an argument holds Jinja (e.g. `to: ref('x')`); otherwise
     // the tested node is the only dependency. This keeps large projects fast to parse.
     // A definition that calls `config()` (dbt-project-evaluator's `is_empty` sets severity)
@@ -380,7 +382,7 @@ fn one_generic(
             let mut cfg = capture.config.clone();
             config::merge(&mut cfg, &node.config);
             node.config = cfg;
-            config::merge(&mut node.config_call, &capture.config);
+            config::merge(&mut node.extras_mut().config_call, &capture.config);
         }
     } else {
         let Some(macro_id) = jinja.macro_id(&format!("test_{}", generic.name)) else {
