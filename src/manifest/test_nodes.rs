@@ -133,8 +133,8 @@ fn generic_of(
 ) -> (Vec<Box<Node>>, Diagnostics) {
     let mut out = Vec::new();
     let mut diags = Diagnostics::new();
-    // One `raw_code` per test macro, shared by its tests (4-5 kinds among 40,000 tests).
-    let mut codes = HashMap::new();
+    // What each test macro gives its tests, found once (4-5 kinds among 40,000 tests).
+    let mut macros = HashMap::new();
     for mut t in targets {
         for (column, tests, column_tags) in std::mem::take(&mut t.tests) {
             for entry in tests {
@@ -146,7 +146,7 @@ fn generic_of(
                     &column_tags,
                     entry,
                     database,
-                    &mut codes,
+                    &mut macros,
                 ) {
                     Ok(node) => out.push(Box::new(node)),
                     Err(d) => diags.push(d),
@@ -166,7 +166,7 @@ fn one_generic(
     column_tags: &[String],
     entry: Json,
     database: &str,
-    codes: &mut HashMap<String, Arc<str>>,
+    macros: &mut HashMap<String, TestMacro>,
 ) -> Result<Node, Diagnostic> {
     let here = || {
         Location::find(
@@ -287,18 +287,10 @@ fn one_generic(
         cfg.insert("tags".into(), json!(tags));
     }
 
-    let raw_code = match codes.get(&generic.name) {
-        Some(code) => code.clone(),
-        None => {
-            let code: Arc<str> = format!(
-                "{{{{ test_{}(**_dbt_generic_test_kwargs) }}}}",
-                generic.name
-            )
-            .into();
-            codes.insert(generic.name.clone(), code.clone());
-            code
-        }
-    };
+    let test_macro = macros
+        .entry(generic.name.clone())
+        .or_insert_with(|| TestMacro::new(jinja, &generic.name));
+    let raw_code = test_macro.raw_code.clone();
     let mut node = Node {
         unique_id: unique_id.into(),
         resource_type: ResourceType::Test,
@@ -320,9 +312,7 @@ fn one_generic(
     // the tested node is the only dependency. This keeps large projects fast to parse.
     // A definition that calls `config()` (dbt-project-evaluator's `is_empty` sets severity)
     // gives defaults only a render finds.
-    let sets_config = jinja
-        .macro_id(&format!("test_{}", generic.name))
-        .is_some_and(|id| jinja.macro_sql(id).contains("config"));
+    let sets_config = test_macro.sets_config;
     let needs_render = sets_config
         || generic.kwargs.iter().any(|(k, v)| {
             k != "model"
@@ -337,7 +327,7 @@ fn one_generic(
     // every other test of a large project) need no render: the refs are the arguments', then
     // the tested node's, and the macros those the render would record.
     let fast = (needs_render && !sets_config)
-        .then(|| builtin_with_literal_refs(jinja, &generic))
+        .then(|| builtin_with_literal_refs(jinja, test_macro, &generic))
         .flatten();
     if let Some((refs, macros)) = fast {
         node.refs = refs
@@ -385,12 +375,12 @@ fn one_generic(
             config::merge(&mut node.extras_mut().config_call, &capture.config);
         }
     } else {
-        let Some(macro_id) = jinja.macro_id(&format!("test_{}", generic.name)) else {
+        let Some(macro_id) = test_macro.id.clone() else {
             return Err(Diagnostic::error("unknown-test", format!("generic test '{}' is not defined", generic.name))
                 .at(here())
                 .hint(format!("use a built-in test (unique, not_null, accepted_values, relationships), or define it with {{% test {}(model, column_name) %}} in the macro paths or tests/generic/", generic.name)));
         };
-        node.depends_on_macros = vec![macro_id.into()];
+        node.depends_on_macros = vec![macro_id];
         match &t.dependency {
             Ok(name) => {
                 node.refs = vec![crate::jinja::RefCall {
@@ -416,9 +406,10 @@ fn one_generic(
 /// `get_where_subquery`, dbt's own too). `None` when a render is needed to know.
 fn builtin_with_literal_refs(
     jinja: &Jinja,
+    test_macro: &TestMacro,
     generic: &GenericTest,
 ) -> Option<(Vec<String>, Vec<SmolStr>)> {
-    let test = jinja.macro_id(&format!("test_{}", generic.name))?;
+    let test = test_macro.id.as_ref()?;
     // dbt's `get_where_subquery` is a function of ours (recorded as dbt's macro), unless the
     // project defines its own.
     let where_subquery = jinja
@@ -448,12 +439,33 @@ fn builtin_with_literal_refs(
         WHERE_SUBQUERY => SmolStr::new_static(WHERE_SUBQUERY),
         other => other.into(),
     };
-    let mut macros = vec![where_subquery, test.into()];
+    let mut macros = vec![where_subquery, test.clone()];
     macros.sort();
     Some((refs, macros))
 }
 
 const WHERE_SUBQUERY: &str = "macro.dbt.get_where_subquery";
+
+/// What a generic test's macro gives each of its tests.
+struct TestMacro {
+    /// The macro's unique id (`None`: not defined), shared by its tests' `depends_on`.
+    id: Option<SmolStr>,
+    /// Whether its definition calls `config()` (then each test is rendered to find it).
+    sets_config: bool,
+    /// The tests' `raw_code`, shared.
+    raw_code: Arc<str>,
+}
+
+impl TestMacro {
+    fn new(jinja: &Jinja, name: &str) -> Self {
+        let id = jinja.macro_id(&format!("test_{name}"));
+        Self {
+            sets_config: id.is_some_and(|id| jinja.macro_sql(id).contains("config")),
+            id: id.map(SmolStr::from),
+            raw_code: format!("{{{{ test_{name}(**_dbt_generic_test_kwargs) }}}}").into(),
+        }
+    }
+}
 
 /// `name` of `ref('name')` / `ref("name")`, nothing else.
 fn literal_ref(text: &str) -> Option<&str> {
@@ -515,7 +527,9 @@ mod tests {
             .into(),
         };
         let env = crate::jinja::test_env(vec![]);
-        let (refs, macros) = builtin_with_literal_refs(&env, &generic).expect("no render");
+        let (refs, macros) =
+            builtin_with_literal_refs(&env, &TestMacro::new(&env, "relationships"), &generic)
+                .expect("no render");
         let node = crate::jinja::test_node("test", "t", "");
         let (_, rendered) = env
             .render_test_call(node, "relationships", None, &generic.kwargs, Phase::Parse)
@@ -528,6 +542,7 @@ mod tests {
             "macros/where.sql",
             Arc::from("{% macro get_where_subquery(r) %}{{ return(r) }}{% endmacro %}"),
         )]);
-        assert!(builtin_with_literal_refs(&own, &generic).is_none());
+        let test_macro = TestMacro::new(&own, "relationships");
+        assert!(builtin_with_literal_refs(&own, &test_macro, &generic).is_none());
     }
 }
