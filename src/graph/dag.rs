@@ -2,7 +2,7 @@
 //!
 //! Building it fails with a diagnostic that prints the whole cycle, file by file.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -37,7 +37,8 @@ impl Dag {
         let mut graph = DiGraph::with_capacity(ids.len(), ids.len());
         // The edges' ends are looked up by hash: a large project's 100,000 edges searched
         // in a map ordered by long, alike ids cost tens of milliseconds.
-        let mut lookup: HashMap<&str, NodeIndex> = HashMap::with_capacity(ids.len());
+        let mut lookup: rustc_hash::FxHashMap<&str, NodeIndex> = Default::default();
+        lookup.reserve(ids.len());
         for id in &ids {
             lookup.insert(id.as_str(), graph.add_node(id.clone()));
         }
