@@ -303,67 +303,21 @@ pub fn load_files<'a>(
 ) -> Result<Properties, Diagnostics> {
     let mut props = Properties::default();
     let mut diags = Diagnostics::new();
-    // Parsed on every core (a large project has thousands of property files), read in order.
+    // Each file read whole on a worker, its YAML tree freed there too (a large project's
+    // trees are tens of thousands of small allocations); only the results come back, in
+    // order, for the checks across files.
     let files: Vec<&SourceFile> = files.collect();
-    // The node entries are read there too: a large project's are most of its YAML.
-    let docs = crate::parallel::map(&files, 16, |file| {
-        let doc = yaml::parse(&file.path, &file.contents)?;
-        let patches = PATCH_KINDS.map(|kind| {
-            let items = doc.get(kind).and_then(Json::as_array);
-            items
-                .into_iter()
-                .flatten()
-                .map(|item| patch(item, &file.path, &file.contents))
-                .collect::<Vec<_>>()
-        });
-        Ok::<_, Diagnostic>((doc, patches))
-    });
-    for (file, doc) in files.into_iter().zip(docs) {
-        let (doc, patches) = match doc {
-            Ok(d) => d,
+    let read = crate::parallel::map(&files, 1, |file| read_file(file));
+    for file in read {
+        let file = match file {
+            Ok(f) => f,
             Err(d) => {
                 diags.push(d);
                 continue;
             }
         };
-        if doc.is_null() {
-            continue;
-        }
-        let Some(obj) = doc.as_object() else {
-            diags.push(
-                Diagnostic::error(
-                    "yaml",
-                    format!("{} must be a mapping (version: 2, models: ...)", file.path),
-                )
-                .at(file.location()),
-            );
-            continue;
-        };
-        // Every list key must hold a list; anything else is a mistake to point at.
-        let list = |kind: &str, diags: &mut Diagnostics| -> &[Json] {
-            match obj.get(kind) {
-                None | Some(Json::Null) => &[],
-                Some(Json::Array(items)) => items,
-                Some(_) => {
-                    diags.push(
-                        Diagnostic::error(
-                            "yaml",
-                            format!("`{kind}:` in {} must be a list of entries", file.path),
-                        )
-                        .at(Location::find(
-                            &file.path,
-                            file.contents.clone(),
-                            &format!("{kind}:"),
-                        ))
-                        .hint(format!("write `{kind}:` followed by `  - name: ...` items")),
-                    );
-                    &[]
-                }
-            }
-        };
-        for (kind, patches) in PATCH_KINDS.into_iter().zip(patches) {
-            // Only for its error when the key holds no list: the entries were read above.
-            list(kind, &mut diags);
+        for (kind, (list_error, patches)) in PATCH_KINDS.into_iter().zip(file.patches) {
+            diags.0.extend(list_error);
             for p in patches {
                 match p {
                     Ok(p) => {
@@ -391,26 +345,95 @@ pub fn load_files<'a>(
                 }
             }
         }
-        for item in list("unit_tests", &mut diags) {
-            match unit_test(item, &file.path, &file.contents) {
+        let (list_error, unit_tests) = file.unit_tests;
+        diags.0.extend(list_error);
+        for u in unit_tests {
+            match u {
                 Ok(u) => props.unit_tests.push(u),
                 Err(d) => diags.push(d),
             }
         }
-        for item in list("exposures", &mut diags) {
-            match exposure(item, &file.path, &file.contents) {
+        let (list_error, exposures) = file.exposures;
+        diags.0.extend(list_error);
+        for e in exposures {
+            match e {
                 Ok(e) => props.exposures.push(e),
                 Err(d) => diags.push(d),
             }
         }
-        for src in list("sources", &mut diags) {
-            match sources(src, &file.path, &file.contents) {
+        let (list_error, sources) = file.sources;
+        diags.0.extend(list_error);
+        for tables in sources {
+            match tables {
                 Ok(tables) => props.sources.extend(tables),
                 Err(d) => diags.push(d),
             }
         }
     }
     diags.into_result(props)
+}
+
+/// A list key's entries as read: the error when the key holds no list, then each entry.
+type Entries<T> = (Option<Diagnostic>, Vec<Result<T, Diagnostic>>);
+
+/// What one properties file says, in the order its entries are checked.
+struct FileProps {
+    patches: [Entries<Patch>; PATCH_KINDS.len()],
+    unit_tests: Entries<UnitTestDef>,
+    exposures: Entries<ExposureDef>,
+    sources: Entries<Vec<SourceTable>>,
+}
+
+fn read_file(file: &SourceFile) -> Result<FileProps, Diagnostic> {
+    let doc = yaml::parse(&file.path, &file.contents)?;
+    let empty = serde_json::Map::new();
+    let obj = match &doc {
+        Json::Null => &empty,
+        Json::Object(obj) => obj,
+        _ => {
+            return Err(Diagnostic::error(
+                "yaml",
+                format!("{} must be a mapping (version: 2, models: ...)", file.path),
+            )
+            .at(file.location()));
+        }
+    };
+    // Every list key must hold a list; anything else is a mistake to point at.
+    let entries = |kind: &str| -> (Option<Diagnostic>, &[Json]) {
+        match obj.get(kind) {
+            None | Some(Json::Null) => (None, &[]),
+            Some(Json::Array(items)) => (None, items),
+            Some(_) => (
+                Some(
+                    Diagnostic::error(
+                        "yaml",
+                        format!("`{kind}:` in {} must be a list of entries", file.path),
+                    )
+                    .at(Location::find(
+                        &file.path,
+                        file.contents.clone(),
+                        &format!("{kind}:"),
+                    ))
+                    .hint(format!("write `{kind}:` followed by `  - name: ...` items")),
+                ),
+                &[],
+            ),
+        }
+    };
+    fn each<T: Send>(
+        (error, items): (Option<Diagnostic>, &[Json]),
+        read: impl Fn(&Json) -> Result<T, Diagnostic> + Sync,
+    ) -> Entries<T> {
+        // A large file's thousands of node entries on every core too.
+        (error, crate::parallel::map(items, 256, read))
+    }
+    let (path, source) = (&file.path, &file.contents);
+    Ok(FileProps {
+        patches: PATCH_KINDS.map(|kind| each(entries(kind), |item| patch(item, path, source))),
+        unit_tests: each(entries("unit_tests"), |item| unit_test(item, path, source)),
+        exposures: each(entries("exposures"), |item| exposure(item, path, source)),
+        sources: each(entries("sources"), |item| sources(item, path, source)),
+    })
 }
 
 fn entry_name(
