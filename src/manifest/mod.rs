@@ -423,45 +423,6 @@ impl<'a> ChildMap<'a> {
     }
 }
 
-/// Applies a node's yml entry (configs, description, columns) and its version's configs;
-/// returns the entry's configs (rendered with the node's when they hold Jinja) and its
-/// model-level tests.
-fn apply_patch(
-    node: &mut Node,
-    patch: Option<properties::Patch>,
-    version_config: &Json,
-) -> (Config, Vec<Json>) {
-    if let Some(p) = &patch {
-        config::merge(&mut node.config, &p.config);
-        config::merge(&mut node.unrendered_config, &p.config);
-        // Top-level `tags:` / `meta:` / `docs:` of a yml entry are configs too.
-        let mut extra = Config::new();
-        if !p.tags.is_empty() {
-            extra.insert("tags".into(), serde_json::json!(p.tags));
-        }
-        if let Some(meta) = &p.meta {
-            extra.insert("meta".into(), meta.clone());
-        }
-        if let Some(docs) = &p.docs {
-            extra.insert("docs".into(), docs.clone());
-        }
-        config::merge(&mut node.config, &extra);
-    }
-    if let Json::Object(c) = version_config {
-        config::merge(&mut node.config, c);
-        config::merge(&mut node.unrendered_config, c);
-    }
-    let Some(p) = patch else {
-        return (Config::new(), Vec::new());
-    };
-    if p.time_spine.is_some() {
-        node.extras_mut().time_spine = p.time_spine;
-    }
-    node.description = p.description;
-    node.columns = p.columns;
-    (p.config, p.tests)
-}
-
 /// Where a test is defined: a generic test's entry in its yml (at its column, when it has
 /// one), a singular test's file.
 fn test_location(
@@ -863,15 +824,45 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             node.extras_mut().patch_path =
                 Some(format!("{owner}://{}", package_relative(package, &p.file)));
         }
-        pending.push((node, tree_cfg, patch, version_config, name, version));
+        if let Some(p) = &patch {
+            config::merge(&mut node.config, &p.config);
+            config::merge(&mut node.unrendered_config, &p.config);
+            // Top-level `tags:` / `meta:` / `docs:` of a yml entry are configs too.
+            let mut extra = Config::new();
+            if !p.tags.is_empty() {
+                extra.insert("tags".into(), serde_json::json!(p.tags));
+            }
+            if let Some(meta) = &p.meta {
+                extra.insert("meta".into(), meta.clone());
+            }
+            if let Some(docs) = &p.docs {
+                extra.insert("docs".into(), docs.clone());
+            }
+            config::merge(&mut node.config, &extra);
+        }
+        if let Json::Object(c) = &version_config {
+            config::merge(&mut node.config, c);
+            config::merge(&mut node.unrendered_config, c);
+        }
+        let patch_config = patch.as_ref().map(|p| p.config.clone()).unwrap_or_default();
+        if let Some(p) = patch {
+            if p.time_spine.is_some() {
+                node.extras_mut().time_spine = p.time_spine;
+            }
+            node.description = p.description;
+            node.columns = p.columns;
+            if !p.tests.is_empty() {
+                yml_tests.insert(node.unique_id.clone(), p.tests);
+            }
+        }
+        pending.push((node, tree_cfg, patch_config, name, version));
     }
-    // Each node's yml entry applied and its renders (the Jinja of its configs, then its file,
-    // for its refs and `config()` calls) on every core: most of a large project's parse.
+    // Each node's renders (the Jinja of its configs, then its file, for its refs and
+    // `config()` calls) on every core: most of a large project's parse.
     let rendered = crate::parallel::map_owned(
         pending,
         64,
-        |(mut node, tree_cfg, patch, version_config, name, version)| {
-            let (patch_config, tests) = apply_patch(&mut node, patch, &version_config);
+        |(mut node, tree_cfg, patch_config, name, version)| {
             let mut diags = Diagnostics::new();
             let rtype = node.resource_type;
             let ok = (|| {
@@ -939,16 +930,13 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                 }
                 true
             })();
-            (node, diags, ok, name, version, tests)
+            (node, diags, ok, name, version)
         },
     );
-    for (node, node_diags, ok, name, version, tests) in rendered {
+    for (node, node_diags, ok, name, version) in rendered {
         diags.extend(node_diags);
         if !ok {
             continue;
-        }
-        if !tests.is_empty() {
-            yml_tests.insert(node.unique_id.clone(), tests);
         }
         let rtype = node.resource_type;
         let unique_id = node.unique_id.clone();
