@@ -279,24 +279,43 @@ fn write_nodes(
     const AHEAD: usize = 32;
     let nodes = manifest_nodes(m);
     let parts: Vec<&[&Node]> = nodes.chunks(PART).collect();
-    let serialize = |part: &&[&Node]| {
-        let mut buf = Vec::with_capacity(part.len() * 2048);
+    write_map_in_parts(w, &parts, AHEAD, |part, buf| {
+        buf.reserve(part.len() * 2048);
         for n in part.iter() {
             buf.push(b',');
-            json::write(&mut buf, &n.unique_id)?;
+            json::write(buf, &n.unique_id)?;
             buf.push(b':');
             let sql = compiled.get(n.unique_id.as_str()).map(String::as_str);
-            json::write(&mut buf, &node_out(m, n, sql))?;
+            json::write(buf, &node_out(m, n, sql))?;
         }
-        Ok::<_, serde_json::Error>(buf)
-    };
+        Ok(())
+    })
+}
+
+/// A JSON map written from parts serialized on every core, in order (see
+/// [`crate::parallel::pipeline`]): `entries` appends each entry of a part preceded by a comma.
+fn write_map_in_parts<T: Sync>(
+    w: &mut impl std::io::Write,
+    parts: &[T],
+    ahead: usize,
+    entries: impl Fn(&T, &mut Vec<u8>) -> Result<(), serde_json::Error> + Sync,
+) -> std::io::Result<()> {
     w.write_all(b"{")?;
     let mut first = true;
-    crate::parallel::pipeline(&parts, AHEAD, serialize, |part| {
-        let part = part.map_err(std::io::Error::other)?;
-        // Each part starts with a comma; the map's first entry has none.
-        w.write_all(&part[usize::from(std::mem::take(&mut first))..])
-    })?;
+    crate::parallel::pipeline(
+        parts,
+        ahead,
+        |part| {
+            let mut buf = Vec::new();
+            entries(part, &mut buf).map(|()| buf)
+        },
+        |part| {
+            let part = part.map_err(std::io::Error::other)?;
+            // The map's first entry has no comma before it.
+            let skip = usize::from(std::mem::take(&mut first) && !part.is_empty());
+            w.write_all(&part[skip..])
+        },
+    )?;
     w.write_all(b"}")
 }
 
@@ -366,26 +385,30 @@ pub fn write_manifest(
             json::write(&mut buf, value).map_err(std::io::Error::other)?;
             w.write_all(&buf)
         }
-        // parent_map and child_map (50,000 entries each in a large project) entry by entry:
-        // serialized whole, each took an 8 MB buffer at the end of a parse's peak.
+        // parent_map and child_map (50,000 entries each in a large project) in parts on every
+        // core: serialized whole, each took an 8 MB buffer at the end of a parse's peak, and
+        // entry by entry they were 20 ms of one core.
         fn id_map<'a>(
             w: &mut impl std::io::Write,
             name: &str,
-            entries: impl Iterator<Item = (&'a str, Vec<&'a str>)>,
+            len: usize,
+            entry: impl Fn(usize) -> (&'a str, Vec<&'a str>) + Sync,
         ) -> std::io::Result<()> {
-            write!(w, ",\"{name}\":{{")?;
-            let mut buf = Vec::new();
-            for (i, (id, ids)) in entries.enumerate() {
-                buf.clear();
-                if i > 0 {
+            const PART: usize = 1024;
+            write!(w, ",\"{name}\":")?;
+            let parts: Vec<std::ops::Range<usize>> = (0..len)
+                .step_by(PART)
+                .map(|start| start..(start + PART).min(len))
+                .collect();
+            write_map_in_parts(w, &parts, 8, |range, buf| {
+                for (id, ids) in range.clone().map(&entry) {
                     buf.push(b',');
+                    json::write(buf, id)?;
+                    buf.push(b':');
+                    json::write(buf, &ids)?;
                 }
-                json::write(&mut buf, id).map_err(std::io::Error::other)?;
-                buf.push(b':');
-                json::write(&mut buf, &ids).map_err(std::io::Error::other)?;
-                w.write_all(&buf)?;
-            }
-            w.write_all(b"}")
+                Ok(())
+            })
         }
         use std::io::Write;
         w.write_all(b"{\"metadata\":")?;
@@ -402,15 +425,15 @@ pub fn write_manifest(
         field(w, "disabled", &disabled)?;
         // Built once the nodes are written, on both cores (the parse's peak is behind by then).
         let (parents, children) = crate::parallel::beside(|| m.parent_map(), || m.child_map());
-        let parent_entries = parents.iter().map(|(id, deps)| {
+        id_map(w, "parent_map", parents.len(), |i| {
+            let (id, deps) = parents[i];
             (
-                *id,
+                id,
                 crate::manifest::sorted_ids(deps.iter().map(|d| d.as_str())),
             )
-        });
-        id_map(w, "parent_map", parent_entries)?;
+        })?;
         drop(parents);
-        id_map(w, "child_map", children.entries())?;
+        id_map(w, "child_map", children.size(), |i| children.entry(i))?;
         field(w, "group_map", &empty)?;
         field(w, "saved_queries", &empty)?;
         field(w, "semantic_models", &empty)?;

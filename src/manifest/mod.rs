@@ -408,18 +408,21 @@ pub struct ChildMap<'a> {
 }
 
 impl<'a> ChildMap<'a> {
-    /// Each id with its children, both in id order.
-    pub fn entries(&self) -> impl Iterator<Item = (&'a str, Vec<&'a str>)> + '_ {
-        self.ids.iter().enumerate().map(|(i, id)| {
-            let mut kids = self.children[self.starts[i]..self.starts[i + 1]].to_vec();
-            // Positions in sorted ids: their order is the ids' order.
-            kids.sort_unstable();
-            kids.dedup();
-            (
-                *id,
-                kids.into_iter().map(|k| self.ids[k as usize]).collect(),
-            )
-        })
+    /// How many entries there are (see [`ChildMap::entry`]).
+    pub fn size(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The `i`th id in id order, with its children in id order.
+    pub fn entry(&self, i: usize) -> (&'a str, Vec<&'a str>) {
+        let mut kids = self.children[self.starts[i]..self.starts[i + 1]].to_vec();
+        // Positions in sorted ids: their order is the ids' order.
+        kids.sort_unstable();
+        kids.dedup();
+        (
+            self.ids[i],
+            kids.into_iter().map(|k| self.ids[k as usize]).collect(),
+        )
     }
 }
 
@@ -1248,13 +1251,19 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     // Into the map in bulk: 40,000 tests inserted one by one compared long, alike ids ~16
     // times each on one core. Sorted by id on both cores (stably: the first definition of an
     // id stays first), then merged into the map in one pass.
-    let mut added = BTreeMap::new();
-    let mut last: Option<SmolStr> = None;
+    // No node so far is a test (unit tests come later): a test's id is compared with the one
+    // before it only, and the sorted run becomes the map without a search per insert.
+    let mut added: Vec<(SmolStr, Box<Node>)> = Vec::with_capacity(enabled_tests.len());
+    debug_assert!(
+        nodes
+            .values()
+            .all(|n| n.resource_type != ResourceType::Test)
+    );
     for node in sorted_by_id(enabled_tests) {
-        let prev = match &last {
-            Some(id) if *id == node.unique_id => added.get(id.as_str()),
-            _ => nodes.get(node.unique_id.as_str()),
-        };
+        let prev = added
+            .last()
+            .filter(|(id, _)| *id == node.unique_id)
+            .map(|(_, prev)| prev);
         if let Some(prev) = prev {
             diags.push(
                 Diagnostic::error(
@@ -1269,10 +1278,9 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             );
             continue;
         }
-        last = Some(node.unique_id.clone());
-        added.insert(node.unique_id.clone(), node);
+        added.push((node.unique_id.clone(), node));
     }
-    nodes.append(&mut added);
+    nodes.append(&mut added.into_iter().collect());
 
     // Unit tests: each depends on the model it tests.
     for mut u in std::mem::take(&mut props.unit_tests) {
@@ -1583,44 +1591,23 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             )
         })
         .collect();
-    // `{{ doc('name') }}` in descriptions is rendered at parse time, as dbt does.
-    for n in nodes.values_mut() {
-        let file = n
-            .patch_path()
-            .map_or_else(|| n.original_file_path.to_string(), str::to_string);
-        render_docs(&mut n.description, &props.docs, &file, &mut diags);
-        for c in &mut n.columns {
-            render_docs(&mut c.description, &props.docs, &file, &mut diags);
-        }
-    }
-    for e in exposures.values_mut() {
-        let file = e.def.file.clone();
-        render_docs(&mut e.def.description, &props.docs, &file, &mut diags);
-    }
-    for s in sources.values_mut() {
-        let file = s.def.file.clone();
-        render_docs(&mut s.def.description, &props.docs, &file, &mut diags);
-        render_docs(
-            &mut s.def.source_description,
-            &props.docs,
-            &file,
-            &mut diags,
-        );
-        for c in &mut s.def.columns {
-            render_docs(&mut c.description, &props.docs, &file, &mut diags);
-        }
-    }
-    if diags.has_errors() {
-        return Err(diags);
-    }
     crate::timings::note(format!(
         "partial parse: {} renders reused, {} read without a render",
         cache.reused.load(std::sync::atomic::Ordering::Relaxed),
         read_statically.load(std::sync::atomic::Ordering::Relaxed)
     ));
-    crate::timings::phase("docs rendered", t);
-    cache.save();
-    crate::timings::phase("partial-parse cache saved", t);
+    // The renders are stored beside the docs' rendering (each ~10 ms for a large project):
+    // they are renders of files, valid for the next parse whether or not this one fails.
+    let docs_diags = crate::parallel::beside(
+        || cache.save(),
+        || render_all_docs(&mut nodes, &mut exposures, &mut sources, &props.docs),
+    )
+    .1;
+    diags.extend(docs_diags);
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    crate::timings::phase("docs rendered, partial-parse cache saved", t);
     let manifest = Manifest {
         project_name: project.name.clone(),
         nodes,
@@ -2005,6 +1992,43 @@ impl jinja::Resolve for RelationIndex {
 
 /// Replaces `{{ doc('name') }}` (or `doc('package', 'name')`) with the `{% docs %}` block of
 /// that name; other Jinja in a description is left as written.
+/// `{{ doc('name') }}` in the descriptions of nodes, exposures and sources, rendered at parse
+/// time as dbt does.
+fn render_all_docs(
+    nodes: &mut BTreeMap<SmolStr, Box<Node>>,
+    exposures: &mut BTreeMap<String, Exposure>,
+    sources: &mut BTreeMap<String, Source>,
+    docs: &BTreeMap<String, String>,
+) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let uses_doc = |text: &str| text.contains("doc(");
+    for n in nodes.values_mut() {
+        // Most descriptions call no doc(): no copy of the file's name for them.
+        if !uses_doc(&n.description) && !n.columns.iter().any(|c| uses_doc(&c.description)) {
+            continue;
+        }
+        let file = n
+            .patch_path()
+            .map_or_else(|| n.original_file_path.to_string(), str::to_string);
+        render_docs(&mut n.description, docs, &file, &mut diags);
+        for c in &mut n.columns {
+            render_docs(&mut c.description, docs, &file, &mut diags);
+        }
+    }
+    for e in exposures.values_mut() {
+        render_docs(&mut e.def.description, docs, &e.def.file, &mut diags);
+    }
+    for s in sources.values_mut() {
+        let def = &mut s.def;
+        render_docs(&mut def.description, docs, &def.file, &mut diags);
+        render_docs(&mut def.source_description, docs, &def.file, &mut diags);
+        for c in &mut def.columns {
+            render_docs(&mut c.description, docs, &def.file, &mut diags);
+        }
+    }
+    diags
+}
+
 fn render_docs(
     text: &mut String,
     docs: &BTreeMap<String, String>,

@@ -596,16 +596,16 @@ fn collect_files(
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
-        let mut entries: Vec<(std::path::PathBuf, bool)> = entries
+        // Sorted by name: the entries of one folder, compared as whole paths, were most of
+        // walking a folder of thousands of files.
+        let mut entries: Vec<(std::ffi::OsString, bool)> = entries
             .flatten()
-            .map(|e| (e.path(), e.file_type().is_ok_and(|t| t.is_dir())))
+            .map(|e| (e.file_name(), e.file_type().is_ok_and(|t| t.is_dir())))
+            .filter(|(name, _)| !name.as_encoded_bytes().starts_with(b"."))
             .collect();
-        entries.sort();
-        for (p, is_dir) in entries {
-            let fname = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if fname.starts_with('.') {
-                continue;
-            }
+        entries.sort_unstable();
+        for (name, is_dir) in entries {
+            let p = d.join(name);
             if is_dir {
                 stack.push(p);
                 continue;
