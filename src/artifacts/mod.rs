@@ -312,7 +312,7 @@ fn write_map_in_parts<T: Sync>(
         |part| {
             let part = part.map_err(std::io::Error::other)?;
             // The map's first entry has no comma before it.
-            let skip = usize::from(std::mem::take(&mut first) && !part.is_empty());
+            let skip = usize::from(!part.is_empty() && std::mem::take(&mut first));
             w.write_all(&part[skip..])
         },
     )?;
@@ -838,6 +838,28 @@ pub fn exposure_json(m: &Manifest, e: &crate::manifest::Exposure) -> Json {
 
 #[cfg(test)]
 mod tests {
+    /// Parts serialized apart make one JSON map, in order, whatever parts are empty.
+    #[test]
+    fn a_map_written_in_parts_is_one_json_map() {
+        let parts: Vec<std::ops::Range<u32>> = vec![0..0, 0..3, 3..3, 3..1000, 1000..1001];
+        let mut out = Vec::new();
+        super::write_map_in_parts(&mut out, &parts, 2, |range, buf| {
+            for i in range.clone() {
+                buf.extend_from_slice(format!(",\"k{i}\":{i}").as_bytes());
+            }
+            Ok(())
+        })
+        .unwrap();
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(map.len(), 1001);
+        assert_eq!(map.keys().next().map(String::as_str), Some("k0"));
+        assert_eq!(map["k1000"], 1000);
+        let mut empty = Vec::new();
+        super::write_map_in_parts(&mut empty, &parts[..1], 2, |_, _| Ok(())).unwrap();
+        assert_eq!(empty, b"{}");
+    }
+
     /// A file written again replaces the old one and leaves no temp file; a directory in the
     /// way is an error, not swapped with the file.
     #[test]
