@@ -41,7 +41,7 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
         .with_delimiter(seed.delimiter)
         .with_null_regex(empty());
     drop(file);
-    let inferred = infer_types(&seed.path, &format, 32 << 20).map_err(|e| {
+    let inferred = infer_types(&seed.path, &format, seed.delimiter, 32 << 20).map_err(|e| {
         fail(format!(
             "{e} (check the header and that every row has the same number of fields)"
         ))
@@ -160,6 +160,7 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
 fn infer_types(
     path: &std::path::Path,
     format: &Format,
+    delimiter: u8,
     min_range: u64,
 ) -> Result<Schema, datafusion::arrow::error::ArrowError> {
     use std::io::{Read, Seek, SeekFrom};
@@ -174,7 +175,7 @@ fn infer_types(
     if pieces < 2 {
         return whole();
     }
-    let Ok(cuts) = record_starts(path, len, pieces) else {
+    let Ok(cuts) = record_starts(path, len, pieces, delimiter) else {
         return whole();
     };
     let starts: Vec<u64> = std::iter::once(0).chain(cuts).collect();
@@ -222,19 +223,41 @@ fn infer_types(
 
 /// Where records start near each `k / pieces` of the file: after the first newline at or past
 /// that point outside quotes (quotes are counted from the start; an escaped quote is doubled,
-/// which keeps the count's parity). Fewer cuts where no such newline follows.
-fn record_starts(path: &std::path::Path, len: u64, pieces: u64) -> std::io::Result<Vec<u64>> {
+/// which keeps the count's parity). Fewer cuts where no such newline follows. A quote that
+/// neither opens a field nor closes one (`12" pizza`, which a CSV reader keeps as text) would
+/// make the count lie: such a file is an error here, and the caller infers it whole.
+fn record_starts(
+    path: &std::path::Path,
+    len: u64,
+    pieces: u64,
+    delimiter: u8,
+) -> std::io::Result<Vec<u64>> {
     use std::io::Read;
     let mut file = File::open(path)?;
     let mut targets = (1..pieces).map(|k| k * len / pieces).peekable();
     let mut cuts = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
     let (mut pos, mut quoted) = (0u64, false);
+    // The byte before the block; none at the file's start.
+    let mut before: Option<u8> = None;
+    let edge = |b: u8| b == delimiter || b == b'\n' || b == b'\r' || b == b'"';
+    let stray = || std::io::Error::other("a quote inside an unquoted field");
     'read: loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }
+        let block = &buf[..n];
+        // Whether the quote at `q` opens or closes a field (or is half of an escaped pair).
+        let fits = |q: usize, quoted: bool| {
+            if quoted {
+                block.get(q + 1).is_none_or(|&b| edge(b))
+            } else {
+                q.checked_sub(1)
+                    .map_or(before, |p| Some(block[p]))
+                    .is_none_or(edge)
+            }
+        };
         let mut i = 0;
         while i < n {
             let Some(&target) = targets.peek() else {
@@ -242,14 +265,20 @@ fn record_starts(path: &std::path::Path, len: u64, pieces: u64) -> std::io::Resu
             };
             let at = pos + i as u64;
             if at < target {
-                // Before the target only the parity matters: counted in bulk.
+                // Before the target only the quotes matter: found with memchr.
                 let upto = usize::try_from(target - pos).map_or(n, |t| t.min(n));
-                let quotes = buf[i..upto].iter().filter(|&&b| b == b'"').count();
-                quoted ^= quotes % 2 == 1;
+                while let Some(off) = memchr::memchr(b'"', &block[i..upto]) {
+                    if !fits(i + off, quoted) {
+                        return Err(stray());
+                    }
+                    quoted = !quoted;
+                    i += off + 1;
+                }
                 i = upto;
                 continue;
             }
-            match buf[i] {
+            match block[i] {
+                b'"' if !fits(i, quoted) => return Err(stray()),
                 b'"' => quoted = !quoted,
                 b'\n' if !quoted => {
                     cuts.push(at + 1);
@@ -261,6 +290,7 @@ fn record_starts(path: &std::path::Path, len: u64, pieces: u64) -> std::io::Resu
             }
             i += 1;
         }
+        before = Some(block[n - 1]);
         pos += n as u64;
     }
     cuts.retain(|&c| c < len);
@@ -430,7 +460,7 @@ mod tests {
             .infer_schema(BufReader::new(File::open(&path).unwrap()), None)
             .unwrap()
             .0;
-        let cut = infer_types(&path, &format, 1024).unwrap();
+        let cut = infer_types(&path, &format, b',', 1024).unwrap();
         assert_eq!(cut, whole);
         let types: Vec<String> = cut
             .fields()
@@ -450,13 +480,22 @@ mod tests {
             ]
         );
         // The cuts fall at record starts, never inside the quoted notes.
-        let cuts = record_starts(&path, text.len() as u64, 4).unwrap();
+        let cuts = record_starts(&path, text.len() as u64, 4, b',').unwrap();
         assert_eq!(cuts.len(), 3);
         for c in cuts {
             let before = &text[..c as usize];
             assert!(before.ends_with('\n'));
             assert_eq!(before.matches('"').count() % 2, 0);
         }
+        // A quote inside an unquoted field: not cut (the file is inferred whole).
+        let stray = text.replacen("note 1,", "note 1 is 12\" long,", 1);
+        std::fs::write(&path, &stray).unwrap();
+        assert!(record_starts(&path, stray.len() as u64, 4, b',').is_err());
+        let whole = format
+            .infer_schema(BufReader::new(File::open(&path).unwrap()), None)
+            .unwrap()
+            .0;
+        assert_eq!(infer_types(&path, &format, b',', 1024).unwrap(), whole);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
