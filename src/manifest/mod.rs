@@ -1250,9 +1250,8 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
     }
     // Into the map in bulk: 40,000 tests inserted one by one compared long, alike ids ~16
     // times each on one core. Sorted by id on both cores (stably: the first definition of an
-    // id stays first), then merged into the map in one pass.
-    // No node so far is a test (unit tests come later): a test's id is compared with the one
-    // before it only, and the sorted run becomes the map without a search per insert.
+    // id stays first); no node so far is a test (unit tests come later), so a duplicate is
+    // the test before it; the sorted run is merged into the map in one pass.
     let mut added: Vec<(SmolStr, Box<Node>)> = Vec::with_capacity(enabled_tests.len());
     debug_assert!(
         nodes
@@ -1990,8 +1989,6 @@ impl jinja::Resolve for RelationIndex {
     }
 }
 
-/// Replaces `{{ doc('name') }}` (or `doc('package', 'name')`) with the `{% docs %}` block of
-/// that name; other Jinja in a description is left as written.
 /// `{{ doc('name') }}` in the descriptions of nodes, exposures and sources, rendered at parse
 /// time as dbt does.
 fn render_all_docs(
@@ -2029,6 +2026,8 @@ fn render_all_docs(
     diags
 }
 
+/// Replaces `{{ doc('name') }}` (or `doc('package', 'name')`) with the `{% docs %}` block of
+/// that name; other Jinja in a description is left as written.
 fn render_docs(
     text: &mut String,
     docs: &BTreeMap<String, String>,

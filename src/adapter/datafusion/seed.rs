@@ -1,7 +1,7 @@
 //! Seeds: CSV files typed by arrow-csv's inference over the whole file, in ranges on every core
-//! (empty strings as NULL,
-//! `column_types` overrides applied with SQL casts), read as a DataFusion scan so that a large
-//! seed streams into its table in batches instead of sitting in memory whole.
+//! (empty strings as NULL, `column_types` overrides applied with SQL casts), read as a
+//! DataFusion scan so that a large seed streams into its table in batches instead of sitting in
+//! memory whole.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -151,7 +151,6 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
         .map_err(|e| fail(format!("column_types: {e}")))
 }
 
-/// The null pattern of seeds: an empty field.
 /// The columns of the whole file as arrow-csv infers them, on every core: a file of at least two
 /// `min_range`s is cut at record starts (after a newline outside quotes) into a range per core,
 /// each inferred alone and the types merged as one pass over the whole would have found them
@@ -322,6 +321,7 @@ fn merge_inferred(a: &DataType, b: &DataType) -> DataType {
     }
 }
 
+/// The null pattern of seeds: an empty field.
 fn empty() -> regex::Regex {
     regex::Regex::new("^$").expect("static regex")
 }
