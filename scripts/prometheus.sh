@@ -44,8 +44,17 @@ YML
   echo "export RSDBT_TEST_PUSHGATEWAY=http://127.0.0.1:$gw_port RSDBT_TEST_PROMETHEUS=http://127.0.0.1:$prom_port"
   ;;
 stop)
+  pids=()
   for p in prometheus pushgateway; do
-    [ -f "$dir/$p.pid" ] && kill "$(cat "$dir/$p.pid")" 2>/dev/null || true
+    [ -f "$dir/$p.pid" ] && pids+=("$(cat "$dir/$p.pid")")
   done
+  kill "${pids[@]}" 2>/dev/null || true
+  # Removed once both have exited (Prometheus flushes its data folder on the way out), as the
+  # other servers' scripts do: each test run made a new folder under /tmp.
+  for _ in $(seq 50); do
+    kill -0 "${pids[@]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  rm -rf "$dir"
   ;;
 esac
