@@ -46,7 +46,7 @@ YML
 stop)
   pids=()
   for p in prometheus pushgateway; do
-    [ -f "$dir/$p.pid" ] && pids+=("$(cat "$dir/$p.pid")")
+    if [ -f "$dir/$p.pid" ]; then pids+=("$(cat "$dir/$p.pid")"); fi
   done
   kill "${pids[@]}" 2>/dev/null || true
   # Removed once both have exited (Prometheus flushes its data folder on the way out), as the
