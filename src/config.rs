@@ -5,11 +5,12 @@
 //! append, `meta`/`docs`/`column_types`/`quoting`/`persist_docs` update key by key, `grants`
 //! merges lists per privilege, everything else is replaced.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value as Json};
 
-use crate::small_map::SmallMap;
+use crate::small_map::{SmallMap, Value};
 
 /// A config: a small map, keys in order (see [`SmallMap`] for why not serde_json's map).
 pub type Config = SmallMap;
@@ -129,12 +130,19 @@ fn normalise(key: &str, value: Json) -> Json {
     }
 }
 
-/// Applies `overlay` on top of `base` with dbt's merge behaviour.
-pub fn merge<'a>(base: &mut Config, overlay: impl IntoIterator<Item = (&'a String, &'a Json)>) {
-    for (k, v) in overlay {
+/// Applies `overlay` on top of `base` with dbt's merge behaviour. A value `base` takes whole is
+/// shared with `overlay`, not copied.
+pub fn merge(base: &mut Config, overlay: &Config) {
+    for (k, value) in overlay.entries() {
         let key = canonical_key(k);
-        let v = normalise(&key, v.clone());
+        let both_maps = || {
+            matches!(
+                (base.get(&key), value.json()),
+                (Some(Json::Object(_)), Json::Object(_))
+            )
+        };
         if APPEND.contains(&key.as_str()) {
+            let v = normalise(&key, value.json().clone());
             let entry = base.get_or_insert_with(key.clone(), || Json::Array(vec![]));
             if let (Json::Array(dst), Json::Array(src)) = (entry, v) {
                 for item in src {
@@ -143,41 +151,103 @@ pub fn merge<'a>(base: &mut Config, overlay: impl IntoIterator<Item = (&'a Strin
                     }
                 }
             }
-        } else if UPDATE.contains(&key.as_str()) {
-            match (base.get_mut(&key), v) {
-                (Some(Json::Object(dst)), Json::Object(src)) => {
-                    for (sk, sv) in src {
-                        dst.insert(sk, sv);
-                    }
-                }
-                (_, v) => {
-                    base.insert(key, v);
+        } else if UPDATE.contains(&key.as_str()) && both_maps() {
+            if let (Some(Json::Object(dst)), Json::Object(src)) = (base.get_mut(&key), value.json())
+            {
+                for (sk, sv) in src {
+                    dst.insert(sk.clone(), sv.clone());
                 }
             }
-        } else if key == "grants" {
-            match (base.get_mut(&key), v) {
-                (Some(Json::Object(dst)), Json::Object(src)) => {
-                    for (priv_, grantees) in src {
-                        // dbt: a leading '+' on the privilege appends instead of replacing
-                        if let Some(p) = priv_.strip_prefix('+') {
-                            let e = dst
-                                .entry(p.to_string())
-                                .or_insert_with(|| Json::Array(vec![]));
-                            if let (Json::Array(a), Json::Array(b)) = (e, grantees) {
-                                a.extend(b);
-                            }
-                        } else {
-                            dst.insert(priv_, grantees);
+        } else if key == "grants" && both_maps() {
+            if let (Some(Json::Object(dst)), Json::Object(src)) = (base.get_mut(&key), value.json())
+            {
+                for (priv_, grantees) in src {
+                    // dbt: a leading '+' on the privilege appends instead of replacing
+                    if let Some(p) = priv_.strip_prefix('+') {
+                        let e = dst
+                            .entry(p.to_string())
+                            .or_insert_with(|| Json::Array(vec![]));
+                        if let (Json::Array(a), Json::Array(b)) = (e, grantees) {
+                            a.extend(b.iter().cloned());
                         }
+                    } else {
+                        dst.insert(priv_.clone(), grantees.clone());
                     }
-                }
-                (_, v) => {
-                    base.insert(key, v);
                 }
             }
         } else {
-            base.insert(key, v);
+            base.insert_value(key, value.clone());
         }
+    }
+}
+
+/// A project file's tree of folder configs (`models:`, `seeds:`, `tests:` ...), read once into
+/// levels whose config values every node below shares: a `+meta:` or `+persist_docs:` mapping
+/// near the top reaches thousands of nodes, and copied into each (twice: its config and its
+/// config as written) each copy is a ~640-byte map node or more.
+#[derive(Debug, Clone)]
+pub struct ConfigTree {
+    json: Json,
+    top: Level,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Level {
+    /// In key order: a key, its value, and whether it is written without a `+` (then it is
+    /// not a config where the node's next fqn part has that name: it is that folder).
+    configs: Vec<(String, Value, bool)>,
+    folders: BTreeMap<String, Level>,
+}
+
+impl ConfigTree {
+    pub fn new(json: Json) -> ConfigTree {
+        let top = match &json {
+            Json::Object(m) => Level::new(m),
+            _ => Level::default(),
+        };
+        ConfigTree { json, top }
+    }
+    /// The tree as the project file has it.
+    pub fn json(&self) -> &Json {
+        &self.json
+    }
+}
+
+impl Level {
+    fn new(level: &Map<String, Json>) -> Level {
+        let mut out = Level::default();
+        for (k, v) in level {
+            if let Some(stripped) = k.strip_prefix('+') {
+                out.configs
+                    .push((stripped.to_string(), Value::new(v.clone()), false));
+                continue;
+            }
+            if KNOWN_KEYS.contains(&canonical_key(k).as_str())
+                // mapping-valued configs are configs too; other mappings are sub-folders
+                && (!v.is_object() || MAP_KEYS.contains(&k.as_str()))
+            {
+                out.configs.push((k.clone(), Value::new(v.clone()), true));
+            }
+            if let Json::Object(folder) = v {
+                out.folders.insert(k.clone(), Level::new(folder));
+            }
+        }
+        out
+    }
+    fn apply(&self, out: &mut Config, next_part: Option<&str>) {
+        let mut cfg = Config::new();
+        for (k, v, plain) in &self.configs {
+            if !(*plain && Some(k.as_str()) == next_part) {
+                cfg.insert_value(k.clone(), v.clone());
+            }
+        }
+        merge(out, &cfg);
+    }
+}
+
+impl serde::Serialize for ConfigTree {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(s)
     }
 }
 
@@ -187,45 +257,22 @@ pub fn merge<'a>(base: &mut Config, overlay: impl IntoIterator<Item = (&'a Strin
 /// one is the node's own name, so `models: {proj: {orders: {+materialized: table}}}` targets
 /// one model). At each level `+key` is a config; a plain key is a config when it is a known
 /// config name and not the next fqn part.
-pub fn from_tree<S: AsRef<str>>(tree: Option<&Json>, fqn: &[S]) -> Config {
+pub fn from_tree<S: AsRef<str>>(tree: Option<&ConfigTree>, fqn: &[S]) -> Config {
     let mut out = Config::new();
-    let Some(Json::Object(top)) = tree else {
-        return out;
-    };
+    let Some(tree) = tree else { return out };
     // Configs at the very top apply to every package.
-    apply_level(&mut out, top, None);
-    let Some(first) = fqn.first() else { return out };
-    let Some(Json::Object(package_level)) = top.get(first.as_ref()) else {
-        return out;
-    };
-    let mut level = package_level;
-    apply_level(&mut out, level, fqn.get(1).map(AsRef::as_ref));
-    for (i, part) in fqn.iter().enumerate().skip(1) {
-        match level.get(part.as_ref()) {
-            Some(Json::Object(next)) => {
+    tree.top.apply(&mut out, None);
+    let mut level = &tree.top;
+    for (i, part) in fqn.iter().enumerate() {
+        match level.folders.get(part.as_ref()) {
+            Some(next) => {
                 level = next;
-                apply_level(&mut out, level, fqn.get(i + 1).map(AsRef::as_ref));
+                level.apply(&mut out, fqn.get(i + 1).map(AsRef::as_ref));
             }
-            _ => break,
+            None => break,
         }
     }
     out
-}
-
-fn apply_level(out: &mut Config, level: &Map<String, Json>, next_part: Option<&str>) {
-    let mut cfg = Config::new();
-    for (k, v) in level {
-        if let Some(stripped) = k.strip_prefix('+') {
-            cfg.insert(stripped.to_string(), v.clone());
-        } else if Some(k.as_str()) != next_part
-            && KNOWN_KEYS.contains(&canonical_key(k).as_str())
-            // mapping-valued configs are configs too; other mappings are sub-folders
-            && (!v.is_object() || MAP_KEYS.contains(&k.as_str()))
-        {
-            cfg.insert(k.clone(), v.clone());
-        }
-    }
-    merge(out, &cfg);
 }
 
 /// dbt's default config of a resource type (`model`, `seed`, ...): what a node has for every
@@ -360,6 +407,7 @@ mod tests {
                 "gold": {"materialized": "table"}
             }
         });
+        let tree = ConfigTree::new(tree);
         let fqn = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let c = from_tree(Some(&tree), &fqn(&["shop", "silver", "orders"]));
         assert_eq!(c["materialized"], "table");
@@ -390,5 +438,39 @@ mod tests {
         assert_eq!(base["tags"], json!(["x", "y"]));
         let hooks: Vec<_> = base.strings("pre-hook");
         assert_eq!(hooks, vec!["select 1", "select 2"]);
+    }
+
+    #[test]
+    fn nodes_sharing_a_folder_mapping_change_only_their_own() {
+        let tree = ConfigTree::new(json!({
+            "shop": {"+meta": {"owner": "a"}, "+persist_docs": {"relation": true}, "+grants": {"select": ["x"]}}
+        }));
+        let mut first = from_tree(Some(&tree), &["shop", "orders"]);
+        let second = from_tree(Some(&tree), &["shop", "items"]);
+        let written = first.clone();
+        merge(
+            &mut first,
+            &cfg(
+                json!({"meta": {"tier": 1}, "grants": {"+select": ["y"]}, "persist_docs": {"relation": false}}),
+            ),
+        );
+        assert_eq!(first["meta"], json!({"owner": "a", "tier": 1}));
+        assert_eq!(first["grants"], json!({"select": ["x", "y"]}));
+        assert_eq!(first["persist_docs"], json!({"relation": false}));
+        for untouched in [&second, &written] {
+            assert_eq!(untouched["meta"], json!({"owner": "a"}));
+            assert_eq!(untouched["grants"], json!({"select": ["x"]}));
+            assert_eq!(untouched["persist_docs"], json!({"relation": true}));
+        }
+        assert_eq!(tree.json()["shop"]["+meta"], json!({"owner": "a"}));
+        // A config as written that ends up equal shares the node's copy; a change to one of
+        // them still leaves the other as it was.
+        let mut again = written.clone();
+        merge(&mut again, &cfg(json!({"meta": {"tier": 1}})));
+        let mut merged_apart = first.clone();
+        merged_apart.get_mut("meta").unwrap()["tier"] = json!(1);
+        again.share_with(&merged_apart);
+        merged_apart.get_mut("meta").unwrap()["tier"] = json!(2);
+        assert_eq!(again["meta"], json!({"owner": "a", "tier": 1}));
     }
 }

@@ -1,5 +1,7 @@
 //! A small map of JSON values, sorted by key: node configs and generic tests' arguments.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value as Json};
 
 /// Keys and JSON values sorted by key, as serde_json's map iterates them. A vector rather
@@ -7,7 +9,64 @@ use serde_json::{Map, Value as Json};
 /// holds three configs per model and the arguments of each of its tests (10,000 models and
 /// 40,000 tests: ~45 MB as maps, ~10 as vectors).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SmallMap(Vec<(String, Json)>);
+pub struct SmallMap(Vec<(String, Value)>);
+
+/// A value as a map holds it: a scalar or empty collection in place, a non-empty mapping or
+/// list behind a shared pointer. A node keeps three configs (its own, as written, and its
+/// `config()` call's), and a project-file `+meta:` or `+persist_docs:` reaches every node of a
+/// folder: copies of a map share one mapping (each would be a ~640-byte map node or more)
+/// until one of them is changed.
+#[derive(Debug, Clone)]
+pub struct Value(Repr);
+
+#[derive(Debug, Clone)]
+enum Repr {
+    Inline(Json),
+    Shared(Arc<Json>),
+}
+
+impl Value {
+    pub fn new(v: Json) -> Value {
+        let shared = match &v {
+            Json::Object(m) => !m.is_empty(),
+            Json::Array(a) => !a.is_empty(),
+            _ => false,
+        };
+        Value(if shared {
+            Repr::Shared(Arc::new(v))
+        } else {
+            Repr::Inline(v)
+        })
+    }
+    pub fn json(&self) -> &Json {
+        match &self.0 {
+            Repr::Inline(v) => v,
+            Repr::Shared(v) => v,
+        }
+    }
+    /// The value to change in place (a shared one is copied first).
+    fn json_mut(&mut self) -> &mut Json {
+        match &mut self.0 {
+            Repr::Inline(v) => v,
+            Repr::Shared(v) => Arc::make_mut(v),
+        }
+    }
+    fn into_json(self) -> Json {
+        match self.0 {
+            Repr::Inline(v) => v,
+            Repr::Shared(v) => Arc::unwrap_or_clone(v),
+        }
+    }
+    fn same_allocation(&self, other: &Value) -> bool {
+        matches!((&self.0, &other.0), (Repr::Shared(a), Repr::Shared(b)) if Arc::ptr_eq(a, b))
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        self.same_allocation(other) || self.json() == other.json()
+    }
+}
 
 impl SmallMap {
     pub const fn new() -> Self {
@@ -17,16 +76,21 @@ impl SmallMap {
         self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }
     pub fn get(&self, key: &str) -> Option<&Json> {
-        self.find(key).ok().map(|i| &self.0[i].1)
+        self.find(key).ok().map(|i| self.0[i].1.json())
     }
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Json> {
-        self.find(key).ok().map(|i| &mut self.0[i].1)
+        self.find(key).ok().map(|i| self.0[i].1.json_mut())
     }
     pub fn contains_key(&self, key: &str) -> bool {
         self.find(key).is_ok()
     }
     /// Sets `key`, returning the value it replaces.
     pub fn insert(&mut self, key: String, value: Json) -> Option<Json> {
+        self.insert_value(key, Value::new(value))
+            .map(Value::into_json)
+    }
+    /// Sets `key` to a value of another map (shared, not copied).
+    pub fn insert_value(&mut self, key: String, value: Value) -> Option<Value> {
         match self.find(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
             Err(i) => {
@@ -36,18 +100,18 @@ impl SmallMap {
         }
     }
     pub fn remove(&mut self, key: &str) -> Option<Json> {
-        self.find(key).ok().map(|i| self.0.remove(i).1)
+        self.find(key).ok().map(|i| self.0.remove(i).1.into_json())
     }
     /// The value of `key`, set to `default()` first when absent.
     pub fn get_or_insert_with(&mut self, key: String, default: impl FnOnce() -> Json) -> &mut Json {
         let i = match self.find(&key) {
             Ok(i) => i,
             Err(i) => {
-                self.0.insert(i, (key, default()));
+                self.0.insert(i, (key, Value::new(default())));
                 i
             }
         };
-        &mut self.0[i].1
+        self.0[i].1.json_mut()
     }
     pub fn len(&self) -> usize {
         self.0.len()
@@ -59,18 +123,41 @@ impl SmallMap {
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &Json)> + ExactSizeIterator {
         self.into_iter()
     }
+    /// In key order, the values as held (to insert into another map without a copy).
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
     pub fn keys(&self) -> impl Iterator<Item = &String> {
         self.0.iter().map(|(k, _)| k)
     }
     pub fn values(&self) -> impl Iterator<Item = &Json> {
-        self.0.iter().map(|(_, v)| v)
+        self.0.iter().map(|(_, v)| v.json())
     }
-    pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut Json) -> bool) {
-        self.0.retain_mut(|(k, v)| keep(k, v))
+    pub fn retain(&mut self, mut keep: impl FnMut(&String, &Json) -> bool) {
+        self.0.retain(|(k, v)| keep(k, v.json()))
+    }
+    /// Makes each of this map's values that equals `other`'s under the same key share
+    /// `other`'s copy: two configs of one node mostly hold the same mappings, built apart.
+    pub fn share_with(&mut self, other: &SmallMap) {
+        let mut theirs = other.0.iter().peekable();
+        for (key, mine) in &mut self.0 {
+            if !matches!(mine.0, Repr::Shared(_)) {
+                continue;
+            }
+            while theirs.next_if(|(k, _)| k < &*key).is_some() {}
+            if let Some((k, v)) = theirs.peek()
+                && k == key
+                && matches!(v.0, Repr::Shared(_))
+                && !mine.same_allocation(v)
+                && mine.json() == v.json()
+            {
+                *mine = v.clone();
+            }
+        }
     }
     /// The same keys as a JSON map (for templates and JSON documents).
     pub fn to_map(&self) -> Map<String, Json> {
-        self.0.iter().cloned().collect()
+        self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
     pub fn to_json(&self) -> Json {
         Json::Object(self.to_map())
@@ -81,7 +168,8 @@ impl From<Map<String, Json>> for SmallMap {
     fn from(map: Map<String, Json>) -> Self {
         // serde_json's map iterates in key order (no `preserve_order`); sorted anyway, so that
         // lookups cannot silently miss if that feature is ever on.
-        let mut pairs: Vec<(String, Json)> = map.into_iter().collect();
+        let mut pairs: Vec<(String, Value)> =
+            map.into_iter().map(|(k, v)| (k, Value::new(v))).collect();
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         Self(pairs)
     }
@@ -89,7 +177,7 @@ impl From<Map<String, Json>> for SmallMap {
 
 impl From<SmallMap> for Map<String, Json> {
     fn from(m: SmallMap) -> Self {
-        m.0.into_iter().collect()
+        m.into_iter().collect()
     }
 }
 
@@ -117,20 +205,21 @@ impl Extend<(String, Json)> for SmallMap {
 
 impl IntoIterator for SmallMap {
     type Item = (String, Json);
-    type IntoIter = std::vec::IntoIter<(String, Json)>;
+    type IntoIter =
+        std::iter::Map<std::vec::IntoIter<(String, Value)>, fn((String, Value)) -> (String, Json)>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        self.0.into_iter().map(|(k, v)| (k, v.into_json()))
     }
 }
 
 impl<'a> IntoIterator for &'a SmallMap {
     type Item = (&'a String, &'a Json);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, Json)>,
-        fn(&'a (String, Json)) -> (&'a String, &'a Json),
+        std::slice::Iter<'a, (String, Value)>,
+        fn(&'a (String, Value)) -> (&'a String, &'a Json),
     >;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.0.iter().map(|(k, v)| (k, v.json()))
     }
 }
 

@@ -844,8 +844,9 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
             config::merge(&mut node.config, &extra);
         }
         if let Json::Object(c) = &version_config {
-            config::merge(&mut node.config, c);
-            config::merge(&mut node.unrendered_config, c);
+            let c = Config::from(c.clone());
+            config::merge(&mut node.config, &c);
+            config::merge(&mut node.unrendered_config, &c);
         }
         let patch_config = patch.as_ref().map(|p| p.config.clone()).unwrap_or_default();
         if let Some(p) = patch {
@@ -933,6 +934,9 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                 }
                 true
             })();
+            // Merged apart, a node's config and its config as written mostly hold the same
+            // mappings (a `meta:` set in the project file and in `config()`).
+            node.unrendered_config.share_with(&node.config);
             (node, diags, ok, name, version)
         },
     );

@@ -215,7 +215,7 @@ fn one_generic(
         }
     }
     if let Some(Json::Object(c)) = args.remove("config") {
-        config::merge(&mut test_config, &c);
+        config::merge(&mut test_config, &Config::from(c));
     }
     // Upper case as dbt's; one written as Jinja is upper-cased once rendered.
     if let Some(Json::String(sev)) = test_config.get("severity").cloned()

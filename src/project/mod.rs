@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use crate::config::ConfigTree;
 use crate::diag::{Diagnostic, Diagnostics, Location};
 pub use profile::Target;
 
@@ -110,7 +111,7 @@ pub struct Project {
     /// See [`Settings::partial_parse`].
     pub partial_parse: bool,
     /// The `models:` / `seeds:` / `sources:` / `tests:` config trees.
-    pub config_trees: BTreeMap<String, Json>,
+    pub config_trees: BTreeMap<String, ConfigTree>,
     /// The project file's own `on-run-start` / `on-run-end` hooks; [`Project::hooks`] adds the
     /// packages'.
     pub on_run_start: Vec<String>,
@@ -143,7 +144,7 @@ pub struct Package {
     /// Markdown files under the model and docs paths: its `{% docs %}` blocks.
     pub docs_files: Vec<SourceFile>,
     /// The package's own config trees (`models:`, `seeds:`); the root project's override them.
-    pub config_trees: BTreeMap<String, Json>,
+    pub config_trees: BTreeMap<String, ConfigTree>,
     /// Seed files, with paths relative to the root project.
     pub seed_files: Vec<SourceFile>,
     /// The package's own `vars:` (defaults the root project's vars override).
@@ -330,7 +331,7 @@ pub fn load(settings: &Settings) -> Result<Project, Diagnostics> {
     ] {
         if let Some(tree) = doc.get(key) {
             let key = if key == "data_tests" { "tests" } else { key };
-            config_trees.insert(key.to_string(), tree.clone());
+            config_trees.insert(key.to_string(), ConfigTree::new(tree.clone()));
         }
     }
     let hooks = |key: &str| yaml::strings_of(&doc, key).unwrap_or_default();
@@ -527,7 +528,10 @@ fn load_packages(root: &Path, dir: &str, diags: &mut Diagnostics) -> Vec<Package
             name,
             config_trees: ["models", "seeds"]
                 .iter()
-                .filter_map(|k| doc.get(*k).map(|t| (k.to_string(), t.clone())))
+                .filter_map(|k| {
+                    doc.get(*k)
+                        .map(|t| (k.to_string(), ConfigTree::new(t.clone())))
+                })
                 .collect(),
             seed_files,
             vars: doc
