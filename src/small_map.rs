@@ -11,11 +11,13 @@ use serde_json::{Map, Value as Json};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SmallMap(Vec<(String, Value)>);
 
-/// A value as a map holds it: a scalar or empty collection in place, a non-empty mapping or
-/// list behind a shared pointer. A node keeps three configs (its own, as written, and its
-/// `config()` call's), and a project-file `+meta:` or `+persist_docs:` reaches every node of a
-/// folder: copies of a map share one mapping (each would be a ~640-byte map node or more)
-/// until one of them is changed.
+/// A value as a map holds it: a non-empty mapping behind a shared pointer, anything else in
+/// place. A node keeps three configs (its own, as written, and its `config()` call's), and a
+/// project-file `+meta:` or `+persist_docs:` reaches every node of a folder: copies of a map
+/// share one mapping (each would be a ~640-byte map node or more) until one of them is
+/// changed. Lists stay in place: a config's lists are mostly `tags` and hooks, which merging
+/// appends to anyway, and a shared list would cost each `accepted_values` test a pointer's
+/// allocation for nothing.
 #[derive(Debug, Clone)]
 pub struct Value(Repr);
 
@@ -27,11 +29,7 @@ enum Repr {
 
 impl Value {
     pub fn new(v: Json) -> Value {
-        let shared = match &v {
-            Json::Object(m) => !m.is_empty(),
-            Json::Array(a) => !a.is_empty(),
-            _ => false,
-        };
+        let shared = matches!(&v, Json::Object(m) if !m.is_empty());
         Value(if shared {
             Repr::Shared(Arc::new(v))
         } else {
@@ -247,6 +245,12 @@ impl<'de> serde::Deserialize<'de> for SmallMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_value_takes_no_more_room_than_a_json_value() {
+        // Scalars stay in place: the shared pointer hides in the JSON value's spare tags.
+        assert_eq!(size_of::<Value>(), size_of::<Json>());
+    }
 
     #[test]
     fn looks_up_and_writes_like_the_map_it_came_from() {

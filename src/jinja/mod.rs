@@ -1641,6 +1641,16 @@ pub(crate) fn emit(state: &State, text: String) {
 
 /// `v` with every string holding Jinja rendered by `render`, however deep (dbt renders
 /// test arguments, configs and source properties this way).
+/// Whether [`deep_render`] would render anything in `v`.
+pub fn renders_any(v: &Json) -> bool {
+    match v {
+        Json::String(s) => s.contains("{{") || s.contains("{%"),
+        Json::Array(items) => items.iter().any(renders_any),
+        Json::Object(map) => map.values().any(renders_any),
+        _ => false,
+    }
+}
+
 pub fn deep_render(
     v: &Json,
     render: &dyn Fn(&str) -> Result<String, Diagnostic>,

@@ -873,12 +873,8 @@ pub fn build(project: &Project, invocation: &Invocation) -> Result<Manifest, Dia
                 // Configs of the project file and of yml are Jinja too (`+enabled: "{{ target.name ==
                 // 'prod' }}"`, `column_types: {x: "{{ 'float' if ... }}"}`), rendered for each node as
                 // dbt does; hooks render when they run.
-                let has_jinja = |v: &Json| {
-                    let t = v.to_string();
-                    t.contains("{{") || t.contains("{%")
-                };
                 for (key, value) in tree_cfg.iter().chain(patch_config.iter()) {
-                    if !has_jinja(value)
+                    if !crate::jinja::renders_any(value)
                         || matches!(
                             key.as_str(),
                             "pre-hook" | "post-hook" | "pre_hook" | "post_hook"
