@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Query, SelectItem,
-    SetExpr, Value, visit_expressions_mut,
+    SetExpr, TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -36,7 +36,7 @@ pub fn for_engine(sql: &str) -> Cow<'_, str> {
         return Cow::Borrowed(sql);
     };
     let mut changed = false;
-    let _ = visit_expressions_mut(&mut statements, |expr| {
+    let mut rewrite = |expr: &mut Expr| {
         if let Some(new) = grouping_sets(expr)
             .or_else(|| first_regex_match(expr))
             .or_else(|| json_access(expr))
@@ -46,12 +46,16 @@ pub fn for_engine(sql: &str) -> Cow<'_, str> {
             *expr = new;
             changed = true;
         }
-        ControlFlow::<()>::Continue(())
-    });
-    let mut named = UnnestColumnNamed(false);
-    let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(&mut statements, &mut named);
-    changed |= named.0;
-    if !changed {
+        ControlFlow::Continue(())
+    };
+    let mut walk = Walk {
+        expr: &mut rewrite,
+        unnest: true,
+        unnest_changed: false,
+    };
+    let _ = statements.visit(&mut walk);
+    let unnest_changed = walk.unnest_changed;
+    if !(changed || unnest_changed) {
         return Cow::Borrowed(sql);
     }
     Cow::Owned(
@@ -63,28 +67,55 @@ pub fn for_engine(sql: &str) -> Cow<'_, str> {
     )
 }
 
-/// `unnest(x) as t` of one array, whose column PostgreSQL names `t` (`select t from ... cross
-/// join unnest(...) as t`, Fivetran's `split_to_rows` patterns), as `unnest(x) as t(t)`: the
-/// engine would name it `UNNEST(...)`.
-struct UnnestColumnNamed(bool);
+/// The one sqlparser visitor type of rsdbt: each visitor type compiles sqlparser's whole walk
+/// of its AST again (~500 generic functions, each behind a stack-growth guard), and with four
+/// of them that walk was 18% of this crate's code. Every expression gets `expr` after its
+/// children; with `unnest`, relations are fixed as [`Walk::post_visit_table_factor`] and
+/// [`lateral_unnest`] say.
+struct Walk<'a> {
+    expr: &'a mut dyn FnMut(&mut Expr) -> ControlFlow<()>,
+    unnest: bool,
+    unnest_changed: bool,
+}
 
-impl datafusion::sql::sqlparser::ast::VisitorMut for UnnestColumnNamed {
+/// `expr` on every expression in `node`, after its children; stops at the first `Break`.
+fn walk_exprs(
+    node: &mut impl VisitMut,
+    expr: &mut dyn FnMut(&mut Expr) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    node.visit(&mut Walk {
+        expr,
+        unnest: false,
+        unnest_changed: false,
+    })
+}
+
+impl VisitorMut for Walk<'_> {
     type Break = ();
 
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        (self.expr)(expr)
+    }
+
     fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        if let SetExpr::Select(select) = query.body.as_mut() {
+        if self.unnest
+            && let SetExpr::Select(select) = query.body.as_mut()
+        {
             for from in select.from.iter_mut() {
-                self.0 |= lateral_unnest(from);
+                self.unnest_changed |= lateral_unnest(from);
             }
         }
         ControlFlow::Continue(())
     }
 
-    fn post_visit_table_factor(
-        &mut self,
-        table_factor: &mut datafusion::sql::sqlparser::ast::TableFactor,
-    ) -> ControlFlow<()> {
-        use datafusion::sql::sqlparser::ast::{TableAliasColumnDef, TableFactor};
+    /// `unnest(x) as t` of one array, whose column PostgreSQL names `t` (`select t from ...
+    /// cross join unnest(...) as t`, Fivetran's `split_to_rows` patterns), as
+    /// `unnest(x) as t(t)`: the engine would name it `UNNEST(...)`.
+    fn post_visit_table_factor(&mut self, table_factor: &mut TableFactor) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::TableAliasColumnDef;
+        if !self.unnest {
+            return ControlFlow::Continue(());
+        }
         if let TableFactor::UNNEST {
             alias: Some(alias),
             array_exprs,
@@ -99,7 +130,7 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for UnnestColumnNamed {
                 name: alias.name.clone(),
                 data_type: None,
             }];
-            self.0 = true;
+            self.unnest_changed = true;
         }
         ControlFlow::Continue(())
     }
@@ -110,9 +141,7 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for UnnestColumnNamed {
 /// as t`: the same rows, the unnested value a column `m` beside `t`'s. Only that shape (one
 /// table, one such join).
 fn lateral_unnest(from: &mut datafusion::sql::sqlparser::ast::TableWithJoins) -> bool {
-    use datafusion::sql::sqlparser::ast::{
-        JoinOperator, ObjectNamePart, TableAlias, TableFactor, visit_expressions,
-    };
+    use datafusion::sql::sqlparser::ast::{JoinOperator, ObjectNamePart, TableAlias};
     let [join] = from.joins.as_slice() else {
         return false;
     };
@@ -132,7 +161,8 @@ fn lateral_unnest(from: &mut datafusion::sql::sqlparser::ast::TableWithJoins) ->
     let [array] = array_exprs.as_slice() else {
         return false;
     };
-    let reads_columns = visit_expressions(array, |e| match e {
+    // A copy, walked as every rewrite is (see `Walk`).
+    let reads_columns = walk_exprs(&mut array.clone(), &mut |e| match e {
         Expr::Identifier(_) | Expr::CompoundIdentifier(_) => ControlFlow::Break(()),
         _ => ControlFlow::Continue(()),
     })
@@ -340,11 +370,11 @@ fn json_access(expr: &Expr) -> Option<Expr> {
     };
     // The document may hold operators of its own (`(doc -> 'a') ->> 'b'`).
     let mut doc = unjson(&left);
-    let _ = visit_expressions_mut(&mut doc, |e| {
+    let _ = walk_exprs(&mut doc, &mut |e| {
         if let Some(new) = json_access(e) {
             *e = new;
         }
-        ControlFlow::<()>::Continue(())
+        ControlFlow::Continue(())
     });
     let call = format!(
         "{}({doc}, {})",
