@@ -7,13 +7,15 @@
 #   - a 1 GB CSV seed (`seed`, with its throughput);
 #   - a 20,000,000-row model numbered in sorted order under `memory_limit: 256MB` (the sort
 #     spills, and finishes);
+#   - a chain of 300 views over a table, each view reading the one before (`run`: each view is
+#     planned on creation, over every view beneath it);
 # and, when a dbt-core + dbt-duckdb venv exists at $DBT_VENV (default ~/.cache/rsdbt/dbt;
 #   python3 -m venv ~/.cache/rsdbt/dbt && ~/.cache/rsdbt/dbt/bin/pip install "dbt-core~=1.10.0"
 #   "dbt-duckdb~=1.9.0"; newer dbt-core releases fetch a parser from GitHub while installing),
 # dbt's figures for the same projects (seed + run + test for the build; parse).
 # Also the machine's load before and after, since the figures depend on it.
 #   RUNS=n (default 3): repetitions of the fast commands (best wall, highest RSS).
-#   ONLY="build parse seed sort" picks parts.
+#   ONLY="build parse seed sort chain" picks parts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rsdbt/target}"
@@ -23,7 +25,7 @@ DBT_VENV="${DBT_VENV:-$HOME/.cache/rsdbt/dbt}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 RUNS="${RUNS:-3}"
-ONLY="${ONLY:-build parse seed sort}"
+ONLY="${ONLY:-build parse seed sort chain}"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
 measure() { # runs dir program args... → best wall seconds and max RSS (MB) over $RUNS runs
@@ -109,5 +111,20 @@ if want sort; then
   # A window over all rows needs them sorted: far more than 256 MB, so the sort spills.
   printf "{{ config(materialized='table') }}\nselect value as id, (value * 7919) %% 1000003 as k, 'row ' || value as label,\n  row_number() over (order by (value * 7919) %% 1000003, value) as rn\nfrom range(20000000)\n" > "$WORK/sort/models/sorted.sql"
   row "20 M sorted rows, memory_limit 256MB" rsdbt "$(measure 1 "$WORK/sort" "$BIN" run)"
+fi
+if want chain; then
+  mkdir -p "$WORK/chain/models"
+  printf 'name: chainbench\nprofile: synthetic\n' > "$WORK/chain/project.yml"
+  printf 'synthetic:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      path: warehouse\n      schema: main\n      threads: 4\n' > "$WORK/chain/profiles.yml"
+  printf "{{ config(materialized='table') }}\nselect value as id from range(1000)\n" > "$WORK/chain/models/chain_0.sql"
+  for i in $(seq 1 300); do
+    printf "{{ config(materialized='view') }}\nselect id from {{ ref('chain_%d') }}\n" $((i - 1)) > "$WORK/chain/models/chain_$i.sql"
+  done
+  row "300 chained views: run" rsdbt "$(measure 1 "$WORK/chain" "$BIN" run)"
+  if [ -x "$DBT_VENV/bin/dbt" ]; then
+    dbt_copy "$WORK/chain" "$WORK/dchain"
+    sed -i 's/select value as id from range(1000)/select range as id from range(1000)/' "$WORK/dchain/models/chain_0.sql"
+    row "300 chained views: run" dbt "$(measure 1 "$WORK/dchain" "$DBT_VENV/bin/dbt" run --profiles-dir "$WORK/dchain")"
+  fi
 fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -203,3 +203,50 @@ fn columns_from_literals_take_nulls_later() {
         ]
     );
 }
+
+/// Views' plans are kept between reads within a run (a chain of views is planned once, not
+/// once per reader), yet a read after a write to a table beneath them sees the write.
+#[test]
+fn kept_view_plans_see_writes_beneath_them() {
+    let p = Project::fixture("ok_shop");
+    p.write(
+        "models/chain_0.sql",
+        "{{ config(materialized='table') }}\nselect 1 as id",
+    );
+    for i in 1..=30 {
+        p.write(
+            &format!("models/chain_{i}.sql"),
+            &format!(
+                "{{{{ config(materialized='view') }}}}\nselect id from {{{{ ref('chain_{}') }}}}",
+                i - 1
+            ),
+        );
+    }
+    // Each model reads the chain's top; `before` then appends to the table beneath it, `middle`
+    // redefines a view in the middle.
+    let reader = |name: &str, after: &str, hook: &str| {
+        let hook = match hook {
+            "" => String::new(),
+            hook => format!(", post_hook=\"{hook}\""),
+        };
+        p.write(
+            &format!("models/{name}.sql"),
+            &format!(
+                "{{{{ config(materialized='table'{hook}) }}}}\n{after}\n\
+                 select count(*) as n, sum(id) as s from {{{{ ref('chain_30') }}}}"
+            ),
+        )
+    };
+    reader("before", "", "insert into {{ ref('chain_0') }} values (2)");
+    reader(
+        "middle",
+        "-- depends_on: {{ ref('before') }}",
+        "create or replace view {{ ref('chain_15') }} as select id * 10 as id from {{ ref('chain_14') }}",
+    );
+    reader("after", "-- depends_on: {{ ref('middle') }}", "");
+    p.rsdbt(&["run", "-s", "chain_0+"]).expect(0);
+    let read = |name: &str| p.query(&format!("select n, s from main.{name}"));
+    assert_eq!(read("before"), vec![serde_json::json!({"n": 1, "s": 1})]);
+    assert_eq!(read("middle"), vec![serde_json::json!({"n": 2, "s": 3})]);
+    assert_eq!(read("after"), vec![serde_json::json!({"n": 2, "s": 30})]);
+}
