@@ -41,7 +41,10 @@ pub(super) fn compile(
             crate::exec::runs_incrementally(node, table, false)
         }
         #[cfg(not(feature = "datafusion"))]
-        false
+        {
+            let _ = node;
+            false
+        }
     };
     let compiler = crate::compile::Compiler::new(&l.manifest);
     if let Some(sql) = inline {
