@@ -587,6 +587,7 @@ impl DataFusionAdapter {
                 return Err(e);
             }
         };
+        warehouse::remember_delta(&self.store, schema, name, &table).await;
         let rows = table
             .history(Some(1))
             .await

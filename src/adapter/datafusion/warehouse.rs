@@ -358,6 +358,37 @@ static DELTA_TABLES: std::sync::LazyLock<
 /// How many opened tables [`DELTA_TABLES`] keeps (a snapshot holds the table's file list).
 const DELTA_TABLES_KEPT: usize = 4096;
 
+/// Keeps `table`, just committed to `schema.name` by this process, for the reads that follow
+/// (the table's tests, its children), when it is the log's newest version: they need not
+/// replay the log (a checkpoint's Parquet and the commits after it) again.
+pub async fn remember_delta(
+    store: &Store,
+    schema: &str,
+    name: &str,
+    table: &deltalake::DeltaTable,
+) {
+    let Ok(url) = store.delta_uri(schema, name) else {
+        return;
+    };
+    let Some(version) = store.delta_version(schema, name).await else {
+        return;
+    };
+    let newest = version
+        .rsplit(':')
+        .next()
+        .and_then(|n| n.parse::<u64>().ok());
+    // Another writer's commit since ours: the next read opens the table afresh.
+    if newest.is_none() || newest != table.version() {
+        return;
+    }
+    if let Ok(mut cache) = DELTA_TABLES.lock() {
+        if cache.len() >= DELTA_TABLES_KEPT {
+            cache.clear();
+        }
+        cache.insert(url.to_string(), (version, table.clone()));
+    }
+}
+
 impl WarehouseSchema {
     /// `name`'s provider, and what a view planned over it would have to check to reuse its plan
     /// ([`ViewPlans`]; `None`: a relation whose plan is not kept).
