@@ -381,11 +381,16 @@ pub async fn remember_delta(
     if newest.is_none() || newest != table.version() {
         return;
     }
+    keep_delta(url.to_string(), version, table);
+}
+
+/// Puts `table`, at log version `version`, in [`DELTA_TABLES`] under `key` (its location).
+fn keep_delta(key: String, version: String, table: &deltalake::DeltaTable) {
     if let Ok(mut cache) = DELTA_TABLES.lock() {
         if cache.len() >= DELTA_TABLES_KEPT {
             cache.clear();
         }
-        cache.insert(url.to_string(), (version, table.clone()));
+        cache.insert(key, (version, table.clone()));
     }
 }
 
@@ -487,12 +492,8 @@ impl WarehouseSchema {
         // Kept only when the log did not change while it was read.
         if let Some(v) = &version
             && self.store.delta_version(&self.name, name).await.as_ref() == Some(v)
-            && let Ok(mut cache) = DELTA_TABLES.lock()
         {
-            if cache.len() >= DELTA_TABLES_KEPT {
-                cache.clear();
-            }
-            cache.insert(key, (v.clone(), table.clone()));
+            keep_delta(key, v.clone(), &table);
         }
         Ok((table, version))
     }
