@@ -121,3 +121,51 @@ fn compile_watch_compiles_again_on_save() {
     w.child.kill().unwrap();
     let _ = w.child.wait();
 }
+
+/// A watching process keeps the Delta tables it wrote for its next pass; a commit another
+/// process makes in between (here an operation's insert) is seen: the next pass's rebuild
+/// replaces the table's rows, the inserted one among them (with the table as the watcher last
+/// wrote it, the overwrite would leave the other process's file in place).
+#[test]
+fn run_watch_rebuilds_over_commits_made_between_passes() {
+    let p = Project::fixture("check_shop");
+    p.rsdbt(&["seed"]).expect(0);
+    let doubled = |factor: &str| {
+        p.write(
+            "models/doubled.sql",
+            &format!(
+                "{{{{ config(materialized='table') }}}}\n\
+                 select order_id, order_amount * {factor} as amount from {{{{ ref('stg_orders') }}}}\n"
+            ),
+        )
+    };
+    doubled("1");
+    p.write(
+        "macros/outside.sql",
+        "{% macro add_order() %}{% do run_query(\"insert into main.doubled values (99, 1.5)\") %}{% endmacro %}\n",
+    );
+    let mut w = Running::start(&p, &["run", "--watch"]);
+    w.wait_for("Watching for changes");
+    // Another process commits to the table while the watcher waits.
+    p.rsdbt(&["run-operation", "add_order"]).expect(0);
+    assert_eq!(
+        p.query("select count(*) as n from main.doubled"),
+        vec![json!({"n": 3})]
+    );
+    doubled("2");
+    let pass = w.wait_for("Rebuilt");
+    assert!(
+        pass.contains("OK created sql table model main.doubled"),
+        "{pass}"
+    );
+    w.wait_for("Watching for changes");
+    assert_eq!(
+        p.query("select order_id, amount from main.doubled order by order_id"),
+        vec![
+            json!({"order_id": 1, "amount": 25.0}),
+            json!({"order_id": 2, "amount": 14.5})
+        ]
+    );
+    w.child.kill().unwrap();
+    let _ = w.child.wait();
+}

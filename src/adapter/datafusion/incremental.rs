@@ -11,7 +11,6 @@ use datafusion::common::Column;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::lit;
 use datafusion::scalar::ScalarValue;
-use deltalake::DeltaTable;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 
@@ -80,32 +79,26 @@ pub(super) async fn apply(
         )));
     }
     if rows == 0 {
-        let url = a
-            .store
-            .delta_uri(&spec.relation.schema, &spec.relation.identifier)
-            .map_err(err)?;
         if let Some(window) = &spec.replace_where {
             // An empty batch still replaces its window: the rows it had are gone.
-            let table = DeltaTable::try_from_url(url).await.map_err(err)?;
-            table
+            let (table, _) = a
+                .delta(&spec.relation)
+                .await?
                 .delete()
                 .with_predicate(window.clone())
                 .with_session_state(Arc::new(ctx.state()))
                 .with_commit_properties(streams::commit_properties())
                 .await
                 .map_err(err)?;
+            a.committed(&spec.relation, &table).await;
         } else {
-            return nothing_new(a, spec, url, &target_schema).await;
+            return nothing_new(a, spec, &target_schema).await;
         }
         return Ok(Applied {
             code: spec.strategy.as_str().to_uppercase(),
             rows_affected: Some(0),
         });
     }
-    let url = a
-        .store
-        .delta_uri(&spec.relation.schema, &spec.relation.identifier)
-        .map_err(err)?;
     if schema_changed && spec.on_schema_change == SchemaChange::SyncAllColumns {
         // The table takes the new column set first (removed columns dropped, new ones NULL).
         let current = ctx
@@ -119,14 +112,15 @@ pub(super) async fn apply(
             ctx,
         )
         .await?;
-        DeltaTable::try_from_url(url.clone())
-            .await
-            .map_err(err)?
+        let table = a
+            .delta(&spec.relation)
+            .await?
             .write(aligned)
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite)
             .await
             .map_err(err)?;
+        a.committed(&spec.relation, &table).await;
     }
     // The new rows in the table's column layout: with `ignore`, new columns are dropped and
     // missing ones NULL; with `append_new_columns`, new columns are kept and added.
@@ -151,7 +145,7 @@ pub(super) async fn apply(
         batches
     };
     let merge_schema = spec.on_schema_change == SchemaChange::AppendNewColumns && !added.is_empty();
-    let table = DeltaTable::try_from_url(url).await.map_err(err)?;
+    let table = a.delta(&spec.relation).await?;
     let state = Arc::new(ctx.state());
     let columns: Vec<String> = layout.fields().iter().map(|f| f.name().clone()).collect();
 
@@ -175,7 +169,7 @@ pub(super) async fn apply(
             if let Some(m) = schema_mode {
                 w = w.with_schema_mode(m);
             }
-            w.await.map_err(err)?;
+            a.committed(&spec.relation, &w.await.map_err(err)?).await;
             Ok(Applied {
                 code: "INSERT".into(),
                 rows_affected: Some(rows as u64),
@@ -202,7 +196,7 @@ pub(super) async fn apply(
                     .collect(),
             };
             let source = ctx.read_batches(batches).map_err(err)?;
-            let (_, metrics) = table
+            let (table, metrics) = table
                 .merge(source, on.join(" and "))
                 .with_source_alias(SOURCE)
                 .with_target_alias(DEST)
@@ -223,6 +217,7 @@ pub(super) async fn apply(
                 .map_err(err)?
                 .await
                 .map_err(err)?;
+            a.committed(&spec.relation, &table).await;
             let affected = metrics.num_target_rows_inserted + metrics.num_target_rows_updated;
             Ok(Applied {
                 code: "MERGE".into(),
@@ -253,7 +248,7 @@ pub(super) async fn apply(
             if let Some(m) = schema_mode {
                 w = w.with_schema_mode(m);
             }
-            w.await.map_err(err)?;
+            a.committed(&spec.relation, &w.await.map_err(err)?).await;
             let code = match strategy {
                 Strategy::DeleteInsert => "DELETE+INSERT",
                 Strategy::Microbatch => "MICROBATCH",
@@ -279,10 +274,6 @@ async fn append_streamed(
     use futures::StreamExt;
     use std::sync::atomic::{AtomicU64, Ordering};
     let ctx = &a.ctx;
-    let url = a
-        .store
-        .delta_uri(&spec.relation.schema, &spec.relation.identifier)
-        .map_err(err)?;
     // Batches take the plan's schema: UNION ALL branches may differ in nullability, which the
     // Delta writer rejects.
     let schema = Arc::new(df.schema().as_arrow().clone());
@@ -296,7 +287,7 @@ async fn append_streamed(
         }
     };
     let Some(first) = first else {
-        return nothing_new(a, spec, url, target_schema).await;
+        return nothing_new(a, spec, target_schema).await;
     };
     let rows = Arc::new(AtomicU64::new(0));
     let counted = rows.clone();
@@ -322,9 +313,9 @@ async fn append_streamed(
         .map_err(err)?
         .into_optimized_plan()
         .map_err(err)?;
-    DeltaTable::try_from_url(url)
-        .await
-        .map_err(err)?
+    let table = a
+        .delta(&spec.relation)
+        .await?
         .write(Vec::new())
         .with_input_plan(plan)
         .with_save_mode(SaveMode::Append)
@@ -332,6 +323,7 @@ async fn append_streamed(
         .with_commit_properties(streams::commit_properties())
         .await
         .map_err(err)?;
+    a.committed(&spec.relation, &table).await;
     Ok(Applied {
         code: "INSERT".into(),
         rows_affected: Some(rows.load(Ordering::Relaxed)),
@@ -343,13 +335,12 @@ async fn append_streamed(
 async fn nothing_new(
     a: &DataFusionAdapter,
     spec: &IncrementalSpec,
-    url: url::Url,
     target_schema: &Schema,
 ) -> Result<Applied, AdapterError> {
     if streams::advanced() {
-        DeltaTable::try_from_url(url)
-            .await
-            .map_err(err)?
+        let table = a
+            .delta(&spec.relation)
+            .await?
             .write(vec![RecordBatch::new_empty(Arc::new(
                 target_schema.clone(),
             ))])
@@ -358,6 +349,7 @@ async fn nothing_new(
             .with_commit_properties(streams::commit_properties())
             .await
             .map_err(err)?;
+        a.committed(&spec.relation, &table).await;
     }
     Ok(Applied {
         code: spec.strategy.as_str().to_uppercase(),

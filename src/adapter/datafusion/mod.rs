@@ -382,8 +382,9 @@ impl DataFusionAdapter {
         if !self.store.is_delta(schema, name).await {
             return None;
         }
-        let url = self.store.delta_uri(schema, name).ok()?;
-        let table = deltalake::open_table(url).await.ok()?;
+        let (table, _) = warehouse::current_delta(&self.store, schema, name)
+            .await
+            .ok()?;
         let files = table.snapshot().ok()?.log_data();
         Some(files.iter().map(|f| f.size().max(0) as u64).sum())
     }
@@ -610,8 +611,7 @@ impl DataFusionAdapter {
         df: &datafusion::dataframe::DataFrame,
     ) -> Result<DeltaTable, AdapterError> {
         self.store.prepare(&[schema, name]).map_err(err)?;
-        let url = self.store.delta_uri(schema, name).map_err(err)?;
-        let table = DeltaTable::try_from_url(url.clone()).await.map_err(err)?;
+        let table = self.delta_at(schema, name).await?;
         let df = &nullable_columns(df.clone())?;
         // Optimized here: the writer wraps the plan in its own node, which DataFusion's
         // projection pushdown does not see through, so the inputs would be read whole.
@@ -630,11 +630,10 @@ impl DataFusionAdapter {
             // schema, which the Delta writer rejects before committing anything. Then the rows
             // are collected and written under the plan's schema.
             Err(e) if e.to_string().contains("Unexpected Arrow schema") => {
-                let schema = Arc::new(df.schema().as_arrow().clone());
-                let batches = collect_as(df.clone(), schema).await?;
-                DeltaTable::try_from_url(url)
-                    .await
-                    .map_err(err)?
+                let columns = Arc::new(df.schema().as_arrow().clone());
+                let batches = collect_as(df.clone(), columns).await?;
+                self.delta_at(schema, name)
+                    .await?
                     .write(batches)
                     .with_save_mode(SaveMode::Overwrite)
                     .with_schema_mode(SchemaMode::Overwrite)
@@ -646,6 +645,24 @@ impl DataFusionAdapter {
             Err(e) => return Err(err(e)),
         };
         Ok(table)
+    }
+
+    /// The Delta table of `rel` as of its newest commit, to write the next one
+    /// ([`warehouse::current_delta`]: not opened again when this process has it already).
+    async fn delta(&self, rel: &Relation) -> Result<DeltaTable, AdapterError> {
+        self.delta_at(&rel.schema, &rel.identifier).await
+    }
+
+    async fn delta_at(&self, schema: &str, name: &str) -> Result<DeltaTable, AdapterError> {
+        let (table, _) = warehouse::current_delta(&self.store, schema, name)
+            .await
+            .map_err(err)?;
+        Ok(table)
+    }
+
+    /// Keeps `table`, just committed to `rel`, for the reads and writes that follow.
+    async fn committed(&self, rel: &Relation, table: &DeltaTable) {
+        warehouse::remember_delta(&self.store, &rel.schema, &rel.identifier, table).await;
     }
 
     /// Copies the rows of `rel` into table `schema.table` of PostgreSQL connection
@@ -982,10 +999,8 @@ impl DataFusionAdapter {
         if version == 0 || version % 10 != 0 {
             return;
         }
-        let Ok(url) = self.store.delta_uri(schema, name) else {
-            return;
-        };
-        if let Ok(table) = deltalake::open_table(url).await {
+        // The table just committed, kept by the write: no replay of the log.
+        if let Ok((table, _)) = warehouse::current_delta(&self.store, schema, name).await {
             let _ = deltalake::checkpoints::create_checkpoint(&table, None).await;
         }
     }
@@ -1075,12 +1090,7 @@ impl DataFusionAdapter {
             }
             Operation::Incremental(spec) => match spec.format {
                 TableFormat::Delta => {
-                    let rel = &spec.relation;
-                    let url = self
-                        .store
-                        .delta_uri(&rel.schema, &rel.identifier)
-                        .map_err(err)?;
-                    let table = deltalake::open_table(url).await.map_err(err)?;
+                    let table = self.delta(&spec.relation).await?;
                     streams::resuming(table, incremental::apply(self, spec)).await
                 }
                 TableFormat::Iceberg => {

@@ -13,7 +13,6 @@ use datafusion::sql::sqlparser::ast::{
     self, AlterTableOperation, FromTable, ObjectName, ObjectNamePart, ObjectType,
     RenameTableNameKind, SchemaName, Statement, TableFactor, TableObject,
 };
-use deltalake::DeltaTable;
 use deltalake::protocol::SaveMode;
 
 use super::{DataFusionAdapter, err, rewrite, streams};
@@ -372,9 +371,9 @@ async fn insert(a: &DataFusionAdapter, ins: &ast::Insert) -> Result<(), AdapterE
         return Ok(());
     }
     let plan = a.ctx.state().optimize(df.logical_plan()).map_err(err)?;
-    DeltaTable::try_from_url(delta_url(a, &rel)?)
-        .await
-        .map_err(err)?
+    let table = a
+        .delta(&rel)
+        .await?
         .write(Vec::new())
         .with_input_plan(plan)
         .with_save_mode(SaveMode::Append)
@@ -382,6 +381,7 @@ async fn insert(a: &DataFusionAdapter, ins: &ast::Insert) -> Result<(), AdapterE
         .with_commit_properties(streams::commit_properties())
         .await
         .map_err(err)?;
+    a.committed(&rel, &table).await;
     Ok(())
 }
 
@@ -391,10 +391,9 @@ async fn update(a: &DataFusionAdapter, u: &ast::Update) -> Result<(), AdapterErr
     }
     let rel = relation(a, table_name(&u.table.relation)?)?;
     delta_table(a, &rel, "update").await?;
-    let table = DeltaTable::try_from_url(delta_url(a, &rel)?)
-        .await
-        .map_err(err)?;
-    let mut builder = table
+    let mut builder = a
+        .delta(&rel)
+        .await?
         .update()
         .with_session_state(Arc::new(a.ctx.state()))
         .with_commit_properties(streams::commit_properties());
@@ -408,7 +407,8 @@ async fn update(a: &DataFusionAdapter, u: &ast::Update) -> Result<(), AdapterErr
     if let Some(predicate) = &u.selection {
         builder = builder.with_predicate(predicate.to_string());
     }
-    builder.await.map_err(err)?;
+    let (table, _) = builder.await.map_err(err)?;
+    a.committed(&rel, &table).await;
     Ok(())
 }
 
@@ -419,17 +419,17 @@ async fn delete(
     predicate: Option<String>,
 ) -> Result<(), AdapterError> {
     delta_table(a, rel, "delete").await?;
-    let table = DeltaTable::try_from_url(delta_url(a, rel)?)
-        .await
-        .map_err(err)?;
-    let mut builder = table
+    let mut builder = a
+        .delta(rel)
+        .await?
         .delete()
         .with_session_state(Arc::new(a.ctx.state()))
         .with_commit_properties(streams::commit_properties());
     if let Some(p) = predicate {
         builder = builder.with_predicate(p);
     }
-    builder.await.map_err(err)?;
+    let (table, _) = builder.await.map_err(err)?;
+    a.committed(rel, &table).await;
     Ok(())
 }
 
@@ -527,10 +527,6 @@ async fn delta_table(
             table_format(a, rel).await
         )),
     })
-}
-
-fn delta_url(a: &DataFusionAdapter, rel: &Relation) -> Result<url::Url, AdapterError> {
-    a.store.delta_uri(&rel.schema, &rel.identifier).map_err(err)
 }
 
 fn missing(rel: &Relation) -> AdapterError {

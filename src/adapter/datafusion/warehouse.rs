@@ -384,6 +384,40 @@ pub async fn remember_delta(
     keep_delta(url.to_string(), version, table);
 }
 
+/// `schema.name`'s Delta table as of its newest commit, to read it or to write its next
+/// commit, and the version of its log seen before it was opened (a commit while it opens makes
+/// the table newer than that, never older): the table this process last opened or committed
+/// when the log has not changed since (an incremental model reads its own table before writing
+/// it, `--watch` rewrites the tables it wrote), else opened now. A location without a table
+/// gives one without a version, for a first write to create.
+pub async fn current_delta(
+    store: &Store,
+    schema: &str,
+    name: &str,
+) -> std::result::Result<(deltalake::DeltaTable, Option<String>), deltalake::DeltaTableError> {
+    let url = store
+        .delta_uri(schema, name)
+        .map_err(deltalake::DeltaTableError::Generic)?;
+    let version = store.delta_version(schema, name).await;
+    let key = url.to_string();
+    if let Some(v) = &version
+        && let Ok(cache) = DELTA_TABLES.lock()
+        && let Some((seen, table)) = cache.get(&key)
+        && seen == v
+    {
+        return Ok((table.clone(), version));
+    }
+    let table = deltalake::DeltaTable::try_from_url(url).await?;
+    // Kept only when the log did not change while it was read.
+    if table.version().is_some()
+        && let Some(v) = &version
+        && store.delta_version(schema, name).await.as_ref() == Some(v)
+    {
+        keep_delta(key, v.clone(), &table);
+    }
+    Ok((table, version))
+}
+
 /// Puts `table`, at log version `version`, in [`DELTA_TABLES`] under `key` (its location).
 fn keep_delta(key: String, version: String, table: &deltalake::DeltaTable) {
     if let Ok(mut cache) = DELTA_TABLES.lock() {
@@ -476,24 +510,13 @@ impl WarehouseSchema {
     /// The Delta table `name`, and the version of its log seen before it was opened (a
     /// commit while it opens makes the table newer than that, never older).
     async fn open_delta(&self, name: &str) -> Result<(deltalake::DeltaTable, Option<String>)> {
-        let url = self.store.delta_uri(&self.name, name).map_err(external)?;
-        let version = self.store.delta_version(&self.name, name).await;
-        let key = url.to_string();
-        if let Some(v) = &version
-            && let Ok(cache) = DELTA_TABLES.lock()
-            && let Some((seen, table)) = cache.get(&key)
-            && seen == v
-        {
-            return Ok((table.clone(), version));
-        }
-        let table = deltalake::open_table(url)
+        let (table, version) = current_delta(&self.store, &self.name, name)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        // Kept only when the log did not change while it was read.
-        if let Some(v) = &version
-            && self.store.delta_version(&self.name, name).await.as_ref() == Some(v)
-        {
-            keep_delta(key, v.clone(), &table);
+        if table.version().is_none() {
+            return Err(DataFusionError::External(Box::new(
+                deltalake::DeltaTableError::not_a_table(format!("{}.{name}", self.name)),
+            )));
         }
         Ok((table, version))
     }
