@@ -382,9 +382,7 @@ impl DataFusionAdapter {
         if !self.store.is_delta(schema, name).await {
             return None;
         }
-        let (table, _) = warehouse::current_delta(&self.store, schema, name)
-            .await
-            .ok()?;
+        let table = self.delta_at(schema, name).await.ok()?;
         let files = table.snapshot().ok()?.log_data();
         Some(files.iter().map(|f| f.size().max(0) as u64).sum())
     }
@@ -1000,7 +998,7 @@ impl DataFusionAdapter {
             return;
         }
         // The table just committed, kept by the write: no replay of the log.
-        if let Ok((table, _)) = warehouse::current_delta(&self.store, schema, name).await {
+        if let Ok(table) = self.delta_at(schema, name).await {
             let _ = deltalake::checkpoints::create_checkpoint(&table, None).await;
         }
     }
