@@ -2,6 +2,8 @@
 //! behind a cargo feature, and the compiler side builds without any.
 
 #[cfg(feature = "datafusion")]
+pub(crate) mod csv_types;
+#[cfg(feature = "datafusion")]
 pub mod datafusion;
 pub mod external;
 #[cfg(feature = "postgres")]

@@ -493,24 +493,17 @@ fn tmp_name(rel: &Relation) -> String {
     )
 }
 
-/// PostgreSQL column types for a seed, from arrow-csv's inference and `column_types`.
+/// PostgreSQL column types for a seed, as arrow-csv infers them, and `column_types`.
 fn seed_columns(seed: &SeedSpec) -> Result<Vec<(String, String)>, AdapterError> {
-    use datafusion::arrow::csv::reader::Format;
     use datafusion::arrow::datatypes::DataType;
-    let file = std::fs::File::open(&seed.path)
+    std::fs::File::open(&seed.path)
         .map_err(|e| AdapterError(format!("{}: cannot open: {e}", seed.display_path)))?;
-    let format = Format::default()
-        .with_header(true)
-        .with_delimiter(seed.delimiter)
-        .with_null_regex(regex::Regex::new("^$").expect("static regex"));
-    let (schema, _) = format
-        .infer_schema(std::io::BufReader::new(file), None)
-        .map_err(|e| {
-            AdapterError(format!(
-                "{}: {e} (check the header and that every row has the same number of fields)",
-                seed.display_path
-            ))
-        })?;
+    let schema = crate::adapter::csv_types::infer(&seed.path, seed.delimiter).map_err(|e| {
+        AdapterError(format!(
+            "{}: {e} (check the header and that every row has the same number of fields)",
+            seed.display_path
+        ))
+    })?;
     Ok(schema
         .fields()
         .iter()
