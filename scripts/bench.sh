@@ -16,11 +16,14 @@
 # Also the machine's load before and after, since the figures depend on it.
 #   RUNS=n (default 3): repetitions of the fast commands (best wall, highest RSS).
 #   ONLY="build parse seed sort chain" picks parts.
+#   BIN=path measures that rsdbt binary instead of building one (to compare release profiles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rsdbt/target}"
-cargo build --release --locked -q
-BIN="$CARGO_TARGET_DIR/release/rsdbt"
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --locked -q
+  BIN="$CARGO_TARGET_DIR/release/rsdbt"
+fi
 DBT_VENV="${DBT_VENV:-$HOME/.cache/rsdbt/dbt}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
