@@ -70,10 +70,15 @@ fn infer_in_ranges(path: &Path, delimiter: u8, min_range: u64) -> Result<Schema,
         None => Format::default()
             .with_header(true)
             .with_delimiter(delimiter)
-            .with_null_regex(regex::Regex::new("^$").expect("static regex"))
+            .with_null_regex(null_pattern())
             .infer_schema(BufReader::new(File::open(path)?), None)
             .map(|(schema, _)| schema),
     }
+}
+
+/// What arrow-csv's readers take for NULL in a seed: an empty field.
+pub fn null_pattern() -> regex::Regex {
+    regex::Regex::new("^$").expect("static regex")
 }
 
 /// The column names (the header row, or the first record's width) and the kinds of values seen
@@ -332,7 +337,7 @@ mod tests {
     fn arrow_infer(path: &Path) -> Schema {
         Format::default()
             .with_header(true)
-            .with_null_regex(regex::Regex::new("^$").unwrap())
+            .with_null_regex(null_pattern())
             .infer_schema(BufReader::new(File::open(path).unwrap()), None)
             .unwrap()
             .0

@@ -146,11 +146,6 @@ pub fn read(ctx: &SessionContext, seed: &SeedSpec) -> Result<DataFrame, AdapterE
         .map_err(|e| fail(format!("column_types: {e}")))
 }
 
-/// The null pattern of seeds: an empty field.
-fn empty() -> regex::Regex {
-    regex::Regex::new("^$").expect("static regex")
-}
-
 /// The seed file as a DataFusion scan with `schema` (one partition: quoted fields may hold
 /// line breaks, so the file cannot be split by line).
 fn scan(
@@ -199,7 +194,7 @@ fn minutes_columns(
     let reader = ReaderBuilder::new(Arc::new(text))
         .with_header(true)
         .with_delimiter(seed.delimiter)
-        .with_null_regex(empty())
+        .with_null_regex(csv_types::null_pattern())
         .with_projection(candidates.to_vec())
         .build(BufReader::new(file))
         .map_err(|e| e.to_string())?;
