@@ -13,17 +13,42 @@
 //! once per crate at opt-level 3, and the linker keeps one copy of each byte-identical function
 //! (154.5 → 148.7 MB, 2026-12-06). LLD folds code only, never data, so no vtable or static
 //! changes its address.
+//!
+//! No unwind tables in a release executable without debug info (`.eh_frame` and its index,
+//! 9.9 of 64.0 MB, 2026-12-06): the panic hook in `cli::main` exits before any unwinding starts
+//! (and the release profile aborts on panic besides), so nothing in the executable ever unwinds;
+//! the tables served only backtraces, which the hook never prints (a `Backtrace` captured
+//! without them is short, not an error).
+//! rustc's own switch for this, `-C force-unwind-tables=no`, is a flag for every crate of a
+//! build, tests included, whose harness needs unwinding to report a failing test; the linker
+//! drops the sections from the executable alone. A profiling build that wants call stacks from
+//! the tables sets `CARGO_PROFILE_RELEASE_DEBUG` (this script then keeps them).
+
+use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        println!("cargo:rustc-link-arg-bins=-no-pie");
-        let lld = std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64")
-            && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu")
-            && !std::env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|f| f.contains("link"));
-        if lld && std::env::var("PROFILE").as_deref() == Ok("release") {
-            println!("cargo:rustc-link-arg-bins=-Wl,--icf=all");
-        }
+    let env = |name: &str| std::env::var(name).unwrap_or_default();
+    if env("CARGO_CFG_TARGET_OS") != "linux" {
+        return;
+    }
+    println!("cargo:rustc-link-arg-bins=-no-pie");
+    let lld = env("CARGO_CFG_TARGET_ARCH") == "x86_64"
+        && env("CARGO_CFG_TARGET_ENV") == "gnu"
+        && !env("CARGO_ENCODED_RUSTFLAGS").contains("link");
+    if !lld || env("PROFILE") != "release" {
+        return;
+    }
+    println!("cargo:rustc-link-arg-bins=-Wl,--icf=all");
+    if env("DEBUG") == "false" {
+        // INSERT keeps LLD's default layout and only adds the discard rule to it.
+        let script = PathBuf::from(env("OUT_DIR")).join("no-unwind-tables.ld");
+        std::fs::write(
+            &script,
+            "SECTIONS { /DISCARD/ : { *(.eh_frame) *(.eh_frame_hdr) } } INSERT AFTER .text;\n",
+        )
+        .expect("OUT_DIR is writable");
+        println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
     }
 }
