@@ -49,6 +49,10 @@ fn main() {
             "SECTIONS { /DISCARD/ : { *(.eh_frame) *(.eh_frame_hdr) } } INSERT AFTER .text;\n",
         )
         .expect("OUT_DIR is writable");
-        println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
+        // -Xlinker passes the path as it is (-Wl, would split it at any comma).
+        for arg in ["-Xlinker", "-T", "-Xlinker"] {
+            println!("cargo:rustc-link-arg-bins={arg}");
+        }
+        println!("cargo:rustc-link-arg-bins={}", script.display());
     }
 }
