@@ -8,6 +8,9 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Manifests first, so a source change does not download the dependencies again.
 COPY Cargo.toml Cargo.lock ./
+# build.rs: the executable's link arguments (position-dependent, identical code folded, no
+# unwind tables), which the README's binary size and start-up memory depend on.
+COPY build.rs ./
 COPY src ./src
 RUN cargo install --path . --locked --root /out
 
