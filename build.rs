@@ -22,7 +22,8 @@
 //! rustc's own switch for this, `-C force-unwind-tables=no`, is a flag for every crate of a
 //! build, tests included, whose harness needs unwinding to report a failing test; the linker
 //! drops the sections from the executable alone. A profiling build that wants call stacks from
-//! the tables sets `CARGO_PROFILE_RELEASE_DEBUG` (this script then keeps them).
+//! the tables turns debug info on (CONTRIBUTING.md says how); cargo then sets `DEBUG=true` for
+//! this script, which keeps them.
 
 use std::path::PathBuf;
 
